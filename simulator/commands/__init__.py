@@ -1,0 +1,1 @@
+"""Subcommands of the flashsale CLI, one module each (see simulator.cli)."""

@@ -1,0 +1,20 @@
+"""Errors that reach the user as one clear line (the CLI exits 2 on them, without a traceback)."""
+
+from __future__ import annotations
+
+
+class FlashsaleError(Exception):
+    """Base of every error meant for the user rather than a bug report.
+
+    ``exit_code`` is what the CLI exits with: 2 for bad usage or bad input (the default).
+    """
+
+    exit_code = 2
+
+
+class ScenarioError(FlashsaleError):
+    """A scenario file is missing, not TOML, or breaks a rule; the message names file and key."""
+
+
+class UsageError(FlashsaleError):
+    """A command-line argument or combination of arguments is wrong."""

@@ -1,0 +1,643 @@
+"""Scenario files: one flash sale described in TOML, parsed into frozen dataclasses.
+
+Values in a file are at real 11.11 scale (``scale = 1.0``); ``scale`` multiplies every demand
+rate and every product's stock together, so a live run on one machine can use e.g. 0.001.
+Every rule broken in a file raises :class:`ScenarioError` naming the file and the key, e.g.
+``durian.toml: products[0].stock: must be ≥ 0, got -5``; unknown keys are rejected with the
+nearest valid name suggested. See ``scenarios/*.toml`` for commented examples.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from simulator.demand import Baseline, Bursts, Component, Countdown, Curve, Spike, Waves
+from simulator.errors import ScenarioError
+
+#: outcomes a storefront status code can map to (DESIGN.md, storefront contract)
+OUTCOMES = ("confirmed", "sold_out", "throttled", "rejected", "error")
+
+DEFAULT_BODY = '{"order_id":"{order_id}","sku":"{sku}","qty":{qty},"user_id":"{user_id}"}'
+DEFAULT_STATUS: tuple[tuple[int, str], ...] = (
+    (201, "confirmed"),
+    (200, "confirmed"),
+    (409, "sold_out"),
+    (429, "throttled"),
+    (503, "throttled"),
+    (400, "rejected"),
+    (422, "rejected"),
+)
+BACKENDS = ("memory", "memory-racy", "redis", "redis-racy", "postgres", "postgres-racy")
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    """One SKU on sale. ``stock`` is at scale 1.0; see :meth:`Scenario.stock_of`."""
+
+    id: str
+    name: str
+    stock: int
+    price: float
+    per_buyer_limit: int = 0  # 0 = no limit
+    weight: float = 1.0  # popularity: share of the whole-sale curve, relative to the others
+    curve: Curve | None = None  # demand of this product alone, added to its share
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """How buyers react to a throttled (429/503) answer: try again after a backoff.
+
+    Attempt k (k = 1 … max_attempts − 1) waits backoff_s·backoff_factor^(k−1), multiplied by a
+    uniform factor in [1 − jitter, 1 + jitter].
+    """
+
+    share: float = 0.0  # share of buyers who retry at all
+    max_attempts: int = 3  # attempts in all, the first included
+    backoff_s: float = 0.2
+    backoff_factor: float = 2.0
+    jitter: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Buyers:
+    """Buyer behaviour: quantities, impatience, double clicks and repeat buyers."""
+
+    qty_values: tuple[int, ...] = (1,)
+    qty_weights: tuple[float, ...] = (1.0,)
+    duplicate_share: float = 0.0  # share of orders clicked twice (same order id sent again)
+    duplicate_delay_s: tuple[float, float] = (0.05, 0.5)
+    repeat_share: float = 0.0  # share of orders placed by a buyer who ordered earlier
+    retry: Retry = field(default_factory=Retry)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where orders go and how the storefront speaks (DESIGN.md, storefront contract).
+
+    ``url`` None means the bundled mock storefront, started for the run. ``body`` is a template
+    with the fields {order_id}, {sku}, {qty}, {user_id}; ``status`` maps HTTP status codes to
+    outcomes, anything unmapped is an error.
+    """
+
+    url: str | None = None
+    orders_path: str = "/orders"
+    inventory_path: str = "/inventory"
+    reset_path: str = "/reset"
+    method: str = "POST"
+    body: str = DEFAULT_BODY
+    content_type: str = "application/json"
+    status: tuple[tuple[int, str], ...] = DEFAULT_STATUS
+
+    def outcome_of(self, status: int) -> str:
+        """The outcome a status code means for this target."""
+        for code, outcome in self.status:
+            if code == status:
+                return outcome
+        return "error"
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettings:
+    """How the load engine drives the target."""
+
+    connections: int = 256
+    timeout_s: float = 5.0
+    connect_timeout_s: float = 2.0
+    drain_s: float = 5.0  # after the last intended send, how long to wait for answers
+    workers: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class StorefrontConfig:
+    """Realism knobs of the bundled mock storefront (simulator.storefront)."""
+
+    backend: str = "memory"
+    service_time_median_ms: float = 0.0  # lognormal service time; 0 = none
+    service_time_sigma: float = 0.0
+    max_concurrency: int = 0  # in-flight orders beyond this are shed with 429; 0 = no limit
+    hot_row: bool = False  # orders for one SKU serialise, as on one database row
+    racy_delay_ms: float = 1.0  # the racy backends' simulated round trip between read and write
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """One flash sale: what is sold, who buys when, where orders go and how the run goes."""
+
+    name: str
+    seed: int
+    duration_s: float
+    products: tuple[Product, ...]
+    demand: Curve
+    description: str = ""
+    scale: float = 1.0
+    buyers: Buyers = field(default_factory=Buyers)
+    target: Target = field(default_factory=Target)
+    run: RunSettings = field(default_factory=RunSettings)
+    storefront: StorefrontConfig = field(default_factory=StorefrontConfig)
+    thresholds: tuple[str, ...] = ()
+    source: str = ""  # the file it came from, for messages
+
+    def stock_of(self, product: Product) -> int:
+        """The product's stock at this scenario's scale (at least 1 unit if it has any)."""
+        if product.stock <= 0:
+            return 0
+        return max(1, round(product.stock * self.scale))
+
+    def stocks(self) -> dict[str, int]:
+        """SKU → initial stock at this scale: what the storefront is loaded with."""
+        return {p.id: self.stock_of(p) for p in self.products}
+
+    def per_buyer_limits(self) -> dict[str, int]:
+        """SKU → per-buyer limit (0 = none)."""
+        return {p.id: p.per_buyer_limit for p in self.products}
+
+    def product_curves(self) -> list[Curve]:
+        """Each product's demand at this scale: its weight's share of the sale plus its own."""
+        total_weight = sum(p.weight for p in self.products)
+        curves = []
+        for p in self.products:
+            share = p.weight / total_weight if total_weight > 0 else 0.0
+            curve = self.demand.scaled(share * self.scale)
+            if p.curve is not None:
+                curve = _merge(curve, p.curve.scaled(self.scale))
+            curves.append(curve)
+        return curves
+
+    def with_scale(self, scale: float) -> Scenario:
+        """The same scenario at another scale (rates and stock together)."""
+        if not (scale > 0 and math.isfinite(scale)):
+            raise ScenarioError(f"{self.source or self.name}: scale: must be > 0, got {scale}")
+        return dataclasses.replace(self, scale=scale)
+
+
+def _merge(a: Curve, b: Curve) -> Curve:
+    """Sum of two curves with their own multipliers folded into the components."""
+    parts: list[Component] = []
+    for curve in (a, b):
+        parts.extend(_rescaled(c, curve.multiplier) for c in curve.components)
+    bursts = b.bursts if b.bursts is not None else a.bursts
+    return Curve(tuple(parts), bursts, 1.0)
+
+
+def _rescaled(c: Component, k: float) -> Component:
+    if isinstance(c, Baseline):
+        return Baseline(c.rate_per_s * k)
+    if isinstance(c, Countdown):
+        return Countdown(c.start_s, c.end_s, c.from_per_s * k, c.to_per_s * k)
+    if isinstance(c, Spike):
+        return Spike(c.at_s, c.peak_per_s * k, c.half_life_s)
+    return Waves(c.first_s, c.period_s, c.count, c.peak_per_s * k, c.half_life_s)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing: a small reader that tracks the key path for messages and rejects unknown keys.
+
+
+class _Table:
+    """A TOML table being read: typed getters that name ``file: path.key`` in every error."""
+
+    def __init__(self, file: str, path: str, data: Mapping[str, Any]) -> None:
+        self.file, self.path, self.data = file, path, data
+        self.seen: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def fail(self, name: str, message: str) -> ScenarioError:
+        return ScenarioError(f"{self.file}: {self.key(name)}: {message}")
+
+    def has(self, name: str) -> bool:
+        return name in self.data
+
+    def raw(self, name: str, default: Any = None, required: bool = False) -> Any:
+        self.seen.add(name)
+        if name not in self.data:
+            if required:
+                raise self.fail(name, "is required")
+            return default
+        return self.data[name]
+
+    def str(self, name: str, default: str | None = None, required: bool = False) -> str:
+        value = self.raw(name, default, required)
+        if not isinstance(value, str):
+            raise self.fail(name, f"must be a string, got {value!r}")
+        return value
+
+    def opt_str(self, name: str) -> str | None:
+        return self.str(name) if self.has(name) else (self.raw(name) or None)
+
+    def int(
+        self, name: str, default: int | None = None, *, lo: int | None = None, required: bool = False
+    ) -> int:
+        value = self.raw(name, default, required)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(name, f"must be an integer, got {value!r}")
+        if lo is not None and value < lo:
+            raise self.fail(name, f"must be ≥ {lo}, got {value}")
+        return value
+
+    def float(
+        self,
+        name: str,
+        default: float | None = None,
+        *,
+        lo: float | None = None,
+        hi: float | None = None,
+        strict_lo: bool = False,
+        required: bool = False,
+    ) -> float:
+        value = self.raw(name, default, required)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(name, f"must be a number, got {value!r}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise self.fail(name, f"must be finite, got {value}")
+        if lo is not None and strict_lo and value <= lo:
+            raise self.fail(name, f"must be > {lo:g}, got {value:g}")
+        if lo is not None and not strict_lo and value < lo:
+            raise self.fail(name, f"must be ≥ {lo:g}, got {value:g}")
+        if hi is not None and value > hi:
+            raise self.fail(name, f"must be ≤ {hi:g}, got {value:g}")
+        return value
+
+    def bool(self, name: str, default: bool) -> bool:
+        value = self.raw(name, default)
+        if not isinstance(value, bool):
+            raise self.fail(name, f"must be true or false, got {value!r}")
+        return value
+
+    def table(self, name: str) -> _Table | None:
+        value = self.raw(name)
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise self.fail(name, f"must be a table, got {value!r}")
+        return _Table(self.file, self.key(name), value)
+
+    def tables(self, name: str) -> Iterator[_Table]:
+        value = self.raw(name, [])
+        if isinstance(value, dict):
+            value = [value]
+        if not isinstance(value, list):
+            raise self.fail(name, f"must be an array of tables, got {value!r}")
+        for i, item in enumerate(value):
+            if not isinstance(item, dict):
+                raise self.fail(f"{name}[{i}]", f"must be a table, got {item!r}")
+            yield _Table(self.file, f"{self.key(name)}[{i}]", item)
+
+    def finish(self) -> None:
+        """Reject keys nobody read, suggesting the nearest valid one."""
+        for name in self.data:
+            if name not in self.seen:
+                near = difflib.get_close_matches(name, sorted(self.seen), n=1, cutoff=0.5)
+                hint = f"; did you mean '{near[0]}'?" if near else ""
+                valid = ", ".join(sorted(self.seen)) or "none"
+                raise self.fail(name, f"unknown key{hint} (valid keys here: {valid})")
+
+
+_TOP_KEYS = {
+    "name",
+    "description",
+    "seed",
+    "duration_s",
+    "scale",
+    "products",
+    "catalog",
+    "demand",
+    "buyers",
+    "target",
+    "run",
+    "storefront",
+    "thresholds",
+}
+
+
+def _component(t: _Table, build: Any, message_key: str, **kwargs: Any) -> Any:
+    try:
+        value = build(**kwargs)
+    except ValueError as exc:
+        msg = str(exc)
+        # component errors say "<param> must …"; name the key when they do
+        head, _, rest = msg.partition(" must ")
+        if rest and head in kwargs:
+            raise t.fail(head, "must " + rest) from None
+        raise t.fail(message_key, msg) from None
+    t.finish()
+    return value
+
+
+def _parse_curve(t: _Table) -> Curve:
+    parts: list[Component] = []
+    if t.has("baseline_per_s"):
+        rate = t.float("baseline_per_s", lo=0)
+        parts.append(Baseline(rate))
+    if (c := t.table("countdown")) is not None:
+        parts.append(
+            _component(
+                c,
+                Countdown,
+                "countdown",
+                start_s=c.float("start_s", 0.0),
+                end_s=c.float("end_s", required=True),
+                from_per_s=c.float("from_per_s", 0.0),
+                to_per_s=c.float("to_per_s", required=True),
+            )
+        )
+    if (s := t.table("spike")) is not None:
+        parts.append(
+            _component(
+                s,
+                Spike,
+                "spike",
+                at_s=s.float("at_s", 0.0),
+                peak_per_s=s.float("peak_per_s", required=True),
+                half_life_s=s.float("half_life_s", required=True),
+            )
+        )
+    for w in t.tables("waves"):
+        parts.append(
+            _component(
+                w,
+                Waves,
+                "waves",
+                first_s=w.float("first_s", required=True),
+                period_s=w.float("period_s", required=True),
+                count=w.int("count", required=True),
+                peak_per_s=w.float("peak_per_s", required=True),
+                half_life_s=w.float("half_life_s", required=True),
+            )
+        )
+    bursts = None
+    if (b := t.table("bursts")) is not None:
+        bursts = _component(
+            b,
+            Bursts,
+            "bursts",
+            branching_ratio=b.float("branching_ratio", required=True),
+            decay_s=b.float("decay_s", required=True),
+        )
+    t.finish()
+    return Curve(tuple(parts), bursts)
+
+
+def _parse_product(t: _Table) -> Product:
+    curve_t = t.table("demand")
+    product = Product(
+        id=_sku(t, "id"),
+        name=t.str("name", ""),
+        stock=t.int("stock", required=True, lo=0),
+        price=t.float("price", 0.0, lo=0),
+        per_buyer_limit=t.int("per_buyer_limit", 0, lo=0),
+        weight=t.float("weight", 1.0, lo=0),
+        curve=_parse_curve(curve_t) if curve_t is not None else None,
+    )
+    t.finish()
+    return product
+
+
+def _sku(t: _Table, name: str) -> str:
+    value = t.str(name, required=True)
+    if not value or len(value) > 64 or not all(ch.isalnum() or ch in "-_." for ch in value):
+        raise t.fail(name, f"must be 1–64 letters, digits, '-', '_' or '.', got {value!r}")
+    return value
+
+
+def _parse_catalog(t: _Table) -> list[Product]:
+    """A generated range of SKUs with Zipf popularity: weight ∝ 1/rankˢ, stock ∝ weight."""
+    count = t.int("count", required=True, lo=1)
+    prefix = t.str("id_prefix", "sku-")
+    name = t.str("name", "item")
+    stock_total = t.int("stock_total", required=True, lo=0)
+    price = t.float("price", 0.0, lo=0)
+    limit = t.int("per_buyer_limit", 0, lo=0)
+    zipf_s = t.float("zipf_s", 1.0, lo=0)
+    weight_total = t.float("weight_total", 1.0, lo=0)
+    t.finish()
+    raw = [1.0 / (rank**zipf_s) for rank in range(1, count + 1)]
+    norm = sum(raw)
+    width = len(str(count))
+    return [
+        Product(
+            id=f"{prefix}{i + 1:0{width}d}",
+            name=f"{name} #{i + 1}",
+            stock=round(stock_total * w / norm),
+            price=price,
+            per_buyer_limit=limit,
+            weight=weight_total * w / norm,
+        )
+        for i, w in enumerate(raw)
+    ]
+
+
+def _parse_buyers(t: _Table | None) -> Buyers:
+    if t is None:
+        return Buyers()
+    qty_values = t.raw("qty_values", [1])
+    if (
+        not isinstance(qty_values, list)
+        or not qty_values
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in qty_values)
+    ):
+        raise t.fail("qty_values", f"must be a non-empty list of integers ≥ 1, got {qty_values!r}")
+    weights = t.raw("qty_weights", [1.0] * len(qty_values))
+    if (
+        not isinstance(weights, list)
+        or len(weights) != len(qty_values)
+        or not all(isinstance(w, int | float) and not isinstance(w, bool) for w in weights)
+        or any(w < 0 for w in weights)
+        or sum(weights) <= 0
+    ):
+        raise t.fail(
+            "qty_weights",
+            f"must be {len(qty_values)} non-negative numbers with a positive sum "
+            f"(one per qty_values entry), got {weights!r}",
+        )
+    delay = t.raw("duplicate_delay_s", [0.05, 0.5])
+    if (
+        not isinstance(delay, list)
+        or len(delay) != 2
+        or not all(isinstance(d, int | float) and not isinstance(d, bool) for d in delay)
+        or not 0 <= delay[0] <= delay[1]
+    ):
+        raise t.fail("duplicate_delay_s", f"must be [low, high] with 0 ≤ low ≤ high, got {delay!r}")
+    retry = Retry()
+    if (r := t.table("retry")) is not None:
+        retry = Retry(
+            share=r.float("share", 0.0, lo=0, hi=1),
+            max_attempts=r.int("max_attempts", 3, lo=1),
+            backoff_s=r.float("backoff_s", 0.2, lo=0),
+            backoff_factor=r.float("backoff_factor", 2.0, lo=1),
+            jitter=r.float("jitter", 0.5, lo=0, hi=1),
+        )
+        r.finish()
+    buyers = Buyers(
+        qty_values=tuple(qty_values),
+        qty_weights=tuple(float(w) for w in weights),
+        duplicate_share=t.float("duplicate_share", 0.0, lo=0, hi=1),
+        duplicate_delay_s=(float(delay[0]), float(delay[1])),
+        repeat_share=t.float("repeat_share", 0.0, lo=0, hi=1),
+        retry=retry,
+    )
+    t.finish()
+    return buyers
+
+
+def _parse_target(t: _Table | None) -> Target:
+    if t is None:
+        return Target()
+    url = t.opt_str("url")
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise t.fail("url", f"must start with http:// or https://, got {url!r}")
+    paths = {}
+    for key in ("orders_path", "inventory_path", "reset_path"):
+        value = t.str(key, getattr(Target, key))
+        if not value.startswith("/"):
+            raise t.fail(key, f"must start with '/', got {value!r}")
+        paths[key] = value
+    method = t.str("method", "POST").upper()
+    if method not in ("POST", "PUT"):
+        raise t.fail("method", f"must be POST or PUT, got {method!r}")
+    body = t.str("body", DEFAULT_BODY)
+    try:
+        _render_probe(body)
+    except (KeyError, ValueError, IndexError) as exc:
+        raise t.fail("body", f"bad template ({exc}); fields: {{order_id}} {{sku}} {{qty}} {{user_id}}")
+    status = DEFAULT_STATUS
+    if (s := t.table("status")) is not None:
+        pairs = []
+        for code_text, outcome in s.data.items():
+            s.seen.add(code_text)
+            if not code_text.isdigit() or not 100 <= int(code_text) <= 599:
+                raise s.fail(code_text, "must be an HTTP status code (100–599)")
+            if outcome not in OUTCOMES:
+                raise s.fail(code_text, f"must be one of {', '.join(OUTCOMES)}, got {outcome!r}")
+            pairs.append((int(code_text), outcome))
+        status = tuple(pairs)
+    target = Target(
+        url=url,
+        method=method,
+        body=body,
+        content_type=t.str("content_type", "application/json"),
+        status=status,
+        **paths,
+    )
+    t.finish()
+    return target
+
+
+def _render_probe(body: str) -> str:
+    """Render a body template with sample values; raises on unknown or malformed fields."""
+    return (
+        body.replace("{{", "\0").replace("}}", "\1")
+        .format(order_id="o-1", sku="sku", qty=1, user_id="u-1")
+        .replace("\0", "{")
+        .replace("\1", "}")
+    )
+
+
+def _parse_run(t: _Table | None) -> RunSettings:
+    if t is None:
+        return RunSettings()
+    run = RunSettings(
+        connections=t.int("connections", 256, lo=1),
+        timeout_s=t.float("timeout_s", 5.0, lo=0, strict_lo=True),
+        connect_timeout_s=t.float("connect_timeout_s", 2.0, lo=0, strict_lo=True),
+        drain_s=t.float("drain_s", 5.0, lo=0),
+        workers=t.int("workers", 1, lo=1),
+    )
+    t.finish()
+    return run
+
+
+def _parse_storefront(t: _Table | None) -> StorefrontConfig:
+    if t is None:
+        return StorefrontConfig()
+    backend = t.str("backend", "memory")
+    if backend not in BACKENDS:
+        near = difflib.get_close_matches(backend, BACKENDS, n=1)
+        hint = f"; did you mean '{near[0]}'?" if near else ""
+        raise t.fail("backend", f"unknown backend {backend!r}{hint} (one of {', '.join(BACKENDS)})")
+    cfg = StorefrontConfig(
+        backend=backend,
+        service_time_median_ms=t.float("service_time_median_ms", 0.0, lo=0),
+        service_time_sigma=t.float("service_time_sigma", 0.0, lo=0),
+        max_concurrency=t.int("max_concurrency", 0, lo=0),
+        hot_row=t.bool("hot_row", False),
+        racy_delay_ms=t.float("racy_delay_ms", 1.0, lo=0),
+    )
+    t.finish()
+    return cfg
+
+
+def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Scenario:
+    """Build a :class:`Scenario` from parsed TOML; ``source`` names the file in errors."""
+    top = _Table(source, "", data)
+    name = top.str("name", required=True)
+    seed = top.int("seed", required=True, lo=0)
+    duration_s = top.float("duration_s", required=True, lo=0, strict_lo=True)
+    scale = top.float("scale", 1.0, lo=0, strict_lo=True)
+    products = [_parse_product(p) for p in top.tables("products")]
+    for c in top.tables("catalog"):
+        products.extend(_parse_catalog(c))
+    if not products:
+        raise top.fail("products", "at least one product (or a [[catalog]]) is required")
+    seen: dict[str, int] = {}
+    for i, p in enumerate(products):
+        if p.id in seen:
+            raise top.fail(f"products[{i}].id", f"duplicate SKU {p.id!r}")
+        seen[p.id] = i
+    demand_t = top.table("demand")
+    demand = _parse_curve(demand_t) if demand_t is not None else Curve()
+    if demand.is_empty and all(p.curve is None or p.curve.is_empty for p in products):
+        raise top.fail("demand", "no demand: give the sale or a product at least one component")
+    if sum(p.weight for p in products) <= 0 and not demand.is_empty:
+        raise top.fail("products", "weights must not all be 0 when [demand] is set")
+    thresholds = top.raw("thresholds", [])
+    if not isinstance(thresholds, list) or not all(isinstance(x, str) for x in thresholds):
+        raise top.fail("thresholds", f"must be a list of strings, got {thresholds!r}")
+    scenario = Scenario(
+        name=name,
+        description=top.str("description", ""),
+        seed=seed,
+        duration_s=duration_s,
+        scale=scale,
+        products=tuple(products),
+        demand=demand,
+        buyers=_parse_buyers(top.table("buyers")),
+        target=_parse_target(top.table("target")),
+        run=_parse_run(top.table("run")),
+        storefront=_parse_storefront(top.table("storefront")),
+        thresholds=tuple(thresholds),
+        source=source,
+    )
+    top.finish()
+    assert top.seen <= _TOP_KEYS
+    return scenario
+
+
+def load_scenario(path: str | Path, scale: float | None = None) -> Scenario:
+    """Read and validate a scenario file; ``scale`` overrides the file's own."""
+    p = Path(path)
+    label = p.name
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ScenarioError(f"{path}: no such scenario file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(f"{path}: cannot read: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{label}: not valid TOML: {exc}") from None
+    scenario = parse_scenario(data, label)
+    scenario = dataclasses.replace(scenario, source=str(p))
+    if scale is not None:
+        scenario = scenario.with_scale(scale)
+    return scenario

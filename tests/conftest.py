@@ -1,0 +1,50 @@
+"""Shared fixtures: real Redis and PostgreSQL when they are there.
+
+On a machine without them the tests that need them skip with the reason; with
+FLASHSALE_REQUIRE_SERVICES=1 (set by .ci/run) a missing service fails the test instead.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = ROOT / "scenarios"
+
+REDIS_URL = os.environ.get("FLASHSALE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+POSTGRES_DSN = os.environ.get("FLASHSALE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def _need(name: str, host: str, port: int) -> None:
+    if _reachable(host, port):
+        return
+    reason = f"{name} is not reachable on {host}:{port}"
+    if os.environ.get("FLASHSALE_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{reason}, and FLASHSALE_REQUIRE_SERVICES=1 requires it")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """URL of a real Redis server; tests must use their own key prefix and clean up."""
+    _need("Redis", "127.0.0.1", 6379)
+    return REDIS_URL
+
+
+@pytest.fixture
+def postgres_dsn() -> str:
+    """DSN of a real PostgreSQL server; tests must use their own schema and clean up."""
+    _need("PostgreSQL", "127.0.0.1", 5432)
+    return POSTGRES_DSN
