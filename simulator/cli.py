@@ -1,8 +1,8 @@
 """The ``flashsale`` command: parses arguments and hands them to one command module.
 
 Each subcommand lives in ``simulator/commands/<name>.py`` with ``HELP``, ``configure(parser)``
-and ``main(args) -> int``; heavy imports (aiohttp, uvloop) happen inside ``main`` so that
-``flashsale schedule`` never pays for the network stack.
+and ``main(args) -> int``. Only the module of the command being run is imported, and heavy
+imports (aiohttp, uvloop, numpy) happen inside ``main``, so that the CLI starts fast.
 """
 
 from __future__ import annotations
@@ -15,33 +15,36 @@ from collections.abc import Sequence
 from simulator import __version__
 from simulator.errors import FlashsaleError
 
-#: subcommand name -> module implementing it, in the order ``--help`` lists them
-COMMANDS: dict[str, str] = {
-    "schedule": "simulator.commands.schedule",
-    "serve": "simulator.commands.serve",
-    "run": "simulator.commands.run",
+#: subcommand name -> (module implementing it, one-line help), in the order ``--help`` lists them
+COMMANDS: dict[str, tuple[str, str]] = {
+    "schedule": ("simulator.commands.schedule", "generate a scenario's order stream, summarise it"),
+    "serve": ("simulator.commands.serve", "run the bundled mock inventory service"),
+    "run": ("simulator.commands.run", "drive a scenario at a storefront, open loop, and audit it"),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser, every subcommand configured."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; with ``only``, just that subcommand's module is imported."""
     parser = argparse.ArgumentParser(
         prog="flashsale",
         description="Flash-sale order simulator and open-loop load engine.",
     )
     parser.add_argument("--version", action="version", version=f"flashsale {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, module_name in COMMANDS.items():
-        module = importlib.import_module(module_name)
-        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
-        module.configure(p)
-        p.set_defaults(_main=module.main)
+    for name, (module_name, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if only is None or only == name:
+            module = importlib.import_module(module_name)
+            module.configure(p)
+            p.set_defaults(_main=module.main)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)
     try:
         code: int = args._main(args)

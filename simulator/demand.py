@@ -30,7 +30,7 @@ def _check(cond: bool, message: str) -> None:
 
 
 def _decay_integral(t: FloatArray, start_s: float, peak: float, half_life_s: float) -> FloatArray:
-    """∫₀ᵗ peak·2^(−(s−start)/h)·[s ≥ start] ds = peak·h/ln2·(1 − 2^(−(t−start)/h)) for t ≥ start."""
+    """∫₀ᵗ peak·2^(−(s−start)/h) ds over s ≥ start = peak·h/ln2·(1 − 2^(−(t−start)/h))."""
     dt = np.maximum(t - start_s, 0.0)
     return peak * half_life_s / _LN2 * -np.expm1(-_LN2 * dt / half_life_s)
 
@@ -135,10 +135,12 @@ class Waves:
         ]
 
     def rate(self, t: FloatArray) -> FloatArray:
-        return np.sum([s.rate(t) for s in self._spikes()], axis=0)
+        out: FloatArray = np.sum([s.rate(t) for s in self._spikes()], axis=0)
+        return out
 
     def cumulative(self, t: FloatArray) -> FloatArray:
-        return np.sum([s.cumulative(t) for s in self._spikes()], axis=0)
+        out: FloatArray = np.sum([s.cumulative(t) for s in self._spikes()], axis=0)
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,9 @@ from simulator.errors import ScenarioError
 #: outcomes a storefront status code can map to (DESIGN.md, storefront contract)
 OUTCOMES = ("confirmed", "sold_out", "throttled", "rejected", "error")
 
+#: placeholders a request body template may use; everything else in it is literal text
+BODY_FIELDS = ("order_id", "sku", "qty", "user_id")
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 DEFAULT_BODY = '{"order_id":"{order_id}","sku":"{sku}","qty":{qty},"user_id":"{user_id}"}'
 DEFAULT_STATUS: tuple[tuple[int, str], ...] = (
     (201, "confirmed"),
@@ -95,6 +99,14 @@ class Target:
     content_type: str = "application/json"
     status: tuple[tuple[int, str], ...] = DEFAULT_STATUS
 
+    def body_parts(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The body template split for pre-encoding: literals (one more than fields) and fields.
+
+        ``literals[0] + value(fields[0]) + literals[1] + …`` renders a body.
+        """
+        pieces = _PLACEHOLDER.split(self.body)
+        return tuple(pieces[0::2]), tuple(pieces[1::2])
+
     def outcome_of(self, status: int) -> str:
         """The outcome a status code means for this target."""
         for code, outcome in self.status:
@@ -158,42 +170,11 @@ class Scenario:
         """SKU → per-buyer limit (0 = none)."""
         return {p.id: p.per_buyer_limit for p in self.products}
 
-    def product_curves(self) -> list[Curve]:
-        """Each product's demand at this scale: its weight's share of the sale plus its own."""
-        total_weight = sum(p.weight for p in self.products)
-        curves = []
-        for p in self.products:
-            share = p.weight / total_weight if total_weight > 0 else 0.0
-            curve = self.demand.scaled(share * self.scale)
-            if p.curve is not None:
-                curve = _merge(curve, p.curve.scaled(self.scale))
-            curves.append(curve)
-        return curves
-
     def with_scale(self, scale: float) -> Scenario:
         """The same scenario at another scale (rates and stock together)."""
         if not (scale > 0 and math.isfinite(scale)):
             raise ScenarioError(f"{self.source or self.name}: scale: must be > 0, got {scale}")
         return dataclasses.replace(self, scale=scale)
-
-
-def _merge(a: Curve, b: Curve) -> Curve:
-    """Sum of two curves with their own multipliers folded into the components."""
-    parts: list[Component] = []
-    for curve in (a, b):
-        parts.extend(_rescaled(c, curve.multiplier) for c in curve.components)
-    bursts = b.bursts if b.bursts is not None else a.bursts
-    return Curve(tuple(parts), bursts, 1.0)
-
-
-def _rescaled(c: Component, k: float) -> Component:
-    if isinstance(c, Baseline):
-        return Baseline(c.rate_per_s * k)
-    if isinstance(c, Countdown):
-        return Countdown(c.start_s, c.end_s, c.from_per_s * k, c.to_per_s * k)
-    if isinstance(c, Spike):
-        return Spike(c.at_s, c.peak_per_s * k, c.half_life_s)
-    return Waves(c.first_s, c.period_s, c.count, c.peak_per_s * k, c.half_life_s)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,17 +205,22 @@ class _Table:
             return default
         return self.data[name]
 
-    def str(self, name: str, default: str | None = None, required: bool = False) -> str:
+    def text(self, name: str, default: str | None = None, required: bool = False) -> str:
         value = self.raw(name, default, required)
         if not isinstance(value, str):
             raise self.fail(name, f"must be a string, got {value!r}")
         return value
 
     def opt_str(self, name: str) -> str | None:
-        return self.str(name) if self.has(name) else (self.raw(name) or None)
+        return self.text(name) if self.has(name) else (self.raw(name) or None)
 
-    def int(
-        self, name: str, default: int | None = None, *, lo: int | None = None, required: bool = False
+    def integer(
+        self,
+        name: str,
+        default: int | None = None,
+        *,
+        lo: int | None = None,
+        required: bool = False,
     ) -> int:
         value = self.raw(name, default, required)
         if isinstance(value, bool) or not isinstance(value, int):
@@ -243,7 +229,7 @@ class _Table:
             raise self.fail(name, f"must be ≥ {lo}, got {value}")
         return value
 
-    def float(
+    def number(
         self,
         name: str,
         default: float | None = None,
@@ -267,7 +253,7 @@ class _Table:
             raise self.fail(name, f"must be ≤ {hi:g}, got {value:g}")
         return value
 
-    def bool(self, name: str, default: bool) -> bool:
+    def flag(self, name: str, default: bool) -> bool:
         value = self.raw(name, default)
         if not isinstance(value, bool):
             raise self.fail(name, f"must be true or false, got {value!r}")
@@ -336,7 +322,7 @@ def _component(t: _Table, build: Any, message_key: str, **kwargs: Any) -> Any:
 def _parse_curve(t: _Table) -> Curve:
     parts: list[Component] = []
     if t.has("baseline_per_s"):
-        rate = t.float("baseline_per_s", lo=0)
+        rate = t.number("baseline_per_s", lo=0)
         parts.append(Baseline(rate))
     if (c := t.table("countdown")) is not None:
         parts.append(
@@ -344,10 +330,10 @@ def _parse_curve(t: _Table) -> Curve:
                 c,
                 Countdown,
                 "countdown",
-                start_s=c.float("start_s", 0.0),
-                end_s=c.float("end_s", required=True),
-                from_per_s=c.float("from_per_s", 0.0),
-                to_per_s=c.float("to_per_s", required=True),
+                start_s=c.number("start_s", 0.0),
+                end_s=c.number("end_s", required=True),
+                from_per_s=c.number("from_per_s", 0.0),
+                to_per_s=c.number("to_per_s", required=True),
             )
         )
     if (s := t.table("spike")) is not None:
@@ -356,9 +342,9 @@ def _parse_curve(t: _Table) -> Curve:
                 s,
                 Spike,
                 "spike",
-                at_s=s.float("at_s", 0.0),
-                peak_per_s=s.float("peak_per_s", required=True),
-                half_life_s=s.float("half_life_s", required=True),
+                at_s=s.number("at_s", 0.0),
+                peak_per_s=s.number("peak_per_s", required=True),
+                half_life_s=s.number("half_life_s", required=True),
             )
         )
     for w in t.tables("waves"):
@@ -367,11 +353,11 @@ def _parse_curve(t: _Table) -> Curve:
                 w,
                 Waves,
                 "waves",
-                first_s=w.float("first_s", required=True),
-                period_s=w.float("period_s", required=True),
-                count=w.int("count", required=True),
-                peak_per_s=w.float("peak_per_s", required=True),
-                half_life_s=w.float("half_life_s", required=True),
+                first_s=w.number("first_s", required=True),
+                period_s=w.number("period_s", required=True),
+                count=w.integer("count", required=True),
+                peak_per_s=w.number("peak_per_s", required=True),
+                half_life_s=w.number("half_life_s", required=True),
             )
         )
     bursts = None
@@ -380,8 +366,8 @@ def _parse_curve(t: _Table) -> Curve:
             b,
             Bursts,
             "bursts",
-            branching_ratio=b.float("branching_ratio", required=True),
-            decay_s=b.float("decay_s", required=True),
+            branching_ratio=b.number("branching_ratio", required=True),
+            decay_s=b.number("decay_s", required=True),
         )
     t.finish()
     return Curve(tuple(parts), bursts)
@@ -391,11 +377,11 @@ def _parse_product(t: _Table) -> Product:
     curve_t = t.table("demand")
     product = Product(
         id=_sku(t, "id"),
-        name=t.str("name", ""),
-        stock=t.int("stock", required=True, lo=0),
-        price=t.float("price", 0.0, lo=0),
-        per_buyer_limit=t.int("per_buyer_limit", 0, lo=0),
-        weight=t.float("weight", 1.0, lo=0),
+        name=t.text("name", ""),
+        stock=t.integer("stock", required=True, lo=0),
+        price=t.number("price", 0.0, lo=0),
+        per_buyer_limit=t.integer("per_buyer_limit", 0, lo=0),
+        weight=t.number("weight", 1.0, lo=0),
         curve=_parse_curve(curve_t) if curve_t is not None else None,
     )
     t.finish()
@@ -403,7 +389,7 @@ def _parse_product(t: _Table) -> Product:
 
 
 def _sku(t: _Table, name: str) -> str:
-    value = t.str(name, required=True)
+    value = t.text(name, required=True)
     if not value or len(value) > 64 or not all(ch.isalnum() or ch in "-_." for ch in value):
         raise t.fail(name, f"must be 1–64 letters, digits, '-', '_' or '.', got {value!r}")
     return value
@@ -411,14 +397,14 @@ def _sku(t: _Table, name: str) -> str:
 
 def _parse_catalog(t: _Table) -> list[Product]:
     """A generated range of SKUs with Zipf popularity: weight ∝ 1/rankˢ, stock ∝ weight."""
-    count = t.int("count", required=True, lo=1)
-    prefix = t.str("id_prefix", "sku-")
-    name = t.str("name", "item")
-    stock_total = t.int("stock_total", required=True, lo=0)
-    price = t.float("price", 0.0, lo=0)
-    limit = t.int("per_buyer_limit", 0, lo=0)
-    zipf_s = t.float("zipf_s", 1.0, lo=0)
-    weight_total = t.float("weight_total", 1.0, lo=0)
+    count = t.integer("count", required=True, lo=1)
+    prefix = t.text("id_prefix", "sku-")
+    name = t.text("name", "item")
+    stock_total = t.integer("stock_total", required=True, lo=0)
+    price = t.number("price", 0.0, lo=0)
+    limit = t.integer("per_buyer_limit", 0, lo=0)
+    zipf_s = t.number("zipf_s", 1.0, lo=0)
+    weight_total = t.number("weight_total", 1.0, lo=0)
     t.finish()
     raw = [1.0 / (rank**zipf_s) for rank in range(1, count + 1)]
     norm = sum(raw)
@@ -470,19 +456,19 @@ def _parse_buyers(t: _Table | None) -> Buyers:
     retry = Retry()
     if (r := t.table("retry")) is not None:
         retry = Retry(
-            share=r.float("share", 0.0, lo=0, hi=1),
-            max_attempts=r.int("max_attempts", 3, lo=1),
-            backoff_s=r.float("backoff_s", 0.2, lo=0),
-            backoff_factor=r.float("backoff_factor", 2.0, lo=1),
-            jitter=r.float("jitter", 0.5, lo=0, hi=1),
+            share=r.number("share", 0.0, lo=0, hi=1),
+            max_attempts=r.integer("max_attempts", 3, lo=1),
+            backoff_s=r.number("backoff_s", 0.2, lo=0),
+            backoff_factor=r.number("backoff_factor", 2.0, lo=1),
+            jitter=r.number("jitter", 0.5, lo=0, hi=1),
         )
         r.finish()
     buyers = Buyers(
         qty_values=tuple(qty_values),
         qty_weights=tuple(float(w) for w in weights),
-        duplicate_share=t.float("duplicate_share", 0.0, lo=0, hi=1),
+        duplicate_share=t.number("duplicate_share", 0.0, lo=0, hi=1),
         duplicate_delay_s=(float(delay[0]), float(delay[1])),
-        repeat_share=t.float("repeat_share", 0.0, lo=0, hi=1),
+        repeat_share=t.number("repeat_share", 0.0, lo=0, hi=1),
         retry=retry,
     )
     t.finish()
@@ -497,18 +483,21 @@ def _parse_target(t: _Table | None) -> Target:
         raise t.fail("url", f"must start with http:// or https://, got {url!r}")
     paths = {}
     for key in ("orders_path", "inventory_path", "reset_path"):
-        value = t.str(key, getattr(Target, key))
+        value = t.text(key, getattr(Target(), key))
         if not value.startswith("/"):
             raise t.fail(key, f"must start with '/', got {value!r}")
         paths[key] = value
-    method = t.str("method", "POST").upper()
+    method = t.text("method", "POST").upper()
     if method not in ("POST", "PUT"):
         raise t.fail("method", f"must be POST or PUT, got {method!r}")
-    body = t.str("body", DEFAULT_BODY)
-    try:
-        _render_probe(body)
-    except (KeyError, ValueError, IndexError) as exc:
-        raise t.fail("body", f"bad template ({exc}); fields: {{order_id}} {{sku}} {{qty}} {{user_id}}")
+    body = t.text("body", DEFAULT_BODY)
+    unknown = [m for m in _PLACEHOLDER.findall(body) if m not in BODY_FIELDS]
+    if unknown:
+        raise t.fail(
+            "body",
+            f"bad template: unknown field {{{unknown[0]}}}; "
+            f"fields: {' '.join('{' + f + '}' for f in BODY_FIELDS)}",
+        )
     status = DEFAULT_STATUS
     if (s := t.table("status")) is not None:
         pairs = []
@@ -524,7 +513,7 @@ def _parse_target(t: _Table | None) -> Target:
         url=url,
         method=method,
         body=body,
-        content_type=t.str("content_type", "application/json"),
+        content_type=t.text("content_type", "application/json"),
         status=status,
         **paths,
     )
@@ -532,25 +521,15 @@ def _parse_target(t: _Table | None) -> Target:
     return target
 
 
-def _render_probe(body: str) -> str:
-    """Render a body template with sample values; raises on unknown or malformed fields."""
-    return (
-        body.replace("{{", "\0").replace("}}", "\1")
-        .format(order_id="o-1", sku="sku", qty=1, user_id="u-1")
-        .replace("\0", "{")
-        .replace("\1", "}")
-    )
-
-
 def _parse_run(t: _Table | None) -> RunSettings:
     if t is None:
         return RunSettings()
     run = RunSettings(
-        connections=t.int("connections", 256, lo=1),
-        timeout_s=t.float("timeout_s", 5.0, lo=0, strict_lo=True),
-        connect_timeout_s=t.float("connect_timeout_s", 2.0, lo=0, strict_lo=True),
-        drain_s=t.float("drain_s", 5.0, lo=0),
-        workers=t.int("workers", 1, lo=1),
+        connections=t.integer("connections", 256, lo=1),
+        timeout_s=t.number("timeout_s", 5.0, lo=0, strict_lo=True),
+        connect_timeout_s=t.number("connect_timeout_s", 2.0, lo=0, strict_lo=True),
+        drain_s=t.number("drain_s", 5.0, lo=0),
+        workers=t.integer("workers", 1, lo=1),
     )
     t.finish()
     return run
@@ -559,18 +538,18 @@ def _parse_run(t: _Table | None) -> RunSettings:
 def _parse_storefront(t: _Table | None) -> StorefrontConfig:
     if t is None:
         return StorefrontConfig()
-    backend = t.str("backend", "memory")
+    backend = t.text("backend", "memory")
     if backend not in BACKENDS:
         near = difflib.get_close_matches(backend, BACKENDS, n=1)
         hint = f"; did you mean '{near[0]}'?" if near else ""
         raise t.fail("backend", f"unknown backend {backend!r}{hint} (one of {', '.join(BACKENDS)})")
     cfg = StorefrontConfig(
         backend=backend,
-        service_time_median_ms=t.float("service_time_median_ms", 0.0, lo=0),
-        service_time_sigma=t.float("service_time_sigma", 0.0, lo=0),
-        max_concurrency=t.int("max_concurrency", 0, lo=0),
-        hot_row=t.bool("hot_row", False),
-        racy_delay_ms=t.float("racy_delay_ms", 1.0, lo=0),
+        service_time_median_ms=t.number("service_time_median_ms", 0.0, lo=0),
+        service_time_sigma=t.number("service_time_sigma", 0.0, lo=0),
+        max_concurrency=t.integer("max_concurrency", 0, lo=0),
+        hot_row=t.flag("hot_row", False),
+        racy_delay_ms=t.number("racy_delay_ms", 1.0, lo=0),
     )
     t.finish()
     return cfg
@@ -579,10 +558,10 @@ def _parse_storefront(t: _Table | None) -> StorefrontConfig:
 def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Scenario:
     """Build a :class:`Scenario` from parsed TOML; ``source`` names the file in errors."""
     top = _Table(source, "", data)
-    name = top.str("name", required=True)
-    seed = top.int("seed", required=True, lo=0)
-    duration_s = top.float("duration_s", required=True, lo=0, strict_lo=True)
-    scale = top.float("scale", 1.0, lo=0, strict_lo=True)
+    name = top.text("name", required=True)
+    seed = top.integer("seed", required=True, lo=0)
+    duration_s = top.number("duration_s", required=True, lo=0, strict_lo=True)
+    scale = top.number("scale", 1.0, lo=0, strict_lo=True)
     products = [_parse_product(p) for p in top.tables("products")]
     for c in top.tables("catalog"):
         products.extend(_parse_catalog(c))
@@ -604,7 +583,7 @@ def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Scena
         raise top.fail("thresholds", f"must be a list of strings, got {thresholds!r}")
     scenario = Scenario(
         name=name,
-        description=top.str("description", ""),
+        description=top.text("description", ""),
         seed=seed,
         duration_s=duration_s,
         scale=scale,

@@ -1,0 +1,203 @@
+"""Scenario files: the shipped ones load, every broken rule gives one clear error."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from simulator.errors import ScenarioError
+from simulator.scenario import load_scenario, parse_scenario
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+
+SHIPPED = sorted(SCENARIOS.glob("*.toml"))
+
+BASE: dict[str, Any] = {
+    "name": "t",
+    "seed": 1,
+    "duration_s": 10.0,
+    "products": [{"id": "a", "stock": 10}],
+    "demand": {"baseline_per_s": 100.0},
+}
+
+
+def _with(path: str, value: Any) -> dict[str, Any]:
+    """BASE with one key set (dotted path; [i] indexes lists); value DELETE removes it."""
+    data = copy.deepcopy(BASE)
+    node: Any = data
+    parts = path.split(".")
+    for part in parts[:-1]:
+        if part.endswith("]"):
+            name, idx = part[:-1].split("[")
+            node = node[name][int(idx)]
+        else:
+            node = node.setdefault(part, {})
+    if value is DELETE:
+        del node[parts[-1]]
+    else:
+        node[parts[-1]] = value
+    return data
+
+
+DELETE = object()
+
+
+def test_shipped_scenarios_exist():
+    names = {p.name for p in SHIPPED}
+    assert {
+        "durian-1111.toml",
+        "manggis-launch.toml",
+        "walet-burst.toml",
+        "singles-day-peak.toml",
+    } <= names
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_scenarios_load_and_explain_themselves(path: Path):
+    sc = load_scenario(path)
+    assert sc.products and sc.duration_s > 0
+    assert path.read_text().lstrip().startswith("#"), "each file opens with a comment"
+    assert all(v >= 0 for v in sc.stocks().values())
+
+
+def test_singles_day_has_many_zipf_skus():
+    sc = load_scenario(SCENARIOS / "singles-day-peak.toml")
+    assert len(sc.products) == 500
+    w = [p.weight for p in sc.products]
+    assert w == sorted(w, reverse=True)
+    assert w[0] / w[1] == pytest.approx(2**1.1)
+
+
+def test_scale_multiplies_stock_but_keeps_at_least_one_unit():
+    sc = load_scenario(SCENARIOS / "durian-1111.toml", scale=0.001)
+    assert sc.stocks() == {"durian-musang-king": 12, "durian-d24": 5}
+    tiny = sc.with_scale(1e-9)
+    assert tiny.stocks() == {"durian-musang-king": 1, "durian-d24": 1}
+    with pytest.raises(ScenarioError, match="scale: must be > 0"):
+        sc.with_scale(0.0)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("products[0].stock", -5, "t.toml: products[0].stock: must be ≥ 0, got -5"),
+        ("products[0].stock", "many", "products[0].stock: must be an integer, got 'many'"),
+        ("products[0].stock", DELETE, "products[0].stock: is required"),
+        ("products[0].id", "bad sku!", "products[0].id: must be 1–64 letters"),
+        ("products[0].price", -1, "products[0].price: must be ≥ 0, got -1"),
+        ("products[0].per_buyer_limit", -1, "products[0].per_buyer_limit: must be ≥ 0"),
+        ("products[0].weight", True, "products[0].weight: must be a number, got True"),
+        ("products[0].stok", 3, "products[0].stok: unknown key; did you mean 'stock'?"),
+        ("seed", -1, "seed: must be ≥ 0, got -1"),
+        ("seed", DELETE, "seed: is required"),
+        ("duration_s", 0, "duration_s: must be > 0, got 0"),
+        ("scale", -1.0, "scale: must be > 0, got -1"),
+        ("name", 3, "name: must be a string, got 3"),
+        ("durationn_s", 3, "durationn_s: unknown key; did you mean 'duration_s'?"),
+        ("demand.baseline_per_s", -1.0, "demand.baseline_per_s: must be ≥ 0, got -1"),
+        ("demand.spike", {"peak_per_s": 1.0}, "demand.spike.half_life_s: is required"),
+        (
+            "demand.spike",
+            {"peak_per_s": 1.0, "half_life_s": 0.0},
+            "demand.spike.half_life_s: must be > 0",
+        ),
+        (
+            "demand.countdown",
+            {"start_s": 5.0, "end_s": 5.0, "to_per_s": 1.0},
+            "demand.countdown.end_s: must be > start_s",
+        ),
+        (
+            "demand.waves",
+            [{"first_s": 1.0, "period_s": 1.0, "count": 0, "peak_per_s": 1.0, "half_life_s": 1.0}],
+            "demand.waves[0].count: must be ≥ 1",
+        ),
+        (
+            "demand.bursts",
+            {"branching_ratio": 1.2, "decay_s": 1.0},
+            "demand.bursts.branching_ratio: must be in [0, 1), got 1.2",
+        ),
+        ("demand.spkie", {}, "demand.spkie: unknown key; did you mean 'spike'?"),
+        ("demand", {}, "demand: no demand"),
+        ("buyers.qty_values", [0], "buyers.qty_values: must be a non-empty list of integers ≥ 1"),
+        ("buyers.qty_weights", [1, 2], "buyers.qty_weights: must be 1 non-negative numbers"),
+        ("buyers.duplicate_share", 1.5, "buyers.duplicate_share: must be ≤ 1, got 1.5"),
+        ("buyers.duplicate_delay_s", [2, 1], "buyers.duplicate_delay_s: must be [low, high]"),
+        (
+            "buyers.retry",
+            {"share": 0.5, "max_attempts": 0},
+            "buyers.retry.max_attempts: must be ≥ 1",
+        ),
+        ("buyers.retry", {"jiter": 0.1}, "buyers.retry.jiter: unknown key; did you mean 'jitter'?"),
+        ("target.url", "ftp://x", "target.url: must start with http:// or https://"),
+        ("target.orders_path", "orders", "target.orders_path: must start with '/'"),
+        ("target.method", "GET", "target.method: must be POST or PUT"),
+        ("target.body", '{"x": "{nope}"}', "target.body: bad template"),
+        ("target.status", {"2000": "confirmed"}, "target.status.2000: must be an HTTP status code"),
+        ("target.status", {"201": "yay"}, "target.status.201: must be one of confirmed"),
+        ("run.connections", 0, "run.connections: must be ≥ 1, got 0"),
+        ("run.timeout_s", 0, "run.timeout_s: must be > 0, got 0"),
+        (
+            "storefront.backend",
+            "reddis",
+            "storefront.backend: unknown backend 'reddis'; did you mean 'redis'?",
+        ),
+        ("storefront.hot_row", "yes", "storefront.hot_row: must be true or false"),
+        ("thresholds", "p99 < 1", "thresholds: must be a list of strings"),
+        ("products", [], "products: at least one product"),
+    ],
+)
+def test_validation_errors_name_file_and_key(path: str, value: Any, message: str):
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(_with(path, value), "t.toml")
+    assert message in str(info.value)
+    assert str(info.value).startswith("t.toml: ")
+
+
+def test_duplicate_skus_are_rejected():
+    data = _with("products", [{"id": "a", "stock": 1}, {"id": "a", "stock": 2}])
+    with pytest.raises(ScenarioError, match=r"products\[1\].id: duplicate SKU 'a'"):
+        parse_scenario(data, "t.toml")
+
+
+def test_file_errors(tmp_path: Path):
+    with pytest.raises(ScenarioError, match="no such scenario file"):
+        load_scenario(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = \n")
+    with pytest.raises(ScenarioError, match=r"bad\.toml: not valid TOML"):
+        load_scenario(bad)
+
+
+def test_per_product_curves_and_catalog_parse():
+    data = _with(
+        "products[0].demand", {"spike": {"at_s": 1.0, "peak_per_s": 50.0, "half_life_s": 2.0}}
+    )
+    data["catalog"] = [{"count": 3, "stock_total": 600, "zipf_s": 1.0, "id_prefix": "z-"}]
+    sc = parse_scenario(data, "t.toml")
+    assert [p.id for p in sc.products] == ["a", "z-1", "z-2", "z-3"]
+    assert sc.products[0].curve is not None
+    assert [p.stock for p in sc.products[1:]] == [327, 164, 109]
+
+
+def test_cli_exits_2_with_one_line_and_no_traceback(tmp_path: Path):
+    bad = tmp_path / "durian.toml"
+    bad.write_text(
+        'name = "d"\nseed = 1\nduration_s = 10.0\n[[products]]\nid = "x"\nstock = -5\n'
+        "[demand]\nbaseline_per_s = 1.0\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "simulator", "schedule", str(bad)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "flashsale: error: durian.toml: products[0].stock: must be ≥ 0, got -5"
+    )
+    assert "Traceback" not in proc.stderr
