@@ -170,6 +170,9 @@ class Schedule:
         if not (self.duration_s > 0 and math.isfinite(self.duration_s)):
             raise ValueError(f"duration must be > 0 s, got {self.duration_s}")
         self.end_ns = round(self.duration_s * 1e9)
+        # blocks are always drawn over the scenario's whole sale and then cut, so a shorter
+        # duration gives a prefix of the same stream
+        self._sale_end_ns = max(round(scenario.duration_s * 1e9), self.end_ns)
         self.n_blocks = -(-self.end_ns // BLOCK_NS)
         self.groups = _groups(scenario)
         buyers = scenario.buyers
@@ -193,7 +196,7 @@ class Schedule:
     ) -> tuple[IntArray, IntArray, IntArray]:
         """Sorted send times (ns), products and demand groups of the block's immigrants."""
         start_ns = block * BLOCK_NS
-        stop_ns = min(start_ns + BLOCK_NS, self.end_ns)
+        stop_ns = min(start_ns + BLOCK_NS, self._sale_end_ns)
         bins = max(1, round(BINS_PER_BLOCK * (stop_ns - start_ns) / BLOCK_NS))
         edges_s = np.linspace(start_ns / 1e9, stop_ns / 1e9, bins + 1)
         per_group = np.array([g.curve.cumulative(edges_s) for g in self.groups])
@@ -247,7 +250,7 @@ class Schedule:
             eta = np.repeat(eta, kids)
             products = np.repeat(products, kids)
             t_ns = t_ns + (rng.standard_exponential(len(t_ns)) * tau).astype(np.int64)
-            keep = t_ns < self.end_ns
+            keep = t_ns < self._sale_end_ns
             t_ns, products, tau, eta = t_ns[keep], products[keep], tau[keep], eta[keep]
             out_t.append(t_ns)
             out_p.append(products)
@@ -267,7 +270,7 @@ class Schedule:
         dup_hi_ns = round(buyers.duplicate_delay_s[1] * 1e9)
         for block in range(self.n_blocks):
             rng = self._rng(block)
-            block_end = min((block + 1) * BLOCK_NS, self.end_ns)
+            block_end = min((block + 1) * BLOCK_NS, self._sale_end_ns)
             t_ns, products, group = self._immigrants(rng, block)
             if bursts:
                 kid_t, kid_p = self._offspring(rng, t_ns, products, group)
@@ -282,7 +285,7 @@ class Schedule:
                     order = np.argsort(t_ns, kind="stable")
                     t_ns, products = t_ns[order], products[order]
             n = len(t_ns)
-            rows = np.empty(n, dtype=ORDER_DTYPE)
+            rows = np.zeros(n, dtype=ORDER_DTYPE)  # zeroed padding: bit-for-bit output
             rows["t_ns"] = t_ns
             numbers = np.arange(next_order, next_order + n, dtype=np.int64)
             next_order += n
@@ -313,10 +316,12 @@ class Schedule:
                 dup = _take(rows, rng.random(n, dtype=np.float32) < buyers.duplicate_share)
                 dup["t_ns"] += rng.integers(dup_lo_ns, dup_hi_ns + 1, size=len(dup))
                 dup["flags"] |= FLAG_DUPLICATE
-                pending = concat([carry_dup, _take(dup, dup["t_ns"] < self.end_ns)])
+                pending = concat([carry_dup, _take(dup, dup["t_ns"] < self._sale_end_ns)])
                 now = pending["t_ns"] < block_end
                 rows = _merge_sorted(rows, _sort_by_time(_take(pending, now)))
                 carry_dup = _take(pending, ~now)
+            if block_end > self.end_ns:
+                rows = rows[: np.searchsorted(rows["t_ns"], self.end_ns)]
             yield rows
 
     # -- views ---------------------------------------------------------------------------------
@@ -336,7 +341,7 @@ class Schedule:
         row0 = 0  # global row number of the block's first row
         for rows in self._blocks():
             first = (worker - row0) % workers
-            mine = rows[first::workers] if workers > 1 else rows
+            mine = _raw(rows)[first::workers].copy().view(ORDER_DTYPE) if workers > 1 else rows
             row0 += len(rows)
             # views of whole blocks: no copy; a chunk never spans two blocks
             for at in range(0, len(mine), chunk_orders):
