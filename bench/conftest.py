@@ -1,0 +1,1 @@
+"""Benchmarks: run with `make bench` (saves JSON) or `make bench-compare` (fails on regression)."""
