@@ -16,7 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "scenarios"
 
 REDIS_URL = os.environ.get("FLASHSALE_TEST_REDIS", "redis://127.0.0.1:6379/0")
-POSTGRES_DSN = os.environ.get("FLASHSALE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+POSTGRES_DSN = os.environ.get(
+    "FLASHSALE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
 
 
 def _reachable(host: str, port: int) -> bool:
