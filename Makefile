@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/flashsale run $(SCENARIO) --scale 0.001 --duration 20 --out runs/latest
+	$(BIN)/flashsale run $(SCENARIO) --scale 0.05 --duration 20 --out runs/latest
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
