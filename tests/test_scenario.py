@@ -201,3 +201,14 @@ def test_cli_exits_2_with_one_line_and_no_traceback(tmp_path: Path):
         "flashsale: error: durian.toml: products[0].stock: must be ≥ 0, got -5"
     )
     assert "Traceback" not in proc.stderr
+
+
+def test_readme_example_scenario_parses():
+    readme = (SCENARIOS.parent / "README.md").read_text()
+    block = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    import tomllib
+
+    sc = parse_scenario(tomllib.loads(block), "README.md")
+    assert sc.name == "durian-1111"
+    assert len(sc.demand.components) == 3
+    assert sc.buyers.retry.max_attempts == 3
