@@ -1,0 +1,117 @@
+"""``flashsale serve``: run the bundled mock inventory service until SIGINT/SIGTERM.
+
+When ready it prints exactly one line to stdout, which the load engine parses:
+``flashsale storefront: listening on http://HOST:PORT (backend NAME)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from typing import Any
+
+HELP = "run the bundled mock inventory service (storefront)"
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scenario", metavar="FILE", help="stock, limits and knobs from a scenario")
+    p.add_argument("--scale", type=float, help="override the scenario's scale (stock)")
+    p.add_argument(
+        "--stock",
+        action="append",
+        default=[],
+        metavar="SKU=N",
+        help="initial stock of a SKU (repeatable; adds to or overrides the scenario's)",
+    )
+    p.add_argument(
+        "--limit",
+        action="append",
+        default=[],
+        metavar="SKU=N",
+        help="per-buyer limit of a SKU, 0 = none (repeatable)",
+    )
+    p.add_argument("--backend", help="memory (default), memory-racy, redis, redis-racy, ...")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port; 0 = a free one (default 8080)")
+    p.add_argument("--redis-url", help="Redis for the redis backends")
+    p.add_argument("--postgres-dsn", help="PostgreSQL for the postgres backends")
+    p.add_argument("--namespace", help="Redis key prefix / PostgreSQL schema (default flashsale)")
+    p.add_argument("--service-time-ms", type=float, metavar="M", help="median service time")
+    p.add_argument("--service-time-sigma", type=float, metavar="S", help="lognormal sigma")
+    p.add_argument("--max-concurrency", type=int, metavar="N", help="shed beyond N in flight")
+    p.add_argument("--hot-row", action="store_true", default=None, help="serialise per SKU")
+    p.add_argument("--racy-delay-ms", type=float, metavar="M", help="racy backends' round trip")
+    p.add_argument("--max-body", type=int, metavar="BYTES", help="largest request body")
+
+
+def parse_pairs(option: str, values: list[str]) -> dict[str, int]:
+    """``["a=1", "b=2"]`` → ``{"a": 1, "b": 2}``; anything else is a UsageError."""
+    from simulator.errors import UsageError
+
+    out: dict[str, int] = {}
+    for text in values:
+        sku, sep, number = text.partition("=")
+        sku = sku.strip()
+        try:
+            units = int(number)
+        except ValueError:
+            units = -1
+        if not sep or not sku or units < 0:
+            raise UsageError(f"{option} {text!r}: expected SKU=N with N an integer ≥ 0")
+        out[sku] = units
+    return out
+
+
+def build_settings(args: argparse.Namespace) -> Any:
+    """The StorefrontSettings the arguments describe (the namespace goes no further)."""
+    from simulator.errors import UsageError
+    from simulator.scenario import load_scenario
+    from simulator.storefront.config import StorefrontSettings
+
+    stocks = parse_pairs("--stock", args.stock)
+    limits = parse_pairs("--limit", args.limit)
+    if args.port is not None and not 0 <= args.port <= 65535:
+        raise UsageError(f"--port: must be 0–65535, got {args.port}")
+    if args.scenario is not None:
+        settings = StorefrontSettings.from_scenario(load_scenario(args.scenario, args.scale))
+        stocks = {**settings.stocks, **stocks}
+        limits = {**settings.limits, **limits}
+    elif not stocks:
+        raise UsageError("give --scenario FILE or at least one --stock SKU=N")
+    elif args.scale is not None:
+        raise UsageError("--scale needs --scenario")
+    else:
+        settings = StorefrontSettings(stocks=stocks)
+    overrides = {
+        "backend": args.backend,
+        "redis_url": args.redis_url,
+        "postgres_dsn": args.postgres_dsn,
+        "namespace": args.namespace,
+        "service_time_median_ms": args.service_time_ms,
+        "service_time_sigma": args.service_time_sigma,
+        "max_concurrency": args.max_concurrency,
+        "hot_row": args.hot_row,
+        "racy_delay_ms": args.racy_delay_ms,
+        "client_max_size": args.max_body,
+    }
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return replace(settings, stocks=stocks, limits=limits, **given)
+
+
+def main(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import uvloop
+
+    from simulator.storefront.server import serve
+
+    settings = build_settings(args)
+
+    def announce(url: str) -> None:
+        sys.stdout.write(f"flashsale storefront: listening on {url} (backend {settings.backend})\n")
+        sys.stdout.flush()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(serve(settings, args.host, args.port, announce))
+    return 0

@@ -1,0 +1,250 @@
+"""The storefront's HTTP layer: an aiohttp application around one inventory backend.
+
+:func:`make_app` builds it; :class:`Storefront` holds its state (backend, counters, knobs) and
+its handlers. The app owns the backend's life: it starts it on startup and closes it on cleanup.
+Every refusal is a JSON ``{"error": ..., "field": ...}`` with a 4xx status and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import Mapping
+
+import orjson
+from aiohttp import hdrs, web
+
+from simulator import __version__
+from simulator.storefront import metrics
+from simulator.storefront.backends import (
+    CONFIRMED,
+    SOLD_OUT,
+    Backend,
+    Reservation,
+    create_backend,
+)
+from simulator.storefront.config import StorefrontSettings
+from simulator.storefront.openapi import PATHS, openapi_document
+from simulator.storefront.validate import (
+    InvalidInput,
+    is_json_content_type,
+    parse_order,
+    parse_reset,
+)
+
+JSON = "application/json"
+_REPLAYED = {"Idempotent-Replayed": "true"}
+
+
+def error_response(status: int, error: str, field: str, **extra: object) -> web.Response:
+    """A JSON error answer in the contract's shape."""
+    body = orjson.dumps({"error": error, "field": field, **extra})
+    return web.Response(body=body, status=status, content_type=JSON)
+
+
+class Storefront:
+    """One storefront: the backend, order counters, realism knobs and the route handlers."""
+
+    def __init__(self, settings: StorefrontSettings, backend: Backend) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.stats = metrics.OrderStats()
+        self.registry, self._collector = metrics.new_registry(self.stats, backend.name)
+        self._max_in_flight = settings.max_concurrency
+        self._rng = random.Random(settings.seed)
+        median_ms = settings.service_time_median_ms
+        self._service_mu = math.log(median_ms / 1000.0) if median_ms > 0 else None
+        self._service_sigma = settings.service_time_sigma
+        self._hot_row = settings.hot_row
+        self._slow = self._hot_row or self._service_mu is not None
+        self._row_locks: dict[str, asyncio.Lock] = {}
+        self._openapi = orjson.dumps(openapi_document(__version__))
+
+    # -- POST /orders: the hot path --------------------------------------------------------
+
+    async def post_order(self, request: web.Request) -> web.Response:
+        """Validate an order, take stock through the backend, answer with the outcome."""
+        stats = self.stats
+        if self._max_in_flight and stats.in_flight >= self._max_in_flight:
+            stats.by_status[429] += 1
+            return error_response(429, "too many orders in flight, try again", "max_concurrency")
+        try:
+            content_type = request.headers.get(hdrs.CONTENT_TYPE)
+            if content_type != JSON and not is_json_content_type(content_type):
+                raise InvalidInput(400, "content type must be application/json", "content-type")
+            raw = await request.read()
+            order_id, sku, qty, user_id = parse_order(raw, self.backend.limits)
+        except InvalidInput as exc:
+            stats.by_status[exc.status] += 1
+            return error_response(exc.status, exc.error, exc.field)
+        except web.HTTPRequestEntityTooLarge:
+            stats.by_status[413] += 1
+            limit = self.settings.client_max_size
+            return error_response(413, f"body over {limit} bytes", "body")
+        stats.in_flight += 1
+        try:
+            if self._slow:
+                result = await self._reserve_slowly(order_id, sku, qty, user_id)
+            else:
+                result = await self.backend.reserve(order_id, sku, qty, user_id)
+        except Exception as exc:  # the store failed: an error answer, not a dropped connection
+            stats.by_status[500] += 1
+            return error_response(500, f"store error: {type(exc).__name__}: {exc}", "store")
+        finally:
+            stats.in_flight -= 1
+        return self._answer(order_id, result)
+
+    def _answer(self, order_id: str, r: Reservation) -> web.Response:
+        headers = None
+        if r.replayed:
+            self.stats.replays += 1
+            headers = _REPLAYED
+        if r.outcome == CONFIRMED:
+            self.stats.by_status[201] += 1
+            body = orjson.dumps(
+                {"order_id": order_id, "sku": r.sku, "qty": r.qty, "remaining": r.remaining}
+            )
+            return web.Response(body=body, status=201, content_type=JSON, headers=headers)
+        if r.outcome == SOLD_OUT:
+            status, error, field = 409, "sold out", "sku"
+        else:
+            status, error, field = 422, "over the per-buyer limit for this SKU", "qty"
+        self.stats.by_status[status] += 1
+        body = orjson.dumps(
+            {
+                "error": error,
+                "field": field,
+                "order_id": order_id,
+                "sku": r.sku,
+                "qty": r.qty,
+                "remaining": r.remaining,
+            }
+        )
+        return web.Response(body=body, status=status, content_type=JSON, headers=headers)
+
+    async def _reserve_slowly(self, order_id: str, sku: str, qty: int, user_id: str) -> Reservation:
+        """Reserve after the simulated service time; in hot-row mode, one order per SKU at once."""
+        if self._hot_row:
+            lock = self._row_locks.get(sku)
+            if lock is None:
+                lock = self._row_locks[sku] = asyncio.Lock()
+            async with lock:
+                await self._service_time()
+                return await self.backend.reserve(order_id, sku, qty, user_id)
+        await self._service_time()
+        return await self.backend.reserve(order_id, sku, qty, user_id)
+
+    async def _service_time(self) -> None:
+        if self._service_mu is not None:
+            await asyncio.sleep(self._rng.lognormvariate(self._service_mu, self._service_sigma))
+
+    # -- the other routes -----------------------------------------------------------------
+
+    async def get_inventory(self, request: web.Request) -> web.Response:
+        """Per-SKU initial, sold, ledger units/orders and remaining."""
+        snapshot = await self.backend.snapshot()
+        skus = {
+            sku: {
+                "initial": s.initial,
+                "sold": s.sold,
+                "ledger_units": s.ledger_units,
+                "ledger_orders": s.ledger_orders,
+                "remaining": s.remaining,
+            }
+            for sku, s in sorted(snapshot.items())
+        }
+        body = orjson.dumps({"backend": self.backend.name, "skus": skus})
+        return web.Response(body=body, content_type=JSON)
+
+    async def get_ledger(self, request: web.Request) -> web.Response:
+        """Every confirmed ledger entry as [order_id, sku, qty, user_id]."""
+        body = orjson.dumps({"orders": await self.backend.ledger()})
+        return web.Response(body=body, content_type=JSON)
+
+    async def post_reset(self, request: web.Request) -> web.Response:
+        """Restore the configured stock, overridden by the body's ``stock``; forget all orders."""
+        try:
+            raw = await request.read()
+            if raw.strip() and not is_json_content_type(request.headers.get(hdrs.CONTENT_TYPE)):
+                raise InvalidInput(400, "content type must be application/json", "content-type")
+            given = parse_reset(raw)
+        except InvalidInput as exc:
+            return error_response(exc.status, exc.error, exc.field)
+        except web.HTTPRequestEntityTooLarge:
+            return error_response(413, f"body over {self.settings.client_max_size} bytes", "body")
+        stocks: Mapping[str, int] = {**self.settings.stocks, **(given or {})}
+        await self.backend.reset(stocks)
+        self.stats.clear()
+        return web.Response(body=orjson.dumps({"ok": True, "stock": stocks}), content_type=JSON)
+
+    async def get_healthz(self, request: web.Request) -> web.Response:
+        """Always ``{"ok": true}`` while the app serves."""
+        return web.Response(body=b'{"ok":true}', content_type=JSON)
+
+    async def get_metrics(self, request: web.Request) -> web.Response:
+        """Order counters and per-SKU stock in Prometheus text format."""
+        self._collector.snapshot = await self.backend.snapshot()
+        body = metrics.render(self.registry)
+        return web.Response(body=body, headers={hdrs.CONTENT_TYPE: metrics.CONTENT_TYPE})
+
+    async def get_openapi(self, request: web.Request) -> web.Response:
+        """The OpenAPI document of this contract."""
+        return web.Response(body=self._openapi, content_type=JSON)
+
+    async def method_not_allowed(self, request: web.Request) -> web.Response:
+        """405 for a known path with the wrong method, listing the right one."""
+        allowed = ", ".join(m.upper() for m in PATHS[request.path])
+        response = error_response(405, f"method {request.method} not allowed", "method")
+        response.headers[hdrs.ALLOW] = allowed
+        return response
+
+    async def not_found(self, request: web.Request) -> web.Response:
+        """404 for a path that is not in the contract."""
+        return error_response(404, f"no such path {request.path[:100]!r}", "path")
+
+    # -- life -----------------------------------------------------------------------------
+
+    async def on_startup(self, app: web.Application) -> None:
+        """Connect the backend and load its initial stock."""
+        await self.backend.start()
+
+    async def on_cleanup(self, app: web.Application) -> None:
+        """Close the backend's connections."""
+        await self.backend.close()
+
+
+#: the app's state in ``app[STOREFRONT_KEY]``, for tests and embedding
+STOREFRONT_KEY: web.AppKey[Storefront] = web.AppKey("storefront", Storefront)
+
+
+def make_app(settings: StorefrontSettings, backend: Backend | None = None) -> web.Application:
+    """The storefront app for ``settings`` (with a backend built from them unless given).
+
+    The app starts the backend on startup and closes it on cleanup, so a store that cannot
+    be reached fails the app's startup (``AppRunner.setup``) with ``StoreUnavailableError``.
+    """
+    if backend is None:
+        backend = create_backend(
+            settings.backend, settings.stocks, settings.limits, settings.backend_options()
+        )
+    shop = Storefront(settings, backend)
+    app = web.Application(client_max_size=settings.client_max_size)
+    app[STOREFRONT_KEY] = shop
+    handlers = {
+        ("post", "/orders"): shop.post_order,
+        ("get", "/inventory"): shop.get_inventory,
+        ("get", "/ledger"): shop.get_ledger,
+        ("post", "/reset"): shop.post_reset,
+        ("get", "/healthz"): shop.get_healthz,
+        ("get", "/metrics"): shop.get_metrics,
+        ("get", "/openapi.json"): shop.get_openapi,
+    }
+    router = app.router
+    for (method, path), handler in handlers.items():
+        router.add_route(method.upper(), path, handler)
+        router.add_route(hdrs.METH_ANY, path, shop.method_not_allowed)
+    router.add_route(hdrs.METH_ANY, "/{tail:.*}", shop.not_found)
+    app.on_startup.append(shop.on_startup)
+    app.on_cleanup.append(shop.on_cleanup)
+    return app

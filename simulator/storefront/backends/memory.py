@@ -1,0 +1,171 @@
+"""In-process stock: the correct ``memory`` backend and the deliberately racy ``memory-racy``.
+
+Both keep everything in plain dicts on the event loop's thread. The correct one checks and
+takes stock with no ``await`` in between, so no other order can interleave; the racy one awaits
+a simulated store round trip between reading and writing, as an inventory service that reads a
+row, decides in application code and writes the result back would — and so it oversells.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+from simulator.storefront.backends.base import (
+    CONFIRMED,
+    OVER_LIMIT,
+    SOLD_OUT,
+    BackendOptions,
+    LedgerEntry,
+    Reservation,
+    SkuSnapshot,
+    next_limits,
+)
+
+
+class MemoryBackend:
+    """Correct in-process stock: check-and-decrement in one synchronous step.
+
+    This is the storefront's hot path in benchmarks, so :meth:`reserve` is written to allocate
+    little: one tuple for the ledger and one for the idempotency record per order.
+    """
+
+    name = "memory"
+
+    def __init__(
+        self,
+        stocks: Mapping[str, int],
+        limits: Mapping[str, int],
+        options: BackendOptions | None = None,
+    ) -> None:
+        self._configured_limits = dict(limits)
+        self.limits: dict[str, int] = {}
+        self._initial: dict[str, int] = {}
+        self._remaining: dict[str, int] = {}
+        self._sold: dict[str, int] = {}
+        self._orders: dict[str, Reservation] = {}
+        self._bought: dict[tuple[str, str], int] = {}
+        self._ledger: list[LedgerEntry] = []
+        self._load(stocks)
+
+    def _load(self, stocks: Mapping[str, int]) -> None:
+        self.limits = next_limits(self._configured_limits, stocks)
+        self._initial = dict(stocks)
+        self._remaining = dict(stocks)
+        self._sold = dict.fromkeys(stocks, 0)
+        self._orders = {}
+        self._bought = {}
+        self._ledger = []
+
+    async def start(self) -> None:
+        """Nothing to connect to: the stock was loaded at construction."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    async def reserve(self, order_id: str, sku: str, qty: int, user_id: str) -> Reservation:
+        """Check and take stock with no await in between: exactly as many units as there are."""
+        done = self._orders.get(order_id)
+        if done is not None:
+            return done._replace(replayed=True)
+        remaining = self._remaining[sku]
+        limit = self.limits[sku]
+        if limit:
+            key = (user_id, sku)
+            bought = self._bought.get(key, 0)
+            if bought + qty > limit:
+                result = Reservation(OVER_LIMIT, sku, qty, remaining)
+                self._orders[order_id] = result
+                return result
+        if remaining < qty:
+            result = Reservation(SOLD_OUT, sku, qty, remaining)
+        else:
+            remaining -= qty
+            self._remaining[sku] = remaining
+            self._sold[sku] += qty
+            if limit:
+                self._bought[key] = bought + qty
+            self._ledger.append((order_id, sku, qty, user_id))
+            result = Reservation(CONFIRMED, sku, qty, remaining)
+        self._orders[order_id] = result
+        return result
+
+    async def reset(self, stocks: Mapping[str, int]) -> None:
+        """Reload the stock and forget every order."""
+        self._load(stocks)
+
+    async def snapshot(self) -> dict[str, SkuSnapshot]:
+        """Counters as kept, ledger numbers summed from the ledger itself."""
+        return snapshot_from(self._initial, self._sold, self._remaining, self._ledger)
+
+    async def ledger(self) -> list[LedgerEntry]:
+        """A copy of the ledger."""
+        return list(self._ledger)
+
+
+class RacyMemoryBackend(MemoryBackend):
+    """In-process stock with a read–await–write race: oversells under concurrent orders.
+
+    Reads the remaining stock, the buyer's purchases and the order id's record, awaits
+    ``racy_delay_s`` (a store round trip), then writes the value it computed from what it read.
+    Every confirmed unit is counted in ``sold`` and the ledger, so ``sold`` can exceed
+    ``initial`` while ``initial - remaining`` does not (lost updates) — the audit's job to find.
+    """
+
+    name = "memory-racy"
+
+    def __init__(
+        self,
+        stocks: Mapping[str, int],
+        limits: Mapping[str, int],
+        options: BackendOptions | None = None,
+    ) -> None:
+        super().__init__(stocks, limits, options)
+        self._delay_s = (options or BackendOptions()).racy_delay_s
+
+    async def reserve(self, order_id: str, sku: str, qty: int, user_id: str) -> Reservation:
+        """Read, await the simulated round trip, then write what was computed from the read."""
+        done = self._orders.get(order_id)
+        remaining = self._remaining[sku]
+        limit = self.limits[sku]
+        key = (user_id, sku)
+        bought = self._bought.get(key, 0)
+        await asyncio.sleep(self._delay_s)
+        if done is not None:
+            return done._replace(replayed=True)
+        if limit and bought + qty > limit:
+            result = Reservation(OVER_LIMIT, sku, qty, remaining)
+        elif remaining < qty:
+            result = Reservation(SOLD_OUT, sku, qty, remaining)
+        else:
+            self._remaining[sku] = remaining - qty  # lost update: overwrites other orders' writes
+            self._sold[sku] += qty
+            self._bought[key] = bought + qty
+            self._ledger.append((order_id, sku, qty, user_id))
+            result = Reservation(CONFIRMED, sku, qty, remaining - qty)
+        self._orders[order_id] = result
+        return result
+
+
+def snapshot_from(
+    initial: Mapping[str, int],
+    sold: Mapping[str, int],
+    remaining: Mapping[str, int],
+    ledger: list[LedgerEntry],
+) -> dict[str, SkuSnapshot]:
+    """Per-SKU snapshot from counters and a ledger (ledger SKUs not on sale are included)."""
+    units: dict[str, int] = {}
+    orders: dict[str, int] = {}
+    for _, sku, qty, _ in ledger:
+        units[sku] = units.get(sku, 0) + qty
+        orders[sku] = orders.get(sku, 0) + 1
+    return {
+        sku: SkuSnapshot(
+            initial=initial.get(sku, 0),
+            sold=sold.get(sku, 0),
+            ledger_units=units.get(sku, 0),
+            ledger_orders=orders.get(sku, 0),
+            remaining=remaining.get(sku, 0),
+        )
+        for sku in {**initial, **units}
+    }

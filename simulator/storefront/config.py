@@ -1,0 +1,98 @@
+"""Settings of one mock storefront: its stock, its backend and its realism knobs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from simulator.errors import UsageError
+from simulator.storefront.backends import BACKEND_NAMES, BackendOptions
+
+if TYPE_CHECKING:
+    from simulator.scenario import Scenario
+
+#: request bodies above this many bytes are refused with 413 (an order is ~100 bytes)
+DEFAULT_CLIENT_MAX_SIZE = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class StorefrontSettings:
+    """Everything a storefront app needs, built by the CLI, a scenario or a test.
+
+    ``stocks`` (SKU → initial units) and ``limits`` (SKU → per-buyer limit, 0 = none) are the
+    catalogue; ``service_time_median_ms``/``service_time_sigma`` a lognormal delay per order;
+    ``max_concurrency`` sheds orders beyond that many in flight with 429 (0 = no limit);
+    ``hot_row`` serialises orders per SKU (service time included) as one database row would;
+    ``racy_delay_ms`` is the racy backends' round trip between read and write. ``namespace`` is
+    the Redis key prefix / PostgreSQL schema the backend owns. ``seed`` fixes the service-time
+    random stream.
+    """
+
+    stocks: Mapping[str, int]
+    limits: Mapping[str, int] = field(default_factory=dict)
+    backend: str = "memory"
+    service_time_median_ms: float = 0.0
+    service_time_sigma: float = 0.0
+    max_concurrency: int = 0
+    hot_row: bool = False
+    racy_delay_ms: float = 1.0
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    postgres_dsn: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    namespace: str = "flashsale"
+    client_max_size: int = DEFAULT_CLIENT_MAX_SIZE
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        for name, mapping in (("stock", self.stocks), ("limit", self.limits)):
+            for sku, units in mapping.items():
+                if not isinstance(sku, str) or not sku:
+                    raise UsageError(f"{name}: SKU must be a non-empty string, got {sku!r}")
+                if isinstance(units, bool) or not isinstance(units, int) or units < 0:
+                    raise UsageError(f"{name} {sku}: must be an integer ≥ 0, got {units!r}")
+        if self.backend not in BACKEND_NAMES:
+            raise UsageError(
+                f"unknown backend {self.backend!r} (one of {', '.join(BACKEND_NAMES)})"
+            )
+        for name in ("service_time_median_ms", "service_time_sigma", "racy_delay_ms"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise UsageError(f"{name}: must be a finite number ≥ 0, got {value}")
+        if self.max_concurrency < 0:
+            raise UsageError(f"max_concurrency: must be ≥ 0, got {self.max_concurrency}")
+        if self.client_max_size < 1:
+            raise UsageError(f"client_max_size: must be ≥ 1, got {self.client_max_size}")
+        # freeze the catalogue so that a shared settings object cannot change under an app
+        object.__setattr__(self, "stocks", MappingProxyType(dict(self.stocks)))
+        object.__setattr__(self, "limits", MappingProxyType(dict(self.limits)))
+
+    @classmethod
+    def from_scenario(cls, scenario: Scenario, **overrides: Any) -> StorefrontSettings:
+        """The storefront a scenario describes: its stock at scale, limits and knobs.
+
+        ``overrides`` replace any field, e.g. ``backend="redis"`` or ``namespace="run42"``.
+        """
+        knobs = scenario.storefront
+        settings = cls(
+            stocks=scenario.stocks(),
+            limits=scenario.per_buyer_limits(),
+            backend=knobs.backend,
+            service_time_median_ms=knobs.service_time_median_ms,
+            service_time_sigma=knobs.service_time_sigma,
+            max_concurrency=knobs.max_concurrency,
+            hot_row=knobs.hot_row,
+            racy_delay_ms=knobs.racy_delay_ms,
+            seed=scenario.seed,
+        )
+        return replace(settings, **overrides) if overrides else settings
+
+    def backend_options(self) -> BackendOptions:
+        """The store connection settings the backend factory takes."""
+        return BackendOptions(
+            redis_url=self.redis_url,
+            postgres_dsn=self.postgres_dsn,
+            namespace=self.namespace,
+            racy_delay_s=self.racy_delay_ms / 1000.0,
+        )

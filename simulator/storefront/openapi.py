@@ -1,0 +1,238 @@
+"""The OpenAPI 3 document of the storefront contract, served at ``GET /openapi.json``.
+
+A test checks it against the app's routes and answers, so it stays true; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from simulator.storefront.validate import MAX_ID_LENGTH, MAX_QTY
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(name: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(name)}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json("Error", description)
+
+
+_ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}
+_UNITS = {"type": "integer", "minimum": 0}
+
+SCHEMAS: dict[str, Any] = {
+    "Order": {
+        "type": "object",
+        "required": ["order_id", "sku", "qty", "user_id"],
+        "additionalProperties": False,
+        "properties": {
+            "order_id": {**_ID, "description": "idempotency key: a repeat gets the first answer"},
+            "sku": {"type": "string", "description": "a SKU on sale (see GET /inventory)"},
+            "qty": {"type": "integer", "minimum": 1, "maximum": MAX_QTY},
+            "user_id": {**_ID, "description": "the buyer, for per-buyer limits"},
+        },
+    },
+    "Confirmation": {
+        "type": "object",
+        "required": ["order_id", "sku", "qty", "remaining"],
+        "properties": {
+            "order_id": {"type": "string"},
+            "sku": {"type": "string"},
+            "qty": {"type": "integer"},
+            "remaining": {"type": "integer", "description": "stock left after this order"},
+        },
+    },
+    "Error": {
+        "type": "object",
+        "required": ["error", "field"],
+        "properties": {
+            "error": {"type": "string", "description": "what is wrong, for a human"},
+            "field": {
+                "type": "string",
+                "description": "the offending field, or body, content-type, method, path, store",
+            },
+            "order_id": {"type": "string"},
+            "sku": {"type": "string"},
+            "qty": {"type": "integer"},
+            "remaining": {"type": "integer"},
+        },
+    },
+    "SkuNumbers": {
+        "type": "object",
+        "required": ["initial", "sold", "ledger_units", "ledger_orders", "remaining"],
+        "properties": {
+            "initial": _UNITS,
+            "sold": {"type": "integer", "description": "the backend's sold counter"},
+            "ledger_units": {"type": "integer", "description": "units summed from the ledger"},
+            "ledger_orders": {"type": "integer", "description": "confirmed orders in the ledger"},
+            "remaining": {"type": "integer", "description": "stock left (racy stores: < 0)"},
+        },
+    },
+    "Inventory": {
+        "type": "object",
+        "required": ["backend", "skus"],
+        "properties": {
+            "backend": {"type": "string"},
+            "skus": {"type": "object", "additionalProperties": _ref("SkuNumbers")},
+        },
+    },
+    "Ledger": {
+        "type": "object",
+        "required": ["orders"],
+        "properties": {
+            "orders": {
+                "type": "array",
+                "description": "every confirmed entry: [order_id, sku, qty, user_id]",
+                "items": {
+                    "type": "array",
+                    "prefixItems": [
+                        {"type": "string"},
+                        {"type": "string"},
+                        {"type": "integer"},
+                        {"type": "string"},
+                    ],
+                    "minItems": 4,
+                    "maxItems": 4,
+                },
+            }
+        },
+    },
+    "Reset": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "stock": {
+                "type": "object",
+                "description": "SKU → units; SKUs not named get their configured stock back",
+                "additionalProperties": _UNITS,
+            }
+        },
+    },
+    "ResetDone": {
+        "type": "object",
+        "required": ["ok", "stock"],
+        "properties": {
+            "ok": {"type": "boolean"},
+            "stock": {"type": "object", "additionalProperties": _UNITS},
+        },
+    },
+    "Health": {
+        "type": "object",
+        "required": ["ok"],
+        "properties": {"ok": {"type": "boolean"}},
+    },
+}
+
+_BAD_METHOD = _error("method not allowed on this path (Allow header lists the right ones)")
+
+PATHS: dict[str, Any] = {
+    "/orders": {
+        "post": {
+            "summary": "Place an order: take qty units of sku for user_id",
+            "operationId": "placeOrder",
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref("Order")}},
+            },
+            "responses": {
+                "201": _json("Confirmation", "confirmed: the units were taken"),
+                "400": _error("wrong content type, malformed JSON, or not a JSON object"),
+                "409": _error("sold out: fewer units left than qty; nothing taken"),
+                "413": _error("body larger than the server's client_max_size"),
+                "422": _error(
+                    "a wrong field: missing, extra, wrong type, unknown SKU, qty ≤ 0, or qty "
+                    "over the per-buyer limit (alone or with the buyer's earlier purchases)"
+                ),
+                "429": _error("throttled: more orders in flight than max_concurrency"),
+                "500": _error("the stock store failed"),
+                "405": _BAD_METHOD,
+            },
+        }
+    },
+    "/inventory": {
+        "get": {
+            "summary": "Per-SKU initial, sold, ledger and remaining units",
+            "operationId": "getInventory",
+            "responses": {"200": _json("Inventory", "inventory"), "405": _BAD_METHOD},
+        }
+    },
+    "/ledger": {
+        "get": {
+            "summary": "Every confirmed ledger entry",
+            "operationId": "getLedger",
+            "responses": {"200": _json("Ledger", "the ledger"), "405": _BAD_METHOD},
+        }
+    },
+    "/reset": {
+        "post": {
+            "summary": "Restore the stock; clear ledger, counters and idempotency records",
+            "operationId": "reset",
+            "requestBody": {
+                "required": False,
+                "content": {"application/json": {"schema": _ref("Reset")}},
+            },
+            "responses": {
+                "200": _json("ResetDone", "reset done; the stock now on sale"),
+                "400": _error("wrong content type or malformed JSON"),
+                "413": _error("body larger than the server's client_max_size"),
+                "422": _error("a wrong field"),
+                "405": _BAD_METHOD,
+            },
+        }
+    },
+    "/healthz": {
+        "get": {
+            "summary": "Liveness",
+            "operationId": "health",
+            "responses": {"200": _json("Health", "alive"), "405": _BAD_METHOD},
+        }
+    },
+    "/metrics": {
+        "get": {
+            "summary": "Prometheus metrics",
+            "operationId": "metrics",
+            "responses": {
+                "200": {
+                    "description": "Prometheus text exposition format",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                "405": _BAD_METHOD,
+            },
+        }
+    },
+    "/openapi.json": {
+        "get": {
+            "summary": "This document",
+            "operationId": "openapi",
+            "responses": {
+                "200": {
+                    "description": "OpenAPI 3 document",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                "405": _BAD_METHOD,
+            },
+        }
+    },
+}
+
+
+def openapi_document(version: str) -> dict[str, Any]:
+    """The whole OpenAPI 3.1 document (3.1 for JSON Schema's ``prefixItems``)."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "flashsale mock storefront",
+            "version": version,
+            "description": (
+                "A flash-sale inventory service with correct and deliberately racy backends. "
+                "Unknown paths answer 404 and wrong methods 405, both with an Error body."
+            ),
+        },
+        "paths": PATHS,
+        "components": {"schemas": SCHEMAS},
+    }

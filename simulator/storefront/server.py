@@ -1,0 +1,98 @@
+"""Running a storefront on a socket: in-process for the engine and tests, or until a signal.
+
+:func:`start_storefront` starts one on the current event loop and returns a
+:class:`RunningStorefront` (an async context manager) with its URL; :func:`serve` is what
+``flashsale serve`` runs: start, announce the URL, stop cleanly on SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+
+from aiohttp import web
+
+from simulator.errors import FlashsaleError
+from simulator.storefront.app import STOREFRONT_KEY, Storefront, make_app
+from simulator.storefront.config import StorefrontSettings
+
+
+class ListenError(FlashsaleError):
+    """The storefront cannot bind its host and port."""
+
+
+@dataclass(slots=True)
+class RunningStorefront:
+    """A storefront serving on ``url`` until :meth:`stop` (or the end of ``async with``)."""
+
+    url: str
+    host: str
+    port: int
+    app: web.Application
+    runner: web.AppRunner
+
+    @property
+    def storefront(self) -> Storefront:
+        """The app's state: backend, counters, settings."""
+        return self.app[STOREFRONT_KEY]
+
+    async def stop(self) -> None:
+        """Stop listening, finish the requests in flight briefly, close the backend."""
+        await self.runner.cleanup()
+
+    async def __aenter__(self) -> RunningStorefront:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+async def start_storefront(
+    settings: StorefrontSettings, host: str = "127.0.0.1", port: int = 0, *, backlog: int = 4096
+) -> RunningStorefront:
+    """Start a storefront on this event loop; ``port=0`` picks a free port (see ``.url``).
+
+    Raises ``StoreUnavailableError`` when its Redis/PostgreSQL cannot be reached and
+    :class:`ListenError` when the address cannot be bound; nothing is left running then.
+    """
+    app = make_app(settings)
+    # no access log: one log line per order would cost more than the order itself
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=backlog)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    bound_host, bound_port = runner.addresses[0][:2]
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    return RunningStorefront(f"http://{shown}:{bound_port}", bound_host, bound_port, app, runner)
+
+
+async def serve(
+    settings: StorefrontSettings, host: str, port: int, announce: Callable[[str], None]
+) -> None:
+    """Serve until SIGINT or SIGTERM; ``announce(url)`` is called once, when ready."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        running = await start_storefront(settings, host, port)
+        try:
+            announce(running.url)
+            await stop.wait()
+        finally:
+            await running.stop()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
