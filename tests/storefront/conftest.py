@@ -17,7 +17,6 @@ import pytest
 from simulator.storefront.config import StorefrontSettings
 from simulator.storefront.server import RunningStorefront, start_storefront
 
-
 #: the ``start`` fixture: ``await start(backend, stocks, limits=None, **settings)``
 StartStorefront = Callable[..., Awaitable[RunningStorefront]]
 
