@@ -1,0 +1,111 @@
+"""``flashsale serve`` as the load engine runs it: a child process that announces its URL."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import orjson
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LINE = re.compile(
+    r"^flashsale storefront: listening on (http://127\.0\.0\.1:\d+) \(backend (\S+)\)$"
+)
+
+
+def _spawn(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "simulator", "serve", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # buffered stdout, as under the engine: the ready line must be flushed by serve itself
+        env={k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"},
+    )
+
+
+def _post(url: str, body: object) -> tuple[int, object]:
+    request = urllib.request.Request(
+        url, data=orjson.dumps(body), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as resp:
+        return resp.status, orjson.loads(resp.read())
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_serve_announces_serves_and_stops_cleanly(sig: signal.Signals) -> None:
+    scenario = ROOT / "scenarios" / "durian-1111.toml"
+    proc = _spawn("--scenario", str(scenario), "--scale", "0.001", "--port", "0")
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().rstrip("\n")
+        match = LINE.match(line)
+        assert match, line
+        url, backend = match.groups()
+        assert backend == "memory"
+        with urllib.request.urlopen(url + "/inventory", timeout=5) as resp:
+            skus = orjson.loads(resp.read())["skus"]
+        assert skus["durian-musang-king"]["initial"] == 12  # 12000 at scale 0.001
+        order = {"order_id": "o1", "sku": "durian-d24", "qty": 2, "user_id": "u"}
+        assert _post(url + "/orders", order) == (
+            201,
+            {"order_id": "o1", "sku": "durian-d24", "qty": 2, "remaining": 3},
+        )
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert out == ""  # exactly one line on stdout, already read
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--stock", "a=5", "--backend", "redis", "--redis-url", "redis://127.0.0.1:1/0"],
+         "cannot use Redis at redis://127.0.0.1:1/0"),
+        (["--stock", "a=5", "--backend", "postgres",
+          "--postgres-dsn", "postgresql://postgres@127.0.0.1:1/test"],
+         "cannot use PostgreSQL at postgresql://postgres@127.0.0.1:1/test"),
+        (["--stock", "a"], "--stock 'a': expected SKU=N"),
+        (["--stock", "a=-1"], "--stock 'a=-1': expected SKU=N"),
+        (["--stock", "a=5", "--limit", "a=x"], "--limit 'a=x': expected SKU=N"),
+        ([], "give --scenario FILE or at least one --stock SKU=N"),
+        (["--stock", "a=5", "--backend", "mongo"], "unknown backend 'mongo'"),
+        (["--scenario", "no-such.toml"], "no-such.toml: no such scenario file"),
+        (["--stock", "a=5", "--port", "70000"], "--port: must be 0–65535"),
+    ],
+)  # fmt: skip
+def test_serve_refuses_with_one_line_and_exit_2(args: list[str], message: str) -> None:
+    proc = _spawn("--port", "0", *args) if "--port" not in args else _spawn(*args)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 2, err
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("flashsale: error: "), err
+    assert message in lines[0]
+
+
+def test_serve_refuses_a_port_in_use() -> None:
+    first = _spawn("--stock", "a=1", "--port", "0")
+    try:
+        assert first.stdout is not None
+        match = LINE.match(first.stdout.readline().rstrip("\n"))
+        assert match
+        port = match.group(1).rsplit(":", 1)[1]
+        second = _spawn("--stock", "a=1", "--port", port)
+        _, err = second.communicate(timeout=20)
+        assert second.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in err
+    finally:
+        first.terminate()
+        first.communicate(timeout=10)
+    assert first.returncode == 0
