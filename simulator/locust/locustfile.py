@@ -1,0 +1,153 @@
+"""A flashsale scenario as a Locust test: ``locust -f <this file> --flashsale-scenario FILE``.
+
+Or ``flashsale locust FILE [locust args…]``. The scenario comes from ``--flashsale-scenario`` or
+the FLASHSALE_SCENARIO environment variable; every ``--flashsale-*`` option is listed by
+``locust -f <this file> --help``. Open model: :class:`ScheduleUser` senders work through the
+schedule, each order at its intended time; :class:`DemandShape` sizes the pool from the demand
+curve. With ``--master``/``--worker``, worker k of N sends the rows ≡ k (mod N) of the schedule
+and the master prints and saves the merged report with the oversell audit. See docs/locust.md.
+
+This file only wires Locust's events to :class:`simulator.locust.run.FlashsaleRun`.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from locust import events
+
+from simulator.errors import FlashsaleError, UsageError
+from simulator.locust import webui
+from simulator.locust.run import PLAN_MESSAGE, RESULT_MESSAGE, FlashsaleRun, check_reachable
+from simulator.locust.shape import DemandShape
+from simulator.locust.users import ScheduleUser
+
+__all__ = ["DemandShape", "ScheduleUser"]
+
+
+@events.init_command_line_parser.add_listener
+def add_arguments(parser: Any, **_kw: Any) -> None:
+    """The ``--flashsale-*`` options (each also settable by its FLASHSALE_* variable)."""
+    g = parser  # Locust's own parser: argument groups lack its include_in_web_ui keyword
+    g.add_argument(
+        "--flashsale-scenario",
+        env_var="FLASHSALE_SCENARIO",
+        default="",
+        include_in_web_ui=False,
+        help="scenario file (TOML); the same file on every node",
+    )
+    g.add_argument(
+        "--flashsale-scale",
+        env_var="FLASHSALE_SCALE",
+        type=float,
+        default=None,
+        include_in_web_ui=False,
+        help="override the scenario's scale (rates and stock)",
+    )
+    g.add_argument(
+        "--flashsale-duration",
+        env_var="FLASHSALE_DURATION",
+        type=float,
+        default=None,
+        include_in_web_ui=False,
+        help="only the first S seconds of the sale",
+    )
+    g.add_argument(
+        "--flashsale-workers",
+        type=int,
+        default=0,
+        include_in_web_ui=False,
+        help="slices to cut the schedule into (default: the workers connected at the start); "
+        "must equal --expect-workers",
+    )
+    g.add_argument(
+        "--flashsale-report",
+        env_var="FLASHSALE_REPORT",
+        default="flashsale-locust-report.json",
+        include_in_web_ui=False,
+        help="where the master saves the merged report (JSON); '' = do not save",
+    )
+    g.add_argument(
+        "--flashsale-no-reset",
+        action="store_true",
+        default=False,
+        include_in_web_ui=False,
+        help="do not POST the target's reset path at the start of each run",
+    )
+    g.add_argument(
+        "--flashsale-lead",
+        type=float,
+        default=1.0,
+        include_in_web_ui=False,
+        help="seconds between the start and the sale's t = 0 (to spawn the first users)",
+    )
+    g.add_argument(
+        "--flashsale-busy",
+        type=float,
+        default=0.05,
+        include_in_web_ui=False,
+        help="pool sizing: seconds a user is busy with one order (expected latency)",
+    )
+    g.add_argument(
+        "--flashsale-max-users",
+        type=int,
+        default=2000,
+        include_in_web_ui=False,
+        help="pool sizing: never more users than this (all workers together)",
+    )
+
+
+def _die(message: str) -> None:
+    print(f"flashsale: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+@events.init.add_listener
+def on_init(environment: Any, **_kw: Any) -> None:
+    """Load the scenario, check the host and worker counts, hook up the run and the web UI."""
+    if environment.parsed_options is None:  # e.g. a library use of the locustfile
+        return
+    opts = environment.parsed_options
+    try:
+        run = FlashsaleRun.load(environment)
+        is_master = bool(opts.master)
+        if is_master and opts.flashsale_workers and opts.flashsale_workers != opts.expect_workers:
+            raise_mismatch(opts.flashsale_workers, opts.expect_workers)
+        if not opts.worker:
+            host = environment.host or run.scenario.target.url
+            if host:
+                environment.host = host
+                check_reachable(host)
+            elif opts.headless:
+                _die("no host: pass --host URL, or set [target] url in the scenario")
+    except FlashsaleError as exc:
+        _die(str(exc))
+        return
+    ScheduleUser.network_timeout = run.scenario.run.timeout_s
+    ScheduleUser.connection_timeout = run.scenario.run.connect_timeout_s
+    environment.flashsale_run = run
+    runner = environment.runner
+    if run.is_worker:
+        runner.register_message(PLAN_MESSAGE, lambda msg, **_: run.on_plan(msg.data))
+        events.report_to_master.add_listener(
+            lambda client_id, data, **_: run.on_report_to_master(data)
+        )
+    elif run.is_master:
+        runner.register_message(RESULT_MESSAGE, lambda msg, **_: run.on_result(msg.data))
+        events.worker_report.add_listener(
+            lambda client_id, data, **_: run.on_worker_report(client_id, data)
+        )
+    events.test_start.add_listener(lambda **_: run.on_test_start())
+    events.test_stop.add_listener(lambda **_: run.on_test_stop())
+    events.quitting.add_listener(lambda **_: run.on_quitting())
+    if environment.web_ui is not None:
+        webui.install(environment, run)
+
+
+def raise_mismatch(slices: int, expect: int) -> None:
+    """The schedule's slice count and the expected worker count must agree."""
+    raise UsageError(
+        f"--flashsale-workers {slices} but --expect-workers {expect}: each worker takes one "
+        f"slice of the schedule, so the two must be equal"
+    )

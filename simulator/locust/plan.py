@@ -1,0 +1,230 @@
+"""Pure parts of the Locust adapter: the user pool as a function of time, and a worker's orders.
+
+Nothing here imports locust or reads a clock: time is an argument, so the pool size is tested as
+a table of (t, users) cases, like every demand curve.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from simulator.errors import UsageError
+from simulator.scenario import Scenario
+from simulator.schedule import FLAG_DUPLICATE, Orders, build_schedule
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSizing:
+    """How many Locust users the demand needs (see :func:`users_at` for the formula).
+
+    ``busy_s`` is how long one user is tied up by one order (its expected response time plus a
+    little dispatch slack); ``headroom`` multiplies the Little's-law estimate so that a slower
+    answer than expected does not starve the schedule; the window ``[t − hold_s, t +
+    lookahead_s]`` makes the pool grow before a spike (users take time to spawn) and shrink only
+    after demand has stayed low for ``hold_s`` (a shrinking pool stops users mid-order).
+    """
+
+    busy_s: float = 0.05
+    headroom: float = 2.0
+    min_users: int = 4
+    max_users: int = 2000
+    lookahead_s: float = 2.0
+    hold_s: float = 10.0
+    step_s: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not (self.busy_s > 0 and math.isfinite(self.busy_s)):
+            raise UsageError(f"pool: busy_s must be > 0, got {self.busy_s}")
+        if not self.headroom >= 1:
+            raise UsageError(f"pool: headroom must be ≥ 1, got {self.headroom}")
+        if not 1 <= self.min_users <= self.max_users:
+            raise UsageError(
+                f"pool: need 1 ≤ min_users ≤ max_users, got {self.min_users}, {self.max_users}"
+            )
+        if self.lookahead_s < 0 or self.hold_s < 0 or not self.step_s > 0:
+            raise UsageError("pool: lookahead_s and hold_s must be ≥ 0, step_s > 0")
+
+
+def demand_rate(scenario: Scenario, t_s: npt.ArrayLike) -> FloatArray:
+    """Expected orders a second at times ``t_s`` (at the scenario's scale), everything included.
+
+    λ(t) = (1 + d)·Σ_g μ_g(t)/(1 − η_g): each demand group's immigrant rate μ_g (the sale curve
+    and each product's own curve, scaled) inflated by its bursts' stationary factor 1/(1 − η_g)
+    (η = branching ratio) and by the double-click share d.
+    """
+    t = np.asarray(t_s, dtype=np.float64)
+    total = np.zeros_like(t)
+    curves = [scenario.demand] if not scenario.demand.is_empty else []
+    curves += [p.curve for p in scenario.products if p.curve is not None and not p.curve.is_empty]
+    for curve in curves:
+        eta = curve.bursts.branching_ratio if curve.bursts is not None else 0.0
+        total += curve.scaled(scenario.scale).rate(t) / (1.0 - eta)
+    inside = (t >= 0) & (t < scenario.duration_s)
+    return np.where(inside, total * (1.0 + scenario.buyers.duplicate_share), 0.0)
+
+
+def users_at(scenario: Scenario, t_s: float, sizing: PoolSizing) -> int:
+    """The user pool at ``t_s`` seconds into the sale (all workers together).
+
+    users(t) = clamp(⌈headroom · busy_s · max λ(s) for s in [t − hold_s, t + lookahead_s]⌉ +
+    min_users, min_users, max_users) — Little's law: a user carries one order at a time for
+    about ``busy_s``, so λ orders a second keep λ·busy_s users busy on average.
+    """
+    lo = t_s - sizing.hold_s
+    grid = np.arange(lo, t_s + sizing.lookahead_s + sizing.step_s / 2, sizing.step_s)
+    peak = float(demand_rate(scenario, grid).max()) if len(grid) else 0.0
+    users = math.ceil(sizing.headroom * sizing.busy_s * peak) + sizing.min_users
+    return max(sizing.min_users, min(sizing.max_users, users))
+
+
+# ---------------------------------------------------------------------------------------------
+# One worker's orders
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """What every node must agree on for one run: which schedule and how it is sliced.
+
+    The master sends it to every worker at the start; ``digest`` identifies the scenario file's
+    bytes, so a worker with a different file refuses to run rather than send the wrong orders.
+    """
+
+    run_id: int
+    slices: int
+    scale: float
+    duration_s: float | None
+    digest: str
+
+    def to_message(self) -> dict[str, object]:
+        """The plan as a plain dict (a Locust message payload)."""
+        return {
+            "run_id": self.run_id,
+            "slices": self.slices,
+            "scale": self.scale,
+            "duration_s": self.duration_s,
+            "digest": self.digest,
+        }
+
+    @classmethod
+    def from_message(cls, data: dict[str, object]) -> RunPlan:
+        """The inverse of :meth:`to_message`."""
+        duration = data["duration_s"]
+        return cls(
+            run_id=int(data["run_id"]),  # type: ignore[call-overload]
+            slices=int(data["slices"]),  # type: ignore[call-overload]
+            scale=float(data["scale"]),  # type: ignore[arg-type]
+            duration_s=None if duration is None else float(duration),  # type: ignore[arg-type]
+            digest=str(data["digest"]),
+        )
+
+
+def file_digest(path: str | Path) -> str:
+    """A short hash of a scenario file's bytes (to check that every node runs the same file)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+class OrderBook:
+    """A worker's slice of the schedule, ready to send: times, ids and request bodies.
+
+    Rows are kept as Python lists (an index into a list is ~4× cheaper than into a NumPy array,
+    and each order is looked up a few times). Bodies are rendered on demand from the scenario's
+    template (``order_id`` = the order number, ``user_id`` = the buyer number).
+    """
+
+    __slots__ = ("_literals", "_sku", "buyer", "fields", "flags", "n", "order", "product", "qty", "t_ns")
+
+    def __init__(self, scenario: Scenario, rows: Orders) -> None:
+        self.n = len(rows)
+        self.t_ns: list[int] = rows["t_ns"].tolist()
+        self.order: list[int] = rows["order"].tolist()
+        self.buyer: list[int] = rows["buyer"].tolist()
+        self.product: list[int] = rows["product"].tolist()
+        self.qty: list[int] = rows["qty"].tolist()
+        self.flags: list[int] = rows["flags"].tolist()
+        self._sku = [p.id for p in scenario.products]
+        literals, fields = scenario.target.body_parts()
+        self._literals = literals
+        self.fields = fields
+
+    def body(self, i: int) -> bytes:
+        """The request body of row ``i``."""
+        values = {
+            "order_id": str(self.order[i]),
+            "sku": self._sku[self.product[i]],
+            "qty": str(self.qty[i]),
+            "user_id": str(self.buyer[i]),
+        }
+        lit = self._literals
+        parts = [lit[0]]
+        for k, name in enumerate(self.fields):
+            parts.append(values[name])
+            parts.append(lit[k + 1])
+        return "".join(parts).encode()
+
+
+def worker_rows(scenario: Scenario, plan: RunPlan, worker: int) -> Orders:
+    """Worker ``worker``'s slice of the plan's schedule (rows ≡ worker mod slices)."""
+    if not 0 <= worker < plan.slices:
+        raise UsageError(f"worker index {worker} is outside the {plan.slices} slices of this run")
+    schedule = build_schedule(scenario.with_scale(plan.scale), plan.duration_s)
+    return schedule.materialize(worker, plan.slices)
+
+
+class Dispatcher:
+    """Hands out a worker's orders to its users in time order; one per call, each once.
+
+    An order a user claimed but could not send (the user was stopped while waiting for the
+    order's time) is given back and handed out again first. Under gevent, a call runs without
+    a switch, so no lock is needed.
+    """
+
+    __slots__ = ("_given_back", "n", "next")
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.next = 0
+        self._given_back: deque[int] = deque()
+
+    def claim(self) -> int:
+        """The next order's row, or −1 when every order has been handed out."""
+        if self._given_back:
+            return self._given_back.popleft()
+        i = self.next
+        if i >= self.n:
+            return -1
+        self.next = i + 1
+        return i
+
+    def give_back(self, i: int) -> None:
+        """Return a claimed, unsent row; it is handed out again before any other."""
+        self._given_back.appendleft(i)
+
+    @property
+    def remaining(self) -> int:
+        """Orders not handed out yet (given-back ones included)."""
+        return self.n - self.next + len(self._given_back)
+
+
+def duplicate_check(rows: Orders, sent: npt.NDArray[np.bool_]) -> dict[str, int]:
+    """Among the rows sent, order ids sent more than once: intended (double clicks) or not.
+
+    ``rows`` is the whole schedule, ``sent`` a mask over it. A repeated order number is intended
+    when it is a double click (FLAG_DUPLICATE); two sent originals of one order would be a bug.
+    """
+    orders = rows["order"][sent]
+    original = (rows["flags"][sent] & FLAG_DUPLICATE) == 0
+    firsts = orders[original]
+    return {
+        "repeated_ids": int(orders.size - np.unique(orders).size),
+        "double_clicks_sent": int(orders.size - firsts.size),
+        "unintended_repeats": int(firsts.size - np.unique(firsts).size),
+    }

@@ -1,0 +1,478 @@
+"""One Locust process's flashsale state, and what it does on each Locust event.
+
+:class:`FlashsaleRun` is created by the locustfile's ``init`` listener and owns everything of
+the run (no module-level state): the scenario and options, this process's slice of the schedule
+while a run is on (:class:`SliceState`), and, on the master (or a stand-alone process), the
+worker results, the live view for the web UI and the merged report.
+
+Messages between nodes (all plain dicts):
+
+* ``flashsale_plan`` master → each worker at test start: the :class:`RunPlan` (slices, scale,
+  duration cut, scenario digest). Sent before Locust's spawn messages, so a worker knows its
+  slice before its first user starts.
+* ``flashsale_result`` worker → master at test stop: :func:`results.worker_result`.
+* live counters ride on Locust's own periodic worker report (``report_to_master``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import gevent
+import gevent.event
+import numpy as np
+import orjson
+
+from simulator.errors import FlashsaleError, UsageError
+from simulator.locust import results as res
+from simulator.locust.plan import (
+    Dispatcher,
+    OrderBook,
+    PoolSizing,
+    RunPlan,
+    demand_rate,
+    file_digest,
+    users_at,
+    worker_rows,
+)
+from simulator.scenario import Retry, Scenario, load_scenario
+from simulator.schedule import Orders, build_schedule
+
+log = logging.getLogger("flashsale")
+
+PLAN_MESSAGE = "flashsale_plan"
+RESULT_MESSAGE = "flashsale_result"
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """The ``--flashsale-*`` options, read once from Locust's parsed options."""
+
+    scenario: str
+    scale: float | None = None
+    duration_s: float | None = None
+    slices: int = 0  # 0 = as many as there are workers at the start
+    report: str = "flashsale-locust-report.json"
+    reset: bool = True
+    lead_s: float = 1.0
+    drain_s: float | None = None  # None = the scenario's [run] drain_s
+    result_timeout_s: float = 15.0
+    sizing: PoolSizing = field(default_factory=PoolSizing)
+
+    @classmethod
+    def from_parsed(cls, o: Any) -> Options:
+        """From Locust's ``environment.parsed_options`` (validated; UsageError on bad values)."""
+        if not o.flashsale_scenario:
+            raise UsageError(
+                "no scenario: pass --flashsale-scenario FILE or set FLASHSALE_SCENARIO"
+            )
+        if o.flashsale_duration is not None and not o.flashsale_duration > 0:
+            raise UsageError(f"--flashsale-duration: must be > 0, got {o.flashsale_duration}")
+        if o.flashsale_workers < 0:
+            raise UsageError(f"--flashsale-workers: must be ≥ 0, got {o.flashsale_workers}")
+        sizing = PoolSizing(busy_s=o.flashsale_busy, max_users=o.flashsale_max_users)
+        return cls(
+            scenario=o.flashsale_scenario,
+            scale=o.flashsale_scale,
+            duration_s=o.flashsale_duration,
+            slices=o.flashsale_workers,
+            report=o.flashsale_report,
+            reset=not o.flashsale_no_reset,
+            lead_s=o.flashsale_lead,
+            sizing=sizing,
+        )
+
+
+@dataclass(slots=True)
+class SliceState:
+    """This process's part of a run: its orders, who sends which next, and the results."""
+
+    plan: RunPlan
+    worker: int
+    book: OrderBook
+    dispatcher: Dispatcher
+    recorder: res.Recorder
+    t0_ns: int  # perf_counter_ns() at the sale's t = 0 on this process
+    method: str
+    path: str
+    headers: dict[str, str]
+    code_of: dict[int, int]
+    retry: Retry
+
+
+def check_reachable(url: str, timeout_s: float = 2.0) -> None:
+    """Raise a one-line UsageError unless something accepts TCP connections at ``url``."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"--host: {url!r} is not an http:// or https:// URL")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise UsageError(f"cannot reach the storefront at {url}: {reason}") from None
+
+
+class FlashsaleRun:
+    """The flashsale side of one Locust process (master, worker or stand-alone)."""
+
+    def __init__(self, environment: Any, options: Options, scenario: Scenario) -> None:
+        self.env = environment
+        self.options = options
+        self.scenario = scenario
+        self.digest = file_digest(options.scenario)
+        self.skus = [p.id for p in scenario.products]
+        self.slice: SliceState | None = None
+        self.plan: RunPlan | None = None
+        self.run_id = 0
+        self.results: dict[int, dict[str, Any]] = {}
+        self.live_by_worker: dict[str, dict[str, Any]] = {}
+        self.report: dict[str, Any] | None = None
+        self.started_unix: float | None = None  # wall time of the sale's t = 0
+        self.errors: list[str] = []
+        self._final = gevent.event.Event()
+        self._finishing = False
+        self._inventory: tuple[float, dict[str, Any] | None] = (0.0, None)
+        self._scheduled: tuple[RunPlan | None, list[int]] = (None, [])
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, environment: Any) -> FlashsaleRun:
+        """Read the options and the scenario; a FlashsaleError on anything wrong."""
+        options = Options.from_parsed(environment.parsed_options)
+        scenario = load_scenario(options.scenario, scale=options.scale)
+        return cls(environment, options, scenario)
+
+    @property
+    def is_master(self) -> bool:
+        """Whether this process is a Locust master (it holds no users)."""
+        return type(self.env.runner).__name__ == "MasterRunner"
+
+    @property
+    def is_worker(self) -> bool:
+        """Whether this process is a Locust worker."""
+        return type(self.env.runner).__name__ == "WorkerRunner"
+
+    @property
+    def drain_s(self) -> float:
+        """How long after the last intended send the run waits for answers."""
+        d = self.options.drain_s
+        return self.scenario.run.drain_s if d is None else d
+
+    @property
+    def sale_s(self) -> float:
+        """Length of the sale being run (the scenario's, or the --flashsale-duration cut)."""
+        d = self.options.duration_s
+        return self.scenario.duration_s if d is None else min(d, self.scenario.duration_s)
+
+    def _plan(self, slices: int) -> RunPlan:
+        self.run_id += 1
+        return RunPlan(
+            self.run_id, slices, self.scenario.scale, self.options.duration_s, self.digest
+        )
+
+    def _start_slice(self, plan: RunPlan, worker: int) -> None:
+        rows = worker_rows(self.scenario, plan, worker)
+        target = self.scenario.target
+        self.plan = plan
+        self.slice = SliceState(
+            plan=plan,
+            worker=worker,
+            book=OrderBook(self.scenario, rows),
+            dispatcher=Dispatcher(len(rows)),
+            recorder=res.Recorder(len(rows), len(self.scenario.products)),
+            t0_ns=time.perf_counter_ns() + round(self.options.lead_s * 1e9),
+            method=target.method,
+            path=target.orders_path,
+            headers={"Content-Type": target.content_type},
+            code_of={code: res.CODE_OF[name] for code, name in target.status},
+            retry=self.scenario.buyers.retry,
+        )
+
+    def _url(self, path: str) -> str:
+        host = (self.env.host or "").rstrip("/")
+        return host + path
+
+    def _http(self, method: str, path: str, timeout_s: float = 3.0) -> dict[str, Any] | None:
+        if not self.env.host:
+            return None
+        req = urllib.request.Request(self._url(path), method=method, data=b"" if method == "POST" else None)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout_s) as r:
+                data: dict[str, Any] = json.loads(r.read() or b"{}")
+                return data
+        except (OSError, ValueError, urllib.error.URLError) as exc:
+            log.warning("flashsale: %s %s failed: %s", method, self._url(path), exc)
+            return None
+
+    # -- events ----------------------------------------------------------------------------
+
+    def on_test_start(self) -> None:
+        """Master: plan the run and tell the workers; stand-alone: take the whole schedule."""
+        self.results.clear()
+        self.live_by_worker.clear()
+        self.report = None
+        self.errors.clear()
+        self._final.clear()
+        self._finishing = False
+        self.started_unix = time.time() + self.options.lead_s
+        if self.is_worker:
+            return  # the plan message has come (or will come) from the master
+        if self.options.reset and self.env.host:
+            self._http("POST", self.scenario.target.reset_path)
+        if not self.is_master:
+            self._start_slice(self._plan(1), 0)
+            return
+        runner = self.env.runner
+        clients = [c.id for c in runner.clients.values()]
+        indexes = sorted(runner.get_worker_index(c) for c in clients)
+        slices = self.options.slices or len(clients)
+        problem = None
+        if slices != len(clients):
+            problem = (
+                f"--flashsale-workers {slices} but {len(clients)} workers are connected: "
+                f"the schedule must be cut into as many slices as there are workers"
+            )
+        elif indexes != list(range(slices)):
+            problem = (
+                f"worker indexes are {indexes}, not 0…{slices - 1} (a worker reconnected?): "
+                f"restart the workers so that every slice has one"
+            )
+        if problem is not None:
+            self.fail(problem)
+            return
+        self.plan = self._plan(slices)
+        runner.send_message(PLAN_MESSAGE, self.plan.to_message())
+
+    def fail(self, message: str) -> None:
+        """A run that cannot go on: log it, stop, and in a headless run quit with exit 2."""
+        log.error("flashsale: %s", message)
+        self.errors.append(message)
+        self.env.process_exit_code = 2
+        opts = self.env.parsed_options
+        runner = self.env.runner
+        gevent.spawn(runner.quit if opts is not None and opts.headless else runner.stop)
+
+    def on_plan(self, data: dict[str, Any]) -> None:
+        """Worker: the master's plan for this run; take the slice of this worker's index."""
+        plan = RunPlan.from_message(data)
+        k = self.env.runner.worker_index
+        if plan.digest != self.digest:
+            msg = (
+                f"worker {k}: scenario file {self.options.scenario} differs from the master's "
+                f"(digest {self.digest} vs {plan.digest}); not sending anything"
+            )
+            log.error("flashsale: %s", msg)
+            self.env.runner.send_message(RESULT_MESSAGE, {"run_id": plan.run_id, "worker": k, "error": msg})
+            self.slice = None
+            return
+        try:
+            self._start_slice(plan, k)
+        except FlashsaleError as exc:
+            log.error("flashsale: %s", exc)
+            self.env.runner.send_message(
+                RESULT_MESSAGE, {"run_id": plan.run_id, "worker": k, "error": str(exc)}
+            )
+            self.slice = None
+        else:
+            log.info("flashsale: worker %d takes slice %d of %d: %d orders", k, k, plan.slices, self.slice.book.n if self.slice else 0)
+
+    def on_test_stop(self) -> None:
+        """Worker: send the results; stand-alone: finalize; master: wait for the workers."""
+        st = self.slice
+        if self.is_worker:
+            if st is not None:
+                result = res.worker_result(st.recorder, st.book.t_ns, st.worker, st.plan)
+                self.env.runner.send_message(RESULT_MESSAGE, result)
+                self.slice = None
+            return
+        if self.is_master:
+            if self.plan is not None and not self._final.is_set():
+                gevent.spawn(self._collect_then_finalize)
+            return
+        if st is not None:
+            self.results = {0: res.worker_result(st.recorder, st.book.t_ns, 0, st.plan)}
+            self.slice = None
+            self.finalize()
+
+    def on_result(self, data: dict[str, Any]) -> None:
+        """Master: one worker's results."""
+        if self.plan is None or data.get("run_id") != self.plan.run_id:
+            return
+        if "error" in data:
+            self.errors.append(str(data["error"]))
+            log.error("flashsale: %s", data["error"])
+            return
+        self.results[int(data["worker"])] = data
+
+    def _collect_then_finalize(self) -> None:
+        assert self.plan is not None
+        deadline = time.monotonic() + self.options.result_timeout_s
+        while len(self.results) < self.plan.slices and time.monotonic() < deadline:
+            if len(self.results) + len(self.errors) >= self.plan.slices:
+                break
+            gevent.sleep(0.1)
+        self.finalize()
+
+    def on_quitting(self) -> None:
+        """Master/stand-alone: a run that ended without a report gets one now, with what came."""
+        if not self.is_worker and self.plan is not None and not self._final.is_set():
+            self.finalize()
+
+    def on_report_to_master(self, data: dict[str, Any]) -> None:
+        """Worker: add the live counters to Locust's periodic report."""
+        if self.slice is not None:
+            data["flashsale"] = self.slice.recorder.live(self.skus)
+
+    def on_worker_report(self, client_id: str, data: dict[str, Any]) -> None:
+        """Master: keep each worker's latest live counters."""
+        if "flashsale" in data:
+            self.live_by_worker[client_id] = data["flashsale"]
+
+    # -- the end of a run ------------------------------------------------------------------
+
+    def shape_tick(self, elapsed_s: float) -> tuple[int, float]:
+        """(users, spawn rate) for Locust's shape; past the sale and its drain, end the run."""
+        t = elapsed_s - self.options.lead_s
+        users = users_at(self.scenario, max(t, 0.0), self.options.sizing)
+        if t > self.sale_s + self.drain_s or (t > self.sale_s and self._all_answered()):
+            if not self._finishing:
+                self._finishing = True
+                gevent.spawn(self._finish)
+        return users, float(max(users, 10))
+
+    def _all_answered(self) -> bool:
+        if self.is_master:
+            live = list(self.live_by_worker.values())
+            if len(live) < (self.plan.slices if self.plan else 1):
+                return False
+            return all(w["outcomes"]["not_sent"] == 0 for w in live)
+        st = self.slice
+        return st is not None and st.recorder.counts[res.NOT_SENT] == 0
+
+    def _finish(self) -> None:
+        self.env.runner.stop()
+        self._final.wait(self.options.result_timeout_s + 5)
+        opts = self.env.parsed_options
+        if opts is not None and opts.headless:
+            self.env.runner.quit()
+
+    def finalize(self) -> None:
+        """Merge the results with the schedule and the audit; print and save the report."""
+        plan = self.plan
+        if plan is None or self._final.is_set():
+            return
+        rows = self._schedule_rows(plan)
+        units, ids = res.client_confirmations(self.results, self.skus)
+        inventory = self._http("GET", self.scenario.target.inventory_path)
+        ledger = self._http("GET", "/ledger", timeout_s=10.0)
+        audit = res.audit(self.scenario.stocks(), inventory, ledger, units, ids)
+        report = res.merge_report(self.scenario, plan, rows, self.results, audit)
+        report["errors"] = list(self.errors)
+        report["host"] = self.env.host
+        self.report = report
+        text = res.render(report)
+        print(text, flush=True)
+        if self.options.report:
+            path = Path(self.options.report)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+                print(f"flashsale: report saved to {path}", flush=True)
+            except OSError as exc:
+                print(f"flashsale: cannot save the report to {path}: {exc}", file=sys.stderr)
+        ok = report["checks"]["ok"] and audit["ok"] and not self.errors
+        if self.env.process_exit_code is None or self.env.process_exit_code == 0:
+            self.env.process_exit_code = 0 if ok else 1
+        self._final.set()
+
+    def _schedule_rows(self, plan: RunPlan) -> Orders:
+        schedule = build_schedule(self.scenario.with_scale(plan.scale), plan.duration_s)
+        return schedule.materialize()
+
+    # -- the live view (web UI) ------------------------------------------------------------
+
+    def scheduled_per_s(self) -> list[int]:
+        """Orders scheduled in each second of the sale (the whole schedule, all workers)."""
+        plan = self.plan or RunPlan(0, 1, self.scenario.scale, self.options.duration_s, "")
+        if self._scheduled[0] != plan:
+            schedule = build_schedule(self.scenario.with_scale(plan.scale), plan.duration_s)
+            seconds = int(np.ceil(schedule.duration_s))
+            counts = np.zeros(seconds, dtype=np.int64)
+            for chunk in schedule.chunks():
+                counts += np.bincount(chunk["t_ns"] // 1_000_000_000, minlength=seconds)[:seconds]
+            self._scheduled = (plan, counts.tolist())
+        return self._scheduled[1]
+
+    def inventory(self) -> dict[str, Any] | None:
+        """The storefront's /inventory, fetched at most once a second."""
+        at, data = self._inventory
+        now = time.monotonic()
+        if now - at > 1.0:
+            data = self._http("GET", self.scenario.target.inventory_path, timeout_s=1.0)
+            self._inventory = (now, data)
+        return data
+
+    def live_counters(self) -> dict[str, Any]:
+        """Sends, outcomes and client-confirmed units so far (all workers)."""
+        parts = list(self.live_by_worker.values())
+        if self.slice is not None:
+            parts.append(self.slice.recorder.live(self.skus))
+        out: dict[str, Any] = {
+            "sends": 0,
+            "outcomes": dict.fromkeys(res.OUTCOMES, 0),
+            "confirmed_units": dict.fromkeys(self.skus, 0),
+        }
+        for p in parts:
+            out["sends"] += p["sends"]
+            for k, v in p["outcomes"].items():
+                out["outcomes"][k] += v
+            for k, v in p["confirmed_units"].items():
+                out["confirmed_units"][k] = out["confirmed_units"].get(k, 0) + v
+        return out
+
+    def live_view(self) -> dict[str, Any]:
+        """Everything the Flash sale page shows, as one JSON-able dict."""
+        sale_s = self.sale_s
+        grid = np.arange(0.0, sale_s + 0.25, 0.5)
+        stats = self.env.runner.stats.get("order (intended)", self.scenario.target.method)
+        achieved_t: list[float] = []
+        achieved: list[int] = []
+        if self.started_unix is not None:
+            for sec, count in sorted(stats.num_reqs_per_sec.items()):
+                achieved_t.append(round(sec - self.started_unix, 3))
+                achieved.append(count)
+        counters = self.live_counters()
+        inventory = self.inventory()
+        audit = res.audit(self.scenario.stocks(), inventory, None, counters["confirmed_units"], set())
+        elapsed = None if self.started_unix is None else time.time() - self.started_unix
+        return {
+            "scenario": self.scenario.name,
+            "description": self.scenario.description,
+            "scale": self.scenario.scale,
+            "host": self.env.host,
+            "state": str(self.env.runner.state),
+            "elapsed_s": elapsed,
+            "sale_s": sale_s,
+            "workers": self.plan.slices if self.plan else None,
+            "users": self.env.runner.user_count,
+            "demand": {"t": grid.tolist(), "rate": demand_rate(self.scenario, grid).tolist()},
+            "scheduled_per_s": self.scheduled_per_s(),
+            "achieved": {"t": achieved_t, "rate": achieved},
+            "counters": counters,
+            "audit": audit,
+            "errors": list(self.errors),
+            "report": self.report,
+        }

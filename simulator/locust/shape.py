@@ -1,0 +1,25 @@
+"""The load shape: Locust's user pool follows the scenario's demand curve.
+
+Locust asks a shape for ``(users, spawn_rate)`` once a second. This one only reads the elapsed
+run time Locust gives it and hands it to :meth:`FlashsaleRun.shape_tick`, which applies the pure
+:func:`simulator.locust.plan.users_at` (tested as a function of time) and ends the run once the
+sale and its drain are over.
+"""
+
+from __future__ import annotations
+
+from locust import LoadTestShape
+
+
+class DemandShape(LoadTestShape):
+    """Size the user pool from the demand curve; stop after the sale (and drain) is over."""
+
+    use_common_options = False
+
+    def tick(self) -> tuple[int, float] | None:
+        """(users, spawn rate) now; None before the flashsale state exists (no run)."""
+        run = getattr(self.runner.environment, "flashsale_run", None)
+        if run is None:
+            return None
+        users, spawn_rate = run.shape_tick(self.get_run_time())
+        return users, spawn_rate
