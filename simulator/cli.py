@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "schedule": ("simulator.commands.schedule", "generate a scenario's order stream, summarise it"),
     "serve": ("simulator.commands.serve", "run the bundled mock inventory service"),
     "run": ("simulator.commands.run", "drive a scenario at a storefront, open loop, and audit it"),
+    "locust": ("simulator.commands.locust", "run a scenario in Locust (web UI, master/worker)"),
 }
 
 
