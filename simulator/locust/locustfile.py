@@ -13,6 +13,7 @@ This file only wires Locust's events to :class:`simulator.locust.run.FlashsaleRu
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from locust import events
@@ -26,7 +27,6 @@ from simulator.locust.users import ScheduleUser
 __all__ = ["DemandShape", "ScheduleUser"]
 
 
-@events.init_command_line_parser.add_listener
 def add_arguments(parser: Any, **_kw: Any) -> None:
     """The ``--flashsale-*`` options (each also settable by its FLASHSALE_* variable)."""
     g = parser  # Locust's own parser: argument groups lack its include_in_web_ui keyword
@@ -98,12 +98,15 @@ def add_arguments(parser: Any, **_kw: Any) -> None:
     )
 
 
+def _listen(event: Any, listener: Callable[..., None]) -> None:
+    event.add_listener(listener)
+
+
 def _die(message: str) -> None:
     print(f"flashsale: error: {message}", file=sys.stderr, flush=True)
     sys.exit(2)
 
 
-@events.init.add_listener
 def on_init(environment: Any, **_kw: Any) -> None:
     """Load the scenario, check the host and worker counts, hook up the run and the web UI."""
     if environment.parsed_options is None:  # e.g. a library use of the locustfile
@@ -130,17 +133,15 @@ def on_init(environment: Any, **_kw: Any) -> None:
     runner = environment.runner
     if run.is_worker:
         runner.register_message(PLAN_MESSAGE, lambda msg, **_: run.on_plan(msg.data))
-        events.report_to_master.add_listener(
-            lambda client_id, data, **_: run.on_report_to_master(data)
-        )
+        _listen(events.report_to_master, lambda client_id, data, **_: run.on_report_to_master(data))
     elif run.is_master:
         runner.register_message(RESULT_MESSAGE, lambda msg, **_: run.on_result(msg.data))
-        events.worker_report.add_listener(
-            lambda client_id, data, **_: run.on_worker_report(client_id, data)
+        _listen(
+            events.worker_report, lambda client_id, data, **_: run.on_worker_report(client_id, data)
         )
-    events.test_start.add_listener(lambda **_: run.on_test_start())
-    events.test_stop.add_listener(lambda **_: run.on_test_stop())
-    events.quitting.add_listener(lambda **_: run.on_quitting())
+    _listen(events.test_start, lambda **_: run.on_test_start())
+    _listen(events.test_stop, lambda **_: run.on_test_stop())
+    _listen(events.quitting, lambda **_: run.on_quitting())
     if environment.web_ui is not None:
         webui.install(environment, run)
 
@@ -151,3 +152,7 @@ def raise_mismatch(slices: int, expect: int) -> None:
         f"--flashsale-workers {slices} but --expect-workers {expect}: each worker takes one "
         f"slice of the schedule, so the two must be equal"
     )
+
+
+_listen(events.init_command_line_parser, add_arguments)
+_listen(events.init, on_init)

@@ -79,9 +79,11 @@ def users_at(scenario: Scenario, t_s: float, sizing: PoolSizing) -> int:
     min_users, min_users, max_users) — Little's law: a user carries one order at a time for
     about ``busy_s``, so λ orders a second keep λ·busy_s users busy on average.
     """
-    lo = t_s - sizing.hold_s
-    grid = np.arange(lo, t_s + sizing.lookahead_s + sizing.step_s / 2, sizing.step_s)
-    peak = float(demand_rate(scenario, grid).max()) if len(grid) else 0.0
+    lo, hi = t_s - sizing.hold_s, t_s + sizing.lookahead_s
+    # a grid anchored at multiples of step_s (the same points whatever t is), plus both ends
+    k = np.arange(math.ceil(lo / sizing.step_s), math.floor(hi / sizing.step_s) + 1)
+    grid = np.concatenate([[lo, t_s, hi], k * sizing.step_s])
+    peak = float(demand_rate(scenario, grid).max())
     users = math.ceil(sizing.headroom * sizing.busy_s * peak) + sizing.min_users
     return max(sizing.min_users, min(sizing.max_users, users))
 
@@ -140,7 +142,18 @@ class OrderBook:
     template (``order_id`` = the order number, ``user_id`` = the buyer number).
     """
 
-    __slots__ = ("_literals", "_sku", "buyer", "fields", "flags", "n", "order", "product", "qty", "t_ns")
+    __slots__ = (
+        "_literals",
+        "_sku",
+        "buyer",
+        "fields",
+        "flags",
+        "n",
+        "order",
+        "product",
+        "qty",
+        "t_ns",
+    )
 
     def __init__(self, scenario: Scenario, rows: Orders) -> None:
         self.n = len(rows)

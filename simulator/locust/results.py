@@ -223,7 +223,9 @@ def audit(
         if sold != ledger_units:
             problems.append(f"{sku}: server counts {sold} sold but its ledger has {ledger_units}")
         if client > ledger_units:
-            problems.append(f"{sku}: clients saw {client} units confirmed, ledger has {ledger_units}")
+            problems.append(
+                f"{sku}: clients saw {client} units confirmed, ledger has {ledger_units}"
+            )
         if over:
             problems.append(f"{sku}: oversold by {over} units")
     out: dict[str, Any] = {

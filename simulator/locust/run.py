@@ -142,7 +142,14 @@ class FlashsaleRun:
         self.started_unix: float | None = None  # wall time of the sale's t = 0
         self.errors: list[str] = []
         self._final = gevent.event.Event()
-        self._finishing = False
+        self._finalizing = False
+        self.run_time_s: float | None = None
+        opts = environment.parsed_options
+        if opts is not None and opts.headless and not opts.worker and opts.run_time:
+            # with a shape, Locust only starts its --run-time timer after the shape ends:
+            # the shape enforces it instead (see shape_tick)
+            self.run_time_s = float(opts.run_time)
+            opts.run_time = None
         self._inventory: tuple[float, dict[str, Any] | None] = (0.0, None)
         self._scheduled: tuple[RunPlan | None, list[int]] = (None, [])
 
@@ -208,7 +215,9 @@ class FlashsaleRun:
     def _http(self, method: str, path: str, timeout_s: float = 3.0) -> dict[str, Any] | None:
         if not self.env.host:
             return None
-        req = urllib.request.Request(self._url(path), method=method, data=b"" if method == "POST" else None)
+        req = urllib.request.Request(
+            self._url(path), method=method, data=b"" if method == "POST" else None
+        )
         try:
             with urllib.request.urlopen(req, timeout=timeout_s) as r:
                 data: dict[str, Any] = json.loads(r.read() or b"{}")
@@ -226,7 +235,7 @@ class FlashsaleRun:
         self.report = None
         self.errors.clear()
         self._final.clear()
-        self._finishing = False
+        self._finalizing = False
         self.started_unix = time.time() + self.options.lead_s
         if self.is_worker:
             return  # the plan message has come (or will come) from the master
@@ -275,7 +284,9 @@ class FlashsaleRun:
                 f"(digest {self.digest} vs {plan.digest}); not sending anything"
             )
             log.error("flashsale: %s", msg)
-            self.env.runner.send_message(RESULT_MESSAGE, {"run_id": plan.run_id, "worker": k, "error": msg})
+            self.env.runner.send_message(
+                RESULT_MESSAGE, {"run_id": plan.run_id, "worker": k, "error": msg}
+            )
             self.slice = None
             return
         try:
@@ -287,7 +298,13 @@ class FlashsaleRun:
             )
             self.slice = None
         else:
-            log.info("flashsale: worker %d takes slice %d of %d: %d orders", k, k, plan.slices, self.slice.book.n if self.slice else 0)
+            log.info(
+                "flashsale: worker %d takes slice %d of %d: %d orders",
+                k,
+                k,
+                plan.slices,
+                self.slice.book.n if self.slice else 0,
+            )
 
     def on_test_stop(self) -> None:
         """Worker: send the results; stand-alone: finalize; master: wait for the workers."""
@@ -299,7 +316,11 @@ class FlashsaleRun:
                 self.slice = None
             return
         if self.is_master:
-            if self.plan is not None and not self._final.is_set():
+            if self.plan is None or self._final.is_set():
+                return
+            if self.env.runner.user_count == 0:  # the workers were told to stop: wait for them
+                self._collect_then_finalize()
+            else:  # quitting without a stop: what comes within Locust's last half second
                 gevent.spawn(self._collect_then_finalize)
             return
         if st is not None:
@@ -328,8 +349,9 @@ class FlashsaleRun:
 
     def on_quitting(self) -> None:
         """Master/stand-alone: a run that ended without a report gets one now, with what came."""
-        if not self.is_worker and self.plan is not None and not self._final.is_set():
+        if not self.is_worker and self.plan is not None:
             self.finalize()
+            self._final.wait(self.options.result_timeout_s)
 
     def on_report_to_master(self, data: dict[str, Any]) -> None:
         """Worker: add the live counters to Locust's periodic report."""
@@ -343,14 +365,22 @@ class FlashsaleRun:
 
     # -- the end of a run ------------------------------------------------------------------
 
-    def shape_tick(self, elapsed_s: float) -> tuple[int, float]:
-        """(users, spawn rate) for Locust's shape; past the sale and its drain, end the run."""
+    def shape_tick(self, elapsed_s: float) -> tuple[int, float] | None:
+        """(users, spawn rate) for Locust's shape; None once the run is over.
+
+        The run is over after the sale and its drain (or as soon as every order is answered),
+        or at ``--run-time`` in a headless run. Then this stops the runner right here, in the
+        shape's own greenlet, so that Locust does not quit before the workers' results are in
+        and the report is written (``test_stop`` waits for them).
+        """
         t = elapsed_s - self.options.lead_s
+        over = t > self.sale_s + self.drain_s or (t > self.sale_s and self._all_answered())
+        if self.run_time_s is not None and elapsed_s >= self.run_time_s:
+            over = True
+        if over:
+            self.env.runner.stop()
+            return None
         users = users_at(self.scenario, max(t, 0.0), self.options.sizing)
-        if t > self.sale_s + self.drain_s or (t > self.sale_s and self._all_answered()):
-            if not self._finishing:
-                self._finishing = True
-                gevent.spawn(self._finish)
         return users, float(max(users, 10))
 
     def _all_answered(self) -> bool:
@@ -362,18 +392,12 @@ class FlashsaleRun:
         st = self.slice
         return st is not None and st.recorder.counts[res.NOT_SENT] == 0
 
-    def _finish(self) -> None:
-        self.env.runner.stop()
-        self._final.wait(self.options.result_timeout_s + 5)
-        opts = self.env.parsed_options
-        if opts is not None and opts.headless:
-            self.env.runner.quit()
-
     def finalize(self) -> None:
         """Merge the results with the schedule and the audit; print and save the report."""
         plan = self.plan
-        if plan is None or self._final.is_set():
+        if plan is None or self._finalizing:
             return
+        self._finalizing = True
         rows = self._schedule_rows(plan)
         units, ids = res.client_confirmations(self.results, self.skus)
         inventory = self._http("GET", self.scenario.target.inventory_path)
@@ -456,7 +480,9 @@ class FlashsaleRun:
                 achieved.append(count)
         counters = self.live_counters()
         inventory = self.inventory()
-        audit = res.audit(self.scenario.stocks(), inventory, None, counters["confirmed_units"], set())
+        audit = res.audit(
+            self.scenario.stocks(), inventory, None, counters["confirmed_units"], set()
+        )
         elapsed = None if self.started_unix is None else time.time() - self.started_unix
         return {
             "scenario": self.scenario.name,

@@ -18,8 +18,9 @@ class DemandShape(LoadTestShape):
 
     def tick(self) -> tuple[int, float] | None:
         """(users, spawn rate) now; None before the flashsale state exists (no run)."""
-        run = getattr(self.runner.environment, "flashsale_run", None)
+        run = getattr(getattr(self.runner, "environment", None), "flashsale_run", None)
         if run is None:
             return None
-        users, spawn_rate = run.shape_tick(self.get_run_time())
-        return users, spawn_rate
+        elapsed_s: float = self.get_run_time()  # type: ignore[no-untyped-call]
+        tick: tuple[int, float] | None = run.shape_tick(elapsed_s)
+        return tick

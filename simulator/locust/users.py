@@ -93,7 +93,7 @@ def send_order(user: FastHttpUser, st: SliceState, i: int, due_ns: int) -> None:
             with user.client.request(
                 st.method,
                 st.path,
-                data=body,
+                data=body,  # type: ignore[arg-type]  # bytes are sent as they are
                 headers=st.headers,
                 name=SERVICE,
                 catch_response=True,
@@ -104,7 +104,7 @@ def send_order(user: FastHttpUser, st: SliceState, i: int, due_ns: int) -> None:
                 else:
                     code = TIMEOUT if isinstance(resp.error, TimeoutError) else ERROR
                 length = len(resp.content or b"") if status else 0
-                if code == CONFIRMED or code == SOLD_OUT:
+                if code in (CONFIRMED, SOLD_OUT):
                     resp.success()
                 else:
                     resp.failure(OrderFailed(f"{OUTCOMES[code]} ({status})"))
@@ -130,7 +130,7 @@ def send_order(user: FastHttpUser, st: SliceState, i: int, due_ns: int) -> None:
         response=None,
         context={},
         exception=None
-        if code == CONFIRMED or code == SOLD_OUT
+        if code in (CONFIRMED, SOLD_OUT)
         else OrderFailed(f"{OUTCOMES[code]} ({status})"),
         url=st.path,
     )

@@ -82,7 +82,6 @@ def install(environment: Any, run: Any) -> None:
         {"key": TAB, "structure": [{"key": k, "title": t} for k, t in _COLUMNS]}
     ]
 
-    @app.after_request
     def add_tab_rows(response: Response) -> Response:
         if request.path != "/stats/requests" or response.status_code != 200:
             return response
@@ -92,3 +91,5 @@ def install(environment: Any, run: Any) -> None:
         data["extended_stats"] = [{"key": TAB, "data": tab_rows(run.live_view())}]
         response.set_data(orjson.dumps(data))
         return response
+
+    app.after_request(add_tab_rows)
