@@ -1,0 +1,207 @@
+"""Locust master + two workers on loopback against the bundled storefront: the union of what the
+workers sent is the schedule, no order twice, and the master's report carries the audit."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from simulator.locust import LOCUSTFILE
+from simulator.scenario import load_scenario
+from simulator.schedule import build_schedule
+
+MINI = """
+name = "mini-locust"
+seed = 11
+duration_s = 3.0
+[[products]]
+id = "durian"
+stock = 40
+weight = 3.0
+per_buyer_limit = 2
+[[products]]
+id = "manggis"
+stock = 300
+weight = 1.0
+[demand]
+baseline_per_s = 50.0
+[demand.spike]
+at_s = 1.0
+peak_per_s = 150.0
+half_life_s = 1.0
+[buyers]
+qty_values = [1, 2]
+qty_weights = [0.8, 0.2]
+duplicate_share = 0.08
+duplicate_delay_s = [0.05, 0.3]
+[run]
+drain_s = 2.0
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    """Stop a process group this test started (and only that)."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture
+def scenario_file(tmp_path: Path) -> Path:
+    path = tmp_path / "mini.toml"
+    path.write_text(MINI)
+    return path
+
+
+@pytest.fixture
+def storefront(scenario_file: Path) -> Iterator[str]:
+    """The bundled storefront on a free loopback port; its URL."""
+    cmd = [sys.executable, "-m", "simulator", "serve", "--scenario", str(scenario_file)]
+    proc = subprocess.Popen(
+        [*cmd, "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "listening on " in line, line
+        yield line.split("listening on ", 1)[1].split()[0]
+    finally:
+        stop(proc)
+
+
+def locust(*args: str, log: Path) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), *args]
+    return subprocess.Popen(
+        cmd,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+@pytest.mark.slow
+def test_master_and_two_workers_send_the_schedule_once(
+    tmp_path: Path, scenario_file: Path, storefront: str
+) -> None:
+    port = free_port()
+    report_path = tmp_path / "report.json"
+    common = ["--flashsale-scenario", str(scenario_file), "--loglevel", "WARNING"]
+    master = locust(
+        *common,
+        "--master",
+        "--master-bind-host",
+        "127.0.0.1",
+        "--master-bind-port",
+        str(port),
+        "--expect-workers",
+        "2",
+        "--headless",
+        "--host",
+        storefront,
+        "--run-time",
+        "30",
+        "--flashsale-report",
+        str(report_path),
+        "--flashsale-lead",
+        "0.5",
+        log=tmp_path / "master.log",
+    )
+    workers = [
+        locust(
+            *common,
+            "--worker",
+            "--master-host",
+            "127.0.0.1",
+            "--master-port",
+            str(port),
+            log=tmp_path / f"worker{k}.log",
+        )
+        for k in range(2)
+    ]
+    try:
+        code = master.wait(45)
+        for w in workers:
+            w.wait(15)
+    finally:
+        for p in (master, *workers):
+            stop(p)
+    out = (tmp_path / "master.log").read_text()
+    assert code == 0, out
+    assert "flashsale locust: mini-locust" in out and "audit      ok" in out
+
+    report = json.loads(report_path.read_text())
+    rows = build_schedule(load_scenario(scenario_file)).materialize()
+    orders = report["orders"]
+    assert report["workers"] == 2 and report["missing_workers"] == []
+    assert orders["scheduled"] == len(rows)
+    per_worker = {w["worker"]: w for w in orders["per_worker"]}
+    assert sorted(per_worker) == [0, 1]
+    assert sum(w["slice_orders"] for w in per_worker.values()) == len(rows)
+    assert sum(w["sent"] for w in per_worker.values()) == orders["sent"] == len(rows)
+    assert per_worker[0]["slice_orders"] == len(rows[0::2])
+    checks = report["checks"]
+    assert checks["ok"] and checks["rows_sent_twice"] == 0
+    assert checks["unintended_repeats"] == 0
+    assert checks["double_clicks_sent"] == int((rows["flags"] & 1).sum()) > 0
+    assert sum(orders["outcomes"].values()) == len(rows)
+    assert orders["outcomes"]["not_sent"] == 0
+
+    audit = report["audit"]
+    assert audit is not None and audit["ok"] and audit["oversell_units"] == 0
+    assert audit["per_sku"]["durian"]["sold"] == 40  # sold out: 40 units, demand ≫ 40
+
+    # the storefront's own ledger: every order at most once, only scheduled order ids
+    with urllib.request.urlopen(storefront + "/ledger", timeout=5) as r:
+        ledger = json.loads(r.read())["orders"]
+    ids = [int(entry[0]) for entry in ledger]
+    assert len(ids) == len(set(ids))
+    assert set(ids) <= set(rows["order"].tolist())
+    assert audit["confirmed_not_in_ledger"] == 0
+
+
+@pytest.mark.slow
+def test_worker_count_mismatch_is_refused_at_start(tmp_path: Path, scenario_file: Path) -> None:
+    proc = locust(
+        "--flashsale-scenario",
+        str(scenario_file),
+        "--master",
+        "--headless",
+        "--expect-workers",
+        "2",
+        "--flashsale-workers",
+        "3",
+        "--host",
+        "http://127.0.0.1:9",
+        log=tmp_path / "m.log",
+    )
+    try:
+        code = proc.wait(30)
+    finally:
+        stop(proc)
+    out = (tmp_path / "m.log").read_text()
+    assert code == 2, out
+    assert "--flashsale-workers 3 but --expect-workers 2" in out
