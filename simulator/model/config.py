@@ -1,0 +1,97 @@
+"""What the model simulates: the inventory service's shape, as one frozen value."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from simulator.scenario import Scenario
+
+#: the service time assumed when the scenario's storefront has none: one fast store operation
+DEFAULT_SERVICE_MS = 0.05
+DEFAULT_SIGMA = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    """The modelled inventory service.
+
+    ``shards`` K: a product's stock is split across K shards and a buyer always reaches the
+    shard its buyer number hashes to. ``servers`` c: FIFO servers per shard, fed round-robin.
+    ``queue_limit`` N: orders a shard holds at once (in service + waiting), beyond which an
+    arrival is throttled (429); 0 = no limit; with c > 1 each server holds ⌈N/c⌉.
+    ``hot_row``: every (product, shard) has its own servers (orders for one SKU serialise, as
+    on one database row) instead of all products of a shard sharing them.
+    Service times are lognormal (``service_median_ms``, ``service_sigma``) unless
+    ``service_samples_ms`` gives an empirical distribution. ``throttle_ms`` is how long a 429
+    takes to come back, ``timeout_s`` when the client gives up (the server still decides).
+    ``window_s``: the model steps through time in windows no longer than the shortest retry
+    backoff (default: that, capped at 1 s); results do not depend on it as long as it is ≤
+    that backoff.
+    """
+
+    shards: int = 1
+    servers: int = 1
+    service_median_ms: float = DEFAULT_SERVICE_MS
+    service_sigma: float = DEFAULT_SIGMA
+    service_samples_ms: tuple[float, ...] = ()
+    queue_limit: int = 0
+    hot_row: bool = False
+    throttle_ms: float = 0.0
+    timeout_s: float = 5.0
+    window_s: float | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("shards", self.shards >= 1, "must be ≥ 1"),
+            ("servers", self.servers >= 1, "must be ≥ 1"),
+            ("queue_limit", self.queue_limit >= 0, "must be ≥ 0"),
+            ("service_median_ms", _pos(self.service_median_ms), "must be > 0"),
+            ("service_sigma", _nonneg(self.service_sigma), "must be ≥ 0"),
+            ("throttle_ms", _nonneg(self.throttle_ms), "must be ≥ 0"),
+            ("timeout_s", _pos(self.timeout_s), "must be > 0"),
+            ("window_s", self.window_s is None or _pos(self.window_s), "must be > 0"),
+        ]
+        for name, ok, rule in checks:
+            if not ok:
+                raise ValueError(f"{name} {rule}, got {getattr(self, name)!r}")
+
+    @property
+    def server_limit(self) -> int:
+        """Admission limit per server: ⌈N/c⌉ (0 = none)."""
+        return -(-self.queue_limit // self.servers) if self.queue_limit else 0
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def describe(self) -> dict[str, Any]:
+        """The settings as a JSON-ready dict."""
+        d = dataclasses.asdict(self)
+        d["service_samples_ms"] = len(self.service_samples_ms)
+        return d
+
+
+def _pos(x: float) -> bool:
+    return x > 0 and math.isfinite(x)
+
+
+def _nonneg(x: float) -> bool:
+    return x >= 0 and math.isfinite(x)
+
+
+def config_for(scenario: Scenario, **overrides: Any) -> ModelConfig:
+    """The model of a scenario's own storefront settings, with overrides (None = keep)."""
+    sf = scenario.storefront
+    base = ModelConfig(
+        service_median_ms=sf.service_time_median_ms or DEFAULT_SERVICE_MS,
+        service_sigma=sf.service_time_sigma if sf.service_time_median_ms else DEFAULT_SIGMA,
+        queue_limit=sf.max_concurrency,
+        hot_row=sf.hot_row,
+        timeout_s=scenario.run.timeout_s,
+        seed=scenario.seed,
+    )
+    return base.replace(**{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,205 @@
+"""Vectorised queueing kernels: many FIFO servers at once, no Python loop per order.
+
+Every function takes arrivals *grouped by queue* (``queue`` non-decreasing, arrival times
+non-decreasing within a queue), with integer nanosecond times, so results are exact and equal
+to a simple reference loop bit for bit.
+
+Single FIFO server (Lindley): D_i = max(A_i, D_{i−1}) + S_i, D_{−1} = the queue's last departure
+d₀. Unrolled, with C_i = S_0 + … + S_i,
+
+    D_i = C_i + max(d₀, max_{j ≤ i} (A_j − C_{j−1}))          (C_{−1} = 0)
+
+i.e. a cumulative sum plus a running maximum, both done per queue segment in one pass over the
+whole array (see :func:`seg_cumsum`, :func:`seg_maxacc`).
+
+Admission limit L (at most L orders in the system at once; an arrival that finds L is throttled):
+in a FIFO queue the orders in the system are the most recent admitted ones, so arrival i is
+admitted iff the departure of the L-th most recently admitted order is ≤ A_i. The next L
+admissions therefore depend only on departures that are already known (the last L admitted).
+:func:`admit_fifo` uses this to decide L admissions per queue per vectorised round, exactly:
+the (m+j)-th admission (j = 0 … L−1) is the first arrival after the (m+j−1)-th whose time is
+≥ tail[j], found with one ``searchsorted``; ``idx_j = j + max(ptr, max_{k ≤ j} (ss_k − k))``.
+Rounds per call ≈ admitted orders per queue / L; queues that never reach L take a fast path.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+I64 = npt.NDArray[np.int64]
+Bool = npt.NDArray[np.bool_]
+
+#: "no departure yet": far in the past, but safe to subtract from without overflow
+NEVER = -(1 << 62)
+
+
+def segments(queue: npt.NDArray[np.integer]) -> tuple[I64, I64, I64]:
+    """Segment starts, segment number of each element, and each element's rank in its segment."""
+    n = len(queue)
+    if n == 0:
+        e = np.empty(0, np.int64)
+        return e, e, e
+    change = np.flatnonzero(queue[1:] != queue[:-1]) + 1
+    starts = np.concatenate(([0], change)).astype(np.int64)
+    lengths = np.diff(np.append(starts, n))
+    seg = np.repeat(np.arange(len(starts), dtype=np.int64), lengths)
+    rank = np.arange(n, dtype=np.int64) - starts[seg]
+    return starts, seg, rank
+
+
+def seg_cumsum(x: I64, starts: I64, seg: I64) -> I64:
+    """Cumulative sum restarting at every segment start."""
+    c = np.cumsum(x)
+    if len(starts) > 1:
+        c -= (c[starts] - x[starts])[seg]
+    return c
+
+
+def seg_maxacc(v: I64, seg: I64) -> I64:
+    """Running maximum restarting at every segment (segments numbered 0, 1, … in order).
+
+    Adds seg·R with R > max(v) − min(v), so a segment's values all exceed the previous
+    segment's and one ``np.maximum.accumulate`` serves all; falls back to one call per segment
+    when that offset would overflow int64.
+    """
+    if len(v) == 0:
+        return v.copy()
+    lo, hi = int(v.min()), int(v.max())
+    span = hi - lo + 1
+    nseg = int(seg[-1]) + 1
+    if nseg == 1:
+        return np.maximum.accumulate(v)
+    if span * nseg < (1 << 62):
+        off = seg * span
+        w = v - lo
+        w += off
+        out = np.maximum.accumulate(w)
+        out -= off
+        out += lo
+        return out
+    out = np.empty_like(v)
+    bounds = np.flatnonzero(np.diff(seg)) + 1
+    for a, b in zip(np.concatenate(([0], bounds)), np.concatenate((bounds, [len(v)])), strict=True):
+        out[a:b] = np.maximum.accumulate(v[a:b])
+    return out
+
+
+def fifo_departures(queue: I64, arrive: I64, service: I64, last: I64) -> I64:
+    """Departure times of FIFO single servers; ``last[q]`` is queue q's previous departure."""
+    if len(arrive) == 0:
+        return np.empty(0, np.int64)
+    starts, seg, _ = segments(queue)
+    c = seg_cumsum(service, starts, seg)
+    v = arrive - (c - service)
+    v[starts] = np.maximum(v[starts], last[queue[starts]])
+    return c + seg_maxacc(v, seg)
+
+
+def admit_fifo(queue: I64, arrive: I64, service: I64, tail: I64) -> tuple[Bool, I64, I64]:
+    """FIFO single servers with an admission limit L = ``tail.shape[1]``.
+
+    ``tail[q]`` holds the departures of queue q's last L admitted orders, oldest first (NEVER
+    where fewer). Returns (admitted mask, departures (valid where admitted), the new tail).
+    Exact: equals the arrival-by-arrival rule "throttled iff L orders are in the system".
+    """
+    n = len(arrive)
+    limit = tail.shape[1]
+    admitted = np.ones(n, dtype=bool)
+    if n == 0:
+        return admitted, np.empty(0, np.int64), tail.copy()
+    starts, seg, rank = segments(queue)
+    ends = np.append(starts[1:], n)
+    seg_q = queue[starts]
+    depart = fifo_departures(queue, arrive, service, tail[:, -1])
+    # fast path: with everything admitted, is the L-th previous departure always ≤ arrival?
+    back = np.arange(n, dtype=np.int64) - limit
+    inside = rank >= limit
+    prev = np.where(inside, depart[np.maximum(back, 0)], tail[queue, np.minimum(rank, limit - 1)])
+    bad = prev > arrive
+    new_tail = tail.copy()
+    if bad.any():
+        first_bad = np.full(len(starts), -1, dtype=np.int64)
+        bad_idx = np.flatnonzero(bad)
+        bad_seg = seg[bad_idx]
+        keep = np.concatenate(([True], bad_seg[1:] != bad_seg[:-1]))
+        first_bad[bad_seg[keep]] = bad_idx[keep]
+        act = np.flatnonzero(first_bad >= 0)
+        _rounds(arrive, service, depart, admitted, new_tail, starts, ends, seg_q, first_bad, act)
+        done = np.setdiff1d(np.arange(len(starts)), act)
+    else:
+        done = np.arange(len(starts))
+    if len(done):  # queues admitted whole: tail = last L of (old tail ++ departures)
+        pos = (ends[done] - starts[done])[:, None] - limit + np.arange(limit)
+        from_new = pos >= 0
+        vals = np.where(
+            from_new,
+            depart[np.where(from_new, starts[done][:, None] + pos, 0)],
+            tail[seg_q[done][:, None], np.where(from_new, 0, pos + limit)],
+        )
+        new_tail[seg_q[done]] = vals
+    return admitted, depart, new_tail
+
+
+def _rounds(
+    arrive: I64,
+    service: I64,
+    depart: I64,
+    admitted: Bool,
+    new_tail: I64,
+    starts: I64,
+    ends: I64,
+    seg_q: I64,
+    first_bad: I64,
+    act: I64,
+) -> None:
+    """Exact block rounds for the queues in ``act`` from their first violation on (in place)."""
+    limit = new_tail.shape[1]
+    f = first_bad[act]
+    s0 = starts[act]
+    q = seg_q[act]
+    # tail at the first violation: last L of (carried tail ++ the admitted prefix)
+    pos = (f - s0)[:, None] - limit + np.arange(limit)
+    from_new = pos >= 0
+    tail = np.where(
+        from_new,
+        depart[np.where(from_new, s0[:, None] + pos, 0)],
+        new_tail[q[:, None], np.where(from_new, 0, pos + limit)],
+    )
+    # throttle everything from the first violation on; the rounds re-admit what fits
+    span_mask = np.zeros(len(arrive) + 1, dtype=np.int64)
+    np.add.at(span_mask, f, 1)
+    np.add.at(span_mask, ends[act], -1)
+    admitted &= np.cumsum(span_mask[:-1]) == 0
+    a_min = int(arrive.min())
+    span = int(arrive.max()) - a_min + 2
+    seg_ids = np.repeat(np.arange(len(starts), dtype=np.int64), ends - starts)
+    key = seg_ids * span + (arrive - a_min)  # sorted: segments in order, times within
+    ptr = f.copy()
+    end = ends[act]
+    segs = np.flatnonzero(first_bad >= 0)
+    while len(ptr):
+        b = int(min(limit, (end - ptr).max()))
+        j = np.arange(b)
+        thr = np.clip(tail[:, :b] - a_min, 0, span - 1) + (segs * span)[:, None]
+        ss = np.searchsorted(key, thr, side="left")
+        idx = np.maximum(np.maximum.accumulate(ss - j, axis=1), ptr[:, None]) + j
+        valid = idx < end[:, None]
+        safe = np.where(valid, idx, 0)
+        a_sel = np.where(valid, arrive[safe], 0)
+        s_sel = np.where(valid, service[safe], 0)
+        c = np.cumsum(s_sel, axis=1)
+        v = a_sel - (c - s_sel)
+        v[:, 0] = np.maximum(v[:, 0], tail[:, -1])
+        d = c + np.maximum.accumulate(v, axis=1)
+        got = valid.sum(axis=1)
+        flat = safe[valid]
+        admitted[flat] = True
+        depart[flat] = d[valid]
+        ext = np.concatenate((tail, d), axis=1)
+        tail = np.take_along_axis(ext, got[:, None] + np.arange(limit), axis=1)
+        last = np.where(got > 0, idx[np.arange(len(ptr)), np.maximum(got - 1, 0)] + 1, end)
+        ptr = last
+        live = ptr < end
+        new_tail[q[~live]] = tail[~live]
+        ptr, end, tail, q, segs = ptr[live], end[live], tail[live], q[live], segs[live]

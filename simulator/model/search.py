@@ -1,0 +1,110 @@
+"""Capacity search: the smallest setting of one knob (shards, servers, queue limit) meeting an SLO.
+
+Strategy: a doubling sweep lo, 2·lo, 4·lo, … (hi always tried last) until a setting passes,
+then a binary search between the last failing and the first passing setting. This assumes the
+SLO metric improves monotonically with the knob (true for latency vs shards or servers; a queue
+limit trades latency for throttling, so check the table it prints). Each probe is a full model
+run of the scenario.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from simulator.model.config import ModelConfig
+from simulator.model.report import build_report, check_slo, parse_slo
+from simulator.model.sim import Model
+from simulator.scenario import Scenario
+
+KNOBS = {"shards": "shards", "servers": "servers", "queue_limit": "queue_limit"}
+_VARY = re.compile(r"^\s*([a-z_]+)\s*=\s*(\d+)\s*\.\.\s*(\d+)\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Vary:
+    """The knob to search and its inclusive range."""
+
+    knob: str
+    lo: int
+    hi: int
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """One tried setting: its value, whether it met the SLO, the metric and a few numbers."""
+
+    value: int
+    ok: bool
+    metric: float
+    p99_ms: float | None
+    throttled: int
+    elapsed_s: float
+
+
+def parse_vary(text: str) -> Vary:
+    """'shards=1..64' → Vary('shards', 1, 64); ValueError on anything else."""
+    m = _VARY.match(text)
+    if not m:
+        raise ValueError(f"expected KNOB=LO..HI (e.g. shards=1..64), got {text!r}")
+    knob, lo, hi = m.group(1), int(m.group(2)), int(m.group(3))
+    if knob not in KNOBS:
+        raise ValueError(f"unknown knob {knob!r}; one of {', '.join(KNOBS)}")
+    low_bound = 0 if knob == "queue_limit" else 1
+    if not low_bound <= lo <= hi:
+        raise ValueError(f"range must satisfy {low_bound} ≤ LO ≤ HI, got {lo}..{hi}")
+    return Vary(knob, lo, hi)
+
+
+def find_capacity(
+    scenario: Scenario,
+    config: ModelConfig,
+    slo: str,
+    vary: Vary,
+    duration_s: float | None = None,
+    on_probe: Callable[[Probe], None] | None = None,
+) -> tuple[int | None, list[Probe], dict[str, Any] | None]:
+    """(smallest passing value or None, every probe in the order tried, the passing report)."""
+    parse_slo(slo)  # fail before the first run
+    tried: dict[int, tuple[Probe, dict[str, Any]]] = {}
+    order: list[Probe] = []
+
+    def probe(value: int) -> bool:
+        if value not in tried:
+            cfg = config.replace(**{KNOBS[vary.knob]: value})
+            result = Model(scenario, cfg, duration_s).run()
+            report = build_report(result)
+            ok, metric = check_slo(report, slo)
+            p = Probe(
+                value=value,
+                ok=ok,
+                metric=metric,
+                p99_ms=report["latency_ms"]["p99"],
+                throttled=report["outcomes"]["throttled"],
+                elapsed_s=result.elapsed_s,
+            )
+            tried[value] = (p, report)
+            order.append(p)
+            if on_probe is not None:
+                on_probe(p)
+        return tried[value][0].ok
+
+    fail, value = None, vary.lo
+    while True:
+        if probe(value):
+            break
+        fail = value
+        if value >= vary.hi:
+            return None, order, None
+        value = min(vary.hi, max(value * 2, value + 1))
+    ok_value = value
+    lo = fail if fail is not None else ok_value
+    while ok_value - lo > 1:
+        mid = (lo + ok_value) // 2
+        if probe(mid):
+            ok_value = mid
+        else:
+            lo = mid
+    return ok_value, order, tried[ok_value][1]

@@ -1,0 +1,343 @@
+"""The model's driver: streams a scenario's schedule through sharded FIFO servers and stock.
+
+Time advances in fixed windows [kW, (k+1)W). Per window, vectorised over all its requests:
+
+1. requests: the window's schedule rows plus the retries due in it, in time order;
+2. route: shard = hash(buyer) mod K; with c servers per shard, round-robin by arrival count;
+3. serve: FIFO departures in closed form, or with an admission limit the exact block rounds of
+   :mod:`simulator.model.kernels`; state carried per server (last L departures);
+4. throttled requests of retrying buyers come back after backoff·factor^(attempt−1)·(1 ± jitter);
+   W ≤ the shortest backoff, so a retry always lands in a later window — retries are successive
+   waves that die out after ``max_attempts``;
+5. stock: every admitted request completing by (k+1)W is decided in completion order
+   (:mod:`simulator.model.stock`); later arrivals cannot complete before (k+1)W, so this order
+   is final, and results do not depend on chunk size or on W (while W ≤ the shortest backoff).
+
+Memory: one window of requests, the servers' state, the requests still queued, the idempotency
+ring and fixed-size histograms — not the number of orders.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from simulator.model import requests as rq
+from simulator.model import service
+from simulator.model.config import ModelConfig
+from simulator.model.kernels import NEVER, admit_fifo, fifo_departures, segments
+from simulator.model.requests import Requests
+from simulator.model.stats import THROTTLED, TIMEOUT, ModelStats
+from simulator.model.stock import SOLD_OUT, StockBook
+from simulator.scenario import Scenario
+from simulator.schedule import FLAG_RETRIES, Schedule, build_schedule, concat
+
+I64 = npt.NDArray[np.int64]
+Progress = Callable[[int], None]
+
+MS = 1_000_000
+SECOND = 1_000_000_000
+MAX_WINDOW_NS = SECOND
+MIN_WINDOW_NS = MS
+
+
+@dataclass(frozen=True, slots=True)
+class ModelResult:
+    """One finished model run: what it measured and the stock it ended with."""
+
+    scenario: Scenario
+    config: ModelConfig
+    schedule: Schedule
+    stats: ModelStats
+    stock: StockBook
+    elapsed_s: float
+    window_ns: int
+
+
+def _small(a: I64) -> npt.NDArray[np.integer]:
+    """Keys as uint16 when they fit: NumPy's stable sort is a radix sort for them."""
+    return a.astype(np.uint16) if len(a) and int(a.max()) < (1 << 16) else a
+
+
+def _window_ns(scenario: Scenario, config: ModelConfig) -> int:
+    if config.window_s is not None:
+        return max(1, round(config.window_s * SECOND))
+    retry = scenario.buyers.retry
+    if retry.share <= 0 or retry.max_attempts <= 1:
+        return MAX_WINDOW_NS
+    shortest = config.throttle_ms * MS + retry.backoff_s * (1 - retry.jitter) * SECOND
+    return int(min(MAX_WINDOW_NS, max(MIN_WINDOW_NS, shortest)))
+
+
+def _ring_bits(schedule: Schedule, config: ModelConfig) -> int:
+    """Idempotency ring size: order ids seen over the horizon of retries, doubled, ≤ 2²⁴."""
+    sc = schedule.scenario
+    retry = sc.buyers.retry
+    backoffs = sum(
+        retry.backoff_s * retry.backoff_factor**k for k in range(max(0, retry.max_attempts - 1))
+    )
+    horizon_s = sc.buyers.duplicate_delay_s[1] + backoffs * (1 + retry.jitter) + config.timeout_s
+    rate = schedule.expected_orders() / schedule.duration_s * 8  # peaks run well above average
+    need = max(1.0, rate * (horizon_s + 1) * 2)
+    return int(min(24, max(12, math.ceil(math.log2(need)))))
+
+
+class Model:
+    """The offline model of one scenario; :meth:`run` streams it once, start to finish."""
+
+    def __init__(
+        self, scenario: Scenario, config: ModelConfig, duration_s: float | None = None
+    ) -> None:
+        self.scenario = scenario
+        self.config = config
+        self.schedule = build_schedule(scenario, duration_s)
+        self.n_products = len(scenario.products)
+        k, c = config.shards, config.servers
+        self.n_bases = self.n_products * k if config.hot_row else k
+        self.n_queues = self.n_bases * c
+        limit = config.server_limit
+        if limit and self.n_queues * limit > 50_000_000:
+            raise ValueError(
+                f"servers × queue limit per server = {self.n_queues:,} × {limit:,} is too much "
+                "state; use fewer servers or a smaller queue limit"
+            )
+        if config.service_samples_ms:
+            self.table = service.empirical_table(config.service_samples_ms)
+        else:
+            self.table = service.lognormal_table(config.service_median_ms, config.service_sigma)
+        self.window_ns = _window_ns(scenario, config)
+        self.throttle_ns = round(config.throttle_ms * MS)
+        self.timeout_ns = round(config.timeout_s * SECOND)
+        self.ring_bits = _ring_bits(self.schedule, config)
+
+    def run(self, chunk_orders: int = 1 << 20, progress: Progress | None = None) -> ModelResult:
+        """Simulate the whole schedule; ``progress(n)`` is called with schedule rows done."""
+        started = time.perf_counter()
+        state = _Run(self)
+        for k, rows in self._stream_windows(chunk_orders):
+            state.retries_before(k)
+            shard = service.shard_of(rows["buyer"], self.config.shards, self.config.seed)
+            state.window(k, rq.from_rows(rows, shard))
+            if progress is not None:
+                progress(len(rows))
+        state.retries_before(None)
+        state.resolve(np.iinfo(np.int64).max)
+        return ModelResult(
+            scenario=self.scenario,
+            config=self.config,
+            schedule=self.schedule,
+            stats=state.stats,
+            stock=state.stock,
+            elapsed_s=time.perf_counter() - started,
+            window_ns=self.window_ns,
+        )
+
+    def _stream_windows(self, chunk_orders: int) -> Iterator[tuple[int, npt.NDArray[np.void]]]:
+        """The schedule cut at window boundaries: (window number, its rows), non-empty only."""
+        w_ns = self.window_ns
+        buf: list[npt.NDArray[np.void]] = []
+        cur = -1
+        for chunk in self.schedule.chunks(chunk_orders):
+            if not len(chunk):
+                continue
+            win = chunk["t_ns"] // w_ns
+            cuts = np.flatnonzero(win[1:] != win[:-1]) + 1
+            for a, b in zip([0, *cuts.tolist()], [*cuts.tolist(), len(chunk)], strict=True):
+                k = int(win[a])
+                if k != cur and buf:
+                    yield cur, concat(buf)
+                    buf = []
+                cur = k
+                buf.append(chunk[a:b])
+        if buf:
+            yield cur, concat(buf)
+
+
+class _Run:
+    """The state of one run: servers, stock, retries waiting, requests in service, results."""
+
+    def __init__(self, model: Model) -> None:
+        self.m = model
+        cfg = model.config
+        self.cfg = cfg
+        self.last = np.full(model.n_queues, NEVER, dtype=np.int64)
+        limit = cfg.server_limit
+        self.tail = np.full((model.n_queues, limit), NEVER, dtype=np.int64) if limit else None
+        self.rr = np.zeros(model.n_bases, dtype=np.int64)
+        sc = model.scenario
+        stocks = np.array([sc.stock_of(p) for p in sc.products], dtype=np.int64)
+        self.stock = StockBook(stocks, cfg.shards, model.ring_bits)
+        self.stats = ModelStats(model.n_products, math.ceil(model.schedule.duration_s) + 1)
+        self.pending: list[Requests] = []
+        self.retry_bins: dict[int, list[Requests]] = {}
+        self.retry = sc.buyers.retry
+
+    # -- retries ---------------------------------------------------------------------------
+
+    def retries_before(self, k: int | None) -> None:
+        """Run the windows holding only retries, before window k (None: all that remain)."""
+        while self.retry_bins:
+            kr = min(self.retry_bins)
+            if k is not None and kr >= k:
+                return
+            self.window(kr, rq.empty())
+
+    def _due(self, k: int) -> Requests:
+        due = rq.concat(self.retry_bins.pop(k, []))
+        if len(due) > 1:
+            due = rq.take(due, np.lexsort((due["attempt"], due["order"], due["t"])))
+        return due
+
+    def _spawn(self, again: Requests, window_end: int) -> None:
+        r = self.retry
+        a = again["attempt"].astype(np.int64)
+        key = service.order_key(again["order"], a, rq.duplicate(again))
+        u = service.unit(service.uniforms(key, self.cfg.seed, 1))
+        backoff_s = r.backoff_s * np.power(r.backoff_factor, a) * (1 + r.jitter * (2 * u - 1))
+        t = again["done"] + np.rint(backoff_s * SECOND).astype(np.int64)
+        np.maximum(t, window_end, out=t)  # only when W > the shortest backoff (tiny backoffs)
+        nxt = again.copy()
+        nxt["t"] = t
+        nxt["attempt"] += 1
+        self.stats.retries += len(t)
+        win = t // self.m.window_ns
+        o = np.argsort(win, kind="stable")
+        win_sorted = win[o]
+        starts, _, _ = segments(win_sorted)
+        ends = np.append(starts[1:], len(o))
+        for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+            self.retry_bins.setdefault(int(win_sorted[s]), []).append(rq.take(nxt, o[s:e]))
+
+    # -- one window ------------------------------------------------------------------------
+
+    def window(self, k: int, stream: Requests) -> None:
+        """Serve window k: its schedule rows and the retries due in it."""
+        self.stats.add_demand(stream["t"])
+        due = self._due(k)
+        if len(due) and len(stream):
+            req = rq.concat([stream, due])
+            req = rq.take(req, np.argsort(req["t"], kind="stable"))
+        else:
+            req = stream if len(stream) else due
+        end = (k + 1) * self.m.window_ns
+        if len(req):
+            self._serve(req, end)
+        self.resolve(end)
+
+    def _route(self, req: Requests) -> tuple[npt.NDArray[np.intp], I64]:
+        """Queue of each request; returns (permutation grouping by queue, sorted queue ids)."""
+        cfg = self.cfg
+        shard = req["shard"].astype(np.int64)
+        base = req["product"] * cfg.shards + shard if cfg.hot_row else shard
+        o = np.argsort(_small(base), kind="stable")
+        if cfg.servers == 1:
+            return o, base[o]
+        b = base[o]
+        starts, _, rank = segments(b)
+        sub = (self.rr[b] + rank) % cfg.servers
+        self.rr[b[starts]] += np.diff(np.append(starts, len(b)))
+        q = b * cfg.servers + sub
+        o2 = np.argsort(_small(q), kind="stable")
+        return o[o2], q[o2]
+
+    def _serve(self, req: Requests, window_end: int) -> None:
+        o, q = self._route(req)
+        r = rq.take(req, o)
+        t = np.ascontiguousarray(r["t"])
+        key = service.order_key(r["order"], r["attempt"], rq.duplicate(r))
+        s = service.draw(self.m.table, service.uniforms(key, self.cfg.seed, 0))
+        if self.tail is not None:
+            admitted, depart, self.tail = admit_fifo(q, t, s, self.tail)
+        else:
+            depart = fifo_departures(q, t, s, self.last)
+            starts, _, _ = segments(q)
+            ends = np.append(starts[1:], len(q)) - 1
+            self.last[q[ends]] = depart[ends]
+            admitted = np.ones(len(q), dtype=bool)
+        r["done"] = depart
+        r["queue"] = q
+        self.stats.add_service(s if admitted.all() else s[admitted])
+        if not admitted.all():
+            thr = rq.take(r, ~admitted)
+            thr["done"] = thr["t"] + self.m.throttle_ns
+            self.stats.add_attempts(thr["t"], thr["done"])
+            flags, attempt = thr["flags"], thr["attempt"]
+            can = ((flags & FLAG_RETRIES) != 0) & (attempt + 1 < self.retry.max_attempts)
+            final = rq.take(thr, ~can)
+            self.stats.add_final(
+                final["first"],
+                final["done"],
+                np.full(len(final), THROTTLED, np.uint8),
+                final["product"].astype(np.int64),
+            )
+            if can.any():
+                self._spawn(rq.take(thr, can), window_end)
+            r = rq.take(r, admitted)
+        self.pending.append(r)
+
+    # -- stock -----------------------------------------------------------------------------
+
+    def resolve(self, watermark: int) -> None:
+        """Decide, in completion order, every request that completes by ``watermark``."""
+        if not self.pending:
+            return
+        p = rq.concat(self.pending)
+        ready = p["done"] <= watermark
+        if not ready.all():
+            self.pending = [rq.take(p, ~ready)]
+            p = rq.take(p, ready)
+        else:
+            self.pending = []
+        if not len(p):
+            return
+        p = rq.take(p, self._completion_order(p))
+        product = p["product"].astype(np.int64)
+        done = np.ascontiguousarray(p["done"])
+        group = self._group(p, product)
+        candidate = rq.duplicate(p) | (p["attempt"] > 0)
+        outcome, replayed, false = self.stock.resolve(
+            group, done, p["qty"].astype(np.int64), np.ascontiguousarray(p["order"]), candidate
+        )
+        self.stats.replays += int(replayed.sum())
+        so = outcome == SOLD_OUT
+        self.stats.add_sold_out(product[so], false[so])
+        t = np.ascontiguousarray(p["t"])
+        late = (done - t) > self.m.timeout_ns
+        if late.any():
+            outcome[late] = TIMEOUT
+            done[late] = t[late] + self.m.timeout_ns
+        self.stats.add_attempts(t, done)
+        self.stats.add_final(p["first"], done, outcome, product)
+
+    def _group(self, p: Requests, product: I64) -> I64:
+        """Stock group (product, shard) of each request: product·K + shard."""
+        if self.cfg.hot_row:
+            by_queue: I64 = p["queue"] // self.cfg.servers
+            return by_queue
+        return product * self.cfg.shards + p["shard"].astype(np.int64)
+
+    def _completion_order(self, p: Requests) -> npt.NDArray[np.intp]:
+        """Order by (group, completion time, server): each group's completions in time order.
+
+        With one server per shard, requests of a group share that server, and ``pending`` keeps
+        each server's requests in completion order: a stable sort by group is enough.
+        """
+        c = self.cfg.servers
+        product = p["product"].astype(np.int64)
+        group = self._group(p, product)
+        if c == 1:
+            return np.argsort(_small(group), kind="stable")
+        done = p["done"]
+        sub = p["queue"] % c
+        d0 = int(done.min())
+        span = int(done.max()) - d0 + 1
+        n_groups = int(group.max()) + 1
+        if n_groups * span * c < (1 << 62):
+            key = (group * span + (done - d0)) * c + sub
+            return np.argsort(key, kind="stable")
+        return np.lexsort((sub, done, group))

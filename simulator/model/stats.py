@@ -1,0 +1,136 @@
+"""What the model measured, accumulated window by window in memory that does not grow with
+orders: outcome counts, mergeable latency histograms, per-second timelines, per-SKU numbers.
+
+Two latency views, both from the *intended* time (coordinated-omission-free, as wrk2):
+``latency`` per request (each attempt, from the moment it was meant to be sent) and
+``order_latency`` per scheduled order (from its first click to its final answer, retries
+and backoffs included). Timelines are indexed by second of the sale: demand and sent by
+intended time, completed and outcomes by answer time, p50/p99 by intended time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from simulator.model import histogram as hist
+
+I64 = npt.NDArray[np.int64]
+U8 = npt.NDArray[np.uint8]
+Bool = npt.NDArray[np.bool_]
+
+#: outcome codes and names, the same as the load engine's recorder
+OUTCOME_NAMES = ("not_sent", "confirmed", "sold_out", "throttled", "rejected", "error", "timeout")
+THROTTLED = 3
+TIMEOUT = 6
+_NS = 1_000_000_000
+
+
+def _grow(a: npt.NDArray[np.generic], n: int) -> npt.NDArray[np.generic]:
+    """``a`` with its first axis at least ``n`` long (doubling, zero-filled)."""
+    if len(a) >= n:
+        return a
+    out = np.zeros((max(n, 2 * len(a)), *a.shape[1:]), dtype=a.dtype)
+    out[: len(a)] = a
+    return out
+
+
+@dataclass
+class ModelStats:
+    """Accumulated results of one model run."""
+
+    n_products: int
+    seconds: int
+    rows: int = 0
+    attempts: int = 0
+    retries: int = 0
+    replays: int = 0
+    outcomes: I64 = field(init=False)
+    latency: I64 = field(init=False)
+    order_latency: I64 = field(init=False)
+    service: I64 = field(init=False)
+    latency_max_ns: int = 0
+    service_max_ns: int = 0
+    order_latency_max_ns: int = 0
+    demand_s: I64 = field(init=False)
+    sent_s: I64 = field(init=False)
+    completed_s: I64 = field(init=False)
+    outcomes_s: I64 = field(init=False)
+    latency_s: npt.NDArray[np.int32] = field(init=False)
+    confirmed_orders: I64 = field(init=False)
+    sold_out_answers: I64 = field(init=False)
+    false_sold_out: I64 = field(init=False)
+
+    def __post_init__(self) -> None:
+        s = max(1, self.seconds)
+        self.outcomes = np.zeros(len(OUTCOME_NAMES), dtype=np.int64)
+        self.latency = np.zeros(hist.N_BUCKETS, dtype=np.int64)
+        self.order_latency = np.zeros(hist.N_BUCKETS, dtype=np.int64)
+        self.service = np.zeros(hist.N_BUCKETS, dtype=np.int64)
+        self.demand_s = np.zeros(s, dtype=np.int64)
+        self.sent_s = np.zeros(s, dtype=np.int64)
+        self.completed_s = np.zeros(s, dtype=np.int64)
+        self.outcomes_s = np.zeros((s, len(OUTCOME_NAMES)), dtype=np.int64)
+        self.latency_s = np.zeros((s, hist.N_BUCKETS), dtype=np.int32)
+        self.confirmed_orders = np.zeros(self.n_products, dtype=np.int64)
+        self.sold_out_answers = np.zeros(self.n_products, dtype=np.int64)
+        self.false_sold_out = np.zeros(self.n_products, dtype=np.int64)
+
+    def _per_second(self, name: str, sec: I64) -> None:
+        arr: I64 = _grow(getattr(self, name), int(sec.max()) + 1)  # type: ignore[assignment]
+        arr += np.bincount(sec, minlength=len(arr))
+        setattr(self, name, arr)
+
+    def add_demand(self, t_ns: I64) -> None:
+        """Scheduled orders (first clicks)."""
+        if len(t_ns):
+            self.rows += len(t_ns)
+            self._per_second("demand_s", t_ns // _NS)
+
+    def add_attempts(self, intended: I64, done: I64) -> None:
+        """Answered requests (every attempt): latency, sent and completed per second."""
+        if not len(intended):
+            return
+        self.attempts += len(intended)
+        lat = done - intended
+        b = hist.bucket_of(lat)
+        self.latency += np.bincount(b, minlength=hist.N_BUCKETS)
+        self.latency_max_ns = max(self.latency_max_ns, int(lat.max()))
+        sec = intended // _NS
+        self._per_second("sent_s", sec)
+        self._per_second("completed_s", done // _NS)
+        s0, s1 = int(sec.min()), int(sec.max()) + 1
+        self.latency_s = _grow(self.latency_s, s1)  # type: ignore[assignment]
+        flat = (sec - s0) * hist.N_BUCKETS + b
+        counts = np.bincount(flat, minlength=(s1 - s0) * hist.N_BUCKETS)
+        self.latency_s[s0:s1] += counts.reshape(s1 - s0, hist.N_BUCKETS).astype(np.int32)
+
+    def add_service(self, service_ns: I64) -> None:
+        """Service times of admitted requests (time at the server, queueing excluded)."""
+        if len(service_ns):
+            self.service += np.bincount(hist.bucket_of(service_ns), minlength=hist.N_BUCKETS)
+            self.service_max_ns = max(self.service_max_ns, int(service_ns.max()))
+
+    def add_final(self, first_ns: I64, done: I64, outcome: U8, product: I64) -> None:
+        """Scheduled orders that got their final answer."""
+        if not len(done):
+            return
+        self.outcomes += np.bincount(outcome, minlength=len(OUTCOME_NAMES))
+        lat = done - first_ns
+        self.order_latency += np.bincount(hist.bucket_of(lat), minlength=hist.N_BUCKETS)
+        self.order_latency_max_ns = max(self.order_latency_max_ns, int(lat.max()))
+        sec = done // _NS
+        top = int(sec.max()) + 1
+        self.outcomes_s = _grow(self.outcomes_s, top)  # type: ignore[assignment]
+        flat = sec * len(OUTCOME_NAMES) + outcome
+        self.outcomes_s += np.bincount(
+            flat, minlength=len(self.outcomes_s) * len(OUTCOME_NAMES)
+        ).reshape(self.outcomes_s.shape)
+        self.confirmed_orders += np.bincount(product[outcome == 1], minlength=self.n_products)
+
+    def add_sold_out(self, product: I64, false: Bool) -> None:
+        """Sold-out answers (server side), and which were false (stock left on another shard)."""
+        self.sold_out_answers += np.bincount(product, minlength=self.n_products)
+        self.false_sold_out += np.bincount(product[false], minlength=self.n_products)

@@ -1,0 +1,176 @@
+"""Stock, idempotency and sold-out bookkeeping, applied in completion order.
+
+A product's stock is split across the K shards (shard k gets ⌊S/K⌋ plus one of the S mod K
+leftover units if k < S mod K), as sharded counters do; an order only sees its buyer's shard.
+Within one (product, shard) *group* an order is confirmed iff its quantity still fits when it
+completes ("take if fits", the storefront's check-and-decrement). With quantity 1 that is
+``cumsum(qty) ≤ stock``; with larger quantities a prefix pass leaves r < max qty units and each
+further pass confirms, among the later orders asking ≤ r, those whose running sum stays ≤ r —
+r strictly falls every pass, so ≤ max qty passes give the exact sequential result.
+
+Idempotency (the order id is the key): the first *completion* of an order id decides it; a later
+request with the same id (a double click, or a retry) replays that outcome and takes no stock.
+A ring of 2ᵇ slots indexed by order number mod 2ᵇ remembers decided ids; it is sized so ids do
+not wrap within the horizon of double clicks and retries (see ``Model``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from simulator.model.kernels import seg_cumsum, segments
+
+I64 = npt.NDArray[np.int64]
+U8 = npt.NDArray[np.uint8]
+Bool = npt.NDArray[np.bool_]
+
+INF = np.iinfo(np.int64).max
+CONFIRMED = 1  # same codes as simulator.recorder
+SOLD_OUT = 2
+
+
+def split_stock(stock: I64, shards: int) -> I64:
+    """Units per (product, shard), product-major: shape (products·shards,)."""
+    base = stock[:, None] // shards
+    extra = (np.arange(shards)[None, :] < (stock % shards)[:, None]).astype(np.int64)
+    return (base + extra).reshape(-1)
+
+
+class StockBook:
+    """Stock left per group, zero and first-sold-out times, the idempotency ring."""
+
+    def __init__(self, stock: I64, shards: int, ring_bits: int) -> None:
+        self.shards = shards
+        self.n_products = len(stock)
+        self.initial = split_stock(np.asarray(stock, dtype=np.int64), shards)
+        self.left = self.initial.copy()
+        # a shard that starts empty is empty from time 0
+        self.zero_ns = np.where(self.initial == 0, 0, INF).astype(np.int64)
+        self.first_sold_out_ns = np.full(len(self.left), INF, dtype=np.int64)
+        self.mask = (1 << ring_bits) - 1
+        # slot = order mod 2ᵇ holds order·4 + outcome (0 = decided later in this batch)
+        self.ring = np.full(1 << ring_bits, -1, dtype=np.int64)
+
+    def resolve(
+        self, group: I64, done: I64, qty: I64, order: I64, candidate: Bool
+    ) -> tuple[U8, Bool, Bool]:
+        """Decide a batch sorted by (group, completion time): outcomes, replayed, false sold-out.
+
+        ``candidate`` marks requests that may repeat an id already decided (double clicks and
+        retries); first attempts always decide, and a candidate whose first attempt is in the
+        same batch replays it (with one server per shard the first attempt, sent earlier to the
+        same FIFO server, completes earlier; with c > 1 it may not, and it still decides). A
+        sold-out answer is *false* when another shard of the product still held stock then.
+        """
+        n = len(group)
+        outcome = np.zeros(n, dtype=np.uint8)
+        replayed = np.zeros(n, dtype=bool)
+        cand = np.flatnonzero(candidate)
+        src = src_of = np.empty(0, dtype=np.int64)
+        if len(cand):
+            first = np.flatnonzero(~candidate)
+            self.ring[order[first] & self.mask] = order[first] << 2
+            slot = order[cand] & self.mask
+            word = self.ring[slot]
+            hit = (word >> 2) == order[cand]
+            known = hit & ((word & 3) != 0)
+            outcome[cand[known]] = (word[known] & 3).astype(np.uint8)
+            replayed[cand[hit]] = True
+            # replays of a first attempt decided in this batch: find it (few ids, sorted search)
+            in_batch = cand[hit & ~known]
+            free = cand[~hit]
+            src, src_of = self._sources(order, first, in_batch, free, replayed)
+        decide = ~replayed
+        self._take(group, done, qty, decide, outcome)
+        outcome[src_of] = outcome[src]
+        dec = np.flatnonzero(decide)
+        self.ring[order[dec] & self.mask] = (order[dec] << 2) | outcome[dec]
+        return outcome, replayed, self._false_sold_out(group, done, outcome)
+
+    @staticmethod
+    def _sources(
+        order: I64, first: I64, in_batch: I64, free: I64, replayed: Bool
+    ) -> tuple[I64, I64]:
+        """(decider, replayer) index pairs within a batch.
+
+        ``in_batch`` replay their id's first attempt; among ``free`` (no decided id) requests
+        of one id, the first in completion order decides and the others replay it.
+        """
+        srcs: list[I64] = []
+        dsts: list[I64] = []
+        if len(in_batch):
+            ids = order[in_batch]
+            o = np.argsort(ids)
+            f_o = order[first]
+            # the first attempts holding those ids: a sorted search over the few ids needed
+            need = np.isin(f_o, ids[o], kind="sort")
+            fi = first[need]
+            fo = np.argsort(order[fi])
+            pos = np.searchsorted(order[fi][fo], ids)
+            srcs.append(fi[fo][pos])
+            dsts.append(in_batch)
+        if len(free) > 1:
+            o = np.lexsort((free, order[free]))
+            f = free[o]
+            same = np.concatenate(([False], order[f[1:]] == order[f[:-1]]))
+            head = np.maximum.accumulate(np.where(same, 0, np.arange(len(f))))
+            srcs.append(f[head[same]])
+            dsts.append(f[same])
+            replayed[f[same]] = True
+        if not srcs:
+            e = np.empty(0, dtype=np.int64)
+            return e, e
+        return np.concatenate(srcs), np.concatenate(dsts)
+
+    def _take(self, group: I64, done: I64, qty: I64, decide: Bool, outcome: U8) -> None:
+        idx = np.flatnonzero(decide)
+        if not len(idx):
+            return
+        g, q = group[idx], qty[idx]
+        starts, seg, _ = segments(g)
+        seg_g = g[starts]
+        room = self.left[seg_g]
+        conf = seg_cumsum(q, starts, seg) <= room[seg]
+        if len(q) and int(q.max()) > 1:
+            while True:
+                taken = np.bincount(seg, weights=q * conf, minlength=len(starts)).astype(np.int64)
+                r = room - taken
+                more = np.flatnonzero(~conf & (q <= r[seg]))
+                if not len(more):
+                    break
+                ms, mseg, _ = segments(seg[more])
+                ok = seg_cumsum(q[more], ms, mseg) <= r[seg[more]]
+                if not ok.any():
+                    break
+                conf[more[ok]] = True
+        outcome[idx] = np.where(conf, CONFIRMED, SOLD_OUT)
+        taken = np.bincount(seg, weights=q * conf, minlength=len(starts)).astype(np.int64)
+        self.left[seg_g] -= taken
+        # zero time: the completion of the last confirmed order of a group that ran out
+        emptied = (self.left[seg_g] == 0) & (self.zero_ns[seg_g] == INF)
+        if emptied.any():
+            ci = np.flatnonzero(conf)
+            last = np.zeros(len(starts), dtype=np.int64)
+            last[seg[ci]] = done[idx[ci]]  # ascending order: the last write per group wins
+            self.zero_ns[seg_g[emptied]] = last[emptied]
+        si = np.flatnonzero(~conf)
+        if len(si):
+            first = np.full(len(starts), INF, dtype=np.int64)
+            first[seg[si][::-1]] = done[idx[si]][::-1]  # reversed: the first write wins
+            self.first_sold_out_ns[seg_g] = np.minimum(self.first_sold_out_ns[seg_g], first)
+
+    def _false_sold_out(self, group: I64, done: I64, outcome: U8) -> Bool:
+        if self.shards == 1:
+            return np.zeros(len(group), dtype=bool)
+        z = self.zero_ns.reshape(self.n_products, self.shards)
+        top = z.argmax(axis=1)
+        rows = np.arange(self.n_products)
+        max1 = z[rows, top]
+        z2 = z.copy()
+        z2[rows, top] = np.iinfo(np.int64).min
+        max2 = z2.max(axis=1)
+        other = np.repeat(max1, self.shards).reshape(self.n_products, self.shards)
+        other[rows, top] = max2
+        false: Bool = (outcome == SOLD_OUT) & (done < other.reshape(-1)[group])
+        return false
