@@ -93,6 +93,12 @@ class Storefront:
             return error_response(500, f"store error: {type(exc).__name__}: {exc}", "store")
         finally:
             stats.in_flight -= 1
+        if result.outcome == CONFIRMED and not result.replayed:  # the common case, inlined
+            stats.by_status[201] += 1
+            body = orjson.dumps(
+                {"order_id": order_id, "sku": sku, "qty": qty, "remaining": result.remaining}
+            )
+            return web.Response(body=body, status=201, content_type=JSON)
         return self._answer(order_id, result)
 
     def _answer(self, order_id: str, r: Reservation) -> web.Response:
