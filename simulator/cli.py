@@ -20,6 +20,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "schedule": ("simulator.commands.schedule", "generate a scenario's order stream, summarise it"),
     "serve": ("simulator.commands.serve", "run the bundled mock inventory service"),
     "run": ("simulator.commands.run", "drive a scenario at a storefront, open loop, and audit it"),
+    "simulate": (
+        "simulator.commands.simulate",
+        "model a scenario at full scale offline, find the capacity for an SLO",
+    ),
     "locust": ("simulator.commands.locust", "run a scenario in Locust (web UI, master/worker)"),
 }
 
