@@ -152,6 +152,7 @@ class FlashsaleRun:
             opts.run_time = None
         self._inventory: tuple[float, dict[str, Any] | None] = (0.0, None)
         self._scheduled: tuple[RunPlan | None, list[int]] = (None, [])
+        self._last_live: dict[str, Any] | None = None  # this process's counters of the last run
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -232,6 +233,7 @@ class FlashsaleRun:
         """Master: plan the run and tell the workers; stand-alone: take the whole schedule."""
         self.results.clear()
         self.live_by_worker.clear()
+        self._last_live = None
         self.report = None
         self.errors.clear()
         self._final.clear()
@@ -324,6 +326,7 @@ class FlashsaleRun:
                 gevent.spawn(self._collect_then_finalize)
             return
         if st is not None:
+            self._last_live = st.recorder.live(self.skus)
             self.results = {0: res.worker_result(st.recorder, st.book.t_ns, 0, st.plan)}
             self.slice = None
             self.finalize()
@@ -444,7 +447,7 @@ class FlashsaleRun:
         """The storefront's /inventory, fetched at most once a second."""
         at, data = self._inventory
         now = time.monotonic()
-        if now - at > 1.0:
+        if now - at > 0.5:
             data = self._http("GET", self.scenario.target.inventory_path, timeout_s=1.0)
             self._inventory = (now, data)
         return data
@@ -454,6 +457,8 @@ class FlashsaleRun:
         parts = list(self.live_by_worker.values())
         if self.slice is not None:
             parts.append(self.slice.recorder.live(self.skus))
+        elif self._last_live is not None:
+            parts.append(self._last_live)
         out: dict[str, Any] = {
             "sends": 0,
             "outcomes": dict.fromkeys(res.OUTCOMES, 0),
@@ -470,7 +475,7 @@ class FlashsaleRun:
     def live_view(self) -> dict[str, Any]:
         """Everything the Flash sale page shows, as one JSON-able dict."""
         sale_s = self.sale_s
-        grid = np.arange(0.0, sale_s + 0.25, 0.5)
+        grid = np.linspace(0.0, sale_s, min(601, max(2, round(sale_s / 0.05) + 1)))
         stats = self.env.runner.stats.get("order (intended)", self.scenario.target.method)
         achieved_t: list[float] = []
         achieved: list[int] = []
@@ -480,9 +485,14 @@ class FlashsaleRun:
                 achieved.append(count)
         counters = self.live_counters()
         inventory = self.inventory()
-        audit = res.audit(
-            self.scenario.stocks(), inventory, None, counters["confirmed_units"], set()
-        )
+        if self.report is not None and self.report.get("audit") and self.slice is None:
+            audit = self.report["audit"]  # the finished run's full three-way audit
+        else:
+            # during a run the server's counters are compared with each other only: a client
+            # count fetched a moment later than /inventory would look like a disagreement
+            audit = res.audit(self.scenario.stocks(), inventory, None, {}, set())
+            for sku, units in counters["confirmed_units"].items():
+                audit["per_sku"][sku]["client_confirmed_units"] = units
         elapsed = None if self.started_unix is None else time.time() - self.started_unix
         return {
             "scenario": self.scenario.name,

@@ -1,0 +1,236 @@
+"""The Flash sale tab and page in Locust's web UI, driven in headless Chromium.
+
+Starts Locust (stand-alone, web UI) with a scenario against the bundled storefront, starts a run
+from the UI, watches the Flash sale figures update, stops the run from the UI and checks that
+the report of the stopped run accounts for every order. Skips where Chromium, chromedriver or
+selenium is missing, unless FLASHSALE_REQUIRE_SERVICES=1 (CI), where that fails instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from simulator.locust import LOCUSTFILE
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+CHROME_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+)
+
+SCENARIO = """
+name = "ui-sale"
+description = "a slow sale to watch in the browser"
+seed = 5
+duration_s = 40.0
+[[products]]
+id = "durian"
+stock = 300
+weight = 3.0
+[[products]]
+id = "manggis"
+stock = 2000
+weight = 1.0
+[demand]
+baseline_per_s = 40.0
+[demand.spike]
+at_s = 2.0
+peak_per_s = 80.0
+half_life_s = 5.0
+"""
+
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    """Stop a process group this test started (and only that)."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _need_browser() -> None:
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not shutil.which(p)]
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        missing.append("the selenium package")
+    if not missing:
+        return
+    reason = f"{', '.join(missing)} not installed (apt-get install chromium chromium-driver)"
+    if os.environ.get("FLASHSALE_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{reason}, and FLASHSALE_REQUIRE_SERVICES=1 requires it")
+    pytest.skip(reason)
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout_s: float = 15.0) -> T:
+    """Poll ``probe`` until it returns something truthy; fail naming ``what``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def locust_ui(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """Bundled storefront + Locust web UI on free loopback ports: (UI URL, report path)."""
+    scenario = tmp_path / "ui.toml"
+    scenario.write_text(SCENARIO)
+    cmd = [sys.executable, "-m", "simulator", "serve", "--scenario", str(scenario)]
+    store = subprocess.Popen(
+        [*cmd, "--port", "0"], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    procs = [store]
+    try:
+        assert store.stdout is not None
+        host = store.stdout.readline().split("listening on ", 1)[1].split()[0]
+        port = free_port()
+        report = tmp_path / "report.json"
+        args = ["--flashsale-scenario", str(scenario), "--host", host]
+        args += ["--web-host", "127.0.0.1", "--web-port", str(port)]
+        args += ["--flashsale-report", str(report), "--flashsale-lead", "0.5"]
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), *args],
+                stdout=(tmp_path / "locust.log").open("w"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
+        ui = f"http://127.0.0.1:{port}"
+        wait_for("the Locust web UI", lambda: _get(ui + "/flashsale/data"))
+        yield ui, report
+    finally:
+        for p in reversed(procs):
+            stop(p)
+
+
+def _get(url: str) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            data: dict[str, Any] = json.loads(r.read())
+            return data
+    except OSError:
+        return None
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    _need_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = CHROMIUM
+    for flag in CHROME_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path / 'chrome-profile'}")
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_window_size(1280, 1000)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _button(driver: Any, text: str) -> Any:
+    from selenium.webdriver.common.by import By
+
+    found = [b for b in driver.find_elements(By.TAG_NAME, "button") if b.text.upper() == text]
+    return found[0] if found else None
+
+
+@pytest.mark.slow
+def test_flash_sale_tab_updates_live_and_the_run_stops_from_the_ui(
+    locust_ui: tuple[str, Path], browser: Any, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    ui, report_path = locust_ui
+    browser.get(ui + "/")
+    wait_for("the START button", lambda: _button(browser, "START")).click()
+    wait_for("the run to start", lambda: _button(browser, "STOP"))
+
+    # the tab in Locust's own UI: one row per SKU from the storefront's /inventory
+    tab = wait_for(
+        "the Flash sale tab",
+        lambda: [
+            t
+            for t in browser.find_elements(By.CSS_SELECTOR, "[role=tab]")
+            if t.text.upper() == "FLASH SALE"
+        ],
+    )
+    tab[0].click()
+    wait_for(
+        "the tab's stock rows",
+        lambda: "manggis" in browser.page_source and "durian" in browser.page_source,
+    )
+
+    # the Flash sale page: its figures move while the run goes on
+    browser.get(ui + "/flashsale")
+
+    def sent() -> int:
+        text = browser.find_element(By.ID, "sent").text.replace(",", "")
+        return int(text) if text.isdigit() else 0
+
+    first = wait_for("orders sent to show", lambda: sent() or None)
+    wait_for("orders sent to grow", lambda: sent() > first)
+    rows = browser.find_elements(By.CSS_SELECTOR, "#stock tbody tr")
+    assert [r.find_elements(By.TAG_NAME, "td")[0].text for r in rows] == ["durian", "manggis"]
+    wait_for("the achieved-rate line", lambda: browser.find_elements(By.ID, "achieved-line"))
+    assert browser.find_elements(By.ID, "demand-line")
+    wait_for("the audit verdict", lambda: browser.find_element(By.ID, "audit-verdict").text == "ok")
+    browser.save_screenshot(str(tmp_path / "flashsale-page.png"))
+
+    # stop from Locust's UI; the stopped run's report accounts for every scheduled order
+    browser.get(ui + "/")
+    wait_for("the STOP button", lambda: _button(browser, "STOP")).click()
+    view = wait_for("the report", lambda: (_get(ui + "/flashsale/data") or {}).get("report"))
+    orders = view["orders"]
+    assert 0 < orders["sent"] < orders["scheduled"]  # stopped early
+    assert sum(orders["outcomes"].values()) == orders["scheduled"]
+    assert view["checks"]["unintended_repeats"] == 0 and view["checks"]["rows_sent_twice"] == 0
+    assert view["audit"]["ok"]
+    assert json.loads(report_path.read_text())["orders"] == orders
+    browser.get(ui + "/flashsale")
+    wait_for(
+        "the page's report line", lambda: "Last run:" in browser.find_element(By.ID, "report").text
+    )
+    browser.save_screenshot(str(tmp_path / "flashsale-page-stopped.png"))
+    assert (tmp_path / "flashsale-page.png").stat().st_size > 10_000
