@@ -311,8 +311,8 @@ class _Run:
         if late.any():
             outcome[late] = TIMEOUT
             done[late] = t[late] + self.m.timeout_ns
-        self.stats.add_attempts(t, done)
-        self.stats.add_final(p["first"], done, outcome, product)
+        buckets = self.stats.add_attempts(t, done)
+        self.stats.add_final(p["first"], done, outcome, product, same_as=(buckets, t))
 
     def _group(self, p: Requests, product: I64) -> I64:
         """Stock group (product, shard) of each request: product·K + shard."""

@@ -89,10 +89,13 @@ class ModelStats:
             self.rows += len(t_ns)
             self._per_second("demand_s", t_ns // _NS)
 
-    def add_attempts(self, intended: I64, done: I64) -> None:
-        """Answered requests (every attempt): latency, sent and completed per second."""
+    def add_attempts(self, intended: I64, done: I64) -> I64:
+        """Answered requests (every attempt): latency, sent and completed per second.
+
+        Returns the latency buckets (reused for first attempts' order latency).
+        """
         if not len(intended):
-            return
+            return np.empty(0, dtype=np.int64)
         self.attempts += len(intended)
         lat = done - intended
         b = hist.bucket_of(lat)
@@ -106,6 +109,7 @@ class ModelStats:
         flat = (sec - s0) * hist.N_BUCKETS + b
         counts = np.bincount(flat, minlength=(s1 - s0) * hist.N_BUCKETS)
         self.latency_s[s0:s1] += counts.reshape(s1 - s0, hist.N_BUCKETS).astype(np.int32)
+        return b
 
     def add_service(self, service_ns: I64) -> None:
         """Service times of admitted requests (time at the server, queueing excluded)."""
@@ -113,13 +117,32 @@ class ModelStats:
             self.service += np.bincount(hist.bucket_of(service_ns), minlength=hist.N_BUCKETS)
             self.service_max_ns = max(self.service_max_ns, int(service_ns.max()))
 
-    def add_final(self, first_ns: I64, done: I64, outcome: U8, product: I64) -> None:
-        """Scheduled orders that got their final answer."""
+    def add_final(
+        self,
+        first_ns: I64,
+        done: I64,
+        outcome: U8,
+        product: I64,
+        same_as: tuple[I64, I64] | None = None,
+    ) -> None:
+        """Scheduled orders that got their final answer.
+
+        ``same_as`` = (latency buckets, intended times) of these requests: where the intended
+        time is the order's first, the order latency is the request latency (no recount).
+        """
         if not len(done):
             return
         self.outcomes += np.bincount(outcome, minlength=len(OUTCOME_NAMES))
         lat = done - first_ns
-        self.order_latency += np.bincount(hist.bucket_of(lat), minlength=hist.N_BUCKETS)
+        if same_as is not None:
+            buckets, intended = same_as
+            later = intended != first_ns
+            if later.any():
+                buckets = buckets.copy()
+                buckets[later] = hist.bucket_of(lat[later])
+        else:
+            buckets = hist.bucket_of(lat)
+        self.order_latency += np.bincount(buckets, minlength=hist.N_BUCKETS)
         self.order_latency_max_ns = max(self.order_latency_max_ns, int(lat.max()))
         sec = done // _NS
         top = int(sec.max()) + 1

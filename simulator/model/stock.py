@@ -67,7 +67,7 @@ class StockBook:
         outcome = np.zeros(n, dtype=np.uint8)
         replayed = np.zeros(n, dtype=bool)
         cand = np.flatnonzero(candidate)
-        src = src_of = np.empty(0, dtype=np.int64)
+        in_batch = src = src_of = np.empty(0, dtype=np.int64)
         if len(cand):
             first = np.flatnonzero(~candidate)
             self.ring[order[first] & self.mask] = order[first] << 2
@@ -77,51 +77,30 @@ class StockBook:
             known = hit & ((word & 3) != 0)
             outcome[cand[known]] = (word[known] & 3).astype(np.uint8)
             replayed[cand[hit]] = True
-            # replays of a first attempt decided in this batch: find it (few ids, sorted search)
-            in_batch = cand[hit & ~known]
-            free = cand[~hit]
-            src, src_of = self._sources(order, first, in_batch, free, replayed)
+            in_batch = cand[hit & ~known]  # their first attempt is decided in this batch
+            src, src_of = self._first_of_each_id(order, cand[~hit], replayed)
         decide = ~replayed
         self._take(group, done, qty, decide, outcome)
         outcome[src_of] = outcome[src]
         dec = np.flatnonzero(decide)
         self.ring[order[dec] & self.mask] = (order[dec] << 2) | outcome[dec]
+        if len(in_batch):  # now the ring holds their first attempt's outcome
+            outcome[in_batch] = (self.ring[order[in_batch] & self.mask] & 3).astype(np.uint8)
         return outcome, replayed, self._false_sold_out(group, done, outcome)
 
     @staticmethod
-    def _sources(
-        order: I64, first: I64, in_batch: I64, free: I64, replayed: Bool
-    ) -> tuple[I64, I64]:
-        """(decider, replayer) index pairs within a batch.
-
-        ``in_batch`` replay their id's first attempt; among ``free`` (no decided id) requests
-        of one id, the first in completion order decides and the others replay it.
-        """
-        srcs: list[I64] = []
-        dsts: list[I64] = []
-        if len(in_batch):
-            ids = order[in_batch]
-            o = np.argsort(ids)
-            f_o = order[first]
-            # the first attempts holding those ids: a sorted search over the few ids needed
-            need = np.isin(f_o, ids[o], kind="sort")
-            fi = first[need]
-            fo = np.argsort(order[fi])
-            pos = np.searchsorted(order[fi][fo], ids)
-            srcs.append(fi[fo][pos])
-            dsts.append(in_batch)
-        if len(free) > 1:
-            o = np.lexsort((free, order[free]))
-            f = free[o]
-            same = np.concatenate(([False], order[f[1:]] == order[f[:-1]]))
-            head = np.maximum.accumulate(np.where(same, 0, np.arange(len(f))))
-            srcs.append(f[head[same]])
-            dsts.append(f[same])
-            replayed[f[same]] = True
-        if not srcs:
+    def _first_of_each_id(order: I64, free: I64, replayed: Bool) -> tuple[I64, I64]:
+        """Among requests of an id not decided before, the first (in completion order) decides
+        and the others replay it: (decider, replayer) index pairs; marks the replayers."""
+        if len(free) < 2:
             e = np.empty(0, dtype=np.int64)
             return e, e
-        return np.concatenate(srcs), np.concatenate(dsts)
+        o = np.lexsort((free, order[free]))
+        f = free[o]
+        same = np.concatenate(([False], order[f[1:]] == order[f[:-1]]))
+        head = np.maximum.accumulate(np.where(same, 0, np.arange(len(f))))
+        replayed[f[same]] = True
+        return f[head[same]], f[same]
 
     def _take(self, group: I64, done: I64, qty: I64, decide: Bool, outcome: U8) -> None:
         idx = np.flatnonzero(decide)
@@ -132,7 +111,7 @@ class StockBook:
         seg_g = g[starts]
         room = self.left[seg_g]
         conf = seg_cumsum(q, starts, seg) <= room[seg]
-        if len(q) and int(q.max()) > 1:
+        if not conf.all() and int(q.max()) > 1:
             while True:
                 taken = np.bincount(seg, weights=q * conf, minlength=len(starts)).astype(np.int64)
                 r = room - taken
