@@ -85,11 +85,20 @@ def seg_maxacc(v: I64, seg: I64) -> I64:
     return out
 
 
-def fifo_departures(queue: I64, arrive: I64, service: I64, last: I64) -> I64:
-    """Departure times of FIFO single servers; ``last[q]`` is queue q's previous departure."""
+def fifo_departures(
+    queue: I64,
+    arrive: I64,
+    service: I64,
+    last: I64,
+    segs: tuple[I64, I64, I64] | None = None,
+) -> I64:
+    """Departure times of FIFO single servers; ``last[q]`` is queue q's previous departure.
+
+    ``segs``: the result of :func:`segments` of ``queue``, when the caller has it already.
+    """
     if len(arrive) == 0:
         return np.empty(0, np.int64)
-    starts, seg, _ = segments(queue)
+    starts, seg, _ = segments(queue) if segs is None else segs
     c = seg_cumsum(service, starts, seg)
     v = arrive - (c - service)
     v[starts] = np.maximum(v[starts], last[queue[starts]])
@@ -108,14 +117,16 @@ def admit_fifo(queue: I64, arrive: I64, service: I64, tail: I64) -> tuple[Bool, 
     admitted = np.ones(n, dtype=bool)
     if n == 0:
         return admitted, np.empty(0, np.int64), tail.copy()
-    starts, seg, rank = segments(queue)
+    starts, seg, rank = segs = segments(queue)
     ends = np.append(starts[1:], n)
     seg_q = queue[starts]
-    depart = fifo_departures(queue, arrive, service, tail[:, -1])
+    depart = fifo_departures(queue, arrive, service, tail[:, -1], segs)
     # fast path: with everything admitted, is the L-th previous departure always ≤ arrival?
-    back = np.arange(n, dtype=np.int64) - limit
-    inside = rank >= limit
-    prev = np.where(inside, depart[np.maximum(back, 0)], tail[queue, np.minimum(rank, limit - 1)])
+    prev = np.empty(n, dtype=np.int64)
+    if n > limit:
+        prev[limit:] = depart[:-limit]  # valid where rank ≥ L (same queue, L places back)
+    early = np.flatnonzero(rank < limit)  # the first L of each queue: from the carried tail
+    prev[early] = tail[queue[early], rank[early]]
     bad = prev > arrive
     new_tail = tail.copy()
     if bad.any():
