@@ -1,0 +1,202 @@
+"""The oversell audit: units the clients saw confirmed vs the server's counter vs its ledger.
+
+After a run, :func:`fetch_server_state` reads the target's ``GET /inventory`` (and ``GET /ledger``
+when it has one); :func:`audit` compares, per SKU, the initial stock, the server's ``sold``
+counter, its ledger units and the units clients saw confirmed (deduplicated by order id), and
+lists every disagreement. It never hides one: a missing endpoint is reported as unavailable.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from simulator.recorder import CONFIRMED, ERROR, NOT_SENT, TIMEOUT, Recorder
+
+EXAMPLES = 5  # order ids quoted per kind of disagreement
+
+
+@dataclass(frozen=True, slots=True)
+class ServerState:
+    """What the target said about its stock after the run (None where it could not say)."""
+
+    inventory: dict[str, Any] | None
+    ledger: list[list[Any]] | None
+    errors: tuple[str, ...] = ()
+
+
+def _get_json(url: str, timeout_s: float) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+        return json.loads(resp.read())
+
+
+def fetch_server_state(inventory_url: str, ledger_url: str, timeout_s: float = 10.0) -> ServerState:
+    """GET the inventory and the ledger; failures are noted, not raised."""
+    errors: list[str] = []
+    inventory = ledger = None
+    try:
+        data = _get_json(inventory_url, timeout_s)
+        if isinstance(data, dict) and isinstance(data.get("skus"), dict):
+            inventory = data
+        else:
+            errors.append(f"{inventory_url}: not an inventory document")
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        errors.append(f"{inventory_url}: {exc}")
+    try:
+        data = _get_json(ledger_url, timeout_s)
+        if isinstance(data, dict) and isinstance(data.get("orders"), list):
+            ledger = data["orders"]
+        else:
+            errors.append(f"{ledger_url}: not a ledger document")
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        errors.append(f"{ledger_url}: {exc}")
+    return ServerState(inventory, ledger, tuple(errors))
+
+
+def client_view(
+    rows: npt.NDArray[np.void], rec: Recorder, skus: tuple[str, ...]
+) -> tuple[dict[str, int], Counter[str], dict[str, int]]:
+    """Per order id: its SKU-confirmed state as the clients saw it.
+
+    Returns (order id → the best outcome code any of its rows got, order id → times confirmed,
+    order id → SKU index), order ids as strings as sent.
+    """
+    outcomes = rec.row_outcomes()
+    orders = rows["order"].tolist()
+    products = rows["product"].tolist()
+    best: dict[str, int] = {}
+    confirmed: Counter[str] = Counter()
+    sku_of: dict[str, int] = {}
+    # rank: a confirmation beats any failure; an answer beats no answer
+    rank = {CONFIRMED: 3, TIMEOUT: 1, ERROR: 1, NOT_SENT: 0}
+    for oid, prod, oc in zip(orders, products, outcomes.tolist(), strict=True):
+        key = str(oid)
+        sku_of[key] = prod
+        if oc == CONFIRMED:
+            confirmed[key] += 1
+        prev = best.get(key)
+        if prev is None or rank.get(oc, 2) > rank.get(prev, 2):
+            best[key] = oc
+    return best, confirmed, sku_of
+
+
+def audit(
+    rows: npt.NDArray[np.void],
+    rec: Recorder,
+    skus: tuple[str, ...],
+    stocks: dict[str, int],
+    limits: dict[str, int],
+    server: ServerState,
+) -> dict[str, Any]:
+    """Compare clients, counter, ledger and stock; ``ok`` is False on any oversell."""
+    best, confirmed, sku_of = client_view(rows, rec, skus)
+    qty_of = dict(zip(map(str, rows["order"].tolist()), rows["qty"].tolist(), strict=True))
+    client_units = dict.fromkeys(skus, 0)
+    client_orders = dict.fromkeys(skus, 0)
+    for oid in confirmed:
+        sku = skus[sku_of[oid]]
+        client_units[sku] += qty_of[oid]
+        client_orders[sku] += 1
+    problems: list[str] = list(server.errors)
+    out: dict[str, Any] = {"available": server.inventory is not None}
+    duplicates = sorted(oid for oid, n in confirmed.items() if n > 1)
+    out["duplicate_confirmations"] = {"count": len(duplicates), "examples": duplicates[:EXAMPLES]}
+    per_sku: dict[str, dict[str, Any]] = {}
+    oversell_total = 0
+    inv = server.inventory["skus"] if server.inventory is not None else {}
+    for sku in skus:
+        s = inv.get(sku, {}) if isinstance(inv, dict) else {}
+        initial = int(s.get("initial", stocks.get(sku, 0)))
+        sold = s.get("sold")
+        ledger_units = s.get("ledger_units")
+        seen = [client_units[sku]] + [int(x) for x in (sold, ledger_units) if x is not None]
+        oversell = max(0, max(seen) - initial)
+        oversell_total += oversell
+        per_sku[sku] = {
+            "initial": initial,
+            "scenario_stock": stocks.get(sku),
+            "sold": sold,
+            "ledger_units": ledger_units,
+            "ledger_orders": s.get("ledger_orders"),
+            "remaining": s.get("remaining"),
+            "client_units": client_units[sku],
+            "client_orders": client_orders[sku],
+            "oversell_units": oversell,
+        }
+        if oversell:
+            problems.append(f"{sku}: oversold by {oversell} units (stock {initial})")
+        if sold is not None and ledger_units is not None and sold != ledger_units:
+            problems.append(f"{sku}: sold counter {sold} ≠ ledger units {ledger_units}")
+        if server.inventory is not None and sku not in inv:
+            problems.append(f"{sku}: missing from the server's inventory")
+    out["skus"] = per_sku
+    out["oversell_units"] = oversell_total
+    if server.inventory is not None:
+        out["backend"] = server.inventory.get("backend")
+    if server.ledger is not None:
+        out.update(_ledger_checks(server.ledger, best, confirmed, limits, problems))
+    else:
+        out["ledger"] = None
+    out["problems"] = problems
+    out["ok"] = oversell_total == 0 and server.inventory is not None
+    return out
+
+
+def _ledger_checks(
+    ledger: list[list[Any]],
+    best: dict[str, int],
+    confirmed: Counter[str],
+    limits: dict[str, int],
+    problems: list[str],
+) -> dict[str, Any]:
+    """Lost confirmations, phantom sales, ledger duplicates and per-buyer limit violations."""
+    in_ledger: Counter[str] = Counter()
+    per_buyer: Counter[tuple[str, str]] = Counter()
+    for entry in ledger:
+        oid, sku, qty, user = (str(entry[0]), str(entry[1]), int(entry[2]), str(entry[3]))
+        in_ledger[oid] += 1
+        per_buyer[(user, sku)] += qty
+    lost = sorted(oid for oid in confirmed if oid not in in_ledger)
+    unanswered, phantom = [], []
+    for oid in in_ledger:
+        if oid in confirmed:
+            continue
+        # the server sold it but no client saw a confirmation: unanswered if the client never
+        # got any answer (timeout, error, not sent), a phantom if it got a different one
+        code = best.get(oid)
+        if code is None or code in (TIMEOUT, ERROR, NOT_SENT):
+            unanswered.append(oid)
+        else:
+            phantom.append(oid)
+    dupes = sorted(oid for oid, n in in_ledger.items() if n > 1)
+    over = sorted(
+        f"{user}/{sku}"
+        for (user, sku), units in per_buyer.items()
+        if limits.get(sku, 0) > 0 and units > limits[sku]
+    )
+    if lost:
+        problems.append(f"{len(lost)} confirmations the ledger does not have (lost)")
+    if phantom:
+        problems.append(f"{len(phantom)} ledger sales no client saw confirmed (phantom)")
+    if dupes:
+        problems.append(f"{len(dupes)} order ids in the ledger more than once")
+    if over:
+        problems.append(f"{len(over)} buyers over a per-buyer limit")
+    return {
+        "ledger": {"orders": len(ledger), "order_ids": len(in_ledger)},
+        "lost_confirmations": {"count": len(lost), "examples": lost[:EXAMPLES]},
+        "phantom_sales": {"count": len(phantom), "examples": sorted(phantom)[:EXAMPLES]},
+        "unacknowledged_sales": {
+            "count": len(unanswered),
+            "examples": sorted(unanswered)[:EXAMPLES],
+        },
+        "ledger_duplicates": {"count": len(dupes), "examples": dupes[:EXAMPLES]},
+        "limit_violations": {"count": len(over), "examples": over[:EXAMPLES]},
+    }

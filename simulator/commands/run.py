@@ -1,0 +1,66 @@
+"""``flashsale run``: drive a scenario at a storefront, open loop, audit it, report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+HELP = "drive a scenario at a storefront, open loop, and audit it"
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``flashsale run``."""
+    p.add_argument("scenario", help="scenario file (TOML)")
+    p.add_argument("--target", metavar="URL", help="storefront base URL (default: bundled one)")
+    p.add_argument("--backend", metavar="NAME", help="inventory backend of the bundled storefront")
+    p.add_argument("--scale", type=float, help="override the scenario's scale (rates and stock)")
+    p.add_argument("--duration", type=float, metavar="S", help="only the first S seconds")
+    p.add_argument("--workers", type=int, metavar="N", help="worker processes (one loop each)")
+    p.add_argument("--connections", type=int, metavar="N", help="connections in all")
+    p.add_argument("--transport", choices=("lean", "aiohttp"), default="lean")
+    p.add_argument("--out", metavar="DIR", help="write DIR/report.json")
+    p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Validate, run, render; returns 0 (completed), 1 (oversell / incomplete)."""
+    import orjson
+    from rich.console import Console
+
+    from simulator.console import LiveProgress, print_summary
+    from simulator.errors import UsageError
+    from simulator.runner import RunConfig, execute
+    from simulator.scenario import BACKENDS, load_scenario
+
+    for name in ("workers", "connections"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name}: must be ≥ 1, got {value}")
+    if args.duration is not None and not args.duration > 0:
+        raise UsageError(f"--duration: must be > 0, got {args.duration}")
+    if args.backend is not None and args.backend not in BACKENDS:
+        raise UsageError(f"--backend: unknown {args.backend!r} (one of {', '.join(BACKENDS)})")
+    scenario = load_scenario(args.scenario, scale=args.scale)
+    config = RunConfig(
+        scenario=scenario,
+        duration_s=args.duration,
+        target_url=args.target,
+        backend=args.backend,
+        workers=args.workers,
+        connections=args.connections,
+        transport=args.transport,
+        out_dir=Path(args.out) if args.out else None,
+    )
+    console = Console(stderr=args.json)
+    if console.is_terminal and not args.json:
+        with LiveProgress(console, sum(scenario.stocks().values())) as live:
+            outcome = execute(config, live.update)
+    else:
+        outcome = execute(config)
+    if args.json:
+        sys.stdout.buffer.write(orjson.dumps(outcome.report, option=orjson.OPT_INDENT_2) + b"\n")
+        sys.stdout.flush()
+    else:
+        print_summary(console, outcome.report, str(outcome.path) if outcome.path else None)
+    return outcome.exit_code

@@ -1,0 +1,431 @@
+"""The open-loop dispatcher: sends every order at its intended time, whatever the target does.
+
+A :class:`Run` owns one event loop's share of a load run: its slice of the schedule, a transport
+(a pool of channels), the recorder, the queue of orders waiting for a free channel, the retry
+heap and its stop flag. A tick sends every order due; when no channel is free an order waits in
+a FIFO queue and its latency keeps counting from its intended time (no coordinated omission).
+Answers are recorded as they come; throttled answers of retrying buyers schedule a new attempt
+after a jittered backoff. Nothing here allocates per order beyond the request bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from simulator.recorder import (
+    ERROR,
+    OUTCOME_NAMES,
+    THROTTLED,
+    TIMEOUT,
+    Recorder,
+    status_table,
+)
+from simulator.scenario import DEFAULT_STATUS, Retry
+from simulator.schedule import FLAG_RETRIES
+from simulator.transport import Channel, Transport
+
+CHUNK_ROWS = 8192  # schedule rows turned into Python lists at a time (cheap per-order access)
+
+
+class TargetUnreachableError(Exception):
+    """Not a single connection to the target could be opened at the start."""
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """How one event loop drives its slice of the schedule."""
+
+    timeout_s: float = 5.0
+    drain_s: float = 5.0  # after the last order is due, how long to wait for answers
+    stop_drain_s: float = 1.0  # after a stop (Ctrl-C), how long to wait for answers
+    retry: Retry = field(default_factory=Retry)
+    seed: int = 0
+    worker: int = 0
+    status: tuple[tuple[int, str], ...] = DEFAULT_STATUS
+    sweep_s: float = 0.005  # how often timeouts and the drain deadline are checked
+    # uvloop's timers have 1 ms resolution: the last stretch before an order is due is waited
+    # out by yielding to the loop (call_soon) so that orders leave on time, not up to 1 ms late
+    spin_s: float = 0.001
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A live view of a run, for the progress display."""
+
+    elapsed_s: float
+    scheduled: int  # rows due so far
+    sent: int
+    done: int
+    in_flight: int
+    queued: int
+    target_rate_per_s: float  # rows due in the last second
+    achieved_rate_per_s: float  # answers (or failures) in the last second
+    p99_ms: float  # intended-time latency of answers in the last second (nan if none)
+    outcomes: dict[str, int]
+    confirmed_units: int
+
+
+@dataclass(slots=True)
+class RunResult:
+    """What a finished (or stopped) run hands back."""
+
+    rows: npt.NDArray[np.void]
+    recorder: Recorder
+    partial: bool
+    wall_s: float
+
+
+def retry_capacity(rows: npt.NDArray[np.void], retry: Retry) -> int:
+    """Most retries the rows can need: every retrying row throttled on every attempt."""
+    if retry.share <= 0 or retry.max_attempts <= 1:
+        return 0
+    retrying = int(np.count_nonzero(rows["flags"] & FLAG_RETRIES))
+    return retrying * (retry.max_attempts - 1)
+
+
+class Run:
+    """One event loop's open-loop run over a slice of the schedule."""
+
+    def __init__(
+        self, rows: npt.NDArray[np.void], transport: Transport, config: EngineConfig
+    ) -> None:
+        self.rows = rows
+        self.transport = transport
+        self.config = config
+        cap = retry_capacity(rows, config.retry)
+        self.rec = Recorder.allocate(rows["t_ns"].astype(np.int64), cap)
+        rng = np.random.default_rng([config.seed, config.worker, 0x5E7])
+        self._jitter = 1.0 + config.retry.jitter * (2.0 * rng.random(cap) - 1.0)
+        self._n_jitter = 0
+        self._retrying = cap > 0
+        self._table = status_table(config.status)
+        self._build = transport.build
+        self._products = rows["product"]
+        self._orders = rows["order"]
+        self._qtys = rows["qty"]
+        self._buyers = rows["buyer"]
+        self._flags = rows["flags"]
+        self._timeout_ns = round(config.timeout_s * 1e9)
+        self._spin_ns = round(config.spin_s * 1e9)
+        # dispatcher state: the current chunk of rows as lists, and where we are in it
+        self._cbase = 0
+        self._ci = 0
+        self._ct: list[int] = []
+        self._cp: list[int] = []
+        self._co: list[int] = []
+        self._cq: list[int] = []
+        self._cb: list[int] = []
+        self._load_chunk(0)
+        self._retry_heap: list[tuple[int, int]] = []  # (due t_ns, previous attempt)
+        self._free: list[Channel] = []
+        self._q_att: deque[int] = deque()
+        self._q_pay: deque[bytes] = deque()
+        self._in_flight = 0
+        self._live = 0
+        self._t0 = 0
+        self._timer: asyncio.Handle | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._deadline_ns: int | None = None
+        self._stopped = False
+        self._finished: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def execute(self, start_at_wall_s: float | None = None) -> RunResult:
+        """Connect, run the schedule to its end (or until :meth:`stop`), drain, return results.
+
+        ``start_at_wall_s`` (a ``time.time()`` value) lines up the start of several workers.
+        """
+        loop = self._loop = asyncio.get_running_loop()
+        self._finished = loop.create_future()
+        opened = await self.transport.start(self, 0)
+        if opened == 0:
+            await self.transport.close()
+            raise TargetUnreachableError("no connection to the target could be opened")
+        if start_at_wall_s is not None:
+            await asyncio.sleep(max(0.0, start_at_wall_s - time.time()))
+        started = time.perf_counter()
+        self._t0 = time.perf_counter_ns()
+        try:
+            if not self._stopped:
+                self._tick()
+            self._sweeper = loop.call_later(self.config.sweep_s, self._sweep)
+            await self._finished
+        finally:
+            for handle in (self._timer, self._sweeper):
+                if handle is not None:
+                    handle.cancel()
+            await self.transport.close()
+        self._finalize(self._now())
+        return RunResult(self.rows, self.rec, self._stopped, time.perf_counter() - started)
+
+    def stop(self) -> None:
+        """Stop dispatching (Ctrl-C): unsent orders stay not sent; answers drain briefly."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._ci = len(self._ct)
+        self._cbase = len(self.rows)
+        self._retry_heap.clear()
+        self._q_att.clear()
+        self._q_pay.clear()
+        if self._t0:
+            self._deadline_ns = self._now() + round(self.config.stop_drain_s * 1e9)
+            self._check_done()
+
+    def _now(self) -> int:
+        return time.perf_counter_ns() - self._t0
+
+    def _finalize(self, now: int) -> None:
+        """Attempts still unanswered at the end timed out (they were sent, nothing came back)."""
+        rec = self.rec
+        m = rec.n_attempts
+        open_ = (rec.sent_ns[:m] >= 0) & (rec.done_ns[:m] < 0)
+        rec.outcome[:m][open_] = TIMEOUT
+        rec.done_ns[:m][open_] = now
+
+    # -- dispatcher ----------------------------------------------------------------------------
+
+    def _load_chunk(self, base: int) -> bool:
+        chunk = self.rows[base : base + CHUNK_ROWS]
+        self._cbase, self._ci = base, 0
+        self._ct = chunk["t_ns"].tolist()
+        self._cp = chunk["product"].tolist()
+        self._co = chunk["order"].tolist()
+        self._cq = chunk["qty"].tolist()
+        self._cb = chunk["buyer"].tolist()
+        return len(chunk) > 0
+
+    def _tick(self) -> None:
+        """Send every order that is due (rows, then retries) and arm the next tick."""
+        self._timer = None
+        t0 = self._t0
+        clock = time.perf_counter_ns
+        free, q_att, q_pay = self._free, self._q_att, self._q_pay
+        sent, dispatched = self.rec.sent_ns, self.rec.dispatched_ns
+        build = self._build
+        ts, i, base = self._ct, self._ci, self._cbase
+        while True:
+            if i >= len(ts):
+                if not self._load_chunk(base + len(ts)):
+                    break
+                ts, i, base = self._ct, 0, self._cbase
+            now = clock() - t0
+            if ts[i] > now:
+                break
+            attempt = base + i
+            payload = build(self._cp[i], self._co[i], self._cq[i], self._cb[i])
+            dispatched[attempt] = now
+            if free:
+                sent[attempt] = now
+                self._in_flight += 1
+                free.pop().send(attempt, payload, now)
+            else:
+                q_att.append(attempt)
+                q_pay.append(payload)
+            i += 1
+        self._ci = i
+        heap = self._retry_heap
+        while heap and heap[0][0] <= clock() - t0:
+            due_ns, previous = heapq.heappop(heap)
+            self._dispatch_retry(due_ns, previous)
+        self._arm()
+
+    def _arm(self) -> None:
+        """Schedule the next tick for the next due order, or note that all are dispatched."""
+        assert self._loop is not None
+        due: int | None = self._ct[self._ci] if self._ci < len(self._ct) else None
+        if self._retry_heap and (due is None or self._retry_heap[0][0] < due):
+            due = self._retry_heap[0][0]
+        if due is None:
+            if self._deadline_ns is None:
+                self._deadline_ns = max(
+                    self._now(), int(self.rec.intended_ns[: self.rec.n_rows].max(initial=0))
+                ) + round(self.config.drain_s * 1e9)
+            self._check_done()
+            return
+        wait_ns = due - self._now() - self._spin_ns
+        if wait_ns <= 0:
+            self._timer = self._loop.call_soon(self._tick)
+        else:
+            self._timer = self._loop.call_later(wait_ns / 1e9, self._tick)
+
+    def _dispatch_retry(self, due_ns: int, previous: int) -> None:
+        rec = self.rec
+        attempt = rec.n_attempts
+        if attempt >= rec.capacity:  # cannot happen: capacity covers every possible retry
+            return
+        rec.n_attempts += 1
+        row = previous if previous < rec.n_rows else int(rec.row_of_retry[previous - rec.n_rows])
+        rec.row_of_retry[attempt - rec.n_rows] = row
+        rec.intended_ns[attempt] = due_ns
+        rec.tries[attempt] = rec.tries[previous] + 1
+        rec.next_attempt[previous] = attempt
+        payload = self._build(
+            int(self._products[row]),
+            int(self._orders[row]),
+            int(self._qtys[row]),
+            int(self._buyers[row]),
+        )
+        now = self._now()
+        rec.dispatched_ns[attempt] = now
+        if self._free:
+            rec.sent_ns[attempt] = now
+            self._in_flight += 1
+            self._free.pop().send(attempt, payload, now)
+        else:
+            self._q_att.append(attempt)
+            self._q_pay.append(payload)
+
+    def _maybe_retry(self, attempt: int, now: int) -> None:
+        rec, retry = self.rec, self.config.retry
+        row = attempt if attempt < rec.n_rows else int(rec.row_of_retry[attempt - rec.n_rows])
+        k = int(rec.tries[attempt])
+        if self._stopped or not self._flags[row] & FLAG_RETRIES or k >= retry.max_attempts:
+            return
+        factor = float(self._jitter[self._n_jitter % len(self._jitter)])
+        self._n_jitter += 1
+        backoff_ns = round(retry.backoff_s * retry.backoff_factor ** (k - 1) * factor * 1e9)
+        heapq.heappush(self._retry_heap, (now + backoff_ns, attempt))
+        if self._timer is None:
+            self._arm()
+
+    # -- sink: what channels report ------------------------------------------------------------
+
+    def on_response(self, channel: Channel, attempt: int, status: int) -> None:
+        """Record an answer; hand the channel the next queued order."""
+        now = time.perf_counter_ns() - self._t0
+        rec = self.rec
+        rec.done_ns[attempt] = now
+        rec.status[attempt] = status
+        outcome = self._table[status] if 0 <= status < 600 else ERROR
+        rec.outcome[attempt] = outcome
+        self._in_flight -= 1
+        if outcome == THROTTLED and self._retrying:
+            self._maybe_retry(attempt, now)
+        if channel.alive:
+            self._reuse(channel, now)
+        if self._deadline_ns is not None:
+            self._check_done()
+
+    def on_failure(self, channel: Channel, attempt: int, outcome: int) -> None:
+        """Record a failed attempt (error or timeout)."""
+        rec = self.rec
+        rec.done_ns[attempt] = self._now()
+        rec.outcome[attempt] = outcome
+        self._in_flight -= 1
+        if self._deadline_ns is not None:
+            self._check_done()
+
+    def on_ready(self, channel: Channel) -> None:
+        """A channel can take an order: the oldest queued one, or it waits in the free list."""
+        self._live += 1
+        self._reuse(channel, self._now())
+
+    def on_lost(self, channel: Channel) -> None:
+        """A channel went away."""
+        self._live -= 1
+        if channel in self._free:
+            self._free.remove(channel)
+
+    def on_connect_failed(self) -> None:
+        """With no connection alive, the queued orders fail now instead of waiting."""
+        if self._live > 0 or not self._q_att:
+            return
+        now = self._now()
+        rec = self.rec
+        while self._q_att:
+            attempt = self._q_att.popleft()
+            self._q_pay.popleft()
+            rec.done_ns[attempt] = now
+            rec.outcome[attempt] = ERROR
+        if self._deadline_ns is not None:
+            self._check_done()
+
+    def _reuse(self, channel: Channel, now: int) -> None:
+        if self._q_att:
+            attempt = self._q_att.popleft()
+            self.rec.sent_ns[attempt] = now
+            self._in_flight += 1
+            channel.send(attempt, self._q_pay.popleft(), now)
+        else:
+            self._free.append(channel)
+
+    # -- housekeeping --------------------------------------------------------------------------
+
+    def _sweep(self) -> None:
+        """Every few ms: request timeouts, orders queued past the timeout, the drain deadline."""
+        assert self._loop is not None
+        now = self._now()
+        self.transport.sweep(now)
+        limit = now - self._timeout_ns
+        rec = self.rec
+        while self._q_att and rec.intended_ns[self._q_att[0]] < limit:
+            attempt = self._q_att.popleft()
+            self._q_pay.popleft()
+            rec.done_ns[attempt] = now
+            rec.outcome[attempt] = TIMEOUT
+        if self._deadline_ns is not None:
+            self._check_done()
+        if self._finished is not None and not self._finished.done():
+            self._sweeper = self._loop.call_later(self.config.sweep_s, self._sweep)
+
+    def _check_done(self) -> None:
+        """Finish when everything is dispatched and answered, or at the drain deadline."""
+        fut = self._finished
+        if fut is None or fut.done() or self._deadline_ns is None:
+            return
+        idle = (
+            self._in_flight == 0
+            and not self._q_att
+            and not self._retry_heap
+            and self._ci >= len(self._ct)
+        )
+        if idle or self._now() >= self._deadline_ns:
+            fut.set_result(None)
+
+    # -- progress ------------------------------------------------------------------------------
+
+    def progress(self) -> Progress:
+        """A snapshot for the live display (vectorised; call it a few times a second)."""
+        now = self._now() if self._t0 else 0
+        rec = self.rec
+        m = rec.n_attempts
+        intended, done = rec.intended_ns[: rec.n_rows], rec.done_ns[:m]
+        scheduled = int(np.searchsorted(intended, now, side="right"))
+        last_s = int(np.searchsorted(intended, now - 1_000_000_000, side="right"))
+        finished = done >= 0
+        recent = done > now - 1_000_000_000
+        lat = done[recent] - rec.intended_ns[:m][recent]
+        counts = np.bincount(rec.outcome[:m][finished], minlength=len(OUTCOME_NAMES))
+        rows_n = rec.n_rows
+        confirmed_rows = rec.outcome[:rows_n] == 1
+        units = int(self._qtys[confirmed_rows].sum())
+        retried = rec.outcome[rows_n:m] == 1
+        if retried.any():
+            rows = rec.row_of_retry[: m - rows_n][retried]
+            units += int(self._qtys[rows].sum())
+        return Progress(
+            elapsed_s=now / 1e9,
+            scheduled=scheduled,
+            sent=int(np.count_nonzero(rec.sent_ns[:m] >= 0)),
+            done=int(np.count_nonzero(finished)),
+            in_flight=self._in_flight,
+            queued=len(self._q_att),
+            target_rate_per_s=float(scheduled - last_s),
+            achieved_rate_per_s=float(np.count_nonzero(recent)),
+            p99_ms=float(np.percentile(lat, 99) / 1e6) if len(lat) else float("nan"),
+            outcomes={name: int(counts[i]) for i, name in enumerate(OUTCOME_NAMES) if i},
+            confirmed_units=units,
+        )

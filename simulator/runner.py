@@ -1,0 +1,179 @@
+"""One ``flashsale run`` from start to report: target, preflight, engine, audit, report dict.
+
+The command module builds a :class:`RunConfig` from its arguments and calls :func:`execute`;
+rendering (terminal, JSON) is the caller's business.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import math
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from simulator.audit import ServerState, audit, fetch_server_state
+from simulator.engine import EngineConfig, Progress, TargetUnreachableError
+from simulator.errors import UsageError
+from simulator.results import REPORT_VERSION, summarize, write_report
+from simulator.scenario import Scenario
+from simulator.transport import Endpoint, parse_endpoint
+from simulator.workers import WorkerSpec, run_local, run_workers
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    """The choices of one run (command-line values; None = the scenario's own)."""
+
+    scenario: Scenario
+    duration_s: float | None = None
+    target_url: str | None = None
+    backend: str | None = None
+    workers: int | None = None
+    connections: int | None = None
+    transport: str = "lean"
+    out_dir: Path | None = None
+    audit: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RunOutcome:
+    """The report of a run, where it was written, and the exit code it earns."""
+
+    report: dict[str, Any]
+    path: Path | None
+    exit_code: int
+
+
+def check_reachable(endpoint: Endpoint, timeout_s: float) -> None:
+    """A TCP connect to the target; unreachable is a usage error (exit 2)."""
+    try:
+        with socket.create_connection((endpoint.host, endpoint.port), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise UsageError(f"cannot reach the target {endpoint.url}: {reason}") from None
+
+
+def reset_target(url: str, timeout_s: float) -> str:
+    """POST the reset path so the audit starts from the initial stock; returns a note."""
+    req = urllib.request.Request(url, data=b"", method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            return f"reset: {resp.status}"
+    except urllib.error.HTTPError as exc:
+        return f"reset: {exc.code} (not supported; the audit compares against its inventory)"
+    except (urllib.error.URLError, OSError) as exc:
+        return f"reset: failed ({exc})"
+
+
+@contextlib.contextmanager
+def _target(config: RunConfig) -> Iterator[tuple[str, bool, str | None]]:
+    """The target URL, whether it is the embedded storefront, and its backend."""
+    sc = config.scenario
+    url = config.target_url or sc.target.url
+    if url is not None:
+        if config.backend is not None:
+            raise UsageError("--backend: only for the bundled storefront (no --target)")
+        yield url, False, None
+        return
+    from simulator.launcher import StorefrontSpec, embedded_storefront
+
+    backend = config.backend or sc.storefront.backend
+    spec = StorefrontSpec(sc.source, sc.scale, backend)
+    with embedded_storefront(spec) as base:
+        yield base, True, backend
+
+
+def execute(config: RunConfig, report: Callable[[Progress], None] | None = None) -> RunOutcome:
+    """Run the scenario at its target, audit it and build (and write) the report."""
+    sc = config.scenario
+    workers = config.workers or sc.run.workers
+    connections = config.connections or sc.run.connections
+    if config.transport not in ("lean", "aiohttp"):
+        raise UsageError(f"--transport: unknown {config.transport!r} (lean or aiohttp)")
+    started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    with _target(config) as (url, embedded, backend):
+        endpoint = parse_endpoint(url)
+        if endpoint.scheme == "https" and config.transport == "lean":
+            raise UsageError("https targets need --transport aiohttp (the lean one is plain HTTP)")
+        check_reachable(endpoint, sc.run.connect_timeout_s)
+        notes = [reset_target(endpoint.url_for(sc.target.reset_path), sc.run.timeout_s)]
+        engine = EngineConfig(
+            timeout_s=sc.run.timeout_s,
+            drain_s=sc.run.drain_s,
+            retry=sc.buyers.retry,
+            seed=sc.seed,
+            status=sc.target.status,
+        )
+        spec = WorkerSpec(
+            scenario=sc,
+            duration_s=config.duration_s,
+            endpoint=endpoint,
+            transport=config.transport,
+            connections=max(1, math.ceil(connections / workers)),
+            engine=engine,
+            workers=workers,
+        )
+        errors: list[str] = []
+        try:
+            if workers == 1:
+                result = run_local(spec, report)
+            else:
+                result, errors = run_workers(spec, report)
+        except TargetUnreachableError as exc:
+            raise UsageError(f"cannot reach the target {url}: {exc}") from None
+        state = (
+            fetch_server_state(
+                endpoint.url_for(sc.target.inventory_path), endpoint.url_for("/ledger")
+            )
+            if config.audit
+            else ServerState(None, None, ("audit skipped",))
+        )
+    duration_s = config.duration_s or sc.duration_s
+    summary = summarize(result.rows, result.recorder, duration_s)
+    skus = tuple(p.id for p in sc.products)
+    audit_result = audit(
+        result.rows, result.recorder, skus, sc.stocks(), sc.per_buyer_limits(), state
+    )
+    complete = not result.partial and not errors and audit_result["available"]
+    exit_code = 0 if complete and audit_result["oversell_units"] == 0 else 1
+    doc: dict[str, Any] = {
+        "flashsale_report": REPORT_VERSION,
+        "partial": result.partial,
+        "complete": complete,
+        "exit_code": exit_code,
+        "scenario": {
+            "name": sc.name,
+            "file": sc.source,
+            "scale": sc.scale,
+            "seed": sc.seed,
+            "duration_s": duration_s,
+        },
+        "target": {
+            "url": url,
+            "embedded": embedded,
+            "backend": backend or audit_result.get("backend"),
+            "transport": config.transport,
+        },
+        "run": {
+            "started_at": started_at,
+            "wall_s": round(result.wall_s, 3),
+            "workers": workers,
+            "connections": connections,
+            "timeout_s": sc.run.timeout_s,
+            "drain_s": sc.run.drain_s,
+            "recorder_bytes": result.recorder.nbytes(),
+            "notes": notes,
+            "worker_errors": errors,
+        },
+        **summary,
+        "audit": audit_result,
+    }
+    path = write_report(doc, config.out_dir) if config.out_dir is not None else None
+    return RunOutcome(doc, path, exit_code)

@@ -1,0 +1,100 @@
+"""How an order becomes bytes on a socket and an HTTP answer becomes a status.
+
+The engine talks to a transport through two small interfaces: a :class:`Channel` carries one
+request at a time (a keep-alive connection, or a slot of a client's connection pool), and the
+engine is the :class:`Sink` every channel reports to. Two transports implement them:
+:mod:`simulator.transport.lean` (asyncio.Protocol + httptools, the hot path) and
+:mod:`simulator.transport.aio` (aiohttp's client, for TLS, proxies and unusual servers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from simulator.errors import UsageError
+
+TRANSPORTS = ("lean", "aiohttp")
+
+
+class Channel(Protocol):
+    """Carries one request at a time to the target; ``alive`` is False once it cannot."""
+
+    alive: bool
+
+    def send(self, attempt: int, payload: bytes, now_ns: int) -> None:
+        """Send ``payload`` (from :meth:`Transport.build`) as attempt ``attempt``."""
+
+
+class Sink(Protocol):
+    """Receives what channels report; implemented by the engine's run."""
+
+    def on_response(self, channel: Channel, attempt: int, status: int) -> None:
+        """A complete answer with this status arrived; the channel is free again if alive."""
+
+    def on_failure(self, channel: Channel, attempt: int, outcome: int) -> None:
+        """The attempt failed (error or timeout); the channel reports on_ready/on_lost after."""
+
+    def on_ready(self, channel: Channel) -> None:
+        """The channel (new or recovered) can take a request."""
+
+    def on_lost(self, channel: Channel) -> None:
+        """The channel is gone (its in-flight attempt, if any, was reported first)."""
+
+    def on_connect_failed(self) -> None:
+        """A connection attempt failed: the target may be down."""
+
+
+class Transport(Protocol):
+    """A pool of channels to one target."""
+
+    def build(self, sku: int, order: int, qty: int, buyer: int) -> bytes:
+        """The payload of one order (the product index, order number, quantity, buyer)."""
+
+    async def start(self, sink: Sink, now_ns: int) -> int:
+        """Open the channels and announce each with ``sink.on_ready``; return how many opened."""
+
+    def sweep(self, now_ns: int) -> None:
+        """Time out requests in flight longer than the timeout (called every few ms)."""
+
+    async def close(self) -> None:
+        """Close every channel; no callbacks after this returns."""
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """A target URL split for the transports."""
+
+    url: str
+    scheme: str
+    host: str
+    port: int
+    base_path: str  # path prefix before the scenario's paths, without a trailing "/"
+
+    @property
+    def host_header(self) -> str:
+        """The Host header value."""
+        default = 443 if self.scheme == "https" else 80
+        return self.host if self.port == default else f"{self.host}:{self.port}"
+
+    def url_for(self, path: str) -> str:
+        """Absolute URL of a path of the target (e.g. ``/inventory``)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}{self.base_path}{path}"
+
+
+def parse_endpoint(url: str) -> Endpoint:
+    """Split and check a target URL; a bad one is a usage error."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UsageError(f"--target: bad URL {url!r}: {exc}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"--target: bad URL {url!r}: want http://HOST[:PORT][/PREFIX]")
+    if parts.query or parts.fragment:
+        raise UsageError(f"--target: bad URL {url!r}: no query or fragment, please")
+    if port is None:
+        port = 443 if parts.scheme == "https" else 80
+    return Endpoint(url, parts.scheme, parts.hostname, port, parts.path.rstrip("/"))

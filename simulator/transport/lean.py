@@ -1,0 +1,213 @@
+"""The lean transport: HTTP/1.1 keep-alive connections on asyncio.Protocol, parsed by httptools.
+
+One :class:`_Conn` per TCP connection carries one request at a time (no pipelining). A response
+completes when httptools says so (Content-Length, chunked or close-delimited bodies); its status
+code is all the engine needs. A connection that closes, resets or speaks garbage fails its
+request with an error and is replaced by a new one; a request that outlives the timeout is failed
+by :meth:`LeanTransport.sweep` and its connection aborted (its answer could not be told apart
+from the next one's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+
+import httptools
+
+from simulator.recorder import ERROR, TIMEOUT
+from simulator.scenario import Target
+from simulator.transport import Endpoint, Sink
+from simulator.transport.template import RequestTemplate
+
+
+class _Conn(asyncio.Protocol):
+    """One keep-alive connection; also the httptools callback object for its responses."""
+
+    __slots__ = ("alive", "attempt", "parser", "pool", "sent_ns", "transport")
+
+    def __init__(self, pool: LeanTransport) -> None:
+        self.pool = pool
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.attempt = -1  # the attempt in flight, −1 when idle
+        self.sent_ns = 0
+        self.alive = False
+
+    # -- asyncio.Protocol ----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.pool._closing:
+            transport.close()
+            return
+        self.alive = True
+        self.pool.conns.add(self)
+        self.pool.sink.on_ready(self)  # here, not after create_connection: uvloop calls this later
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._drop()
+
+    def eof_received(self) -> bool:
+        with contextlib.suppress(httptools.HttpParserError):
+            self.parser.feed_data(b"")  # completes a close-delimited body, if any
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        was_alive = self.alive
+        self.alive = False
+        attempt, self.attempt = self.attempt, -1
+        pool = self.pool
+        if attempt >= 0:
+            pool.sink.on_failure(self, attempt, ERROR)
+        if was_alive:
+            pool.sink.on_lost(self)
+        pool.replace(self)
+
+    # -- httptools callbacks -------------------------------------------------------------------
+
+    def on_message_complete(self) -> None:
+        attempt, self.attempt = self.attempt, -1
+        if attempt < 0:  # an answer nobody asked for
+            self._drop()
+            return
+        if not self.parser.should_keep_alive():
+            self.alive = False
+            self.pool.sink.on_response(self, attempt, self.parser.get_status_code())
+            self.pool.sink.on_lost(self)
+            if self.transport is not None:
+                self.transport.close()
+            return
+        self.pool.sink.on_response(self, attempt, self.parser.get_status_code())
+
+    # -- used by the engine --------------------------------------------------------------------
+
+    def send(self, attempt: int, payload: bytes, now_ns: int) -> None:
+        """Write one request; the connection must be idle and alive."""
+        self.attempt = attempt
+        self.sent_ns = now_ns
+        self.transport.write(payload)  # type: ignore[union-attr]
+
+    def _drop(self) -> None:
+        """Abort on garbage: the in-flight attempt fails from connection_lost."""
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class LeanTransport:
+    """A pool of ``connections`` lean keep-alive connections to one plain-HTTP target."""
+
+    __slots__ = (
+        "_closing",
+        "_reconnects",
+        "connect_timeout_s",
+        "conns",
+        "endpoint",
+        "n",
+        "sink",
+        "template",
+        "timeout_ns",
+    )
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        target: Target,
+        skus: tuple[str, ...],
+        connections: int,
+        timeout_s: float,
+        connect_timeout_s: float,
+    ) -> None:
+        self.endpoint = endpoint
+        path = endpoint.base_path + target.orders_path
+        self.template = RequestTemplate(target, skus, endpoint.host_header, path)
+        self.n = connections
+        self.timeout_ns = round(timeout_s * 1e9)
+        self.connect_timeout_s = connect_timeout_s
+        self.conns: set[_Conn] = set()
+        self._reconnects: set[asyncio.Task[None]] = set()
+        self._closing = False
+        self.sink: Sink
+
+    def build(self, sku: int, order: int, qty: int, buyer: int) -> bytes:
+        """The request bytes of one order."""
+        return self.template.render(sku, order, qty, buyer)
+
+    async def _open(self) -> _Conn:
+        loop = asyncio.get_running_loop()
+        _, conn = await asyncio.wait_for(
+            loop.create_connection(lambda: _Conn(self), self.endpoint.host, self.endpoint.port),
+            self.connect_timeout_s,
+        )
+        return conn
+
+    async def start(self, sink: Sink, now_ns: int) -> int:
+        """Open the connections in parallel; those that fail are retried in the background."""
+        self.sink = sink
+        results = await asyncio.gather(
+            *(self._open() for _ in range(self.n)), return_exceptions=True
+        )
+        opened = 0
+        for r in results:
+            if isinstance(r, _Conn):
+                opened += 1
+            elif isinstance(r, BaseException) and not isinstance(r, Exception):
+                raise r
+        if opened:
+            for _ in range(self.n - opened):
+                self._spawn_reconnect()
+        return opened
+
+    def replace(self, conn: _Conn) -> None:
+        """A connection closed: open another in its place (unless the pool is closing)."""
+        self.conns.discard(conn)
+        if not self._closing:
+            self._spawn_reconnect()
+
+    def _spawn_reconnect(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._reconnect())
+        self._reconnects.add(task)
+        task.add_done_callback(self._reconnects.discard)
+
+    async def _reconnect(self) -> None:
+        delay_s = 0.01
+        while not self._closing:
+            try:
+                await self._open()  # the connection announces itself in connection_made
+            except (OSError, TimeoutError):
+                if self._closing:
+                    return
+                self.sink.on_connect_failed()
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, 0.25)
+                continue
+            return
+
+    def sweep(self, now_ns: int) -> None:
+        """Fail requests in flight for longer than the timeout and abort their connections."""
+        limit = now_ns - self.timeout_ns
+        for conn in [c for c in self.conns if c.attempt >= 0 and c.sent_ns < limit]:
+            attempt, conn.attempt = conn.attempt, -1
+            self.sink.on_failure(conn, attempt, TIMEOUT)
+            conn._drop()
+
+    async def close(self) -> None:
+        """Abort every connection and stop reconnecting."""
+        self._closing = True
+        for task in list(self._reconnects):
+            task.cancel()
+        for conn in list(self.conns):
+            conn.alive = False
+            conn.attempt = -1
+            if conn.transport is not None:
+                conn.transport.abort()
+        self.conns.clear()
+        await asyncio.sleep(0)  # let connection_lost callbacks run before the loop closes
