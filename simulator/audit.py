@@ -169,9 +169,10 @@ def _ledger_checks(
         if oid in confirmed:
             continue
         # the server sold it but no client saw a confirmation: unanswered if the client never
-        # got any answer (timeout, error, not sent), a phantom if it got a different one
+        # got any answer (timeout, error, not sent), a phantom if it got a different one or
+        # never sent that order id at all
         code = best.get(oid)
-        if code is None or code in (TIMEOUT, ERROR, NOT_SENT):
+        if code in (TIMEOUT, ERROR, NOT_SENT):
             unanswered.append(oid)
         else:
             phantom.append(oid)

@@ -1,0 +1,133 @@
+"""``flashsale run`` end to end, as a user runs it: a subprocess, real servers on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def flashsale(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "simulator", "run", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        cwd=ROOT,
+    )
+
+
+def test_json_report_against_a_target(fake_store, scenario_file, tmp_path: Path) -> None:
+    url, _ = fake_store("ok", ("a=100", "b=50"))
+    out = tmp_path / "out"
+    r = flashsale(
+        str(scenario_file(rate=300, duration=1.5)), "--target", url, "--json", "--out", str(out)
+    )
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report == json.loads((out / "report.json").read_text())
+    assert not list(out.glob(".report.*"))  # no temporary file left behind
+    orders = report["orders"]
+    assert sum(orders["outcomes"].values()) == orders["scheduled"] > 300
+    assert report["audit"]["ok"] and report["audit"]["oversell_units"] == 0
+    assert report["audit"]["skus"]["a"]["client_units"] == report["audit"]["skus"]["a"]["sold"]
+    for kind in ("intended", "service"):
+        assert set(report["latency_ms"][kind]) >= {"p50", "p90", "p99", "p99.9", "max"}
+    assert report["scenario"]["seed"] == 7 and not report["partial"]
+    assert len(report["timeline"]["p99_ms"]) == len(report["timeline"]["second"])
+
+
+def test_oversell_exits_1(fake_store, scenario_file) -> None:
+    url, _ = fake_store("oversell", ("a=10", "b=10"))
+    r = flashsale(str(scenario_file(rate=200, duration=1.0)), "--target", url, "--json")
+    assert r.returncode == 1, r.stderr
+    assert json.loads(r.stdout)["audit"]["oversell_units"] > 0
+
+
+def test_two_workers_split_the_schedule_exactly(fake_store, scenario_file) -> None:
+    url, _ = fake_store("ok", ("a=100000", "b=100000"))
+    path = str(scenario_file(rate=300, duration=1.0))
+    one = json.loads(flashsale(path, "--target", url, "--json").stdout)
+    two_run = flashsale(path, "--target", url, "--json", "--workers", "2")
+    assert two_run.returncode == 0, two_run.stderr
+    two = json.loads(two_run.stdout)
+    assert two["orders"]["scheduled"] == one["orders"]["scheduled"]
+    assert two["orders"]["outcomes"]["confirmed"] == one["orders"]["scheduled"]
+    assert two["timeline"]["intended_per_s"] == one["timeline"]["intended_per_s"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--target", "ftp://nope"], "bad URL"),
+        (["--workers", "0"], "--workers"),
+        (["--duration", "-1"], "--duration"),
+        (["--backend", "nosuch"], "--backend"),
+    ],
+)
+def test_bad_usage_exits_2_with_one_line(scenario_file, args: list[str], message: str) -> None:
+    r = flashsale(str(scenario_file()), *args)
+    assert r.returncode == 2
+    assert message in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_unreachable_target_exits_2(scenario_file) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = flashsale(str(scenario_file()), "--target", f"http://127.0.0.1:{port}")
+    assert r.returncode == 2 and "cannot reach the target" in r.stderr
+
+
+def test_ctrl_c_writes_a_partial_report(fake_store, scenario_file, tmp_path: Path) -> None:
+    url, _ = fake_store("ok", ("a=100000", "b=100000"))
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "simulator",
+            "run",
+            str(scenario_file(rate=200, duration=30)),
+            "--target",
+            url,
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    deadline = time.monotonic() + 30
+    time.sleep(3.0)  # let it start sending (imports, connections)
+    os.kill(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+    assert proc.returncode == 1, stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["partial"] and not report["complete"]
+    outcomes = report["orders"]["outcomes"]
+    assert sum(outcomes.values()) == report["orders"]["scheduled"]
+    assert outcomes["not_sent"] > 0 and outcomes["confirmed"] > 0
+    assert "PARTIAL" in stdout
+
+
+def test_embedded_storefront_by_default(scenario_file, tmp_path: Path) -> None:
+    r = flashsale(str(scenario_file(rate=200, duration=1.0, stock_a=60)), "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["target"]["embedded"]
+    audit = report["audit"]
+    assert audit["available"] and audit["ok"]
+    assert audit["skus"]["a"]["initial"] == 60
+    assert audit["skus"]["a"]["client_units"] == audit["skus"]["a"]["ledger_units"]
