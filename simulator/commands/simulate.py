@@ -196,7 +196,7 @@ def _search(scenario: Any, config: Any, opts: SimulateOptions, vary: Any) -> int
         scenario, config, opts.find, vary, opts.duration_s, on_probe=show
     )
     summary = {
-        "scenario": scenario.name,
+        "scenario": {"name": scenario.name, "file": scenario.source, "scale": scenario.scale},
         "mode": "simulate-find",
         "slo": opts.find,
         "knob": vary.knob,
@@ -252,24 +252,27 @@ def _emit(report: dict[str, Any], opts: SimulateOptions, text: str) -> None:
 def render(r: dict[str, Any]) -> str:
     """A model report as a short text table, readable at 80 columns."""
     m = r["model"]
-    lat = r["latency_ms"]
+    lat = r["latency_ms"]["intended"]
+    orders = r["orders"]
 
     def ms(v: float | None) -> str:
         return "-" if v is None else f"{v:,.2f}"
 
     lines = [
-        f"scenario   {r['scenario']}  (scale {r['scale']:g}, {r['duration_s']:g} s)  mode simulate",
+        f"scenario   {r['scenario']['name']}  (scale {r['scenario']['scale']:g}, "
+        f"{r['scenario']['duration_s']:g} s)  mode simulate",
         f"model      {m['shards']} shard(s) × {m['servers']} server(s), service median "
         f"{m['service_median_ms']:g} ms σ {m['service_sigma']:g}, queue limit "
         f"{m['queue_limit'] or '∞'}{', hot row' if m['hot_row'] else ''}",
-        f"orders     {r['orders']:,}  (attempts {r['attempts']:,}, retries {r['retries']:,}, "
-        f"replays {r['replays']:,})",
-        "outcomes   " + ", ".join(f"{k} {v:,}" for k, v in r["outcomes"].items() if v),
+        f"orders     {orders['scheduled']:,}  (attempts {orders['attempts']:,}, retries "
+        f"{orders['retries']:,}, replays {orders['replays']:,})",
+        "outcomes   " + ", ".join(f"{k} {v:,}" for k, v in orders["outcomes"].items() if v),
         f"latency    p50 {ms(lat['p50'])}  p90 {ms(lat['p90'])}  p99 {ms(lat['p99'])}  "
         f"p99.9 {ms(lat['p99.9'])}  max {ms(lat['max'])} ms  (±{r['latency_relative_error']:.2%})",
-        f"stock      {r['sold_units']:,} of {r['stock_units']:,} units sold; oversell "
-        f"{r['oversell_units']}; false sold-out answers {r['false_sold_out']:,}",
-        f"modelled   in {r['elapsed_s']:.2f} s ({(r['orders_per_s'] or 0) / 1e6:,.1f} M orders/s)",
+        f"stock      {orders['confirmed_units']:,} of {r['stock_units']:,} units sold; oversell "
+        f"{r['audit']['oversell_units']}; false sold-out answers {r['false_sold_out']:,}",
+        f"modelled   in {r['run']['wall_s']:.2f} s "
+        f"({(r['run']['orders_per_s'] or 0) / 1e6:,.1f} M orders/s)",
         "",
         f"{'sku':<24} {'stock':>10} {'sold':>10} {'first 409 s':>12} {'sold out s':>11}",
     ]

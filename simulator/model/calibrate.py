@@ -1,8 +1,9 @@
 """Calibration: fit the model's service-time distribution and admission from a run report.
 
 A run report (``report.json`` of ``flashsale run``, or of ``flashsale simulate``) carries the
-service times it measured — as raw samples (``service_samples_ms``), or as percentiles
-(``service_ms``: p50 and p99 or p90). A lognormal with median m and shape σ has
+service times it measured — as percentiles (``latency_ms.service``: p50 and p99 or p90; the
+run's done − sent, so at a load where the target does not queue it is the service time), or
+as raw samples (``service_samples_ms``). A lognormal with median m and shape σ has
 p_q = m·exp(σ·z_q), so m = p50 and σ = ln(p99/p50)/z₀.₉₉ (z₀.₉₉ = 2.3263; with p90 only,
 z₀.₉₀ = 1.2816). Samples give an empirical distribution instead. Admission comes from the run's
 own settings when the report states them: the storefront's ``max_concurrency`` is the queue
@@ -87,6 +88,11 @@ def calibrate(report: dict[str, Any], source: str = "") -> Calibration:
         report, ("storefront", "max_concurrency"), ("settings", "storefront", "max_concurrency")
     )
     servers = _int_setting(report, ("run", "connections"), ("settings", "connections"))
+    lat = report.get("latency_ms")
+    candidates: list[tuple[str, Any]] = []
+    if isinstance(lat, dict):
+        candidates.append(("latency_ms.service", lat.get("service")))
+    candidates += [(key, report.get(key)) for key in ("service_ms", "service_time_ms")]
     samples = report.get("service_samples_ms")
     if isinstance(samples, list) and len(samples) >= 2:
         xs = tuple(float(x) for x in samples if isinstance(x, int | float) and x > 0)
@@ -103,8 +109,7 @@ def calibrate(report: dict[str, Any], source: str = "") -> Calibration:
                 source=source,
                 fitted_from="service_samples_ms (empirical)",
             )
-    for key in ("service_ms", "service_time_ms"):
-        d = report.get(key)
+    for key, d in candidates:
         median = _number(d, "p50")
         if median is None:
             continue
@@ -125,5 +130,5 @@ def calibrate(report: dict[str, Any], source: str = "") -> Calibration:
         )
     raise UsageError(
         f"--calibrate: {source or 'report'}: no service times in it "
-        "(expected 'service_ms' percentiles or 'service_samples_ms')"
+        "(expected 'latency_ms.service' percentiles or 'service_samples_ms')"
     )

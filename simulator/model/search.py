@@ -81,8 +81,8 @@ def find_capacity(
                 value=value,
                 ok=ok,
                 metric=metric,
-                p99_ms=report["latency_ms"]["p99"],
-                throttled=report["outcomes"]["throttled"],
+                p99_ms=report["latency_ms"]["intended"]["p99"],
+                throttled=report["orders"]["outcomes"]["throttled"],
                 elapsed_s=result.elapsed_s,
             )
             tried[value] = (p, report)

@@ -265,7 +265,7 @@ class _Run:
         if not admitted.all():
             thr = rq.take(r, ~admitted)
             thr["done"] = thr["t"] + self.m.throttle_ns
-            self.stats.add_attempts(thr["t"], thr["done"])
+            self.stats.add_attempts(thr["t"], thr["done"], np.full(len(thr), THROTTLED, np.uint8))
             flags, attempt = thr["flags"], thr["attempt"]
             can = ((flags & FLAG_RETRIES) != 0) & (attempt + 1 < self.retry.max_attempts)
             final = rq.take(thr, ~can)
@@ -311,7 +311,7 @@ class _Run:
         if late.any():
             outcome[late] = TIMEOUT
             done[late] = t[late] + self.m.timeout_ns
-        buckets = self.stats.add_attempts(t, done)
+        buckets = self.stats.add_attempts(t, done, outcome)
         self.stats.add_final(p["first"], done, outcome, product, same_as=(buckets, t))
 
     def _group(self, p: Requests, product: I64) -> I64:

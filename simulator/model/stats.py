@@ -48,6 +48,10 @@ class ModelStats:
     retries: int = 0
     replays: int = 0
     outcomes: I64 = field(init=False)
+    attempt_outcomes: I64 = field(init=False)
+    latency_sum_ns: int = 0
+    order_latency_sum_ns: int = 0
+    service_sum_ns: int = 0
     latency: I64 = field(init=False)
     order_latency: I64 = field(init=False)
     service: I64 = field(init=False)
@@ -66,6 +70,7 @@ class ModelStats:
     def __post_init__(self) -> None:
         s = max(1, self.seconds)
         self.outcomes = np.zeros(len(OUTCOME_NAMES), dtype=np.int64)
+        self.attempt_outcomes = np.zeros(len(OUTCOME_NAMES), dtype=np.int64)
         self.latency = np.zeros(hist.N_BUCKETS, dtype=np.int64)
         self.order_latency = np.zeros(hist.N_BUCKETS, dtype=np.int64)
         self.service = np.zeros(hist.N_BUCKETS, dtype=np.int64)
@@ -89,7 +94,7 @@ class ModelStats:
             self.rows += len(t_ns)
             self._per_second("demand_s", t_ns // _NS)
 
-    def add_attempts(self, intended: I64, done: I64) -> I64:
+    def add_attempts(self, intended: I64, done: I64, outcome: U8) -> I64:
         """Answered requests (every attempt): latency, sent and completed per second.
 
         Returns the latency buckets (reused for first attempts' order latency).
@@ -97,7 +102,9 @@ class ModelStats:
         if not len(intended):
             return np.empty(0, dtype=np.int64)
         self.attempts += len(intended)
+        self.attempt_outcomes += np.bincount(outcome, minlength=len(OUTCOME_NAMES))
         lat = done - intended
+        self.latency_sum_ns += int(lat.sum())
         b = hist.bucket_of(lat)
         self.latency += np.bincount(b, minlength=hist.N_BUCKETS)
         self.latency_max_ns = max(self.latency_max_ns, int(lat.max()))
@@ -116,6 +123,7 @@ class ModelStats:
         if len(service_ns):
             self.service += np.bincount(hist.bucket_of(service_ns), minlength=hist.N_BUCKETS)
             self.service_max_ns = max(self.service_max_ns, int(service_ns.max()))
+            self.service_sum_ns += int(service_ns.sum())
 
     def add_final(
         self,
@@ -134,6 +142,7 @@ class ModelStats:
             return
         self.outcomes += np.bincount(outcome, minlength=len(OUTCOME_NAMES))
         lat = done - first_ns
+        self.order_latency_sum_ns += int(lat.sum())
         if same_as is not None:
             buckets, intended = same_as
             later = intended != first_ns
