@@ -64,6 +64,17 @@ def _lat(report: dict[str, Any], key: str) -> float:
     return value
 
 
+def _sell_out_s(report: dict[str, Any], exact: bool) -> float:
+    """When the last unit sold: the model's exact per-SKU time when both reports have it,
+    else the end of the last second with a confirmation (a run's report has confirmations per
+    second only: 1 s resolution)."""
+    if exact:
+        return max(s["sell_out_s"] or 0.0 for s in report["skus"].values())
+    confirmed = report["timeline"]["outcomes_per_s"]["confirmed"]
+    last = max((i for i, n in enumerate(confirmed) if n), default=-1)
+    return float(last + 1)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("scenario", nargs="?", help="scenario for a live run (default: synthetic)")
@@ -95,11 +106,9 @@ def main() -> int:
         ("p50 ms", _lat(predicted, "p50"), _lat(high, "p50"), 0.15),
         ("p99 ms", _lat(predicted, "p99"), _lat(high, "p99"), 0.25),
     ]
-    for sku, s in high["skus"].items():
-        want = s.get("sell_out_s")
-        got = predicted["skus"].get(sku, {}).get("sell_out_s")
-        if want is not None and got is not None:
-            rows.append((f"sell-out {sku[:7]} s", got, want, 0.10))
+    exact = "skus" in high and "skus" in predicted
+    label = "sell-out s" if exact else "sell-out s (1 s)"
+    rows.append((label, _sell_out_s(predicted, exact), _sell_out_s(high, exact), 0.10))
     worst_ok = True
     for name, got, want, goal in rows:
         err = abs(got / want - 1) if want else float("nan")
