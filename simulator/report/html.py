@@ -1,0 +1,189 @@
+"""The HTML report: one self-contained file (inline CSS and SVG, no script, no network).
+
+Headline numbers sit in elements ``id="metric-<name>"`` with ``data-metric`` and ``data-value``
+(the exact number from the report, as :mod:`.metrics` names it) so that a test or a scraper
+reads them without parsing the display text. Each figure is a ``<figure data-plot="<key>">``
+holding an inline ``<svg>``, or ``class="missing"`` and a note when the report lacks its data.
+The audit table marks oversold products with ``class="oversell"``.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from pathlib import Path
+from typing import IO
+
+from simulator.report.files import atomic_write
+from simulator.report.metrics import metric_values
+from simulator.report.plots import Plot, render_plots
+from simulator.report.terminal import count
+from simulator.report.view import ReportView
+
+#: headline metrics in page order: (metric, label, format)
+HEADLINE: tuple[tuple[str, str, str], ...] = (
+    ("scheduled", "orders scheduled", "count"),
+    ("confirmed", "confirmed", "count"),
+    ("sold_out", "sold out", "count"),
+    ("throttled", "throttled", "count"),
+    ("errors", "error + timeout", "count"),
+    ("p50_ms", "p50 latency", "ms"),
+    ("p99_ms", "p99 latency", "ms"),
+    ("max_ms", "max latency", "ms"),
+    ("achieved_rate_ratio", "sent on time", "pct"),
+    ("throughput_peak_per_s", "peak answers / s", "count"),
+    ("oversell_units", "oversell units", "count"),
+)
+
+CSS = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em auto; max-width: 64em;
+       padding: 0 1em; color: #222; background: #fff; }
+h1 { font-size: 1.5em; margin-bottom: 0.2em; } h2 { font-size: 1.15em; margin-top: 1.6em; }
+.sub { color: #666; margin-top: 0; }
+.headline { display: grid; grid-template-columns: repeat(auto-fill, minmax(11.5em, 1fr));
+            gap: 0.6em; }
+.stat { border: 1px solid #ddd; border-radius: 6px; padding: 0.5em 0.7em; }
+.stat .label { display: block; color: #666; font-size: 0.85em; }
+.stat .value { font-size: 1.35em; font-weight: 600; font-variant-numeric: tabular-nums; }
+.stat.bad { border-color: #d62728; background: #fdecea; }
+.stat.missing .value { color: #999; }
+figure { margin: 1em 0; } figure svg { width: 100%; height: auto; display: block; }
+figcaption { font-weight: 600; margin-bottom: 0.3em; }
+.note { color: #8a6d3b; background: #fcf8e3; padding: 0.3em 0.6em; border-radius: 4px; }
+table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
+th, td { padding: 0.25em 0.7em; border-bottom: 1px solid #eee; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+tr.oversell td { background: #fdecea; color: #a50e0e; font-weight: 600; }
+#audit-verdict.ok { color: #1a7f37; } #audit-verdict.bad { color: #a50e0e; font-weight: 700; }
+"""
+
+
+def _value_attr(x: float | None) -> str:
+    if x is None:
+        return ""
+    return str(int(x)) if x == int(x) and abs(x) < 2**53 else repr(x)
+
+
+def _show(x: float | None, fmt: str) -> str:
+    if x is None:
+        return "–"
+    if fmt == "ms":
+        return f"{x:,.4f}".rstrip("0").rstrip(".") + " ms"
+    if fmt == "pct":
+        return f"{x:.2%}"
+    return count(x)
+
+
+def _headline(view: ReportView) -> str:
+    values = metric_values(view)
+    items = []
+    for metric, label, fmt in HEADLINE:
+        x = values[metric]
+        cls = "stat"
+        if x is None:
+            cls += " missing"
+        elif (metric == "oversell_units" and x > 0) or (metric == "errors" and x > 0):
+            cls += " bad"
+        items.append(
+            f'<div class="{cls}" id="metric-{metric}" data-metric="{metric}" '
+            f'data-value="{_value_attr(x)}"><span class="label">{escape(label)}</span>'
+            f'<span class="value">{escape(_show(x, fmt))}</span></div>'
+        )
+    return '<section class="headline" id="headline">' + "".join(items) + "</section>"
+
+
+def _figure(p: Plot) -> str:
+    note = f'<p class="note">{escape(p.note)}</p>' if p.note else ""
+    if p.svg is None:
+        return (
+            f'<figure class="missing" id="plot-{p.key}" data-plot="{p.key}">'
+            f"<figcaption>{escape(p.title)}</figcaption>{note}</figure>"
+        )
+    return (
+        f'<figure id="plot-{p.key}" data-plot="{p.key}"><figcaption>{escape(p.title)}'
+        f"</figcaption>{p.svg}{note}</figure>"
+    )
+
+
+def _latency_table(view: ReportView) -> str:
+    cols = ("p50", "p90", "p99", "p99.9", "max", "mean")
+    head = "".join(f"<th>{c}</th>" for c in cols)
+    rows = []
+    for kind, d in view.latency.items():
+        cells = "".join(f"<td>{'–' if d[c] is None else f'{d[c]:,.4g}'}</td>" for c in cols)
+        rows.append(f"<tr><td>{escape(kind.replace('_', ' '))}</td>{cells}</tr>")
+    if not rows:
+        return '<p class="note">no latency in this report</p>'
+    return f'<table id="latency-table"><tr><th>ms</th>{head}</tr>{"".join(rows)}</table>'
+
+
+def _audit(view: ReportView) -> str:
+    if view.audit_available is None and not view.skus:
+        return '<p class="note" id="audit-verdict">no audit in this report</p>'
+    over = view.oversell_units
+    if over:
+        verdict, cls = f"OVERSOLD by {over:,} units", "bad"
+    elif over == 0:
+        verdict, cls = "no oversell", "ok"
+    else:
+        verdict, cls = "oversell unknown", "bad"
+    if view.audit_available is False:
+        verdict += " (server inventory unavailable: client view only)"
+    parts = [f'<p id="audit-verdict" class="{cls}">{escape(verdict)}</p>']
+    head = ["sku", "stock", "confirmed (clients)", "sold (server)", "ledger", "remaining"]
+    head += ["oversell", "sold out at"]
+    rows = []
+    for s in view.skus:
+        cls_attr = ' class="oversell"' if s.oversell_units > 0 else ""
+        cells = [escape(s.sku)] + [
+            count(x) for x in (s.initial, s.client_units, s.sold, s.ledger_units, s.remaining)
+        ]
+        cells += [count(s.oversell_units), "–" if s.sell_out_s is None else f"{s.sell_out_s:g} s"]
+        tds = "".join(f"<td>{c}</td>" for c in cells)
+        rows.append(f'<tr{cls_attr} data-sku="{escape(s.sku)}">{tds}</tr>')
+    if rows:
+        ths = "".join(f"<th>{h}</th>" for h in head)
+        parts.append(f'<table id="audit-table"><tr>{ths}</tr>{"".join(rows)}</table>')
+    if view.audit_problems:
+        items = "".join(f"<li>{escape(p)}</li>" for p in view.audit_problems)
+        parts.append(f'<ul id="audit-problems">{items}</ul>')
+    return "".join(parts)
+
+
+def render_html(view: ReportView, source: str = "") -> str:
+    """The whole page as text."""
+    title = f"flashsale {view.kind} — {view.scenario}"
+    sub = [f"scale {view.scale:g}" if view.scale is not None else ""]
+    sub.append(f"{view.duration_s:g} s" if view.duration_s is not None else "")
+    sub.append(escape(source))
+    plots = render_plots(view)
+    notes = "".join(f'<p class="note">{escape(n)}</p>' for n in view.notes)
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
+            f"<h1>{escape(title)}</h1>",
+            f'<p class="sub">{" · ".join(s for s in sub if s)}</p>',
+            notes,
+            _headline(view),
+            "<h2>Latency</h2>",
+            _latency_table(view),
+            "<h2>Figures</h2>",
+            *(_figure(p) for p in plots),
+            "<h2>Audit</h2>",
+            _audit(view),
+            "</body></html>",
+            "",
+        ]
+    )
+
+
+def write_html(view: ReportView, path: Path, source: str = "") -> Path:
+    """Render the page and write it to ``path`` atomically (temporary file, then rename)."""
+    data = render_html(view, source).encode("utf-8")
+
+    def write(f: IO[bytes]) -> None:
+        f.write(data)
+
+    return atomic_write(path, write)

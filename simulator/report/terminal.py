@@ -1,0 +1,120 @@
+"""The terminal summary of a report: plain text, at most 80 columns, the default output."""
+
+from __future__ import annotations
+
+from simulator.report.metrics import metric_values
+from simulator.report.view import ReportView
+
+WIDTH = 80
+MAX_SKUS = 12
+
+
+def ms(x: float | None) -> str:
+    """A latency in ms for a table cell ('-' when absent)."""
+    if x is None:
+        return "-"
+    return f"{x:,.1f}" if x >= 100 else f"{x:.2f}"
+
+
+def count(x: float | int | None) -> str:
+    """A count with thousands separators ('-' when absent)."""
+    return "-" if x is None else f"{int(x):,}"
+
+
+def _wrap(label: str, parts: list[str]) -> list[str]:
+    """``label`` then ``parts`` joined by ' · ', wrapped under the label at WIDTH."""
+    lines, line = [], f"{label:<12}"
+    for i, part in enumerate(parts):
+        sep = "" if i == 0 else " · "
+        if i and len(line) + len(sep) + len(part) > WIDTH:
+            lines.append(line)
+            line, sep = " " * 12, ""
+        line += sep + part
+    lines.append(line)
+    return lines
+
+
+def render_text(view: ReportView) -> str:
+    """The summary: orders, outcomes, latency table, rates, audit per SKU, notes."""
+    v = metric_values(view)
+    o = view.orders
+    head = f"flashsale {view.kind} · {view.scenario}"
+    if view.scale is not None:
+        head += f" · scale {view.scale:g}"
+    if view.duration_s is not None:
+        head += f" · {view.duration_s:g} s"
+    lines = [head[:WIDTH], ""]
+    lines += _wrap(
+        "orders",
+        [
+            f"{count(o.get('scheduled'))} scheduled",
+            f"{count(o.get('attempts'))} attempts ({count(o.get('retries'))} retries)",
+            f"{count(o.get('sent'))} sent",
+        ],
+    )
+    lines += _wrap(
+        "outcomes", [f"{name.replace('_', ' ')} {n:,}" for name, n in view.outcomes.items() if n]
+    )
+    if v["error_rate"] is not None:
+        lines.append(f"{'':<12}error rate {v['error_rate']:.2%} (error + timeout / scheduled)")
+    lines += ["", _latency_table(view)]
+    rates = []
+    for key, label in (
+        ("intended_peak_per_s", "peak due"),
+        ("sent_peak_per_s", "peak sent"),
+        ("throughput_peak_per_s", "peak answered"),
+    ):
+        if v[key] is not None:
+            rates.append(f"{label} {count(v[key])}/s")
+    if v["achieved_rate_ratio"] is not None:
+        rates.append(f"sent on time {v['achieved_rate_ratio']:.1%}")
+    if rates:
+        lines += ["", *_wrap("rates", rates)]
+    lines += ["", *_audit(view)]
+    if view.notes:
+        lines += ["", *(f"note: {n}"[:WIDTH] for n in view.notes)]
+    return "\n".join(lines)
+
+
+def _latency_table(view: ReportView) -> str:
+    cols = ("p50", "p90", "p99", "p99.9", "max")
+    rows = [f"{'latency ms':<14}" + "".join(f"{c:>11}" for c in cols)]
+    for kind in ("intended", "service", "order", "dispatch_lag", "queue_wait"):
+        d = view.latency.get(kind)
+        if d is None:
+            continue
+        rows.append(f"  {kind.replace('_', ' '):<12}" + "".join(f"{ms(d[c]):>11}" for c in cols))
+    if len(rows) == 1:
+        rows.append("  (no latency in this report)")
+    return "\n".join(rows)
+
+
+def _audit(view: ReportView) -> list[str]:
+    if view.audit_available is None and not view.skus:
+        return ["audit       not in this report"]
+    over = view.oversell_units
+    if over:
+        verdict = f"OVERSOLD by {over:,} units"
+    elif over == 0:
+        verdict = "no oversell"
+    else:
+        verdict = "oversell unknown"
+    if view.audit_available is False:
+        verdict += " (server inventory unavailable: client view only)"
+    lines = [f"{'audit':<12}{verdict}"]
+    if view.skus:
+        lines.append(
+            f"  {'sku':<22}{'stock':>9}{'confirmed':>10}{'sold':>9}{'ledger':>9}"
+            f"{'oversell':>9}{'sold out':>9}"
+        )
+        for s in view.skus[:MAX_SKUS]:
+            out = "-" if s.sell_out_s is None else f"{s.sell_out_s:.1f} s"
+            lines.append(
+                f"  {s.sku[:21]:<22}{count(s.initial):>9}{count(s.client_units):>10}"
+                f"{count(s.sold):>9}{count(s.ledger_units):>9}{s.oversell_units:>9,}{out:>9}"
+            )
+        if len(view.skus) > MAX_SKUS:
+            lines.append(f"  … and {len(view.skus) - MAX_SKUS} more SKUs")
+    for p in view.audit_problems:
+        lines.append(f"  ! {p}"[:WIDTH])
+    return lines
