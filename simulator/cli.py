@@ -25,6 +25,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "model a scenario at full scale offline, find the capacity for an SLO",
     ),
     "locust": ("simulator.commands.locust", "run a scenario in Locust (web UI, master/worker)"),
+    "report": (
+        "simulator.commands.report",
+        "render a run's report.json: terminal, HTML with plots, CSV, thresholds",
+    ),
+    "compare": ("simulator.commands.compare", "compare two runs and fail on regression"),
 }
 
 
