@@ -57,11 +57,21 @@ def _figure(height: float = 3.0) -> Figure:
     return Figure(figsize=(8.0, height), layout="constrained")
 
 
-def _svg(fig: Figure) -> str:
+def _svg(fig: Figure, key: str) -> str:
+    """The figure as inline SVG whose element ids all start with ``key``.
+
+    Every matplotlib SVG calls its groups figure_1, axes_1, …: prefixing the ids (and the
+    ``url(#…)``/``href="#…"`` references to them) keeps ids unique across the page.
+    """
     buf = io.StringIO()
     fig.savefig(buf, format="svg", metadata={"Date": None})
     text = buf.getvalue()
-    return text[text.index("<svg") :]  # inline: no XML declaration or DOCTYPE
+    text = text[text.index("<svg") :]  # inline: no XML declaration or DOCTYPE
+    return (
+        text.replace(' id="', f' id="{key}-')
+        .replace("url(#", f"url(#{key}-")
+        .replace('href="#', f'href="#{key}-')
+    )
 
 
 def _nan(values: list[float | None]) -> list[float]:
@@ -80,15 +90,15 @@ def _mid(second: list[int]) -> list[float]:
     return [s + 0.5 for s in second]
 
 
-def _seconds_axis(ax: Axes, ylabel: str) -> None:
+def _seconds_axis(ax: Axes, ylabel: str, n_seconds: int) -> None:
     ax.set_xlabel("second of the sale")
     ax.set_ylabel(ylabel)
-    ax.set_xlim(left=0)
+    ax.set_xlim(0, max(1, n_seconds))  # every plot over time spans the same seconds
 
 
 def _legend(ax: Axes, n: int) -> None:
     """The legend in one row above the axes, where it never hides a line."""
-    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=min(n, 4), frameon=False)
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=min(n, 6), frameon=False)
 
 
 def _plain_log(ax: Axes, axis: str = "y") -> None:
@@ -116,10 +126,10 @@ def demand(view: ReportView) -> Plot:
         if series is not None:
             ax.step(*_steps(t.second, series), where="post", color=COLORS[name], label=label)
             n += 1
-    _seconds_axis(ax, "attempts / s")
+    _seconds_axis(ax, "attempts / s", len(t.second))
     ax.set_ylim(bottom=0)
     _legend(ax, n)
-    return Plot("demand", title, _svg(fig))
+    return Plot("demand", title, _svg(fig, "demand"))
 
 
 def latency(view: ReportView) -> Plot:
@@ -149,9 +159,9 @@ def latency(view: ReportView) -> Plot:
         _plain_log(ax)
     else:
         ax.set_ylim(bottom=0)
-    _seconds_axis(ax, "ms (by second due)")
+    _seconds_axis(ax, "ms (by second due)", len(t.second))
     _legend(ax, n)
-    return Plot("latency", title, _svg(fig), note)
+    return Plot("latency", title, _svg(fig, "latency"), note)
 
 
 def outcomes(view: ReportView) -> Plot:
@@ -175,10 +185,10 @@ def outcomes(view: ReportView) -> Plot:
     for name, ys in series.items():
         label = "error + timeout" if name == "errors" else name.replace("_", " ")
         ax.step(*_steps(t.second, ys), where="post", color=COLORS[name], label=label)
-    _seconds_axis(ax, "answers / s")
+    _seconds_axis(ax, "answers / s", len(t.second))
     ax.set_ylim(bottom=0)
     _legend(ax, len(series))
-    return Plot("outcomes", title, _svg(fig))
+    return Plot("outcomes", title, _svg(fig, "outcomes"))
 
 
 def stock(view: ReportView) -> Plot:
@@ -209,16 +219,17 @@ def stock(view: ReportView) -> Plot:
             ax.axvline(s.sell_out_s, color=color, ls=":", lw=1)
             ax.annotate(
                 f"sold out by {s.sell_out_s:g} s",
-                (s.sell_out_s, 0),
-                xytext=(3, 4 + 11 * i),
+                (s.sell_out_s, 1.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(3, -10 - 11 * i),
                 textcoords="offset points",
                 color=color,
                 fontsize=8,
             )
     ax.axhline(0, color="black", lw=0.8)
-    _seconds_axis(ax, "units left")
+    _seconds_axis(ax, "units left", len(t.second))
     _legend(ax, len(drawn))
-    return Plot("stock", title, _svg(fig), note)
+    return Plot("stock", title, _svg(fig, "stock"), note)
 
 
 def _percent_label(x: float) -> str:
@@ -256,7 +267,7 @@ def spectrum(view: ReportView) -> Plot:
     ax.set_ylabel("latency ms")
     ax.set_ylim(bottom=0)
     _legend(ax, n)
-    return Plot("spectrum", title, _svg(fig))
+    return Plot("spectrum", title, _svg(fig, "spectrum"))
 
 
 FIGURES: tuple[Callable[[ReportView], Plot], ...] = (demand, latency, outcomes, stock, spectrum)
