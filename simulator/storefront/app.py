@@ -58,6 +58,10 @@ class Storefront:
         self._service_sigma = settings.service_time_sigma
         self._hot_row = settings.hot_row
         self._slow = self._hot_row or self._service_mu is not None
+        # a backend that decides without I/O (memory) is called without a coroutine: ~1 µs less
+        # per order on the hot path (bench/storefront_vs_bare.py)
+        fast = not self._slow and getattr(backend, "synchronous", False)
+        self._reserve_now = getattr(backend, "reserve_now", None) if fast else None
         self._row_locks: dict[str, asyncio.Lock] = {}
         self._openapi = orjson.dumps(openapi_document(__version__))
 
@@ -84,7 +88,9 @@ class Storefront:
             return error_response(413, f"body over {limit} bytes", "body")
         stats.in_flight += 1
         try:
-            if self._slow:
+            if self._reserve_now is not None:
+                result = self._reserve_now(order_id, sku, qty, user_id)
+            elif self._slow:
                 result = await self._reserve_slowly(order_id, sku, qty, user_id)
             else:
                 result = await self.backend.reserve(order_id, sku, qty, user_id)
