@@ -97,8 +97,13 @@ def _seconds_axis(ax: Axes, ylabel: str, n_seconds: int) -> None:
 
 
 def _legend(ax: Axes, n: int) -> None:
-    """The legend in one row above the axes, where it never hides a line."""
-    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=min(n, 6), frameon=False)
+    """The legend above the axes (one row, or two for more than four), never over a line."""
+    ax.legend(
+        loc="lower left",
+        bbox_to_anchor=(0.0, 1.0),
+        ncols=n if n <= 4 else -(-n // 2),
+        frameon=False,
+    )
 
 
 def _plain_log(ax: Axes, axis: str = "y") -> None:
