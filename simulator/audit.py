@@ -4,6 +4,9 @@ After a run, :func:`fetch_server_state` reads the target's ``GET /inventory`` (a
 when it has one); :func:`audit` compares, per SKU, the initial stock, the server's ``sold``
 counter, its ledger units and the units clients saw confirmed (deduplicated by order id), and
 lists every disagreement. It never hides one: a missing endpoint is reported as unavailable.
+The comparison itself (:func:`audit_view`) works from the clients' view aggregated by order id
+(:class:`ClientView`), so a run merged from several processes (the Locust master) audits the
+same way as ``flashsale run``.
 """
 
 from __future__ import annotations
@@ -60,31 +63,52 @@ def fetch_server_state(inventory_url: str, ledger_url: str, timeout_s: float = 1
     return ServerState(inventory, ledger, tuple(errors))
 
 
-def client_view(
-    rows: npt.NDArray[np.void], rec: Recorder, skus: tuple[str, ...]
-) -> tuple[dict[str, int], Counter[str], dict[str, int]]:
-    """Per order id: its SKU-confirmed state as the clients saw it.
+@dataclass(frozen=True, slots=True)
+class ClientView:
+    """What the clients saw, aggregated by order id: all the audit needs from a run.
 
-    Returns (order id → the best outcome code any of its rows got, order id → times confirmed,
-    order id → SKU index), order ids as strings as sent.
+    ``best``: order id → the best outcome code any of its attempts got (a confirmation beats any
+    failure; an answer beats no answer); ``confirmed``: order id → times it was confirmed;
+    ``units``/``orders``: per SKU, the units and order ids confirmed (each order id once).
+    Order ids are strings as sent. A live view without per-order detail has only ``units``.
     """
+
+    best: dict[str, int]
+    confirmed: Counter[str]
+    units: dict[str, int]
+    orders: dict[str, int]
+
+    @classmethod
+    def of_units(cls, units: dict[str, int]) -> ClientView:
+        """Only the confirmed units per SKU (no order ids: the ledger checks are skipped)."""
+        return cls({}, Counter(), dict(units), dict.fromkeys(units, 0))
+
+
+# rank: a confirmation beats any failure; an answer beats no answer
+_RANK = {CONFIRMED: 3, TIMEOUT: 1, ERROR: 1, NOT_SENT: 0}
+
+
+def client_view(rows: npt.NDArray[np.void], rec: Recorder, skus: tuple[str, ...]) -> ClientView:
+    """The clients' view of a run from its schedule rows and recorder."""
     outcomes = rec.row_outcomes()
     orders = rows["order"].tolist()
     products = rows["product"].tolist()
+    qtys = rows["qty"].tolist()
     best: dict[str, int] = {}
     confirmed: Counter[str] = Counter()
-    sku_of: dict[str, int] = {}
-    # rank: a confirmation beats any failure; an answer beats no answer
-    rank = {CONFIRMED: 3, TIMEOUT: 1, ERROR: 1, NOT_SENT: 0}
-    for oid, prod, oc in zip(orders, products, outcomes.tolist(), strict=True):
+    units = dict.fromkeys(skus, 0)
+    counted = dict.fromkeys(skus, 0)
+    for oid, prod, qty, oc in zip(orders, products, qtys, outcomes.tolist(), strict=True):
         key = str(oid)
-        sku_of[key] = prod
         if oc == CONFIRMED:
+            if key not in confirmed:  # each order id once, however often it was confirmed
+                units[skus[prod]] += qty
+                counted[skus[prod]] += 1
             confirmed[key] += 1
         prev = best.get(key)
-        if prev is None or rank.get(oc, 2) > rank.get(prev, 2):
+        if prev is None or _RANK.get(oc, 2) > _RANK.get(prev, 2):
             best[key] = oc
-    return best, confirmed, sku_of
+    return ClientView(best, confirmed, units, counted)
 
 
 def audit(
@@ -96,14 +120,18 @@ def audit(
     server: ServerState,
 ) -> dict[str, Any]:
     """Compare clients, counter, ledger and stock; ``ok`` is False on any oversell."""
-    best, confirmed, sku_of = client_view(rows, rec, skus)
-    qty_of = dict(zip(map(str, rows["order"].tolist()), rows["qty"].tolist(), strict=True))
-    client_units = dict.fromkeys(skus, 0)
-    client_orders = dict.fromkeys(skus, 0)
-    for oid in confirmed:
-        sku = skus[sku_of[oid]]
-        client_units[sku] += qty_of[oid]
-        client_orders[sku] += 1
+    return audit_view(client_view(rows, rec, skus), skus, stocks, limits, server)
+
+
+def audit_view(
+    view: ClientView,
+    skus: tuple[str, ...],
+    stocks: dict[str, int],
+    limits: dict[str, int],
+    server: ServerState,
+) -> dict[str, Any]:
+    """:func:`audit` from the clients' aggregated view (e.g. merged from several processes)."""
+    confirmed = view.confirmed
     problems: list[str] = list(server.errors)
     out: dict[str, Any] = {"available": server.inventory is not None}
     duplicates = sorted(oid for oid, n in confirmed.items() if n > 1)
@@ -116,7 +144,8 @@ def audit(
         initial = int(s.get("initial", stocks.get(sku, 0)))
         sold = s.get("sold")
         ledger_units = s.get("ledger_units")
-        seen = [client_units[sku]] + [int(x) for x in (sold, ledger_units) if x is not None]
+        client_units = view.units.get(sku, 0)
+        seen = [client_units] + [int(x) for x in (sold, ledger_units) if x is not None]
         oversell = max(0, max(seen) - initial)
         oversell_total += oversell
         per_sku[sku] = {
@@ -126,8 +155,8 @@ def audit(
             "ledger_units": ledger_units,
             "ledger_orders": s.get("ledger_orders"),
             "remaining": s.get("remaining"),
-            "client_units": client_units[sku],
-            "client_orders": client_orders[sku],
+            "client_units": client_units,
+            "client_orders": view.orders.get(sku, 0),
             "oversell_units": oversell,
         }
         if oversell:
@@ -141,7 +170,7 @@ def audit(
     if server.inventory is not None:
         out["backend"] = server.inventory.get("backend")
     if server.ledger is not None:
-        out.update(_ledger_checks(server.ledger, best, confirmed, limits, problems))
+        out.update(_ledger_checks(server.ledger, view.best, confirmed, limits, problems))
     else:
         out["ledger"] = None
     out["problems"] = problems
