@@ -12,14 +12,15 @@ Every reporter (terminal table, report.json, the HTML report) renders the dict
 
 from __future__ import annotations
 
-import os
-import tempfile
+import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
 
+from simulator.files import atomic_write
 from simulator.recorder import CONFIRMED, NOT_SENT, OUTCOME_NAMES, Recorder
 
 #: the percentiles every latency distribution reports, and their keys
@@ -56,6 +57,8 @@ def grouped_quantiles(
 ) -> list[list[float | None]]:
     """Per group 0…n−1, the lower-nearest-rank quantiles of its values (None when empty)."""
     out: list[list[float | None]] = [[None] * n for _ in qs]
+    keep = (groups >= 0) & (groups < n)
+    groups, values = groups[keep], values[keep]
     if len(values) == 0:
         return out
     order = np.lexsort((values, groups))
@@ -66,8 +69,7 @@ def grouped_quantiles(
     for k, q in enumerate(qs):
         picked = v[starts + np.floor(q * (counts - 1)).astype(np.int64)]
         for grp, val in zip(present.tolist(), picked.tolist(), strict=True):
-            if 0 <= grp < n:
-                out[k][grp] = round(val / 1e6, 4)
+            out[k][grp] = round(val / 1e6, 4)
     return out
 
 
@@ -94,11 +96,89 @@ def timeline(rec: Recorder, duration_s: float) -> dict[str, Any]:
     lat = done[answered] - intended[answered]
     p50, p99, mx = grouped_quantiles(intended[answered] // NS_PER_S, lat, n, (0.5, 0.99, 1.0))
     out.update(p50_ms=p50, p99_ms=p99, max_ms=mx)
+    served = answered & (sent >= 0)
+    s50, s99, smx = grouped_quantiles(
+        sent[served] // NS_PER_S, done[served] - sent[served], n, (0.5, 0.99, 1.0)
+    )
+    out.update(service_p50_ms=s50, service_p99_ms=s99, service_max_ms=smx)
     return out
 
 
-def summarize(rows: npt.NDArray[np.void], rec: Recorder, duration_s: float) -> dict[str, Any]:
-    """Outcome counts, latency distributions and timelines of a run (JSON-ready)."""
+TICKS_PER_HALF = 5  # spectrum points per halving of the distance to 100 % (HdrHistogram's 5)
+
+
+def latency_spectrum(
+    values_ns: npt.NDArray[np.int64], ticks_per_half: int = TICKS_PER_HALF
+) -> list[list[float]]:
+    """The latency at percentiles 0, 12.9, 24.2, … → 100, HdrHistogram style, in ms.
+
+    Percentile levels are pₖ = 1 − 2^(−k/ticks) for k = 0, 1, … while 1/(1 − pₖ) ≤ n (beyond
+    that a level has less than one sample behind it), then [100, max]. Values are nearest-rank
+    (the sample at rank ⌈p·n⌉), so every point is a latency that was actually observed. Plotted
+    against 1/(1 − p) on a log axis the tail gets as much room as the median.
+    Returns ``[[percentile, ms], ...]``; empty for no values.
+    """
+    if ticks_per_half < 1:
+        raise ValueError(f"ticks_per_half must be ≥ 1, got {ticks_per_half}")
+    n = len(values_ns)
+    if n == 0:
+        return []
+    v = np.sort(np.asarray(values_ns, dtype=np.int64))
+    k = np.arange(math.floor(ticks_per_half * math.log2(n)) + 1)
+    p = 1.0 - np.exp2(-k / ticks_per_half)
+    rank = np.clip(np.ceil(p * n).astype(np.int64) - 1, 0, n - 1)
+    out = [
+        [round(float(q) * 100, 6), round(float(x) / 1e6, 4)]
+        for q, x in zip(p.tolist(), v[rank].tolist(), strict=True)
+    ]
+    out.append([100.0, round(float(v[-1]) / 1e6, 4)])
+    return out
+
+
+def spectra(rec: Recorder) -> dict[str, list[list[float]]]:
+    """The intended-time and service-time spectra of a run's answered attempts."""
+    m = rec.n_attempts
+    intended, sent, done = rec.intended_ns[:m], rec.sent_ns[:m], rec.done_ns[:m]
+    answered = done >= 0
+    served = answered & (sent >= 0)
+    return {
+        "intended": latency_spectrum(done[answered] - intended[answered]),
+        "service": latency_spectrum(done[served] - sent[served]),
+    }
+
+
+def sku_units_per_s(
+    rows: npt.NDArray[np.void], rec: Recorder, skus: Sequence[str], n_seconds: int
+) -> dict[str, list[int]]:
+    """Units confirmed per second answered, per SKU (``skus[i]`` names product index i).
+
+    An order id confirmed more than once (a double click the server did not deduplicate)
+    counts once, at its first confirmation — as the audit's ``client_units`` does — so the
+    curve ends at the audit's number. Confirmations after ``n_seconds`` land in the last second.
+    """
+    final = rec.final_attempt()
+    done = rec.done_ns[final]
+    ok = np.flatnonzero((rec.outcome[final] == CONFIRMED) & (done >= 0))
+    ok = ok[np.argsort(done[ok], kind="stable")]
+    _, first = np.unique(rows["order"][ok], return_index=True)
+    ok = ok[first]
+    n = max(1, n_seconds)
+    second = np.minimum(done[ok] // NS_PER_S, n - 1)
+    product = rows["product"][ok].astype(np.int64)
+    inside = (product >= 0) & (product < len(skus))
+    flat = product[inside] * n + second[inside]
+    units = np.bincount(flat, weights=rows["qty"][ok][inside], minlength=len(skus) * n)
+    table = units.reshape(len(skus), n).astype(np.int64)
+    return {sku: [int(x) for x in table[i]] for i, sku in enumerate(skus)}
+
+
+def summarize(
+    rows: npt.NDArray[np.void], rec: Recorder, duration_s: float, skus: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Outcome counts, latency distributions, spectra and timelines of a run (JSON-ready).
+
+    With ``skus`` (product ids by index) the timeline also has ``confirmed_units_per_s``.
+    """
     m = rec.n_attempts
     intended, dispatched = rec.intended_ns[:m], rec.dispatched_ns[:m]
     sent, done = rec.sent_ns[:m], rec.done_ns[:m]
@@ -111,6 +191,9 @@ def summarize(rows: npt.NDArray[np.void], rec: Recorder, duration_s: float) -> d
     row_done = done[final]
     order_wait = row_done[row_done >= 0] - intended[: rec.n_rows][row_done >= 0]
     confirmed = row_outcome == CONFIRMED
+    tl = timeline(rec, duration_s)
+    if skus:
+        tl["confirmed_units_per_s"] = sku_units_per_s(rows, rec, skus, len(tl["second"]))
     return {
         "orders": {
             "scheduled": rec.n_rows,
@@ -130,7 +213,8 @@ def summarize(rows: npt.NDArray[np.void], rec: Recorder, duration_s: float) -> d
         },
         "dispatch_lag_ms": distribution_ms(dispatched[dispatched >= 0] - intended[dispatched >= 0]),
         "queue_wait_ms": distribution_ms(sent[was_sent] - dispatched[was_sent]),
-        "timeline": timeline(rec, duration_s),
+        "latency_spectrum": spectra(rec),
+        "timeline": tl,
     }
 
 
@@ -138,16 +222,9 @@ def write_report(report: dict[str, Any], out_dir: Path) -> Path:
     """Write ``report.json`` into ``out_dir`` atomically (temporary file, then rename)."""
     import orjson
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "report.json"
     data = orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
-    fd, tmp = tempfile.mkstemp(prefix=".report.", suffix=".json", dir=out_dir)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.write(b"\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+    def write(f: IO[bytes]) -> None:
+        f.write(data + b"\n")
+
+    return atomic_write(out_dir / "report.json", write)

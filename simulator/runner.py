@@ -20,6 +20,7 @@ from typing import Any
 from simulator.audit import ServerState, audit, fetch_server_state
 from simulator.engine import EngineConfig, Progress, TargetUnreachableError
 from simulator.errors import UsageError
+from simulator.records import save_orders
 from simulator.results import REPORT_VERSION, summarize, write_report
 from simulator.scenario import Scenario
 from simulator.transport import Endpoint, parse_endpoint
@@ -136,8 +137,8 @@ def execute(config: RunConfig, report: Callable[[Progress], None] | None = None)
             else ServerState(None, None, ("audit skipped",))
         )
     duration_s = config.duration_s or sc.duration_s
-    summary = summarize(result.rows, result.recorder, duration_s)
     skus = tuple(p.id for p in sc.products)
+    summary = summarize(result.rows, result.recorder, duration_s, skus)
     audit_result = audit(
         result.rows, result.recorder, skus, sc.stocks(), sc.per_buyer_limits(), state
     )
@@ -175,5 +176,8 @@ def execute(config: RunConfig, report: Callable[[Progress], None] | None = None)
         **summary,
         "audit": audit_result,
     }
-    path = write_report(doc, config.out_dir) if config.out_dir is not None else None
+    path = None
+    if config.out_dir is not None:
+        path = write_report(doc, config.out_dir)
+        save_orders(config.out_dir, result.rows, result.recorder, skus)
     return RunOutcome(doc, path, exit_code)

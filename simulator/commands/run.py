@@ -19,17 +19,28 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, metavar="N", help="worker processes (one loop each)")
     p.add_argument("--connections", type=int, metavar="N", help="connections in all")
     p.add_argument("--transport", choices=("lean", "aiohttp"), default="lean")
-    p.add_argument("--out", metavar="DIR", help="write DIR/report.json")
+    p.add_argument("--out", metavar="DIR", help="write DIR/report.json and DIR/orders.npz")
+    p.add_argument("--html", metavar="FILE", help="also write the HTML report to FILE")
+    p.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="EXPR",
+        help="pass/fail check after the run, e.g. 'p99_ms < 250' (repeatable; adds to the "
+        "scenario's thresholds; exit 1 if any fails)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
 
 
 def main(args: argparse.Namespace) -> int:
-    """Validate, run, render; returns 0 (completed), 1 (oversell / incomplete)."""
+    """Validate, run, render; returns 0 (completed), 1 (oversell / incomplete / threshold)."""
     import orjson
     from rich.console import Console
 
     from simulator.console import LiveProgress, print_summary
     from simulator.errors import UsageError
+    from simulator.report.thresholds import evaluate, parse_thresholds, render_results
+    from simulator.results import write_report
     from simulator.runner import RunConfig, execute
     from simulator.scenario import BACKENDS, load_scenario
 
@@ -42,6 +53,8 @@ def main(args: argparse.Namespace) -> int:
     if args.backend is not None and args.backend not in BACKENDS:
         raise UsageError(f"--backend: unknown {args.backend!r} (one of {', '.join(BACKENDS)})")
     scenario = load_scenario(args.scenario, scale=args.scale)
+    # every expression is parsed before the run, so that a typo costs nothing
+    checks = parse_thresholds([*scenario.thresholds, *args.threshold])
     config = RunConfig(
         scenario=scenario,
         duration_s=args.duration,
@@ -58,9 +71,36 @@ def main(args: argparse.Namespace) -> int:
             outcome = execute(config, live.update)
     else:
         outcome = execute(config)
+    report, code = outcome.report, outcome.exit_code
+    results = evaluate(report, checks) if checks else []
+    if results:
+        report["thresholds"] = [
+            {
+                "expr": f"{r.threshold.metric} {r.threshold.op} {r.threshold.bound:g}",
+                "value": r.value,
+                "passed": r.passed,
+            }
+            for r in results
+        ]
+        if not all(r.passed for r in results):
+            code = max(code, 1)
+            report["exit_code"] = code
+        if outcome.path is not None:
+            write_report(report, outcome.path.parent)
+    if args.html:
+        from simulator.report.html import write_html
+        from simulator.report.view import read_report
+
+        write_html(read_report(report), Path(args.html), source=str(outcome.path or ""))
     if args.json:
-        sys.stdout.buffer.write(orjson.dumps(outcome.report, option=orjson.OPT_INDENT_2) + b"\n")
+        sys.stdout.buffer.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
         sys.stdout.flush()
     else:
-        print_summary(console, outcome.report, str(outcome.path) if outcome.path else None)
-    return outcome.exit_code
+        print_summary(console, report, str(outcome.path) if outcome.path else None)
+        if results:
+            console.print(render_results(results), highlight=False)
+        if args.html:
+            console.print(f"html: {args.html}", highlight=False)
+    if results and args.json:
+        print(render_results(results), file=sys.stderr)
+    return code

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 HELP = "generate a scenario's order stream and summarise it (or save it as .npy)"
 
@@ -72,26 +70,25 @@ def _npy_header(n: int) -> bytes:
 
 
 def _write_npy(path: Path, chunks: Any, stats: Any) -> None:
-    """Stream chunks into a .npy file via a temporary file, renamed only when complete."""
+    """Stream chunks into a .npy file, which appears only when complete (atomic_write)."""
     from simulator.errors import UsageError
+    from simulator.files import atomic_write
+
+    if not path.parent.is_dir():
+        raise UsageError(f"--out: {path}: cannot write: no directory {path.parent}")
+
+    def write(out: IO[bytes]) -> None:
+        out.write(_npy_header(0))  # the real shape is known at the end
+        for chunk in chunks:
+            stats.add(chunk)
+            out.write(chunk.tobytes())
+        out.seek(0)
+        out.write(_npy_header(stats.total))
 
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent or Path("."))
-    except OSError as exc:
+        atomic_write(path, write)
+    except PermissionError as exc:
         raise UsageError(f"--out: {path}: cannot write: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            out: BinaryIO = f
-            out.write(_npy_header(0))
-            for chunk in chunks:
-                stats.add(chunk)
-                out.write(chunk.tobytes())
-            out.seek(0)
-            out.write(_npy_header(stats.total))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def render(s: dict[str, Any]) -> str:

@@ -18,7 +18,7 @@ from typing import IO
 import numpy as np
 import numpy.typing as npt
 
-from simulator.report.files import atomic_write
+from simulator.files import atomic_write
 from simulator.report.view import ReportView
 
 TIMELINE_FILE = "timeline.csv"
@@ -133,7 +133,7 @@ def write_orders_csv(arrays: dict[str, npt.NDArray[np.generic]], path: Path) -> 
 
 def write_csv(view: ReportView, out_dir: Path, orders_npz: Path | None = None) -> list[Path]:
     """Write ``timeline.csv`` and, given an ``orders.npz``, ``orders.csv`` into ``out_dir``."""
-    from simulator.report.records import load_orders
+    from simulator.records import load_orders
 
     data = timeline_csv(view).encode()
 

@@ -13,7 +13,7 @@ from html import escape
 from pathlib import Path
 from typing import IO
 
-from simulator.report.files import atomic_write
+from simulator.files import atomic_write
 from simulator.report.metrics import metric_values
 from simulator.report.plots import Plot, render_plots
 from simulator.report.terminal import count

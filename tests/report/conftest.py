@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from simulator.report.records import save_orders
+from simulator.records import save_orders
 
 from .synth import ROOT, Synthetic, synthetic_run
 

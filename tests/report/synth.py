@@ -4,7 +4,7 @@ Orders are answered in time order by a single FIFO server (service times lognorm
 ``service_ms``, so latency builds at the spike); stock is taken per SKU until it runs out;
 a share of the spike is throttled; ``oversell`` extra units of the first SKU are confirmed past
 its stock (a racy backend). The report goes through :func:`simulator.results.summarize`,
-:func:`simulator.audit.audit` and :func:`simulator.report.series.add_series`, as a run's does.
+:func:`simulator.audit.audit`, as a run's does.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import numpy.typing as npt
 
 from simulator.audit import ServerState, audit
 from simulator.recorder import CONFIRMED, ERROR, SOLD_OUT, THROTTLED, Recorder
-from simulator.report.series import add_series
 from simulator.results import summarize
 from simulator.scenario import load_scenario
 from simulator.schedule import build_schedule
@@ -92,9 +91,9 @@ def synthetic_run(
     rec.status[:n] = np.select(
         [outcome == CONFIRMED, outcome == SOLD_OUT, outcome == THROTTLED], [201, 409, 429], 500
     )
-    summary = summarize(rows, rec, duration_s)
-    if series:
-        add_series(summary, rows, rec, skus)
+    summary = summarize(rows, rec, duration_s, skus if series else ())
+    if not series:  # a report from before the spectrum and per-SKU sections existed
+        del summary["latency_spectrum"]
     stocks = sc.stocks()
     inventory = {
         "backend": "memory-racy" if oversell else "memory",

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from simulator.recorder import OUTCOME_NAMES
+from simulator.records import load_orders, order_arrays, save_orders
 from simulator.report.csvout import ORDER_COLUMNS, timeline_csv, write_csv
-from simulator.report.records import load_orders, order_arrays, save_orders
 from simulator.report.view import read_report
 
 from .synth import Synthetic

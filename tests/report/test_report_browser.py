@@ -2,10 +2,9 @@
 numbers equal to the report's, and a screenshot kept as a test artefact.
 
 The page under test comes from a real run (``flashsale run`` of the durian scenario at scale
-0.02 for 6 s against the bundled storefront); a second page from a synthetic run carries the
-sections a run's report gains when :func:`simulator.report.series.add_series` is wired in
-(spectrum, per-SKU stock), so every figure is drawn at least once. Screenshots go to pytest's
-tmp dir and, when FLASHSALE_ARTIFACTS is set, are copied there. Skips where Chromium,
+0.02 for 6 s against the bundled storefront); a second page from a synthetic run with an
+oversold product, so every figure and the oversell highlight are drawn at least once. Screenshots
+go to pytest's tmp dir and, when FLASHSALE_ARTIFACTS is set, are copied there. Skips where Chromium,
 chromedriver or selenium is missing, unless FLASHSALE_REQUIRE_SERVICES=1 (CI): then it fails.
 """
 

@@ -34,7 +34,7 @@ from typing import IO, TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from simulator.report.files import atomic_write
+from simulator.files import atomic_write
 
 if TYPE_CHECKING:
     from simulator.recorder import Recorder

@@ -1,4 +1,8 @@
-"""Writing report files whole or not at all: a temporary file beside the target, then rename."""
+"""Writing files whole or not at all: a temporary file beside the target, then rename.
+
+Every file flashsale writes (report.json, orders.npz, HTML, CSV, .npy streams) goes through
+:func:`atomic_write`, so an interrupted or failed write never leaves half a file behind.
+"""
 
 from __future__ import annotations
 
