@@ -59,7 +59,7 @@ def report(
 ) -> int:
     """Print the summary, write the requested files, check thresholds (1 if any fails)."""
     from simulator.errors import UsageError
-    from simulator.report.records import ORDERS_FILE
+    from simulator.records import ORDERS_FILE
     from simulator.report.terminal import render_text
     from simulator.report.thresholds import evaluate, render_results
     from simulator.report.view import load_report, read_report
