@@ -108,12 +108,17 @@ def _legend(ax: Axes, n: int) -> None:
 
 def _plain_log(ax: Axes, axis: str = "y") -> None:
     """A log axis labelled 0.2, 1, 50 rather than 2×10⁻¹."""
+    import math
+
     from matplotlib.ticker import FuncFormatter
 
+    def minor(v: float, _pos: object) -> str:  # label 2× and 5× only: no crowding
+        lead = round(v / 10 ** math.floor(math.log10(v))) if v > 0 else 0
+        return f"{v:g}" if lead in (2, 5) else ""
+
     target = ax.yaxis if axis == "y" else ax.xaxis
-    fmt = FuncFormatter(lambda v, _pos: f"{v:g}")
-    target.set_major_formatter(fmt)
-    target.set_minor_formatter(fmt if axis == "y" else "")
+    target.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    target.set_minor_formatter(FuncFormatter(minor) if axis == "y" else "")
 
 
 def demand(view: ReportView) -> Plot:
