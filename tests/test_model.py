@@ -266,7 +266,7 @@ def test_config_for_takes_the_scenarios_storefront():
         (["--shards", "0"], "--shards: must be ≥ 1"),
         (["--service-ms", "-1"], "--service-ms: must be > 0"),
         (["--find", "p99_ms < 5"], "--find and --vary go together"),
-        (["--find", "p99 <", "--vary", "shards=1..4"], "not an SLO"),
+        (["--find", "p99 <", "--vary", "shards=1..4"], "threshold 'p99 <'"),
         (["--find", "p99_ms < 5", "--vary", "disks=1..4"], "unknown knob"),
         (["--find", "p99_ms < 5", "--vary", "shards=4..1"], "LO ≤ HI"),
         (["--calibrate", "/nonexistent/run.json"], "no such file"),

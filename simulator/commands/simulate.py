@@ -104,7 +104,7 @@ def simulate(opts: SimulateOptions) -> int:
     """Run the model (or the capacity search) and print/write its report."""
     from simulator.errors import UsageError
     from simulator.model import calibrate, config_for, load_report, parse_vary
-    from simulator.model.report import parse_slo
+    from simulator.report.thresholds import parse_threshold
     from simulator.scenario import load_scenario
 
     scenario = load_scenario(opts.scenario, scale=opts.scale)
@@ -130,7 +130,7 @@ def simulate(opts: SimulateOptions) -> int:
         raise UsageError(str(exc)) from None
     if opts.find is not None and opts.vary is not None:
         try:
-            parse_slo(opts.find)
+            parse_threshold(opts.find)  # a bad expression is a UsageError (exit 2)
             vary = parse_vary(opts.vary)
         except ValueError as exc:
             raise UsageError(str(exc)) from None

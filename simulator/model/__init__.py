@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from simulator.model.calibrate import Calibration, calibrate, load_report
 from simulator.model.config import ModelConfig, config_for
-from simulator.model.report import build_report, check_slo
+from simulator.model.report import build_report
 from simulator.model.search import find_capacity, parse_vary
 from simulator.model.sim import Model, ModelResult
 
@@ -22,7 +22,6 @@ __all__ = [
     "ModelResult",
     "build_report",
     "calibrate",
-    "check_slo",
     "config_for",
     "find_capacity",
     "load_report",

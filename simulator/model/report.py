@@ -7,9 +7,6 @@ Percentiles come from the mergeable histograms of :mod:`simulator.model.histogra
 from __future__ import annotations
 
 import math
-import operator
-import re
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -179,55 +176,3 @@ def build_report(result: ModelResult) -> dict[str, Any]:
             "ok": oversell == 0,
         },
     }
-
-
-# -- SLOs --------------------------------------------------------------------------------------
-
-_OPS: dict[str, Callable[[float, float], bool]] = {
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
-    "==": operator.eq,
-    "!=": operator.ne,
-}
-_SLO = re.compile(
-    r"^\s*([A-Za-z_][\w.]*)\s*(<=|>=|==|!=|<|>)\s*([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?)\s*$"
-)
-
-
-def metrics(report: dict[str, Any]) -> dict[str, float]:
-    """The flat numbers an SLO can name: p50_ms … max_ms, outcome counts and shares, …"""
-    out: dict[str, float] = {}
-    lat = report["latency_ms"]
-    for prefix, kind in (("", "intended"), ("service_", "service"), ("order_", "order")):
-        for key in (*_LABELS, "mean", "max"):
-            value = lat[kind].get(key)
-            out[f"{prefix}{key}_ms"] = math.inf if value is None else float(value)
-    orders = report["orders"]
-    total = max(1, orders["scheduled"])
-    for name, count in orders["outcomes"].items():
-        out[name] = float(count)
-        out[f"{name}_share"] = count / total
-    for key in ("retries", "replays", "confirmed_units"):
-        out[key] = float(orders.get(key) or 0)
-    out["oversell_units"] = float(report["audit"]["oversell_units"])
-    out["false_sold_out"] = float(report.get("false_sold_out", 0))
-    return out
-
-
-def parse_slo(text: str) -> tuple[str, str, float]:
-    """'p99_ms < 200' → ('p99_ms', '<', 200.0); ValueError if it is not that shape."""
-    m = _SLO.match(text)
-    if not m:
-        raise ValueError(f"not an SLO of the form 'metric < number': {text!r}")
-    return m.group(1), m.group(2), float(m.group(3))
-
-
-def check_slo(report: dict[str, Any], slo: str) -> tuple[bool, float]:
-    """Whether a report meets an SLO, and the metric's value."""
-    name, op, bound = parse_slo(slo)
-    values = metrics(report)
-    if name not in values:
-        raise KeyError(f"unknown metric {name!r} (known: {', '.join(sorted(values))})")
-    return _OPS[op](values[name], bound), values[name]

@@ -9,14 +9,16 @@ run of the scenario.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from simulator.model.config import ModelConfig
-from simulator.model.report import build_report, check_slo, parse_slo
+from simulator.model.report import build_report
 from simulator.model.sim import Model
+from simulator.report.thresholds import evaluate, parse_threshold
 from simulator.scenario import Scenario
 
 KNOBS = {"shards": "shards", "servers": "servers", "queue_limit": "queue_limit"}
@@ -67,7 +69,7 @@ def find_capacity(
     on_probe: Callable[[Probe], None] | None = None,
 ) -> tuple[int | None, list[Probe], dict[str, Any] | None]:
     """(smallest passing value or None, every probe in the order tried, the passing report)."""
-    parse_slo(slo)  # fail before the first run
+    threshold = parse_threshold(slo)  # the same checker as run thresholds; fails before a run
     tried: dict[int, tuple[Probe, dict[str, Any]]] = {}
     order: list[Probe] = []
 
@@ -76,11 +78,11 @@ def find_capacity(
             cfg = config.replace(**{KNOBS[vary.knob]: value})
             result = Model(scenario, cfg, duration_s).run()
             report = build_report(result)
-            ok, metric = check_slo(report, slo)
+            (checked,) = evaluate(report, [threshold])
             p = Probe(
                 value=value,
-                ok=ok,
-                metric=metric,
+                ok=checked.passed,
+                metric=math.inf if checked.value is None else checked.value,
                 p99_ms=report["latency_ms"]["intended"]["p99"],
                 throttled=report["orders"]["outcomes"]["throttled"],
                 elapsed_s=result.elapsed_s,
