@@ -116,6 +116,24 @@ class Recorder:
             n_attempts=m,
         )
 
+    def add_retry(self, previous: int, intended_ns: int) -> int:
+        """A new attempt retrying attempt ``previous``, due at ``intended_ns``; its number.
+
+        For senders outside the engine (the Locust adapter's users); −1 when the capacity is
+        used up (cannot happen when it was sized by :func:`simulator.engine.retry_capacity`).
+        """
+        attempt = self.n_attempts
+        if attempt >= self.capacity:
+            return -1
+        self.n_attempts += 1
+        n = self.n_rows
+        row = previous if previous < n else int(self.row_of_retry[previous - n])
+        self.row_of_retry[attempt - n] = row
+        self.intended_ns[attempt] = intended_ns
+        self.tries[attempt] = self.tries[previous] + 1
+        self.next_attempt[previous] = attempt
+        return attempt
+
     def final_attempt(self) -> I64:
         """For every row, the attempt that decided it (its last retry, or itself)."""
         final = np.arange(self.n_rows, dtype=np.int64)

@@ -1,8 +1,10 @@
 """Locust master + two workers on loopback against the bundled storefront: the union of what the
-workers sent is the schedule, no order twice, and the master's report carries the audit."""
+workers sent is the schedule, no order twice, and the master's report (flashsale run's shape, so
+``flashsale report`` renders it) carries the audit; the same with ``--flashsale-engine``."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from simulator.cli import main as cli_main
 from simulator.locust import LOCUSTFILE
 from simulator.scenario import load_scenario
 from simulator.schedule import build_schedule
@@ -103,12 +106,12 @@ def locust(*args: str, log: Path) -> subprocess.Popen[str]:
     )
 
 
-@pytest.mark.slow
-def test_master_and_two_workers_send_the_schedule_once(
-    tmp_path: Path, scenario_file: Path, storefront: str
-) -> None:
+def run_master_and_workers(
+    tmp_path: Path, scenario_file: Path, storefront: str, *extra: str
+) -> tuple[int, str, Path]:
+    """A headless master and two workers on loopback; (master's exit code, its log, report)."""
     port = free_port()
-    report_path = tmp_path / "report.json"
+    out_dir = tmp_path / "out"
     common = ["--flashsale-scenario", str(scenario_file), "--loglevel", "WARNING"]
     master = locust(
         *common,
@@ -124,10 +127,11 @@ def test_master_and_two_workers_send_the_schedule_once(
         storefront,
         "--run-time",
         "30",
-        "--flashsale-report",
-        str(report_path),
+        "--flashsale-out",
+        str(out_dir),
         "--flashsale-lead",
         "0.5",
+        *extra,
         log=tmp_path / "master.log",
     )
     workers = [
@@ -149,30 +153,35 @@ def test_master_and_two_workers_send_the_schedule_once(
     finally:
         for p in (master, *workers):
             stop(p)
-    out = (tmp_path / "master.log").read_text()
-    assert code == 0, out
-    assert "flashsale locust: mini-locust" in out and "audit      ok" in out
+    return code, (tmp_path / "master.log").read_text(), out_dir / "report.json"
 
-    report = json.loads(report_path.read_text())
+
+def check_report(path: Path, scenario_file: Path, storefront: str, mode: str) -> dict:
+    """The merged report: the engine's shape, the whole schedule once, a clean audit."""
+    report: dict = json.loads(path.read_text())
     rows = build_schedule(load_scenario(scenario_file)).materialize()
-    orders = report["orders"]
-    assert report["workers"] == 2 and report["missing_workers"] == []
+    orders, loc = report["orders"], report["locust"]
+    assert report["complete"] and report["exit_code"] == 0
+    assert loc["mode"] == mode and loc["workers"] == 2 and loc["missing_workers"] == []
     assert orders["scheduled"] == len(rows)
-    per_worker = {w["worker"]: w for w in orders["per_worker"]}
+    per_worker = {w["worker"]: w for w in loc["per_worker"]}
     assert sorted(per_worker) == [0, 1]
     assert sum(w["slice_orders"] for w in per_worker.values()) == len(rows)
     assert sum(w["sent"] for w in per_worker.values()) == orders["sent"] == len(rows)
     assert per_worker[0]["slice_orders"] == len(rows[0::2])
-    checks = report["checks"]
+    checks = loc["checks"]
     assert checks["ok"] and checks["rows_sent_twice"] == 0
     assert checks["unintended_repeats"] == 0
     assert checks["double_clicks_sent"] == int((rows["flags"] & 1).sum()) > 0
     assert sum(orders["outcomes"].values()) == len(rows)
     assert orders["outcomes"]["not_sent"] == 0
+    assert report["latency_ms"]["intended"]["count"] == orders["attempts"]
 
     audit = report["audit"]
-    assert audit is not None and audit["ok"] and audit["oversell_units"] == 0
-    assert audit["per_sku"]["durian"]["sold"] == 40  # sold out: 40 units, demand ≫ 40
+    assert audit["available"] and audit["ok"] and audit["oversell_units"] == 0
+    assert audit["skus"]["durian"]["sold"] == 40  # sold out: 40 units, demand ≫ 40
+    assert audit["lost_confirmations"]["count"] == 0
+    assert audit["phantom_sales"]["count"] == 0
 
     # the storefront's own ledger: every order at most once, only scheduled order ids
     with urllib.request.urlopen(storefront + "/ledger", timeout=5) as r:
@@ -180,7 +189,42 @@ def test_master_and_two_workers_send_the_schedule_once(
     ids = [int(entry[0]) for entry in ledger]
     assert len(ids) == len(set(ids))
     assert set(ids) <= set(rows["order"].tolist())
-    assert audit["confirmed_not_in_ledger"] == 0
+    return report
+
+
+@pytest.mark.slow
+def test_master_and_two_workers_send_the_schedule_once(
+    tmp_path: Path, scenario_file: Path, storefront: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, path = run_master_and_workers(tmp_path, scenario_file, storefront)
+    assert code == 0, out
+    assert "flashsale run · mini-locust" in out and "users mode · 2 workers" in out
+    assert "checks ok" in out and "audit ok: oversell 0 units" in out
+    check_report(path, scenario_file, storefront, "users")
+
+    # flashsale report renders the master's report as it renders flashsale run's
+    assert cli_main(["report", str(path), "--html", str(tmp_path / "r.html")]) == 0
+    text = capsys.readouterr().out
+    assert "mini-locust" in text and "no oversell" in text and "durian" in text
+    assert (tmp_path / "r.html").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_engine_mode_master_and_two_workers(
+    tmp_path: Path, scenario_file: Path, storefront: str
+) -> None:
+    code, out, path = run_master_and_workers(
+        tmp_path, scenario_file, storefront, "--flashsale-engine", "--csv", str(tmp_path / "st")
+    )
+    assert code == 0, out
+    assert "engine mode · 2 workers" in out
+    report = check_report(path, scenario_file, storefront, "engine")
+    assert report["target"]["transport"] == "flashsale engine (lean)"
+    # the workers reported every answer into Locust's statistics, under both names
+    stats = {r["Name"]: r for r in csv.DictReader((tmp_path / "st_stats.csv").open())}
+    attempts = report["orders"]["attempts"]
+    assert int(stats["order (intended)"]["Request Count"]) == attempts
+    assert int(stats["order (service)"]["Request Count"]) == attempts
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from simulator.audit import ServerState
 from simulator.cli import main as cli_main
 from simulator.errors import ScenarioError, UsageError
 from simulator.locust import results as res
@@ -22,6 +23,8 @@ from simulator.locust.plan import (
     users_at,
     worker_rows,
 )
+from simulator.recorder import CONFIRMED, SOLD_OUT, THROTTLED, Recorder
+from simulator.results import write_report
 from simulator.scenario import load_scenario
 from simulator.schedule import FLAG_DUPLICATE, ORDER_DTYPE, build_schedule
 
@@ -138,6 +141,8 @@ def test_worker_index_outside_the_slices_is_refused(mini: Path) -> None:
 def test_plan_round_trips_as_a_message() -> None:
     plan = RunPlan(3, 2, 0.5, 10.0, "abc")
     assert RunPlan.from_message(plan.to_message()) == plan
+    engine = RunPlan(3, 2, 0.5, 10.0, "abc", host="http://127.0.0.1:8080", engine=True)
+    assert RunPlan.from_message(engine.to_message()) == engine
     assert RunPlan.from_message(RunPlan(1, 1, 1.0, None, "d").to_message()).duration_s is None
 
 
@@ -194,99 +199,153 @@ def test_duplicate_check(
     assert (got["repeated_ids"], got["double_clicks_sent"], got["unintended_repeats"]) == expected
 
 
-# -- results ----------------------------------------------------------------------------------
+# -- results: the engine's recorder, merged over workers, in report.json's shape ---------------
 
 
-def test_histogram_percentiles_are_within_a_bin() -> None:
-    values = np.arange(1, 10_001, dtype=np.int64) * 1_000_000  # 1 … 10,000 ms
-    p = res.percentiles_ms(res.merge_histograms([res.histogram(values)]), int(values.max()))
-    assert p["count"] == 10_000
-    assert p["p50"] == pytest.approx(5000, rel=0.03)
-    assert p["p99"] == pytest.approx(9900, rel=0.03)
-    assert p["max"] == 10_000
-    assert res.percentiles_ms(np.zeros(900, dtype=np.int64), 0) == {"count": 0}
+def _worker_recorder(mine: np.ndarray, leave: int = 0, outcome: int = SOLD_OUT) -> Recorder:
+    """A worker's recorder with every row but the last ``leave`` answered 2 ms after it was due."""
+    rec = Recorder.allocate(mine["t_ns"].astype(np.int64), 0)
+    k = len(mine) - leave
+    rec.dispatched_ns[:k] = rec.sent_ns[:k] = mine["t_ns"][:k] + 100
+    rec.done_ns[:k] = mine["t_ns"][:k] + 2_000_000
+    rec.status[:k] = 409
+    rec.outcome[:k] = outcome
+    return rec
 
 
-def _result(rec: res.Recorder, t_ns: list[int], worker: int, plan: RunPlan) -> dict:
-    return res.worker_result(rec, t_ns, worker, plan)
+def test_recorder_message_round_trips_with_retries() -> None:
+    rec = Recorder.allocate(np.array([0, 10, 20], dtype=np.int64), 4)
+    rec.outcome[:3] = [CONFIRMED, THROTTLED, SOLD_OUT]
+    retry = rec.add_retry(1, 50)
+    rec.outcome[retry] = CONFIRMED
+    back = res.recorder_from_message(res.recorder_to_message(rec))
+    assert back.n_rows == 3 and back.n_attempts == 4
+    assert back.row_outcomes().tolist() == [CONFIRMED, CONFIRMED, SOLD_OUT]
+    assert back.row_of_attempt().tolist() == [0, 1, 2, 1]
+    assert back.tries.tolist() == [1, 1, 1, 2] and back.intended_ns[3] == 50
+    bad = res.recorder_to_message(rec) | {"status": b"\x00\x00"}
+    with pytest.raises(ValueError, match="status has 1 values, expected 4"):
+        res.recorder_from_message(bad)
 
 
-def test_merge_report_adds_up_workers_and_finds_problems(mini: Path) -> None:
+def test_live_counters_count_each_order_once(mini: Path) -> None:
+    rows = build_schedule(load_scenario(mini)).materialize()[:6].copy()
+    rows["order"][3] = rows["order"][0]  # a double click of row 0, also confirmed
+    rows["product"][:] = [0, 1, 0, 0, 1, 1]
+    rows["qty"][:] = 2
+    rec = Recorder.allocate(rows["t_ns"].astype(np.int64), 0)
+    rec.sent_ns[:5] = 1
+    rec.outcome[:4] = [CONFIRMED, CONFIRMED, SOLD_OUT, CONFIRMED]  # row 4 is in flight
+    live = res.live_counters(rows, rec, ["durian", "manggis"])
+    assert live["sends"] == 5
+    assert live["outcomes"]["confirmed"] == 3 and live["outcomes"]["not_sent"] == 2
+    assert live["confirmed_units"] == {"durian": 2, "manggis": 2}
+
+
+def _results(rows: np.ndarray, plan: RunPlan, **kw: int) -> dict[int, dict]:
+    return {
+        k: res.worker_result(_worker_recorder(rows[k :: plan.slices], **kw), k, plan)
+        for k in range(plan.slices)
+    }
+
+
+def test_merge_workers_adds_up_to_the_schedule(mini: Path) -> None:
     scenario = load_scenario(mini)
     plan = RunPlan(1, 2, 1.0, None, "x")
-    rows = build_schedule(scenario).materialize()
-    results = {}
-    for k in range(2):
-        mine = rows[k::2]
-        rec = res.Recorder(len(mine), 2)
-        for i in range(len(mine) - (1 if k == 1 else 0)):  # worker 1 leaves its last row
-            rec.sends += 1
-            rec.record(i, int(mine["t_ns"][i]) + 100, int(mine["t_ns"][i]) + 2_000_000, 409, 2, 1)
-        results[k] = _result(rec, mine["t_ns"].tolist(), k, plan)
-    report = res.merge_report(scenario, plan, rows, results, None)
-    o, c = report["orders"], report["checks"]
-    assert o["scheduled"] == len(rows)
-    assert o["sent"] == len(rows) - 1 and o["not_sent"] == 1
-    assert sum(w["slice_orders"] for w in o["per_worker"]) == len(rows)
-    assert o["outcomes"]["sold_out"] == len(rows) - 1
+    whole = build_schedule(scenario).materialize()
+    results = _results(whole, plan)
+    results[1] = res.worker_result(_worker_recorder(whole[1::2], leave=1), 1, plan)
+    merged = res.merge_workers(whole, plan, results)
+    assert merged.recorder.n_rows == len(merged.rows) == len(whole)
+    assert sorted(merged.rows["order"].tolist()) == sorted(whole["order"].tolist())
+    c, per = merged.section["checks"], merged.section["per_worker"]
     assert c["ok"] and c["rows_sent_twice"] == 0 and c["unintended_repeats"] == 0
-    assert report["latency_ms"]["intended"]["p50"] == pytest.approx(2.0, rel=0.03)
-    assert "not sent 1" in res.render(report)
+    assert [w["slice_orders"] for w in per] == [len(whole[0::2]), len(whole[1::2])]
+    assert per[1]["sent"] == len(whole[1::2]) - 1
 
-    missing = res.merge_report(scenario, plan, rows, {0: results[0]}, None)
-    assert missing["missing_workers"] == [1] and not missing["checks"]["ok"]
-
-
-def test_client_confirmations_count_an_order_once_across_workers() -> None:
-    results = {
-        0: {"confirmed": [[5, 0, 2], [7, 1, 1]]},
-        1: {"confirmed": [[5, 0, 2]]},  # the double click of order 5, on the other worker
-    }
-    units, ids = res.client_confirmations(results, ["durian", "manggis"])
-    assert units == {"durian": 2, "manggis": 1}
-    assert ids == {"5", "7"}
-
-
-def _inventory(sold: int, ledger: int, initial: int = 10) -> dict:
-    return {
-        "skus": {
-            "a": {
-                "initial": initial,
-                "sold": sold,
-                "ledger_units": ledger,
-                "ledger_orders": ledger,
-                "remaining": max(0, initial - sold),
-            }
-        }
-    }
+    report = res.build_report(scenario, plan, merged, ServerState(None, None, ("down",)), _facts())
+    o = report["orders"]
+    assert o["scheduled"] == len(whole) and o["outcomes"]["not_sent"] == 1
+    assert sum(o["outcomes"].values()) == len(whole)
+    assert report["latency_ms"]["intended"]["p50"] == pytest.approx(2.0, rel=0.01)
+    assert report["partial"] and not report["complete"] and report["exit_code"] == 1
+    text = res.render(report)
+    assert "not sent 1" in text and "users mode · 2 workers" in text
 
 
 @pytest.mark.parametrize(
-    ("inventory", "ledger_ids", "client_units", "client_ids", "oversell", "ok", "problem"),
+    ("change", "problem"),
     [
-        (_inventory(10, 10), {"1"}, 10, {"1"}, 0, True, None),
-        (_inventory(12, 12), {"1"}, 12, {"1"}, 2, False, "oversold by 2"),
-        (_inventory(9, 8), {"1"}, 8, {"1"}, 0, False, "ledger has 8"),
-        (_inventory(5, 5), {"1"}, 6, {"1", "2"}, 0, False, "missing from the ledger"),
-        (_inventory(5, 5, initial=7), {"1"}, 5, {"1"}, 0, False, "started with 7"),
-        (None, None, 3, set(), 0, False, None),
+        ("missing", None),  # worker 1 never reported
+        ("wrong slice", "are not slice 1 of 2"),  # it sent the results of another slice
+        ("garbled", "unreadable results"),
     ],
 )
-def test_audit(
-    inventory: dict | None,
-    ledger_ids: set[str] | None,
-    client_units: int,
-    client_ids: set[str],
-    oversell: int,
-    ok: bool,
-    problem: str | None,
+def test_merge_workers_reports_a_worker_it_cannot_use(
+    mini: Path, change: str, problem: str | None
 ) -> None:
-    ledger = None if ledger_ids is None else {"orders": [[i, "a", 1, "u"] for i in ledger_ids]}
-    a = res.audit({"a": 10}, inventory, ledger, {"a": client_units}, client_ids)
-    assert a["oversell_units"] == oversell
-    assert a["ok"] is ok
+    scenario = load_scenario(mini)
+    plan = RunPlan(1, 2, 1.0, None, "x")
+    whole = build_schedule(scenario).materialize()
+    results = _results(whole, plan)
+    if change == "missing":
+        del results[1]
+    elif change == "wrong slice":
+        results[1] = res.worker_result(_worker_recorder(whole[0::2]), 1, plan)
+    else:
+        results[1]["recorder"]["sent_ns"] = b"\x00"
+    merged = res.merge_workers(whole, plan, results)
+    s = merged.section
+    assert s["missing_workers"] == [1] and not s["checks"]["ok"]
     if problem is not None:
-        assert any(problem in p for p in a["disagreements"]), a["disagreements"]
+        assert any(problem in p for p in s["problems"]), s["problems"]
+    outcomes = res.build_report(scenario, plan, merged, ServerState(None, None), _facts())[
+        "orders"
+    ]["outcomes"]
+    assert outcomes["not_sent"] == len(whole[1::2])  # its rows count, as not sent
+    assert sum(outcomes.values()) == len(whole)
+
+
+def _facts() -> res.RunFacts:
+    return res.RunFacts(host="http://127.0.0.1:9", mode="users", started_at=0.0, wall_s=1.0)
+
+
+def test_the_report_has_the_engine_shape_and_flashsale_report_renders_it(
+    mini: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scenario = load_scenario(mini)
+    plan = RunPlan(1, 2, 1.0, None, "x")
+    whole = build_schedule(scenario).materialize()
+    merged = res.merge_workers(whole, plan, _results(whole, plan, outcome=CONFIRMED))
+    skus = {
+        p.id: {"initial": scenario.stocks()[p.id], "sold": 0, "ledger_units": 0}
+        for p in scenario.products
+    }
+    server = ServerState({"backend": "memory", "skus": skus}, [])
+    report = res.build_report(scenario, plan, merged, server, _facts())
+    engine_keys = {
+        "flashsale_report",
+        "partial",
+        "complete",
+        "exit_code",
+        "scenario",
+        "target",
+        "run",
+        "orders",
+        "latency_ms",
+        "dispatch_lag_ms",
+        "queue_wait_ms",
+        "timeline",
+        "audit",
+    }
+    assert engine_keys <= set(report) and "locust" in report
+    assert set(report["audit"]) >= {"skus", "oversell_units", "problems", "available", "ok"}
+    # every order confirmed but the server sold nothing: the audit says so
+    assert report["audit"]["oversell_units"] > 0 and report["exit_code"] == 1
+    path = write_report(report, tmp_path / "out")
+    assert cli_main(["report", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "mini" in out and "OVERSOLD" in out and "latency ms" in out
 
 
 # -- the command's checks (before any process starts) -----------------------------------------

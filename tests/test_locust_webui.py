@@ -120,10 +120,10 @@ def locust_ui(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         assert store.stdout is not None
         host = store.stdout.readline().split("listening on ", 1)[1].split()[0]
         port = free_port()
-        report = tmp_path / "report.json"
+        report = tmp_path / "out" / "report.json"
         args = ["--flashsale-scenario", str(scenario), "--host", host]
         args += ["--web-host", "127.0.0.1", "--web-port", str(port)]
-        args += ["--flashsale-report", str(report), "--flashsale-lead", "0.5"]
+        args += ["--flashsale-out", str(report.parent), "--flashsale-lead", "0.5"]
         procs.append(
             subprocess.Popen(
                 [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), *args],
@@ -225,8 +225,13 @@ def test_flash_sale_tab_updates_live_and_the_run_stops_from_the_ui(
     orders = view["orders"]
     assert 0 < orders["sent"] < orders["scheduled"]  # stopped early
     assert sum(orders["outcomes"].values()) == orders["scheduled"]
-    assert view["checks"]["unintended_repeats"] == 0 and view["checks"]["rows_sent_twice"] == 0
-    assert view["audit"]["ok"]
+    checks = view["locust"]["checks"]
+    assert checks["unintended_repeats"] == 0 and checks["rows_sent_twice"] == 0
+    assert (
+        view["partial"]
+        and view["audit"]["ok"]
+        and view["audit"]["lost_confirmations"]["count"] == 0
+    )
     assert json.loads(report_path.read_text())["orders"] == orders
     browser.get(ui + "/flashsale")
     wait_for(

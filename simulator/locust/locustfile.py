@@ -62,11 +62,20 @@ def add_arguments(parser: Any, **_kw: Any) -> None:
         "must equal --expect-workers",
     )
     g.add_argument(
-        "--flashsale-report",
-        env_var="FLASHSALE_REPORT",
-        default="flashsale-locust-report.json",
+        "--flashsale-out",
+        env_var="FLASHSALE_OUT",
+        default="flashsale-locust",
         include_in_web_ui=False,
-        help="where the master saves the merged report (JSON); '' = do not save",
+        help="directory where the master saves the merged report.json (flashsale run's shape, "
+        "for flashsale report/compare); '' = do not save",
+    )
+    g.add_argument(
+        "--flashsale-engine",
+        action="store_true",
+        default=False,
+        include_in_web_ui=False,
+        help="workers drive their slices with flashsale's own engine (lean HTTP/1.1 client on "
+        "uvloop, in a thread) instead of Locust users; results still go to Locust's stats",
     )
     g.add_argument(
         "--flashsale-no-reset",

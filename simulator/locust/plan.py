@@ -98,6 +98,8 @@ class RunPlan:
 
     The master sends it to every worker at the start; ``digest`` identifies the scenario file's
     bytes, so a worker with a different file refuses to run rather than send the wrong orders.
+    ``host`` is the target (a worker may not know it yet when the plan comes); ``engine``: the
+    workers drive their slices with flashsale's engine instead of Locust users.
     """
 
     run_id: int
@@ -105,6 +107,8 @@ class RunPlan:
     scale: float
     duration_s: float | None
     digest: str
+    host: str | None = None
+    engine: bool = False
 
     def to_message(self) -> dict[str, object]:
         """The plan as a plain dict (a Locust message payload)."""
@@ -114,6 +118,8 @@ class RunPlan:
             "scale": self.scale,
             "duration_s": self.duration_s,
             "digest": self.digest,
+            "host": self.host,
+            "engine": self.engine,
         }
 
     @classmethod
@@ -126,6 +132,8 @@ class RunPlan:
             scale=float(data["scale"]),  # type: ignore[arg-type]
             duration_s=None if duration is None else float(duration),  # type: ignore[arg-type]
             digest=str(data["digest"]),
+            host=None if data.get("host") is None else str(data["host"]),
+            engine=bool(data.get("engine", False)),
         )
 
 

@@ -10,7 +10,8 @@ Messages between nodes (all plain dicts):
 * ``flashsale_plan`` master → each worker at test start: the :class:`RunPlan` (slices, scale,
   duration cut, scenario digest). Sent before Locust's spawn messages, so a worker knows its
   slice before its first user starts.
-* ``flashsale_result`` worker → master at test stop: :func:`results.worker_result`.
+* ``flashsale_result`` worker → master at test stop: :func:`results.worker_result` (the
+  worker's recorder arrays as bytes).
 * live counters ride on Locust's own periodic worker report (``report_to_master``).
 """
 
@@ -18,8 +19,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import socket
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -31,10 +32,12 @@ from urllib.parse import urlsplit
 import gevent
 import gevent.event
 import numpy as np
-import orjson
 
+from simulator.audit import ClientView, ServerState, audit_view, fetch_server_state
+from simulator.engine import retry_capacity
 from simulator.errors import FlashsaleError, UsageError
 from simulator.locust import results as res
+from simulator.locust.engine_mode import EngineSlice
 from simulator.locust.plan import (
     Dispatcher,
     OrderBook,
@@ -45,6 +48,8 @@ from simulator.locust.plan import (
     users_at,
     worker_rows,
 )
+from simulator.recorder import OUTCOME_NAMES, Recorder, status_table
+from simulator.results import write_report
 from simulator.scenario import Retry, Scenario, load_scenario
 from simulator.schedule import Orders, build_schedule
 
@@ -62,7 +67,8 @@ class Options:
     scale: float | None = None
     duration_s: float | None = None
     slices: int = 0  # 0 = as many as there are workers at the start
-    report: str = "flashsale-locust-report.json"
+    out_dir: str = "flashsale-locust"  # the master writes OUT_DIR/report.json; "" = not at all
+    engine: bool = False  # workers drive their slices with flashsale's engine, not with users
     reset: bool = True
     lead_s: float = 1.0
     drain_s: float | None = None  # None = the scenario's [run] drain_s
@@ -86,7 +92,8 @@ class Options:
             scale=o.flashsale_scale,
             duration_s=o.flashsale_duration,
             slices=o.flashsale_workers,
-            report=o.flashsale_report,
+            out_dir=o.flashsale_out,
+            engine=o.flashsale_engine,
             reset=not o.flashsale_no_reset,
             lead_s=o.flashsale_lead,
             sizing=sizing,
@@ -99,15 +106,18 @@ class SliceState:
 
     plan: RunPlan
     worker: int
+    rows: Orders
     book: OrderBook
     dispatcher: Dispatcher
-    recorder: res.Recorder
+    recorder: Recorder  # the engine's arrays (in engine mode, the engine's own recorder)
     t0_ns: int  # perf_counter_ns() at the sale's t = 0 on this process
     method: str
     path: str
     headers: dict[str, str]
-    code_of: dict[int, int]
+    table: list[int]  # HTTP status → outcome code
     retry: Retry
+    engine: EngineSlice | None = None  # engine mode: the engine's thread does the sending
+    rows_sent_twice: int = 0  # rows the users sent a second time (an integrity failure)
 
 
 def check_reachable(url: str, timeout_s: float = 2.0) -> None:
@@ -188,26 +198,51 @@ class FlashsaleRun:
     def _plan(self, slices: int) -> RunPlan:
         self.run_id += 1
         return RunPlan(
-            self.run_id, slices, self.scenario.scale, self.options.duration_s, self.digest
+            self.run_id,
+            slices,
+            self.scenario.scale,
+            self.options.duration_s,
+            self.digest,
+            host=self.env.host,
+            engine=self.options.engine,
         )
 
     def _start_slice(self, plan: RunPlan, worker: int) -> None:
-        rows = worker_rows(self.scenario, plan, worker)
-        target = self.scenario.target
+        sc = self.scenario
+        rows = worker_rows(sc, plan, worker)
+        target = sc.target
         self.plan = plan
+        engine = None
+        if plan.engine:
+            host = plan.host or self.env.host
+            if not host:
+                raise UsageError("--flashsale-engine: no host to send to (pass --host)")
+            connections = max(1, math.ceil(sc.run.connections / plan.slices))
+            start_at = time.time() + self.options.lead_s
+            engine = EngineSlice(sc, rows, host, connections, worker, start_at)
+            recorder = engine.recorder
+        else:
+            recorder = Recorder.allocate(
+                rows["t_ns"].astype(np.int64), retry_capacity(rows, sc.buyers.retry)
+            )
         self.slice = SliceState(
             plan=plan,
             worker=worker,
-            book=OrderBook(self.scenario, rows),
-            dispatcher=Dispatcher(len(rows)),
-            recorder=res.Recorder(len(rows), len(self.scenario.products)),
+            rows=rows,
+            book=OrderBook(sc, rows),
+            dispatcher=Dispatcher(0 if engine is not None else len(rows)),
+            recorder=recorder,
             t0_ns=time.perf_counter_ns() + round(self.options.lead_s * 1e9),
             method=target.method,
             path=target.orders_path,
             headers={"Content-Type": target.content_type},
-            code_of={code: res.CODE_OF[name] for code, name in target.status},
-            retry=self.scenario.buyers.retry,
+            table=status_table(target.status),
+            retry=sc.buyers.retry,
+            engine=engine,
         )
+        if engine is not None:
+            engine.start()
+            gevent.spawn(engine.report_loop, self.env.events.request.fire)
 
     def _url(self, path: str) -> str:
         host = (self.env.host or "").rstrip("/")
@@ -313,9 +348,8 @@ class FlashsaleRun:
         st = self.slice
         if self.is_worker:
             if st is not None:
-                result = res.worker_result(st.recorder, st.book.t_ns, st.worker, st.plan)
-                self.env.runner.send_message(RESULT_MESSAGE, result)
                 self.slice = None
+                self.env.runner.send_message(RESULT_MESSAGE, self._slice_result(st))
             return
         if self.is_master:
             if self.plan is None or self._final.is_set():
@@ -326,10 +360,28 @@ class FlashsaleRun:
                 gevent.spawn(self._collect_then_finalize)
             return
         if st is not None:
-            self._last_live = st.recorder.live(self.skus)
-            self.results = {0: res.worker_result(st.recorder, st.book.t_ns, 0, st.plan)}
             self.slice = None
+            result = self._slice_result(st)
+            self._last_live = res.live_counters(st.rows, st.recorder, self.skus)
+            if "error" in result:
+                self.errors.append(str(result["error"]))
+            else:
+                self.results = {0: result}
             self.finalize()
+
+    def _slice_result(self, st: SliceState) -> dict[str, Any]:
+        """The slice's result message (in engine mode once the engine's thread has ended)."""
+        eng = st.engine
+        if eng is not None:
+            eng.stop()
+            if not eng.wait(self.scenario.run.timeout_s + 5.0):
+                eng.error = eng.error or "engine: still running after the stop"
+            eng.report(self.env.events.request.fire)
+            if eng.error is not None:
+                msg = f"worker {st.worker}: {eng.error}"
+                log.error("flashsale: %s", msg)
+                return {"run_id": st.plan.run_id, "worker": st.worker, "error": msg}
+        return res.worker_result(st.recorder, st.worker, st.plan, st.rows_sent_twice)
 
     def on_result(self, data: dict[str, Any]) -> None:
         """Master: one worker's results."""
@@ -358,8 +410,9 @@ class FlashsaleRun:
 
     def on_report_to_master(self, data: dict[str, Any]) -> None:
         """Worker: add the live counters to Locust's periodic report."""
-        if self.slice is not None:
-            data["flashsale"] = self.slice.recorder.live(self.skus)
+        st = self.slice
+        if st is not None:
+            data["flashsale"] = res.live_counters(st.rows, st.recorder, self.skus)
 
     def on_worker_report(self, client_id: str, data: dict[str, Any]) -> None:
         """Master: keep each worker's latest live counters."""
@@ -383,7 +436,10 @@ class FlashsaleRun:
         if over:
             self.env.runner.stop()
             return None
-        users = users_at(self.scenario, max(t, 0.0), self.options.sizing)
+        if self.options.engine:  # the engine sends; one idle user per worker keeps Locust running
+            users = self.plan.slices if self.plan is not None else 1
+        else:
+            users = users_at(self.scenario, max(t, 0.0), self.options.sizing)
         return users, float(max(users, 10))
 
     def _all_answered(self) -> bool:
@@ -393,36 +449,43 @@ class FlashsaleRun:
                 return False
             return all(w["outcomes"]["not_sent"] == 0 for w in live)
         st = self.slice
-        return st is not None and st.recorder.counts[res.NOT_SENT] == 0
+        if st is None:
+            return False
+        return bool(res.live_counters(st.rows, st.recorder, self.skus)["outcomes"]["not_sent"] == 0)
 
     def finalize(self) -> None:
-        """Merge the results with the schedule and the audit; print and save the report."""
+        """Merge the workers' recorders over the schedule, audit, print and save the report."""
         plan = self.plan
         if plan is None or self._finalizing:
             return
         self._finalizing = True
-        rows = self._schedule_rows(plan)
-        units, ids = res.client_confirmations(self.results, self.skus)
-        inventory = self._http("GET", self.scenario.target.inventory_path)
-        ledger = self._http("GET", "/ledger", timeout_s=10.0)
-        audit = res.audit(self.scenario.stocks(), inventory, ledger, units, ids)
-        report = res.merge_report(self.scenario, plan, rows, self.results, audit)
-        report["errors"] = list(self.errors)
-        report["host"] = self.env.host
+        merged = res.merge_workers(self._schedule_rows(plan), plan, self.results)
+        target = self.scenario.target
+        host = (self.env.host or "").rstrip("/")
+        if host:
+            server = fetch_server_state(host + target.inventory_path, host + "/ledger")
+        else:
+            server = ServerState(None, None, ("no host: the server's inventory was not read",))
+        started = self.started_unix or time.time()
+        facts = res.RunFacts(
+            host=self.env.host,
+            mode="engine" if plan.engine else "users",
+            started_at=started,
+            wall_s=max(0.0, time.time() - started),
+            errors=tuple(self.errors),
+            connections=self.scenario.run.connections if plan.engine else None,
+        )
+        report = res.build_report(self.scenario, plan, merged, server, facts)
         self.report = report
-        text = res.render(report)
-        print(text, flush=True)
-        if self.options.report:
-            path = Path(self.options.report)
+        print(res.render(report), flush=True)
+        if self.options.out_dir:
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+                path = write_report(report, Path(self.options.out_dir))
                 print(f"flashsale: report saved to {path}", flush=True)
             except OSError as exc:
-                print(f"flashsale: cannot save the report to {path}: {exc}", file=sys.stderr)
-        ok = report["checks"]["ok"] and audit["ok"] and not self.errors
+                log.error("flashsale: cannot save the report in %s: %s", self.options.out_dir, exc)
         if self.env.process_exit_code is None or self.env.process_exit_code == 0:
-            self.env.process_exit_code = 0 if ok else 1
+            self.env.process_exit_code = report["exit_code"]
         self._final.set()
 
     def _schedule_rows(self, plan: RunPlan) -> Orders:
@@ -455,13 +518,14 @@ class FlashsaleRun:
     def live_counters(self) -> dict[str, Any]:
         """Sends, outcomes and client-confirmed units so far (all workers)."""
         parts = list(self.live_by_worker.values())
-        if self.slice is not None:
-            parts.append(self.slice.recorder.live(self.skus))
+        st = self.slice
+        if st is not None:
+            parts.append(res.live_counters(st.rows, st.recorder, self.skus))
         elif self._last_live is not None:
             parts.append(self._last_live)
         out: dict[str, Any] = {
             "sends": 0,
-            "outcomes": dict.fromkeys(res.OUTCOMES, 0),
+            "outcomes": dict.fromkeys(OUTCOME_NAMES, 0),
             "confirmed_units": dict.fromkeys(self.skus, 0),
         }
         for p in parts:
@@ -488,11 +552,17 @@ class FlashsaleRun:
         if self.report is not None and self.report.get("audit") and self.slice is None:
             audit = self.report["audit"]  # the finished run's full three-way audit
         else:
-            # during a run the server's counters are compared with each other only: a client
-            # count fetched a moment later than /inventory would look like a disagreement
-            audit = res.audit(self.scenario.stocks(), inventory, None, {}, set())
-            for sku, units in counters["confirmed_units"].items():
-                audit["per_sku"][sku]["client_confirmed_units"] = units
+            # during a run: no ledger (the clients' count and the server's are a moment apart,
+            # order by order they would look like disagreements); units and counters only
+            sc = self.scenario
+            state = ServerState(inventory, None, () if inventory else ("no /inventory",))
+            audit = audit_view(
+                ClientView.of_units(counters["confirmed_units"]),
+                tuple(self.skus),
+                sc.stocks(),
+                sc.per_buyer_limits(),
+                state,
+            )
         elapsed = None if self.started_unix is None else time.time() - self.started_unix
         return {
             "scenario": self.scenario.name,

@@ -20,15 +20,7 @@ from typing import TYPE_CHECKING, Any
 import gevent
 from locust import FastHttpUser, constant, task
 
-from simulator.locust.results import (
-    CANCELLED,
-    CONFIRMED,
-    ERROR,
-    OUTCOMES,
-    SOLD_OUT,
-    THROTTLED,
-    TIMEOUT,
-)
+from simulator.recorder import CONFIRMED, ERROR, OUTCOME_NAMES, SOLD_OUT, THROTTLED, TIMEOUT
 from simulator.schedule import FLAG_RETRIES
 
 if TYPE_CHECKING:
@@ -78,59 +70,72 @@ class ScheduleUser(FastHttpUser):
 
 
 def send_order(user: FastHttpUser, st: SliceState, i: int, due_ns: int) -> None:
-    """Send row ``i`` of the slice now, record its outcome and report both latencies."""
-    book, rec = st.book, st.recorder
-    body = book.body(i)
-    sent_ns = time.perf_counter_ns()
-    attempts = 0
-    status = 0
-    code = ERROR
-    length = 0
-    try:
-        while True:
-            attempts += 1
-            rec.sends += 1
-            with user.client.request(
-                st.method,
-                st.path,
-                data=body,  # type: ignore[arg-type]  # bytes are sent as they are
-                headers=st.headers,
-                name=SERVICE,
-                catch_response=True,
-            ) as resp:
-                status = resp.status_code or 0
-                if status:
-                    code = st.code_of.get(status, ERROR)
-                else:
-                    code = TIMEOUT if isinstance(resp.error, TimeoutError) else ERROR
-                length = len(resp.content or b"") if status else 0
-                if code in (CONFIRMED, SOLD_OUT):
-                    resp.success()
-                else:
-                    resp.failure(OrderFailed(f"{OUTCOMES[code]} ({status})"))
-            if code != THROTTLED or not book.flags[i] & FLAG_RETRIES:
-                break
-            if attempts >= st.retry.max_attempts:
-                break
-            r = st.retry
-            backoff = r.backoff_s * r.backoff_factor ** (attempts - 1)
-            gevent.sleep(backoff * (1 + r.jitter * (2 * random.random() - 1)))
-    except BaseException:  # stopped mid-request: the answer will never be read
-        rec.record(i, sent_ns - st.t0_ns, time.perf_counter_ns() - st.t0_ns, 0, CANCELLED, attempts)
-        raise
-    done_ns = time.perf_counter_ns()
-    rec.record(i, sent_ns - st.t0_ns, done_ns - st.t0_ns, status, code, attempts)
-    if code == CONFIRMED:
-        rec.confirm(book.order[i], book.product[i], book.qty[i])
-    user.environment.events.request.fire(
-        request_type=st.method,
-        name=INTENDED,
-        response_time=(done_ns - due_ns) / 1e6,
-        response_length=length,
-        response=None,
-        context={},
-        exception=None
-        if code in (CONFIRMED, SOLD_OUT)
-        else OrderFailed(f"{OUTCOMES[code]} ({status})"),
-        url=st.path,
-    )
+    """Send row ``i`` of the slice now and record it as the engine does (retries are attempts).
+
+    Times go into the recorder as ns from the slice's sale start: dispatched = sent = when the
+    user sends (a user takes and sends at once), done = when the answer is read.
+    """
+    rec, t0 = st.recorder, st.t0_ns
+    body = st.book.body(i)
+    if rec.sent_ns[i] >= 0:  # the dispatcher handed this row out twice: an integrity failure
+        st.rows_sent_twice += 1
+    attempt = i
+    while True:
+        sent_ns = time.perf_counter_ns()
+        rec.dispatched_ns[attempt] = rec.sent_ns[attempt] = sent_ns - t0
+        try:
+            status, code, length = _request(user, st, body)
+        except BaseException:  # stopped mid-request: the answer is never read (as a timeout)
+            rec.done_ns[attempt] = time.perf_counter_ns() - t0
+            rec.outcome[attempt] = TIMEOUT
+            raise
+        done_ns = time.perf_counter_ns()
+        rec.done_ns[attempt] = done_ns - t0
+        rec.status[attempt] = status
+        rec.outcome[attempt] = code
+        user.environment.events.request.fire(
+            request_type=st.method,
+            name=INTENDED,
+            response_time=(done_ns - due_ns) / 1e6,
+            response_length=length,
+            response=None,
+            context={},
+            exception=None if code in (CONFIRMED, SOLD_OUT) else _failure(code, status),
+            url=st.path,
+        )
+        r = st.retry
+        tries = int(rec.tries[attempt])
+        if code != THROTTLED or not st.book.flags[i] & FLAG_RETRIES or tries >= r.max_attempts:
+            return
+        backoff_s = r.backoff_s * r.backoff_factor ** (tries - 1)
+        due_ns = done_ns + round(backoff_s * (1 + r.jitter * (2 * random.random() - 1)) * 1e9)
+        gevent.sleep(max(0.0, (due_ns - time.perf_counter_ns()) / 1e9))
+        attempt = rec.add_retry(attempt, due_ns - t0)
+        if attempt < 0:
+            return
+
+
+def _request(user: FastHttpUser, st: SliceState, body: bytes) -> tuple[int, int, int]:
+    """One HTTP request of an order: (status, outcome code, response length)."""
+    with user.client.request(
+        st.method,
+        st.path,
+        data=body,  # type: ignore[arg-type]  # bytes are sent as they are
+        headers=st.headers,
+        name=SERVICE,
+        catch_response=True,
+    ) as resp:
+        status = resp.status_code or 0
+        if 0 < status < 600:
+            code = st.table[status]
+        else:
+            code = TIMEOUT if isinstance(resp.error, TimeoutError) else ERROR
+        if code in (CONFIRMED, SOLD_OUT):
+            resp.success()
+        else:
+            resp.failure(_failure(code, status))
+        return status, code, len(resp.content or b"") if status else 0
+
+
+def _failure(code: int, status: int) -> OrderFailed:
+    return OrderFailed(f"{OUTCOME_NAMES[code]} ({status})")

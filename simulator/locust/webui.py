@@ -39,13 +39,13 @@ def tab_rows(view: dict[str, Any]) -> list[dict[str, Any]]:
             "initial": s["initial"],
             "sold": s["sold"],
             "ledger": s["ledger_units"],
-            "confirmed": s["client_confirmed_units"],
+            "confirmed": s["client_units"],
             "remaining": s["remaining"],
             "oversell": s["oversell_units"],
         }
-        for sku, s in audit["per_sku"].items()
+        for sku, s in audit["skus"].items()
     ]
-    verdict = "ok" if audit["ok"] else "; ".join(audit["disagreements"]) or "storefront unreachable"
+    verdict = "ok" if audit["ok"] else "; ".join(audit["problems"]) or "storefront unreachable"
     rows.append(
         {
             "sku": f"audit: {verdict}",

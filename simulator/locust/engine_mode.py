@@ -1,0 +1,190 @@
+"""``--flashsale-engine``: a worker drives its slice with flashsale's own engine, not Locust users.
+
+The engine (:class:`simulator.engine.Run`, the lean HTTP/1.1 transport on a uvloop event loop)
+runs in a real OS thread of the Locust process: Locust's gevent patches ``threading``, so the
+thread is started with gevent's saved original ``start_new_thread``. The engine records into its
+own :class:`~simulator.recorder.Recorder`; a greenlet of Locust's loop reads the answers that
+came in since its last look (every ``POLL_S``, vectorised over a window of rows) and reports
+them into Locust's statistics under the same two names as the users do. The engine runs with
+``spin_s = 0``: its busy wait before due times would bill idle time as CPU at moderate rates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import gevent
+import numpy as np
+from gevent import monkey
+
+from simulator.engine import EngineConfig, Run
+from simulator.locust.users import INTENDED, SERVICE, OrderFailed
+from simulator.recorder import CONFIRMED, OUTCOME_NAMES, SOLD_OUT, Recorder
+from simulator.scenario import Scenario
+from simulator.schedule import Orders
+from simulator.transport import parse_endpoint
+
+POLL_S = 0.2  # how often answers are taken into Locust's statistics
+_MARGIN_NS = 1_000_000_000  # rows due this much after our clock's "now" cannot be answered yet
+
+Fire = Callable[..., None]  # ``environment.events.request.fire``
+
+
+class EngineSlice:
+    """One worker's slice run by the engine in its own thread, reported into Locust's stats."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        rows: Orders,
+        host: str,
+        connections: int,
+        worker: int,
+        start_at_wall_s: float,
+    ) -> None:
+        from simulator.transport.lean import LeanTransport
+
+        sc = scenario
+        transport = LeanTransport(
+            parse_endpoint(host),
+            sc.target,
+            tuple(p.id for p in sc.products),
+            connections,
+            sc.run.timeout_s,
+            sc.run.connect_timeout_s,
+        )
+        config = EngineConfig(
+            timeout_s=sc.run.timeout_s,
+            drain_s=sc.run.drain_s,
+            retry=sc.buyers.retry,
+            seed=sc.seed,
+            worker=worker,
+            status=sc.target.status,
+            spin_s=0.0,
+        )
+        self.run = Run(rows, transport, config)
+        self.start_at_wall_s = start_at_wall_s
+        self.method = sc.target.method
+        self.path = sc.target.orders_path
+        self.error: str | None = None
+        self.done = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reported = np.zeros(self.run.rec.capacity, dtype=np.bool_)
+        self._lo = 0  # every row before it has been reported
+        self._failures: dict[tuple[int, int], OrderFailed] = {}
+
+    @property
+    def recorder(self) -> Recorder:
+        """The engine's recorder (live while the run goes on)."""
+        return self.run.rec
+
+    # -- the engine's thread -------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the engine's thread (a real OS thread, whatever gevent has patched)."""
+        start_new_thread = monkey.get_original("_thread", "start_new_thread")
+        start_new_thread(self._main, ())
+
+    def _main(self) -> None:
+        import uvloop
+
+        try:
+            uvloop.run(self._execute())
+        except BaseException as exc:  # reported to the master; the thread must not die silently
+            self.error = f"engine: {type(exc).__name__}: {exc}"
+        finally:
+            self.done = True
+
+    async def _execute(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await self.run.execute(self.start_at_wall_s)
+
+    def stop(self) -> None:
+        """Stop dispatching (thread-safe); answers drain for the engine's ``stop_drain_s``."""
+        loop = self._loop
+        if loop is not None and not self.done:
+            loop.call_soon_threadsafe(self.run.stop)
+
+    def wait(self, timeout_s: float) -> bool:
+        """Wait (cooperatively, in Locust's loop) for the engine's thread to end."""
+        deadline = time.monotonic() + timeout_s
+        while not self.done and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        return self.done
+
+    # -- into Locust's statistics ------------------------------------------------------------
+
+    def report_loop(self, fire: Fire) -> None:
+        """Greenlet: every ``POLL_S`` report the new answers; once more at the end."""
+        while not self.done:
+            gevent.sleep(POLL_S)
+            self.report(fire)
+        self.report(fire)
+
+    def newly_done(self) -> np.ndarray[Any, np.dtype[np.int64]]:
+        """Attempts answered (or failed) since the last call, each once."""
+        rec = self.run.rec
+        n, m = rec.n_rows, rec.n_attempts
+        elapsed_ns = round((time.time() - self.start_at_wall_s) * 1e9) + _MARGIN_NS
+        lo = self._lo
+        hi = lo + int(np.searchsorted(rec.intended_ns[lo:n], elapsed_ns, side="right"))
+        # an outcome is written after done_ns: a row with done but no outcome is not done yet
+        window = (rec.done_ns[lo:hi] >= 0) & (rec.outcome[lo:hi] != 0) & ~self._reported[lo:hi]
+        rows = lo + np.flatnonzero(window)
+        retry = (rec.done_ns[n:m] >= 0) & (rec.outcome[n:m] != 0) & ~self._reported[n:m]
+        new = np.concatenate([rows, n + np.flatnonzero(retry)]).astype(np.int64)
+        self._reported[new] = True
+        pending = np.flatnonzero(~self._reported[lo:hi])
+        self._lo = lo + int(pending[0]) if len(pending) else hi
+        return new
+
+    def report(self, fire: Fire) -> int:
+        """Fire Locust's request event for each new answer (service and intended entries)."""
+        new = self.newly_done()
+        if not len(new):
+            return 0
+        rec = self.run.rec
+        done = rec.done_ns[new]
+        sent = rec.sent_ns[new]
+        intended_ms = ((done - rec.intended_ns[new]) / 1e6).tolist()
+        service_ms = ((done - sent) / 1e6).tolist()
+        was_sent = (sent >= 0).tolist()
+        outcomes = rec.outcome[new].tolist()
+        statuses = rec.status[new].tolist()
+        method, path = self.method, self.path
+        for lat, svc, went, code, status in zip(
+            intended_ms, service_ms, was_sent, outcomes, statuses, strict=True
+        ):
+            exc = None if code in (CONFIRMED, SOLD_OUT) else self._failure(code, status)
+            if went:
+                fire(
+                    request_type=method,
+                    name=SERVICE,
+                    response_time=svc,
+                    response_length=0,
+                    response=None,
+                    context={},
+                    exception=exc,
+                    url=path,
+                )
+            fire(
+                request_type=method,
+                name=INTENDED,
+                response_time=lat,
+                response_length=0,
+                response=None,
+                context={},
+                exception=exc,
+                url=path,
+            )
+        return len(new)
+
+    def _failure(self, code: int, status: int) -> OrderFailed:
+        key = (code, status)
+        exc = self._failures.get(key)
+        if exc is None:
+            exc = self._failures[key] = OrderFailed(f"{OUTCOME_NAMES[code]} ({status})")
+        return exc
