@@ -12,8 +12,6 @@ starts it stops, by PID.
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import statistics
 import subprocess
 import sys
@@ -22,20 +20,9 @@ import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-STOCK = 10**9  # never sells out during a run
-READY = re.compile(r"listening on (http://127\.0\.0\.1:\d+)")
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+import harness
 
-WRK_LUA = """
-counter = 0
-request = function()
-  counter = counter + 1
-  local body = '{"order_id":"w' .. counter .. '","sku":"bench","qty":1,"user_id":"u' ..
-    (counter % 1000) .. '"}'
-  return wrk.format("POST", "/orders", {["Content-Type"] = "application/json"}, body)
-end
-"""
+STOCK = 10**9  # never sells out during a run
 
 BARE_SERVER = """
 import sys
@@ -73,60 +60,23 @@ uvloop.run(main())
 """.replace("STOCK", str(STOCK))
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def start(argv: list[str]) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        ["taskset", "-c", "0", *argv], cwd=ROOT, stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    match = READY.search(line)
-    if not match:
-        proc.kill()
-        raise SystemExit(f"server did not start: {argv}: {line!r}")
-    return proc, match.group(1)
-
-
-def wrk(url: str, script: str, seconds: float, connections: int) -> float:
-    out = subprocess.run(
-        ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "-s", script,
-         url],
-        capture_output=True, text=True, check=True, timeout=seconds + 30,
-    ).stdout  # fmt: skip
-    if "Non-2xx" in out:
-        raise SystemExit(f"non-2xx answers from {url}:\n{out}")
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-
-
 def measure(
-    proc: subprocess.Popen[str], url: str, script: str, seconds: float, connections: int
+    proc: subprocess.Popen[str], url: str, workdir: Path, seconds: float, connections: int
 ) -> tuple[float, float]:
-    """(requests/s, server CPU µs per request) for one wrk run."""
-    cpu0 = cpu_seconds(proc.pid)
+    """(requests/s, server CPU µs per request) for one wrk run (unique order ids, all 201)."""
+    cpu0 = harness.cpu_seconds(proc.pid)
     t0 = time.monotonic()
-    rate = wrk(url, script, seconds, connections)
-    cpu = cpu_seconds(proc.pid) - cpu0
+    wrk = harness.run_wrk(url, seconds, connections, workdir)
+    cpu = harness.cpu_seconds(proc.pid) - cpu0
     elapsed = time.monotonic() - t0
-    return rate, cpu / (rate * elapsed) * 1e6
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    if wrk.errors:
+        raise SystemExit(f"{wrk.errors} errors or non-2xx answers from {url}")
+    return wrk.rps, cpu / (wrk.rps * elapsed) * 1e6
 
 
 def serve_argv(backend: str, namespace: str) -> list[str]:
     return [
-        sys.executable, "-m", "simulator", "serve", "--stock", f"bench={STOCK}",
+        sys.executable, "-m", "simulator", "serve", "--stock", f"{harness.SKU}={STOCK}",
         "--backend", backend, "--port", "0", "--namespace", namespace,
         "--postgres-dsn", "postgresql://postgres@127.0.0.1:5432/test",
     ]  # fmt: skip
@@ -161,27 +111,29 @@ def main() -> int:
     args = parser.parse_args()
     seconds = min(args.seconds, 10.0)
     namespace = f"fs_bench_{uuid.uuid4().hex[:8]}"
+    if harness.missing("wrk"):
+        print(f"skipped: {harness.missing('wrk')}")
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
-        script = str(Path(tmp) / "order.lua")
-        Path(script).write_text(WRK_LUA)
-        bare_py = Path(tmp) / "bare.py"
+        workdir = Path(tmp)
+        bare_py = workdir / "bare.py"
         bare_py.write_text(BARE_SERVER)
         servers = {
-            "bare": start([sys.executable, str(bare_py)]),
-            "memory": start(serve_argv("memory", namespace)),
+            "bare": harness.start_server([sys.executable, str(bare_py)]),
+            "memory": harness.start_server(serve_argv("memory", namespace)),
         }
         results: dict[str, list[tuple[float, float]]] = {name: [] for name in servers}
         try:
             for _, url in servers.values():
-                wrk(url, script, 1.0, args.connections)  # warm-up
+                harness.run_wrk(url, 1.0, args.connections, workdir)  # warm-up
             for rep in range(args.reps):
                 for name, (proc, url) in servers.items():
-                    rate, cpu_us = measure(proc, url, script, seconds, args.connections)
+                    rate, cpu_us = measure(proc, url, workdir, seconds, args.connections)
                     results[name].append((rate, cpu_us))
                     print(f"rep {rep + 1} {name:<8} {rate:>10,.0f} req/s  {cpu_us:6.1f} µs CPU/req")
         finally:
             for proc, _ in servers.values():
-                stop(proc)
+                harness.stop(proc)
         bare = [r for r, _ in results["bare"]]
         memory = [r for r, _ in results["memory"]]
         ratios = [m / b for m, b in zip(memory, bare, strict=True)]
@@ -202,12 +154,12 @@ def main() -> int:
         print()
         try:
             for backend in ("redis", "postgres"):
-                proc, url = start(serve_argv(backend, namespace))
+                proc, url = harness.start_server(serve_argv(backend, namespace))
                 try:
-                    wrk(url, script, 1.0, args.connections)
-                    rate, cpu_us = measure(proc, url, script, seconds, args.connections)
+                    harness.run_wrk(url, 1.0, args.connections, workdir)
+                    rate, cpu_us = measure(proc, url, workdir, seconds, args.connections)
                 finally:
-                    stop(proc)
+                    harness.stop(proc)
                 print(f"{backend:<8} {rate:>10,.0f} orders/s  {cpu_us:6.1f} µs server CPU/order")
         finally:
             drop_namespace(namespace)
