@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import harness
 import numpy as np
 import pytest
 
@@ -24,7 +25,7 @@ SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 
 def _arrivals(n: int, queues: int, seed: int = 1) -> tuple[np.ndarray, ...]:
     rng = np.random.default_rng(seed)
-    t = np.sort(rng.integers(0, 1_000_000_000, n))
+    t = np.sort(rng.integers(0, n * 1000, n))  # 1 µs apart on average, whatever n
     q = rng.integers(0, queues, n)
     o = np.argsort(q, kind="stable")
     s = np.rint(rng.lognormal(np.log(50_000), 0.5, n)).astype(np.int64) + 1
@@ -34,7 +35,7 @@ def _arrivals(n: int, queues: int, seed: int = 1) -> tuple[np.ndarray, ...]:
 @pytest.mark.benchmark(group="frequent")
 def test_closed_form_departures(benchmark):
     """One window of the 583k/s peak: 1 M arrivals over 64 FIFO servers."""
-    q, a, s = _arrivals(1_000_000, 64)
+    q, a, s = _arrivals(harness.sized(1_000_000, 50_000), 64)
     last = np.full(64, -(1 << 62), dtype=np.int64)
     d = benchmark(fifo_departures, q, a, s, last)
     k = q == 5  # one server against the Lindley loop
@@ -42,18 +43,18 @@ def test_closed_form_departures(benchmark):
     for ai, si, di in zip(a[k][:2000], s[k][:2000], d[k][:2000], strict=True):
         prev = max(int(ai), prev) + int(si)
         assert prev == di
-    benchmark.extra_info["orders_per_s"] = round(len(a) / benchmark.stats.stats.median)
+    harness.record_rate(benchmark, len(a), "orders_per_s")
 
 
 @pytest.mark.benchmark(group="frequent")
 def test_admission_limit_under_overload(benchmark):
     """1 M arrivals over 64 servers at ~80 % load with a limit of 16 in system each."""
-    q, a, s = _arrivals(1_000_000, 64)
+    q, a, s = _arrivals(harness.sized(1_000_000, 50_000), 64)
     s = s * 4  # ρ ≈ 0.8 per server
     tail = np.full((64, 16), -(1 << 62), dtype=np.int64)
     admitted, _d, _t = benchmark(admit_fifo, q, a, s, tail)
     assert 0 < (~admitted).sum() < len(a)
-    benchmark.extra_info["orders_per_s"] = round(len(a) / benchmark.stats.stats.median)
+    harness.record_rate(benchmark, len(a), "orders_per_s")
 
 
 @pytest.mark.benchmark(group="targeted")
@@ -62,18 +63,19 @@ def test_model_throughput_peak_minute(benchmark, queue_limit):
     """The model alone (schedule pre-generated): singles-day-peak's first 60 s, ~11 M orders."""
     sc = load_scenario(SCENARIOS / "singles-day-peak.toml")
     cfg = config_for(sc, shards=64, service_median_ms=0.1, queue_limit=queue_limit)
-    model = Model(sc, cfg, 60.0)
+    model = Model(sc, cfg, harness.sized(60.0, 2.0))
     chunks = [c.copy() for c in model.schedule.chunks(1 << 20)]
     n = sum(len(c) for c in chunks)
     model.schedule.chunks = lambda _n: iter(chunks)  # type: ignore[method-assign]
 
-    result = benchmark.pedantic(model.run, rounds=3, iterations=1, warmup_rounds=0)
+    result = benchmark.pedantic(model.run, rounds=harness.sized(3, 1))
     st = result.stats
     assert st.rows == n and st.outcomes.sum() == n
-    rate = n / benchmark.stats.stats.median
+    assert n > harness.sized(10_000_000, 1000)
     benchmark.extra_info["orders"] = n
-    benchmark.extra_info["orders_per_s"] = round(rate)
-    print(f"\nmodel, queue limit {queue_limit}: {n:,} orders, {rate / 1e6:.1f} M orders/s")
+    rate = harness.record_rate(benchmark, n, "orders_per_s")
+    if rate:
+        print(f"\nmodel, queue limit {queue_limit}: {n:,} orders, {rate / 1e6:.1f} M orders/s")
 
 
 @pytest.mark.benchmark(group="targeted")
@@ -81,7 +83,8 @@ def test_model_with_throttling_and_retries(benchmark):
     """durian-1111 overloaded: one shard, limit 32, half the throttled buyers retry."""
     sc = load_scenario(SCENARIOS / "durian-1111.toml")
     cfg = ModelConfig(shards=1, service_median_ms=0.25, queue_limit=32, seed=sc.seed)
-    result = benchmark.pedantic(Model(sc, cfg).run, rounds=3, iterations=1)
+    duration_s = harness.sized(None, 20.0)
+    result = benchmark.pedantic(Model(sc, cfg, duration_s).run, rounds=harness.sized(3, 1))
     report = build_report(result)
     orders = report["orders"]
     assert orders["retries"] > 0 and orders["outcomes"]["throttled"] > 0
@@ -94,22 +97,28 @@ import resource, sys, time
 from simulator.model import Model, build_report, config_for
 from simulator.scenario import load_scenario
 sc = load_scenario(sys.argv[1])
+duration_s = float(sys.argv[2]) if len(sys.argv) > 2 else None
 t = time.perf_counter()
 r = build_report(Model(sc, config_for(sc, shards=64, service_median_ms=0.1,
-                                      queue_limit=256)).run())
+                                      queue_limit=256), duration_s).run())
 wall = time.perf_counter() - t
 assert sum(r["orders"]["outcomes"].values()) == r["orders"]["scheduled"]
 print(r["orders"]["scheduled"], wall, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 
-@pytest.mark.benchmark(group="whole")
+@pytest.mark.benchmark(group="end_to_end")
 def test_singles_day_full_scale_memory(benchmark):
-    """The whole singles-day-peak at scale 1.0 (~108 M orders), schedule included: RSS < 2 GB."""
+    """The whole singles-day-peak at scale 1.0 (~108 M orders), schedule included: RSS < 2 GB.
+
+    Quick mode simulates its first 2 s only (the same code, a smaller count).
+    """
+    argv = [sys.executable, "-c", FULL_SCALE, str(SCENARIOS / "singles-day-peak.toml")]
+    argv += ["2"] if harness.QUICK else []
 
     def run() -> tuple[int, float, int]:
         out = subprocess.run(
-            [sys.executable, "-c", FULL_SCALE, str(SCENARIOS / "singles-day-peak.toml")],
+            argv,
             check=True,
             capture_output=True,
             text=True,
@@ -117,7 +126,7 @@ def test_singles_day_full_scale_memory(benchmark):
         return int(out[0]), float(out[1]), int(out[2])
 
     orders, wall_s, rss_kb = benchmark.pedantic(run, rounds=1, iterations=1)
-    assert orders > 100_000_000
+    assert orders > harness.sized(100_000_000, 1000)
     assert rss_kb < 2 * 1024 * 1024
     benchmark.extra_info.update(orders=orders, wall_s=wall_s, peak_rss_mb=rss_kb // 1024)
     print(f"\nsingles-day-peak: {orders:,} orders in {wall_s:.1f} s, peak RSS {rss_kb // 1024} MB")

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import harness
 import numpy as np
 import pytest
 
@@ -33,9 +34,9 @@ def test_sample_the_peak_second(benchmark):
         t_ns, _products, _ = sched._immigrants(sched._rng(60), 60)
         return len(t_ns)
 
-    n = benchmark.pedantic(peak_block, rounds=5, iterations=1, warmup_rounds=1)
+    n = benchmark.pedantic(peak_block, rounds=harness.sized(5, 1), warmup_rounds=1)
     assert 560_000 < n < 600_000  # ∫ over [60 s, 61 s) of the curve ≈ 579,000
-    benchmark.extra_info["orders_per_s"] = round(n / benchmark.stats.stats.median)
+    harness.record_rate(benchmark, n, "orders_per_s")
 
 
 @pytest.mark.benchmark(group="targeted")
@@ -44,21 +45,24 @@ def test_sample_the_peak_second(benchmark):
     [("singles-day-peak.toml", 60.0), ("manggis-launch.toml", 600.0), ("durian-1111.toml", None)],
 )
 def test_schedule_throughput(benchmark, scenario, duration_s):
+    if harness.QUICK:
+        duration_s = 2.0 if scenario == "singles-day-peak.toml" else 20.0
     sched = build_schedule(load_scenario(SCENARIOS / scenario), duration_s)
     expected = sched.expected_orders()
-    n = benchmark.pedantic(_count, args=(sched,), rounds=3, iterations=1, warmup_rounds=1)
+    n = benchmark.pedantic(_count, args=(sched,), rounds=harness.sized(3, 1), warmup_rounds=1)
     assert abs(n - expected) < 6 * np.sqrt(expected) + 0.01 * expected
-    rate = n / benchmark.stats.stats.median
     benchmark.extra_info["orders"] = n
-    benchmark.extra_info["orders_per_s"] = round(rate)
-    print(f"\n{scenario}: {n:,} orders, {rate / 1e6:.1f} M orders/s (median of 3)")
+    rate = harness.record_rate(benchmark, n, "orders_per_s")
+    if rate:
+        print(f"\n{scenario}: {n:,} orders, {rate / 1e6:.1f} M orders/s (median of 3)")
 
 
 MEMORY_PROBE = """
 import resource, sys
 from simulator.scenario import load_scenario
 from simulator.schedule import build_schedule
-sched = build_schedule(load_scenario(sys.argv[1]))
+duration_s = float(sys.argv[2]) if len(sys.argv) > 2 else None
+sched = build_schedule(load_scenario(sys.argv[1]), duration_s)
 n = 0
 for chunk in sched.chunks(1 << 20):
     n += len(chunk)
@@ -68,11 +72,16 @@ print(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 
 @pytest.mark.benchmark(group="targeted")
 def test_hundred_million_orders_in_bounded_memory(benchmark):
-    """singles-day-peak at scale 1.0 (≈108 M orders) streamed; peak RSS of the process."""
+    """singles-day-peak at scale 1.0 (≈108 M orders) streamed; peak RSS of the process.
+
+    Quick mode streams its first 2 s only (the same code, a smaller count).
+    """
+    argv = [sys.executable, "-c", MEMORY_PROBE, str(SCENARIOS / "singles-day-peak.toml")]
+    argv += ["2"] if harness.QUICK else []
 
     def run() -> tuple[int, int]:
         out = subprocess.run(
-            [sys.executable, "-c", MEMORY_PROBE, str(SCENARIOS / "singles-day-peak.toml")],
+            argv,
             capture_output=True,
             text=True,
             check=True,
@@ -83,5 +92,5 @@ def test_hundred_million_orders_in_bounded_memory(benchmark):
     benchmark.extra_info["orders"] = n
     benchmark.extra_info["peak_rss_mb"] = round(peak_rss / 2**20, 1)
     print(f"\n{n:,} orders, peak RSS {peak_rss / 2**20:.0f} MB")
-    assert n > 100_000_000
+    assert n > harness.sized(100_000_000, 1000)
     assert peak_rss < 256 * 2**20

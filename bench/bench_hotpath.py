@@ -1,0 +1,145 @@
+"""The hot path, one operation each (group ``frequent``): what one order costs in Python.
+
+Encode a request, parse a response, record a result, reserve stock. Sampling a chunk of the
+schedule is in ``bench_schedule.py``. Each benchmark checks the result of what it timed.
+Run: ``make bench`` or ``.venv/bin/python -m pytest bench/bench_hotpath.py -o
+python_files='bench_*.py' --benchmark-only``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import harness
+import numpy as np
+import pytest
+
+from simulator.engine import EngineConfig, Run
+from simulator.recorder import CONFIRMED, ERROR, SOLD_OUT, THROTTLED
+from simulator.scenario import Target
+from simulator.schedule import ORDER_DTYPE
+from simulator.storefront.backends import CONFIRMED as RESERVED
+from simulator.storefront.backends import SOLD_OUT as NONE_LEFT
+from simulator.storefront.backends import create_backend
+from simulator.transport import parse_endpoint
+from simulator.transport.lean import LeanTransport, _Conn
+from simulator.transport.template import RequestTemplate
+
+SKUS = ("durian-musang-king", "durian-d24")
+
+#: what the bundled storefront (aiohttp) answers to a confirmed order, byte for byte in shape
+RESPONSE_201 = (
+    b"HTTP/1.1 201 Created\r\n"
+    b"Content-Type: application/json; charset=utf-8\r\n"
+    b"Content-Length: 79\r\n"
+    b"Date: Fri, 27 Nov 2026 21:00:00 GMT\r\n"
+    b"Server: Python/3.11 aiohttp/3.11.10\r\n"
+    b"\r\n"
+    b'{"order_id":"123456","sku":"durian-d24","qty":2,"remaining":4875,"status":"ok"}'
+)
+
+
+@pytest.mark.benchmark(group="frequent")
+def test_encode_a_request(benchmark):
+    """One order as HTTP/1.1 bytes from the template encoded once per scenario."""
+    template = RequestTemplate(Target(), SKUS, "127.0.0.1:8080", "/orders")
+    body = b'{"order_id":"123456","sku":"durian-d24","qty":2,"user_id":"98765"}'
+    expected = (
+        b"POST /orders HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%b" % (len(body), body)
+    )
+    assert benchmark(template.render, 1, 123456, 2, 98765) == expected
+
+
+class _Sink:
+    """Counts what the connection reports, as the engine's run would receive it."""
+
+    __slots__ = ("answers", "last")
+
+    def __init__(self) -> None:
+        self.answers = 0
+        self.last = (-1, 0)
+
+    def on_response(self, channel: object, attempt: int, status: int) -> None:
+        self.answers += 1
+        self.last = (attempt, status)
+
+
+@pytest.mark.benchmark(group="frequent")
+def test_parse_a_response(benchmark):
+    """One storefront answer through the lean transport's real parse path (httptools)."""
+    assert len(RESPONSE_201.split(b"\r\n\r\n", 1)[1]) == 79
+    sink = _Sink()
+    conn = _Conn(SimpleNamespace(sink=sink, _closing=False))  # a connection without a socket
+
+    def parse() -> None:
+        conn.attempt = 7
+        conn.data_received(RESPONSE_201)
+
+    benchmark(parse)
+    assert sink.last == (7, 201) and sink.answers >= 1
+    assert conn.attempt == -1  # the response completed and freed the connection
+    # a response split across reads completes once, when its last byte arrives
+    before = sink.answers
+    conn.attempt = 8
+    conn.data_received(RESPONSE_201[:50])
+    assert sink.answers == before
+    conn.data_received(RESPONSE_201[50:])
+    assert sink.last == (8, 201) and sink.answers == before + 1
+
+
+@pytest.mark.benchmark(group="frequent")
+def test_record_a_result(benchmark):
+    """The engine's on_response: an answer written into the recorder's arrays (per 10k)."""
+    n = 10_000
+    rows = np.zeros(n, dtype=ORDER_DTYPE)
+    rows["t_ns"] = np.arange(n) * 100_000
+    rows["order"] = rows["buyer"] = np.arange(n)
+    rows["qty"] = 1
+    transport = LeanTransport(parse_endpoint("http://127.0.0.1:9"), Target(), SKUS, 1, 5.0, 1.0)
+    run = Run(rows, transport, EngineConfig())
+    channel = SimpleNamespace(alive=True)
+    statuses = [(201, 201, 201, 409, 429, 500)[i % 6] for i in range(n)]
+    on_response, free = run.on_response, run._free
+
+    def record() -> None:
+        for attempt, status in enumerate(statuses):
+            on_response(channel, attempt, status)
+        free.clear()  # every answer handed the channel back to the free list
+
+    benchmark(record)
+    rec = run.rec
+    outcome_of = {201: CONFIRMED, 409: SOLD_OUT, 429: THROTTLED, 500: ERROR}
+    expected = np.bincount([outcome_of[s] for s in statuses], minlength=7)
+    assert (np.bincount(rec.outcome[:n], minlength=7) == expected).all()
+    assert (rec.done_ns[:n] > 0).all() and (rec.status[:n] == statuses).all()
+    harness.record_rate(benchmark, n, "answers_per_s")
+
+
+@pytest.mark.benchmark(group="frequent")
+def test_reserve_stock(benchmark):
+    """The memory backend's check-and-decrement (reserve_now, what the HTTP layer calls)."""
+    n, stock = 10_000, 9_000
+    ids = [f"o{i}" for i in range(n)]
+    users = [f"u{i}" for i in range(n)]
+
+    def setup():
+        backend = create_backend("memory", {"durian": stock}, {"durian": 2})
+        return (backend,), {}
+
+    def reserve_all(backend) -> tuple[object, int]:
+        reserve = backend.reserve_now
+        confirmed = 0
+        for order_id, user in zip(ids, users, strict=True):
+            confirmed += reserve(order_id, "durian", 1, user).outcome == RESERVED
+        return backend, confirmed
+
+    rounds = harness.sized(30, 1)
+    backend, confirmed = benchmark.pedantic(reserve_all, setup=setup, rounds=rounds)
+    assert backend.synchronous and confirmed == stock
+    assert backend.reserve_now("o1", "durian", 1, "u1").replayed  # idempotent: no second take
+    assert backend.reserve_now(f"o{n}", "durian", 1, "x").outcome == NONE_LEFT
+    snap = asyncio.run(backend.snapshot())["durian"]
+    assert (snap.remaining, snap.sold, snap.ledger_units, snap.initial) == (0, stock, stock, stock)
+    harness.record_rate(benchmark, n, "orders_per_s")
