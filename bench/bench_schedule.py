@@ -58,7 +58,7 @@ def test_schedule_throughput(benchmark, scenario, duration_s):
 
 
 MEMORY_PROBE = """
-import resource, sys
+import sys
 from simulator.scenario import load_scenario
 from simulator.schedule import build_schedule
 duration_s = float(sys.argv[2]) if len(sys.argv) > 2 else None
@@ -66,7 +66,10 @@ sched = build_schedule(load_scenario(sys.argv[1]), duration_s)
 n = 0
 for chunk in sched.chunks(1 << 20):
     n += len(chunk)
-print(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so it would report the peak of
+# the pytest process this probe was started from
+hwm_kb = next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]
+print(n, int(hwm_kb) * 1024)
 """
 
 
