@@ -203,10 +203,12 @@ def test_master_and_two_workers_send_the_schedule_once(
     check_report(path, scenario_file, storefront, "users")
 
     # flashsale report renders the master's report as it renders flashsale run's
-    assert cli_main(["report", str(path), "--html", str(tmp_path / "r.html")]) == 0
+    argv = ["report", str(path), "--html", str(tmp_path / "r.html"), "--csv", str(tmp_path / "c")]
+    assert cli_main(argv) == 0
     text = capsys.readouterr().out
     assert "mini-locust" in text and "no oversell" in text and "durian" in text
     assert (tmp_path / "r.html").stat().st_size > 10_000
+    assert (tmp_path / "c" / "orders.csv").exists()  # from the orders.npz beside the report
 
 
 @pytest.mark.slow

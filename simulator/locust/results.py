@@ -203,8 +203,8 @@ def build_report(
     """``report.json`` of the run: :func:`summarize` and :func:`audit`, plus ``locust``."""
     rows, rec = merged.rows, merged.recorder
     duration_s = plan.duration_s or scenario.duration_s
-    summary = summarize(rows, rec, duration_s)
     skus = tuple(p.id for p in scenario.products)
+    summary = summarize(rows, rec, duration_s, skus)
     audit_result = audit(rows, rec, skus, scenario.stocks(), scenario.per_buyer_limits(), server)
     section = dict(merged.section)
     section["mode"] = facts.mode

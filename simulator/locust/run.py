@@ -49,6 +49,7 @@ from simulator.locust.plan import (
     worker_rows,
 )
 from simulator.recorder import OUTCOME_NAMES, Recorder, status_table
+from simulator.records import save_orders
 from simulator.results import write_report
 from simulator.scenario import Retry, Scenario, load_scenario
 from simulator.schedule import Orders, build_schedule
@@ -480,8 +481,10 @@ class FlashsaleRun:
         print(res.render(report), flush=True)
         if self.options.out_dir:
             try:
-                path = write_report(report, Path(self.options.out_dir))
-                print(f"flashsale: report saved to {path}", flush=True)
+                out_dir = Path(self.options.out_dir)
+                path = write_report(report, out_dir)
+                save_orders(out_dir, merged.rows, merged.recorder, self.skus)
+                print(f"flashsale: report saved to {path} (orders.npz beside it)", flush=True)
             except OSError as exc:
                 log.error("flashsale: cannot save the report in %s: %s", self.options.out_dir, exc)
         if self.env.process_exit_code is None or self.env.process_exit_code == 0:
