@@ -34,8 +34,9 @@ Bool = npt.NDArray[np.bool_]
 NEVER = -(1 << 62)
 
 
-def segments(queue: npt.NDArray[np.integer]) -> tuple[I64, I64, I64]:
-    """Segment starts, segment number of each element, and each element's rank in its segment."""
+def segments(queue: npt.NDArray[np.integer], ranks: bool = True) -> tuple[I64, I64, I64]:
+    """Segment starts, segment number of each element, and each element's rank in its segment
+    (empty unless ``ranks``)."""
     n = len(queue)
     if n == 0:
         e = np.empty(0, np.int64)
@@ -44,8 +45,16 @@ def segments(queue: npt.NDArray[np.integer]) -> tuple[I64, I64, I64]:
     starts = np.concatenate(([0], change)).astype(np.int64)
     lengths = np.diff(np.append(starts, n))
     seg = np.repeat(np.arange(len(starts), dtype=np.int64), lengths)
+    if not ranks:
+        return starts, seg, np.empty(0, np.int64)
     rank = np.arange(n, dtype=np.int64) - starts[seg]
     return starts, seg, rank
+
+
+def seg_bounds(queue: npt.NDArray[np.integer]) -> tuple[I64, I64]:
+    """Segment starts and the segment number of each element (:func:`segments` without ranks)."""
+    starts, seg, _ = segments(queue, ranks=False)
+    return starts, seg
 
 
 def seg_cumsum(x: I64, starts: I64, seg: I64) -> I64:
@@ -90,15 +99,16 @@ def fifo_departures(
     arrive: I64,
     service: I64,
     last: I64,
-    segs: tuple[I64, I64, I64] | None = None,
+    segs: tuple[I64, ...] | None = None,
 ) -> I64:
     """Departure times of FIFO single servers; ``last[q]`` is queue q's previous departure.
 
-    ``segs``: the result of :func:`segments` of ``queue``, when the caller has it already.
+    ``segs``: (starts, segment numbers, …) of ``queue`` (:func:`segments`, :func:`seg_bounds`),
+    when the caller has them already.
     """
     if len(arrive) == 0:
         return np.empty(0, np.int64)
-    starts, seg, _ = segments(queue) if segs is None else segs
+    starts, seg = seg_bounds(queue) if segs is None else segs[:2]
     c = seg_cumsum(service, starts, seg)
     v = arrive - (c - service)
     v[starts] = np.maximum(v[starts], last[queue[starts]])

@@ -1,62 +1,120 @@
-"""Requests in flight through the model, as one structured array (no per-order objects).
+"""Requests in flight through the model: one array per field (no per-order objects).
 
-Rows are gathered as opaque 48-byte records (one copy per row instead of one per field).
+Columns rather than one structured array: the hot path reads a few fields of every request and
+gathers rows only on rare paths (throttling, retries, requests still in service at a window's
+end), and a gather of one int64 column costs ~0.7 ns a row against ~3 ns for a 56-byte record.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, fields
 
 import numpy as np
 import numpy.typing as npt
 
 from simulator.schedule import FLAG_DUPLICATE
 
-#: one request (attempt). ``t`` intended send time of this attempt, ``first`` intended time of
-#: the order's first attempt (its schedule row), ``done`` its answer time once served,
-#: ``queue`` the server it went to, ``attempt`` 0 for the first.
-REQUEST_DTYPE = np.dtype(
-    [
-        ("t", "<i8"),
-        ("first", "<i8"),
-        ("order", "<i8"),
-        ("done", "<i8"),
-        ("queue", "<i8"),
-        ("product", "<i4"),
-        ("shard", "<i4"),
-        ("qty", "<i2"),
-        ("flags", "u1"),
-        ("attempt", "u1"),
-        ("_pad", "V4"),
-    ]
-)
-_RAW = np.dtype((np.void, REQUEST_DTYPE.itemsize))
-Requests = npt.NDArray[np.void]
+I64 = npt.NDArray[np.int64]
+U8 = npt.NDArray[np.uint8]
 Index = npt.NDArray[np.intp] | npt.NDArray[np.int64] | npt.NDArray[np.bool_]
+
+
+@dataclass(slots=True)
+class Requests:
+    """Requests (attempts), one row per index across the columns.
+
+    ``t`` intended send time of this attempt, ``first`` intended time of the order's first
+    attempt (its schedule row; the same array as ``t`` while every row is a first attempt),
+    ``done`` its answer time once served, ``queue`` the server it went to, ``attempt`` 0 for
+    the first.
+    """
+
+    t: I64
+    first: I64
+    order: I64
+    product: I64
+    shard: I64
+    qty: I64
+    flags: U8
+    attempt: U8
+    done: I64
+    queue: I64
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+    def take(self, index: Index) -> Requests:
+        """The requests at ``index`` (indices or a mask)."""
+        t = self.t[index]
+        first = t if self.first is self.t else self.first[index]
+        return Requests(
+            t,
+            first,
+            self.order[index],
+            self.product[index],
+            self.shard[index],
+            self.qty[index],
+            self.flags[index],
+            self.attempt[index],
+            self.done[index],
+            self.queue[index],
+        )
+
+    def drop(self, gone: npt.NDArray[np.intp]) -> Requests:
+        """These requests without the rows ``gone`` (sorted, unique), in place, O(len(gone)).
+
+        Rows at the end fill the holes, so the order of rows changes: only for callers that
+        do not depend on it (stock decides in an explicit completion order).
+        """
+        keep = len(self) - len(gone)
+        holes = gone[gone < keep]
+        tail = np.ones(len(self) - keep, dtype=bool)
+        tail[gone[gone >= keep] - keep] = False
+        fill = keep + np.flatnonzero(tail)
+        aliased = self.first is self.t
+        cols = [getattr(self, f.name) for f in fields(self)]
+        for i, col in enumerate(cols):
+            if not (i == 1 and aliased):  # `first` aliasing `t` moves with it
+                col[holes] = col[fill]
+        out = [c[:keep] for c in cols]
+        if aliased:
+            out[1] = out[0]
+        return Requests(*out)
+
+    def duplicate(self) -> npt.NDArray[np.bool_]:
+        """Double clicks: the same order id sent again."""
+        dup: npt.NDArray[np.bool_] = (self.flags & FLAG_DUPLICATE) != 0
+        return dup
 
 
 def empty(n: int = 0) -> Requests:
     """``n`` zeroed requests."""
-    return np.zeros(n, dtype=REQUEST_DTYPE)
+
+    def z() -> I64:
+        return np.zeros(n, dtype=np.int64)
+
+    def b() -> U8:
+        return np.zeros(n, dtype=np.uint8)
+
+    return Requests(z(), z(), z(), z(), z(), z(), b(), b(), z(), z())
 
 
-def from_rows(rows: npt.NDArray[np.void], shard: npt.NDArray[np.int64]) -> Requests:
+def from_rows(rows: npt.NDArray[np.void], shard: I64) -> Requests:
     """First attempts of schedule rows (ORDER_DTYPE), with their buyers' shards."""
-    r = np.empty(len(rows), dtype=REQUEST_DTYPE)
-    r["t"] = rows["t_ns"]
-    r["first"] = rows["t_ns"]
-    r["order"] = rows["order"]
-    r["done"] = 0
-    r["queue"] = 0
-    r["product"] = rows["product"]
-    r["shard"] = shard
-    r["qty"] = rows["qty"]
-    r["flags"] = rows["flags"]
-    r["attempt"] = 0
-    return r
-
-
-def take(r: Requests, index: Index) -> Requests:
-    """The requests at ``index`` (indices or a mask): a whole-record gather."""
-    return r.view(_RAW)[index].view(REQUEST_DTYPE)
+    n = len(rows)
+    t = np.ascontiguousarray(rows["t_ns"])
+    return Requests(
+        t,
+        t,  # a first attempt's intended time is its order's first
+        np.ascontiguousarray(rows["order"]),
+        rows["product"].astype(np.int64),
+        shard,
+        rows["qty"].astype(np.int64),
+        np.ascontiguousarray(rows["flags"]),
+        np.zeros(n, dtype=np.uint8),
+        np.zeros(n, dtype=np.int64),
+        np.zeros(n, dtype=np.int64),
+    )
 
 
 def concat(parts: list[Requests]) -> Requests:
@@ -66,10 +124,17 @@ def concat(parts: list[Requests]) -> Requests:
         return empty()
     if len(parts) == 1:
         return parts[0]
-    return np.concatenate([p.view(_RAW) for p in parts]).view(REQUEST_DTYPE)
+    cols = [np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Requests)]
+    if all(p.first is p.t for p in parts):
+        cols[1] = cols[0]
+    return Requests(*cols)
+
+
+def take(r: Requests, index: Index) -> Requests:
+    """The requests at ``index`` (indices or a mask)."""
+    return r.take(index)
 
 
 def duplicate(r: Requests) -> npt.NDArray[np.bool_]:
     """Double clicks: the same order id sent again."""
-    dup: npt.NDArray[np.bool_] = (r["flags"] & FLAG_DUPLICATE) != 0
-    return dup
+    return r.duplicate()

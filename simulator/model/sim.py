@@ -30,7 +30,7 @@ import numpy.typing as npt
 from simulator.model import requests as rq
 from simulator.model import service
 from simulator.model.config import ModelConfig
-from simulator.model.kernels import NEVER, admit_fifo, fifo_departures, segments
+from simulator.model.kernels import NEVER, admit_fifo, fifo_departures, seg_bounds, segments
 from simulator.model.requests import Requests
 from simulator.model.stats import THROTTLED, TIMEOUT, ModelStats
 from simulator.model.stock import SOLD_OUT, StockBook
@@ -59,9 +59,23 @@ class ModelResult:
     window_ns: int
 
 
-def _small(a: I64) -> npt.NDArray[np.integer]:
-    """Keys as uint16 when they fit: NumPy's stable sort is a radix sort for them."""
-    return a.astype(np.uint16) if len(a) and int(a.max()) < (1 << 16) else a
+def _grouped(key: I64) -> tuple[npt.NDArray[np.intp], I64]:
+    """A stable grouping by ``key`` (≥ 0, < 2³¹): (permutation, sorted keys).
+
+    Sorts key·2³² + row number with NumPy's default sort: SIMD-vectorised for int64, and
+    ~3x faster than a stable argsort (a radix sort that scatters row by row); the row number
+    in the low bits makes the order stable.
+    """
+    n = len(key)
+    if n >= 1 << 32 or (n and int(key.max()) >= 1 << 31):
+        o = np.argsort(key, kind="stable")
+        return o, key[o]
+    packed = key << 32
+    packed |= np.arange(n, dtype=np.int64)
+    packed.sort()
+    o = (packed & 0xFFFFFFFF).astype(np.intp)
+    packed >>= 32
+    return o, packed
 
 
 def _window_ns(scenario: Scenario, config: ModelConfig) -> int:
@@ -145,17 +159,21 @@ class Model:
         for chunk in self.schedule.chunks(chunk_orders):
             if not len(chunk):
                 continue
-            win = chunk["t_ns"] // w_ns
-            cuts = np.flatnonzero(win[1:] != win[:-1]) + 1
-            for a, b in zip([0, *cuts.tolist()], [*cuts.tolist(), len(chunk)], strict=True):
-                k = int(win[a])
+            t = chunk["t_ns"]
+            k0, k1 = int(t[0]) // w_ns, int(t[-1]) // w_ns  # rows come in time order
+            cuts = np.searchsorted(t, np.arange(k0 + 1, k1 + 1, dtype=np.int64) * w_ns)
+            bounds = [0, *cuts.tolist(), len(chunk)]
+            for i, k in enumerate(range(k0, k1 + 1)):
+                a, b = bounds[i], bounds[i + 1]
+                if a == b:
+                    continue
                 if k != cur and buf:
-                    yield cur, concat(buf)
+                    yield cur, buf[0] if len(buf) == 1 else concat(buf)
                     buf = []
                 cur = k
                 buf.append(chunk[a:b])
         if buf:
-            yield cur, concat(buf)
+            yield cur, buf[0] if len(buf) == 1 else concat(buf)
 
 
 class _Run:
@@ -190,38 +208,45 @@ class _Run:
     def _due(self, k: int) -> Requests:
         due = rq.concat(self.retry_bins.pop(k, []))
         if len(due) > 1:
-            due = rq.take(due, np.lexsort((due["attempt"], due["order"], due["t"])))
+            due = due.take(np.lexsort((due.attempt, due.order, due.t)))
         return due
 
     def _spawn(self, again: Requests, window_end: int) -> None:
         r = self.retry
-        a = again["attempt"].astype(np.int64)
-        key = service.order_key(again["order"], a, rq.duplicate(again))
+        a = again.attempt.astype(np.int64)
+        key = service.order_key(again.order, a, again.duplicate())
         u = service.unit(service.uniforms(key, self.cfg.seed, 1))
         backoff_s = r.backoff_s * np.power(r.backoff_factor, a) * (1 + r.jitter * (2 * u - 1))
-        t = again["done"] + np.rint(backoff_s * SECOND).astype(np.int64)
+        t = again.done + np.rint(backoff_s * SECOND).astype(np.int64)
         np.maximum(t, window_end, out=t)  # only when W > the shortest backoff (tiny backoffs)
-        nxt = again.copy()
-        nxt["t"] = t
-        nxt["attempt"] += 1
+        nxt = rq.Requests(
+            t,
+            again.first,
+            again.order,
+            again.product,
+            again.shard,
+            again.qty,
+            again.flags,
+            again.attempt + 1,
+            again.done,
+            again.queue,
+        )
         self.stats.retries += len(t)
-        win = t // self.m.window_ns
-        o = np.argsort(win, kind="stable")
-        win_sorted = win[o]
+        o, win_sorted = _grouped(t // self.m.window_ns)
         starts, _, _ = segments(win_sorted)
         ends = np.append(starts[1:], len(o))
         for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
-            self.retry_bins.setdefault(int(win_sorted[s]), []).append(rq.take(nxt, o[s:e]))
+            self.retry_bins.setdefault(int(win_sorted[s]), []).append(nxt.take(o[s:e]))
 
     # -- one window ------------------------------------------------------------------------
 
     def window(self, k: int, stream: Requests) -> None:
         """Serve window k: its schedule rows and the retries due in it."""
-        self.stats.add_demand(stream["t"])
+        self.stats.add_demand(stream.t)
         due = self._due(k)
         if len(due) and len(stream):
             req = rq.concat([stream, due])
-            req = rq.take(req, np.argsort(req["t"], kind="stable"))
+            req = req.take(np.argsort(req.t, kind="stable"))
         else:
             req = stream if len(stream) else due
         end = (k + 1) * self.m.window_ns
@@ -229,115 +254,105 @@ class _Run:
             self._serve(req, end)
         self.resolve(end)
 
-    def _route(self, req: Requests) -> tuple[npt.NDArray[np.intp], I64]:
-        """Queue of each request; returns (permutation grouping by queue, sorted queue ids)."""
+    def _route(self, req: Requests) -> I64:
+        """The queue (server) of each request."""
         cfg = self.cfg
-        shard = req["shard"].astype(np.int64)
-        base = req["product"] * cfg.shards + shard if cfg.hot_row else shard
-        o = np.argsort(_small(base), kind="stable")
+        base = req.product * cfg.shards + req.shard if cfg.hot_row else req.shard
         if cfg.servers == 1:
-            return o, base[o]
-        b = base[o]
+            return base
+        o, b = _grouped(base)
         starts, _, rank = segments(b)
         sub = (self.rr[b] + rank) % cfg.servers
         self.rr[b[starts]] += np.diff(np.append(starts, len(b)))
-        q = b * cfg.servers + sub
-        o2 = np.argsort(_small(q), kind="stable")
-        return o[o2], q[o2]
+        q = np.empty(len(b), dtype=np.int64)
+        q[o] = b * cfg.servers + sub
+        return q
 
     def _serve(self, req: Requests, window_end: int) -> None:
-        o, q = self._route(req)
-        r = rq.take(req, o)
-        t = np.ascontiguousarray(r["t"])
-        key = service.order_key(r["order"], r["attempt"], rq.duplicate(r))
+        """Queue the window's requests in arrival order, FIFO per server, in closed form.
+
+        The kernels see the requests grouped by server (a stable sort of the server ids);
+        results are scattered back, so every other column stays in arrival order.
+        """
+        queue = self._route(req)
+        o, q = _grouped(queue)
+        key = service.order_key(req.order, req.attempt, req.duplicate())
         s = service.draw(self.m.table, service.uniforms(key, self.cfg.seed, 0))
+        t_q, s_q = req.t[o], s[o]
+        done = np.empty(len(o), dtype=np.int64)
         if self.tail is not None:
-            admitted, depart, self.tail = admit_fifo(q, t, s, self.tail)
+            adm_q, depart, self.tail = admit_fifo(q, t_q, s_q, self.tail)
+            done[o] = depart
+            all_in = bool(adm_q.all())
+            admitted = adm_q if all_in else np.empty(len(o), dtype=bool)
+            if not all_in:
+                admitted[o] = adm_q
         else:
-            depart = fifo_departures(q, t, s, self.last)
-            starts, _, _ = segments(q)
-            ends = np.append(starts[1:], len(q)) - 1
+            segs = seg_bounds(q)
+            depart = fifo_departures(q, t_q, s_q, self.last, segs)
+            ends = np.append(segs[0][1:], len(q)) - 1
             self.last[q[ends]] = depart[ends]
-            admitted = np.ones(len(q), dtype=bool)
-        r["done"] = depart
-        r["queue"] = q
-        self.stats.add_service(s if admitted.all() else s[admitted])
-        if not admitted.all():
-            thr = rq.take(r, ~admitted)
-            thr["done"] = thr["t"] + self.m.throttle_ns
-            self.stats.add_attempts(thr["t"], thr["done"], np.full(len(thr), THROTTLED, np.uint8))
-            flags, attempt = thr["flags"], thr["attempt"]
-            can = ((flags & FLAG_RETRIES) != 0) & (attempt + 1 < self.retry.max_attempts)
-            final = rq.take(thr, ~can)
+            done[o] = depart
+            all_in = True
+            admitted = np.ones(0, dtype=bool)
+        req.done = done
+        req.queue = queue
+        self.stats.add_service(s if all_in else s[admitted])
+        if not all_in:
+            thr = req.take(~admitted)
+            thr.done = thr.t + self.m.throttle_ns
+            self.stats.add_attempts(thr.t, thr.done, np.full(len(thr), THROTTLED, np.uint8))
+            can = ((thr.flags & FLAG_RETRIES) != 0) & (thr.attempt + 1 < self.retry.max_attempts)
+            final = thr.take(~can)
             self.stats.add_final(
-                final["first"],
-                final["done"],
+                final.first,
+                final.done,
                 np.full(len(final), THROTTLED, np.uint8),
-                final["product"].astype(np.int64),
+                final.product,
             )
             if can.any():
-                self._spawn(rq.take(thr, can), window_end)
-            r = rq.take(r, admitted)
-        self.pending.append(r)
+                self._spawn(thr.take(can), window_end)
+            req = req.take(admitted)
+        self.pending.append(req)
 
     # -- stock -----------------------------------------------------------------------------
 
     def resolve(self, watermark: int) -> None:
-        """Decide, in completion order, every request that completes by ``watermark``."""
+        """Decide every request that completes by ``watermark`` (in completion order)."""
         if not self.pending:
             return
         p = rq.concat(self.pending)
-        ready = p["done"] <= watermark
-        if not ready.all():
-            self.pending = [rq.take(p, ~ready)]
-            p = rq.take(p, ready)
-        else:
-            self.pending = []
-        if not len(p):
+        late_rows = np.flatnonzero(p.done > watermark)
+        if len(late_rows) == len(p):
+            self.pending = [p]
             return
-        p = rq.take(p, self._completion_order(p))
-        product = p["product"].astype(np.int64)
-        done = np.ascontiguousarray(p["done"])
-        group = self._group(p, product)
-        candidate = rq.duplicate(p) | (p["attempt"] > 0)
-        outcome, replayed, false = self.stock.resolve(
-            group, done, p["qty"].astype(np.int64), np.ascontiguousarray(p["order"]), candidate
-        )
-        self.stats.replays += int(replayed.sum())
-        so = outcome == SOLD_OUT
-        self.stats.add_sold_out(product[so], false[so])
-        t = np.ascontiguousarray(p["t"])
-        late = (done - t) > self.m.timeout_ns
+        self.pending = [p.take(late_rows)] if len(late_rows) else []
+        if len(late_rows):
+            p = p.drop(late_rows)  # the few still in service: O(their number), order changes
+        cfg = self.cfg
+        group = self._group(p)
+        done = p.done
+        candidate = p.duplicate()
+        if p.first is not p.t:
+            candidate |= p.attempt > 0
+        sub = p.queue % cfg.servers if cfg.servers > 1 else None
+        outcome, replayed, false = self.stock.resolve(group, done, p.qty, p.order, candidate, sub)
+        self.stats.replays += int(np.count_nonzero(replayed))
+        so = np.flatnonzero(outcome == SOLD_OUT)
+        if len(so):
+            self.stats.add_sold_out(p.product[so], false[so])
+        t = p.t
+        lat = done - t
+        late = lat > self.m.timeout_ns
         if late.any():
             outcome[late] = TIMEOUT
             done[late] = t[late] + self.m.timeout_ns
-        buckets = self.stats.add_attempts(t, done, outcome)
-        self.stats.add_final(p["first"], done, outcome, product, same_as=(buckets, t))
+            lat[late] = self.m.timeout_ns
+        self.stats.add_answers(t, p.first, done, lat, outcome, p.product)
 
-    def _group(self, p: Requests, product: I64) -> I64:
+    def _group(self, p: Requests) -> I64:
         """Stock group (product, shard) of each request: product·K + shard."""
         if self.cfg.hot_row:
-            by_queue: I64 = p["queue"] // self.cfg.servers
+            by_queue: I64 = p.queue // self.cfg.servers
             return by_queue
-        return product * self.cfg.shards + p["shard"].astype(np.int64)
-
-    def _completion_order(self, p: Requests) -> npt.NDArray[np.intp]:
-        """Order by (group, completion time, server): each group's completions in time order.
-
-        With one server per shard, requests of a group share that server, and ``pending`` keeps
-        each server's requests in completion order: a stable sort by group is enough.
-        """
-        c = self.cfg.servers
-        product = p["product"].astype(np.int64)
-        group = self._group(p, product)
-        if c == 1:
-            return np.argsort(_small(group), kind="stable")
-        done = p["done"]
-        sub = p["queue"] % c
-        d0 = int(done.min())
-        span = int(done.max()) - d0 + 1
-        n_groups = int(group.max()) + 1
-        if n_groups * span * c < (1 << 62):
-            key = (group * span + (done - d0)) * c + sub
-            return np.argsort(key, kind="stable")
-        return np.lexsort((sub, done, group))
+        return p.product * self.cfg.shards + p.shard

@@ -92,7 +92,12 @@ class ModelStats:
         """Scheduled orders (first clicks)."""
         if len(t_ns):
             self.rows += len(t_ns)
-            self._per_second("demand_s", t_ns // _NS)
+            s0, s1 = int(t_ns.min()) // _NS, int(t_ns.max()) // _NS
+            if s0 == s1:  # a window within one second (the usual case): no pass over rows
+                self.demand_s = _grow(self.demand_s, s1 + 1)  # type: ignore[assignment]
+                self.demand_s[s1] += len(t_ns)
+            else:
+                self._per_second("demand_s", t_ns // _NS)
 
     def add_attempts(self, intended: I64, done: I64, outcome: U8) -> I64:
         """Answered requests (every attempt): latency, sent and completed per second.
@@ -117,6 +122,78 @@ class ModelStats:
         counts = np.bincount(flat, minlength=(s1 - s0) * hist.N_BUCKETS)
         self.latency_s[s0:s1] += counts.reshape(s1 - s0, hist.N_BUCKETS).astype(np.int32)
         return b
+
+    def add_answers(
+        self, intended: I64, first_ns: I64, done: I64, lat: I64, outcome: U8, product: I64
+    ) -> None:
+        """Answered requests that are also their orders' final answers (served requests).
+
+        The same as :meth:`add_attempts` then :meth:`add_final`, fused: one histogram pass per
+        (second, bucket) serves the latency, per-second latency and sent counts, and one per
+        (second, product, outcome) the outcomes, completions and confirmed orders. ``lat`` is
+        ``done − intended``; ``first_ns`` may be ``intended`` itself (every row a first attempt).
+        """
+        n = len(intended)
+        if not n:
+            return
+        self.attempts += n
+        lat_sum, lat_max = int(lat.sum()), int(lat.max())
+        self.latency_sum_ns += lat_sum
+        self.latency_max_ns = max(self.latency_max_ns, lat_max)
+        b = hist.bucket_of(lat)
+        sec = intended // _NS
+        s0, s1 = int(sec.min()), int(sec.max()) + 1
+        sec -= s0
+        sec *= hist.N_BUCKETS
+        sec += b
+        counts = np.bincount(sec, minlength=(s1 - s0) * hist.N_BUCKETS)
+        counts = counts.reshape(s1 - s0, hist.N_BUCKETS)
+        lat_counts = counts.sum(axis=0)
+        self.latency += lat_counts
+        self.latency_s = _grow(self.latency_s, s1)  # type: ignore[assignment]
+        self.latency_s[s0:s1] += counts.astype(np.int32)
+        self.sent_s = _grow(self.sent_s, s1)  # type: ignore[assignment]
+        self.sent_s[s0:s1] += counts.sum(axis=1)
+        # order latency: from the order's first click; the same as above for first attempts
+        if first_ns is intended or not (later := intended != first_ns).any():
+            self.order_latency_sum_ns += lat_sum
+            self.order_latency_max_ns = max(self.order_latency_max_ns, lat_max)
+            self.order_latency += lat_counts
+        else:
+            olat = done - first_ns
+            self.order_latency_sum_ns += int(olat.sum())
+            self.order_latency_max_ns = max(self.order_latency_max_ns, int(olat.max()))
+            b[later] = hist.bucket_of(olat[later])
+            self.order_latency += np.bincount(b, minlength=hist.N_BUCKETS)
+        # outcomes by second of answer and product
+        n_out, n_prod = len(OUTCOME_NAMES), self.n_products
+        dsec = done // _NS
+        d0, d1 = int(dsec.min()), int(dsec.max()) + 1
+        self.outcomes_s = _grow(self.outcomes_s, d1)  # type: ignore[assignment]
+        self.completed_s = _grow(self.completed_s, d1)  # type: ignore[assignment]
+        if (d1 - d0) * n_prod <= n:
+            dsec -= d0
+            dsec *= n_prod
+            dsec += product
+            dsec *= n_out
+            dsec += outcome
+            c3 = np.bincount(dsec, minlength=(d1 - d0) * n_prod * n_out)
+            c3 = c3.reshape(d1 - d0, n_prod, n_out)
+            by_sec = c3.sum(axis=1)
+            by_prod = c3.sum(axis=0)
+            total = by_prod.sum(axis=0)
+            self.confirmed_orders += by_prod[:, 1]
+        else:  # many products: two smaller histograms
+            dsec -= d0
+            dsec *= n_out
+            dsec += outcome
+            by_sec = np.bincount(dsec, minlength=(d1 - d0) * n_out).reshape(d1 - d0, n_out)
+            total = by_sec.sum(axis=0)
+            self.confirmed_orders += np.bincount(product[outcome == 1], minlength=n_prod)
+        self.outcomes_s[d0:d1] += by_sec
+        self.completed_s[d0:d1] += by_sec.sum(axis=1)
+        self.attempt_outcomes += total
+        self.outcomes += total
 
     def add_service(self, service_ns: I64) -> None:
         """Service times of admitted requests (time at the server, queueing excluded)."""

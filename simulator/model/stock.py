@@ -49,64 +49,120 @@ class StockBook:
         self.zero_ns = np.where(self.initial == 0, 0, INF).astype(np.int64)
         self.first_sold_out_ns = np.full(len(self.left), INF, dtype=np.int64)
         self.mask = (1 << ring_bits) - 1
-        # slot = order mod 2ᵇ holds order·4 + outcome (0 = decided later in this batch)
-        self.ring = np.full(1 << ring_bits, -1, dtype=np.int64)
+        # slot = order mod 2ᵇ holds (order + 1)·4 + outcome (0 = decided later in this batch);
+        # 0 = empty, so np.zeros can map the ring lazily (untouched pages cost nothing)
+        self.ring = np.zeros(1 << ring_bits, dtype=np.int64)
 
     def resolve(
-        self, group: I64, done: I64, qty: I64, order: I64, candidate: Bool
+        self,
+        group: I64,
+        done: I64,
+        qty: I64,
+        order: I64,
+        candidate: Bool,
+        sub: I64 | None = None,
     ) -> tuple[U8, Bool, Bool]:
-        """Decide a batch sorted by (group, completion time): outcomes, replayed, false sold-out.
+        """Decide a batch of requests: outcomes, replayed, false sold-out.
 
-        ``candidate`` marks requests that may repeat an id already decided (double clicks and
-        retries); first attempts always decide, and a candidate whose first attempt is in the
-        same batch replays it (with one server per shard the first attempt, sent earlier to the
-        same FIFO server, completes earlier; with c > 1 it may not, and it still decides). A
-        sold-out answer is *false* when another shard of the product still held stock then.
+        Rows may come in any order: within a group, completion order is (``done``, ``sub``
+        (the server, when a group has several), position). ``candidate`` marks requests that
+        may repeat an id already decided (double clicks and retries); first attempts always
+        decide, and a candidate whose first attempt is in the same batch replays it (with one
+        server per shard the first attempt, sent earlier to the same FIFO server, completes
+        earlier; with c > 1 it may not, and it still decides). A sold-out answer is *false*
+        when another shard of the product still held stock then.
         """
         n = len(group)
         outcome = np.zeros(n, dtype=np.uint8)
         replayed = np.zeros(n, dtype=bool)
         cand = np.flatnonzero(candidate)
         in_batch = src = src_of = np.empty(0, dtype=np.int64)
+        dec: I64 | None = None  # deciding rows; None: all of them
         if len(cand):
-            first = np.flatnonzero(~candidate)
-            self.ring[order[first] & self.mask] = order[first] << 2
-            slot = order[cand] & self.mask
-            word = self.ring[slot]
-            hit = (word >> 2) == order[cand]
+            first = order[~candidate]
+            self.ring[first & self.mask] = (first + 1) << 2
+            oc = order[cand]
+            word = self.ring[oc & self.mask]
+            hit = (word >> 2) == oc + 1
             known = hit & ((word & 3) != 0)
             outcome[cand[known]] = (word[known] & 3).astype(np.uint8)
             replayed[cand[hit]] = True
             in_batch = cand[hit & ~known]  # their first attempt is decided in this batch
-            src, src_of = self._first_of_each_id(order, cand[~hit], replayed)
-        decide = ~replayed
-        self._take(group, done, qty, decide, outcome)
+            src, src_of = self._first_of_each_id(order, done, sub, cand[~hit], replayed)
+            dec = np.flatnonzero(~replayed)
+        self._take(group, done, qty, sub, dec, outcome)
         outcome[src_of] = outcome[src]
-        dec = np.flatnonzero(decide)
-        self.ring[order[dec] & self.mask] = (order[dec] << 2) | outcome[dec]
+        od, oo = (order, outcome) if dec is None else (order[dec], outcome[dec])
+        self.ring[od & self.mask] = ((od + 1) << 2) | oo
         if len(in_batch):  # now the ring holds their first attempt's outcome
             outcome[in_batch] = (self.ring[order[in_batch] & self.mask] & 3).astype(np.uint8)
         return outcome, replayed, self._false_sold_out(group, done, outcome)
 
     @staticmethod
-    def _first_of_each_id(order: I64, free: I64, replayed: Bool) -> tuple[I64, I64]:
+    def _first_of_each_id(
+        order: I64, done: I64, sub: I64 | None, free: I64, replayed: Bool
+    ) -> tuple[I64, I64]:
         """Among requests of an id not decided before, the first (in completion order) decides
         and the others replay it: (decider, replayer) index pairs; marks the replayers."""
         if len(free) < 2:
             e = np.empty(0, dtype=np.int64)
             return e, e
-        o = np.lexsort((free, order[free]))
-        f = free[o]
+        keys = (free, done[free]) if sub is None else (free, sub[free], done[free])
+        f = free[np.lexsort((*keys, order[free]))]
         same = np.concatenate(([False], order[f[1:]] == order[f[:-1]]))
         head = np.maximum.accumulate(np.where(same, 0, np.arange(len(f))))
         replayed[f[same]] = True
         return f[head[same]], f[same]
 
-    def _take(self, group: I64, done: I64, qty: I64, decide: Bool, outcome: U8) -> None:
-        idx = np.flatnonzero(decide)
-        if not len(idx):
+    def _take(
+        self, group: I64, done: I64, qty: I64, sub: I64 | None, dec: I64 | None, outcome: U8
+    ) -> None:
+        """Take if fits, for the deciding rows ``dec`` (None: all), in completion order.
+
+        Order matters only in a group whose requests this batch exceed its stock while some
+        is left ("contended", once per group in a run): every other group confirms all its
+        requests (enough stock) or none (none left; quantities are ≥ 1), so only the
+        contended groups' rows are sorted into completion order.
+        """
+        g, q, d = (group, qty, done) if dec is None else (group[dec], qty[dec], done[dec])
+        if not len(g):
             return
-        g, q = group[idx], qty[idx]
+        room = self.left
+        total = np.bincount(g, weights=q, minlength=len(room))  # float64: exact < 2**53 units
+        fits = total <= room
+        if int(q.min()) >= 1:
+            empty = ~fits & (room == 0)
+            contended = ~fits & (room > 0)
+        else:  # a zero quantity fits anywhere: decide every short group in order
+            empty = np.zeros(len(room), dtype=bool)
+            contended = ~fits
+        # CONFIRMED (1) where it all fits, SOLD_OUT (2) where nothing is left
+        code = np.subtract(SOLD_OUT, fits, dtype=np.uint8)
+        row = code[g]
+        emptied = fits & (total == room) & (total > 0)
+        if emptied.any():  # zero time: the last (latest) completion of the group's orders
+            m = emptied[g]
+            self.zero_ns[emptied] = np.iinfo(np.int64).min
+            np.maximum.at(self.zero_ns, g[m], d[m])
+        self.left -= (total * fits).astype(np.int64)
+        first_out = empty & (self.first_sold_out_ns == INF)
+        if first_out.any():  # first sold-out answer: the earliest completion
+            m = first_out[g]
+            np.minimum.at(self.first_sold_out_ns, g[m], d[m])
+        if contended.any():
+            ci = np.flatnonzero(contended[g])
+            sv = sub if sub is None or dec is None else sub[dec]
+            keys = (ci, d[ci]) if sv is None else (ci, sv[ci], d[ci])
+            ci = ci[np.lexsort((*keys, g[ci]))]
+            conf = self._take_in_order(g[ci], d[ci], q[ci])
+            row[ci] = np.subtract(SOLD_OUT, conf, dtype=np.uint8)
+        if dec is None:
+            outcome[:] = row
+        else:
+            outcome[dec] = row
+
+    def _take_in_order(self, g: I64, d: I64, q: I64) -> Bool:
+        """Take if fits for rows sorted by (group, completion): which are confirmed."""
         starts, seg, _ = segments(g)
         seg_g = g[starts]
         room = self.left[seg_g]
@@ -123,7 +179,6 @@ class StockBook:
                 if not ok.any():
                     break
                 conf[more[ok]] = True
-        outcome[idx] = np.where(conf, CONFIRMED, SOLD_OUT)
         taken = np.bincount(seg, weights=q * conf, minlength=len(starts)).astype(np.int64)
         self.left[seg_g] -= taken
         # zero time: the completion of the last confirmed order of a group that ran out
@@ -131,17 +186,20 @@ class StockBook:
         if emptied.any():
             ci = np.flatnonzero(conf)
             last = np.zeros(len(starts), dtype=np.int64)
-            last[seg[ci]] = done[idx[ci]]  # ascending order: the last write per group wins
+            last[seg[ci]] = d[ci]  # ascending order: the last write per group wins
             self.zero_ns[seg_g[emptied]] = last[emptied]
         si = np.flatnonzero(~conf)
         if len(si):
             first = np.full(len(starts), INF, dtype=np.int64)
-            first[seg[si][::-1]] = done[idx[si]][::-1]  # reversed: the first write wins
+            first[seg[si][::-1]] = d[si][::-1]  # reversed: the first write wins
             self.first_sold_out_ns[seg_g] = np.minimum(self.first_sold_out_ns[seg_g], first)
+        return conf
 
     def _false_sold_out(self, group: I64, done: I64, outcome: U8) -> Bool:
-        if self.shards == 1:
-            return np.zeros(len(group), dtype=bool)
+        false = np.zeros(len(group), dtype=bool)
+        so = np.flatnonzero(outcome == SOLD_OUT)
+        if self.shards == 1 or not len(so):
+            return false
         z = self.zero_ns.reshape(self.n_products, self.shards)
         top = z.argmax(axis=1)
         rows = np.arange(self.n_products)
@@ -151,5 +209,5 @@ class StockBook:
         max2 = z2.max(axis=1)
         other = np.repeat(max1, self.shards).reshape(self.n_products, self.shards)
         other[rows, top] = max2
-        false: Bool = (outcome == SOLD_OUT) & (done < other.reshape(-1)[group])
+        false[so] = done[so] < other.reshape(-1)[group[so]]
         return false
