@@ -28,7 +28,8 @@ def configure(p: argparse.ArgumentParser) -> None:
         nargs=argparse.REMAINDER,
         metavar="…",
         help="--scale F, --duration S, then any locust arguments (e.g. --headless, --master, "
-        "--worker, --expect-workers N, --host URL, --web-port P)",
+        "--worker, --expect-workers N, --host URL, --web-port P) and --flashsale-* options "
+        "(e.g. --flashsale-engine, --flashsale-out DIR)",
     )
 
 

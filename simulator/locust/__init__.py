@@ -2,8 +2,11 @@
 
 Only this package imports locust; the core (scenario, schedule, engine) never does. The pure
 parts (:mod:`simulator.locust.plan` for pool sizing and the per-worker order book,
-:mod:`simulator.locust.results` for worker results, the merged report and the audit) do not
-import locust either, so they are tested as plain functions.
+:mod:`simulator.locust.results` for what a worker sends and the master's merged report) do not
+import locust either, so they are tested as plain functions. Workers record into the engine's
+recorder; the master merges them and writes ``flashsale run``'s ``report.json`` with the
+engine's summary and audit. :mod:`simulator.locust.engine_mode` (``--flashsale-engine``) lets a
+worker drive its slice with the engine itself.
 
 Use ``flashsale locust SCENARIO [locust args…]`` or ``locust -f`` :data:`LOCUSTFILE`
 ``--flashsale-scenario SCENARIO``; see ``docs/locust.md``.
