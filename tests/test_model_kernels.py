@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -108,3 +109,72 @@ def test_histogram_percentiles_within_stated_error():
     got = hist.percentiles(counts, (50.0, 99.0, 99.9))
     want = np.percentile(x, [50, 99, 99.9], method="inverted_cdf")
     assert np.all(np.abs(got / want - 1) <= hist.RELATIVE_ERROR + 1e-12)
+
+
+def ref_stock_batches(stock, batches):
+    """Batch by batch, rows in completion order: replay an id decided in an earlier batch or
+    by its first attempt in this batch, else the first completion of the id decides."""
+    left = list(stock)
+    decided: dict[int, int] = {}
+    zero = [0 if s == 0 else None for s in stock]
+    first_out: list[int | None] = [None] * len(stock)
+    results = []
+    for group, done, qty, order, cand in batches:
+        before = dict(decided)
+        firsts = {int(o) for o, c in zip(order, cand, strict=True) if not c}
+        out = np.zeros(len(group), np.uint8)
+        later = []
+        for i in np.argsort(done, kind="stable"):
+            o, g, q = int(order[i]), int(group[i]), int(qty[i])
+            if cand[i] and o in before:
+                out[i] = before[o]
+            elif cand[i] and (o in firsts or o in decided):
+                later.append(i)
+            else:
+                out[i] = CONFIRMED if q <= left[g] else SOLD_OUT
+                if out[i] == CONFIRMED:
+                    left[g] -= q
+                    if left[g] == 0:
+                        zero[g] = int(done[i])
+                elif first_out[g] is None:
+                    first_out[g] = int(done[i])
+                decided[o] = int(out[i])
+        for i in later:
+            out[i] = decided[int(order[i])]
+        results.append(out)
+    return results, left, zero, first_out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_stock_in_any_row_order_with_replays_and_a_widening_ring(seed):
+    """Shuffled batches of first attempts, double clicks and retries; ids that outgrow the
+    ring's one-byte, then two-byte slots (ids 2²⁰ and 2⁴⁰ up, 9-bit ring) keep their results."""
+    rng = np.random.default_rng(seed)
+    n_groups = 3
+    stock = rng.integers(0, 40, n_groups).tolist()
+    bases = [0, (1 << 20) + 128, (1 << 40) + 256]  # distinct slots mod 2⁹
+    ids = [b + np.arange(128, dtype=np.int64) for b in bases]
+    group_of = {int(o): int(rng.integers(0, n_groups)) for part in ids for o in part}
+    batches, t = [], 0
+    for b in range(len(bases)):
+        new = ids[b][rng.random(128) < 0.8]
+        old = np.concatenate(ids[: b + 1])
+        again = rng.choice(old, int(rng.integers(0, 60)))
+        order = np.concatenate((new, again))
+        cand = np.arange(len(order)) >= len(new)
+        done = t + rng.permutation(len(order)).astype(np.int64)
+        t += len(order)
+        group = np.array([group_of[int(o)] for o in order], dtype=np.int64)
+        qty = rng.integers(1, 4, len(order)).astype(np.int64)
+        p = rng.permutation(len(order))  # any row order
+        batches.append((group[p], done[p], qty[p], order[p], cand[p]))
+    book = StockBook(np.array(stock), shards=1, ring_bits=9)
+    got = [book.resolve(g, d, q, o, c)[0] for g, d, q, o, c in batches]
+    want, left, zero, first_out = ref_stock_batches(stock, batches)
+    for g, w in zip(got, want, strict=True):
+        assert g.tolist() == w.tolist()
+    assert book.ring.dtype == np.int64
+    assert book.left.tolist() == left
+    never = np.iinfo(np.int64).max
+    assert book.zero_ns.tolist() == [never if z is None else z for z in zero]
+    assert book.first_sold_out_ns.tolist() == [never if f is None else f for f in first_out]

@@ -103,16 +103,39 @@ def fifo_departures(
 ) -> I64:
     """Departure times of FIFO single servers; ``last[q]`` is queue q's previous departure.
 
-    ``segs``: (starts, segment numbers, …) of ``queue`` (:func:`segments`, :func:`seg_bounds`),
-    when the caller has them already.
+    ``segs``: (starts, …) of ``queue`` (:func:`segments`, :func:`seg_bounds`), when the caller
+    has them already.
+
+    With G the cumulative sum over the whole array and B = G − C the constant that turns it
+    into a segment's own sum, D_i = G_i + max(d₀ − B, max_{j ≤ i} (A_j − G_j + S_j)): one
+    cumulative sum, and one running maximum made segmented by adding a per-segment offset
+    (as :func:`seg_maxacc`, without a segment number per element).
     """
-    if len(arrive) == 0:
+    n = len(arrive)
+    if n == 0:
         return np.empty(0, np.int64)
-    starts, seg = seg_bounds(queue) if segs is None else segs[:2]
-    c = seg_cumsum(service, starts, seg)
-    v = arrive - (c - service)
-    v[starts] = np.maximum(v[starts], last[queue[starts]])
-    return c + seg_maxacc(v, seg)
+    starts = seg_bounds(queue)[0] if segs is None else segs[0]
+    g = np.cumsum(service)
+    u = arrive - g
+    u += service
+    base = g[starts] - service[starts]  # B per segment
+    u[starts] = np.maximum(u[starts], last[queue[starts]] - base)
+    lengths = np.diff(np.append(starts, n))
+    lo, hi = int(u.min()), int(u.max())
+    span = hi - lo + 1
+    if len(starts) == 1:
+        m = np.maximum.accumulate(u)
+    elif span * len(starts) < (1 << 62):
+        off = np.repeat(np.arange(len(starts), dtype=np.int64) * span - lo, lengths)
+        u += off  # each segment above the previous one: one running maximum serves all
+        m = np.maximum.accumulate(u)
+        m -= off
+    else:
+        m = np.empty_like(u)
+        for a, b in zip(starts.tolist(), (starts + lengths).tolist(), strict=True):
+            m[a:b] = np.maximum.accumulate(u[a:b])
+    m += g
+    return m
 
 
 def admit_fifo(queue: I64, arrive: I64, service: I64, tail: I64) -> tuple[Bool, I64, I64]:
@@ -127,21 +150,15 @@ def admit_fifo(queue: I64, arrive: I64, service: I64, tail: I64) -> tuple[Bool, 
     admitted = np.ones(n, dtype=bool)
     if n == 0:
         return admitted, np.empty(0, np.int64), tail.copy()
-    starts, seg, rank = segs = segments(queue)
+    starts, seg = seg_bounds(queue)
     ends = np.append(starts[1:], n)
     seg_q = queue[starts]
-    depart = fifo_departures(queue, arrive, service, tail[:, -1], segs)
+    depart = fifo_departures(queue, arrive, service, tail[:, -1], (starts, seg))
     # fast path: with everything admitted, is the L-th previous departure always ≤ arrival?
-    prev = np.empty(n, dtype=np.int64)
-    if n > limit:
-        prev[limit:] = depart[:-limit]  # valid where rank ≥ L (same queue, L places back)
-    early = np.flatnonzero(rank < limit)  # the first L of each queue: from the carried tail
-    prev[early] = tail[queue[early], rank[early]]
-    bad = prev > arrive
+    bad_idx = _violations(queue, arrive, depart, tail, starts, ends, seg_q)
     new_tail = tail.copy()
-    if bad.any():
+    if len(bad_idx):
         first_bad = np.full(len(starts), -1, dtype=np.int64)
-        bad_idx = np.flatnonzero(bad)
         bad_seg = seg[bad_idx]
         keep = np.concatenate(([True], bad_seg[1:] != bad_seg[:-1]))
         first_bad[bad_seg[keep]] = bad_idx[keep]
@@ -160,6 +177,39 @@ def admit_fifo(queue: I64, arrive: I64, service: I64, tail: I64) -> tuple[Bool, 
         )
         new_tail[seg_q[done]] = vals
     return admitted, depart, new_tail
+
+
+def _violations(
+    queue: I64, arrive: I64, depart: I64, tail: I64, starts: I64, ends: I64, seg_q: I64
+) -> npt.NDArray[np.intp]:
+    """Sorted rows whose L-th previous departure (everything admitted) is after their arrival.
+
+    A row L or more places into its queue compares with the departure L rows back; one of the
+    first L compares with the carried tail, and only tail entries after the queue's first
+    arrival in this call can fail (the tail is in time order), so only the last m of the
+    first L rows of a queue still busy with m orders are checked.
+    """
+    n = len(arrive)
+    limit = tail.shape[1]
+    parts = []
+    if n > limit:
+        later = np.flatnonzero(depart[:-limit] > arrive[limit:]) + limit
+        parts.append(later[queue[later - limit] == queue[later]])
+    a0 = arrive[starts]
+    busy = np.flatnonzero(tail[seg_q, -1] > a0)
+    if len(busy):
+        m = (tail[seg_q[busy]] > a0[busy, None]).sum(axis=1)
+        lo = limit - m  # ranks lo … min(L, length) − 1 may fail
+        hi = np.minimum(limit, ends[busy] - starts[busy])
+        cnt = np.maximum(hi - lo, 0)
+        if cnt.sum():
+            k = np.repeat(np.arange(len(busy)), cnt)
+            rank = lo[k] + np.arange(int(cnt.sum())) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+            rows = starts[busy][k] + rank
+            parts.append(rows[tail[seg_q[busy][k], rank] > arrive[rows]])
+    if not parts:
+        return np.empty(0, np.intp)
+    return np.sort(np.concatenate(parts)) if len(parts) > 1 else parts[0]
 
 
 def _rounds(

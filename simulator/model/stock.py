@@ -11,7 +11,10 @@ r strictly falls every pass, so ≤ max qty passes give the exact sequential res
 Idempotency (the order id is the key): the first *completion* of an order id decides it; a later
 request with the same id (a double click, or a retry) replays that outcome and takes no stock.
 A ring of 2ᵇ slots indexed by order number mod 2ᵇ remembers decided ids; it is sized so ids do
-not wrap within the horizon of double clicks and retries (see ``Model``).
+not wrap within the horizon of double clicks and retries (see ``Model``). A slot holds the rest
+of the id (order ≫ b, plus 1 so that 0 means empty) and the outcome, in as few bytes as the ids
+seen so far need: one byte up to 2ᵇ⁺⁶ orders, widened (exactly) as they grow — the ring is
+touched by every order, and its pages cost more than the rest of a window's work.
 """
 
 from __future__ import annotations
@@ -48,10 +51,31 @@ class StockBook:
         # a shard that starts empty is empty from time 0
         self.zero_ns = np.where(self.initial == 0, 0, INF).astype(np.int64)
         self.first_sold_out_ns = np.full(len(self.left), INF, dtype=np.int64)
+        self.bits = ring_bits
         self.mask = (1 << ring_bits) - 1
-        # slot = order mod 2ᵇ holds (order + 1)·4 + outcome (0 = decided later in this batch);
-        # 0 = empty, so np.zeros can map the ring lazily (untouched pages cost nothing)
-        self.ring = np.zeros(1 << ring_bits, dtype=np.int64)
+        # slot = order mod 2ᵇ holds ((order ≫ b) + 1)·4 + outcome (0 = decided later in this
+        # batch); 0 = empty, so np.zeros can map the ring lazily (untouched pages cost nothing)
+        self.ring: npt.NDArray[np.integer] = np.zeros(1 << ring_bits, np.uint8)
+
+    def _words(self, order: I64, outcome: U8 | None = None) -> I64:
+        """Ring words of these ids (outcome 0: not decided yet)."""
+        w = order >> self.bits
+        w += 1
+        w <<= 2
+        if outcome is not None:
+            w |= outcome
+        return w
+
+    def _fit_ring(self, order: I64) -> None:
+        """Widen the ring's slots when the largest id's word does not fit (values unchanged)."""
+        top = ((int(order.max()) >> self.bits) + 1) << 2 | 3
+        for dt in (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.uint32)):
+            if top <= np.iinfo(dt).max:
+                if dt.itemsize > self.ring.itemsize:
+                    self.ring = self.ring.astype(dt)
+                return
+        if self.ring.dtype != np.int64:
+            self.ring = self.ring.astype(np.int64)
 
     def resolve(
         self,
@@ -77,23 +101,25 @@ class StockBook:
         replayed = np.zeros(n, dtype=bool)
         cand = np.flatnonzero(candidate)
         in_batch = src = src_of = np.empty(0, dtype=np.int64)
-        dec: I64 | None = None  # deciding rows; None: all of them
+        dec: npt.NDArray[np.intp] | None = None  # deciding rows; None: all of them
+        if n:
+            self._fit_ring(order)
         if len(cand):
             first = order[~candidate]
-            self.ring[first & self.mask] = (first + 1) << 2
+            self.ring[first & self.mask] = self._words(first)
             oc = order[cand]
-            word = self.ring[oc & self.mask]
-            hit = (word >> 2) == oc + 1
+            word = self.ring[oc & self.mask].astype(np.int64)
+            hit = (word | 3) == (self._words(oc) | 3)
             known = hit & ((word & 3) != 0)
             outcome[cand[known]] = (word[known] & 3).astype(np.uint8)
             replayed[cand[hit]] = True
             in_batch = cand[hit & ~known]  # their first attempt is decided in this batch
             src, src_of = self._first_of_each_id(order, done, sub, cand[~hit], replayed)
             dec = np.flatnonzero(~replayed)
-        self._take(group, done, qty, sub, dec, outcome)
+        self._take(group, done, qty, sub, None if dec is None else replayed, outcome)
         outcome[src_of] = outcome[src]
         od, oo = (order, outcome) if dec is None else (order[dec], outcome[dec])
-        self.ring[od & self.mask] = ((od + 1) << 2) | oo
+        self.ring[od & self.mask] = self._words(od, oo)
         if len(in_batch):  # now the ring holds their first attempt's outcome
             outcome[in_batch] = (self.ring[order[in_batch] & self.mask] & 3).astype(np.uint8)
         return outcome, replayed, self._false_sold_out(group, done, outcome)
@@ -115,22 +141,25 @@ class StockBook:
         return f[head[same]], f[same]
 
     def _take(
-        self, group: I64, done: I64, qty: I64, sub: I64 | None, dec: I64 | None, outcome: U8
+        self, group: I64, done: I64, qty: I64, sub: I64 | None, skip: Bool | None, outcome: U8
     ) -> None:
-        """Take if fits, for the deciding rows ``dec`` (None: all), in completion order.
+        """Take if fits, in completion order, for every row but the ``skip`` ones (replays,
+        whose outcome is left as it is).
 
         Order matters only in a group whose requests this batch exceed its stock while some
         is left ("contended", once per group in a run): every other group confirms all its
         requests (enough stock) or none (none left; quantities are ≥ 1), so only the
         contended groups' rows are sorted into completion order.
         """
-        g, q, d = (group, qty, done) if dec is None else (group[dec], qty[dec], done[dec])
-        if not len(g):
+        if not len(group):
             return
         room = self.left
-        total = np.bincount(g, weights=q, minlength=len(room))  # float64: exact < 2**53 units
+        total = np.bincount(group, weights=qty, minlength=len(room))  # float64: exact < 2**53
+        if skip is not None:
+            sk = np.flatnonzero(skip)
+            total -= np.bincount(group[sk], weights=qty[sk], minlength=len(room))
         fits = total <= room
-        if int(q.min()) >= 1:
+        if int(qty.min()) >= 1:
             empty = ~fits & (room == 0)
             contended = ~fits & (room > 0)
         else:  # a zero quantity fits anywhere: decide every short group in order
@@ -138,28 +167,31 @@ class StockBook:
             contended = ~fits
         # CONFIRMED (1) where it all fits, SOLD_OUT (2) where nothing is left
         code = np.subtract(SOLD_OUT, fits, dtype=np.uint8)
-        row = code[g]
+        row = code[group]
         emptied = fits & (total == room) & (total > 0)
         if emptied.any():  # zero time: the last (latest) completion of the group's orders
-            m = emptied[g]
+            m = self._rows(emptied[group], skip)
             self.zero_ns[emptied] = np.iinfo(np.int64).min
-            np.maximum.at(self.zero_ns, g[m], d[m])
+            np.maximum.at(self.zero_ns, group[m], done[m])
         self.left -= (total * fits).astype(np.int64)
         first_out = empty & (self.first_sold_out_ns == INF)
         if first_out.any():  # first sold-out answer: the earliest completion
-            m = first_out[g]
-            np.minimum.at(self.first_sold_out_ns, g[m], d[m])
+            m = self._rows(first_out[group], skip)
+            np.minimum.at(self.first_sold_out_ns, group[m], done[m])
         if contended.any():
-            ci = np.flatnonzero(contended[g])
-            sv = sub if sub is None or dec is None else sub[dec]
-            keys = (ci, d[ci]) if sv is None else (ci, sv[ci], d[ci])
-            ci = ci[np.lexsort((*keys, g[ci]))]
-            conf = self._take_in_order(g[ci], d[ci], q[ci])
+            ci = self._rows(contended[group], skip)
+            keys = (ci, done[ci]) if sub is None else (ci, sub[ci], done[ci])
+            ci = ci[np.lexsort((*keys, group[ci]))]
+            conf = self._take_in_order(group[ci], done[ci], qty[ci])
             row[ci] = np.subtract(SOLD_OUT, conf, dtype=np.uint8)
-        if dec is None:
+        if skip is None:
             outcome[:] = row
         else:
-            outcome[dec] = row
+            np.copyto(outcome, row, where=~skip)
+
+    @staticmethod
+    def _rows(mask: Bool, skip: Bool | None) -> npt.NDArray[np.intp]:
+        return np.flatnonzero(mask if skip is None else mask & ~skip)
 
     def _take_in_order(self, g: I64, d: I64, q: I64) -> Bool:
         """Take if fits for rows sorted by (group, completion): which are confirmed."""
