@@ -137,8 +137,10 @@ def model_stock(scenario: Scenario, shards: int) -> np.ndarray:
         ModelConfig(shards=1, service_median_ms=0.4, queue_limit=8, seed=7),
         ModelConfig(shards=3, service_median_ms=1.5, service_sigma=1.0, queue_limit=5, seed=7),
         ModelConfig(shards=2, service_median_ms=2.0, queue_limit=0, timeout_s=0.05, seed=7),
+        # more stock groups than a window has requests: stock decided by sorting the rows
+        ModelConfig(shards=64, service_median_ms=20.0, queue_limit=1, seed=7),
     ],
-    ids=["one-shard", "three-shards-throttling", "unlimited-with-timeouts"],
+    ids=["one-shard", "three-shards-throttling", "unlimited-with-timeouts", "64-shards"],
 )
 def test_model_equals_a_per_request_reference_simulation(cfg):
     scenario = small_scenario()

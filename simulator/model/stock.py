@@ -154,6 +154,10 @@ class StockBook:
         if not len(group):
             return
         room = self.left
+        if len(room) > 8 * len(group):  # few rows for many groups: sort the rows instead
+            ci = np.arange(len(group)) if skip is None else np.flatnonzero(~skip)
+            self._decide_in_order(group, done, qty, sub, ci, outcome)
+            return
         total = np.bincount(group, weights=qty, minlength=len(room))  # float64: exact < 2**53
         if skip is not None:
             sk = np.flatnonzero(skip)
@@ -179,15 +183,20 @@ class StockBook:
             m = self._rows(first_out[group], skip)
             np.minimum.at(self.first_sold_out_ns, group[m], done[m])
         if contended.any():
-            ci = self._rows(contended[group], skip)
-            keys = (ci, done[ci]) if sub is None else (ci, sub[ci], done[ci])
-            ci = ci[np.lexsort((*keys, group[ci]))]
-            conf = self._take_in_order(group[ci], done[ci], qty[ci])
-            row[ci] = np.subtract(SOLD_OUT, conf, dtype=np.uint8)
+            self._decide_in_order(group, done, qty, sub, self._rows(contended[group], skip), row)
         if skip is None:
             outcome[:] = row
         else:
             np.copyto(outcome, row, where=~skip)
+
+    def _decide_in_order(
+        self, group: I64, done: I64, qty: I64, sub: I64 | None, rows: npt.NDArray[np.intp], out: U8
+    ) -> None:
+        """Take if fits for ``rows``, sorted into (group, completion) order; outcomes to out."""
+        keys = (rows, done[rows]) if sub is None else (rows, sub[rows], done[rows])
+        rows = rows[np.lexsort((*keys, group[rows]))]
+        conf = self._take_in_order(group[rows], done[rows], qty[rows])
+        out[rows] = np.subtract(SOLD_OUT, conf, dtype=np.uint8)
 
     @staticmethod
     def _rows(mask: Bool, skip: Bool | None) -> npt.NDArray[np.intp]:
