@@ -50,3 +50,17 @@ def postgres_dsn() -> str:
     """DSN of a real PostgreSQL server; tests must use their own schema and clean up."""
     _need("PostgreSQL", "127.0.0.1", 5432)
     return POSTGRES_DSN
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Fail fast, not hang: Locust's gevent patches must not reach this process's tests."""
+    import sys
+
+    if "gevent" in sys.modules:
+        from gevent import monkey
+
+        if monkey.is_module_patched("threading") and not os.environ.get("FLASHSALE_GEVENT_OK"):
+            raise pytest.UsageError(
+                "a test module imported Locust at collection (gevent patched threading/socket); "
+                "uvloop tests hang under it — move it to tests/inprocess_locust/"
+            )
