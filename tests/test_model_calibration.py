@@ -1,8 +1,10 @@
 """Calibration: fit on a report at low load, predict a higher load.
 
-The load engine's report.json has not landed yet, so the "measured" runs here are synthetic:
-the model itself with known service times (another seed for the measurement noise), shaped as
-a run report (service-time percentiles, the storefront's max_concurrency, the connections).
+The "measured" runs here are synthetic: the model itself with known service times (another seed
+for the measurement noise), shaped as a run report (service-time percentiles, the storefront's
+max_concurrency, the connections). That checks the fitting and the extrapolation in well under
+a second, against a known truth; tests/test_model_calibration_live.py holds the calibration
+against real runs of the bundled storefront (``flashsale run``'s report.json).
 """
 
 from __future__ import annotations
