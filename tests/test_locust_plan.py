@@ -361,8 +361,11 @@ def test_the_report_has_the_engine_shape_and_flashsale_report_renders_it(
             ["locust", "{mini}", "--master", "--expect-workers", "2", "--flashsale-workers", "3"],
             "--flashsale-workers 3 but --expect-workers 2",
         ),
-        (["locust", "{mini}", "--host", "http://127.0.0.1:9"], "cannot reach the storefront"),
-        (["locust", "{mini}", "--host", "ftp://x"], "not an http:// or https:// URL"),
+        (
+            ["locust", "{mini}", "--host", "http://127.0.0.1:9"],
+            "cannot reach the target http://127.0.0.1:9",
+        ),
+        (["locust", "{mini}", "--host", "ftp://x"], "--host: bad URL 'ftp://x'"),
     ],
 )
 def test_locust_command_bad_input_is_one_line_and_exit_2(

@@ -11,6 +11,7 @@ for the run (``flashsale serve`` on a free port) and stops it afterwards; worker
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import subprocess
 import sys
@@ -72,25 +73,6 @@ def _number(name: str, text: str | None, kind: type[float] | type[int]) -> float
         raise UsageError(f"{name}: not a number: {text!r}") from None
 
 
-def start_storefront(scenario: str, scale: float | None) -> tuple[subprocess.Popen[str], str]:
-    """``flashsale serve`` on a free loopback port for this run; (process, URL)."""
-    from simulator.errors import UsageError
-
-    cmd = [sys.executable, "-m", "simulator", "serve", "--scenario", scenario, "--port", "0"]
-    if scale is not None:
-        cmd += ["--scale", repr(scale)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    marker = "listening on "
-    if marker not in line:
-        proc.kill()
-        proc.wait()
-        raise UsageError(f"the bundled storefront did not start (it said {line.strip()!r})")
-    url = line.split(marker, 1)[1].split()[0]
-    return proc, url
-
-
 def build_command(scenario: str, args: list[str]) -> tuple[list[str], float | None]:
     """The locust command line for ``args`` (validated); and the --scale given, if any."""
     from simulator.errors import UsageError
@@ -120,31 +102,25 @@ def build_command(scenario: str, args: list[str]) -> tuple[list[str], float | No
 
 
 def main(args: argparse.Namespace) -> int:
-    from simulator.locust.run import check_reachable
+    from simulator.launcher import StorefrontSpec, embedded_storefront
+    from simulator.runner import check_reachable
     from simulator.scenario import load_scenario
+    from simulator.transport import parse_endpoint
 
     rest = list(args.locust_args)
     cmd, scale = build_command(args.scenario, rest)
-    is_worker = "--worker" in rest
-    host = _peek(rest, "--host", "-H") or load_scenario(args.scenario, scale).target.url
-    storefront: subprocess.Popen[str] | None = None
-    if not is_worker:
-        if host is None:
-            storefront, host = start_storefront(args.scenario, scale)
-            print(f"flashsale: bundled storefront at {host}", file=sys.stderr, flush=True)
-            cmd += ["--host", host]
-        else:
-            check_reachable(host)
-    try:
+    sc = load_scenario(args.scenario, scale)
+    host = _peek(rest, "--host", "-H") or sc.target.url
+    with contextlib.ExitStack() as stack:
+        if "--worker" not in rest:
+            if host is None:
+                spec = StorefrontSpec(sc.source, sc.scale, sc.storefront.backend)
+                host = stack.enter_context(embedded_storefront(spec))
+                print(f"flashsale: bundled storefront at {host}", file=sys.stderr, flush=True)
+                cmd += ["--host", host]
+            else:
+                check_reachable(parse_endpoint(host, "--host"), 2.0)
         return _run(cmd)
-    finally:
-        if storefront is not None:
-            storefront.terminate()
-            try:
-                storefront.wait(5)
-            except subprocess.TimeoutExpired:
-                storefront.kill()
-                storefront.wait()
 
 
 def _run(cmd: list[str]) -> int:

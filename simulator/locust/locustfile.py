@@ -20,9 +20,11 @@ from locust import events
 
 from simulator.errors import FlashsaleError, UsageError
 from simulator.locust import webui
-from simulator.locust.run import PLAN_MESSAGE, RESULT_MESSAGE, FlashsaleRun, check_reachable
+from simulator.locust.run import PLAN_MESSAGE, RESULT_MESSAGE, FlashsaleRun
 from simulator.locust.shape import DemandShape
 from simulator.locust.users import ScheduleUser
+from simulator.runner import check_reachable
+from simulator.transport import parse_endpoint
 
 __all__ = ["DemandShape", "ScheduleUser"]
 
@@ -130,7 +132,7 @@ def on_init(environment: Any, **_kw: Any) -> None:
             host = environment.host or run.scenario.target.url
             if host:
                 environment.host = host
-                check_reachable(host)
+                check_reachable(parse_endpoint(host, "--host"), 2.0)
             elif opts.headless:
                 _die("no host: pass --host URL, or set [target] url in the scenario")
     except FlashsaleError as exc:

@@ -20,14 +20,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-import socket
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import gevent
 import gevent.event
@@ -119,20 +117,6 @@ class SliceState:
     retry: Retry
     engine: EngineSlice | None = None  # engine mode: the engine's thread does the sending
     rows_sent_twice: int = 0  # rows the users sent a second time (an integrity failure)
-
-
-def check_reachable(url: str, timeout_s: float = 2.0) -> None:
-    """Raise a one-line UsageError unless something accepts TCP connections at ``url``."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"--host: {url!r} is not an http:// or https:// URL")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        with socket.create_connection((parts.hostname, port), timeout=timeout_s):
-            pass
-    except OSError as exc:
-        reason = exc.strerror or str(exc) or type(exc).__name__
-        raise UsageError(f"cannot reach the storefront at {url}: {reason}") from None
 
 
 class FlashsaleRun:

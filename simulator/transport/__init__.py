@@ -84,17 +84,17 @@ class Endpoint:
         return f"{self.scheme}://{host}:{self.port}{self.base_path}{path}"
 
 
-def parse_endpoint(url: str) -> Endpoint:
-    """Split and check a target URL; a bad one is a usage error."""
+def parse_endpoint(url: str, option: str = "--target") -> Endpoint:
+    """Split and check a target URL; a bad one is a usage error naming ``option``."""
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise UsageError(f"--target: bad URL {url!r}: {exc}") from None
+        raise UsageError(f"{option}: bad URL {url!r}: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"--target: bad URL {url!r}: want http://HOST[:PORT][/PREFIX]")
+        raise UsageError(f"{option}: bad URL {url!r}: want http://HOST[:PORT][/PREFIX]")
     if parts.query or parts.fragment:
-        raise UsageError(f"--target: bad URL {url!r}: no query or fragment, please")
+        raise UsageError(f"{option}: bad URL {url!r}: no query or fragment, please")
     if port is None:
         port = 443 if parts.scheme == "https" else 80
     return Endpoint(url, parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
