@@ -95,10 +95,19 @@ def _need_browser() -> None:
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout_s: float = 15.0) -> T:
-    """Poll ``probe`` until it returns something truthy; fail naming ``what``."""
+    """Poll ``probe`` until it returns something truthy; fail naming ``what``.
+
+    A page element that the UI re-rendered between finding and reading it (selenium's
+    StaleElementReferenceException) counts as "not yet": the next poll finds the new one.
+    """
+    from selenium.common.exceptions import StaleElementReferenceException
+
     deadline = time.monotonic() + timeout_s
     while True:
-        value = probe()
+        try:
+            value = probe()
+        except StaleElementReferenceException:
+            value = None
         if value:
             return value
         if time.monotonic() > deadline:
@@ -169,6 +178,14 @@ def browser(tmp_path: Path) -> Iterator[Any]:
         driver.quit()
 
 
+def _clicked(element: Any) -> bool:
+    """Click ``element`` if there is one; True once clicked (in wait_for a stale one retries)."""
+    if element is None:
+        return False
+    element.click()
+    return True
+
+
 def _button(driver: Any, text: str) -> Any:
     from selenium.webdriver.common.by import By
 
@@ -184,19 +201,23 @@ def test_flash_sale_tab_updates_live_and_the_run_stops_from_the_ui(
 
     ui, report_path = locust_ui
     browser.get(ui + "/")
-    wait_for("the START button", lambda: _button(browser, "START")).click()
+    wait_for("the START button", lambda: _clicked(_button(browser, "START")))
     wait_for("the run to start", lambda: _button(browser, "STOP"))
 
     # the tab in Locust's own UI: one row per SKU from the storefront's /inventory
-    tab = wait_for(
+    wait_for(
         "the Flash sale tab",
-        lambda: [
-            t
-            for t in browser.find_elements(By.CSS_SELECTOR, "[role=tab]")
-            if t.text.upper() == "FLASH SALE"
-        ],
+        lambda: _clicked(
+            next(
+                (
+                    t
+                    for t in browser.find_elements(By.CSS_SELECTOR, "[role=tab]")
+                    if t.text.upper() == "FLASH SALE"
+                ),
+                None,
+            )
+        ),
     )
-    tab[0].click()
     wait_for(
         "the tab's stock rows",
         lambda: "manggis" in browser.page_source and "durian" in browser.page_source,
@@ -220,7 +241,7 @@ def test_flash_sale_tab_updates_live_and_the_run_stops_from_the_ui(
 
     # stop from Locust's UI; the stopped run's report accounts for every scheduled order
     browser.get(ui + "/")
-    wait_for("the STOP button", lambda: _button(browser, "STOP")).click()
+    wait_for("the STOP button", lambda: _clicked(_button(browser, "STOP")))
     view = wait_for("the report", lambda: (_get(ui + "/flashsale/data") or {}).get("report"))
     orders = view["orders"]
     assert 0 < orders["sent"] < orders["scheduled"]  # stopped early
