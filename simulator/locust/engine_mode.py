@@ -28,7 +28,7 @@ import numpy as np
 from gevent import monkey
 
 from simulator.engine import EngineConfig, Run
-from simulator.locust.users import INTENDED, SERVICE, OrderFailed
+from simulator.locust.stats import INTENDED, SERVICE, OrderFailed
 from simulator.recorder import CONFIRMED, OUTCOME_NAMES, SOLD_OUT, Recorder
 from simulator.scenario import Scenario
 from simulator.schedule import Orders

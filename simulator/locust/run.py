@@ -46,6 +46,7 @@ from simulator.locust.plan import (
     users_at,
     worker_rows,
 )
+from simulator.locust.stats import INTENDED
 from simulator.recorder import OUTCOME_NAMES, Recorder, status_table
 from simulator.records import save_orders
 from simulator.results import write_report
@@ -527,7 +528,7 @@ class FlashsaleRun:
         """Everything the Flash sale page shows, as one JSON-able dict."""
         sale_s = self.sale_s
         grid = np.linspace(0.0, sale_s, min(601, max(2, round(sale_s / 0.05) + 1)))
-        stats = self.env.runner.stats.get("order (intended)", self.scenario.target.method)
+        stats = self.env.runner.stats.get(INTENDED, self.scenario.target.method)
         achieved_t: list[float] = []
         achieved: list[int] = []
         if self.started_unix is not None:

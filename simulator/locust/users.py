@@ -20,20 +20,14 @@ from typing import TYPE_CHECKING, Any
 import gevent
 from locust import FastHttpUser, constant, task
 
+from simulator.locust.stats import INTENDED, SERVICE, OrderFailed
 from simulator.recorder import CONFIRMED, ERROR, OUTCOME_NAMES, SOLD_OUT, THROTTLED, TIMEOUT
 from simulator.schedule import FLAG_RETRIES
 
 if TYPE_CHECKING:
     from simulator.locust.run import SliceState
 
-#: request names in Locust's statistics
-INTENDED = "order (intended)"
-SERVICE = "order (service)"
 _IDLE_S = 0.05  # how long a user with nothing to send waits before looking again
-
-
-class OrderFailed(Exception):
-    """An order's outcome that Locust should count as a failure (e.g. "throttled (429)")."""
 
 
 def state_of(environment: Any) -> SliceState | None:
