@@ -62,5 +62,5 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         if monkey.is_module_patched("threading") and not os.environ.get("FLASHSALE_GEVENT_OK"):
             raise pytest.UsageError(
                 "a test module imported Locust at collection (gevent patched threading/socket); "
-                "uvloop tests hang under it — move it to tests/inprocess_locust/"
+                "uvloop tests hang under it — import locust only in subprocesses"
             )
