@@ -7,8 +7,11 @@ FLASHSALE_REQUIRE_SERVICES=1 (set by .ci/run) a missing service fails the test i
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,3 +67,57 @@ def pytest_collection_finish(session: pytest.Session) -> None:
                 "a test module imported Locust at collection (gevent patched threading/socket); "
                 "uvloop tests hang under it — import locust only in subprocesses"
             )
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+CHROME_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--window-size=1280,1000",
+)
+
+
+def _need_browser() -> None:
+    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not shutil.which(p)]
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        missing.append("the selenium package")
+    if not missing:
+        return
+    reason = f"{', '.join(missing)} not installed (apt-get install chromium chromium-driver)"
+    if os.environ.get("FLASHSALE_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{reason}, and FLASHSALE_REQUIRE_SERVICES=1 requires it")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Headless Debian Chromium (selenium), a fresh profile, the console log captured.
+
+    Skips where Chromium, chromedriver or selenium is missing, unless
+    FLASHSALE_REQUIRE_SERVICES=1 (CI): then it fails.
+    """
+    _need_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = CHROMIUM
+    for flag in CHROME_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chrome-profile')}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -24,19 +23,6 @@ from typing import Any, TypeVar
 import pytest
 
 from simulator.locust import LOCUSTFILE
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-CHROME_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-)
 
 SCENARIO = """
 name = "ui-sale"
@@ -78,20 +64,6 @@ def stop(proc: subprocess.Popen[Any]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-
-
-def _need_browser() -> None:
-    missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not shutil.which(p)]
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        missing.append("the selenium package")
-    if not missing:
-        return
-    reason = f"{', '.join(missing)} not installed (apt-get install chromium chromium-driver)"
-    if os.environ.get("FLASHSALE_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"{reason}, and FLASHSALE_REQUIRE_SERVICES=1 requires it")
-    pytest.skip(reason)
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout_s: float = 15.0) -> T:
@@ -156,26 +128,6 @@ def _get(url: str) -> dict[str, Any] | None:
             return data
     except OSError:
         return None
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Any]:
-    _need_browser()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = CHROMIUM
-    for flag in CHROME_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'chrome-profile'}")
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_window_size(1280, 1000)
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def _clicked(element: Any) -> bool:
