@@ -40,6 +40,7 @@ class RunConfig:
     transport: str = "lean"
     out_dir: Path | None = None
     audit: bool = True
+    reset: bool = True  # POST the target's reset path first (off: a user's live storefront)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +105,11 @@ def execute(config: RunConfig, report: Callable[[Progress], None] | None = None)
         if endpoint.scheme == "https" and config.transport == "lean":
             raise UsageError("https targets need --transport aiohttp (the lean one is plain HTTP)")
         check_reachable(endpoint, sc.run.connect_timeout_s)
-        notes = [reset_target(endpoint.url_for(sc.target.reset_path), sc.run.timeout_s)]
+        notes = (
+            [reset_target(endpoint.url_for(sc.target.reset_path), sc.run.timeout_s)]
+            if config.reset or embedded
+            else ["reset: skipped (--no-reset); the audit compares against the inventory as found"]
+        )
         engine = EngineConfig(
             timeout_s=sc.run.timeout_s,
             drain_s=sc.run.drain_s,

@@ -30,6 +30,11 @@ def configure(p: argparse.ArgumentParser) -> None:
         "scenario's thresholds; exit 1 if any fails)",
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    p.add_argument(
+        "--no-reset",
+        action="store_true",
+        help="do not POST the target's reset path before the run (for your own storefront)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -64,6 +69,7 @@ def main(args: argparse.Namespace) -> int:
         connections=args.connections,
         transport=args.transport,
         out_dir=Path(args.out) if args.out else None,
+        reset=not args.no_reset,
     )
     console = Console(stderr=args.json)
     if console.is_terminal and not args.json:

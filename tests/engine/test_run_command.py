@@ -133,3 +133,14 @@ def test_embedded_storefront_by_default(scenario_file, tmp_path: Path) -> None:
     assert audit["available"] and audit["ok"]
     assert audit["skus"]["a"]["initial"] == 60
     assert audit["skus"]["a"]["client_units"] == audit["skus"]["a"]["ledger_units"]
+
+
+def test_no_reset_leaves_the_target_as_found(fake_store, scenario_file) -> None:
+    url, _ = fake_store("ok", ("a=100", "b=50"))
+    path = str(scenario_file(rate=100, duration=0.5))
+    r = flashsale(path, "--target", url, "--json", "--no-reset")
+    assert r.returncode == 0, r.stderr
+    notes = json.loads(r.stdout)["run"]["notes"]
+    assert any(n.startswith("reset: skipped") for n in notes)
+    r = flashsale(path, "--target", url, "--json")
+    assert any(n.startswith("reset: 2") for n in json.loads(r.stdout)["run"]["notes"])
