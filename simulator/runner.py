@@ -136,7 +136,7 @@ def execute(config: RunConfig, report: Callable[[Progress], None] | None = None)
             raise UsageError(f"cannot reach the target {url}: {exc}") from None
         state = (
             fetch_server_state(
-                endpoint.url_for(sc.target.inventory_path), endpoint.url_for("/ledger")
+                endpoint.url_for(sc.target.inventory_path), endpoint.url_for(sc.target.ledger_path)
             )
             if config.audit
             else ServerState(None, None, ("audit skipped",))

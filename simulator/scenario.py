@@ -93,6 +93,7 @@ class Target:
     url: str | None = None
     orders_path: str = "/orders"
     inventory_path: str = "/inventory"
+    ledger_path: str = "/ledger"  # confirmed orders, for the audit; a target without one says so
     reset_path: str = "/reset"
     method: str = "POST"
     body: str = DEFAULT_BODY
@@ -482,7 +483,7 @@ def _parse_target(t: _Table | None) -> Target:
     if url is not None and not url.startswith(("http://", "https://")):
         raise t.fail("url", f"must start with http:// or https://, got {url!r}")
     paths = {}
-    for key in ("orders_path", "inventory_path", "reset_path"):
+    for key in ("orders_path", "inventory_path", "ledger_path", "reset_path"):
         value = t.text(key, getattr(Target(), key))
         if not value.startswith("/"):
             raise t.fail(key, f"must start with '/', got {value!r}")

@@ -449,7 +449,7 @@ class FlashsaleRun:
         target = self.scenario.target
         host = (self.env.host or "").rstrip("/")
         if host:
-            server = fetch_server_state(host + target.inventory_path, host + "/ledger")
+            server = fetch_server_state(host + target.inventory_path, host + target.ledger_path)
         else:
             server = ServerState(None, None, ("no host: the server's inventory was not read",))
         started = self.started_unix or time.time()
