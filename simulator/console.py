@@ -1,20 +1,16 @@
-"""Terminal rendering of a run: the live progress line and the final summary table.
+"""Live progress of a run in the terminal (rich), while it runs.
 
-Both only render numbers computed elsewhere (:class:`simulator.engine.Progress`, the report
-dict of :mod:`simulator.results`); nothing here computes a statistic.
+It only renders numbers computed elsewhere (:class:`simulator.engine.Progress`); the summary at
+the end is :func:`simulator.report.terminal.render_text`, the same as ``flashsale report``.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.console import Console
 from rich.live import Live
-from rich.table import Table
 from rich.text import Text
 
 from simulator.engine import Progress
-from simulator.recorder import OUTCOME_NAMES
 
 
 def progress_text(p: Progress, stock_total: int) -> Text:
@@ -46,62 +42,3 @@ class LiveProgress:
     def update(self, p: Progress) -> None:
         """Show a new snapshot."""
         self.live.update(progress_text(p, self.stock_total))
-
-
-def _ms(v: Any) -> str:
-    return "–" if v is None else f"{v:,.2f}"
-
-
-def summary_table(report: dict[str, Any]) -> Table:
-    """Latency percentiles by kind, outcomes and the audit, as one table."""
-    sc, tgt = report["scenario"], report["target"]
-    title = (
-        f"{sc['name']} (scale {sc['scale']:g}, seed {sc['seed']}, {sc['duration_s']:g} s) → "
-        f"{tgt['url']} [{tgt['transport']}]" + ("  PARTIAL" if report["partial"] else "")
-    )
-    t = Table(title=title, title_justify="left")
-    t.add_column("latency (ms)")
-    for key in ("p50", "p90", "p99", "p99.9", "max", "count"):
-        t.add_column(key, justify="right")
-    rows = [
-        ("intended", report["latency_ms"]["intended"]),
-        ("service", report["latency_ms"]["service"]),
-        ("order (with retries)", report["latency_ms"]["order"]),
-        ("dispatch lag", report["dispatch_lag_ms"]),
-        ("queue wait", report["queue_wait_ms"]),
-    ]
-    for name, d in rows:
-        t.add_row(
-            name, *(_ms(d[k]) for k in ("p50", "p90", "p99", "p99.9", "max")), f"{d['count']:,}"
-        )
-    return t
-
-
-def summary_lines(report: dict[str, Any]) -> list[str]:
-    """Outcomes, run shape and audit under the table."""
-    orders, run = report["orders"], report["run"]
-    outcome_line = "  ".join(f"{k} {orders['outcomes'][k]:,}" for k in OUTCOME_NAMES)
-    return [
-        f"orders {orders['scheduled']:,} (+{orders['retries']:,} retries): {outcome_line}",
-        f"wall {run['wall_s']:.1f} s, {run['workers']} worker(s), {run['connections']} connections",
-        audit_line(report["audit"]),
-    ]
-
-
-def audit_line(a: dict[str, Any]) -> str:
-    """The audit in one or a few lines."""
-    if not a["available"]:
-        return "audit: unavailable (" + "; ".join(a["problems"]) + ")"
-    head = f"audit ({a.get('backend')}): oversell {a['oversell_units']:,} units — " + (
-        "OK" if a["ok"] else "OVERSOLD"
-    )
-    return "\n".join([head, *(f"  ! {p}" for p in a["problems"])])
-
-
-def print_summary(console: Console, report: dict[str, Any], path: str | None) -> None:
-    """The final table, and where the report went."""
-    console.print(summary_table(report))
-    for line in summary_lines(report):
-        console.print(line, highlight=False)
-    if path is not None:
-        console.print(f"report: {path}")

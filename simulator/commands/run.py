@@ -42,7 +42,7 @@ def main(args: argparse.Namespace) -> int:
     import orjson
     from rich.console import Console
 
-    from simulator.console import LiveProgress, print_summary
+    from simulator.console import LiveProgress
     from simulator.errors import UsageError
     from simulator.report.thresholds import evaluate, parse_thresholds, render_results
     from simulator.results import write_report
@@ -102,7 +102,12 @@ def main(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
         sys.stdout.flush()
     else:
-        print_summary(console, report, str(outcome.path) if outcome.path else None)
+        from simulator.report.terminal import render_text
+        from simulator.report.view import read_report
+
+        console.print(render_text(read_report(report)), highlight=False, markup=False)
+        if outcome.path is not None:
+            console.print(f"report: {outcome.path}", highlight=False)
         if results:
             console.print(render_results(results), highlight=False)
         if args.html:

@@ -217,7 +217,7 @@ def _run_view(data: dict[str, Any], orders: dict[str, Any], source: str) -> Repo
     """A live run's report, or the model's in the same shape (``mode: simulate``)."""
     notes: list[str] = []
     if data.get("partial"):
-        notes.append("partial run: stopped before the end of the schedule")
+        notes.append("PARTIAL run: stopped before the end of the schedule")
     scenario = data.get("scenario")
     meta = scenario if isinstance(scenario, dict) else data
     model_skus = _dict(data.get("skus"))  # the model's own per-SKU section (sell-out times)
