@@ -263,15 +263,10 @@ class Run:
 
     def _dispatch_retry(self, due_ns: int, previous: int) -> None:
         rec = self.rec
-        attempt = rec.n_attempts
-        if attempt >= rec.capacity:  # cannot happen: capacity covers every possible retry
+        attempt = rec.add_retry(previous, due_ns)
+        if attempt < 0:  # cannot happen: capacity covers every possible retry
             return
-        rec.n_attempts += 1
-        row = previous if previous < rec.n_rows else int(rec.row_of_retry[previous - rec.n_rows])
-        rec.row_of_retry[attempt - rec.n_rows] = row
-        rec.intended_ns[attempt] = due_ns
-        rec.tries[attempt] = rec.tries[previous] + 1
-        rec.next_attempt[previous] = attempt
+        row = int(rec.row_of_retry[attempt - rec.n_rows])
         payload = self._build(
             int(self._products[row]),
             int(self._orders[row]),

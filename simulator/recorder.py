@@ -119,8 +119,8 @@ class Recorder:
     def add_retry(self, previous: int, intended_ns: int) -> int:
         """A new attempt retrying attempt ``previous``, due at ``intended_ns``; its number.
 
-        For senders outside the engine (the Locust adapter's users); −1 when the capacity is
-        used up (cannot happen when it was sized by :func:`simulator.engine.retry_capacity`).
+        Used by the engine and by the Locust adapter's users; −1 when the capacity is used up
+        (cannot happen when it was sized by :func:`simulator.engine.retry_capacity`).
         """
         attempt = self.n_attempts
         if attempt >= self.capacity:
