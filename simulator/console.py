@@ -18,10 +18,12 @@ def progress_text(p: Progress, stock_total: int) -> Text:
     p99 = "–" if p.p99_ms != p.p99_ms else f"{p.p99_ms:,.1f} ms"
     outcomes = "  ".join(f"{k} {v:,}" for k, v in p.outcomes.items() if v)
     left = max(0, stock_total - p.confirmed_units)
+    # three short lines: readable at 80 columns
     return Text(
         f"t {p.elapsed_s:6.1f} s  target {p.target_rate_per_s:,.0f}/s  "
-        f"achieved {p.achieved_rate_per_s:,.0f}/s  p99 {p99}  in flight {p.in_flight:,}  "
-        f"queued {p.queued:,}  stock left {left:,}\n{outcomes or 'no answers yet'}"
+        f"achieved {p.achieved_rate_per_s:,.0f}/s  p99 {p99}\n"
+        f"in flight {p.in_flight:,}  queued {p.queued:,}  stock left {left:,}\n"
+        f"{outcomes or 'no answers yet'}"
     )
 
 
