@@ -401,7 +401,7 @@ class Run:
         scheduled = int(np.searchsorted(intended, now, side="right"))
         last_s = int(np.searchsorted(intended, now - 1_000_000_000, side="right"))
         finished = done >= 0
-        recent = done > now - 1_000_000_000
+        recent = finished & (done > now - 1_000_000_000)  # done = −1: not answered yet
         lat = done[recent] - rec.intended_ns[:m][recent]
         counts = np.bincount(rec.outcome[:m][finished], minlength=len(OUTCOME_NAMES))
         rows_n = rec.n_rows

@@ -181,3 +181,19 @@ def test_outcome_codes_are_stable() -> None:
         "error": 5,
         "timeout": 6,
     }
+
+
+def test_progress_counts_only_answered_attempts() -> None:
+    rows = constant_rows(50, 0)  # all due at t = 0
+    t = LeanTransport(parse_endpoint("http://127.0.0.1:9"), Target(), ("a", "b"), 1, 1.0, 1.0)
+    run = Run(rows, t, EngineConfig(timeout_s=1.0, drain_s=0.1, retry=Retry(), seed=1))
+    p = run.progress()  # before the run: nothing answered (done = −1 everywhere)
+    assert p.achieved_rate_per_s == 0 and p.done == 0
+    assert p.p99_ms != p.p99_ms  # NaN: no latency yet
+    run.rec.done_ns[:10] = 5_000_000  # ten answers at 5 ms…
+    run.rec.outcome[:10] = OUTCOME_CODES["confirmed"]
+    run._t0 = 1  # …seen at "now" = clock − 1 ns, well within the last second
+    run._now = lambda: 100_000_000  # type: ignore[method-assign]
+    p = run.progress()
+    assert p.achieved_rate_per_s == 10 and p.done == 10
+    assert p.p99_ms == 5.0
