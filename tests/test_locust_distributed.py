@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -21,6 +18,8 @@ from simulator.cli import main as cli_main
 from simulator.locust import LOCUSTFILE
 from simulator.scenario import load_scenario
 from simulator.schedule import build_schedule
+
+from .procs import free_port, stop
 
 MINI = """
 name = "mini-locust"
@@ -49,24 +48,6 @@ duplicate_delay_s = [0.05, 0.3]
 [run]
 drain_s = 2.0
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    """Stop a process group this test started (and only that)."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 @pytest.fixture

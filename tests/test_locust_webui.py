@@ -9,9 +9,6 @@ selenium is missing, unless FLASHSALE_REQUIRE_SERVICES=1 (CI), where that fails 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +20,8 @@ from typing import Any, TypeVar
 import pytest
 
 from simulator.locust import LOCUSTFILE
+
+from .procs import free_port, stop
 
 SCENARIO = """
 name = "ui-sale"
@@ -46,24 +45,6 @@ half_life_s = 5.0
 """
 
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def stop(proc: subprocess.Popen[Any]) -> None:
-    """Stop a process group this test started (and only that)."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout_s: float = 15.0) -> T:
