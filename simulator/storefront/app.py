@@ -52,6 +52,7 @@ class Storefront:
         self.stats = metrics.OrderStats()
         self.registry, self._collector = metrics.new_registry(self.stats, backend.name)
         self._max_in_flight = settings.max_concurrency
+        self._max_body = settings.client_max_size
         self._rng = random.Random(settings.seed)
         median_ms = settings.service_time_median_ms
         self._service_mu = math.log(median_ms / 1000.0) if median_ms > 0 else None
@@ -81,15 +82,23 @@ class Storefront:
             content_type = request.headers.get(hdrs.CONTENT_TYPE)
             if content_type != JSON and not is_json_content_type(content_type):
                 raise InvalidInput(400, "content type must be application/json", "content-type")
-            raw = await request.read()
+            content = request.content
+            if content.is_eof():
+                # the whole body came with the headers (an order does): take it as it lies,
+                # without read()'s two awaits and copy, ~1.8 µs of ~28 per order
+                # (bench/storefront_vs_bare.py); aiohttp's size limit is checked here then
+                raw = content.read_nowait()
+                if len(raw) > self._max_body:
+                    raise InvalidInput(413, f"body over {self._max_body} bytes", "body")
+            else:
+                raw = await request.read()
             order_id, sku, qty, user_id = parse_order(raw, self.backend.limits)
         except InvalidInput as exc:
             stats.by_status[exc.status] += 1
             return error_response(exc.status, exc.error, exc.field)
         except web.HTTPRequestEntityTooLarge:
             stats.by_status[413] += 1
-            limit = self.settings.client_max_size
-            return error_response(413, f"body over {limit} bytes", "body")
+            return error_response(413, f"body over {self._max_body} bytes", "body")
         confirm_now = self._confirm_now
         if confirm_now is not None:
             # no await from here to the answer, so in_flight would be back where it was before

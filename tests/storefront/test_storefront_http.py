@@ -216,3 +216,58 @@ async def test_two_apps_keep_separate_metrics(start: Any, http: Any) -> None:
     assert a.storefront.stats.by_status[201] == 1
     assert b.storefront.stats.by_status[201] == 0
     assert a.storefront.registry is not b.storefront.registry
+
+
+async def _raw_exchange(url: str, parts: list[bytes], pause_s: float = 0.05) -> tuple[int, dict]:
+    """Send one request in ``parts`` with a pause between them; the status and JSON answer."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        for i, part in enumerate(parts):
+            if i:
+                await asyncio.sleep(pause_s)
+            writer.write(part)
+            await writer.drain()
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        length = int(
+            next(
+                line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+            ).split(b":")[1]
+        )
+        return status, orjson.loads(await reader.readexactly(length))
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_an_order_whose_body_comes_after_its_headers(
+    chunked: bool, start: Any, http: Any
+) -> None:
+    # the handler starts before the body is there: it must wait for it, not read a part
+    sf = await start("memory", STOCK, client_max_size=1024)
+    body = _order(order_id="late")
+    if chunked:
+        head = b"POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        head += b"Transfer-Encoding: chunked\r\n\r\n"
+        half = len(body) // 2
+        parts = [
+            head + b"%x\r\n%s\r\n" % (half, body[:half]),
+            b"%x\r\n%s\r\n0\r\n\r\n" % (len(body) - half, body[half:]),
+        ]
+    else:
+        head = b"POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        head += b"Content-Length: %d\r\n\r\n" % len(body)
+        parts = [head + body[:10], body[10:]]
+    status, answer = await _raw_exchange(sf.url, parts)
+    assert (status, answer) == (
+        201,
+        {"order_id": "late", "sku": "durian", "qty": 1, "remaining": 9},
+    )
+    # and an oversized body that trickles in is refused like one that arrives at once
+    big = _order(order_id="big", user_id="u" * 2000)
+    head = b"POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    head += b"Content-Length: %d\r\n\r\n" % len(big)
+    status, answer = await _raw_exchange(sf.url, [head, big[:500], big[500:]])
+    assert (status, answer["field"]) == (413, "body")
+    assert (await http.get(sf.url + "/inventory"))["skus"]["durian"]["sold"] == 1
