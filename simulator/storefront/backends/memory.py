@@ -1,14 +1,22 @@
 """In-process stock: the correct ``memory`` backend and the deliberately racy ``memory-racy``.
 
-Both keep everything in plain dicts on the event loop's thread. The correct one checks and
-takes stock with no ``await`` in between, so no other order can interleave; the racy one awaits
-a simulated store round trip between reading and writing, as an inventory service that reads a
-row, decides in application code and writes the result back would — and so it oversells.
+Both keep everything on the event loop's thread. The correct one checks and takes stock with no
+``await`` in between, so no other order can interleave; the racy one awaits a simulated store
+round trip between reading and writing, as an inventory service that reads a row, decides in
+application code and writes the result back would — and so it oversells.
+
+Every decided order is one row of an append-only log kept in columns: the order id and user id
+in lists, the SKU, quantity and outcome packed in one machine integer and the stock left in
+another (``array('q')``: no Python object per row). An order id maps to its row for
+idempotency; the ledger is the log's confirmed rows, in order. Few objects per order matters
+here: this is the storefront's hot path, and every object kept alive per order costs the
+allocator and the caches more than the code that makes it (bench/storefront_vs_bare.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+from array import array
 from collections.abc import Iterable, Mapping
 
 from simulator.storefront.backends.base import (
@@ -22,20 +30,13 @@ from simulator.storefront.backends.base import (
     next_limits,
 )
 
-#: one order's first outcome, kept per order id: (order_id, sku, qty, user_id, outcome,
-#: remaining). Its first four fields are the :data:`LedgerEntry`, so a confirmed order's record
-#: is also its ledger entry: one tuple per order, not two (each young tuple costs the garbage
-#: collector a visit before it is untracked: ~1.5k instructions per order, bench/storefront_vs_bare)
-OrderRecord = tuple[str, str, int, str, int, int]
+# a row's code: SKU index << _SKU_SHIFT | qty << 2 | outcome (qty < 2**32, validated ≤ 2**31 - 1)
+_SKU_SHIFT = 34
+_QTY_MASK = (1 << 32) - 1
 
 
 class MemoryBackend:
-    """Correct in-process stock: check-and-decrement in one synchronous step.
-
-    This is the storefront's hot path in benchmarks, so :meth:`reserve` is written to allocate
-    little: one :data:`OrderRecord` tuple per order, kept for idempotency and, when confirmed,
-    in the ledger too.
-    """
+    """Correct in-process stock: check-and-decrement in one synchronous step."""
 
     name = "memory"
     #: decides with no I/O, so the HTTP layer may call :meth:`confirm_now` and
@@ -50,15 +51,6 @@ class MemoryBackend:
     ) -> None:
         self._configured_limits = dict(limits)
         self.limits: dict[str, int] = {}
-        self._initial: dict[str, int] = {}
-        self._remaining: dict[str, int] = {}
-        self._sold: dict[str, int] = {}
-        # order id → its record: a plain tuple, not a Reservation, because the garbage
-        # collector untracks exact tuples of atomic values, and keeping hundreds of thousands
-        # of tracked records alive made full collections cost ~10% of throughput
-        self._orders: dict[str, OrderRecord] = {}
-        self._bought: dict[tuple[str, str], int] = {}
-        self._ledger: list[OrderRecord] = []  # the records of confirmed orders, in order
         self._load(stocks)
 
     def _load(self, stocks: Mapping[str, int]) -> None:
@@ -66,9 +58,19 @@ class MemoryBackend:
         self._initial = dict(stocks)
         self._remaining = dict(stocks)
         self._sold = dict.fromkeys(stocks, 0)
-        self._orders = {}
-        self._bought = {}
-        self._ledger = []
+        self._bought: dict[tuple[str, str], int] = {}
+        self._sku_names = list(stocks)
+        self._sku_codes = {sku: i << _SKU_SHIFT for i, sku in enumerate(self._sku_names)}
+        # the order log, one row per decided order
+        self._rows: dict[str, int] = {}  # order id → its (first) row
+        self._ids: list[str] = []
+        self._users: list[str] = []
+        self._codes = array("q")  # SKU, qty, outcome
+        self._left = array("q")  # the SKU's stock after the decision
+        # ledger totals per SKU summed from the log's confirmed rows up to row _summed
+        self._summed = 0
+        self._ledger_units: dict[str, int] = {}
+        self._ledger_orders: dict[str, int] = {}
 
     async def start(self) -> None:
         """Nothing to connect to: the stock was loaded at construction."""
@@ -88,8 +90,8 @@ class MemoryBackend:
         (a repeated order id, too little stock, over the buyer's limit) the caller asks
         :meth:`reserve_now`, which then decides and records the outcome.
         """
-        orders = self._orders
-        if order_id in orders:
+        rows = self._rows
+        if order_id in rows:
             return -1
         remaining = self._remaining[sku] - qty
         if remaining < 0:
@@ -103,24 +105,25 @@ class MemoryBackend:
             self._bought[key] = bought
         self._remaining[sku] = remaining
         self._sold[sku] += qty
-        self._ledger.append(record := (order_id, sku, qty, user_id, CONFIRMED, remaining))
-        orders[order_id] = record
+        ids = self._ids
+        rows[order_id] = len(ids)
+        ids.append(order_id)
+        self._users.append(user_id)
+        self._codes.append(self._sku_codes[sku] | qty << 2)  # | CONFIRMED (0)
+        self._left.append(remaining)
         return remaining
 
     def reserve_now(self, order_id: str, sku: str, qty: int, user_id: str) -> Reservation:
         """:meth:`reserve` without a coroutine, for callers on the event loop's thread."""
-        done = self._orders.get(order_id)
-        if done is not None:
-            return _replay(done)
+        row = self._rows.get(order_id)
+        if row is not None:
+            return self._replay(row)
         remaining = self._remaining[sku]
         limit = self.limits[sku]
-        if limit:
-            key = (user_id, sku)
-            bought = self._bought.get(key, 0)
-            if bought + qty > limit:
-                self._orders[order_id] = (order_id, sku, qty, user_id, OVER_LIMIT, remaining)
-                return Reservation(OVER_LIMIT, sku, qty, remaining)
-        if remaining < qty:
+        key = (user_id, sku)
+        if limit and self._bought.get(key, 0) + qty > limit:
+            outcome = OVER_LIMIT
+        elif remaining < qty:
             outcome = SOLD_OUT
         else:
             outcome = CONFIRMED
@@ -128,12 +131,25 @@ class MemoryBackend:
             self._remaining[sku] = remaining
             self._sold[sku] += qty
             if limit:
-                self._bought[key] = bought + qty
-        record = (order_id, sku, qty, user_id, outcome, remaining)
-        if outcome == CONFIRMED:
-            self._ledger.append(record)
-        self._orders[order_id] = record
+                self._bought[key] = self._bought.get(key, 0) + qty
+        self._record(order_id, sku, qty, user_id, outcome, remaining)
         return Reservation(outcome, sku, qty, remaining)
+
+    def _record(
+        self, order_id: str, sku: str, qty: int, user_id: str, outcome: int, remaining: int
+    ) -> None:
+        """Append a decided order to the log; its id now points at this row."""
+        self._rows[order_id] = len(self._ids)
+        self._ids.append(order_id)
+        self._users.append(user_id)
+        self._codes.append(self._sku_codes[sku] | qty << 2 | outcome)
+        self._left.append(remaining)
+
+    def _replay(self, row: int) -> Reservation:
+        """The first outcome of the order in ``row``, again."""
+        code = self._codes[row]
+        sku = self._sku_names[code >> _SKU_SHIFT]
+        return Reservation(code & 3, sku, code >> 2 & _QTY_MASK, self._left[row], replayed=True)
 
     async def reset(self, stocks: Mapping[str, int]) -> None:
         """Reload the stock and forget every order."""
@@ -141,11 +157,25 @@ class MemoryBackend:
 
     async def snapshot(self) -> dict[str, SkuSnapshot]:
         """Counters as kept, ledger numbers summed from the ledger itself."""
-        return snapshot_from(self._initial, self._sold, self._remaining, self._ledger)
+        # the log only grows, so each row is summed once: a snapshot costs the rows since the last
+        codes, names = self._codes, self._sku_names
+        units, orders = self._ledger_units, self._ledger_orders
+        for code in codes[self._summed :]:
+            if code & 3 == CONFIRMED:
+                sku = names[code >> _SKU_SHIFT]
+                units[sku] = units.get(sku, 0) + (code >> 2 & _QTY_MASK)
+                orders[sku] = orders.get(sku, 0) + 1
+        self._summed = len(codes)
+        return snapshot_totals(self._initial, self._sold, self._remaining, units, orders)
 
     async def ledger(self) -> list[LedgerEntry]:
-        """A copy of the ledger."""
-        return [record[:4] for record in self._ledger]
+        """The confirmed rows of the log, in order."""
+        ids, users, names = self._ids, self._users, self._sku_names
+        return [
+            (ids[row], names[code >> _SKU_SHIFT], code >> 2 & _QTY_MASK, users[row])
+            for row, code in enumerate(self._codes)
+            if code & 3 == CONFIRMED
+        ]
 
 
 class RacyMemoryBackend(MemoryBackend):
@@ -155,6 +185,7 @@ class RacyMemoryBackend(MemoryBackend):
     ``racy_delay_s`` (a store round trip), then writes the value it computed from what it read.
     Every confirmed unit is counted in ``sold`` and the ledger, so ``sold`` can exceed
     ``initial`` while ``initial - remaining`` does not (lost updates) — the audit's job to find.
+    Two concurrent orders with one id can both be confirmed: two ledger rows, one id.
     """
 
     name = "memory-racy"
@@ -171,14 +202,15 @@ class RacyMemoryBackend(MemoryBackend):
 
     async def reserve(self, order_id: str, sku: str, qty: int, user_id: str) -> Reservation:
         """Read, await the simulated round trip, then write what was computed from the read."""
-        done = self._orders.get(order_id)
+        row = self._rows.get(order_id)
+        first = None if row is None else self._replay(row)
         remaining = self._remaining[sku]
         limit = self.limits[sku]
         key = (user_id, sku)
         bought = self._bought.get(key, 0)
         await asyncio.sleep(self._delay_s)
-        if done is not None:
-            return _replay(done)
+        if first is not None:
+            return first
         if limit and bought + qty > limit:
             outcome = OVER_LIMIT
         elif remaining < qty:
@@ -189,39 +221,40 @@ class RacyMemoryBackend(MemoryBackend):
             self._remaining[sku] = remaining  # lost update: overwrites other orders' writes
             self._sold[sku] += qty
             self._bought[key] = bought + qty
-        record = (order_id, sku, qty, user_id, outcome, remaining)
-        if outcome == CONFIRMED:
-            self._ledger.append(record)  # every unit sold is in the ledger, oversold or not
-        self._orders[order_id] = record
+        self._record(order_id, sku, qty, user_id, outcome, remaining)  # every unit sold is logged
         return Reservation(outcome, sku, qty, remaining)
 
 
-def _replay(record: OrderRecord) -> Reservation:
-    """An order id's first outcome, again."""
-    _, sku, qty, _, outcome, remaining = record
-    return Reservation(outcome, sku, qty, remaining, replayed=True)
+def snapshot_totals(
+    initial: Mapping[str, int],
+    sold: Mapping[str, int],
+    remaining: Mapping[str, int],
+    ledger_units: Mapping[str, int],
+    ledger_orders: Mapping[str, int],
+) -> dict[str, SkuSnapshot]:
+    """Per-SKU snapshot from counters and ledger totals (ledger SKUs not on sale included)."""
+    return {
+        sku: SkuSnapshot(
+            initial=initial.get(sku, 0),
+            sold=sold.get(sku, 0),
+            ledger_units=ledger_units.get(sku, 0),
+            ledger_orders=ledger_orders.get(sku, 0),
+            remaining=remaining.get(sku, 0),
+        )
+        for sku in {**initial, **ledger_units}
+    }
 
 
 def snapshot_from(
     initial: Mapping[str, int],
     sold: Mapping[str, int],
     remaining: Mapping[str, int],
-    ledger: Iterable[LedgerEntry | OrderRecord],
+    ledger: Iterable[LedgerEntry],
 ) -> dict[str, SkuSnapshot]:
     """Per-SKU snapshot from counters and a ledger (ledger SKUs not on sale are included)."""
     units: dict[str, int] = {}
     orders: dict[str, int] = {}
-    for entry in ledger:
-        sku, qty = entry[1], entry[2]
+    for _, sku, qty, _ in ledger:
         units[sku] = units.get(sku, 0) + qty
         orders[sku] = orders.get(sku, 0) + 1
-    return {
-        sku: SkuSnapshot(
-            initial=initial.get(sku, 0),
-            sold=sold.get(sku, 0),
-            ledger_units=units.get(sku, 0),
-            ledger_orders=orders.get(sku, 0),
-            remaining=remaining.get(sku, 0),
-        )
-        for sku in {**initial, **units}
-    }
+    return snapshot_totals(initial, sold, remaining, units, orders)
