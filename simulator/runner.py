@@ -41,6 +41,7 @@ class RunConfig:
     out_dir: Path | None = None
     audit: bool = True
     reset: bool = True  # POST the target's reset path first (off: a user's live storefront)
+    busy_wait: bool = False  # spin before each order instead of sleeping on a timerfd
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +117,7 @@ def execute(config: RunConfig, report: Callable[[Progress], None] | None = None)
             retry=sc.buyers.retry,
             seed=sc.seed,
             status=sc.target.status,
+            fine_timer=not config.busy_wait,
         )
         spec = WorkerSpec(
             scenario=sc,
@@ -172,6 +174,7 @@ def execute(config: RunConfig, report: Callable[[Progress], None] | None = None)
             "wall_s": round(result.wall_s, 3),
             "workers": workers,
             "connections": connections,
+            "busy_wait": config.busy_wait,
             "timeout_s": sc.run.timeout_s,
             "drain_s": sc.run.drain_s,
             "recorder_bytes": result.recorder.nbytes(),

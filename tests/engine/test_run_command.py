@@ -43,6 +43,7 @@ def test_json_report_against_a_target(fake_store, scenario_file, tmp_path: Path)
     for kind in ("intended", "service"):
         assert set(report["latency_ms"][kind]) >= {"p50", "p90", "p99", "p99.9", "max"}
     assert report["scenario"]["seed"] == 7 and not report["partial"]
+    assert report["run"]["busy_wait"] is False  # sleeps on a timerfd between orders
     assert len(report["timeline"]["p99_ms"]) == len(report["timeline"]["second"])
 
 
@@ -144,3 +145,14 @@ def test_no_reset_leaves_the_target_as_found(fake_store, scenario_file) -> None:
     assert any(n.startswith("reset: skipped") for n in notes)
     r = flashsale(path, "--target", url, "--json")
     assert any(n.startswith("reset: 2") for n in json.loads(r.stdout)["run"]["notes"])
+
+
+def test_busy_wait_runs_the_same_schedule(fake_store, scenario_file) -> None:
+    url, _ = fake_store("ok", ("a=100000", "b=100000"))
+    path = str(scenario_file(rate=300, duration=1.0))
+    r = flashsale(path, "--target", url, "--json", "--busy-wait", "--workers", "2")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["run"]["busy_wait"] is True
+    assert sum(report["orders"]["outcomes"].values()) == report["orders"]["scheduled"] > 250
+    assert report["audit"]["ok"]
