@@ -5,8 +5,9 @@ transport, the storefront child, the audit and the report, timed by wall clock a
 an OK audit and counts that add up. Quick mode (``FLASHSALE_BENCH_QUICK=1``) runs 3 s of it.
 
 The script smoke tests (not benchmarks: ``--benchmark-only`` skips them, ``make bench-quick``
-runs them) drive ``peers.py``, ``engine_vs_peers.py`` and ``storefront_vs_bare.py`` for a
-second or two per cell, so they never rot; without nginx or wrk they skip with the reason.
+runs them) drive ``peers.py``, ``engine_vs_peers.py``, ``storefront_vs_bare.py`` and
+``engine_timer.py`` for a second or two per cell, so they never rot; without nginx or wrk they
+skip with the reason.
 """
 
 from __future__ import annotations
@@ -86,3 +87,9 @@ def test_engine_vs_peers_script_quick():
 def test_storefront_vs_bare_script_quick():
     out = _script("storefront_vs_bare.py", "--seconds", "1", "--reps", "1", "--skip-stores")
     assert "ratio memory/bare" in out
+
+
+@pytest.mark.skipif(harness.missing("nginx") is not None, reason=str(harness.missing("nginx")))
+def test_engine_timer_script_quick():
+    out = _script("engine_timer.py", "--rates", "2000", "--seconds", "1", "--reps", "1")
+    assert "less with the timerfd" in out

@@ -5,9 +5,9 @@ Used by the pytest benchmarks (``bench_*.py``, via ``conftest.py``) and by the s
 script, the Locust file and the engine's constant-rate child exist once. Every process started
 here is stopped by its PID; everything listens on 127.0.0.1.
 
-``python bench/harness.py engine-step URL RATE SECONDS CONNECTIONS SKU`` is the engine child
-(the caller pins it with taskset): it drives URL open loop at RATE orders/s with full recording
-and prints one JSON line of figures.
+``python bench/harness.py engine-step URL RATE SECONDS CONNECTIONS SKU CONFIG`` is the engine
+child (the caller pins it with taskset): it drives URL open loop at RATE orders/s with full
+recording (CONFIG: a JSON object of EngineConfig overrides) and prints one JSON line of figures.
 """
 
 from __future__ import annotations
@@ -350,12 +350,20 @@ def run_locust(
 
 
 def engine_step(
-    url: str, rate: float, seconds: float, connections: int, env: dict[str, str] | None = None
+    url: str,
+    rate: float,
+    seconds: float,
+    connections: int,
+    env: dict[str, str] | None = None,
+    config: dict[str, Any] | None = None,
 ) -> dict[str, float]:
-    """One constant-rate engine run in a child pinned to the generator core (see module doc)."""
+    """One constant-rate engine run in a child pinned to the generator core (see module doc).
+
+    ``config``: EngineConfig fields to override (e.g. ``{"fine_timer": False}``).
+    """
     out = subprocess.run(
         pinned(GENERATOR_CORE, [sys.executable, __file__, "engine-step", url, str(rate),
-                                str(seconds), str(connections), SKU]),
+                                str(seconds), str(connections), SKU, json.dumps(config or {})]),
         capture_output=True, text=True, timeout=seconds + 60, cwd=ROOT, env=env,
     )  # fmt: skip
     if out.returncode != 0:
@@ -408,7 +416,9 @@ def engine_max_rate(
     return best
 
 
-def engine_step_main(url: str, rate: float, seconds: float, connections: int, sku: str) -> None:
+def engine_step_main(
+    url: str, rate: float, seconds: float, connections: int, sku: str, config: dict[str, Any]
+) -> None:
     """Child: drive ``url`` at ``rate`` for ``seconds`` with full recording; print figures."""
     import numpy as np
     import uvloop
@@ -426,7 +436,7 @@ def engine_step_main(url: str, rate: float, seconds: float, connections: int, sk
     rows["order"] = rows["buyer"] = np.arange(n)
     rows["qty"] = 1
     transport = LeanTransport(parse_endpoint(url), Target(), (sku,), connections, 5.0, 2.0)
-    run = Run(rows, transport, EngineConfig(timeout_s=5.0, drain_s=2.0))
+    run = Run(rows, transport, EngineConfig(timeout_s=5.0, drain_s=2.0, **config))
     cpu0 = time.process_time()
     result = uvloop.run(run.execute())
     cpu_s = time.process_time() - cpu0
@@ -442,6 +452,7 @@ def engine_step_main(url: str, rate: float, seconds: float, connections: int, sk
         "confirmed": int(np.count_nonzero(rec.outcome[:n] == CONFIRMED)),
         "answered": int(np.count_nonzero(answered)),
         "answered_in_time": int(np.count_nonzero(answered & (done <= (seconds + 0.5) * 1e9))),
+        "lag_p50_ms": float(np.percentile(lag, 50) / 1e6),
         "lag_p99_ms": float(np.percentile(lag, 99) / 1e6),
         "latency_p50_ms": float(p50),
         "latency_p99_ms": float(p99),
@@ -466,9 +477,11 @@ def true_quantile_ms(q: float, stall_s: float, window_s: float) -> float:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 7 and sys.argv[1] == "engine-step":
+    if len(sys.argv) == 8 and sys.argv[1] == "engine-step":
         sys.path.insert(0, str(ROOT))
-        _, _, url_, rate_, seconds_, conns_, sku_ = sys.argv
-        engine_step_main(url_, float(rate_), float(seconds_), int(conns_), sku_)
+        _, _, url_, rate_, seconds_, conns_, sku_, config_ = sys.argv
+        engine_step_main(
+            url_, float(rate_), float(seconds_), int(conns_), sku_, json.loads(config_)
+        )
     else:
         sys.exit(textwrap.dedent(__doc__ or "").strip())

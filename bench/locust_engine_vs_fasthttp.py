@@ -131,7 +131,7 @@ def engine_child(scenario_path: str, host: str) -> None:
     conns, timeout_s = sc.run.connections, sc.run.timeout_s
     transport = LeanTransport(endpoint, sc.target, skus, conns, timeout_s, sc.run.connect_timeout_s)
     # the spin of --flashsale-engine (simulator/locust/engine_mode.py explains; override it with
-    # FLASHSALE_BENCH_SPIN_S to see the engine's default 0.001 or 0 spin at this rate)
+    # FLASHSALE_BENCH_SPIN_S to see the engine's default, 0.00005 on a timerfd, at this rate)
     spin_s = float(os.environ.get("FLASHSALE_BENCH_SPIN_S", SPIN_S))
     config = EngineConfig(drain_s=sc.run.drain_s, status=sc.target.status, spin_s=spin_s)
     rec = uvloop.run(Run(rows, transport, config).execute()).recorder

@@ -7,12 +7,12 @@ own :class:`~simulator.recorder.Recorder`; a greenlet of Locust's loop reads the
 came in since its last look (every ``POLL_S``, vectorised over a window of rows) and reports
 them into Locust's statistics under the same two names as the users do.
 
-The engine runs with ``spin_s = SPIN_S`` (−1 ms): its timer for the next due order is then
-always armed ≥ 1 ms ahead. With the default (+1 ms, a busy wait before each due time) or 0, a
-timer less than 1 ms away is rounded to 0 by uvloop (1 ms resolution) and the loop spins: at
-3,000 orders/s we measured ~120 µs of CPU per request that way, ~12 µs with −1 ms. The price is
-that orders leave in ~1 ms batches, up to ~2 ms after their time; the report's dispatch lag
-shows it (bench/locust_engine_vs_fasthttp.py).
+The engine runs with ``spin_s = SPIN_S`` (−1 ms): its wake-up for the next due order is then
+always ≥ 1 ms after that order's time, so orders leave in ~1 ms batches, up to ~2 ms after their
+time (the report's dispatch lag shows it), for ~12–23 µs of CPU per request at 3,000 orders/s.
+The engine's own default (sleep on a timerfd, spin the last 50 µs: simulator/finetimer.py) sends
+each order on time but costs ~66 µs per request at that rate, and a Locust worker is there to
+add capacity per core (bench/locust_engine_vs_fasthttp.py, FLASHSALE_BENCH_SPIN_S=0.00005).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from simulator.schedule import Orders
 from simulator.transport import parse_endpoint
 
 POLL_S = 0.2  # how often answers are taken into Locust's statistics
-SPIN_S = -0.001  # arm timers ≥ 1 ms ahead: no spinning on uvloop's 1 ms timer resolution
+SPIN_S = -0.001  # wake ≥ 1 ms after each due order: ~1 ms batches, no spinning
 # Locust's thread reporting a batch holds the GIL; the engine's thread gets it back after at
 # most this long (Python's default, 5 ms, showed as dispatch lag)
 SWITCH_INTERVAL_S = 0.0005
