@@ -26,39 +26,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simulator.model import Model, ModelConfig, build_report, calibrate, config_for
+from simulator.model import Model, build_report, calibrate, config_for
 from simulator.model.calibrate import Calibration
-from simulator.scenario import Scenario, load_scenario, parse_scenario
+from simulator.model.selfcheck import synthetic_run, synthetic_scenario
+from simulator.scenario import Scenario, load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SCENARIO = ROOT / "scenarios" / "calibration-live.toml"
 DEFAULT_LOW, DEFAULT_HIGH = 0.3, 1.0
 GOALS = {"p50 ms": 0.15, "p99 ms": 0.25, "sell-out s": 0.10}
-TRUTH = ModelConfig(servers=16, service_median_ms=8.0, service_sigma=0.6, queue_limit=64, seed=99)
-
-
-def synthetic_scenario(scale: float) -> Scenario:
-    """A one-SKU sale that saturates 16 servers of 8 ms at scale 1.0 (the tests' scenario)."""
-    data: dict[str, Any] = {
-        "name": "calib",
-        "seed": 5,
-        "duration_s": 6.0,
-        "scale": scale,
-        "products": [{"id": "x", "stock": 4000}],
-        "demand": {
-            "baseline_per_s": 1000.0,
-            "spike": {"at_s": 2.0, "peak_per_s": 1500.0, "half_life_s": 2.0},
-        },
-        "storefront": {"max_concurrency": TRUTH.queue_limit},
-    }
-    return parse_scenario(data, "calib.toml")
-
-
-def synthetic_run(scale: float) -> dict[str, Any]:
-    report = build_report(Model(synthetic_scenario(scale), TRUTH).run())
-    report["storefront"] = {"max_concurrency": TRUTH.queue_limit}
-    report["run"]["connections"] = TRUTH.servers
-    return report
 
 
 def live_run(scenario: str | Path, scale: float, out: Path, quiet: bool = False) -> dict[str, Any]:

@@ -4,7 +4,8 @@ A scenario's schedule streams through K shards of c FIFO servers each, with an a
 limit, stock taken in completion order and throttled buyers retrying; results come out in the
 report shape of a live run. Modules: ``kernels`` (closed-form queues), ``service`` (per-order
 random draws), ``stock`` (stock, idempotency, sold-out), ``stats``/``histogram`` (accumulation),
-``sim`` (the driver), ``report``, ``search`` (capacity), ``calibrate``.
+``sim`` (the driver), ``report``, ``search`` (capacity), ``calibrate``, ``selfcheck`` (the
+calibration's check against a known truth).
 """
 
 from __future__ import annotations
