@@ -12,6 +12,7 @@ same way as ``flashsale run``.
 from __future__ import annotations
 
 import json
+import ssl
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -35,17 +36,22 @@ class ServerState:
     errors: tuple[str, ...] = ()
 
 
-def _get_json(url: str, timeout_s: float) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+def _get_json(url: str, timeout_s: float, context: ssl.SSLContext | None) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout_s, context=context) as resp:
         return json.loads(resp.read())
 
 
-def fetch_server_state(inventory_url: str, ledger_url: str, timeout_s: float = 10.0) -> ServerState:
-    """GET the inventory and the ledger; failures are noted, not raised."""
+def fetch_server_state(
+    inventory_url: str,
+    ledger_url: str,
+    timeout_s: float = 10.0,
+    context: ssl.SSLContext | None = None,
+) -> ServerState:
+    """GET the inventory and the ledger (``context``: TLS for https); failures are noted."""
     errors: list[str] = []
     inventory = ledger = None
     try:
-        data = _get_json(inventory_url, timeout_s)
+        data = _get_json(inventory_url, timeout_s, context)
         if isinstance(data, dict) and isinstance(data.get("skus"), dict):
             inventory = data
         else:
@@ -53,7 +59,7 @@ def fetch_server_state(inventory_url: str, ledger_url: str, timeout_s: float = 1
     except (urllib.error.URLError, OSError, ValueError) as exc:
         errors.append(f"{inventory_url}: {exc}")
     try:
-        data = _get_json(ledger_url, timeout_s)
+        data = _get_json(ledger_url, timeout_s, context)
         if isinstance(data, dict) and isinstance(data.get("orders"), list):
             ledger = data["orders"]
         else:

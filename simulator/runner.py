@@ -10,6 +10,7 @@ import contextlib
 import datetime as dt
 import math
 import socket
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -42,6 +43,8 @@ class RunConfig:
     audit: bool = True
     reset: bool = True  # POST the target's reset path first (off: a user's live storefront)
     busy_wait: bool = False  # spin before each order instead of sleeping on a timerfd
+    ca_file: str | None = None  # https target: trust the CAs in this PEM file
+    insecure: bool = False  # https target: do not check its certificate
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,20 +57,30 @@ class RunOutcome:
 
 
 def check_reachable(endpoint: Endpoint, timeout_s: float) -> None:
-    """A TCP connect to the target; unreachable is a usage error (exit 2)."""
+    """A TCP connect (and for https a TLS handshake) to the target; failing is exit 2."""
+    context = endpoint.ssl_context()
     try:
-        with socket.create_connection((endpoint.host, endpoint.port), timeout=timeout_s):
-            pass
+        with socket.create_connection((endpoint.host, endpoint.port), timeout=timeout_s) as sock:
+            if context is not None:
+                with context.wrap_socket(sock, server_hostname=endpoint.host):
+                    pass
+    except ssl.SSLCertVerificationError as exc:
+        raise UsageError(
+            f"cannot reach the target {endpoint.url}: TLS: {exc.verify_message or exc.reason} "
+            "(trust its CA with --ca-file FILE, or skip the check with --insecure)"
+        ) from None
+    except ssl.SSLError as exc:
+        raise UsageError(f"cannot reach the target {endpoint.url}: TLS: {exc.reason}") from None
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
         raise UsageError(f"cannot reach the target {endpoint.url}: {reason}") from None
 
 
-def reset_target(url: str, timeout_s: float) -> str:
+def reset_target(url: str, timeout_s: float, context: ssl.SSLContext | None = None) -> str:
     """POST the reset path so the audit starts from the initial stock; returns a note."""
     req = urllib.request.Request(url, data=b"", method="POST")
     try:
-        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+        with urllib.request.urlopen(req, timeout=timeout_s, context=context) as resp:
             return f"reset: {resp.status}"
     except urllib.error.HTTPError as exc:
         return f"reset: {exc.code} (not supported; the audit compares against its inventory)"
@@ -102,12 +115,11 @@ def execute(config: RunConfig, report: Callable[[Progress], None] | None = None)
         raise UsageError(f"--transport: unknown {config.transport!r} (lean or aiohttp)")
     started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     with _target(config) as (url, embedded, backend):
-        endpoint = parse_endpoint(url)
-        if endpoint.scheme == "https" and config.transport == "lean":
-            raise UsageError("https targets need --transport aiohttp (the lean one is plain HTTP)")
+        endpoint = parse_endpoint(url, ca_file=config.ca_file, verify=not config.insecure)
         check_reachable(endpoint, sc.run.connect_timeout_s)
+        tls = endpoint.ssl_context()
         notes = (
-            [reset_target(endpoint.url_for(sc.target.reset_path), sc.run.timeout_s)]
+            [reset_target(endpoint.url_for(sc.target.reset_path), sc.run.timeout_s, tls)]
             if config.reset or embedded
             else ["reset: skipped (--no-reset); the audit compares against the inventory as found"]
         )
@@ -138,7 +150,9 @@ def execute(config: RunConfig, report: Callable[[Progress], None] | None = None)
             raise UsageError(f"cannot reach the target {url}: {exc}") from None
         state = (
             fetch_server_state(
-                endpoint.url_for(sc.target.inventory_path), endpoint.url_for(sc.target.ledger_path)
+                endpoint.url_for(sc.target.inventory_path),
+                endpoint.url_for(sc.target.ledger_path),
+                context=tls,
             )
             if config.audit
             else ServerState(None, None, ("audit skipped",))

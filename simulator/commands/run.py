@@ -31,6 +31,16 @@ def configure(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     p.add_argument(
+        "--ca-file",
+        metavar="FILE",
+        help="https target: trust the CA certificates in this PEM file (e.g. a staging CA)",
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="https target: do not check its certificate or host name",
+    )
+    p.add_argument(
         "--busy-wait",
         action="store_true",
         help="spin through the last millisecond before each order instead of sleeping on a "
@@ -77,6 +87,8 @@ def main(args: argparse.Namespace) -> int:
         out_dir=Path(args.out) if args.out else None,
         reset=not args.no_reset,
         busy_wait=args.busy_wait,
+        ca_file=args.ca_file,
+        insecure=args.insecure,
     )
     console = Console(stderr=args.json)
     if console.is_terminal and not args.json:

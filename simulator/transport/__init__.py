@@ -3,12 +3,13 @@
 The engine talks to a transport through two small interfaces: a :class:`Channel` carries one
 request at a time (a keep-alive connection, or a slot of a client's connection pool), and the
 engine is the :class:`Sink` every channel reports to. Two transports implement them:
-:mod:`simulator.transport.lean` (asyncio.Protocol + httptools, the hot path) and
-:mod:`simulator.transport.aio` (aiohttp's client, for TLS, proxies and unusual servers).
+:mod:`simulator.transport.lean` (asyncio.Protocol + httptools, the hot path; plain HTTP or TLS)
+and :mod:`simulator.transport.aio` (aiohttp's client, for proxies and unusual servers).
 """
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -71,6 +72,22 @@ class Endpoint:
     host: str
     port: int
     base_path: str  # path prefix before the scenario's paths, without a trailing "/"
+    ca_file: str | None = None  # https: trust the CAs in this PEM file, not the system's
+    verify: bool = True  # https: check the certificate and the host name
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The client TLS context for an https target; None for plain HTTP."""
+        if self.scheme != "https":
+            return None
+        try:
+            context = ssl.create_default_context(cafile=self.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            reason = getattr(exc, "strerror", None) or exc
+            raise UsageError(f"--ca-file: cannot load {self.ca_file!r}: {reason}") from None
+        if not self.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
 
     @property
     def host_header(self) -> str:
@@ -84,8 +101,13 @@ class Endpoint:
         return f"{self.scheme}://{host}:{self.port}{self.base_path}{path}"
 
 
-def parse_endpoint(url: str, option: str = "--target") -> Endpoint:
-    """Split and check a target URL; a bad one is a usage error naming ``option``."""
+def parse_endpoint(
+    url: str, option: str = "--target", ca_file: str | None = None, verify: bool = True
+) -> Endpoint:
+    """Split and check a target URL; a bad one is a usage error naming ``option``.
+
+    ``ca_file`` and ``verify`` (``--ca-file``, ``--insecure``) are for https targets only.
+    """
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -97,4 +119,11 @@ def parse_endpoint(url: str, option: str = "--target") -> Endpoint:
         raise UsageError(f"{option}: bad URL {url!r}: no query or fragment, please")
     if port is None:
         port = 443 if parts.scheme == "https" else 80
-    return Endpoint(url, parts.scheme, parts.hostname, port, parts.path.rstrip("/"))
+    if parts.scheme != "https" and (ca_file is not None or not verify):
+        flag = "--ca-file" if ca_file is not None else "--insecure"
+        raise UsageError(f"{flag}: only for an https:// target, not {url!r}")
+    endpoint = Endpoint(
+        url, parts.scheme, parts.hostname, port, parts.path.rstrip("/"), ca_file, verify
+    )
+    endpoint.ssl_context()  # a CA file that cannot be loaded is a usage error now, not mid-run
+    return endpoint

@@ -46,6 +46,7 @@ class AiohttpTransport:
         "n",
         "session",
         "sink",
+        "ssl",
         "tasks",
         "timeout_s",
         "url",
@@ -70,6 +71,7 @@ class AiohttpTransport:
         self.tasks: set[asyncio.Task[None]] = set()
         self.closing = False
         self.session: aiohttp.ClientSession | None = None
+        self.ssl = endpoint.ssl_context()
         self.sink: Sink
 
     def build(self, sku: int, order: int, qty: int, buyer: int) -> bytes:
@@ -81,7 +83,7 @@ class AiohttpTransport:
         self.sink = sink
         timeout = aiohttp.ClientTimeout(total=self.timeout_s, connect=self.connect_timeout_s)
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self.n),
+            connector=aiohttp.TCPConnector(limit=self.n, ssl=self.ssl or True),
             timeout=timeout,
             cookie_jar=aiohttp.DummyCookieJar(),
             trust_env=True,  # proxies from the environment: one reason to use this transport

@@ -103,11 +103,12 @@ class _Conn(asyncio.Protocol):
 
 
 class LeanTransport:
-    """A pool of ``connections`` lean keep-alive connections to one plain-HTTP target."""
+    """A pool of ``connections`` lean keep-alive connections to one HTTP or HTTPS target."""
 
     __slots__ = (
         "_closing",
         "_reconnects",
+        "_ssl",
         "connect_timeout_s",
         "conns",
         "endpoint",
@@ -135,6 +136,7 @@ class LeanTransport:
         self.conns: set[_Conn] = set()
         self._reconnects: set[asyncio.Task[None]] = set()
         self._closing = False
+        self._ssl = endpoint.ssl_context()  # None: plain HTTP
         self.sink: Sink
 
     def build(self, sku: int, order: int, qty: int, buyer: int) -> bytes:
@@ -144,7 +146,9 @@ class LeanTransport:
     async def _open(self) -> _Conn:
         loop = asyncio.get_running_loop()
         _, conn = await asyncio.wait_for(
-            loop.create_connection(lambda: _Conn(self), self.endpoint.host, self.endpoint.port),
+            loop.create_connection(
+                lambda: _Conn(self), self.endpoint.host, self.endpoint.port, ssl=self._ssl
+            ),
             self.connect_timeout_s,
         )
         return conn

@@ -66,10 +66,21 @@ def fake_store() -> Iterator[Callable[..., tuple[str, subprocess.Popen[str]]]]:
     procs: list[subprocess.Popen[str]] = []
 
     def start(
-        mode: str = "ok", stock: tuple[str, ...] = ("a=200", "b=50")
+        mode: str = "ok",
+        stock: tuple[str, ...] = ("a=200", "b=50"),
+        tls: tuple[Path, Path] | None = None,
     ) -> tuple[str, subprocess.Popen[str]]:
+        extra = ["--tls", str(tls[0]), str(tls[1])] if tls else []
         proc = subprocess.Popen(
-            [sys.executable, str(HERE / "fake_store.py"), "--mode", mode, "--stock", *stock],
+            [
+                sys.executable,
+                str(HERE / "fake_store.py"),
+                "--mode",
+                mode,
+                *extra,
+                "--stock",
+                *stock,
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -77,7 +88,7 @@ def fake_store() -> Iterator[Callable[..., tuple[str, subprocess.Popen[str]]]]:
         procs.append(proc)
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        m = re.search(r"http://\S+", line)
+        m = re.search(r"https?://\S+", line)
         assert m, f"fake store did not start: {line!r}"
         return m.group(0), proc
 
@@ -98,3 +109,17 @@ def constant_rows(n: int, every_ns: int, products: int = 2, flags: int = 0) -> n
     rows["qty"] = 1
     rows["flags"] = flags
     return rows
+
+
+@pytest.fixture(scope="session")
+def tls_cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key (PEM files), made with openssl."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key

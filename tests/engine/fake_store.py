@@ -1,6 +1,7 @@
 """A tiny storefront for the engine tests, run as its own process on loopback.
 
-``python fake_store.py --stock SKU=N ... [--mode M]`` prints ``listening on http://127.0.0.1:PORT``
+``python fake_store.py --stock SKU=N ... [--mode M] [--tls CERT KEY]`` prints ``listening on
+http://127.0.0.1:PORT`` (``https://`` with ``--tls``)
 and serves the storefront contract (POST /orders, GET /inventory, GET /ledger, POST /reset,
 GET /healthz). Modes misbehave on purpose:
 
@@ -19,6 +20,7 @@ import argparse
 import asyncio
 import os
 import socket
+import ssl
 import sys
 
 import orjson
@@ -118,14 +120,20 @@ async def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--stock", nargs="*", default=["a=100"])
     p.add_argument("--mode", default="ok")
+    p.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve https with these")
     args = p.parse_args()
     stock = {k: int(v) for k, v in (s.split("=") for s in args.stock)}
     runner = web.AppRunner(build_app(stock, args.mode), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    context = None
+    if args.tls:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*args.tls)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    print(f"listening on http://127.0.0.1:{port}", flush=True)
+    scheme = "https" if context else "http"
+    print(f"listening on {scheme}://127.0.0.1:{port}", flush=True)
     sys.stdout.flush()
     await asyncio.Event().wait()
 
