@@ -26,14 +26,14 @@ from simulator.scenario import Scenario, parse_scenario
 from simulator.schedule import FLAG_DUPLICATE, FLAG_RETRIES
 
 
-def small_scenario(**buyers: Any) -> Scenario:
+def small_scenario(limit_b: int = 0, **buyers: Any) -> Scenario:
     data: dict[str, Any] = {
         "name": "tiny",
         "seed": 7,
         "duration_s": 3.0,
         "products": [
             {"id": "a", "stock": 300, "weight": 3.0},
-            {"id": "b", "stock": 120, "weight": 1.0},
+            {"id": "b", "stock": 120, "weight": 1.0, "per_buyer_limit": limit_b},
         ],
         "demand": {
             "baseline_per_s": 400.0,
@@ -68,9 +68,13 @@ def reference(scenario: Scenario, cfg: ModelConfig) -> dict[str, Any]:
     admitted: list[tuple[int, int, int, int, int, int, int]] = []  # group, D, row, attempt, t
     final: dict[int, tuple[str, int]] = {}
     retries = 0
+    limits = [p.per_buyer_limit for p in scenario.products]
     while heap:
         t, _, row_i, attempt, _ = heapq.heappop(heap)
         r = rows[row_i]
+        if 0 < limits[int(r["product"])] < int(r["qty"]):  # refused in validation, at once
+            final[row_i] = ("rejected", 0)
+            continue
         dup = bool(r["flags"] & FLAG_DUPLICATE)
         shard = int(service.shard_of(np.array([r["buyer"]]), cfg.shards, cfg.seed)[0])
         key = service.order_key(np.array([r["order"]]), np.array([attempt]), np.array([dup]))
@@ -142,10 +146,13 @@ def model_stock(scenario: Scenario, shards: int) -> np.ndarray:
     ],
     ids=["one-shard", "three-shards-throttling", "unlimited-with-timeouts", "64-shards"],
 )
-def test_model_equals_a_per_request_reference_simulation(cfg):
-    scenario = small_scenario()
+@pytest.mark.parametrize("limit_b", [0, 1], ids=["no-limit", "b-limit-1"])
+def test_model_equals_a_per_request_reference_simulation(cfg, limit_b):
+    scenario = small_scenario(limit_b)
     result = Model(scenario, cfg).run(chunk_orders=777)
     ref = reference(scenario, cfg)
+    if limit_b:  # a share of b's orders ask for 2 units: refused, never queued
+        assert ref["outcomes"]["rejected"] > 0
     report = build_report(result)
     orders = report["orders"]
     assert orders["outcomes"] == ref["outcomes"]

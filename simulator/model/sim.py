@@ -2,7 +2,8 @@
 
 Time advances in fixed windows [kW, (k+1)W). Per window, vectorised over all its requests:
 
-1. requests: the window's schedule rows plus the retries due in it, in time order;
+1. requests: the window's schedule rows plus the retries due in it, in time order; orders over
+   their SKU's per-buyer limit are refused on arrival, as the storefront's validation does;
 2. route: shard = hash(buyer) mod K; with c servers per shard, round-robin by arrival count;
 3. serve: FIFO departures in closed form, or with an admission limit the exact block rounds of
    :mod:`simulator.model.kernels`; state carried per server (last L departures);
@@ -32,7 +33,7 @@ from simulator.model import service
 from simulator.model.config import ModelConfig
 from simulator.model.kernels import NEVER, admit_fifo, fifo_departures, seg_bounds, segments
 from simulator.model.requests import Requests
-from simulator.model.stats import THROTTLED, TIMEOUT, ModelStats
+from simulator.model.stats import REJECTED, THROTTLED, TIMEOUT, ModelStats
 from simulator.model.stock import SOLD_OUT, StockBook
 from simulator.scenario import Scenario
 from simulator.schedule import FLAG_RETRIES, Schedule, build_schedule, concat
@@ -194,6 +195,8 @@ class _Run:
         self.pending: list[Requests] = []
         self.retry_bins: dict[int, list[Requests]] = {}
         self.retry = sc.buyers.retry
+        limits = np.array([p.per_buyer_limit for p in sc.products], dtype=np.int64)
+        self.limits = limits if limits.any() else None  # per product, 0 = none
 
     # -- retries ---------------------------------------------------------------------------
 
@@ -250,9 +253,30 @@ class _Run:
         else:
             req = stream if len(stream) else due
         end = (k + 1) * self.m.window_ns
+        if len(req) and self.limits is not None:
+            req = self._reject_over_limit(req)
         if len(req):
             self._serve(req, end)
         self.resolve(end)
+
+    def _reject_over_limit(self, req: Requests) -> Requests:
+        """Orders asking more than their SKU's per-buyer limit: refused on arrival.
+
+        The storefront refuses them in validation (422, before any service time or stock);
+        they are never retried, and a double click of one is refused again (not a replay).
+        The requests left are returned.
+        """
+        assert self.limits is not None
+        limit = self.limits[req.product]
+        over = (limit > 0) & (req.qty > limit)
+        if not over.any():
+            return req
+        bad = req.take(over)
+        zero = np.zeros(len(bad), dtype=np.int64)
+        self.stats.add_answers(
+            bad.t, bad.first, bad.t, zero, np.full(len(bad), REJECTED, np.uint8), bad.product
+        )
+        return req.take(~over)
 
     def _route(self, req: Requests) -> I64:
         """The queue (server) of each request."""

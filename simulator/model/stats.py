@@ -24,6 +24,7 @@ Bool = npt.NDArray[np.bool_]
 #: outcome codes and names, the same as the load engine's recorder
 OUTCOME_NAMES = ("not_sent", "confirmed", "sold_out", "throttled", "rejected", "error", "timeout")
 THROTTLED = 3
+REJECTED = 4
 TIMEOUT = 6
 _NS = 1_000_000_000
 
