@@ -1,7 +1,8 @@
 """``flashsale serve``: run the bundled mock inventory service until SIGINT/SIGTERM.
 
 When ready it prints exactly one line to stdout, which the load engine parses:
-``flashsale storefront: listening on http://HOST:PORT (backend NAME)``.
+``flashsale storefront: listening on http://HOST:PORT (backend NAME)`` (``https://`` with
+``--tls-cert``/``--tls-key``).
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hot-row", action="store_true", default=None, help="serialise per SKU")
     p.add_argument("--racy-delay-ms", type=float, metavar="M", help="racy backends' round trip")
     p.add_argument("--max-body", type=int, metavar="BYTES", help="largest request body")
+    p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM)")
+    p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
 
 
 def parse_pairs(option: str, values: list[str]) -> dict[str, int]:
@@ -99,6 +102,27 @@ def build_settings(args: argparse.Namespace) -> Any:
     return replace(settings, stocks=stocks, limits=limits, **given)
 
 
+def tls_context(cert: str | None, key: str | None) -> Any:
+    """The server's TLS context for ``--tls-cert``/``--tls-key`` (None: plain HTTP)."""
+    import ssl
+
+    from simulator.errors import UsageError
+
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise UsageError("--tls-cert and --tls-key: give both, or neither")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise UsageError(
+            f"--tls-cert/--tls-key: cannot load {cert!r} with {key!r}: {reason}"
+        ) from None
+    return context
+
+
 def main(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -107,11 +131,12 @@ def main(args: argparse.Namespace) -> int:
     from simulator.storefront.server import serve
 
     settings = build_settings(args)
+    context = tls_context(args.tls_cert, args.tls_key)
 
     def announce(url: str) -> None:
         sys.stdout.write(f"flashsale storefront: listening on {url} (backend {settings.backend})\n")
         sys.stdout.flush()
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(serve(settings, args.host, args.port, announce))
+        runner.run(serve(settings, args.host, args.port, announce, context))
     return 0

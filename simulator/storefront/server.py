@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -57,9 +58,16 @@ class RunningStorefront:
 
 
 async def start_storefront(
-    settings: StorefrontSettings, host: str = "127.0.0.1", port: int = 0, *, backlog: int = 4096
+    settings: StorefrontSettings,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    backlog: int = 4096,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> RunningStorefront:
     """Start a storefront on this event loop; ``port=0`` picks a free port (see ``.url``).
+
+    With ``ssl_context`` it serves HTTPS (and its URL says ``https://``).
 
     Raises ``StoreUnavailableError`` when its Redis/PostgreSQL cannot be reached and
     :class:`ListenError` when the address cannot be bound; nothing is left running then.
@@ -68,7 +76,7 @@ async def start_storefront(
     # no access log: one log line per order would cost more than the order itself
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=backlog)
+    site = web.TCPSite(runner, host, port, backlog=backlog, ssl_context=ssl_context)
     try:
         await site.start()
     except OSError as exc:
@@ -76,11 +84,18 @@ async def start_storefront(
         raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     bound_host, bound_port = runner.addresses[0][:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-    return RunningStorefront(f"http://{shown}:{bound_port}", bound_host, bound_port, app, runner)
+    scheme = "https" if ssl_context is not None else "http"
+    return RunningStorefront(
+        f"{scheme}://{shown}:{bound_port}", bound_host, bound_port, app, runner
+    )
 
 
 async def serve(
-    settings: StorefrontSettings, host: str, port: int, announce: Callable[[str], None]
+    settings: StorefrontSettings,
+    host: str,
+    port: int,
+    announce: Callable[[str], None],
+    ssl_context: ssl.SSLContext | None = None,
 ) -> None:
     """Serve until SIGINT or SIGTERM; ``announce(url)`` is called once, when ready."""
     stop = asyncio.Event()
@@ -88,7 +103,7 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        running = await start_storefront(settings, host, port)
+        running = await start_storefront(settings, host, port, ssl_context=ssl_context)
         # the heap so far (imports, app, backend) lives as long as the process: freezing it
         # spares every full collection from walking it again (bench/storefront_vs_bare.py)
         gc.freeze()

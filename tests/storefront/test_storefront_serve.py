@@ -109,3 +109,55 @@ def test_serve_refuses_a_port_in_use() -> None:
         first.terminate()
         first.communicate(timeout=10)
     assert first.returncode == 0
+
+
+def test_serve_over_tls_and_a_run_against_it(tls_cert: tuple[Path, Path]) -> None:
+    cert, key = (str(p) for p in tls_cert)
+    scenario = str(ROOT / "scenarios" / "durian-1111.toml")
+    proc = _spawn("--scenario", scenario, "--scale", "0.01", "--port", "0",
+                  "--tls-cert", cert, "--tls-key", key)  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().rstrip("\n")
+        match = re.match(r"^flashsale storefront: listening on (https://127\.0\.0\.1:\d+) ", line)
+        assert match, line
+        url = match.group(1)
+        run = subprocess.run(
+            [sys.executable, "-m", "simulator", "run", scenario, "--scale", "0.01",
+             "--duration", "12", "--target", url, "--ca-file", cert, "--json"],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        report = orjson.loads(run.stdout)
+        assert report["target"]["url"] == url
+        assert report["orders"]["outcomes"]["confirmed"] > 0
+        assert report["orders"]["outcomes"]["error"] == 0
+        assert report["audit"]["available"] and report["audit"]["ok"]
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
+    assert proc.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("which", "message"),
+    [
+        ("cert-only", "give both, or neither"),
+        ("missing", "cannot load"),
+        ("swapped", "cannot load"),
+    ],
+)
+def test_serve_refuses_bad_tls_files(
+    tls_cert: tuple[Path, Path], tmp_path: Path, which: str, message: str
+) -> None:
+    cert, key = (str(p) for p in tls_cert)
+    args = {
+        "cert-only": ["--tls-cert", cert],
+        "missing": ["--tls-cert", str(tmp_path / "no.pem"), "--tls-key", key],
+        "swapped": ["--tls-cert", key, "--tls-key", cert],
+    }[which]
+    proc = _spawn("--stock", "a=5", "--port", "0", *args)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 2 and out == "", err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], err
