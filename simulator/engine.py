@@ -157,18 +157,18 @@ class Run:
         """
         loop = self._loop = asyncio.get_running_loop()
         self._finished = loop.create_future()
-        if self.config.fine_timer:
-            self._fine = FineTimer.create(loop, self._tick)
-        spin_s = self.config.spin_s
-        if spin_s is None:
-            spin_s = COARSE_SPIN_S if self._fine is None else FINE_SPIN_S
-        self._spin_ns = round(spin_s * 1e9)
         opened = await self.transport.start(self, 0)
         if opened == 0:
             await self.transport.close()
             raise TargetUnreachableError("no connection to the target could be opened")
         if start_at_wall_s is not None:
             await asyncio.sleep(max(0.0, start_at_wall_s - time.time()))
+        if self.config.fine_timer:  # no await from here to the try: closed in its finally
+            self._fine = FineTimer.create(loop, self._tick)
+        spin_s = self.config.spin_s
+        if spin_s is None:
+            spin_s = COARSE_SPIN_S if self._fine is None else FINE_SPIN_S
+        self._spin_ns = round(spin_s * 1e9)
         started = time.perf_counter()
         self._t0 = time.perf_counter_ns()
         try:
