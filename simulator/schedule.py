@@ -53,6 +53,7 @@ _RAW = np.dtype((np.void, ORDER_DTYPE.itemsize))
 FLAG_DUPLICATE = 1  # a double click: the same order sent again
 FLAG_RETRIES = 2  # this buyer retries when throttled (scenario.buyers.retry)
 FLAG_REPEAT = 4  # a buyer who already ordered earlier
+FLAG_REPEATED = 8  # a buyer's first order, when the buyer orders again later (FLAG_REPEAT)
 
 BLOCK_NS = 1_000_000_000
 BINS_PER_BLOCK = 1000  # 1 ms bins for the inversion
@@ -310,6 +311,7 @@ class Schedule:
                 rows["buyer"][who] = numbers[root]
                 products[who] = products[root]
                 flags[who] |= FLAG_REPEAT
+                flags[root] |= FLAG_REPEATED
             rows["product"] = products
             rows["flags"] = flags
             if buyers.duplicate_share > 0:

@@ -19,6 +19,7 @@ from simulator.scenario import Scenario, load_scenario, parse_scenario
 from simulator.schedule import (
     FLAG_DUPLICATE,
     FLAG_REPEAT,
+    FLAG_REPEATED,
     FLAG_RETRIES,
     ORDER_DTYPE,
     AliasSampler,
@@ -201,6 +202,9 @@ def test_repeat_buyers_reuse_an_earlier_buyer_and_product():
     assert all(
         by_order[int(b)] == int(p) for b, p in zip(rep["buyer"], rep["product"], strict=True)
     )
+    # a buyer's first order says the buyer comes back: exactly the buyers of the repeats
+    marked = new[(new["flags"] & FLAG_REPEATED) != 0]
+    assert set(marked["order"].tolist()) == set(rep["buyer"].tolist())
 
 
 def test_quantity_and_retry_flags_follow_the_buyers_table():

@@ -26,12 +26,13 @@ class Requests:
     ``t`` intended send time of this attempt, ``first`` intended time of the order's first
     attempt (its schedule row; the same array as ``t`` while every row is a first attempt),
     ``done`` its answer time once served, ``queue`` the server it went to, ``attempt`` 0 for
-    the first.
+    the first, ``buyer`` the buyer number (for per-buyer limits).
     """
 
     t: I64
     first: I64
     order: I64
+    buyer: I64
     product: I64
     shard: I64
     qty: I64
@@ -51,6 +52,7 @@ class Requests:
             t,
             first,
             self.order[index],
+            self.buyer[index],
             self.product[index],
             self.shard[index],
             self.qty[index],
@@ -96,7 +98,7 @@ def empty(n: int = 0) -> Requests:
     def b() -> U8:
         return np.zeros(n, dtype=np.uint8)
 
-    return Requests(z(), z(), z(), z(), z(), z(), b(), b(), z(), z())
+    return Requests(z(), z(), z(), z(), z(), z(), z(), b(), b(), z(), z())
 
 
 def from_rows(rows: npt.NDArray[np.void], shard: I64) -> Requests:
@@ -107,6 +109,7 @@ def from_rows(rows: npt.NDArray[np.void], shard: I64) -> Requests:
         t,
         t,  # a first attempt's intended time is its order's first
         np.ascontiguousarray(rows["order"]),
+        np.ascontiguousarray(rows["buyer"]),
         rows["product"].astype(np.int64),
         shard,
         rows["qty"].astype(np.int64),

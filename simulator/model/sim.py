@@ -11,8 +11,9 @@ Time advances in fixed windows [kW, (k+1)W). Per window, vectorised over all its
    W ≤ the shortest backoff, so a retry always lands in a later window — retries are successive
    waves that die out after ``max_attempts``;
 5. stock: every admitted request completing by (k+1)W is decided in completion order
-   (:mod:`simulator.model.stock`); later arrivals cannot complete before (k+1)W, so this order
-   is final, and results do not depend on chunk size or on W (while W ≤ the shortest backoff).
+   (:mod:`simulator.model.stock`), per-buyer limits first; later arrivals cannot complete
+   before (k+1)W, so this order is final, and results do not depend on chunk size or on W
+   (while W ≤ the shortest backoff).
 
 Memory: one window of requests, the servers' state, the requests still queued, the idempotency
 ring and fixed-size histograms — not the number of orders.
@@ -34,9 +35,16 @@ from simulator.model.config import ModelConfig
 from simulator.model.kernels import NEVER, admit_fifo, fifo_departures, seg_bounds, segments
 from simulator.model.requests import Requests
 from simulator.model.stats import REJECTED, THROTTLED, TIMEOUT, ModelStats
-from simulator.model.stock import SOLD_OUT, StockBook
+from simulator.model.stock import OVER_LIMIT, SOLD_OUT, StockBook
 from simulator.scenario import Scenario
-from simulator.schedule import FLAG_RETRIES, Schedule, build_schedule, concat
+from simulator.schedule import (
+    FLAG_REPEAT,
+    FLAG_REPEATED,
+    FLAG_RETRIES,
+    Schedule,
+    build_schedule,
+    concat,
+)
 
 I64 = npt.NDArray[np.int64]
 Progress = Callable[[int], None]
@@ -190,7 +198,17 @@ class _Run:
         self.rr = np.zeros(model.n_bases, dtype=np.int64)
         sc = model.scenario
         stocks = np.array([sc.stock_of(p) for p in sc.products], dtype=np.int64)
-        self.stock = StockBook(stocks, cfg.shards, model.ring_bits)
+        limits = np.array([p.per_buyer_limit for p in sc.products], dtype=np.int64)
+        # orders over the limit are refused on arrival; what buyers hold matters only when a
+        # buyer orders again (repeat buyers)
+        track = bool(limits.any()) and sc.buyers.repeat_share > 0
+        self.stock = StockBook(
+            stocks,
+            cfg.shards,
+            model.ring_bits,
+            limits if track else None,
+            max(sc.buyers.qty_values),
+        )
         self.stats = ModelStats(model.n_products, math.ceil(model.schedule.duration_s) + 1)
         self.pending: list[Requests] = []
         self.retry_bins: dict[int, list[Requests]] = {}
@@ -226,6 +244,7 @@ class _Run:
             t,
             again.first,
             again.order,
+            again.buyer,
             again.product,
             again.shard,
             again.qty,
@@ -360,7 +379,16 @@ class _Run:
         if p.first is not p.t:
             candidate |= p.attempt > 0
         sub = p.queue % cfg.servers if cfg.servers > 1 else None
-        outcome, replayed, false = self.stock.resolve(group, done, p.qty, p.order, candidate, sub)
+        buyers = None
+        if self.stock.limits is not None:
+            # only a buyer who orders more than once can meet the limit: the schedule marks
+            # such buyers' orders (and their double clicks and retries carry the flags)
+            check = (p.flags & (FLAG_REPEAT | FLAG_REPEATED)) != 0
+            buyers = (p.product, p.buyer, check)
+        outcome, replayed, false = self.stock.resolve(
+            group, done, p.qty, p.order, candidate, sub, buyers
+        )
+        outcome[outcome == OVER_LIMIT] = REJECTED
         self.stats.replays += int(np.count_nonzero(replayed))
         so = np.flatnonzero(outcome == SOLD_OUT)
         if len(so):

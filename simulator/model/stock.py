@@ -15,9 +15,21 @@ not wrap within the horizon of double clicks and retries (see ``Model``). A slot
 of the id (order ≫ b, plus 1 so that 0 means empty) and the outcome, in as few bytes as the ids
 seen so far need: one byte up to 2ᵇ⁺⁶ orders, widened (exactly) as they grow — the ring is
 touched by every order, and its pages cost more than the rest of a window's work.
+
+Per-buyer limits (the storefront checks them before stock): an order is refused when the units
+its buyer already holds of the SKU plus its quantity exceed the limit. Only buyers who order more
+than once can get there (orders over the limit on their own are refused on arrival, in
+``sim``); the schedule flags their orders. Per batch those rows are grouped by buyer and, as if
+every order within the limit were confirmed, take-if-fits against limit − units held finds the
+groups where a limit binds; only those groups are decided with the limit (limit first, then
+stock; one order at a time where the stock runs out in the batch), the others as above. Units
+held carry over in a ring indexed by buyer number (= the order number of the buyer's first
+order), for the buyers whose units could still stop an order.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -31,6 +43,9 @@ Bool = npt.NDArray[np.bool_]
 INF = np.iinfo(np.int64).max
 CONFIRMED = 1  # same codes as simulator.recorder
 SOLD_OUT = 2
+#: over the buyer's per-SKU limit (the storefront's 422): the model reports it as rejected (4);
+#: 3 here so that it fits the idempotency ring's two outcome bits
+OVER_LIMIT = 3
 
 
 def split_stock(stock: I64, shards: int) -> I64:
@@ -40,10 +55,53 @@ def split_stock(stock: I64, shards: int) -> I64:
     return (base + extra).reshape(-1)
 
 
+def fits_in_order(starts: I64, seg: I64, q: I64, room: I64) -> Bool:
+    """Take if fits, per segment in order: which rows fit their segment's ``room``.
+
+    Rows are sorted by segment, then in the order they take. With quantity 1 that is
+    ``cumsum ≤ room``; with larger ones each further pass confirms, among the later rows asking
+    ≤ what is left, those whose running sum stays within it (≤ max qty passes: exact).
+    """
+    conf = seg_cumsum(q, starts, seg) <= room[seg]
+    if not conf.all() and int(q.max()) > 1:
+        while True:
+            taken = np.bincount(seg, weights=q * conf, minlength=len(starts)).astype(np.int64)
+            r = room - taken
+            more = np.flatnonzero(~conf & (q <= r[seg]))
+            if not len(more):
+                break
+            ms, mseg, _ = segments(seg[more])
+            ok = seg_cumsum(q[more], ms, mseg) <= r[seg[more]]
+            if not ok.any():
+                break
+            conf[more[ok]] = True
+    return conf
+
+
+@dataclass(frozen=True, slots=True)
+class _Chains:
+    """The rows of buyers who may meet their limit in a batch, sorted by buyer then completion:
+    segment starts and numbers (a segment per buyer), units each held before, and the groups
+    where a limit binds."""
+
+    rows: npt.NDArray[np.intp]
+    starts: I64
+    seg: I64
+    held: I64
+    binding: I64
+
+
 class StockBook:
     """Stock left per group, zero and first-sold-out times, the idempotency ring."""
 
-    def __init__(self, stock: I64, shards: int, ring_bits: int) -> None:
+    def __init__(
+        self,
+        stock: I64,
+        shards: int,
+        ring_bits: int,
+        limits: I64 | None = None,
+        max_qty: int = 1,
+    ) -> None:
         self.shards = shards
         self.n_products = len(stock)
         self.initial = split_stock(np.asarray(stock, dtype=np.int64), shards)
@@ -56,6 +114,17 @@ class StockBook:
         # slot = order mod 2ᵇ holds ((order ≫ b) + 1)·4 + outcome (0 = decided later in this
         # batch); 0 = empty, so np.zeros can map the ring lazily (untouched pages cost nothing)
         self.ring: npt.NDArray[np.integer] = np.zeros(1 << ring_bits, np.uint8)
+        # per-buyer limits: units each buyer holds, in a ring like the idempotency one, indexed
+        # by the buyer number (the order number of the buyer's first order); a slot holds
+        # ((buyer ≫ b) + 1) ≪ shift | units, written only for buyers whose units could still
+        # stop a later order (units > limit − max qty), read only for orders that could meet
+        # them (see resolve)
+        self.limits = limits
+        self.all_limited = limits is not None and bool((limits > 0).all())
+        self.max_qty = max_qty
+        self.units_shift = 8 if limits is None or int(limits.max()) < 255 else 32
+        dtype = np.uint32 if self.units_shift == 8 else np.uint64
+        self.held = np.zeros(1 << ring_bits if limits is not None else 0, dtype)
 
     def _words(self, order: I64, outcome: U8 | None = None) -> I64:
         """Ring words of these ids (outcome 0: not decided yet)."""
@@ -85,6 +154,7 @@ class StockBook:
         order: I64,
         candidate: Bool,
         sub: I64 | None = None,
+        buyers: tuple[I64, I64, Bool] | None = None,
     ) -> tuple[U8, Bool, Bool]:
         """Decide a batch of requests: outcomes, replayed, false sold-out.
 
@@ -95,6 +165,11 @@ class StockBook:
         server per shard the first attempt, sent earlier to the same FIFO server, completes
         earlier; with c > 1 it may not, and it still decides). A sold-out answer is *false*
         when another shard of the product still held stock then.
+
+        With per-buyer limits, ``buyers`` is (product, buyer, check) of each row: ``check``
+        marks the orders of buyers who order more than once (only they can meet a limit; the
+        schedule flags them). An order that would take its buyer past the SKU's limit is
+        refused (OVER_LIMIT) before stock is looked at, as the storefront does.
         """
         n = len(group)
         outcome = np.zeros(n, dtype=np.uint8)
@@ -116,7 +191,29 @@ class StockBook:
             in_batch = cand[hit & ~known]  # their first attempt is decided in this batch
             src, src_of = self._first_of_each_id(order, done, sub, cand[~hit], replayed)
             dec = np.flatnonzero(~replayed)
-        self._take(group, done, qty, sub, None if dec is None else replayed, outcome)
+        skip = None if dec is None else replayed
+        limited = chains = None
+        if self.limits is not None and buyers is not None:
+            if self.all_limited:
+                limited = np.ones(n, dtype=bool) if skip is None else ~skip
+            else:
+                limited = self.limits[buyers[0]] > 0
+                if skip is not None:
+                    limited &= ~skip
+            chains = self._chains(limited, group, done, qty, sub, buyers)
+            if chains is not None and len(chains.binding):
+                # groups where a limit binds: decided here, limit first, then stock
+                full = np.zeros(len(self.left), dtype=bool)
+                full[chains.binding] = True
+                in_full = limited & full[group]
+                self._decide_limited(
+                    np.flatnonzero(in_full), group, done, qty, sub, buyers, outcome
+                )
+                limited &= ~in_full
+                skip = in_full if skip is None else skip | in_full
+        self._take(group, done, qty, sub, skip, outcome)
+        if chains is not None and limited is not None and buyers is not None:
+            self._hold_confirmed(limited, qty, outcome, buyers, chains)
         outcome[src_of] = outcome[src]
         od, oo = (order, outcome) if dec is None else (order[dec], outcome[dec])
         self.ring[od & self.mask] = self._words(od, oo)
@@ -206,20 +303,7 @@ class StockBook:
         """Take if fits for rows sorted by (group, completion): which are confirmed."""
         starts, seg, _ = segments(g)
         seg_g = g[starts]
-        room = self.left[seg_g]
-        conf = seg_cumsum(q, starts, seg) <= room[seg]
-        if not conf.all() and int(q.max()) > 1:
-            while True:
-                taken = np.bincount(seg, weights=q * conf, minlength=len(starts)).astype(np.int64)
-                r = room - taken
-                more = np.flatnonzero(~conf & (q <= r[seg]))
-                if not len(more):
-                    break
-                ms, mseg, _ = segments(seg[more])
-                ok = seg_cumsum(q[more], ms, mseg) <= r[seg[more]]
-                if not ok.any():
-                    break
-                conf[more[ok]] = True
+        conf = fits_in_order(starts, seg, q, self.left[seg_g])
         taken = np.bincount(seg, weights=q * conf, minlength=len(starts)).astype(np.int64)
         self.left[seg_g] -= taken
         # zero time: the completion of the last confirmed order of a group that ran out
@@ -235,6 +319,145 @@ class StockBook:
             first[seg[si][::-1]] = d[si][::-1]  # reversed: the first write wins
             self.first_sold_out_ns[seg_g] = np.minimum(self.first_sold_out_ns[seg_g], first)
         return conf
+
+    def _chains(
+        self,
+        limited: Bool,
+        group: I64,
+        done: I64,
+        qty: I64,
+        sub: I64 | None,
+        buyers: tuple[I64, I64, Bool],
+    ) -> _Chains | None:
+        """The rows of buyers who order more than once, and the groups where a limit binds.
+
+        Only such a buyer (``check``: the schedule marks all their orders) can meet the limit.
+        Per buyer, take-if-fits against limit − units held, as if every order within the limit
+        were confirmed: where all fit, the limit binds nowhere in the group (confirming fewer
+        leaves more room) and the usual stock decision stands.
+        """
+        assert self.limits is not None
+        product, buyer, check = buyers
+        rows = np.flatnonzero(limited & check)
+        if not len(rows):
+            return None
+        # by buyer, then completion (lexsort is stable: ties stay in row order)
+        keys = (done[rows],) if sub is None else (sub[rows], done[rows])
+        rows = rows[np.lexsort((*keys, buyer[rows]))]
+        b = buyer[rows]
+        starts, seg, _ = segments(b, ranks=False)
+        held = self._held(b[starts])
+        room = self.limits[product[rows[starts]]] - held
+        ok = fits_in_order(starts, seg, qty[rows], room)
+        binding = np.unique(group[rows[~ok]])
+        return _Chains(rows, starts, seg, held, binding)
+
+    def _hold_confirmed(
+        self, limited: Bool, qty: I64, outcome: U8, buyers: tuple[I64, I64, Bool], c: _Chains
+    ) -> None:
+        """Keep the units each buyer who orders again holds now (outside the binding groups,
+        which keep their own): units held before plus those confirmed here."""
+        assert self.limits is not None
+        product, buyer, _ = buyers
+        conf = limited[c.rows] & (outcome[c.rows] == CONFIRMED)
+        got = (qty[c.rows] * conf).astype(np.int64)
+        bought = np.bincount(c.seg, weights=got, minlength=len(c.starts)).astype(np.int64)
+        first = c.rows[c.starts]
+        units = c.held + bought
+        keep = (bought > 0) & (units > self.limits[product[first]] - self.max_qty)
+        if keep.any():
+            self._hold(buyer[first][keep], units[keep])
+
+    def _decide_limited(
+        self,
+        rows: npt.NDArray[np.intp],
+        group: I64,
+        done: I64,
+        qty: I64,
+        sub: I64 | None,
+        buyers: tuple[I64, I64, Bool],
+        outcome: U8,
+    ) -> None:
+        """Decide the rows of products with a per-buyer limit: limit first, then stock.
+
+        Rows go in (group, completion) order; a buyer's orders of a product share its group.
+        Per buyer, take-if-fits against limit − units held gives the orders within the limit if
+        all of them were confirmed. A group whose orders within the limit all fit confirms
+        them; a group with no stock left confirms none (then only units held before count);
+        a group in between ("contended", about once per group in a run) is decided one order
+        at a time.
+        """
+        assert self.limits is not None
+        product, buyer, check = buyers
+        keys = (rows, done[rows]) if sub is None else (rows, sub[rows], done[rows])
+        rows = rows[np.lexsort((*keys, group[rows]))]
+        g, d, q, b = group[rows], done[rows], qty[rows], buyer[rows]
+        lim = self.limits[product[rows]]
+        n = len(rows)
+        # each buyer's orders in completion order: chains
+        bo = np.lexsort((np.arange(n), b))
+        starts, seg, _ = segments(b[bo])
+        multi = np.diff(np.append(starts, n))[seg] > 1
+        need = check[rows][bo] | multi
+        held = np.zeros(n, dtype=np.int64)
+        if need.any():
+            held[need] = self._held(b[bo][need])
+        chain_held = np.maximum.reduceat(held, starts)
+        room = lim[bo][starts] - chain_held
+        ok = np.empty(n, dtype=bool)
+        ok[bo] = fits_in_order(starts, seg, q[bo], room)
+        prior = np.empty(n, dtype=np.int64)
+        prior[bo] = chain_held[seg]
+        # groups: all fit, none left, or contended
+        gs, gseg, _ = segments(g, ranks=False)
+        gid = g[gs]
+        left = self.left[gid]
+        total = np.bincount(gseg, weights=q * ok, minlength=len(gs)).astype(np.int64)
+        fits = total <= left
+        out = np.where(ok, CONFIRMED, OVER_LIMIT).astype(np.uint8)
+        empty = ~fits & (left == 0)
+        if empty.any():
+            e = empty[gseg]
+            out[e] = np.where(prior[e] + q[e] > lim[e], OVER_LIMIT, SOLD_OUT)
+        for k in np.flatnonzero(~fits & (left > 0)).tolist():
+            a = int(gs[k])
+            z = int(gs[k + 1]) if k + 1 < len(gs) else n
+            out[a:z] = _in_order(int(left[k]), q[a:z], lim[a:z], b[a:z], prior[a:z])
+        conf = out == CONFIRMED
+        taken = np.bincount(gseg, weights=q * conf, minlength=len(gs)).astype(np.int64)
+        self.left[gid] -= taken
+        emptied = (self.left[gid] == 0) & (taken > 0)
+        if emptied.any():  # zero time: the last confirmed completion (rows in completion order)
+            last = np.zeros(len(gs), dtype=np.int64)
+            ci = np.flatnonzero(conf)
+            last[gseg[ci]] = d[ci]
+            self.zero_ns[gid[emptied]] = last[emptied]
+        so = np.flatnonzero(out == SOLD_OUT)
+        if len(so):
+            first = np.full(len(gs), INF, dtype=np.int64)
+            first[gseg[so][::-1]] = d[so][::-1]  # reversed: the first write wins
+            self.first_sold_out_ns[gid] = np.minimum(self.first_sold_out_ns[gid], first)
+        outcome[rows] = out
+        # units now held by each buyer who bought here, kept where they could stop an order
+        bought = np.bincount(seg, weights=(q * conf)[bo], minlength=len(starts)).astype(np.int64)
+        units = chain_held + bought
+        keep = (bought > 0) & (units > lim[bo][starts] - self.max_qty)
+        if keep.any():
+            self._hold(b[bo][starts][keep], units[keep])
+
+    def _held(self, buyer: I64) -> I64:
+        """Units the buyers held after earlier batches (0 where nothing is kept)."""
+        word = self.held[buyer & self.mask].astype(np.int64)
+        tag = (buyer >> self.bits) + 1
+        units = word & ((1 << self.units_shift) - 1)
+        held: I64 = np.where(word >> self.units_shift == tag, units, 0)
+        return held
+
+    def _hold(self, buyer: I64, units: I64) -> None:
+        """Keep the units these buyers now hold (saturating at the slot's width)."""
+        top = (1 << self.units_shift) - 1
+        tag = (buyer >> self.bits) + 1
+        self.held[buyer & self.mask] = (tag << self.units_shift) | np.minimum(units, top)
 
     def _false_sold_out(self, group: I64, done: I64, outcome: U8) -> Bool:
         false = np.zeros(len(group), dtype=bool)
@@ -252,3 +475,22 @@ class StockBook:
         other[rows, top] = max2
         false[so] = done[so] < other.reshape(-1)[group[so]]
         return false
+
+
+def _in_order(left: int, q: I64, lim: I64, buyer: I64, prior: I64) -> U8:
+    """One contended group, one order at a time: the storefront's decision, sequentially."""
+    out = np.empty(len(q), dtype=np.uint8)
+    units: dict[int, int] = {}
+    for i, (qi, li, bi, pi) in enumerate(
+        zip(q.tolist(), lim.tolist(), buyer.tolist(), prior.tolist(), strict=True)
+    ):
+        held = units.get(bi, pi)
+        if held + qi > li:
+            out[i] = OVER_LIMIT
+        elif left < qi:
+            out[i] = SOLD_OUT
+        else:
+            out[i] = CONFIRMED
+            left -= qi
+            units[bi] = held + qi
+    return out
