@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import ssl
 import subprocess
 import sys
 import urllib.request
@@ -57,12 +58,10 @@ def scenario_file(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def storefront(scenario_file: Path) -> Iterator[str]:
-    """The bundled storefront on a free loopback port; its URL."""
+def _serve(scenario_file: Path, *extra: str) -> Iterator[str]:
     cmd = [sys.executable, "-m", "simulator", "serve", "--scenario", str(scenario_file)]
     proc = subprocess.Popen(
-        [*cmd, "--port", "0"],
+        [*cmd, "--port", "0", *extra],
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
@@ -74,6 +73,18 @@ def storefront(scenario_file: Path) -> Iterator[str]:
         yield line.split("listening on ", 1)[1].split()[0]
     finally:
         stop(proc)
+
+
+@pytest.fixture
+def storefront(scenario_file: Path) -> Iterator[str]:
+    """The bundled storefront on a free loopback port; its URL."""
+    yield from _serve(scenario_file)
+
+
+@pytest.fixture
+def tls_storefront(scenario_file: Path, tls_cert: tuple[Path, Path]) -> Iterator[str]:
+    """The bundled storefront over HTTPS (a self-signed certificate); its https URL."""
+    yield from _serve(scenario_file, "--tls-cert", str(tls_cert[0]), "--tls-key", str(tls_cert[1]))
 
 
 def locust(*args: str, log: Path) -> subprocess.Popen[str]:
@@ -165,7 +176,8 @@ def check_report(path: Path, scenario_file: Path, storefront: str, mode: str) ->
     assert audit["phantom_sales"]["count"] == 0
 
     # the storefront's own ledger: every order at most once, only scheduled order ids
-    with urllib.request.urlopen(storefront + "/ledger", timeout=5) as r:
+    context = ssl._create_unverified_context() if storefront.startswith("https") else None
+    with urllib.request.urlopen(storefront + "/ledger", timeout=5, context=context) as r:
         ledger = json.loads(r.read())["orders"]
     ids = [int(entry[0]) for entry in ledger]
     assert len(ids) == len(set(ids))
@@ -208,6 +220,18 @@ def test_engine_mode_master_and_two_workers(
     attempts = report["orders"]["attempts"]
     assert int(stats["order (intended)"]["Request Count"]) == attempts
     assert int(stats["order (service)"]["Request Count"]) == attempts
+
+
+@pytest.mark.slow
+def test_engine_mode_over_tls(tmp_path: Path, scenario_file: Path, tls_storefront: str) -> None:
+    # like Locust's FastHttpUser, the certificate of an https host is not checked
+    assert tls_storefront.startswith("https://")
+    code, out, path = run_master_and_workers(
+        tmp_path, scenario_file, tls_storefront, "--flashsale-engine"
+    )
+    assert code == 0, out
+    report = check_report(path, scenario_file, tls_storefront, "engine")
+    assert report["orders"]["outcomes"]["error"] == 0
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -52,6 +53,7 @@ from simulator.records import save_orders
 from simulator.results import write_report
 from simulator.scenario import Retry, Scenario, load_scenario
 from simulator.schedule import Orders, build_schedule
+from simulator.transport import parse_endpoint
 
 log = logging.getLogger("flashsale")
 
@@ -234,6 +236,12 @@ class FlashsaleRun:
         host = (self.env.host or "").rstrip("/")
         return host + path
 
+    def _tls(self) -> ssl.SSLContext | None:
+        """TLS for an https host, its certificate not checked (as Locust's FastHttpUser does)."""
+        if not (self.env.host or "").startswith("https://"):
+            return None
+        return parse_endpoint(self.env.host or "", "--host").unverified().ssl_context()
+
     def _http(self, method: str, path: str, timeout_s: float = 3.0) -> dict[str, Any] | None:
         if not self.env.host:
             return None
@@ -241,7 +249,7 @@ class FlashsaleRun:
             self._url(path), method=method, data=b"" if method == "POST" else None
         )
         try:
-            with urllib.request.urlopen(req, timeout=timeout_s) as r:
+            with urllib.request.urlopen(req, timeout=timeout_s, context=self._tls()) as r:
                 data: dict[str, Any] = json.loads(r.read() or b"{}")
                 return data
         except (OSError, ValueError, urllib.error.URLError) as exc:
@@ -449,7 +457,9 @@ class FlashsaleRun:
         target = self.scenario.target
         host = (self.env.host or "").rstrip("/")
         if host:
-            server = fetch_server_state(host + target.inventory_path, host + target.ledger_path)
+            server = fetch_server_state(
+                host + target.inventory_path, host + target.ledger_path, context=self._tls()
+            )
         else:
             server = ServerState(None, None, ("no host: the server's inventory was not read",))
         started = self.started_unix or time.time()

@@ -10,7 +10,7 @@ and :mod:`simulator.transport.aio` (aiohttp's client, for proxies and unusual se
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -74,6 +74,10 @@ class Endpoint:
     base_path: str  # path prefix before the scenario's paths, without a trailing "/"
     ca_file: str | None = None  # https: trust the CAs in this PEM file, not the system's
     verify: bool = True  # https: check the certificate and the host name
+
+    def unverified(self) -> Endpoint:
+        """The same target, its TLS certificate not checked (as Locust's FastHttpUser does)."""
+        return replace(self, verify=False) if self.scheme == "https" else self
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """The client TLS context for an https target; None for plain HTTP."""
