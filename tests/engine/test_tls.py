@@ -10,15 +10,15 @@ import pytest
 from .test_run_command import flashsale
 
 
-@pytest.mark.parametrize("transport", ["lean", "aiohttp"])
+@pytest.mark.parametrize(("transport", "workers"), [("lean", "1"), ("aiohttp", "1"), ("lean", "2")])
 def test_a_run_over_tls_with_the_targets_ca(
-    fake_store, scenario_file, tls_cert: tuple[Path, Path], transport: str
+    fake_store, scenario_file, tls_cert: tuple[Path, Path], transport: str, workers: str
 ) -> None:
     url, _ = fake_store("ok", ("a=100", "b=50"), tls=tls_cert)
     assert url.startswith("https://")
     path = str(scenario_file(rate=200, duration=1.0))
     r = flashsale(path, "--target", url, "--json", "--transport", transport,
-                  "--ca-file", str(tls_cert[0]))  # fmt: skip
+                  "--workers", workers, "--ca-file", str(tls_cert[0]))  # fmt: skip
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout)
     outcomes = report["orders"]["outcomes"]
