@@ -10,7 +10,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 
 def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
@@ -30,3 +30,27 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def read_json_object(path: str | Path, expected: str) -> dict[str, Any]:
+    """A JSON object from ``path``; FlashsaleError naming the file when it is missing,
+    unreadable, not JSON or not an object (``expected`` names what it should be)."""
+    import orjson
+
+    from simulator.errors import FlashsaleError
+
+    try:
+        data = orjson.loads(Path(path).read_bytes())
+    except FileNotFoundError:
+        raise FlashsaleError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise FlashsaleError(f"{path}: is a directory, expected {expected}") from None
+    except OSError as exc:
+        raise FlashsaleError(f"{path}: cannot read: {exc.strerror}") from None
+    except orjson.JSONDecodeError as exc:
+        raise FlashsaleError(f"{path}: not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise FlashsaleError(
+            f"{path}: expected a JSON object ({expected}), got {type(data).__name__}"
+        )
+    return data

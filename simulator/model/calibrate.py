@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from simulator.errors import UsageError
+from simulator.errors import FlashsaleError, UsageError
+from simulator.files import read_json_object
 
 Z99 = 2.3263478740408408
 Z90 = 1.2815515655446004
@@ -52,16 +51,9 @@ class Calibration:
 def load_report(path: str | Path) -> dict[str, Any]:
     """Read a run report; UsageError naming the file if it is missing or not a JSON object."""
     try:
-        data = orjson.loads(Path(path).read_bytes())
-    except FileNotFoundError:
-        raise UsageError(f"--calibrate: {path}: no such file") from None
-    except OSError as exc:
-        raise UsageError(f"--calibrate: {path}: cannot read: {exc.strerror}") from None
-    except orjson.JSONDecodeError as exc:
-        raise UsageError(f"--calibrate: {path}: not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"--calibrate: {path}: expected a JSON object (a run report)")
-    return data
+        return read_json_object(path, "a run report")
+    except FlashsaleError as exc:
+        raise UsageError(f"--calibrate: {exc}") from None
 
 
 def _number(d: Any, *keys: str) -> float | None:

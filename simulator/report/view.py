@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from simulator.errors import FlashsaleError
+from simulator.files import read_json_object
 
 #: outcome names in report order (the same as ``simulator.recorder.OUTCOME_NAMES``)
 OUTCOMES = ("not_sent", "confirmed", "sold_out", "throttled", "rejected", "error", "timeout")
@@ -87,20 +88,10 @@ class ReportView:
 
 def load_report(path: str | Path) -> dict[str, Any]:
     """Read a report file; :class:`ReportError` naming the file if it is missing or not JSON."""
-    import orjson
-
     try:
-        data = orjson.loads(Path(path).read_bytes())
-    except FileNotFoundError:
-        raise ReportError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ReportError(f"{path}: is a directory, expected a report.json") from None
-    except OSError as exc:
-        raise ReportError(f"{path}: cannot read: {exc.strerror}") from None
-    except orjson.JSONDecodeError as exc:
-        raise ReportError(f"{path}: not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ReportError(f"{path}: expected a JSON object (a report), got {type(data).__name__}")
+        data = read_json_object(path, "a report.json")
+    except FlashsaleError as exc:
+        raise ReportError(str(exc)) from None
     read_report(data, str(path))  # fail now, naming the file, if it is not a report
     return data
 
