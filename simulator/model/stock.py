@@ -397,8 +397,7 @@ class StockBook:
         # each buyer's orders in completion order: chains
         bo = np.lexsort((np.arange(n), b))
         starts, seg, _ = segments(b[bo])
-        multi = np.diff(np.append(starts, n))[seg] > 1
-        need = check[rows][bo] | multi
+        need = check[rows][bo]  # only flagged buyers (returning ones) can hold units
         held = np.zeros(n, dtype=np.int64)
         if need.any():
             held[need] = self._held(b[bo][need])
