@@ -143,3 +143,42 @@ def test_reserve_stock(benchmark):
     snap = asyncio.run(backend.snapshot())["durian"]
     assert (snap.remaining, snap.sold, snap.ledger_units, snap.initial) == (0, stock, stock, stock)
     harness.record_rate(benchmark, n, "orders_per_s")
+
+
+@pytest.mark.benchmark(group="frequent")
+def test_memory_kept_per_order(benchmark):
+    """What the memory backend keeps per confirmed order (idempotency, ledger), in bytes.
+
+    Orders come in as the storefront gets them (strings fresh from orjson); tracemalloc counts
+    what stays allocated after they are taken, so the figure is exact, not an RSS estimate.
+    """
+    import tracemalloc
+
+    import orjson
+
+    n = harness.sized(200_000, 20_000)
+    bodies = [
+        orjson.dumps(
+            {"order_id": f"3f2a9c1e7b4d-{i}", "sku": "durian", "qty": 1, "user_id": f"u{i}"}
+        )
+        for i in range(n)
+    ]
+
+    def keep_all() -> tuple[object, int]:
+        backend = create_backend("memory", {"durian": 10**9}, {})
+        confirm = backend.confirm_now
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        for raw in bodies:
+            o = orjson.loads(raw)
+            confirm(o["order_id"], o["sku"], o["qty"], o["user_id"])
+        kept = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.stop()
+        return backend, kept
+
+    backend, kept = benchmark.pedantic(keep_all, rounds=1)
+    per_order = kept / n
+    print(f"\nmemory backend keeps {per_order:.0f} bytes per confirmed order ({n:,} orders)")
+    benchmark.extra_info["bytes_per_order"] = round(per_order)
+    assert len(asyncio.run(backend.ledger())) == n
+    assert 100 < per_order < 400  # order id, user id, a dict entry, log slots: not a record object
