@@ -15,16 +15,14 @@ import harness
 import numpy as np
 import pytest
 
-from simulator.engine import EngineConfig, Run
-from simulator.recorder import CONFIRMED, ERROR, SOLD_OUT, THROTTLED
+from simulator.load.engine import EngineConfig, Run
+from simulator.load.transport import parse_endpoint
+from simulator.load.transport.lean import LeanTransport, _Conn
+from simulator.load.transport.template import RequestTemplate
+from simulator.outcomes import ERROR, THROTTLED
 from simulator.scenario import Target
 from simulator.schedule import ORDER_DTYPE
-from simulator.storefront.backends import CONFIRMED as RESERVED
-from simulator.storefront.backends import SOLD_OUT as NONE_LEFT
-from simulator.storefront.backends import create_backend
-from simulator.transport import parse_endpoint
-from simulator.transport.lean import LeanTransport, _Conn
-from simulator.transport.template import RequestTemplate
+from simulator.storefront.backends import OUT_OF_STOCK, TAKEN, create_backend
 
 SKUS = ("durian-musang-king", "durian-d24")
 
@@ -110,7 +108,7 @@ def test_record_a_result(benchmark):
 
     benchmark(record)
     rec = run.rec
-    outcome_of = {201: CONFIRMED, 409: SOLD_OUT, 429: THROTTLED, 500: ERROR}
+    outcome_of = {201: TAKEN, 409: OUT_OF_STOCK, 429: THROTTLED, 500: ERROR}
     expected = np.bincount([outcome_of[s] for s in statuses], minlength=7)
     assert (np.bincount(rec.outcome[:n], minlength=7) == expected).all()
     assert (rec.done_ns[:n] > 0).all() and (rec.status[:n] == statuses).all()
@@ -132,14 +130,14 @@ def test_reserve_stock(benchmark):
         reserve = backend.reserve_now
         confirmed = 0
         for order_id, user in zip(ids, users, strict=True):
-            confirmed += reserve(order_id, "durian", 1, user).outcome == RESERVED
+            confirmed += reserve(order_id, "durian", 1, user).outcome == TAKEN
         return backend, confirmed
 
     rounds = harness.sized(30, 1)
     backend, confirmed = benchmark.pedantic(reserve_all, setup=setup, rounds=rounds)
     assert backend.synchronous and confirmed == stock
     assert backend.reserve_now("o1", "durian", 1, "u1").replayed  # idempotent: no second take
-    assert backend.reserve_now(f"o{n}", "durian", 1, "x").outcome == NONE_LEFT
+    assert backend.reserve_now(f"o{n}", "durian", 1, "x").outcome == OUT_OF_STOCK
     snap = asyncio.run(backend.snapshot())["durian"]
     assert (snap.remaining, snap.sold, snap.ledger_units, snap.initial) == (0, stock, stock, stock)
     harness.record_rate(benchmark, n, "orders_per_s")

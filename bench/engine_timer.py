@@ -2,7 +2,7 @@
 
 Between orders the engine sleeps until ``spin_s`` before the next one is due, then yields to
 the loop until it is. uvloop's own timers have 1 ms resolution, so with them it must spin the
-last millisecond (``fine_timer=False``, the engine before simulator/finetimer.py): below ~1,000
+last millisecond (``fine_timer=False``, the engine before simulator/load/finetimer.py): below ~1,000
 orders/s that is the whole core. With a timerfd (the default) it wakes ~20 µs late and spins
 50 µs. Same run, same target (nginx on core 0, the engine on core 1), rates round-robin; prints
 CPU µs per order, dispatch lag and latency per cell and the CPU ratio spin/timerfd per rate.

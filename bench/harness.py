@@ -423,12 +423,12 @@ def engine_step_main(
     import numpy as np
     import uvloop
 
-    from simulator.engine import EngineConfig, Run
-    from simulator.recorder import CONFIRMED
+    from simulator.load.engine import EngineConfig, Run
+    from simulator.load.transport import parse_endpoint
+    from simulator.load.transport.lean import LeanTransport
+    from simulator.outcomes import CONFIRMED
     from simulator.scenario import Target
     from simulator.schedule import ORDER_DTYPE
-    from simulator.transport import parse_endpoint
-    from simulator.transport.lean import LeanTransport
 
     n = int(rate * seconds)
     rows = np.zeros(n, dtype=ORDER_DTYPE)

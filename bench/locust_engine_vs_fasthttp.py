@@ -9,10 +9,10 @@ core 1, all on 127.0.0.1. Cells, round-robin, REPS times, medians printed:
 * ``locust FastHttpUser``: ``locust -f simulator/locust/locustfile.py --headless`` stand-alone
   (one process: the adapter's users send);
 * ``locust --flashsale-engine``: the same Locust process, but the slice is driven by
-  ``simulator.engine.Run`` (lean transport, uvloop, timers ≥ 1 ms ahead: ``spin_s = −0.001``)
+  ``simulator.load.engine.Run`` (lean transport, uvloop, timers ≥ 1 ms ahead: ``spin_s = −0.001``)
   in a thread of it, every answer reported into Locust's statistics (two request events an
   order);
-* ``engine alone``: ``simulator.engine.Run``, same settings, in a bare process (no Locust).
+* ``engine alone``: ``simulator.load.engine.Run``, same settings, in a bare process (no Locust).
 
 The figure that carries over to other machines is the generator's CPU time per request (user +
 system of the whole process, threads included, from /proc/PID/stat over the steady middle of the
@@ -117,12 +117,12 @@ def engine_child(scenario_path: str, host: str) -> None:
     import numpy as np
     import uvloop
 
-    from simulator.engine import EngineConfig, Run
+    from simulator.load.engine import EngineConfig, Run
+    from simulator.load.transport import parse_endpoint
+    from simulator.load.transport.lean import LeanTransport
     from simulator.locust.engine_mode import SPIN_S
     from simulator.scenario import load_scenario
     from simulator.schedule import build_schedule
-    from simulator.transport import parse_endpoint
-    from simulator.transport.lean import LeanTransport
 
     sc = load_scenario(scenario_path)
     rows = build_schedule(sc).materialize()

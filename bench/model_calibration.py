@@ -11,7 +11,7 @@ scenarios/calibration-live.toml, a one-SKU sale made for this (each run ≈ 4.5 
 ``--synthetic`` takes the "measured" runs from the model itself with known service times and
 another seed instead: that checks the fitting and the extrapolation, not the model's realism.
 Goal (issue 7): p50 within 15 %, p99 within 25 %, sell-out within 10 %. Exit status 1 when a
-figure is outside its goal. tests/test_model_calibration_live.py runs the same check.
+figure is outside its goal. tests/model/test_calibration_live.py runs the same check.
 """
 
 from __future__ import annotations

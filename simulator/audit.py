@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from simulator.recorder import CONFIRMED, ERROR, NOT_SENT, TIMEOUT, Recorder
+from simulator.load.recorder import Recorder
+from simulator.outcomes import CONFIRMED, ERROR, NOT_SENT, TIMEOUT
 
 EXAMPLES = 5  # order ids quoted per kind of disagreement
 

@@ -37,7 +37,7 @@ import numpy.typing as npt
 from simulator.files import atomic_write
 
 if TYPE_CHECKING:
-    from simulator.recorder import Recorder
+    from simulator.load.recorder import Recorder
 
 ORDERS_FILE = "orders.npz"
 FIELDS = (
@@ -61,7 +61,7 @@ def order_arrays(
     rows: npt.NDArray[np.void], rec: Recorder, skus: Sequence[str]
 ) -> dict[str, npt.NDArray[np.generic]]:
     """The arrays of ``orders.npz`` for a run's schedule rows and recorder."""
-    from simulator.recorder import OUTCOME_NAMES
+    from simulator.outcomes import OUTCOME_NAMES
 
     m = rec.n_attempts
     row = rec.row_of_attempt()

@@ -21,7 +21,8 @@ import numpy as np
 import numpy.typing as npt
 
 from simulator.files import atomic_write
-from simulator.recorder import CONFIRMED, NOT_SENT, OUTCOME_NAMES, Recorder
+from simulator.load.recorder import Recorder
+from simulator.outcomes import CONFIRMED, NOT_SENT, OUTCOME_NAMES
 
 #: the percentiles every latency distribution reports, and their keys
 PERCENTILES = ((50.0, "p50"), (90.0, "p90"), (99.0, "p99"), (99.9, "p99.9"))

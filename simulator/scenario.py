@@ -21,23 +21,12 @@ from typing import Any
 
 from simulator.demand import Baseline, Bursts, Component, Countdown, Curve, Spike, Waves
 from simulator.errors import ScenarioError
-
-#: outcomes a storefront status code can map to (DESIGN.md, storefront contract)
-OUTCOMES = ("confirmed", "sold_out", "throttled", "rejected", "error")
+from simulator.outcomes import ANSWER_OUTCOMES, DEFAULT_STATUS
 
 #: placeholders a request body template may use; everything else in it is literal text
 BODY_FIELDS = ("order_id", "sku", "qty", "user_id")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 DEFAULT_BODY = '{"order_id":"{order_id}","sku":"{sku}","qty":{qty},"user_id":"{user_id}"}'
-DEFAULT_STATUS: tuple[tuple[int, str], ...] = (
-    (201, "confirmed"),
-    (200, "confirmed"),
-    (409, "sold_out"),
-    (429, "throttled"),
-    (503, "throttled"),
-    (400, "rejected"),
-    (422, "rejected"),
-)
 BACKENDS = ("memory", "memory-racy", "redis", "redis-racy", "postgres", "postgres-racy")
 
 
@@ -506,8 +495,10 @@ def _parse_target(t: _Table | None) -> Target:
             s.seen.add(code_text)
             if not code_text.isdigit() or not 100 <= int(code_text) <= 599:
                 raise s.fail(code_text, "must be an HTTP status code (100–599)")
-            if outcome not in OUTCOMES:
-                raise s.fail(code_text, f"must be one of {', '.join(OUTCOMES)}, got {outcome!r}")
+            if outcome not in ANSWER_OUTCOMES:
+                raise s.fail(
+                    code_text, f"must be one of {', '.join(ANSWER_OUTCOMES)}, got {outcome!r}"
+                )
             pairs.append((int(code_text), outcome))
         status = tuple(pairs)
     target = Target(

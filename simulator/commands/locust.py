@@ -102,10 +102,10 @@ def build_command(scenario: str, args: list[str]) -> tuple[list[str], float | No
 
 
 def main(args: argparse.Namespace) -> int:
-    from simulator.launcher import StorefrontSpec, embedded_storefront
-    from simulator.runner import check_reachable
+    from simulator.load.launcher import StorefrontSpec, embedded_storefront
+    from simulator.load.runner import check_reachable
+    from simulator.load.transport import parse_endpoint
     from simulator.scenario import load_scenario
-    from simulator.transport import parse_endpoint
 
     rest = list(args.locust_args)
     cmd, scale = build_command(args.scenario, rest)

@@ -58,11 +58,11 @@ def main(args: argparse.Namespace) -> int:
     import orjson
     from rich.console import Console
 
-    from simulator.console import LiveProgress
     from simulator.errors import UsageError
+    from simulator.load.console import LiveProgress
+    from simulator.load.runner import RunConfig, execute
     from simulator.report.thresholds import evaluate, parse_thresholds, render_results
     from simulator.results import write_report
-    from simulator.runner import RunConfig, execute
     from simulator.scenario import BACKENDS, load_scenario
 
     for name in ("workers", "connections"):

@@ -1,17 +1,17 @@
 """``--flashsale-engine``: a worker drives its slice with flashsale's own engine, not Locust users.
 
-The engine (:class:`simulator.engine.Run`, the lean HTTP/1.1 transport on a uvloop event loop)
+The engine (:class:`simulator.load.engine.Run`, the lean HTTP/1.1 transport on a uvloop event loop)
 runs in a real OS thread of the Locust process: Locust's gevent patches ``threading``, so the
 thread is started with gevent's saved original ``start_new_thread``. The engine records into its
-own :class:`~simulator.recorder.Recorder`; a greenlet of Locust's loop reads the answers that
+own :class:`~simulator.load.recorder.Recorder`; a greenlet of Locust's loop reads the answers that
 came in since its last look (every ``POLL_S``, vectorised over a window of rows) and reports
 them into Locust's statistics under the same two names as the users do.
 
 The engine runs with ``spin_s = SPIN_S`` (−1 ms): its wake-up for the next due order is then
 always ≥ 1 ms after that order's time, so orders leave in ~1 ms batches, up to ~2 ms after their
 time (the report's dispatch lag shows it), for ~12–23 µs of CPU per request at 3,000 orders/s.
-The engine's own default (sleep on a timerfd, spin the last 50 µs: simulator/finetimer.py) sends
-each order on time but costs ~66 µs per request at that rate, and a Locust worker is there to
+The engine's own default (sleep on a timerfd, spin the last 50 µs: simulator/load/finetimer.py)
+sends each order on time but costs ~66 µs per request at that rate, and a Locust worker is there to
 add capacity per core (bench/locust_engine_vs_fasthttp.py, FLASHSALE_BENCH_SPIN_S=0.00005).
 """
 
@@ -27,12 +27,13 @@ import gevent
 import numpy as np
 from gevent import monkey
 
-from simulator.engine import EngineConfig, Run
+from simulator.load.engine import EngineConfig, Run
+from simulator.load.recorder import Recorder
+from simulator.load.transport import parse_endpoint
 from simulator.locust.stats import INTENDED, SERVICE, OrderFailed
-from simulator.recorder import CONFIRMED, OUTCOME_NAMES, SOLD_OUT, Recorder
+from simulator.outcomes import CONFIRMED, OUTCOME_NAMES, SOLD_OUT
 from simulator.scenario import Scenario
 from simulator.schedule import Orders
-from simulator.transport import parse_endpoint
 
 POLL_S = 0.2  # how often answers are taken into Locust's statistics
 SPIN_S = -0.001  # wake ≥ 1 ms after each due order: ~1 ms batches, no spinning
@@ -56,7 +57,7 @@ class EngineSlice:
         worker: int,
         start_at_wall_s: float,
     ) -> None:
-        from simulator.transport.lean import LeanTransport
+        from simulator.load.transport.lean import LeanTransport
 
         sc = scenario
         transport = LeanTransport(

@@ -19,12 +19,12 @@ from typing import Any
 from locust import events
 
 from simulator.errors import FlashsaleError, UsageError
+from simulator.load.runner import check_reachable
+from simulator.load.transport import parse_endpoint
 from simulator.locust import webui
 from simulator.locust.run import PLAN_MESSAGE, RESULT_MESSAGE, FlashsaleRun
 from simulator.locust.shape import DemandShape
 from simulator.locust.users import ScheduleUser
-from simulator.runner import check_reachable
-from simulator.transport import parse_endpoint
 
 __all__ = ["DemandShape", "ScheduleUser"]
 

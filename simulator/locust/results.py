@@ -1,9 +1,9 @@
 """What a worker sends to the master, and the master's report in ``flashsale run``'s shape.
 
-A worker records into the engine's :class:`simulator.recorder.Recorder` (preallocated arrays,
+A worker records into the engine's :class:`simulator.load.recorder.Recorder` (preallocated arrays,
 attempts and retries as the engine does). At the end its trimmed arrays travel to the master as
 raw bytes in one Locust message (:func:`worker_result`, ~40 bytes an order). The master rebuilds
-them, merges the workers exactly with :func:`simulator.recorder.merge` in slice order
+them, merges the workers exactly with :func:`simulator.load.recorder.merge` in slice order
 (:func:`merge_workers`), and builds the report with :func:`simulator.results.summarize` and
 :func:`simulator.audit.audit` (:func:`build_report`): the same ``report.json`` as ``flashsale
 run`` writes, so ``flashsale report`` and ``flashsale compare`` read it, plus a ``locust``
@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from simulator.audit import ServerState, audit
+from simulator.load.recorder import Recorder, merge
 from simulator.locust.plan import RunPlan, duplicate_check
-from simulator.recorder import CONFIRMED, OUTCOME_NAMES, Recorder, merge
+from simulator.outcomes import CONFIRMED, OUTCOME_NAMES
 from simulator.report.terminal import render_text
 from simulator.report.view import read_report
 from simulator.results import REPORT_VERSION, summarize
@@ -112,7 +113,7 @@ class Merged:
 
 
 def merge_workers(whole: Orders, plan: RunPlan, results: Mapping[int, Mapping[str, Any]]) -> Merged:
-    """Merge the workers' recorders (exactly: :func:`simulator.recorder.merge`) over the schedule.
+    """Merge the workers' recorders over the schedule (exactly: ``load.recorder.merge``).
 
     ``whole`` is the plan's whole schedule; worker k's rows are ``whole[k::slices]``. A worker
     that did not report (or sent arrays that do not fit its slice) counts as missing: its rows

@@ -33,8 +33,10 @@ import gevent.event
 import numpy as np
 
 from simulator.audit import ClientView, ServerState, audit_view, fetch_server_state
-from simulator.engine import retry_capacity
 from simulator.errors import FlashsaleError, UsageError
+from simulator.load.engine import retry_capacity
+from simulator.load.recorder import Recorder
+from simulator.load.transport import parse_endpoint
 from simulator.locust import results as res
 from simulator.locust.engine_mode import EngineSlice
 from simulator.locust.plan import (
@@ -48,12 +50,11 @@ from simulator.locust.plan import (
     worker_rows,
 )
 from simulator.locust.stats import INTENDED
-from simulator.recorder import OUTCOME_NAMES, Recorder, status_table
+from simulator.outcomes import OUTCOME_NAMES, status_table
 from simulator.records import save_orders
 from simulator.results import write_report
 from simulator.scenario import Retry, Scenario, load_scenario
 from simulator.schedule import Orders, build_schedule
-from simulator.transport import parse_endpoint
 
 log = logging.getLogger("flashsale")
 

@@ -21,7 +21,7 @@ import gevent
 from locust import FastHttpUser, constant, task
 
 from simulator.locust.stats import INTENDED, SERVICE, OrderFailed
-from simulator.recorder import CONFIRMED, ERROR, OUTCOME_NAMES, SOLD_OUT, THROTTLED, TIMEOUT
+from simulator.outcomes import CONFIRMED, ERROR, OUTCOME_NAMES, SOLD_OUT, THROTTLED, TIMEOUT
 from simulator.schedule import FLAG_RETRIES
 
 if TYPE_CHECKING:

@@ -13,8 +13,8 @@ import numpy as np
 
 from simulator.model import histogram as hist
 from simulator.model.sim import ModelResult
-from simulator.model.stats import OUTCOME_NAMES
 from simulator.model.stock import INF
+from simulator.outcomes import OUTCOME_NAMES
 from simulator.results import REPORT_VERSION
 
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)

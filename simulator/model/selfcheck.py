@@ -5,7 +5,7 @@ median 8 ms and σ 0.6, queue limit 64), run by the model at a low and a high sc
 ``flashsale run`` writes its report (the storefront's ``max_concurrency``, the run's
 connections): :func:`~simulator.model.calibrate.calibrate` on the low run must recover the
 truth, and the model calibrated so must predict the high run. That checks the fitting and the
-extrapolation against an exact answer in well under a second (tests/test_model_calibration.py,
+extrapolation against an exact answer in well under a second (tests/model/test_calibration.py,
 ``bench/model_calibration.py --synthetic``); the model's realism is checked against the bundled
 storefront instead (scenarios/calibration-live.toml).
 """

@@ -34,8 +34,9 @@ from simulator.model import service
 from simulator.model.config import ModelConfig
 from simulator.model.kernels import NEVER, admit_fifo, fifo_departures, seg_bounds, segments
 from simulator.model.requests import Requests
-from simulator.model.stats import REJECTED, THROTTLED, TIMEOUT, ModelStats
-from simulator.model.stock import OVER_LIMIT, SOLD_OUT, StockBook
+from simulator.model.stats import ModelStats
+from simulator.model.stock import RING_OVER_LIMIT, StockBook
+from simulator.outcomes import REJECTED, SOLD_OUT, THROTTLED, TIMEOUT
 from simulator.scenario import Scenario
 from simulator.schedule import (
     FLAG_REPEAT,
@@ -388,7 +389,7 @@ class _Run:
         outcome, replayed, false = self.stock.resolve(
             group, done, p.qty, p.order, candidate, sub, buyers
         )
-        outcome[outcome == OVER_LIMIT] = REJECTED
+        outcome[outcome == RING_OVER_LIMIT] = REJECTED
         self.stats.replays += int(np.count_nonzero(replayed))
         so = np.flatnonzero(outcome == SOLD_OUT)
         if len(so):

@@ -16,16 +16,12 @@ import numpy as np
 import numpy.typing as npt
 
 from simulator.model import histogram as hist
+from simulator.outcomes import OUTCOME_NAMES
 
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
 Bool = npt.NDArray[np.bool_]
 
-#: outcome codes and names, the same as the load engine's recorder
-OUTCOME_NAMES = ("not_sent", "confirmed", "sold_out", "throttled", "rejected", "error", "timeout")
-THROTTLED = 3
-REJECTED = 4
-TIMEOUT = 6
 _NS = 1_000_000_000
 
 

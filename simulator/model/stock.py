@@ -35,17 +35,17 @@ import numpy as np
 import numpy.typing as npt
 
 from simulator.model.kernels import seg_cumsum, segments
+from simulator.outcomes import CONFIRMED, SOLD_OUT
 
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
 Bool = npt.NDArray[np.bool_]
 
 INF = np.iinfo(np.int64).max
-CONFIRMED = 1  # same codes as simulator.recorder
-SOLD_OUT = 2
-#: over the buyer's per-SKU limit (the storefront's 422): the model reports it as rejected (4);
-#: 3 here so that it fits the idempotency ring's two outcome bits
-OVER_LIMIT = 3
+#: a ring code, not an outcome: over the buyer's per-SKU limit (the storefront's 422), which
+#: the model reports as REJECTED; 3 (THROTTLED's number) so that it fits the idempotency ring's
+#: two outcome bits beside CONFIRMED (1) and SOLD_OUT (2)
+RING_OVER_LIMIT = 3
 
 
 def split_stock(stock: I64, shards: int) -> I64:
@@ -169,7 +169,7 @@ class StockBook:
         With per-buyer limits, ``buyers`` is (product, buyer, check) of each row: ``check``
         marks the orders of buyers who order more than once (only they can meet a limit; the
         schedule flags them). An order that would take its buyer past the SKU's limit is
-        refused (OVER_LIMIT) before stock is looked at, as the storefront does.
+        refused (RING_OVER_LIMIT) before stock is looked at, as the storefront does.
         """
         n = len(group)
         outcome = np.zeros(n, dtype=np.uint8)
@@ -413,11 +413,11 @@ class StockBook:
         left = self.left[gid]
         total = np.bincount(gseg, weights=q * ok, minlength=len(gs)).astype(np.int64)
         fits = total <= left
-        out = np.where(ok, CONFIRMED, OVER_LIMIT).astype(np.uint8)
+        out = np.where(ok, CONFIRMED, RING_OVER_LIMIT).astype(np.uint8)
         empty = ~fits & (left == 0)
         if empty.any():
             e = empty[gseg]
-            out[e] = np.where(prior[e] + q[e] > lim[e], OVER_LIMIT, SOLD_OUT)
+            out[e] = np.where(prior[e] + q[e] > lim[e], RING_OVER_LIMIT, SOLD_OUT)
         for k in np.flatnonzero(~fits & (left > 0)).tolist():
             a = int(gs[k])
             z = int(gs[k + 1]) if k + 1 < len(gs) else n
@@ -485,7 +485,7 @@ def _in_order(left: int, q: I64, lim: I64, buyer: I64, prior: I64) -> U8:
     ):
         held = units.get(bi, pi)
         if held + qi > li:
-            out[i] = OVER_LIMIT
+            out[i] = RING_OVER_LIMIT
         elif left < qi:
             out[i] = SOLD_OUT
         else:

@@ -25,7 +25,8 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-from simulator.report.view import OUTCOMES, ReportView
+from simulator.outcomes import OUTCOME_NAMES
+from simulator.report.view import ReportView
 
 LOWER, HIGHER, NEUTRAL = "lower", "higher", ""
 
@@ -59,7 +60,7 @@ def _catalogue() -> dict[str, Metric]:
             out.append(Metric(f"{prefix}{key}_ms", f"{label} {what}", "ms", LOWER))
     for key in ("scheduled", "attempts", "retries", "sent"):
         out.append(Metric(key, f"{key} orders/attempts", "orders"))
-    for name in OUTCOMES:
+    for name in OUTCOME_NAMES:
         better = {"confirmed": NEUTRAL, "sold_out": NEUTRAL}.get(name, LOWER)
         out.append(Metric(name, f"orders whose final outcome was {name}", "orders", better))
     out += [

@@ -16,9 +16,8 @@ from typing import Any
 
 from simulator.errors import FlashsaleError
 from simulator.files import read_json_object
+from simulator.outcomes import OUTCOME_NAMES
 
-#: outcome names in report order (the same as ``simulator.recorder.OUTCOME_NAMES``)
-OUTCOMES = ("not_sent", "confirmed", "sold_out", "throttled", "rejected", "error", "timeout")
 #: latency distribution keys (ms) of both report shapes
 DIST_KEYS = ("p50", "p90", "p99", "p99.9", "max", "mean")
 
@@ -140,7 +139,7 @@ def _outcomes(x: Any, source: str) -> dict[str, int]:
     if not isinstance(x, dict) or not x:
         raise ReportError(f"{source}: not a flashsale report (no outcome counts)")
     out: dict[str, int] = {}
-    for name in OUTCOMES:
+    for name in OUTCOME_NAMES:
         v = x.get(name, 0)
         n = _int(v)
         if n is None or n < 0:

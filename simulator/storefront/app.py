@@ -18,8 +18,8 @@ from aiohttp import hdrs, web
 from simulator import __version__
 from simulator.storefront import metrics
 from simulator.storefront.backends import (
-    CONFIRMED,
-    SOLD_OUT,
+    OUT_OF_STOCK,
+    TAKEN,
     Backend,
     Reservation,
     create_backend,
@@ -140,13 +140,13 @@ class Storefront:
         if r.replayed:
             self.stats.replays += 1
             headers = _REPLAYED
-        if r.outcome == CONFIRMED:
+        if r.outcome == TAKEN:
             self.stats.by_status[201] += 1
             body = orjson.dumps(
                 {"order_id": order_id, "sku": r.sku, "qty": r.qty, "remaining": r.remaining}
             )
             return web.Response(body=body, status=201, content_type=JSON, headers=headers)
-        if r.outcome == SOLD_OUT:
+        if r.outcome == OUT_OF_STOCK:
             status, error, field = 409, "sold out", "sku"
         else:
             status, error, field = 422, "over the per-buyer limit for this SKU", "qty"

@@ -17,7 +17,8 @@ import numpy as np
 import numpy.typing as npt
 
 from simulator.audit import ServerState, audit
-from simulator.recorder import CONFIRMED, ERROR, SOLD_OUT, THROTTLED, Recorder
+from simulator.load.recorder import Recorder
+from simulator.outcomes import CONFIRMED, ERROR, SOLD_OUT, THROTTLED
 from simulator.results import summarize
 from simulator.scenario import load_scenario
 from simulator.schedule import build_schedule

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simulator.recorder import OUTCOME_NAMES
+from simulator.outcomes import OUTCOME_NAMES
 from simulator.records import load_orders, order_arrays, save_orders
 from simulator.report.csvout import ORDER_COLUMNS, timeline_csv, write_csv
 from simulator.report.view import read_report

@@ -8,11 +8,9 @@ from typing import Any
 
 import pytest
 
-from simulator.model.stats import OUTCOME_NAMES as MODEL_OUTCOMES
-from simulator.recorder import OUTCOME_NAMES as RECORDER_OUTCOMES
 from simulator.report.html import render_html
 from simulator.report.terminal import render_text
-from simulator.report.view import OUTCOMES, ReportError, load_report, read_report
+from simulator.report.view import ReportError, load_report, read_report
 
 from .synth import Synthetic
 
@@ -39,10 +37,6 @@ OLD_MODEL = {  # the model's first report shape: counts at the top level
         "p50_ms": [1.0, None],
     },
 }
-
-
-def test_outcome_names_match_engine_and_model() -> None:
-    assert OUTCOMES == tuple(RECORDER_OUTCOMES) == tuple(MODEL_OUTCOMES)
 
 
 def test_run_view(oversold_run: Synthetic) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.storefront.backends.base import CONFIRMED, OVER_LIMIT, SOLD_OUT, Reservation
+from simulator.storefront.backends.base import OUT_OF_STOCK, OVER_LIMIT, TAKEN, Reservation
 from simulator.storefront.backends.memory import MemoryBackend
 
 STOCK = {"durian": 6, "walet": 4, "manggis": 2**40}
@@ -36,12 +36,12 @@ class Reference:
         if limit and self.bought.get((user_id, sku), 0) + qty > limit:
             r = Reservation(OVER_LIMIT, sku, qty, self.remaining[sku])
         elif self.remaining[sku] < qty:
-            r = Reservation(SOLD_OUT, sku, qty, self.remaining[sku])
+            r = Reservation(OUT_OF_STOCK, sku, qty, self.remaining[sku])
         else:
             self.remaining[sku] -= qty
             self.bought[(user_id, sku)] = self.bought.get((user_id, sku), 0) + qty
             self.ledger.append((order_id, sku, qty, user_id))
-            r = Reservation(CONFIRMED, sku, qty, self.remaining[sku])
+            r = Reservation(TAKEN, sku, qty, self.remaining[sku])
         self.first[order_id] = r
         return r
 
@@ -80,7 +80,7 @@ def test_the_log_answers_like_the_reference(steps: list, fast: bool) -> None:
             if fast:  # the HTTP layer's path: confirm_now first, reserve_now when it says -1
                 remaining = backend.confirm_now(*step)
                 got = (
-                    Reservation(CONFIRMED, step[1], step[2], remaining)
+                    Reservation(TAKEN, step[1], step[2], remaining)
                     if remaining >= 0
                     else backend.reserve_now(*step)
                 )
@@ -101,7 +101,7 @@ def test_reset_forgets_the_log_and_its_totals() -> None:
         assert await backend.ledger() == []
         snap = await backend.snapshot()
         assert set(snap) == {"durian"} and snap["durian"].ledger_units == 0
-        assert backend.reserve_now("o1", "durian", 2, "ana").outcome == SOLD_OUT
+        assert backend.reserve_now("o1", "durian", 2, "ana").outcome == OUT_OF_STOCK
         assert backend.confirm_now("o2", "durian", 1, "ana") == 0
         assert await backend.ledger() == [("o2", "durian", 1, "ana")]
 

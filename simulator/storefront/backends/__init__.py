@@ -10,10 +10,10 @@ from collections.abc import Callable, Mapping
 
 from simulator.errors import UsageError
 from simulator.storefront.backends.base import (
-    CONFIRMED,
-    OUTCOME_NAMES,
+    OUT_OF_STOCK,
     OVER_LIMIT,
-    SOLD_OUT,
+    RESERVATION_NAMES,
+    TAKEN,
     Backend,
     BackendOptions,
     LedgerEntry,
@@ -24,10 +24,10 @@ from simulator.storefront.backends.base import (
 
 __all__ = [
     "BACKEND_NAMES",
-    "CONFIRMED",
-    "OUTCOME_NAMES",
+    "OUT_OF_STOCK",
     "OVER_LIMIT",
-    "SOLD_OUT",
+    "RESERVATION_NAMES",
+    "TAKEN",
     "Backend",
     "BackendOptions",
     "LedgerEntry",

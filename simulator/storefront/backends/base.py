@@ -16,13 +16,14 @@ from typing import NamedTuple, Protocol
 from simulator.errors import FlashsaleError
 
 #: ``Reservation.outcome``: the units were taken and the order is in the ledger
-CONFIRMED = 0
+TAKEN = 0
 #: ``Reservation.outcome``: fewer units left than the order asked for; nothing taken
-SOLD_OUT = 1
+OUT_OF_STOCK = 1
 #: ``Reservation.outcome``: the buyer's purchases of the SKU would exceed its per-buyer limit
 OVER_LIMIT = 2
 
-OUTCOME_NAMES = ("confirmed", "sold_out", "over_limit")
+#: names of the reservation codes above, by code (the HTTP layer renders them as 201, 409, 422)
+RESERVATION_NAMES = ("taken", "out_of_stock", "over_limit")
 
 #: one confirmed ledger entry: (order_id, sku, qty, user_id)
 LedgerEntry = tuple[str, str, int, str]

@@ -20,9 +20,9 @@ from array import array
 from collections.abc import Iterable, Mapping
 
 from simulator.storefront.backends.base import (
-    CONFIRMED,
+    OUT_OF_STOCK,
     OVER_LIMIT,
-    SOLD_OUT,
+    TAKEN,
     BackendOptions,
     LedgerEntry,
     Reservation,
@@ -109,7 +109,7 @@ class MemoryBackend:
         rows[order_id] = len(ids)
         ids.append(order_id)
         self._users.append(user_id)
-        self._codes.append(self._sku_codes[sku] | qty << 2)  # | CONFIRMED (0)
+        self._codes.append(self._sku_codes[sku] | qty << 2)  # | TAKEN (0)
         self._left.append(remaining)
         return remaining
 
@@ -124,9 +124,9 @@ class MemoryBackend:
         if limit and self._bought.get(key, 0) + qty > limit:
             outcome = OVER_LIMIT
         elif remaining < qty:
-            outcome = SOLD_OUT
+            outcome = OUT_OF_STOCK
         else:
-            outcome = CONFIRMED
+            outcome = TAKEN
             remaining -= qty
             self._remaining[sku] = remaining
             self._sold[sku] += qty
@@ -161,7 +161,7 @@ class MemoryBackend:
         codes, names = self._codes, self._sku_names
         units, orders = self._ledger_units, self._ledger_orders
         for code in codes[self._summed :]:
-            if code & 3 == CONFIRMED:
+            if code & 3 == TAKEN:
                 sku = names[code >> _SKU_SHIFT]
                 units[sku] = units.get(sku, 0) + (code >> 2 & _QTY_MASK)
                 orders[sku] = orders.get(sku, 0) + 1
@@ -174,7 +174,7 @@ class MemoryBackend:
         return [
             (ids[row], names[code >> _SKU_SHIFT], code >> 2 & _QTY_MASK, users[row])
             for row, code in enumerate(self._codes)
-            if code & 3 == CONFIRMED
+            if code & 3 == TAKEN
         ]
 
 
@@ -214,9 +214,9 @@ class RacyMemoryBackend(MemoryBackend):
         if limit and bought + qty > limit:
             outcome = OVER_LIMIT
         elif remaining < qty:
-            outcome = SOLD_OUT
+            outcome = OUT_OF_STOCK
         else:
-            outcome = CONFIRMED
+            outcome = TAKEN
             remaining -= qty
             self._remaining[sku] = remaining  # lost update: overwrites other orders' writes
             self._sold[sku] += qty

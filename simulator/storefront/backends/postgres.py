@@ -16,9 +16,9 @@ from typing import Any
 
 from simulator.errors import UsageError
 from simulator.storefront.backends.base import (
-    CONFIRMED,
+    OUT_OF_STOCK,
     OVER_LIMIT,
-    SOLD_OUT,
+    TAKEN,
     BackendOptions,
     LedgerEntry,
     Reservation,
@@ -277,12 +277,12 @@ class RacyPostgresBackend(PostgresBackend):
         if limit and bought + qty > limit:
             outcome = OVER_LIMIT
         elif remaining < qty:
-            outcome = SOLD_OUT
+            outcome = OUT_OF_STOCK
         else:
-            outcome = CONFIRMED
+            outcome = TAKEN
             remaining -= qty
         record = f"{outcome}|{remaining}|{qty}|{sku}"
-        if outcome == CONFIRMED:
+        if outcome == TAKEN:
             await self._pool.execute(
                 self._confirm_sql, order_id, sku, qty, user_id, remaining, bought + qty, record
             )

@@ -14,9 +14,9 @@ from typing import Any
 import orjson
 
 from simulator.storefront.backends.base import (
-    CONFIRMED,
+    OUT_OF_STOCK,
     OVER_LIMIT,
-    SOLD_OUT,
+    TAKEN,
     BackendOptions,
     LedgerEntry,
     Reservation,
@@ -241,11 +241,11 @@ class RacyRedisBackend(RedisBackend):
         if limit and int(bought or 0) + qty > limit:
             outcome = OVER_LIMIT
         elif remaining < qty:
-            outcome = SOLD_OUT
+            outcome = OUT_OF_STOCK
         else:
-            outcome = CONFIRMED
+            outcome = TAKEN
         async with self._client.pipeline(transaction=False) as pipe:
-            if outcome == CONFIRMED:
+            if outcome == TAKEN:
                 pipe.hincrby(self._k_stock, sku, -qty)
                 pipe.hincrby(self._k_sold, sku, qty)
                 pipe.hset(self._k_bought, field, int(bought or 0) + qty)

@@ -19,8 +19,7 @@ from simulator.cli import main as cli_main
 from simulator.locust import LOCUSTFILE
 from simulator.scenario import load_scenario
 from simulator.schedule import build_schedule
-
-from .procs import free_port, stop
+from tests.procs import free_port, stop
 
 MINI = """
 name = "mini-locust"

@@ -20,8 +20,7 @@ from typing import Any, TypeVar
 import pytest
 
 from simulator.locust import LOCUSTFILE
-
-from .procs import free_port, stop
+from tests.procs import free_port, stop
 
 SCENARIO = """
 name = "ui-sale"

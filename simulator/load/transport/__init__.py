@@ -3,8 +3,8 @@
 The engine talks to a transport through two small interfaces: a :class:`Channel` carries one
 request at a time (a keep-alive connection, or a slot of a client's connection pool), and the
 engine is the :class:`Sink` every channel reports to. Two transports implement them:
-:mod:`simulator.transport.lean` (asyncio.Protocol + httptools, the hot path; plain HTTP or TLS)
-and :mod:`simulator.transport.aio` (aiohttp's client, for proxies and unusual servers).
+:mod:`simulator.load.transport.lean` (asyncio.Protocol + httptools, the hot path; plain HTTP or TLS)
+and :mod:`simulator.load.transport.aio` (aiohttp's client, for proxies and unusual servers).
 """
 
 from __future__ import annotations

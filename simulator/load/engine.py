@@ -19,18 +19,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from simulator.finetimer import FineTimer
-from simulator.recorder import (
+from simulator.load.finetimer import FineTimer
+from simulator.load.recorder import Recorder
+from simulator.load.transport import Channel, Transport
+from simulator.outcomes import (
+    DEFAULT_STATUS,
     ERROR,
     OUTCOME_NAMES,
     THROTTLED,
     TIMEOUT,
-    Recorder,
     status_table,
 )
-from simulator.scenario import DEFAULT_STATUS, Retry
+from simulator.scenario import Retry
 from simulator.schedule import FLAG_RETRIES
-from simulator.transport import Channel, Transport
 
 CHUNK_ROWS = 8192  # schedule rows turned into Python lists at a time (cheap per-order access)
 
@@ -59,7 +60,7 @@ class EngineConfig:
     sweep_s: float = 0.005  # how often timeouts and the drain deadline are checked
     # the last stretch before an order is due is waited out by yielding to the loop (call_soon)
     # so that orders leave on time; before it the loop sleeps on a timer. None: FINE_SPIN_S with
-    # a timerfd (simulator.finetimer, ~20 µs late), COARSE_SPIN_S with uvloop's own timers
+    # a timerfd (simulator.load.finetimer, ~20 µs late), COARSE_SPIN_S with uvloop's own timers
     # (1 ms resolution: without the spin orders would leave up to 1 ms late)
     spin_s: float | None = None
     fine_timer: bool = True  # sleep on a timerfd where there is one (Linux)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulator.recorder import CONFIRMED, THROTTLED, Recorder, merge, status_table
+from simulator.load.recorder import Recorder, merge
+from simulator.outcomes import CONFIRMED, THROTTLED, status_table
 from simulator.results import distribution_ms, grouped_quantiles, summarize
 
 from .conftest import constant_rows

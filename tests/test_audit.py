@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from simulator.audit import ServerState, audit
-from simulator.recorder import CONFIRMED, SOLD_OUT, TIMEOUT, Recorder
-
-from .conftest import constant_rows
+from simulator.load.recorder import Recorder
+from simulator.outcomes import CONFIRMED, SOLD_OUT, TIMEOUT
+from tests.load.conftest import constant_rows
 
 SKUS = ("a", "b")
 

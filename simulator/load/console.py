@@ -1,6 +1,6 @@
 """Live progress of a run in the terminal (rich), while it runs.
 
-It only renders numbers computed elsewhere (:class:`simulator.engine.Progress`); the summary at
+It only renders numbers computed elsewhere (:class:`simulator.load.engine.Progress`); the summary at
 the end is :func:`simulator.report.terminal.render_text`, the same as ``flashsale report``.
 """
 
@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from simulator.engine import Progress
+from simulator.load.engine import Progress
 
 
 def progress_text(p: Progress, stock_total: int) -> Text:

@@ -16,28 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-#: outcome codes, in the order reports list them; 0 is the initial value of every attempt
-NOT_SENT = 0
-CONFIRMED = 1
-SOLD_OUT = 2
-THROTTLED = 3
-REJECTED = 4
-ERROR = 5
-TIMEOUT = 6
-OUTCOME_NAMES = ("not_sent", "confirmed", "sold_out", "throttled", "rejected", "error", "timeout")
-OUTCOME_CODES = {name: code for code, name in enumerate(OUTCOME_NAMES)}
-
 I64 = npt.NDArray[np.int64]
 I32 = npt.NDArray[np.int32]
-
-
-def status_table(mapping: tuple[tuple[int, str], ...]) -> list[int]:
-    """Outcome code for every status 0…599 (unmapped statuses are errors): a list for O(1) use."""
-    table = [ERROR] * 600
-    for code, name in mapping:
-        if 0 <= code < 600:
-            table[code] = OUTCOME_CODES[name]
-    return table
 
 
 @dataclass(slots=True)
@@ -120,7 +100,7 @@ class Recorder:
         """A new attempt retrying attempt ``previous``, due at ``intended_ns``; its number.
 
         Used by the engine and by the Locust adapter's users; −1 when the capacity is used up
-        (cannot happen when it was sized by :func:`simulator.engine.retry_capacity`).
+        (cannot happen when it was sized by :func:`simulator.load.engine.retry_capacity`).
         """
         attempt = self.n_attempts
         if attempt >= self.capacity:

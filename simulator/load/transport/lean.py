@@ -16,10 +16,10 @@ import socket
 
 import httptools
 
-from simulator.recorder import ERROR, TIMEOUT
+from simulator.load.transport import Endpoint, Sink
+from simulator.load.transport.template import RequestTemplate
+from simulator.outcomes import ERROR, TIMEOUT
 from simulator.scenario import Target
-from simulator.transport import Endpoint, Sink
-from simulator.transport.template import RequestTemplate
 
 
 class _Conn(asyncio.Protocol):

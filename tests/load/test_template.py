@@ -6,9 +6,9 @@ import httptools
 import orjson
 import pytest
 
+from simulator.load.transport import parse_endpoint
+from simulator.load.transport.template import BodyTemplate, RequestTemplate
 from simulator.scenario import Target
-from simulator.transport import parse_endpoint
-from simulator.transport.template import BodyTemplate, RequestTemplate
 
 
 class _Req:

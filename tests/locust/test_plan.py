@@ -12,6 +12,7 @@ import pytest
 from simulator.audit import ServerState
 from simulator.cli import main as cli_main
 from simulator.errors import ScenarioError, UsageError
+from simulator.load.recorder import Recorder
 from simulator.locust import results as res
 from simulator.locust.plan import (
     Dispatcher,
@@ -23,12 +24,12 @@ from simulator.locust.plan import (
     users_at,
     worker_rows,
 )
-from simulator.recorder import CONFIRMED, SOLD_OUT, THROTTLED, Recorder
+from simulator.outcomes import CONFIRMED, SOLD_OUT, THROTTLED
 from simulator.results import write_report
 from simulator.scenario import load_scenario
 from simulator.schedule import FLAG_DUPLICATE, ORDER_DTYPE, build_schedule
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DURIAN = ROOT / "scenarios" / "durian-1111.toml"
 
 MINI = """

@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from simulator.audit import ServerState, audit, fetch_server_state
-from simulator.engine import EngineConfig, Progress, TargetUnreachableError
 from simulator.errors import UsageError
+from simulator.load.engine import EngineConfig, Progress, TargetUnreachableError
+from simulator.load.transport import Endpoint, parse_endpoint
+from simulator.load.workers import WorkerSpec, run_local, run_workers
 from simulator.records import save_orders
 from simulator.results import REPORT_VERSION, summarize, write_report
 from simulator.scenario import Scenario
-from simulator.transport import Endpoint, parse_endpoint
-from simulator.workers import WorkerSpec, run_local, run_workers
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +98,7 @@ def _target(config: RunConfig) -> Iterator[tuple[str, bool, str | None]]:
             raise UsageError("--backend: only for the bundled storefront (no --target)")
         yield url, False, None
         return
-    from simulator.launcher import StorefrontSpec, embedded_storefront
+    from simulator.load.launcher import StorefrontSpec, embedded_storefront
 
     backend = config.backend or sc.storefront.backend
     spec = StorefrontSpec(sc.source, sc.scale, backend)

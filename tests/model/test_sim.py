@@ -21,7 +21,7 @@ from simulator.model import (
     parse_vary,
     service,
 )
-from simulator.model.stats import OUTCOME_NAMES
+from simulator.outcomes import OUTCOME_NAMES
 from simulator.scenario import Scenario, parse_scenario
 from simulator.schedule import FLAG_DUPLICATE, FLAG_RETRIES
 

@@ -3,7 +3,7 @@
 The "measured" runs here are synthetic (simulator.model.selfcheck): the model itself with known
 service times (another seed for the measurement noise), shaped as a run report. That checks the
 fitting and the extrapolation in well under a second, against a known truth;
-tests/test_model_calibration_live.py holds the calibration against real runs of the bundled
+tests/model/test_calibration_live.py holds the calibration against real runs of the bundled
 storefront (``flashsale run``'s report.json).
 """
 

@@ -11,10 +11,10 @@ import asyncio
 
 import aiohttp
 
-from simulator.recorder import ERROR, TIMEOUT
+from simulator.load.transport import Endpoint, Sink
+from simulator.load.transport.template import BodyTemplate
+from simulator.outcomes import ERROR, TIMEOUT
 from simulator.scenario import Target
-from simulator.transport import Endpoint, Sink
-from simulator.transport.template import BodyTemplate
 
 
 class _Slot:

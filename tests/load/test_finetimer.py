@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import uvloop
 
-from simulator.engine import EngineConfig, Run
-from simulator.finetimer import FineTimer
+from simulator.load.engine import EngineConfig, Run
+from simulator.load.finetimer import FineTimer
+from simulator.load.transport import parse_endpoint
+from simulator.load.transport.lean import LeanTransport
 from simulator.scenario import Target
-from simulator.transport import parse_endpoint
-from simulator.transport.lean import LeanTransport
 
 from .conftest import constant_rows
 

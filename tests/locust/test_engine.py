@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from simulator.locust.engine_mode import EngineSlice
-from simulator.recorder import CONFIRMED, SOLD_OUT, THROTTLED
+from simulator.outcomes import CONFIRMED, SOLD_OUT, THROTTLED
 from simulator.scenario import load_scenario
 from simulator.schedule import build_schedule
 

@@ -2,7 +2,7 @@
 
 Worker k of N builds the scenario's schedule itself and takes its slice (rows ≡ k mod N), so only
 a small spec travels to it; it sends back its rows and trimmed recorder, which the parent
-concatenates (:func:`simulator.recorder.merge`) before any percentile is computed. SIGINT to
+concatenates (:func:`simulator.load.recorder.merge`) before any percentile is computed. SIGINT to
 the parent is passed to the workers, which stop dispatching, drain briefly and report as usual.
 """
 
@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from simulator.engine import EngineConfig, Progress, Run, RunResult, TargetUnreachableError
-from simulator.recorder import merge
+from simulator.load.engine import EngineConfig, Progress, Run, RunResult, TargetUnreachableError
+from simulator.load.recorder import merge
+from simulator.load.transport import Endpoint, Transport
 from simulator.scenario import Scenario
 from simulator.schedule import build_schedule, concat
-from simulator.transport import Endpoint, Transport
 
 PROGRESS_EVERY_S = 0.5
 START_MARGIN_S = 0.5  # workers start together this long after the last one is ready
@@ -57,10 +57,10 @@ def make_transport(spec: WorkerSpec) -> Transport:
         sc.run.connect_timeout_s,
     )
     if spec.transport == "aiohttp":
-        from simulator.transport.aio import AiohttpTransport
+        from simulator.load.transport.aio import AiohttpTransport
 
         return AiohttpTransport(*args)
-    from simulator.transport.lean import LeanTransport
+    from simulator.load.transport.lean import LeanTransport
 
     return LeanTransport(*args)
 

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import uvloop
 
-from simulator.engine import EngineConfig, Run, RunResult, TargetUnreachableError
-from simulator.recorder import OUTCOME_CODES, OUTCOME_NAMES
+from simulator.load.engine import EngineConfig, Run, RunResult, TargetUnreachableError
+from simulator.load.transport import parse_endpoint
+from simulator.load.transport.aio import AiohttpTransport
+from simulator.load.transport.lean import LeanTransport
+from simulator.outcomes import OUTCOME_CODES, OUTCOME_NAMES
 from simulator.results import summarize
 from simulator.scenario import Retry, Target
-from simulator.transport import parse_endpoint
-from simulator.transport.aio import AiohttpTransport
-from simulator.transport.lean import LeanTransport
 
 from .conftest import constant_rows
 
