@@ -22,6 +22,7 @@ from typing import Any
 from simulator.demand import Baseline, Bursts, Component, Countdown, Curve, Spike, Waves
 from simulator.errors import ScenarioError
 from simulator.outcomes import ANSWER_OUTCOMES, DEFAULT_STATUS
+from simulator.retry import Retry
 
 #: placeholders a request body template may use; everything else in it is literal text
 BODY_FIELDS = ("order_id", "sku", "qty", "user_id")
@@ -41,21 +42,6 @@ class Product:
     per_buyer_limit: int = 0  # 0 = no limit
     weight: float = 1.0  # popularity: share of the whole-sale curve, relative to the others
     curve: Curve | None = None  # demand of this product alone, added to its share
-
-
-@dataclass(frozen=True, slots=True)
-class Retry:
-    """How buyers react to a throttled (429/503) answer: try again after a backoff.
-
-    Attempt k (k = 1 … max_attempts − 1) waits backoff_s·backoff_factor^(k−1), multiplied by a
-    uniform factor in [1 − jitter, 1 + jitter].
-    """
-
-    share: float = 0.0  # share of buyers who retry at all
-    max_attempts: int = 3  # attempts in all, the first included
-    backoff_s: float = 0.2
-    backoff_factor: float = 2.0
-    jitter: float = 0.5
 
 
 @dataclass(frozen=True, slots=True)

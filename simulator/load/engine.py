@@ -30,7 +30,7 @@ from simulator.outcomes import (
     TIMEOUT,
     status_table,
 )
-from simulator.scenario import Retry
+from simulator.retry import Retry
 from simulator.schedule import FLAG_RETRIES
 
 CHUNK_ROWS = 8192  # schedule rows turned into Python lists at a time (cheap per-order access)

@@ -53,7 +53,8 @@ from simulator.locust.stats import INTENDED
 from simulator.outcomes import OUTCOME_NAMES, status_table
 from simulator.records import save_orders
 from simulator.results import write_report
-from simulator.scenario import Retry, Scenario, load_scenario
+from simulator.retry import Retry
+from simulator.scenario import Scenario, load_scenario
 from simulator.schedule import Orders, build_schedule
 
 log = logging.getLogger("flashsale")

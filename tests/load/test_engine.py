@@ -19,7 +19,8 @@ from simulator.load.transport.aio import AiohttpTransport
 from simulator.load.transport.lean import LeanTransport
 from simulator.outcomes import OUTCOME_CODES, OUTCOME_NAMES
 from simulator.results import summarize
-from simulator.scenario import Retry, Target
+from simulator.retry import Retry
+from simulator.scenario import Target
 
 from .conftest import constant_rows
 
