@@ -103,7 +103,7 @@ def build_command(scenario: str, args: list[str]) -> tuple[list[str], float | No
 
 def main(args: argparse.Namespace) -> int:
     from simulator.load.launcher import StorefrontSpec, embedded_storefront
-    from simulator.load.runner import check_reachable
+    from simulator.load.target import Target
     from simulator.load.transport import parse_endpoint
     from simulator.scenario import load_scenario
 
@@ -120,7 +120,7 @@ def main(args: argparse.Namespace) -> int:
                 cmd += ["--host", host]
             else:
                 # https: reachable, certificate not checked, as Locust's FastHttpUser does
-                check_reachable(parse_endpoint(host, "--host").unverified(), 2.0)
+                Target(parse_endpoint(host, "--host").unverified()).check_reachable()
         return _run(cmd)
 
 

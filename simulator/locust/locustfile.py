@@ -19,7 +19,7 @@ from typing import Any
 from locust import events
 
 from simulator.errors import FlashsaleError, UsageError
-from simulator.load.runner import check_reachable
+from simulator.load.target import Target
 from simulator.load.transport import parse_endpoint
 from simulator.locust import webui
 from simulator.locust.run import PLAN_MESSAGE, RESULT_MESSAGE, FlashsaleRun
@@ -133,7 +133,7 @@ def on_init(environment: Any, **_kw: Any) -> None:
             if host:
                 environment.host = host
                 # https: reachable, certificate not checked, as Locust's FastHttpUser does
-                check_reachable(parse_endpoint(host, "--host").unverified(), 2.0)
+                Target(parse_endpoint(host, "--host").unverified()).check_reachable()
             elif opts.headless:
                 _die("no host: pass --host URL, or set [target] url in the scenario")
     except FlashsaleError as exc:

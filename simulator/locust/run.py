@@ -32,10 +32,11 @@ import gevent
 import gevent.event
 import numpy as np
 
-from simulator.audit import ClientView, ServerState, audit_view, fetch_server_state
+from simulator.audit import ClientView, ServerState, audit_view
 from simulator.errors import FlashsaleError, UsageError
 from simulator.load.engine import retry_capacity
 from simulator.load.recorder import Recorder
+from simulator.load.target import Target
 from simulator.load.transport import parse_endpoint
 from simulator.locust import results as res
 from simulator.locust.engine_mode import EngineSlice
@@ -459,8 +460,8 @@ class FlashsaleRun:
         target = self.scenario.target
         host = (self.env.host or "").rstrip("/")
         if host:
-            server = fetch_server_state(
-                host + target.inventory_path, host + target.ledger_path, context=self._tls()
+            server = Target(parse_endpoint(host, "--host").unverified()).server_state(
+                target.inventory_path, target.ledger_path
             )
         else:
             server = ServerState(None, None, ("no host: the server's inventory was not read",))
