@@ -30,8 +30,20 @@ from simulator.locust.users import ScheduleUser
 __all__ = ["DemandShape", "ScheduleUser"]
 
 
+#: what our processes listen on unless told otherwise: loopback, not every interface
+LOOPBACK_DEFAULTS = {"web_host": "127.0.0.1", "master_bind_host": "127.0.0.1"}
+
+
 def add_arguments(parser: Any, **_kw: Any) -> None:
-    """The ``--flashsale-*`` options (each also settable by its FLASHSALE_* variable)."""
+    """The ``--flashsale-*`` options (each also settable by its FLASHSALE_* variable).
+
+    Also makes the web UI and a master listen on 127.0.0.1 by default (Locust's own defaults
+    are all interfaces): ``--web-host``/``--master-bind-host`` open them up on purpose.
+    """
+    parser.set_defaults(**LOOPBACK_DEFAULTS)
+    for action in parser._actions:  # their help says "all interfaces" otherwise
+        if action.dest in LOOPBACK_DEFAULTS:
+            action.help = "address to listen on (flashsale's default: 127.0.0.1, this host only)"
     g = parser  # Locust's own parser: argument groups lack its include_in_web_ui keyword
     g.add_argument(
         "--flashsale-scenario",
