@@ -308,3 +308,12 @@ def test_a_worker_killed_mid_run_is_reported_lost_with_its_sales(
     )
     assert "unacknowledged" in out
     assert audit["oversell_units"] == 0 and audit["lost_confirmations"]["count"] == 0
+
+
+def test_plain_http_at_the_tls_storefront_is_one_line(
+    scenario_file: Path, tls_storefront: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plain = tls_storefront.replace("https://", "http://")
+    assert cli_main(["locust", str(scenario_file), "--headless", "--host", plain]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "answered in TLS: use https://127.0.0.1:" in err, err
