@@ -1,20 +1,17 @@
 """The oversell audit: units the clients saw confirmed vs the server's counter vs its ledger.
 
-After a run, :func:`fetch_server_state` reads the target's ``GET /inventory`` (and ``GET /ledger``
-when it has one); :func:`audit` compares, per SKU, the initial stock, the server's ``sold``
-counter, its ledger units and the units clients saw confirmed (deduplicated by order id), and
-lists every disagreement. It never hides one: a missing endpoint is reported as unavailable.
-The comparison itself (:func:`audit_view`) works from the clients' view aggregated by order id
-(:class:`ClientView`), so a run merged from several processes (the Locust master) audits the
-same way as ``flashsale run``.
+After a run, :meth:`simulator.load.target.Target.server_state` reads the target's
+``GET /inventory`` (and ``GET /ledger`` when it has one) into a :class:`ServerState`;
+:func:`audit` compares, per SKU, the initial stock, the server's ``sold`` counter, its ledger
+units and the units clients saw confirmed (deduplicated by order id), and lists every
+disagreement, including sales the server made that no client heard of. It never hides one: a
+missing endpoint is reported as unavailable. The comparison itself (:func:`audit_view`) works
+from the clients' view aggregated by order id (:class:`ClientView`), so a run merged from
+several processes (the Locust master) audits the same way as ``flashsale run``.
 """
 
 from __future__ import annotations
 
-import json
-import ssl
-import urllib.error
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -35,39 +32,6 @@ class ServerState:
     inventory: dict[str, Any] | None
     ledger: list[list[Any]] | None
     errors: tuple[str, ...] = ()
-
-
-def _get_json(url: str, timeout_s: float, context: ssl.SSLContext | None) -> Any:
-    with urllib.request.urlopen(url, timeout=timeout_s, context=context) as resp:
-        return json.loads(resp.read())
-
-
-def fetch_server_state(
-    inventory_url: str,
-    ledger_url: str,
-    timeout_s: float = 10.0,
-    context: ssl.SSLContext | None = None,
-) -> ServerState:
-    """GET the inventory and the ledger (``context``: TLS for https); failures are noted."""
-    errors: list[str] = []
-    inventory = ledger = None
-    try:
-        data = _get_json(inventory_url, timeout_s, context)
-        if isinstance(data, dict) and isinstance(data.get("skus"), dict):
-            inventory = data
-        else:
-            errors.append(f"{inventory_url}: not an inventory document")
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        errors.append(f"{inventory_url}: {exc}")
-    try:
-        data = _get_json(ledger_url, timeout_s, context)
-        if isinstance(data, dict) and isinstance(data.get("orders"), list):
-            ledger = data["orders"]
-        else:
-            errors.append(f"{ledger_url}: not a ledger document")
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        errors.append(f"{ledger_url}: {exc}")
-    return ServerState(inventory, ledger, tuple(errors))
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +186,10 @@ def _ledger_checks(
         problems.append(f"{len(lost)} confirmations the ledger does not have (lost)")
     if phantom:
         problems.append(f"{len(phantom)} ledger sales no client saw confirmed (phantom)")
+    if unanswered:  # e.g. a timeout, or a Locust worker lost with its answers
+        problems.append(
+            f"{len(unanswered)} ledger sales whose orders no client heard answered (unacknowledged)"
+        )
     if dupes:
         problems.append(f"{len(dupes)} order ids in the ledger more than once")
     if over:

@@ -3,9 +3,11 @@
 Runs ``locust -f simulator/locust/locustfile.py --flashsale-scenario SCENARIO`` with the other
 arguments passed through unchanged (``--headless``, ``--master``, ``--worker``, ``--web-port``,
 …). Before that it checks what it can, so that bad input is one clear line and exit 2: the
-scenario, the host (reachable?), ``--expect-workers`` against ``--flashsale-workers``. When
-the scenario has no ``[target] url`` and no ``--host`` is given, it starts the bundled storefront
-for the run (``flashsale serve`` on a free port) and stops it afterwards; workers never do.
+scenario, the host (reachable, and answering HTTP?), ``--expect-workers`` against
+``--flashsale-workers``. When the scenario has no ``[target] url`` and no ``--host`` is given, it
+starts the bundled storefront for the run (``flashsale serve`` on a free port) and stops it
+afterwards; workers never do. Locust's web UI and master listen on 127.0.0.1 unless
+``--web-host`` / ``--master-bind-host`` say otherwise (the locustfile's defaults).
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ def build_command(scenario: str, args: list[str]) -> tuple[list[str], float | No
 
 def main(args: argparse.Namespace) -> int:
     from simulator.load.launcher import StorefrontSpec, embedded_storefront
-    from simulator.load.runner import check_reachable
+    from simulator.load.target import Target
     from simulator.load.transport import parse_endpoint
     from simulator.scenario import load_scenario
 
@@ -119,8 +121,9 @@ def main(args: argparse.Namespace) -> int:
                 print(f"flashsale: bundled storefront at {host}", file=sys.stderr, flush=True)
                 cmd += ["--host", host]
             else:
-                # https: reachable, certificate not checked, as Locust's FastHttpUser does
-                check_reachable(parse_endpoint(host, "--host").unverified(), 2.0)
+                # https: reachable, certificate not checked, as Locust's FastHttpUser does; a
+                # host that does not answer is warned about by the locust process's own check
+                Target(parse_endpoint(host, "--host").unverified()).check_reachable()
         return _run(cmd)
 
 

@@ -58,9 +58,11 @@ def main(args: argparse.Namespace) -> int:
     import orjson
     from rich.console import Console
 
+    from simulator.commands.hints import target_error
     from simulator.errors import UsageError
     from simulator.load.console import LiveProgress
     from simulator.load.runner import RunConfig, execute
+    from simulator.load.target import TargetError
     from simulator.report.thresholds import evaluate, parse_thresholds, render_results
     from simulator.results import write_report
     from simulator.scenario import BACKENDS, load_scenario
@@ -91,11 +93,14 @@ def main(args: argparse.Namespace) -> int:
         insecure=args.insecure,
     )
     console = Console(stderr=args.json)
-    if console.is_terminal and not args.json:
-        with LiveProgress(console, sum(scenario.stocks().values())) as live:
-            outcome = execute(config, live.update)
-    else:
-        outcome = execute(config)
+    try:
+        if console.is_terminal and not args.json:
+            with LiveProgress(console, sum(scenario.stocks().values())) as live:
+                outcome = execute(config, live.update)
+        else:
+            outcome = execute(config)
+    except TargetError as exc:
+        raise target_error(exc) from None
     report, code = outcome.report, outcome.exit_code
     results = evaluate(report, checks) if checks else []
     if results:

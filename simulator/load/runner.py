@@ -8,24 +8,24 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import math
-import socket
-import ssl
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simulator.audit import ServerState, audit, fetch_server_state
+from simulator.audit import ServerState, audit
 from simulator.errors import UsageError
 from simulator.load.engine import EngineConfig, Progress, TargetUnreachableError
-from simulator.load.transport import Endpoint, parse_endpoint
+from simulator.load.target import Target, TargetError
+from simulator.load.transport import parse_endpoint
 from simulator.load.workers import WorkerSpec, run_local, run_workers
 from simulator.records import save_orders
 from simulator.results import REPORT_VERSION, summarize, write_report
 from simulator.scenario import Scenario
+
+log = logging.getLogger("flashsale")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,36 +56,31 @@ class RunOutcome:
     exit_code: int
 
 
-def check_reachable(endpoint: Endpoint, timeout_s: float) -> None:
-    """A TCP connect (and for https a TLS handshake) to the target; failing is exit 2."""
-    context = endpoint.ssl_context()
-    try:
-        with socket.create_connection((endpoint.host, endpoint.port), timeout=timeout_s) as sock:
-            if context is not None:
-                with context.wrap_socket(sock, server_hostname=endpoint.host):
-                    pass
-    except ssl.SSLCertVerificationError as exc:
-        raise UsageError(
-            f"cannot reach the target {endpoint.url}: TLS: {exc.verify_message or exc.reason} "
-            "(trust its CA with --ca-file FILE, or skip the check with --insecure)"
-        ) from None
-    except ssl.SSLError as exc:
-        raise UsageError(f"cannot reach the target {endpoint.url}: TLS: {exc.reason}") from None
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise UsageError(f"cannot reach the target {endpoint.url}: {reason}") from None
+def prepare_target(target: Target, reset_path: str, reset: bool) -> list[str]:
+    """Check that the target answers HTTP, then reset it; the run's notes.
 
-
-def reset_target(url: str, timeout_s: float, context: ssl.SSLContext | None = None) -> str:
-    """POST the reset path so the audit starts from the initial stock; returns a note."""
-    req = urllib.request.Request(url, data=b"", method="POST")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout_s, context=context) as resp:
-            return f"reset: {resp.status}"
-    except urllib.error.HTTPError as exc:
-        return f"reset: {exc.code} (not supported; the audit compares against its inventory)"
-    except (urllib.error.URLError, OSError) as exc:
-        return f"reset: failed ({exc})"
+    A :class:`~simulator.load.target.TargetError` stops the run before it starts. A target that
+    does not answer, or a reset that fails, is a note and a warning on stderr (the run goes on:
+    a frozen target shows in the latencies); a silent target is not asked to reset.
+    """
+    notes: list[str] = []
+    silent = target.check_reachable()
+    if silent is not None:
+        notes.append(silent)
+        log.warning("flashsale: warning: %s", silent)
+    if not reset:
+        notes.append("reset: skipped on request; the audit compares against the inventory as found")
+    elif silent is not None:
+        notes.append(
+            "reset: not asked (the target did not answer); the audit compares against "
+            "the inventory as found"
+        )
+    else:
+        done = target.reset(reset_path)
+        notes.append(done.note)
+        if not done.ok:
+            log.warning("flashsale: warning: %s", done.note)
+    return notes
 
 
 @contextlib.contextmanager
@@ -116,13 +111,8 @@ def execute(config: RunConfig, report: Callable[[Progress], None] | None = None)
     started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     with _target(config) as (url, embedded, backend):
         endpoint = parse_endpoint(url, ca_file=config.ca_file, verify=not config.insecure)
-        check_reachable(endpoint, sc.run.connect_timeout_s)
-        tls = endpoint.ssl_context()
-        notes = (
-            [reset_target(endpoint.url_for(sc.target.reset_path), sc.run.timeout_s, tls)]
-            if config.reset or embedded
-            else ["reset: skipped (--no-reset); the audit compares against the inventory as found"]
-        )
+        target = Target(endpoint, sc.run.connect_timeout_s)
+        notes = prepare_target(target, sc.target.reset_path, config.reset or embedded)
         engine = EngineConfig(
             timeout_s=sc.run.timeout_s,
             drain_s=sc.run.drain_s,
@@ -147,13 +137,9 @@ def execute(config: RunConfig, report: Callable[[Progress], None] | None = None)
             else:
                 result, errors = run_workers(spec, report)
         except TargetUnreachableError as exc:
-            raise UsageError(f"cannot reach the target {url}: {exc}") from None
+            raise TargetError(url, str(exc)) from None
         state = (
-            fetch_server_state(
-                endpoint.url_for(sc.target.inventory_path),
-                endpoint.url_for(sc.target.ledger_path),
-                context=tls,
-            )
+            target.server_state(sc.target.inventory_path, sc.target.ledger_path)
             if config.audit
             else ServerState(None, None, ("audit skipped",))
         )

@@ -7,7 +7,7 @@ schedule, each order at its intended time; :class:`DemandShape` sizes the pool f
 curve. With ``--master``/``--worker``, worker k of N sends the rows ≡ k (mod N) of the schedule
 and the master prints and saves the merged report with the oversell audit. See docs/locust.md.
 
-This file only wires Locust's events to :class:`simulator.locust.run.FlashsaleRun`.
+This file only wires Locust's events to the process's node (:mod:`simulator.locust.node`).
 """
 
 from __future__ import annotations
@@ -19,18 +19,31 @@ from typing import Any
 from locust import events
 
 from simulator.errors import FlashsaleError, UsageError
-from simulator.load.runner import check_reachable
+from simulator.load.target import Target
 from simulator.load.transport import parse_endpoint
 from simulator.locust import webui
-from simulator.locust.run import PLAN_MESSAGE, RESULT_MESSAGE, FlashsaleRun
+from simulator.locust.node import MasterNode, WorkerNode, make_node
 from simulator.locust.shape import DemandShape
+from simulator.locust.slice_state import NODE_ATTR
 from simulator.locust.users import ScheduleUser
 
 __all__ = ["DemandShape", "ScheduleUser"]
 
 
+#: what our processes listen on unless told otherwise: loopback, not every interface
+LOOPBACK_DEFAULTS = {"web_host": "127.0.0.1", "master_bind_host": "127.0.0.1"}
+
+
 def add_arguments(parser: Any, **_kw: Any) -> None:
-    """The ``--flashsale-*`` options (each also settable by its FLASHSALE_* variable)."""
+    """The ``--flashsale-*`` options (each also settable by its FLASHSALE_* variable).
+
+    Also makes the web UI and a master listen on 127.0.0.1 by default (Locust's own defaults
+    are all interfaces): ``--web-host``/``--master-bind-host`` open them up on purpose.
+    """
+    parser.set_defaults(**LOOPBACK_DEFAULTS)
+    for action in parser._actions:  # their help says "all interfaces" otherwise
+        if action.dest in LOOPBACK_DEFAULTS:
+            action.help = "address to listen on (flashsale's default: 127.0.0.1, this host only)"
     g = parser  # Locust's own parser: argument groups lack its include_in_web_ui keyword
     g.add_argument(
         "--flashsale-scenario",
@@ -119,43 +132,47 @@ def _die(message: str) -> None:
 
 
 def on_init(environment: Any, **_kw: Any) -> None:
-    """Load the scenario, check the host and worker counts, hook up the run and the web UI."""
+    """Load the scenario, check the host and worker counts, hook up the node and the web UI."""
     if environment.parsed_options is None:  # e.g. a library use of the locustfile
         return
     opts = environment.parsed_options
     try:
-        run = FlashsaleRun.load(environment)
+        node = make_node(environment)
         is_master = bool(opts.master)
         if is_master and opts.flashsale_workers and opts.flashsale_workers != opts.expect_workers:
             raise_mismatch(opts.flashsale_workers, opts.expect_workers)
         if not opts.worker:
-            host = environment.host or run.scenario.target.url
+            host = environment.host or node.scenario.target.url
             if host:
                 environment.host = host
                 # https: reachable, certificate not checked, as Locust's FastHttpUser does
-                check_reachable(parse_endpoint(host, "--host").unverified(), 2.0)
+                silent = Target(parse_endpoint(host, "--host").unverified()).check_reachable()
+                if silent is not None:
+                    print(f"flashsale: warning: {silent}", file=sys.stderr, flush=True)
             elif opts.headless:
                 _die("no host: pass --host URL, or set [target] url in the scenario")
     except FlashsaleError as exc:
         _die(str(exc))
         return
-    ScheduleUser.network_timeout = run.scenario.run.timeout_s
-    ScheduleUser.connection_timeout = run.scenario.run.connect_timeout_s
-    environment.flashsale_run = run
-    runner = environment.runner
-    if run.is_worker:
-        runner.register_message(PLAN_MESSAGE, lambda msg, **_: run.on_plan(msg.data))
-        _listen(events.report_to_master, lambda client_id, data, **_: run.on_report_to_master(data))
-    elif run.is_master:
-        runner.register_message(RESULT_MESSAGE, lambda msg, **_: run.on_result(msg.data))
+    ScheduleUser.network_timeout = node.scenario.run.timeout_s
+    ScheduleUser.connection_timeout = node.scenario.run.connect_timeout_s
+    setattr(environment, NODE_ATTR, node)
+    if isinstance(node, WorkerNode):
+        node.register()
         _listen(
-            events.worker_report, lambda client_id, data, **_: run.on_worker_report(client_id, data)
+            events.report_to_master, lambda client_id, data, **_: node.on_report_to_master(data)
         )
-    _listen(events.test_start, lambda **_: run.on_test_start())
-    _listen(events.test_stop, lambda **_: run.on_test_stop())
-    _listen(events.quitting, lambda **_: run.on_quitting())
+    elif isinstance(node, MasterNode):
+        node.register()
+        _listen(
+            events.worker_report,
+            lambda client_id, data, **_: node.on_worker_report(client_id, data),
+        )
+    _listen(events.test_start, lambda **_: node.on_test_start())
+    _listen(events.test_stop, lambda **_: node.on_test_stop())
+    _listen(events.quitting, lambda **_: node.on_quitting())
     if environment.web_ui is not None:
-        webui.install(environment, run)
+        webui.install(environment, node)
 
 
 def raise_mismatch(slices: int, expect: int) -> None:

@@ -14,7 +14,7 @@ import here.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +23,7 @@ import numpy as np
 from simulator.audit import ServerState, audit
 from simulator.load.recorder import Recorder, merge
 from simulator.locust.plan import RunPlan, duplicate_check
-from simulator.outcomes import CONFIRMED, OUTCOME_NAMES
+from simulator.outcomes import OUTCOME_NAMES
 from simulator.report.terminal import render_text
 from simulator.report.view import read_report
 from simulator.results import REPORT_VERSION, summarize
@@ -62,28 +62,6 @@ def recorder_from_message(data: Mapping[str, Any]) -> Recorder:
         if len(a) != want:
             raise ValueError(f"recorder message: {name} has {len(a)} values, expected {want}")
     return Recorder(n_rows=n_rows, n_attempts=m, **arrays)
-
-
-def live_counters(rows: Orders, rec: Recorder, skus: Sequence[str]) -> dict[str, Any]:
-    """Requests sent, rows by outcome so far and client-confirmed units (each order id once).
-
-    Vectorised over the arrays; a few ms for a million orders (the web UI asks once a second,
-    Locust's worker report every few seconds). A row in flight still counts as not sent.
-    """
-    m = rec.n_attempts
-    outcome = rec.row_outcomes()
-    counts = np.bincount(outcome, minlength=len(OUTCOME_NAMES))
-    confirmed = rec.row_of_attempt()[rec.outcome[:m] == CONFIRMED]
-    _, first = np.unique(rows["order"][confirmed], return_index=True)
-    picked = confirmed[first]
-    units = np.bincount(
-        rows["product"][picked], weights=rows["qty"][picked], minlength=len(skus)
-    ).astype(np.int64)
-    return {
-        "sends": int(np.count_nonzero(rec.sent_ns[:m] >= 0)),
-        "outcomes": {name: int(counts[i]) for i, name in enumerate(OUTCOME_NAMES)},
-        "confirmed_units": {sku: int(units[i]) for i, sku in enumerate(skus)},
-    }
 
 
 def worker_result(
@@ -275,6 +253,7 @@ def render(report: Mapping[str, Any]) -> str:
         + ")"
     )
     lines.extend(f"  {p}" for p in loc["problems"])
+    lines.extend(f"  error: {e}" for e in report["run"].get("worker_errors", []))
     a = report["audit"]
     lines.append(f"  audit {'ok' if a['ok'] else 'PROBLEMS'}: oversell {a['oversell_units']} units")
     return "\n".join(lines)

@@ -15,25 +15,16 @@ from __future__ import annotations
 
 import random
 import time
-from typing import TYPE_CHECKING, Any
 
 import gevent
 from locust import FastHttpUser, constant, task
 
+from simulator.locust.slice_state import SliceState, current
 from simulator.locust.stats import INTENDED, SERVICE, OrderFailed
 from simulator.outcomes import CONFIRMED, ERROR, OUTCOME_NAMES, SOLD_OUT, THROTTLED, TIMEOUT
 from simulator.schedule import FLAG_RETRIES
 
-if TYPE_CHECKING:
-    from simulator.locust.run import SliceState
-
 _IDLE_S = 0.05  # how long a user with nothing to send waits before looking again
-
-
-def state_of(environment: Any) -> SliceState | None:
-    """The running slice of this process, if a run is on (set by the locustfile's events)."""
-    run = getattr(environment, "flashsale_run", None)
-    return run.slice if run is not None else None
 
 
 class ScheduleUser(FastHttpUser):
@@ -47,7 +38,7 @@ class ScheduleUser(FastHttpUser):
     @task
     def send_next(self) -> None:
         """Claim the next order, wait for its time, send it (retrying if the buyer would)."""
-        st = state_of(self.environment)
+        st = current(self.environment)
         i = st.dispatcher.claim() if st is not None else -1
         if st is None or i < 0:
             gevent.sleep(_IDLE_S)

@@ -4,7 +4,8 @@ Locust's web UI is a Flask app (``environment.web_ui.app``); this adds
 
 * ``/flashsale``: a page (plain HTML and JS, no CDN) with the demand curve against the
   scheduled and achieved rates, per-product stock and the oversell audit, polling
-* ``/flashsale/data``: the JSON it polls (:meth:`FlashsaleRun.live_view`), once a second;
+* ``/flashsale/data``: the JSON it polls (the node's
+  :meth:`~simulator.locust.node.Node.live_view`), once a second;
 * a "Flash sale" tab in Locust's own UI: the per-SKU stock and audit as a table (Locust's
   extended-tab mechanism: the rows ride on its ``/stats/requests`` answer).
 """
@@ -60,7 +61,7 @@ def tab_rows(view: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def install(environment: Any, run: Any) -> None:
+def install(environment: Any, node: Any) -> None:
     """Add the page, its data endpoint and the tab to ``environment.web_ui``."""
     web_ui = environment.web_ui
     app = web_ui.app
@@ -71,7 +72,7 @@ def install(environment: Any, run: Any) -> None:
         return Response(page, mimetype="text/html")
 
     def flashsale_data() -> Response:
-        body = orjson.dumps(run.live_view(), option=orjson.OPT_SERIALIZE_NUMPY)
+        body = orjson.dumps(node.live_view(), option=orjson.OPT_SERIALIZE_NUMPY)
         return Response(body, mimetype="application/json", headers={"Cache-Control": "no-store"})
 
     app.add_url_rule("/flashsale", "flashsale_page", guard(flashsale_page))
@@ -88,7 +89,7 @@ def install(environment: Any, run: Any) -> None:
         data = response.get_json(silent=True)
         if not isinstance(data, dict):
             return response
-        data["extended_stats"] = [{"key": TAB, "data": tab_rows(run.live_view())}]
+        data["extended_stats"] = [{"key": TAB, "data": tab_rows(node.live_view())}]
         response.set_data(orjson.dumps(data))
         return response
 

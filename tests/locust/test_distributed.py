@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
 import ssl
 import subprocess
 import sys
+import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -98,9 +101,16 @@ def locust(*args: str, log: Path) -> subprocess.Popen[str]:
 
 
 def run_master_and_workers(
-    tmp_path: Path, scenario_file: Path, storefront: str, *extra: str
+    tmp_path: Path,
+    scenario_file: Path,
+    storefront: str,
+    *extra: str,
+    meanwhile: Callable[[list[subprocess.Popen[str]]], None] | None = None,
 ) -> tuple[int, str, Path]:
-    """A headless master and two workers on loopback; (master's exit code, its log, report)."""
+    """A headless master and two workers on loopback; (master's exit code, its log, report).
+
+    ``meanwhile`` is called with the two workers once all processes are started.
+    """
     port = free_port()
     out_dir = tmp_path / "out"
     common = ["--flashsale-scenario", str(scenario_file), "--loglevel", "WARNING"]
@@ -138,6 +148,8 @@ def run_master_and_workers(
         for k in range(2)
     ]
     try:
+        if meanwhile is not None:
+            meanwhile(workers)
         code = master.wait(45)
         for w in workers:
             w.wait(15)
@@ -255,3 +267,53 @@ def test_worker_count_mismatch_is_refused_at_start(tmp_path: Path, scenario_file
     out = (tmp_path / "m.log").read_text()
     assert code == 2, out
     assert "--flashsale-workers 3 but --expect-workers 2" in out
+
+
+def _sold(storefront: str) -> int:
+    try:
+        with urllib.request.urlopen(storefront + "/inventory", timeout=2) as r:
+            return sum(int(s["sold"]) for s in json.loads(r.read())["skus"].values())
+    except OSError:
+        return 0
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_run_is_reported_lost_with_its_sales(
+    tmp_path: Path, scenario_file: Path, storefront: str
+) -> None:
+    def kill_worker_1_once_selling(workers: list[subprocess.Popen[str]]) -> None:
+        deadline = time.monotonic() + 30
+        while _sold(storefront) < 20:  # the sale is on: both workers have sold something
+            assert time.monotonic() < deadline, "the sale did not start"
+            time.sleep(0.05)
+        os.kill(workers[1].pid, signal.SIGKILL)  # the process this test started, and only it
+
+    code, out, path = run_master_and_workers(
+        tmp_path, scenario_file, storefront, meanwhile=kill_worker_1_once_selling
+    )
+    assert code == 1, out
+    assert "worker 1 lost mid-run" in out  # the cause, in the terminal
+    report = json.loads(path.read_text())
+    rows = build_schedule(load_scenario(scenario_file)).materialize()
+    loc, orders, audit = report["locust"], report["orders"], report["audit"]
+    assert report["partial"] and not report["complete"]
+    assert loc["missing_workers"] == [1] and [w["worker"] for w in loc["per_worker"]] == [0]
+    assert any("worker 1 lost" in e for e in report["run"]["worker_errors"])
+    assert orders["outcomes"]["not_sent"] == len(rows[1::2])  # its rows: never heard of
+    # the server sold orders of worker 1 that no client heard answered: in the problems
+    unheard = audit["unacknowledged_sales"]["count"]
+    assert unheard > 0, audit
+    assert f"{unheard} ledger sales whose orders no client heard answered" in " ".join(
+        audit["problems"]
+    )
+    assert "unacknowledged" in out
+    assert audit["oversell_units"] == 0 and audit["lost_confirmations"]["count"] == 0
+
+
+def test_plain_http_at_the_tls_storefront_is_one_line(
+    scenario_file: Path, tls_storefront: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plain = tls_storefront.replace("https://", "http://")
+    assert cli_main(["locust", str(scenario_file), "--headless", "--host", plain]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "answered in TLS: use https://127.0.0.1:" in err, err

@@ -229,20 +229,6 @@ def test_recorder_message_round_trips_with_retries() -> None:
         res.recorder_from_message(bad)
 
 
-def test_live_counters_count_each_order_once(mini: Path) -> None:
-    rows = build_schedule(load_scenario(mini)).materialize()[:6].copy()
-    rows["order"][3] = rows["order"][0]  # a double click of row 0, also confirmed
-    rows["product"][:] = [0, 1, 0, 0, 1, 1]
-    rows["qty"][:] = 2
-    rec = Recorder.allocate(rows["t_ns"].astype(np.int64), 0)
-    rec.sent_ns[:5] = 1
-    rec.outcome[:4] = [CONFIRMED, CONFIRMED, SOLD_OUT, CONFIRMED]  # row 4 is in flight
-    live = res.live_counters(rows, rec, ["durian", "manggis"])
-    assert live["sends"] == 5
-    assert live["outcomes"]["confirmed"] == 3 and live["outcomes"]["not_sent"] == 2
-    assert live["confirmed_units"] == {"durian": 2, "manggis": 2}
-
-
 def _results(rows: np.ndarray, plan: RunPlan, **kw: int) -> dict[int, dict]:
     return {
         k: res.worker_result(_worker_recorder(rows[k :: plan.slices], **kw), k, plan)
