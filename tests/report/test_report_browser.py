@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
+from simulator.report.document import Report
 from simulator.report.html import HEADLINE, write_html
-from simulator.report.view import read_report
 
 from .conftest import write
 from .synth import ROOT, Synthetic
@@ -99,7 +99,7 @@ def check_page(browser: Any, report: dict[str, Any], page: Path, shot: Path) -> 
 
 def test_real_run_report_in_chromium(browser: Any, real_report: Path, tmp_path: Path) -> None:
     report = json.loads(real_report.read_text())
-    page = write_html(read_report(report), tmp_path / "report.html", "report.json")
+    page = write_html(Report.from_json(report), tmp_path / "report.html", "report.json")
     drawn = check_page(browser, report, page, tmp_path / "flashsale-report-run.png")
     assert {"demand", "latency", "outcomes"} <= set(drawn)
     # the figures whose data the report has are all drawn
@@ -109,7 +109,7 @@ def test_real_run_report_in_chromium(browser: Any, real_report: Path, tmp_path: 
 
 def test_every_figure_in_chromium(browser: Any, oversold_run: Synthetic, tmp_path: Path) -> None:
     path = write(oversold_run.report, tmp_path / "report.json")
-    page = write_html(read_report(oversold_run.report), tmp_path / "report.html", path.name)
+    page = write_html(Report.from_json(oversold_run.report), tmp_path / "report.html", path.name)
     drawn = check_page(browser, oversold_run.report, page, tmp_path / "flashsale-report-all.png")
     assert drawn == list(PLOTS)
     from selenium.webdriver.common.by import By
