@@ -574,6 +574,11 @@ class Report:
         """Units sold beyond the initial stock (None: no audit)."""
         return self.audit.oversell_units if self.audit is not None else None
 
+    def remarks(self) -> tuple[str, ...]:
+        """What a reader should know before the numbers: a partial run, skipped sections."""
+        partial = ("PARTIAL run: stopped before the end of the schedule",) if self.partial else ()
+        return partial + self.notes
+
     def with_thresholds(self, checked: Sequence[CheckedThreshold]) -> Report:
         """This report with its thresholds checked: a failed one makes the exit code ≥ 1."""
         code = self.exit_code
@@ -661,8 +666,6 @@ def _thresholds(x: Any) -> tuple[CheckedThreshold, ...]:
 def _read(data: dict[str, Any], orders: dict[str, Any], source: str, strict: bool) -> Report:
     notes: list[str] = []
     partial = bool(data.get("partial"))
-    if partial:
-        notes.append("PARTIAL run: stopped before the end of the schedule")
     scenario = ScenarioInfo.from_json(data.get("scenario"))
     if scenario.scale is None and isinstance(data.get("scenario"), str):
         scenario = replace(scenario, scale=_float(data.get("scale")),

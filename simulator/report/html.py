@@ -229,7 +229,7 @@ def render_html(view: Report, source: str = "") -> str:
     sub.append(escape(view.run.started_at or ""))
     sub.append(escape(source))
     plots = render_plots(view)
-    notes = "".join(f'<p class="note">{escape(n)}</p>' for n in view.notes)
+    notes = "".join(f'<p class="note">{escape(n)}</p>' for n in view.remarks())
     return "\n".join(
         [
             "<!DOCTYPE html>",

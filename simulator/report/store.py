@@ -38,10 +38,7 @@ def _plain(x: Any) -> Any:
         return {str(k): _plain(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
         return [_plain(v) for v in x]
-    item = getattr(x, "item", None)  # a NumPy scalar
-    if callable(item):
-        return _plain(item())
-    tolist = getattr(x, "tolist", None)  # a NumPy array
+    tolist = getattr(x, "tolist", None)  # a NumPy array or scalar
     if callable(tolist):
         return _plain(tolist())
     return str(x)

@@ -88,8 +88,8 @@ def render_text(view: Report) -> str:
     if rates:
         lines += ["", *_wrap("rates", rates)]
     lines += ["", *_audit(view)]
-    if view.notes:
-        lines += ["", *(f"note: {n}"[:WIDTH] for n in view.notes)]
+    if view.remarks():
+        lines += ["", *(f"note: {n}"[:WIDTH] for n in view.remarks())]
     return "\n".join(lines)
 
 
