@@ -60,26 +60,32 @@ _RANK = {CONFIRMED: 3, TIMEOUT: 1, ERROR: 1, NOT_SENT: 0}
 
 
 def client_view(rows: npt.NDArray[np.void], rec: Recorder, skus: tuple[str, ...]) -> ClientView:
-    """The clients' view of a run from its schedule rows and recorder."""
+    """The clients' view of a run from its schedule rows and recorder.
+
+    Units and orders per SKU come from :func:`simulator.results.confirmations` (each order id
+    once), the one count the summary and the live progress use too.
+    """
+    from simulator.results import confirmations
+
     outcomes = rec.row_outcomes()
-    orders = rows["order"].tolist()
-    products = rows["product"].tolist()
-    qtys = rows["qty"].tolist()
     best: dict[str, int] = {}
     confirmed: Counter[str] = Counter()
-    units = dict.fromkeys(skus, 0)
-    counted = dict.fromkeys(skus, 0)
-    for oid, prod, qty, oc in zip(orders, products, qtys, outcomes.tolist(), strict=True):
+    for oid, oc in zip(rows["order"].tolist(), outcomes.tolist(), strict=True):
         key = str(oid)
         if oc == CONFIRMED:
-            if key not in confirmed:  # each order id once, however often it was confirmed
-                units[skus[prod]] += qty
-                counted[skus[prod]] += 1
             confirmed[key] += 1
         prev = best.get(key)
         if prev is None or _RANK.get(oc, 2) > _RANK.get(prev, 2):
             best[key] = oc
-    return ClientView(best, confirmed, units, counted)
+    c = confirmations(rows, rec)
+    units = c.units_per_product(rows, len(skus)).tolist()
+    orders = c.orders_per_product(rows, len(skus)).tolist()
+    return ClientView(
+        best,
+        confirmed,
+        {sku: int(units[i]) for i, sku in enumerate(skus)},
+        {sku: int(orders[i]) for i, sku in enumerate(skus)},
+    )
 
 
 def audit(

@@ -1,7 +1,10 @@
 """The numbers of a finished run, computed once, vectorised, from the recorder's arrays.
 
-Every reporter (terminal table, report.json, the HTML report) renders the dict
-:func:`summarize` returns and computes nothing of its own. Latency kinds, all in ms:
+:func:`measure` turns a run's schedule rows and recorder into the typed sections of its report
+(:mod:`simulator.report.document`); every reporter renders those and computes nothing of its
+own. :func:`confirmations` is the one definition of "confirmed units" (each order id once, at
+its first confirmation): the summary, the audit's client view, the live progress and the
+per-SKU series all count through it. Latency kinds, all in ms:
 
 - ``intended``: done − intended send time (coordinated-omission free, what a buyer waits);
 - ``service``: done − actual send (what the target took once it had the request);
@@ -14,21 +17,31 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from simulator.files import atomic_write
 from simulator.load.recorder import Recorder
 from simulator.outcomes import CONFIRMED, NOT_SENT, OUTCOME_NAMES
+from simulator.report.document import (
+    Audit,
+    Distribution,
+    Orders,
+    Report,
+    RunInfo,
+    ScenarioInfo,
+    TargetInfo,
+    Timeline,
+    sell_out_s,
+)
 
 #: the percentiles every latency distribution reports, and their keys
 PERCENTILES = ((50.0, "p50"), (90.0, "p90"), (99.0, "p99"), (99.9, "p99.9"))
 NS_PER_S = 1_000_000_000
-
-REPORT_VERSION = 1
+I64 = npt.NDArray[np.int64]
 
 
 def distribution_ms(values_ns: npt.NDArray[np.int64]) -> dict[str, float | int | None]:
@@ -148,84 +161,197 @@ def spectra(rec: Recorder) -> dict[str, list[list[float]]]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class Confirmations:
+    """The orders clients saw confirmed, each order id once (its first confirmation in time).
+
+    ``rows``: their schedule rows, in order of confirmation; ``done_ns``: when each was confirmed.
+    A double click the server did not deduplicate (the same order id confirmed twice) counts
+    once, as the server's stock does.
+    """
+
+    rows: I64
+    done_ns: I64
+
+    def units_per_product(self, order_rows: npt.NDArray[np.void], n_products: int) -> I64:
+        """Units confirmed per product index 0…n_products−1."""
+        product = order_rows["product"][self.rows].astype(np.int64)
+        keep = (product >= 0) & (product < n_products)
+        qty = order_rows["qty"][self.rows][keep]
+        units = np.bincount(product[keep], weights=qty, minlength=n_products)
+        return units.astype(np.int64)[:n_products]
+
+    def orders_per_product(self, order_rows: npt.NDArray[np.void], n_products: int) -> I64:
+        """Order ids confirmed per product index 0…n_products−1."""
+        product = order_rows["product"][self.rows].astype(np.int64)
+        keep = (product >= 0) & (product < n_products)
+        return np.bincount(product[keep], minlength=n_products).astype(np.int64)[:n_products]
+
+    def units(self, order_rows: npt.NDArray[np.void]) -> int:
+        """All units confirmed."""
+        return int(order_rows["qty"][self.rows].sum()) if len(self.rows) else 0
+
+
+def confirmations(rows: npt.NDArray[np.void], rec: Recorder) -> Confirmations:
+    """The confirmed orders of a run (or of a run so far), each order id once.
+
+    Vectorised over the attempts; the sort and the dedupe run over the confirmed ones only
+    (bounded by the stock), so a live display can call it a few times a second.
+    """
+    n, m = rec.n_rows, rec.n_attempts
+    attempt = np.flatnonzero(rec.outcome[:m] == CONFIRMED)
+    row = attempt.astype(np.int64)
+    retry = attempt >= n
+    row[retry] = rec.row_of_retry[attempt[retry] - n]
+    done = rec.done_ns[attempt].astype(np.int64)
+    by_time = np.argsort(done, kind="stable")
+    row, done = row[by_time], done[by_time]
+    _, first = np.unique(rows["order"][row], return_index=True)
+    first.sort()
+    return Confirmations(row[first], done[first])
+
+
 def sku_units_per_s(
     rows: npt.NDArray[np.void], rec: Recorder, skus: Sequence[str], n_seconds: int
 ) -> dict[str, list[int]]:
     """Units confirmed per second answered, per SKU (``skus[i]`` names product index i).
 
-    An order id confirmed more than once (a double click the server did not deduplicate)
-    counts once, at its first confirmation — as the audit's ``client_units`` does — so the
-    curve ends at the audit's number. Confirmations after ``n_seconds`` land in the last second.
+    Each order id counts once, at its first confirmation (:func:`confirmations`), so the curve
+    ends at the audit's number. Confirmations after ``n_seconds`` land in the last second.
     """
-    final = rec.final_attempt()
-    done = rec.done_ns[final]
-    ok = np.flatnonzero((rec.outcome[final] == CONFIRMED) & (done >= 0))
-    ok = ok[np.argsort(done[ok], kind="stable")]
-    _, first = np.unique(rows["order"][ok], return_index=True)
-    ok = ok[first]
+    c = confirmations(rows, rec)
     n = max(1, n_seconds)
-    second = np.minimum(done[ok] // NS_PER_S, n - 1)
-    product = rows["product"][ok].astype(np.int64)
+    second = np.minimum(c.done_ns // NS_PER_S, n - 1)
+    product = rows["product"][c.rows].astype(np.int64)
     inside = (product >= 0) & (product < len(skus))
     flat = product[inside] * n + second[inside]
-    units = np.bincount(flat, weights=rows["qty"][ok][inside], minlength=len(skus) * n)
+    units = np.bincount(flat, weights=rows["qty"][c.rows][inside], minlength=len(skus) * n)
     table = units.reshape(len(skus), n).astype(np.int64)
     return {sku: [int(x) for x in table[i]] for i, sku in enumerate(skus)}
+
+
+def distribution(values_ns: npt.NDArray[np.int64]) -> Distribution:
+    """:func:`distribution_ms` as a typed :class:`Distribution`."""
+    return Distribution.from_json(distribution_ms(values_ns))
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """What the recorder says about a run: counts, latencies, spectra, timeline (typed)."""
+
+    orders: Orders
+    latency: dict[str, Distribution]
+    spectrum: dict[str, list[tuple[float, float]]]
+    timeline: Timeline
+
+    def to_json(self) -> dict[str, Any]:
+        """The sections as report.json has them (``orders``, ``latency_ms``, …)."""
+        return {
+            "orders": self.orders.to_json(),
+            "latency_ms": {k: self.latency[k].to_json() for k in ("intended", "service", "order")},
+            "dispatch_lag_ms": self.latency["dispatch_lag"].to_json(),
+            "queue_wait_ms": self.latency["queue_wait"].to_json(),
+            "latency_spectrum": {k: [list(p) for p in v] for k, v in self.spectrum.items()},
+            "timeline": self.timeline.to_json(),
+        }
+
+
+def measure(
+    rows: npt.NDArray[np.void], rec: Recorder, duration_s: float, skus: Sequence[str] = ()
+) -> Summary:
+    """Outcome counts, latency distributions, spectra and timeline of a run.
+
+    ``orders.outcomes`` counts orders by their final outcome, ``attempt_outcomes`` attempts;
+    ``confirmed_units`` counts each order id once. With ``skus`` (product ids by index) the
+    timeline also has the units confirmed per SKU and second.
+    """
+    m = rec.n_attempts
+    intended, dispatched = rec.intended_ns[:m], rec.dispatched_ns[:m]
+    sent, done = rec.sent_ns[:m], rec.done_ns[:m]
+    row_outcome = rec.outcome[rec.final_attempt()]
+    attempt_counts = np.bincount(rec.outcome[:m], minlength=len(OUTCOME_NAMES))
+    row_counts = np.bincount(row_outcome, minlength=len(OUTCOME_NAMES))
+    answered = done >= 0
+    was_sent = sent >= 0
+    row_done = done[rec.final_attempt()]
+    order_wait = row_done[row_done >= 0] - intended[: rec.n_rows][row_done >= 0]
+    tl = timeline(rec, duration_s)
+    if skus:
+        tl["confirmed_units_per_s"] = sku_units_per_s(rows, rec, skus, len(tl["second"]))
+    parsed = Timeline.from_json(tl)
+    assert parsed is not None  # a timeline has at least one second
+    spectrum = {k: [(float(p), float(v)) for p, v in pts] for k, pts in spectra(rec).items()}
+    return Summary(
+        orders=Orders(
+            outcomes={name: int(row_counts[i]) for i, name in enumerate(OUTCOME_NAMES)},
+            scheduled=rec.n_rows,
+            attempts=m,
+            retries=m - rec.n_rows,
+            sent=int(np.count_nonzero(was_sent)),
+            attempt_outcomes={name: int(attempt_counts[i]) for i, name in enumerate(OUTCOME_NAMES)},
+            confirmed_units=confirmations(rows, rec).units(rows) if len(rows) else 0,
+        ),
+        latency={
+            "intended": distribution(done[answered] - intended[answered]),
+            "service": distribution(done[answered & was_sent] - sent[answered & was_sent]),
+            "order": distribution(order_wait),
+            "dispatch_lag": distribution(dispatched[dispatched >= 0] - intended[dispatched >= 0]),
+            "queue_wait": distribution(sent[was_sent] - dispatched[was_sent]),
+        },
+        spectrum={k: v for k, v in spectrum.items() if v},
+        timeline=parsed,
+    )
 
 
 def summarize(
     rows: npt.NDArray[np.void], rec: Recorder, duration_s: float, skus: Sequence[str] = ()
 ) -> dict[str, Any]:
-    """Outcome counts, latency distributions, spectra and timelines of a run (JSON-ready).
+    """:func:`measure` as the JSON sections of report.json (for scripts and tests)."""
+    return measure(rows, rec, duration_s, skus).to_json()
 
-    With ``skus`` (product ids by index) the timeline also has ``confirmed_units_per_s``.
+
+def write_report(report: Any, out_dir: Path) -> Path:
+    """Write ``report.json`` into ``out_dir`` atomically (see :mod:`simulator.report.store`)."""
+    from simulator.report.store import write_report as write
+
+    return write(report, out_dir)
+
+
+def run_report(
+    summary: Summary,
+    audit_result: dict[str, Any],
+    *,
+    scenario: ScenarioInfo,
+    target: TargetInfo,
+    run: RunInfo,
+    partial: bool,
+    complete: bool,
+    extra: dict[str, Any] | None = None,
+) -> Report:
+    """A live run's :class:`Report` from its summary and audit (``flashsale run``, Locust).
+
+    The exit code is 0 for a complete run without oversell, else 1 (thresholds come later:
+    :meth:`Report.with_thresholds`). Each SKU's sell-out second is read off its confirmed units.
     """
-    m = rec.n_attempts
-    intended, dispatched = rec.intended_ns[:m], rec.dispatched_ns[:m]
-    sent, done = rec.sent_ns[:m], rec.done_ns[:m]
-    final = rec.final_attempt()
-    row_outcome = rec.outcome[final]
-    attempt_counts = np.bincount(rec.outcome[:m], minlength=len(OUTCOME_NAMES))
-    row_counts = np.bincount(row_outcome, minlength=len(OUTCOME_NAMES))
-    answered = done >= 0
-    was_sent = sent >= 0
-    row_done = done[final]
-    order_wait = row_done[row_done >= 0] - intended[: rec.n_rows][row_done >= 0]
-    confirmed = row_outcome == CONFIRMED
-    tl = timeline(rec, duration_s)
-    if skus:
-        tl["confirmed_units_per_s"] = sku_units_per_s(rows, rec, skus, len(tl["second"]))
-    return {
-        "orders": {
-            "scheduled": rec.n_rows,
-            "attempts": m,
-            "retries": m - rec.n_rows,
-            "sent": int(np.count_nonzero(was_sent)),
-            "outcomes": {name: int(row_counts[i]) for i, name in enumerate(OUTCOME_NAMES)},
-            "attempt_outcomes": {
-                name: int(attempt_counts[i]) for i, name in enumerate(OUTCOME_NAMES)
-            },
-            "confirmed_units": int(rows["qty"][confirmed].sum()) if len(rows) else 0,
-        },
-        "latency_ms": {
-            "intended": distribution_ms(done[answered] - intended[answered]),
-            "service": distribution_ms(done[answered & was_sent] - sent[answered & was_sent]),
-            "order": distribution_ms(order_wait),
-        },
-        "dispatch_lag_ms": distribution_ms(dispatched[dispatched >= 0] - intended[dispatched >= 0]),
-        "queue_wait_ms": distribution_ms(sent[was_sent] - dispatched[was_sent]),
-        "latency_spectrum": spectra(rec),
-        "timeline": tl,
-    }
-
-
-def write_report(report: dict[str, Any], out_dir: Path) -> Path:
-    """Write ``report.json`` into ``out_dir`` atomically (temporary file, then rename)."""
-    import orjson
-
-    data = orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY)
-
-    def write(f: IO[bytes]) -> None:
-        f.write(data + b"\n")
-
-    return atomic_write(out_dir / "report.json", write)
+    units = summary.timeline.sku_units
+    initial = {str(k): v.get("initial") for k, v in audit_result.get("skus", {}).items()}
+    sell_out = {sku: sell_out_s(u, initial.get(sku)) for sku, u in units.items()}
+    audit_doc = Audit.from_dict(audit_result, sell_out)
+    exit_code = 0 if complete and audit_doc.oversell_units == 0 else 1
+    if target.backend is None and audit_doc.backend is not None:
+        target = replace(target, backend=audit_doc.backend)
+    return Report(
+        kind="run",
+        orders=summary.orders,
+        scenario=scenario,
+        target=target,
+        run=run,
+        latency=summary.latency,
+        spectrum=summary.spectrum,
+        timeline=summary.timeline,
+        audit=audit_doc,
+        exit_code=exit_code,
+        complete=complete,
+        partial=partial,
+        extra=dict(extra or {}),
+    )

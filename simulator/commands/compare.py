@@ -41,10 +41,10 @@ def main(args: argparse.Namespace) -> int:
 def compare(base: Path, new: Path, tolerance_pct: float = 10.0, min_ms: float = 0.5) -> int:
     """Print the comparison table; 1 if NEW regressed past the tolerance, else 0."""
     from simulator.report import compare as cmp
-    from simulator.report.view import load_report, read_report
+    from simulator.report.store import load_report
 
-    b = read_report(load_report(base), str(base))
-    n = read_report(load_report(new), str(new))
+    b = load_report(base)
+    n = load_report(new)
     changes = cmp.compare(b, n, tolerance_pct, min_ms)
     print(f"base {base}\nnew  {new}\n")
     print(cmp.render_table(b, n, changes, tolerance_pct))

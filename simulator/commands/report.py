@@ -60,11 +60,11 @@ def report(
     """Print the summary, write the requested files, check thresholds (1 if any fails)."""
     from simulator.errors import UsageError
     from simulator.records import ORDERS_FILE
+    from simulator.report.store import load_report
     from simulator.report.terminal import render_text
     from simulator.report.thresholds import evaluate, render_results
-    from simulator.report.view import load_report, read_report
 
-    view = read_report(load_report(path), str(path))
+    view = load_report(path)
     if not quiet:
         print(render_text(view))
     if html is not None:

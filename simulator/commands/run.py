@@ -54,8 +54,8 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Validate, run, render; returns 0 (completed), 1 (oversell / incomplete / threshold)."""
-    import orjson
+    """Validate, run, render; returns 0 (completed), 1 (oversell / incomplete / threshold /
+    report not written where asked)."""
     from rich.console import Console
 
     from simulator.commands.hints import target_error
@@ -63,8 +63,8 @@ def main(args: argparse.Namespace) -> int:
     from simulator.load.console import LiveProgress
     from simulator.load.runner import RunConfig, execute
     from simulator.load.target import TargetError
-    from simulator.report.thresholds import evaluate, parse_thresholds, render_results
-    from simulator.results import write_report
+    from simulator.report.store import report_bytes
+    from simulator.report.thresholds import parse_thresholds, render_results
     from simulator.scenario import BACKENDS, load_scenario
 
     for name in ("workers", "connections"):
@@ -76,7 +76,8 @@ def main(args: argparse.Namespace) -> int:
     if args.backend is not None and args.backend not in BACKENDS:
         raise UsageError(f"--backend: unknown {args.backend!r} (one of {', '.join(BACKENDS)})")
     scenario = load_scenario(args.scenario, scale=args.scale)
-    # every expression is parsed before the run, so that a typo costs nothing
+    # every expression is parsed before the run, so that a typo costs nothing; the runner
+    # checks them on the finished report before its one write
     checks = parse_thresholds([*scenario.thresholds, *args.threshold])
     config = RunConfig(
         scenario=scenario,
@@ -91,6 +92,7 @@ def main(args: argparse.Namespace) -> int:
         busy_wait=args.busy_wait,
         ca_file=args.ca_file,
         insecure=args.insecure,
+        thresholds=tuple(checks),
     )
     console = Console(stderr=args.json)
     try:
@@ -102,40 +104,33 @@ def main(args: argparse.Namespace) -> int:
     except TargetError as exc:
         raise target_error(exc) from None
     report, code = outcome.report, outcome.exit_code
-    results = evaluate(report, checks) if checks else []
-    if results:
-        report["thresholds"] = [
-            {
-                "expr": f"{r.threshold.metric} {r.threshold.op} {r.threshold.bound:g}",
-                "value": r.value,
-                "passed": r.passed,
-            }
-            for r in results
-        ]
-        if not all(r.passed for r in results):
-            code = max(code, 1)
-            report["exit_code"] = code
-        if outcome.path is not None:
-            write_report(report, outcome.path.parent)
+    for problem in outcome.write_problems:
+        print(f"flashsale run: {problem}", file=sys.stderr)
+    if outcome.write_problems:
+        code = max(code, 1)
     if args.html:
         from simulator.report.html import write_html
-        from simulator.report.view import read_report
 
-        write_html(read_report(report), Path(args.html), source=str(outcome.path or ""))
+        try:
+            write_html(report, Path(args.html), source=str(outcome.path or ""))
+        except OSError as exc:
+            print(
+                f"flashsale run: --html: {args.html}: cannot write: {exc.strerror}", file=sys.stderr
+            )
+            code = max(code, 1)
     if args.json:
-        sys.stdout.buffer.write(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+        sys.stdout.buffer.write(report_bytes(report))
         sys.stdout.flush()
     else:
         from simulator.report.terminal import render_text
-        from simulator.report.view import read_report
 
-        console.print(render_text(read_report(report)), highlight=False, markup=False)
+        console.print(render_text(report), highlight=False, markup=False)
         if outcome.path is not None:
             console.print(f"report: {outcome.path}", highlight=False)
-        if results:
-            console.print(render_results(results), highlight=False)
+        if report.thresholds:
+            console.print(render_results(report.thresholds), highlight=False)
         if args.html:
             console.print(f"html: {args.html}", highlight=False)
-    if results and args.json:
-        print(render_results(results), file=sys.stderr)
+    if report.thresholds and args.json:
+        print(render_results(report.thresholds), file=sys.stderr)
     return code

@@ -14,7 +14,9 @@ from simulator.load.engine import Progress
 
 
 def progress_text(p: Progress, stock_total: int) -> Text:
-    """One status block: time, target vs achieved rate, p99 so far, outcomes, stock left."""
+    """One status block: time, target vs achieved rate, p99 so far, attempts by outcome, stock
+    left. The live counts are of ATTEMPTS (a retried order's throttled attempts each count);
+    the report's outcomes count orders by their final outcome — the labels say which."""
     p99 = "–" if p.p99_ms != p.p99_ms else f"{p.p99_ms:,.1f} ms"
     outcomes = "  ".join(f"{k} {v:,}" for k, v in p.outcomes.items() if v)
     left = max(0, stock_total - p.confirmed_units)
@@ -22,8 +24,9 @@ def progress_text(p: Progress, stock_total: int) -> Text:
     return Text(
         f"t {p.elapsed_s:6.1f} s  target {p.target_rate_per_s:,.0f}/s  "
         f"achieved {p.achieved_rate_per_s:,.0f}/s  p99 {p99}\n"
-        f"in flight {p.in_flight:,}  queued {p.queued:,}  stock left {left:,}\n"
-        f"{outcomes or 'no answers yet'}"
+        f"in flight {p.in_flight:,}  queued {p.queued:,}  stock left {left:,} "
+        "(units confirmed, each order once)\n"
+        f"attempts: {outcomes or 'no answers yet'}"
     )
 
 

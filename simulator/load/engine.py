@@ -30,6 +30,7 @@ from simulator.outcomes import (
     TIMEOUT,
     status_table,
 )
+from simulator.results import confirmations
 from simulator.retry import Retry
 from simulator.schedule import FLAG_RETRIES
 
@@ -79,8 +80,9 @@ class Progress:
     target_rate_per_s: float  # rows due in the last second
     achieved_rate_per_s: float  # answers (or failures) in the last second
     p99_ms: float  # intended-time latency of answers in the last second (nan if none)
-    outcomes: dict[str, int]
-    confirmed_units: int
+    outcomes: dict[str, int]  # ATTEMPTS answered so far, by outcome (a retried order counts
+    # once per attempt; the report's ``orders.outcomes`` counts orders by final outcome)
+    confirmed_units: int  # units confirmed so far, each order id once (results.confirmations)
 
 
 @dataclass(slots=True)
@@ -428,13 +430,7 @@ class Run:
         recent = finished & (done > now - 1_000_000_000)  # done = −1: not answered yet
         lat = done[recent] - rec.intended_ns[:m][recent]
         counts = np.bincount(rec.outcome[:m][finished], minlength=len(OUTCOME_NAMES))
-        rows_n = rec.n_rows
-        confirmed_rows = rec.outcome[:rows_n] == 1
-        units = int(self._qtys[confirmed_rows].sum())
-        retried = rec.outcome[rows_n:m] == 1
-        if retried.any():
-            rows = rec.row_of_retry[: m - rows_n][retried]
-            units += int(self._qtys[rows].sum())
+        units = confirmations(self.rows, rec).units(self.rows)
         return Progress(
             elapsed_s=now / 1e9,
             scheduled=scheduled,

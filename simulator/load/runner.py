@@ -10,19 +10,32 @@ import contextlib
 import datetime as dt
 import logging
 import math
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 
 from simulator.audit import ServerState, audit
 from simulator.errors import UsageError
 from simulator.load.engine import EngineConfig, Progress, TargetUnreachableError
+from simulator.load.recorder import Recorder
 from simulator.load.target import Target, TargetError
 from simulator.load.transport import parse_endpoint
 from simulator.load.workers import WorkerSpec, run_local, run_workers
-from simulator.records import save_orders
-from simulator.results import REPORT_VERSION, summarize, write_report
+from simulator.records import ORDERS_FILE, save_orders
+from simulator.report.document import (
+    Report,
+    RunInfo,
+    ScenarioInfo,
+    StorefrontSettings,
+    TargetInfo,
+)
+from simulator.report.store import REPORT_FILE, report_bytes, write_bytes
+from simulator.report.thresholds import Threshold, check
+from simulator.results import measure, run_report
 from simulator.scenario import Scenario
 
 log = logging.getLogger("flashsale")
@@ -45,15 +58,18 @@ class RunConfig:
     busy_wait: bool = False  # spin before each order instead of sleeping on a timerfd
     ca_file: str | None = None  # https target: trust the CAs in this PEM file
     insecure: bool = False  # https target: do not check its certificate
+    thresholds: tuple[Threshold, ...] = ()  # parsed before the run; checked on its report
 
 
 @dataclass(frozen=True, slots=True)
 class RunOutcome:
-    """The report of a run, where it was written, and the exit code it earns."""
+    """The report of a run, where it was written, the exit code it earns, and what could not
+    be written (each problem names the file and where its content was kept, if anywhere)."""
 
-    report: dict[str, Any]
+    report: Report
     path: Path | None
     exit_code: int
+    write_problems: tuple[str, ...] = ()
 
 
 def prepare_target(target: Target, reset_path: str, reset: bool) -> list[str]:
@@ -145,47 +161,82 @@ def execute(config: RunConfig, report: Callable[[Progress], None] | None = None)
         )
     duration_s = config.duration_s or sc.duration_s
     skus = tuple(p.id for p in sc.products)
-    summary = summarize(result.rows, result.recorder, duration_s, skus)
+    summary = measure(result.rows, result.recorder, duration_s, skus)
     audit_result = audit(
         result.rows, result.recorder, skus, sc.stocks(), sc.per_buyer_limits(), state
     )
-    complete = not result.partial and not errors and audit_result["available"]
-    exit_code = 0 if complete and audit_result["oversell_units"] == 0 else 1
-    doc: dict[str, Any] = {
-        "flashsale_report": REPORT_VERSION,
-        "partial": result.partial,
-        "complete": complete,
-        "exit_code": exit_code,
-        "scenario": {
-            "name": sc.name,
-            "file": sc.source,
-            "scale": sc.scale,
-            "seed": sc.seed,
-            "duration_s": duration_s,
-        },
-        "target": {
-            "url": url,
-            "embedded": embedded,
-            "backend": backend or audit_result.get("backend"),
-            "transport": config.transport,
-        },
-        "run": {
-            "started_at": started_at,
-            "wall_s": round(result.wall_s, 3),
-            "workers": workers,
-            "connections": connections,
-            "busy_wait": config.busy_wait,
-            "timeout_s": sc.run.timeout_s,
-            "drain_s": sc.run.drain_s,
-            "recorder_bytes": result.recorder.nbytes(),
-            "notes": notes,
-            "worker_errors": errors,
-        },
-        **summary,
-        "audit": audit_result,
-    }
-    path = None
-    if config.out_dir is not None:
-        path = write_report(doc, config.out_dir)
-        save_orders(config.out_dir, result.rows, result.recorder, skus)
-    return RunOutcome(doc, path, exit_code)
+    storefront = None
+    if embedded:
+        s = sc.storefront
+        storefront = StorefrontSettings(
+            backend, s.service_time_median_ms, s.service_time_sigma, s.max_concurrency,
+            s.hot_row, s.racy_delay_ms,
+        )  # fmt: skip
+    doc = run_report(
+        summary,
+        audit_result,
+        scenario=ScenarioInfo(sc.name, sc.source, sc.scale, sc.seed, duration_s),
+        target=TargetInfo(url, embedded, backend, config.transport, storefront),
+        run=RunInfo(
+            started_at=started_at,
+            wall_s=round(result.wall_s, 3),
+            workers=workers,
+            connections=connections,
+            busy_wait=config.busy_wait,
+            timeout_s=sc.run.timeout_s,
+            drain_s=sc.run.drain_s,
+            recorder_bytes=result.recorder.nbytes(),
+            notes=tuple(notes),
+            worker_errors=tuple(errors),
+        ),
+        partial=result.partial,
+        complete=not result.partial and not errors and bool(audit_result["available"]),
+    )
+    if config.thresholds:
+        doc = doc.with_thresholds(check(doc, config.thresholds))
+    if config.out_dir is None:
+        return RunOutcome(doc, None, doc.exit_code)
+    path, problems = save_run(doc, config.out_dir, result.rows, result.recorder, skus)
+    return RunOutcome(doc, path, doc.exit_code, problems)
+
+
+def save_run(
+    doc: Report,
+    out_dir: Path,
+    rows: npt.NDArray[np.void],
+    rec: Recorder,
+    skus: tuple[str, ...],
+) -> tuple[Path | None, tuple[str, ...]]:
+    """Write report.json (once, atomically) and orders.npz into ``out_dir``.
+
+    The report is serialised to bytes before any file is touched. A write that fails does not
+    lose the run: the report goes to a file in the temporary directory instead, and each
+    problem names the file it could not write and where the content was kept.
+    Returns the report's path (None if it could not be written anywhere) and the problems.
+    """
+    data = report_bytes(doc)
+    problems: list[str] = []
+    path: Path | None = None
+    try:
+        path = write_bytes(data, out_dir / REPORT_FILE)
+    except OSError as exc:
+        where = out_dir / REPORT_FILE
+        try:
+            fd, kept = tempfile.mkstemp(prefix="flashsale-report-", suffix=".json")
+            with open(fd, "wb") as f:
+                f.write(data)
+            path = Path(kept)
+            problems.append(f"{where}: cannot write ({exc.strerror or exc}); report kept at {kept}")
+        except OSError as again:
+            problems.append(
+                f"{where}: cannot write ({exc.strerror or exc}), nor a copy in the temporary "
+                f"directory ({again.strerror or again}): the report is only in this output"
+            )
+    try:
+        save_orders(out_dir, rows, rec, skus)
+    except OSError as exc:
+        problems.append(
+            f"{out_dir / ORDERS_FILE}: cannot write ({exc.strerror or exc}); "
+            "per-attempt records not saved"
+        )
+    return path, tuple(problems)

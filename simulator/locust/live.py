@@ -16,21 +16,16 @@ import numpy as np
 from simulator.audit import ClientView, ServerState, audit_view
 from simulator.load.recorder import Recorder
 from simulator.locust.plan import RunPlan, demand_rate
-from simulator.outcomes import CONFIRMED, OUTCOME_NAMES
+from simulator.outcomes import OUTCOME_NAMES
+from simulator.results import confirmations
 from simulator.scenario import Scenario
 from simulator.schedule import Orders, build_schedule
 
 
 def confirmed_units(rows: Orders, rec: Recorder, skus: Sequence[str]) -> dict[str, int]:
-    """Units confirmed so far per SKU, each order id once (a double click confirmed twice counts
-    once). The live view's only computation of this fact: swap it here for a shared one."""
-    m = rec.n_attempts
-    confirmed = rec.row_of_attempt()[rec.outcome[:m] == CONFIRMED]
-    _, first = np.unique(rows["order"][confirmed], return_index=True)
-    picked = confirmed[first]
-    units = np.bincount(
-        rows["product"][picked], weights=rows["qty"][picked], minlength=len(skus)
-    ).astype(np.int64)
+    """Units confirmed so far per SKU, each order id once (:func:`simulator.results.confirmations`,
+    the one count the summary, the audit and the engine's progress use too)."""
+    units = confirmations(rows, rec).units_per_product(rows, len(skus))
     return {sku: int(units[i]) for i, sku in enumerate(skus)}
 
 

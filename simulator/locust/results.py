@@ -4,8 +4,8 @@ A worker records into the engine's :class:`simulator.load.recorder.Recorder` (pr
 attempts and retries as the engine does). At the end its trimmed arrays travel to the master as
 raw bytes in one Locust message (:func:`worker_result`, ~40 bytes an order). The master rebuilds
 them, merges the workers exactly with :func:`simulator.load.recorder.merge` in slice order
-(:func:`merge_workers`), and builds the report with :func:`simulator.results.summarize` and
-:func:`simulator.audit.audit` (:func:`build_report`): the same ``report.json`` as ``flashsale
+(:func:`merge_workers`), and builds the report with :func:`simulator.results.measure` and
+:func:`simulator.audit.audit` (:func:`build_document`): the same ``report.json`` as ``flashsale
 run`` writes, so ``flashsale report`` and ``flashsale compare`` read it, plus a ``locust``
 section with what only a Locust run has (workers, per-worker counts, integrity checks). No locust
 import here.
@@ -24,9 +24,9 @@ from simulator.audit import ServerState, audit
 from simulator.load.recorder import Recorder, merge
 from simulator.locust.plan import RunPlan, duplicate_check
 from simulator.outcomes import OUTCOME_NAMES
+from simulator.report.document import Report, RunInfo, ScenarioInfo, TargetInfo
 from simulator.report.terminal import render_text
-from simulator.report.view import read_report
-from simulator.results import REPORT_VERSION, summarize
+from simulator.results import measure, run_report
 from simulator.scenario import Scenario
 from simulator.schedule import Orders, concat
 
@@ -176,65 +176,60 @@ class RunFacts:
     connections: int | None = None
 
 
-def build_report(
+def build_document(
     scenario: Scenario, plan: RunPlan, merged: Merged, server: ServerState, facts: RunFacts
-) -> dict[str, Any]:
-    """``report.json`` of the run: :func:`summarize` and :func:`audit`, plus ``locust``."""
+) -> Report:
+    """The run's :class:`Report`: :func:`measure` and :func:`audit`, plus a ``locust`` section."""
     rows, rec = merged.rows, merged.recorder
     duration_s = plan.duration_s or scenario.duration_s
     skus = tuple(p.id for p in scenario.products)
-    summary = summarize(rows, rec, duration_s, skus)
+    summary = measure(rows, rec, duration_s, skus)
     audit_result = audit(rows, rec, skus, scenario.stocks(), scenario.per_buyer_limits(), server)
     section = dict(merged.section)
     section["mode"] = facts.mode
-    partial = summary["orders"]["outcomes"]["not_sent"] > 0 or bool(section["missing_workers"])
+    partial = summary.orders.outcomes["not_sent"] > 0 or bool(section["missing_workers"])
     complete = (
         not partial
         and not facts.errors
         and section["checks"]["ok"]
         and bool(audit_result["available"])
     )
-    exit_code = 0 if complete and audit_result["oversell_units"] == 0 else 1
     started = dt.datetime.fromtimestamp(facts.started_at, dt.UTC).isoformat(timespec="seconds")
     transport = "flashsale engine (lean)" if facts.mode == "engine" else "locust FastHttpUser"
-    return {
-        "flashsale_report": REPORT_VERSION,
-        "partial": partial,
-        "complete": complete,
-        "exit_code": exit_code,
-        "scenario": {
-            "name": scenario.name,
-            "file": scenario.source,
-            "scale": plan.scale,
-            "seed": scenario.seed,
-            "duration_s": duration_s,
-        },
-        "target": {
-            "url": facts.host,
-            "embedded": False,
-            "backend": audit_result.get("backend"),
-            "transport": transport,
-        },
-        "run": {
-            "started_at": started,
-            "wall_s": round(facts.wall_s, 3),
-            "workers": plan.slices,
-            "connections": facts.connections,
-            "timeout_s": scenario.run.timeout_s,
-            "drain_s": scenario.run.drain_s,
-            "recorder_bytes": rec.nbytes(),
-            "notes": list(facts.notes),
-            "worker_errors": list(facts.errors),
-        },
-        **summary,
-        "audit": audit_result,
-        "locust": section,
-    }
+    return run_report(
+        summary,
+        audit_result,
+        scenario=ScenarioInfo(
+            scenario.name, scenario.source, plan.scale, scenario.seed, duration_s
+        ),
+        target=TargetInfo(facts.host, False, None, transport),
+        run=RunInfo(
+            started_at=started,
+            wall_s=round(facts.wall_s, 3),
+            workers=plan.slices,
+            connections=facts.connections,
+            timeout_s=scenario.run.timeout_s,
+            drain_s=scenario.run.drain_s,
+            recorder_bytes=rec.nbytes(),
+            notes=tuple(facts.notes),
+            worker_errors=tuple(facts.errors),
+        ),
+        partial=partial,
+        complete=complete,
+        extra={"locust": section},
+    )
+
+
+def build_report(
+    scenario: Scenario, plan: RunPlan, merged: Merged, server: ServerState, facts: RunFacts
+) -> dict[str, Any]:
+    """``report.json`` of the run as JSON (:func:`build_document`'s ``to_json``)."""
+    return build_document(scenario, plan, merged, server, facts).to_json()
 
 
 def render(report: Mapping[str, Any]) -> str:
     """The report for the terminal: ``flashsale report``'s summary, then the Locust section."""
-    lines = [render_text(read_report(dict(report), "locust report"))]
+    lines = [render_text(Report.from_json(dict(report), "locust report"))]
     loc = report["locust"]
     c = loc["checks"]
     lines.append(

@@ -6,9 +6,10 @@ run's done − sent, so at a load where the target does not queue it is the serv
 as raw samples (``service_samples_ms``). A lognormal with median m and shape σ has
 p_q = m·exp(σ·z_q), so m = p50 and σ = ln(p99/p50)/z₀.₉₉ (z₀.₉₉ = 2.3263; with p90 only,
 z₀.₉₀ = 1.2816). Samples give an empirical distribution instead. Admission comes from the run's
-own settings when the report states them: the storefront's ``max_concurrency`` is the queue
-limit, the run's connections are the servers (a client queue in front of c connections is a
-c-server FIFO queue).
+own settings as the report states them (:class:`simulator.report.document.Report`): the bundled
+storefront's ``target.storefront.max_concurrency`` is the queue limit, the run's
+``run.connections`` are the servers (a client queue in front of c connections is a c-server
+FIFO queue).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 from simulator.errors import FlashsaleError, UsageError
 from simulator.files import read_json_object
+from simulator.report.document import Report
 
 Z99 = 2.3263478740408408
 Z90 = 1.2815515655446004
@@ -56,36 +58,19 @@ def load_report(path: str | Path) -> dict[str, Any]:
         raise UsageError(f"--calibrate: {exc}") from None
 
 
-def _number(d: Any, *keys: str) -> float | None:
-    for key in keys:
-        v = d.get(key) if isinstance(d, dict) else None
-        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v > 0:
-            return float(v)
-    return None
-
-
-def _int_setting(report: dict[str, Any], *paths: tuple[str, ...]) -> int | None:
-    for path in paths:
-        node: Any = report
-        for key in path:
-            node = node.get(key) if isinstance(node, dict) else None
-        if isinstance(node, int) and not isinstance(node, bool) and node > 0:
-            return node
-    return None
-
-
-def calibrate(report: dict[str, Any], source: str = "") -> Calibration:
+def calibrate(report: dict[str, Any] | Report, source: str = "") -> Calibration:
     """Fit service time and admission from a report; UsageError if it has no service times."""
-    queue_limit = _int_setting(
-        report, ("storefront", "max_concurrency"), ("settings", "storefront", "max_concurrency")
-    )
-    servers = _int_setting(report, ("run", "connections"), ("settings", "connections"))
-    lat = report.get("latency_ms")
-    candidates: list[tuple[str, Any]] = []
-    if isinstance(lat, dict):
-        candidates.append(("latency_ms.service", lat.get("service")))
-    candidates += [(key, report.get(key)) for key in ("service_ms", "service_time_ms")]
-    samples = report.get("service_samples_ms")
+    if not isinstance(report, Report):
+        try:
+            report = Report.from_json(report, source or "report", require_outcomes=False)
+        except FlashsaleError as exc:
+            raise UsageError(f"--calibrate: {exc}") from None
+    sf = report.target.storefront
+    queue_limit = sf.max_concurrency if sf is not None and sf.max_concurrency else None
+    connections = report.run.connections
+    servers = connections if connections is not None and connections > 0 else None
+    service = report.latency.get("service")
+    samples = report.extra.get("service_samples_ms")
     if isinstance(samples, list) and len(samples) >= 2:
         xs = tuple(float(x) for x in samples if isinstance(x, int | float) and x > 0)
         if len(xs) >= 2:
@@ -101,11 +86,9 @@ def calibrate(report: dict[str, Any], source: str = "") -> Calibration:
                 source=source,
                 fitted_from="service_samples_ms (empirical)",
             )
-    for key, d in candidates:
-        median = _number(d, "p50")
-        if median is None:
-            continue
-        p99, p90 = _number(d, "p99"), _number(d, "p90")
+    median = _positive(service.p50) if service is not None else None
+    if service is not None and median is not None:
+        p99, p90 = _positive(service.p99), _positive(service.p90)
         if p99 is not None:
             sigma, basis = math.log(p99 / median) / Z99, "p50, p99"
         elif p90 is not None:
@@ -118,9 +101,13 @@ def calibrate(report: dict[str, Any], source: str = "") -> Calibration:
             queue_limit=queue_limit,
             servers=servers,
             source=source,
-            fitted_from=f"{key} ({basis}), lognormal",
+            fitted_from=f"latency_ms.service ({basis}), lognormal",
         )
     raise UsageError(
         f"--calibrate: {source or 'report'}: no service times in it "
         "(expected 'latency_ms.service' percentiles or 'service_samples_ms')"
     )
+
+
+def _positive(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) and x > 0 else None

@@ -49,6 +49,6 @@ def synthetic_scenario(scale: float) -> Scenario:
 def synthetic_run(scale: float) -> dict[str, Any]:
     """The report of a "measured" run at ``scale``: the model with the truth, as a run states it."""
     report = build_report(Model(synthetic_scenario(scale), SYNTHETIC_TRUTH).run())
-    report["storefront"] = {"max_concurrency": SYNTHETIC_TRUTH.queue_limit}
+    report["target"]["storefront"] = {"max_concurrency": SYNTHETIC_TRUTH.queue_limit}
     report["run"]["connections"] = SYNTHETIC_TRUTH.servers
     return report

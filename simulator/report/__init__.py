@@ -1,15 +1,14 @@
 """Reports people look at: the terminal summary, the HTML page with plots, CSV, run-to-run
-comparison and CI thresholds — all rendered from a finished report dict, never recomputed.
+comparison and CI thresholds — all rendered from a finished report, never recomputed.
 
-A live run's ``report.json`` (:func:`simulator.results.summarize` plus the audit) and the offline
-model's report (:func:`simulator.model.report.build_report`) differ in shape; :mod:`.view` reads
-either into one :class:`~simulator.report.view.ReportView`, and every renderer works on that.
-A section one of them lacks is skipped with a note, never a crash.
+:mod:`.document` owns the report's schema: one typed :class:`~simulator.report.document.Report`
+that a live run, the Locust master and the offline model each assemble once, and that every
+renderer reads (``from_json`` also reads version 1 files; :mod:`.legacy` the model's first
+shape). A section a report lacks is skipped with a note, never a crash.
 
-Modules: ``view`` (read a report), ``metrics`` (the flat numbers thresholds and comparisons
-name), ``thresholds``, ``compare``, ``terminal``, ``plots`` and ``html`` (matplotlib, imported
-only when a page is rendered), ``csvout``, and ``series`` (pure NumPy functions that add
-spectrum and per-SKU series to a run's report when it is summarised).
+Modules: ``document`` (the model), ``store`` (read and write report.json), ``metrics`` (the
+flat numbers thresholds and comparisons name), ``thresholds``, ``compare``, ``terminal``,
+``plots`` and ``html`` (matplotlib, imported only when a page is rendered), and ``csvout``.
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from simulator.report.document import Report
 from simulator.report.metrics import HIGHER, LOWER, METRICS, metric_values
-from simulator.report.view import ReportView
 
 #: (metric, gated, absolute floor kind) in the order the table lists them
 COMPARED: tuple[tuple[str, bool, str], ...] = (
@@ -64,8 +64,8 @@ def _verdict(metric: str, base: float, new: float, floor: str, tol: float, min_m
 
 
 def compare(
-    base: ReportView,
-    new: ReportView,
+    base: Report,
+    new: Report,
     tolerance_pct: float = DEFAULT_TOLERANCE_PCT,
     min_ms: float = DEFAULT_MIN_MS,
 ) -> list[Change]:
@@ -98,15 +98,14 @@ def _num(x: float | None) -> str:
     return f"{x:,.4g}" if abs(x) < 1 else f"{x:,.2f}"
 
 
-def render_table(
-    base: ReportView, new: ReportView, changes: list[Change], tolerance_pct: float
-) -> str:
+def render_table(base: Report, new: Report, changes: list[Change], tolerance_pct: float) -> str:
     """The comparison as an 80-column table, and a warning when the runs differ in kind."""
     lines = []
-    if (base.scenario, base.scale, base.kind) != (new.scenario, new.scale, new.kind):
+    b, n = base.scenario, new.scenario
+    if (b.name, b.scale, base.kind) != (n.name, n.scale, new.kind):
         lines.append(
-            f"note: comparing {base.kind} {base.scenario} (scale {base.scale}) with "
-            f"{new.kind} {new.scenario} (scale {new.scale}); counts may not be comparable"
+            f"note: comparing {base.kind} {b.name} (scale {b.scale}) with "
+            f"{new.kind} {n.name} (scale {n.scale}); counts may not be comparable"
         )
     lines.append(f"{'metric':<22} {'base':>12} {'new':>12} {'change':>9}  {'verdict':<12}")
     lines.append("-" * 71)

@@ -19,14 +19,14 @@ import numpy as np
 import numpy.typing as npt
 
 from simulator.files import atomic_write
-from simulator.report.view import ReportView
+from simulator.report.document import Report
 
 TIMELINE_FILE = "timeline.csv"
 ORDERS_CSV = "orders.csv"
 CHUNK = 65_536  # attempts formatted at a time
 
 
-def timeline_columns(view: ReportView) -> dict[str, list[int] | list[float | None]]:
+def timeline_columns(view: Report) -> dict[str, list[int] | list[float | None]]:
     """The timeline's series as named columns (empty dict when the report has no timeline)."""
     t = view.timeline
     if t is None:
@@ -50,7 +50,7 @@ def _cell(x: int | float | None) -> str:
     return "" if x is None else repr(x) if isinstance(x, float) else str(x)
 
 
-def timeline_csv(view: ReportView) -> str:
+def timeline_csv(view: Report) -> str:
     """``timeline.csv`` as text (just a header line when there is no timeline)."""
     cols = timeline_columns(view)
     buf = io.StringIO()
@@ -131,7 +131,7 @@ def write_orders_csv(arrays: dict[str, npt.NDArray[np.generic]], path: Path) -> 
     return atomic_write(path, write)
 
 
-def write_csv(view: ReportView, out_dir: Path, orders_npz: Path | None = None) -> list[Path]:
+def write_csv(view: Report, out_dir: Path, orders_npz: Path | None = None) -> list[Path]:
     """Write ``timeline.csv`` and, given an ``orders.npz``, ``orders.csv`` into ``out_dir``."""
     from simulator.records import load_orders
 

@@ -4,7 +4,10 @@ Headline numbers sit in elements ``id="metric-<name>"`` with ``data-metric`` and
 (the exact number from the report, as :mod:`.metrics` names it) so that a test or a scraper
 reads them without parsing the display text. Each figure is a ``<figure data-plot="<key>">``
 holding an inline ``<svg>``, or ``class="missing"`` and a note when the report lacks its data.
-The audit table marks oversold products with ``class="oversell"``.
+The audit table marks oversold products with ``class="oversell"``. The run's metadata (target,
+backend, date, connections, …) is a ``<dl id="run-meta">`` whose entries carry
+``data-field``; the thresholds checked at the end of the run are a table ``id="thresholds"``
+with one row per threshold, ``data-passed="true|false"``.
 """
 
 from __future__ import annotations
@@ -14,10 +17,10 @@ from pathlib import Path
 from typing import IO
 
 from simulator.files import atomic_write
+from simulator.report.document import Report
 from simulator.report.metrics import metric_values
 from simulator.report.plots import Plot, render_plots
-from simulator.report.terminal import count
-from simulator.report.view import ReportView
+from simulator.report.terminal import count, share
 
 #: headline metrics in page order: (metric, label, format)
 HEADLINE: tuple[tuple[str, str, str], ...] = (
@@ -54,6 +57,10 @@ th, td { padding: 0.25em 0.7em; border-bottom: 1px solid #eee; text-align: right
 th:first-child, td:first-child { text-align: left; }
 tr.oversell td { background: #fdecea; color: #a50e0e; font-weight: 600; }
 #audit-verdict.ok { color: #1a7f37; } #audit-verdict.bad { color: #a50e0e; font-weight: 700; }
+dl.meta { display: grid; grid-template-columns: max-content 1fr; gap: 0.15em 1em; }
+dl.meta dt { color: #666; } dl.meta dd { margin: 0; }
+tr.pass td.verdict { color: #1a7f37; font-weight: 700; }
+tr.fail td { background: #fdecea; } tr.fail td.verdict { color: #a50e0e; font-weight: 700; }
 """
 
 
@@ -69,11 +76,11 @@ def _show(x: float | None, fmt: str) -> str:
     if fmt == "ms":
         return f"{x:,.4f}".rstrip("0").rstrip(".") + " ms"
     if fmt == "pct":
-        return f"{x:.2%}"
+        return share(x, 2)
     return count(x)
 
 
-def _headline(view: ReportView) -> str:
+def _headline(view: Report) -> str:
     values = metric_values(view)
     items = []
     for metric, label, fmt in HEADLINE:
@@ -104,20 +111,20 @@ def _figure(p: Plot) -> str:
     )
 
 
-def _latency_table(view: ReportView) -> str:
+def _latency_table(view: Report) -> str:
     cols = ("p50", "p90", "p99", "p99.9", "max", "mean")
     head = "".join(f"<th>{c}</th>" for c in cols)
     rows = []
     for kind, d in view.latency.items():
-        cells = "".join(f"<td>{'–' if d[c] is None else f'{d[c]:,.4g}'}</td>" for c in cols)
+        cells = "".join(f"<td>{'–' if (x := d.get(c)) is None else f'{x:,.4g}'}</td>" for c in cols)
         rows.append(f"<tr><td>{escape(kind.replace('_', ' '))}</td>{cells}</tr>")
     if not rows:
         return '<p class="note">no latency in this report</p>'
     return f'<table id="latency-table"><tr><th>ms</th>{head}</tr>{"".join(rows)}</table>'
 
 
-def _audit(view: ReportView) -> str:
-    if view.audit_available is None and not view.skus:
+def _audit(view: Report) -> str:
+    if view.audit is None:
         return '<p class="note" id="audit-verdict">no audit in this report</p>'
     over = view.oversell_units
     if over:
@@ -126,7 +133,7 @@ def _audit(view: ReportView) -> str:
         verdict, cls = "no oversell", "ok"
     else:
         verdict, cls = "oversell unknown", "bad"
-    if view.audit_available is False:
+    if not view.audit.available:
         verdict += " (server inventory unavailable: client view only)"
     parts = [f'<p id="audit-verdict" class="{cls}">{escape(verdict)}</p>']
     head = ["sku", "stock", "confirmed (clients)", "sold (server)", "ledger", "remaining"]
@@ -143,20 +150,86 @@ def _audit(view: ReportView) -> str:
     if rows:
         ths = "".join(f"<th>{h}</th>" for h in head)
         parts.append(f'<table id="audit-table"><tr>{ths}</tr>{"".join(rows)}</table>')
-    if view.audit_problems:
-        items = "".join(f"<li>{escape(p)}</li>" for p in view.audit_problems)
+    if view.audit.problems:
+        items = "".join(f"<li>{escape(p)}</li>" for p in view.audit.problems)
         parts.append(f'<ul id="audit-problems">{items}</ul>')
     return "".join(parts)
 
 
-def render_html(view: ReportView, source: str = "") -> str:
+def _meta(view: Report) -> str:
+    """Where and when the run went, with what: one ``<dt>``/``<dd>`` per known fact."""
+    t, r, sc = view.target, view.run, view.scenario
+    kind = None if t.embedded is None else "bundled storefront" if t.embedded else "external"
+    sf = t.storefront
+    storefront = None
+    if sf is not None:
+        parts = [f"max concurrency {sf.max_concurrency or 'unlimited'}"]
+        if sf.service_time_median_ms:
+            parts.append(
+                f"service time {sf.service_time_median_ms:g} ms (σ {sf.service_time_sigma or 0:g})"
+            )
+        if sf.hot_row:
+            parts.append("hot row")
+        storefront = ", ".join(parts)
+    items = (
+        ("target", "target", t.url),
+        ("target-kind", "target kind", kind),
+        ("backend", "backend", t.backend),
+        ("transport", "transport", t.transport),
+        ("storefront", "storefront settings", storefront),
+        ("started-at", "started at", r.started_at),
+        ("wall", "wall time", None if r.wall_s is None else f"{r.wall_s:g} s"),
+        ("workers", "workers", None if r.workers is None else str(r.workers)),
+        ("connections", "connections", None if r.connections is None else str(r.connections)),
+        ("timeout", "request timeout", None if r.timeout_s is None else f"{r.timeout_s:g} s"),
+        ("seed", "seed", None if sc.seed is None else str(sc.seed)),
+        ("scenario-file", "scenario file", sc.file),
+        ("exit-code", "exit code", str(view.exit_code)),
+        ("complete", "complete", "yes" if view.complete else "NO"),
+    )
+    rows = [
+        f'<dt>{escape(label)}</dt><dd data-field="{key}">{escape(value)}</dd>'
+        for key, label, value in items
+        if value is not None
+    ]
+    rows += [f'<dt>note</dt><dd data-field="note">{escape(n)}</dd>' for n in r.notes]
+    rows += [
+        f'<dt>worker error</dt><dd data-field="worker-error">{escape(e)}</dd>'
+        for e in r.worker_errors
+    ]
+    return f'<dl class="meta" id="run-meta">{"".join(rows)}</dl>'
+
+
+def _thresholds(view: Report) -> str:
+    if not view.thresholds:
+        return '<p class="note" id="thresholds-none">no thresholds were checked on this run</p>'
+    rows = []
+    for c in view.thresholds:
+        shown = "not in this report" if c.value is None else f"{c.value:.6g}"
+        verdict, cls = ("PASS", "pass") if c.passed else ("FAIL", "fail")
+        rows.append(
+            f'<tr class="{cls}" data-passed="{str(c.passed).lower()}"><td>{escape(c.expr)}</td>'
+            f'<td>{escape(shown)}</td><td class="verdict">{verdict}</td></tr>'
+        )
+    failed = sum(not c.passed for c in view.thresholds)
+    head = "<tr><th>threshold</th><th>value</th><th>verdict</th></tr>"
+    summary = f"{len(view.thresholds) - failed} passed, {failed} failed"
+    return (
+        f'<p id="thresholds-summary">{summary}</p>'
+        f'<table id="thresholds">{head}{"".join(rows)}</table>'
+    )
+
+
+def render_html(view: Report, source: str = "") -> str:
     """The whole page as text."""
-    title = f"flashsale {view.kind} — {view.scenario}"
-    sub = [f"scale {view.scale:g}" if view.scale is not None else ""]
-    sub.append(f"{view.duration_s:g} s" if view.duration_s is not None else "")
+    sc = view.scenario
+    title = f"flashsale {view.kind} — {sc.name}"
+    sub = [f"scale {sc.scale:g}" if sc.scale is not None else ""]
+    sub.append(f"{sc.duration_s:g} s" if sc.duration_s is not None else "")
+    sub.append(escape(view.run.started_at or ""))
     sub.append(escape(source))
     plots = render_plots(view)
-    notes = "".join(f'<p class="note">{escape(n)}</p>' for n in view.notes)
+    notes = "".join(f'<p class="note">{escape(n)}</p>' for n in view.remarks())
     return "\n".join(
         [
             "<!DOCTYPE html>",
@@ -166,7 +239,11 @@ def render_html(view: ReportView, source: str = "") -> str:
             f"<h1>{escape(title)}</h1>",
             f'<p class="sub">{" · ".join(s for s in sub if s)}</p>',
             notes,
+            "<h2>Run</h2>",
+            _meta(view),
             _headline(view),
+            "<h2>Thresholds</h2>",
+            _thresholds(view),
             "<h2>Latency</h2>",
             _latency_table(view),
             "<h2>Figures</h2>",
@@ -179,7 +256,7 @@ def render_html(view: ReportView, source: str = "") -> str:
     )
 
 
-def write_html(view: ReportView, path: Path, source: str = "") -> Path:
+def write_html(view: Report, path: Path, source: str = "") -> Path:
     """Render the page and write it to ``path`` atomically (temporary file, then rename)."""
     data = render_html(view, source).encode("utf-8")
 

@@ -26,7 +26,7 @@ import difflib
 from dataclasses import dataclass
 
 from simulator.outcomes import OUTCOME_NAMES
-from simulator.report.view import ReportView
+from simulator.report.document import Report
 
 LOWER, HIGHER, NEUTRAL = "lower", "higher", ""
 
@@ -95,7 +95,7 @@ def nearest(name: str) -> str:
     return close[0] if close else "p99_ms"
 
 
-def metric_values(view: ReportView) -> dict[str, float | None]:
+def metric_values(view: Report) -> dict[str, float | None]:
     """Every metric's value in this report (None where the report does not have it)."""
     out: dict[str, float | None] = dict.fromkeys(METRICS)
     for prefix, kind in (
@@ -109,13 +109,13 @@ def metric_values(view: ReportView) -> dict[str, float | None]:
             continue
         for key, value in dist.items():
             out[f"{prefix}{key.replace('p99.9', 'p999')}_ms"] = value
-    for key, n in view.orders.items():
+    for key, n in view.orders.counts().items():
         out[key] = None if n is None else float(n)
     for name, count in view.outcomes.items():
         out[name] = float(count)
     failed = view.outcomes["error"] + view.outcomes["timeout"]
     out["errors"] = float(failed)
-    scheduled = view.orders.get("scheduled")
+    scheduled = view.orders.scheduled
     if scheduled:
         out["error_rate"] = failed / scheduled
         out["throttle_rate"] = view.outcomes["throttled"] / scheduled
@@ -135,6 +135,6 @@ def metric_values(view: ReportView) -> dict[str, float | None]:
             out["throughput_peak_per_s"] = float(max(t.done, default=0))
     if view.oversell_units is not None:
         out["oversell_units"] = float(view.oversell_units)
-    if view.audit_available is not None:
-        out["audit_problems"] = float(len(view.audit_problems))
+    if view.audit is not None:
+        out["audit_problems"] = float(len(view.audit.problems))
     return out

@@ -1,6 +1,6 @@
 """The report's figures, drawn with matplotlib (Agg) and returned as inline SVG text.
 
-Each figure is a function of the :class:`~simulator.report.view.ReportView` alone. A figure
+Each figure is a function of the :class:`~simulator.report.document.Report` alone. A figure
 whose data the report lacks comes back without SVG and with a note saying what is missing.
 matplotlib is imported inside :func:`render_plots`, so importing this module stays cheap.
 """
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from simulator.report.view import ReportView
+from simulator.report.document import Report
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -121,7 +121,7 @@ def _plain_log(ax: Axes, axis: str = "y") -> None:
     target.set_minor_formatter(FuncFormatter(minor) if axis == "y" else "")
 
 
-def demand(view: ReportView) -> Plot:
+def demand(view: Report) -> Plot:
     """Intended attempts per second vs sent and answered per second (did sending keep up?)."""
     title = "Demand vs achieved throughput"
     t = view.timeline
@@ -132,9 +132,16 @@ def demand(view: ReportView) -> Plot:
     xs, ys = _steps(t.second, t.intended)
     ax.fill_between(xs, ys, step="post", color="#d9d9d9", label="demand (due)")
     n = 1
-    for name, series, label in (("sent", t.sent, "sent"), ("done", t.done, "answered")):
+    # answered is drawn first and wide, sent on top of it dashed: where the two agree (every
+    # request answered in the second it left) both stay visible
+    for name, series, label, style in (
+        ("done", t.done, "answered", {"lw": 3.0, "alpha": 0.55, "zorder": 2}),
+        ("sent", t.sent, "sent", {"lw": 1.3, "ls": "--", "zorder": 3}),
+    ):
         if series is not None:
-            ax.step(*_steps(t.second, series), where="post", color=COLORS[name], label=label)
+            ax.step(
+                *_steps(t.second, series), where="post", color=COLORS[name], label=label, **style
+            )
             n += 1
     _seconds_axis(ax, "attempts / s", len(t.second))
     ax.set_ylim(bottom=0)
@@ -142,7 +149,7 @@ def demand(view: ReportView) -> Plot:
     return Plot("demand", title, _svg(fig, "demand"))
 
 
-def latency(view: ReportView) -> Plot:
+def latency(view: Report) -> Plot:
     """Latency p50/p99/max per second due (intended time), and service time when present."""
     title = "Latency over time"
     t = view.timeline
@@ -174,7 +181,7 @@ def latency(view: ReportView) -> Plot:
     return Plot("latency", title, _svg(fig, "latency"), note)
 
 
-def outcomes(view: ReportView) -> Plot:
+def outcomes(view: Report) -> Plot:
     """Answers per second by outcome: confirmed, sold out, throttled, errors (+ timeouts)."""
     title = "Outcomes over time"
     t = view.timeline
@@ -201,7 +208,7 @@ def outcomes(view: ReportView) -> Plot:
     return Plot("outcomes", title, _svg(fig, "outcomes"))
 
 
-def stock(view: ReportView) -> Plot:
+def stock(view: Report) -> Plot:
     """Units left per product over the sale (initial − confirmed so far) and its sell-out."""
     title = "Stock remaining per product"
     t = view.timeline
@@ -248,7 +255,7 @@ def _percent_label(x: float) -> str:
     return f"{100 * (1 - 1 / x):.{decimals}f}%"
 
 
-def spectrum(view: ReportView) -> Plot:
+def spectrum(view: Report) -> Plot:
     """Latency by percentile, x = 1/(1 − p) on a log axis (HdrHistogram style)."""
     title = "Latency percentile spectrum"
     if not view.spectrum:
@@ -280,10 +287,10 @@ def spectrum(view: ReportView) -> Plot:
     return Plot("spectrum", title, _svg(fig, "spectrum"))
 
 
-FIGURES: tuple[Callable[[ReportView], Plot], ...] = (demand, latency, outcomes, stock, spectrum)
+FIGURES: tuple[Callable[[Report], Plot], ...] = (demand, latency, outcomes, stock, spectrum)
 
 
-def render_plots(view: ReportView) -> list[Plot]:
+def render_plots(view: Report) -> list[Plot]:
     """Every figure of the report, in page order (missing ones with a note)."""
     import matplotlib
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from simulator.report.document import Report
 from simulator.report.metrics import metric_values
-from simulator.report.view import ReportView
 
 WIDTH = 80
 MAX_SKUS = 12
@@ -21,6 +21,19 @@ def count(x: float | int | None) -> str:
     return "-" if x is None else f"{int(x):,}"
 
 
+def share(x: float, decimals: int = 1) -> str:
+    """A ratio as a percentage that never rounds a share short of 100 % up to "100.0%" (or a
+    non-zero share down to "0.0%"): 0.9996 → "99.9%", not "100.0%"."""
+    text = f"{x:.{decimals}%}"
+    step = 10.0**-decimals
+    if 0 < x < 1:
+        if text == f"{100:.{decimals}f}%":
+            text = f"{100 - step:.{decimals}f}%"
+        elif text == f"{0:.{decimals}f}%":
+            text = f"{step:.{decimals}f}%"
+    return text
+
+
 def _wrap(label: str, parts: list[str]) -> list[str]:
     """``label`` then ``parts`` joined by ' · ', wrapped under the label at WIDTH."""
     lines, line = [], f"{label:<12}"
@@ -34,29 +47,33 @@ def _wrap(label: str, parts: list[str]) -> list[str]:
     return lines
 
 
-def render_text(view: ReportView) -> str:
+def render_text(view: Report) -> str:
     """The summary: orders, outcomes, latency table, rates, audit per SKU, notes."""
     v = metric_values(view)
     o = view.orders
-    head = f"flashsale {view.kind} · {view.scenario}"
-    if view.scale is not None:
-        head += f" · scale {view.scale:g}"
-    if view.duration_s is not None:
-        head += f" · {view.duration_s:g} s"
+    sc = view.scenario
+    head = f"flashsale {view.kind} · {sc.name}"
+    if sc.scale is not None:
+        head += f" · scale {sc.scale:g}"
+    if sc.duration_s is not None:
+        head += f" · {sc.duration_s:g} s"
     lines = [head[:WIDTH], ""]
     lines += _wrap(
         "orders",
         [
-            f"{count(o.get('scheduled'))} scheduled",
-            f"{count(o.get('attempts'))} attempts ({count(o.get('retries'))} retries)",
-            f"{count(o.get('sent'))} sent",
+            f"{count(o.scheduled)} scheduled",
+            f"{count(o.attempts)} attempts ({count(o.retries)} retries)",
+            f"{count(o.sent)} sent",
         ],
     )
     lines += _wrap(
         "outcomes", [f"{name.replace('_', ' ')} {n:,}" for name, n in view.outcomes.items() if n]
     )
+    lines.append(f"{'':<12}(orders by final outcome; a retried order counts once)")
     if v["error_rate"] is not None:
-        lines.append(f"{'':<12}error rate {v['error_rate']:.2%} (error + timeout / scheduled)")
+        lines.append(
+            f"{'':<12}error rate {share(v['error_rate'], 2)} (error + timeout / scheduled)"
+        )
     lines += ["", _latency_table(view)]
     rates = []
     for key, label in (
@@ -67,30 +84,32 @@ def render_text(view: ReportView) -> str:
         if v[key] is not None:
             rates.append(f"{label} {count(v[key])}/s")
     if v["achieved_rate_ratio"] is not None:
-        rates.append(f"sent on time {v['achieved_rate_ratio']:.1%}")
+        rates.append(f"sent on time {share(v['achieved_rate_ratio'])}")
     if rates:
         lines += ["", *_wrap("rates", rates)]
     lines += ["", *_audit(view)]
-    if view.notes:
-        lines += ["", *(f"note: {n}"[:WIDTH] for n in view.notes)]
+    if view.remarks():
+        lines += ["", *(f"note: {n}"[:WIDTH] for n in view.remarks())]
     return "\n".join(lines)
 
 
-def _latency_table(view: ReportView) -> str:
+def _latency_table(view: Report) -> str:
     cols = ("p50", "p90", "p99", "p99.9", "max")
     rows = [f"{'latency ms':<14}" + "".join(f"{c:>11}" for c in cols)]
     for kind in ("intended", "service", "order", "dispatch_lag", "queue_wait"):
         d = view.latency.get(kind)
         if d is None:
             continue
-        rows.append(f"  {kind.replace('_', ' '):<12}" + "".join(f"{ms(d[c]):>11}" for c in cols))
+        rows.append(
+            f"  {kind.replace('_', ' '):<12}" + "".join(f"{ms(d.get(c)):>11}" for c in cols)
+        )
     if len(rows) == 1:
         rows.append("  (no latency in this report)")
     return "\n".join(rows)
 
 
-def _audit(view: ReportView) -> list[str]:
-    if view.audit_available is None and not view.skus:
+def _audit(view: Report) -> list[str]:
+    if view.audit is None:
         return ["audit       not in this report"]
     over = view.oversell_units
     if over:
@@ -99,7 +118,7 @@ def _audit(view: ReportView) -> list[str]:
         verdict = "no oversell"
     else:
         verdict = "oversell unknown"
-    if view.audit_available is False:
+    if not view.audit.available:
         verdict += " (server inventory unavailable: client view only)"
     lines = [f"{'audit':<12}{verdict}"]
     if view.skus:
@@ -115,6 +134,6 @@ def _audit(view: ReportView) -> list[str]:
             )
         if len(view.skus) > MAX_SKUS:
             lines.append(f"  … and {len(view.skus) - MAX_SKUS} more SKUs")
-    for p in view.audit_problems:
+    for p in view.audit.problems:
         lines.append(f"  ! {p}"[:WIDTH])
     return lines

@@ -12,13 +12,13 @@ from __future__ import annotations
 import math
 import operator
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from simulator.errors import UsageError
+from simulator.report.document import CheckedThreshold, Report
 from simulator.report.metrics import METRICS, canonical, metric_values, nearest
-from simulator.report.view import ReportView, read_report
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
@@ -60,11 +60,21 @@ class ThresholdResult:
     value: float | None
     passed: bool
 
+    def checked(self) -> CheckedThreshold:
+        """The result as the report states it (``expr``, ``value``, ``passed``)."""
+        t = self.threshold
+        return CheckedThreshold(f"{t.metric} {t.op} {t.bound:g}", self.value, self.passed)
+
     def line(self) -> str:
         """``PASS  p99_ms < 250  (p99_ms = 12.3)`` — one line for the terminal."""
-        t = self.threshold
-        shown = "not in this report" if self.value is None else f"{t.metric} = {self.value:.6g}"
-        return f"{'PASS' if self.passed else 'FAIL'}  {t.metric} {t.op} {t.bound:g}  ({shown})"
+        return result_line(self.checked())
+
+
+def result_line(c: CheckedThreshold) -> str:
+    """``PASS  p99_ms < 250  (p99_ms = 12.3)`` — a checked threshold on one terminal line."""
+    metric = c.expr.split()[0] if c.expr.split() else c.expr
+    shown = "not in this report" if c.value is None else f"{metric} = {c.value:.6g}"
+    return f"{'PASS' if c.passed else 'FAIL'}  {c.expr}  ({shown})"
 
 
 def parse_threshold(text: str) -> Threshold:
@@ -117,11 +127,11 @@ def parse_thresholds(texts: Iterable[str]) -> list[Threshold]:
 
 
 def evaluate(
-    report: dict[str, Any] | ReportView, exprs: Iterable[str | Threshold]
+    report: Report | Mapping[str, Any], exprs: Iterable[str | Threshold]
 ) -> list[ThresholdResult]:
-    """Check each threshold against a report; a metric the report lacks fails."""
-    view = report if isinstance(report, ReportView) else read_report(report)
-    values = metric_values(view)
+    """Check each threshold against a report (or its JSON); a metric the report lacks fails."""
+    doc = report if isinstance(report, Report) else Report.from_json(dict(report))
+    values = metric_values(doc)
     results = []
     for e in exprs:
         t = e if isinstance(e, Threshold) else parse_threshold(e)
@@ -130,9 +140,14 @@ def evaluate(
     return results
 
 
-def render_results(results: list[ThresholdResult]) -> str:
+def check(report: Report, thresholds: Iterable[Threshold]) -> tuple[CheckedThreshold, ...]:
+    """The thresholds checked against a finished report, as it states them."""
+    return tuple(r.checked() for r in evaluate(report, thresholds))
+
+
+def render_results(results: Sequence[ThresholdResult | CheckedThreshold]) -> str:
     """The results as terminal lines, with a last line counting the failures."""
-    lines = [r.line() for r in results]
+    lines = [r.line() if isinstance(r, ThresholdResult) else result_line(r) for r in results]
     failed = sum(not r.passed for r in results)
     lines.append(
         f"thresholds: {len(results) - failed} passed, {failed} failed"

@@ -156,3 +156,39 @@ def test_busy_wait_runs_the_same_schedule(fake_store, scenario_file) -> None:
     assert report["run"]["busy_wait"] is True
     assert sum(report["orders"]["outcomes"].values()) == report["orders"]["scheduled"] > 250
     assert report["audit"]["ok"]
+
+
+def test_thresholds_are_in_the_one_report_json(fake_store, scenario_file, tmp_path: Path) -> None:
+    """Checked before the write: report.json carries them and the exit code they earn."""
+    url, _ = fake_store("ok", ("a=100", "b=50"))
+    out = tmp_path / "out"
+    r = flashsale(
+        str(scenario_file(rate=200, duration=1.0)),
+        *("--target", url, "--out", str(out)),
+        *("--threshold", "oversell_units == 0", "--threshold", "p99_ms < 0.000001"),
+    )
+    assert r.returncode == 1, r.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["flashsale_report"] == 2 and report["exit_code"] == 1
+    assert [(t["expr"], t["passed"]) for t in report["thresholds"]] == [
+        ("oversell_units == 0", True),
+        ("p99_ms < 1e-06", False),
+    ]
+    assert "FAIL  p99_ms < 1e-06" in r.stdout and "1 passed, 1 failed" in r.stdout
+    assert not list(out.glob(".report.*"))
+
+
+def test_an_unwritable_out_dir_keeps_the_report(fake_store, scenario_file, tmp_path: Path) -> None:
+    url, _ = fake_store("ok", ("a=100", "b=50"))
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    r = flashsale(
+        str(scenario_file(rate=200, duration=0.5)), "--target", url, "--out", str(blocker)
+    )
+    assert r.returncode == 1
+    assert f"{blocker / 'report.json'}: cannot write" in r.stderr
+    kept = Path(r.stderr.split("report kept at ")[1].split()[0])
+    try:
+        assert json.loads(kept.read_text())["orders"]["scheduled"] > 0
+    finally:
+        kept.unlink()

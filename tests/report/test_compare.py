@@ -10,7 +10,7 @@ import pytest
 
 from simulator.cli import main
 from simulator.report.compare import REGRESSION, compare
-from simulator.report.view import read_report
+from simulator.report.document import Report
 
 from .conftest import write
 from .synth import Synthetic
@@ -68,20 +68,22 @@ def test_latency_noise_floor(clean_run: Synthetic) -> None:
     r["latency_ms"]["intended"]["p50"] = 0.2
     slower = copy.deepcopy(r)
     slower["latency_ms"]["intended"]["p50"] = 0.6  # +200 %, but only 0.4 ms
-    changes = {c.metric: c for c in compare(read_report(r), read_report(slower))}
+    changes = {c.metric: c for c in compare(Report.from_json(r), Report.from_json(slower))}
     assert changes["p50_ms"].verdict == "same"  # within the noise floor
-    changes = {c.metric: c for c in compare(read_report(r), read_report(slower), min_ms=0.1)}
+    changes = {
+        c.metric: c for c in compare(Report.from_json(r), Report.from_json(slower), min_ms=0.1)
+    }
     assert changes["p50_ms"].verdict == REGRESSION
 
 
 def test_better_and_missing(clean_run: Synthetic, model_report: dict[str, Any]) -> None:
-    base = read_report(worse(clean_run.report, p99=2.0))
-    changes = {c.metric: c for c in compare(base, read_report(clean_run.report))}
+    base = Report.from_json(worse(clean_run.report, p99=2.0))
+    changes = {c.metric: c for c in compare(base, Report.from_json(clean_run.report))}
     assert changes["p99_ms"].verdict == "better"
     assert changes["p99_ms"].change_pct == pytest.approx(-50.0)
     no_audit = copy.deepcopy(clean_run.report)
     del no_audit["audit"]
-    changes = {c.metric: c for c in compare(base, read_report(no_audit))}
+    changes = {c.metric: c for c in compare(base, Report.from_json(no_audit))}
     assert changes["oversell_units"].verdict == "n/a"
 
 

@@ -11,7 +11,7 @@ import pytest
 from simulator.outcomes import OUTCOME_NAMES
 from simulator.records import load_orders, order_arrays, save_orders
 from simulator.report.csvout import ORDER_COLUMNS, timeline_csv, write_csv
-from simulator.report.view import read_report
+from simulator.report.document import Report
 
 from .synth import Synthetic
 
@@ -23,7 +23,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 def test_timeline_csv(tmp_path: Path, oversold_run: Synthetic) -> None:
     r = oversold_run.report
-    (path,) = write_csv(read_report(r), tmp_path / "out")
+    (path,) = write_csv(Report.from_json(r), tmp_path / "out")
     rows = read_csv(path)
     t = r["timeline"]
     assert [int(x["second"]) for x in rows] == t["second"]
@@ -41,7 +41,7 @@ def test_timeline_csv(tmp_path: Path, oversold_run: Synthetic) -> None:
 def test_empty_seconds_are_empty_cells(oversold_run: Synthetic) -> None:
     r = dict(oversold_run.report)
     r["timeline"] = dict(r["timeline"], p99_ms=[None] * len(r["timeline"]["second"]))
-    text = timeline_csv(read_report(r))
+    text = timeline_csv(Report.from_json(r))
     header, first = text.splitlines()[:2]
     assert first.split(",")[header.split(",").index("p99_ms")] == ""
 
@@ -60,7 +60,7 @@ def test_orders_npz_round_trip(tmp_path: Path, oversold_run: Synthetic) -> None:
 
 
 def test_orders_csv(tmp_path: Path, run_dir: Path, oversold_run: Synthetic) -> None:
-    _, orders = write_csv(read_report(oversold_run.report), tmp_path, run_dir / "orders.npz")
+    _, orders = write_csv(Report.from_json(oversold_run.report), tmp_path, run_dir / "orders.npz")
     rows = read_csv(orders)
     rec, s = oversold_run.rec, oversold_run
     assert list(rows[0]) == list(ORDER_COLUMNS)
@@ -85,7 +85,7 @@ def test_unsent_attempts_have_empty_times(tmp_path: Path, oversold_run: Syntheti
     arrays["outcome"] = arrays["outcome"].copy()
     arrays["outcome"][0] = 0
     np.savez(tmp_path / "orders.npz", **arrays)  # type: ignore[arg-type]
-    _, path = write_csv(read_report(oversold_run.report), tmp_path, tmp_path / "orders.npz")
+    _, path = write_csv(Report.from_json(oversold_run.report), tmp_path, tmp_path / "orders.npz")
     first = read_csv(path)[0]
     assert first["sent_ns"] == first["done_ns"] == first["latency_ms"] == ""
     assert first["outcome"] == "not_sent"
@@ -94,4 +94,4 @@ def test_unsent_attempts_have_empty_times(tmp_path: Path, oversold_run: Syntheti
 def test_bad_orders_file(tmp_path: Path, oversold_run: Synthetic) -> None:
     np.savez(tmp_path / "orders.npz", row=np.arange(3))
     with pytest.raises(ValueError, match="no 'order' array"):
-        write_csv(read_report(oversold_run.report), tmp_path, tmp_path / "orders.npz")
+        write_csv(Report.from_json(oversold_run.report), tmp_path, tmp_path / "orders.npz")

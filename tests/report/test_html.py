@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from simulator.report.document import Report
 from simulator.report.html import HEADLINE, render_html, write_html
-from simulator.report.view import read_report
 
 from .synth import Synthetic
 
@@ -46,7 +46,7 @@ def expected_headline(r: dict[str, Any]) -> dict[str, float]:
 
 @pytest.fixture(scope="module")
 def page(oversold_run: Synthetic) -> str:
-    return render_html(read_report(oversold_run.report), "report.json")
+    return render_html(Report.from_json(oversold_run.report), "report.json")
 
 
 def test_every_plot_is_an_inline_svg(page: str) -> None:
@@ -87,7 +87,7 @@ def test_audit_table_highlights_oversell(page: str) -> None:
 
 
 def test_clean_run_says_no_oversell(clean_run: Synthetic) -> None:
-    page = render_html(read_report(clean_run.report))
+    page = render_html(Report.from_json(clean_run.report))
     assert '<p id="audit-verdict" class="ok">no oversell</p>' in page
     assert 'class="oversell"' not in page
 
@@ -96,14 +96,14 @@ def test_missing_sections_are_notes(clean_run: Synthetic) -> None:
     r = dict(clean_run.report)
     del r["latency_spectrum"]
     r["timeline"] = {k: v for k, v in r["timeline"].items() if k != "confirmed_units_per_s"}
-    figs = figures(render_html(read_report(r)))
+    figs = figures(render_html(Report.from_json(r)))
     assert "<svg" not in figs["spectrum"] and "no latency spectrum" in figs["spectrum"]
     assert "<svg" not in figs["stock"] and "per-SKU confirmed units" in figs["stock"]
     assert "<svg" in figs["demand"]
 
 
 def test_model_report_page(model_report: dict[str, Any]) -> None:
-    page = render_html(read_report(model_report))
+    page = render_html(Report.from_json(model_report))
     figs = figures(page)
     assert all("<svg" in figs[k] for k in ("demand", "latency", "outcomes"))
     shown = headline(page)
@@ -112,7 +112,7 @@ def test_model_report_page(model_report: dict[str, Any]) -> None:
 
 
 def test_written_atomically(tmp_path: Path, clean_run: Synthetic) -> None:
-    path = write_html(read_report(clean_run.report), tmp_path / "sub" / "r.html")
+    path = write_html(Report.from_json(clean_run.report), tmp_path / "sub" / "r.html")
     assert path.read_text().startswith("<!DOCTYPE html>")
     assert [p.name for p in path.parent.iterdir()] == ["r.html"]
 
@@ -120,7 +120,7 @@ def test_written_atomically(tmp_path: Path, clean_run: Synthetic) -> None:
 def test_a_failed_write_leaves_the_old_file(tmp_path: Path, clean_run: Synthetic) -> None:
     path = tmp_path / "r.html"
     path.write_text("old")
-    view = read_report(clean_run.report)
+    view = Report.from_json(clean_run.report)
     with pytest.raises(IsADirectoryError):
         write_html(view, tmp_path)  # a directory cannot be replaced by a file
     assert path.read_text() == "old"

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
+from simulator.report.document import Report
 from simulator.report.html import HEADLINE, write_html
-from simulator.report.view import read_report
 
 from .conftest import write
 from .synth import ROOT, Synthetic
@@ -34,6 +34,7 @@ def real_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("real-run")
     cmd = [sys.executable, "-m", "simulator", "run", "scenarios/durian-1111.toml"]
     cmd += ["--scale", "0.02", "--duration", "6", "--out", str(out)]
+    cmd += ["--threshold", "oversell_units == 0", "--threshold", "p99_ms < 100000"]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     return out / "report.json"
@@ -99,7 +100,7 @@ def check_page(browser: Any, report: dict[str, Any], page: Path, shot: Path) -> 
 
 def test_real_run_report_in_chromium(browser: Any, real_report: Path, tmp_path: Path) -> None:
     report = json.loads(real_report.read_text())
-    page = write_html(read_report(report), tmp_path / "report.html", "report.json")
+    page = write_html(Report.from_json(report), tmp_path / "report.html", "report.json")
     drawn = check_page(browser, report, page, tmp_path / "flashsale-report-run.png")
     assert {"demand", "latency", "outcomes"} <= set(drawn)
     # the figures whose data the report has are all drawn
@@ -109,7 +110,7 @@ def test_real_run_report_in_chromium(browser: Any, real_report: Path, tmp_path: 
 
 def test_every_figure_in_chromium(browser: Any, oversold_run: Synthetic, tmp_path: Path) -> None:
     path = write(oversold_run.report, tmp_path / "report.json")
-    page = write_html(read_report(oversold_run.report), tmp_path / "report.html", path.name)
+    page = write_html(Report.from_json(oversold_run.report), tmp_path / "report.html", path.name)
     drawn = check_page(browser, oversold_run.report, page, tmp_path / "flashsale-report-all.png")
     assert drawn == list(PLOTS)
     from selenium.webdriver.common.by import By
@@ -119,3 +120,46 @@ def test_every_figure_in_chromium(browser: Any, oversold_run: Synthetic, tmp_pat
     cell = row.find_element(By.TAG_NAME, "td")  # highlighted: a red tint, bold red text
     assert cell.value_of_css_property("background-color") == "rgba(253, 236, 234, 1)"
     assert cell.value_of_css_property("font-weight") == "600"
+
+
+def test_run_metadata_and_thresholds_in_chromium(
+    browser: Any, real_report: Path, oversold_run: Synthetic, tmp_path: Path
+) -> None:
+    """The page says where, when and how the run went, and each threshold's PASS/FAIL."""
+    from selenium.webdriver.common.by import By
+
+    report = json.loads(real_report.read_text())
+    page = write_html(Report.from_json(report), tmp_path / "meta.html", "report.json")
+    browser.get(page.as_uri())
+
+    def field(name: str) -> str:
+        el = browser.find_element(By.CSS_SELECTOR, f'#run-meta dd[data-field="{name}"]')
+        assert el.is_displayed(), name
+        return str(el.text)
+
+    assert field("target") == report["target"]["url"]
+    assert field("backend") == report["target"]["backend"] == "memory"
+    assert field("started-at") == report["run"]["started_at"]
+    assert field("connections") == str(report["run"]["connections"])
+    assert field("target-kind") == "bundled storefront"
+    assert "max concurrency" in field("storefront")
+    rows = browser.find_elements(By.CSS_SELECTOR, "#thresholds tr[data-passed]")
+    shown = [r.find_element(By.TAG_NAME, "td").text for r in rows]
+    assert shown == [t["expr"] for t in report["thresholds"]]  # the scenario's, then ours
+    assert shown[-2:] == ["oversell_units == 0", "p99_ms < 100000"]
+    assert all(r.find_element(By.CLASS_NAME, "verdict").text == "PASS" for r in rows)
+
+    # a failing threshold is marked FAIL, in red
+    doc = Report.from_json(oversold_run.report)
+    from simulator.report.thresholds import check, parse_thresholds
+
+    doc = doc.with_thresholds(check(doc, parse_thresholds(["oversell_units == 0"])))
+    page = write_html(doc, tmp_path / "fail.html")
+    browser.get(page.as_uri())
+    (row,) = browser.find_elements(By.CSS_SELECTOR, "#thresholds tr[data-passed]")
+    assert row.get_attribute("data-passed") == "false"
+    verdict = row.find_element(By.CLASS_NAME, "verdict")
+    assert (
+        verdict.text == "FAIL" and verdict.value_of_css_property("color") == "rgba(165, 14, 14, 1)"
+    )
+    assert "0 passed, 1 failed" in browser.find_element(By.ID, "thresholds-summary").text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulator.report.view import read_report
+from simulator.report.document import Report
 from simulator.results import latency_spectrum, sku_units_per_s, timeline
 
 from .synth import Synthetic
@@ -56,7 +56,7 @@ def test_units_per_second_end_at_the_audit_numbers(oversold_run: Synthetic) -> N
 
 
 def test_sell_out_second_from_units(oversold_run: Synthetic) -> None:
-    view = read_report(oversold_run.report)
+    view = Report.from_json(oversold_run.report)
     units = view.timeline.sku_units if view.timeline else {}
     for s in view.skus:
         assert s.initial is not None and s.sell_out_s is not None

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from simulator.report.document import Report
 from simulator.report.metrics import METRICS, metric_values
 from simulator.report.thresholds import (
     ThresholdError,
@@ -14,7 +15,6 @@ from simulator.report.thresholds import (
     parse_threshold,
     render_results,
 )
-from simulator.report.view import read_report
 
 from .synth import Synthetic
 
@@ -105,7 +105,7 @@ def test_error_rate_is_error_plus_timeout_over_scheduled(clean_run: Synthetic) -
     r = copy.deepcopy(clean_run.report)
     o = r["orders"]
     o["outcomes"].update(error=3, timeout=2)
-    v = metric_values(read_report(r))
+    v = metric_values(Report.from_json(r))
     assert v["error_rate"] == pytest.approx(5 / o["scheduled"])
     assert v["errors"] == 5
 
@@ -118,7 +118,7 @@ def test_achieved_rate_ratio_counts_only_attempts_sent_in_their_second(
     t["intended_per_s"] = [100, 100, 0, 0]
     t["sent_per_s"] = [50, 100, 50, 0]  # 50 late, caught up a second later
     t["second"] = [0, 1, 2, 3]
-    assert metric_values(read_report(r))["achieved_rate_ratio"] == pytest.approx(150 / 200)
+    assert metric_values(Report.from_json(r))["achieved_rate_ratio"] == pytest.approx(150 / 200)
 
 
 def test_a_metric_the_report_lacks_fails(clean_run: Synthetic) -> None:
@@ -130,13 +130,13 @@ def test_a_metric_the_report_lacks_fails(clean_run: Synthetic) -> None:
 
 
 def test_every_metric_has_a_value_in_a_full_run_report(clean_run: Synthetic) -> None:
-    values = metric_values(read_report(clean_run.report))
+    values = metric_values(Report.from_json(clean_run.report))
     assert set(values) == set(METRICS)
     assert [k for k, v in values.items() if v is None] == []
 
 
 def test_model_report_metrics(model_report: dict[str, Any]) -> None:
-    values = metric_values(read_report(model_report))
+    values = metric_values(Report.from_json(model_report))
     assert values["p99_ms"] == model_report["latency_ms"]["intended"]["p99"]
     assert values["oversell_units"] == model_report["audit"]["oversell_units"]
     assert values["confirmed"] == model_report["orders"]["outcomes"]["confirmed"]

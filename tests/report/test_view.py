@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from simulator.report.document import Report, ReportError
 from simulator.report.html import render_html
+from simulator.report.store import load_report
 from simulator.report.terminal import render_text
-from simulator.report.view import ReportError, load_report, read_report
 
 from .synth import Synthetic
 
@@ -41,11 +42,11 @@ OLD_MODEL = {  # the model's first report shape: counts at the top level
 
 def test_run_view(oversold_run: Synthetic) -> None:
     r = oversold_run.report
-    v = read_report(r)
-    assert v.kind == "run" and v.scenario == "durian-1111" and v.scale == 0.02
+    v = Report.from_json(r)
+    assert v.kind == "run" and v.scenario.name == "durian-1111" and v.scenario.scale == 0.02
     assert v.outcomes == r["orders"]["outcomes"]
-    assert v.latency["intended"]["p99"] == r["latency_ms"]["intended"]["p99"]
-    assert v.oversell_units == 7 and v.audit_problems
+    assert v.latency["intended"].p99 == r["latency_ms"]["intended"]["p99"]
+    assert v.oversell_units == 7 and v.audit is not None and v.audit.problems
     assert [s.sku for s in v.skus] == list(oversold_run.skus)
     assert v.timeline is not None and v.timeline.service and v.timeline.sku_units
     assert set(v.spectrum) == {"intended", "service"}
@@ -53,8 +54,8 @@ def test_run_view(oversold_run: Synthetic) -> None:
 
 
 def test_model_view(model_report: dict[str, Any]) -> None:
-    v = read_report(model_report)
-    assert v.kind == "simulate" and v.scenario == "durian-1111"
+    v = Report.from_json(model_report)
+    assert v.kind == "simulate" and v.scenario.name == "durian-1111"
     assert v.oversell_units == 0
     sell_out = {s.sku: s.sell_out_s for s in v.skus}
     assert sell_out == {k: s["sell_out_s"] for k, s in model_report["skus"].items()}
@@ -62,20 +63,20 @@ def test_model_view(model_report: dict[str, Any]) -> None:
 
 
 def test_old_model_shape() -> None:
-    v = read_report(OLD_MODEL)
-    assert v.kind == "simulate" and v.orders["scheduled"] == 3 and v.orders["sent"] == 3
-    assert v.latency["intended"]["p99"] == 2.0 and v.skus[0].sell_out_s == 1.5
+    v = Report.from_json(OLD_MODEL)
+    assert v.kind == "simulate" and v.orders.scheduled == 3 and v.orders.sent == 3
+    assert v.latency["intended"].p99 == 2.0 and v.skus[0].sell_out_s == 1.5
     assert v.timeline is not None and v.timeline.latency["p50"] == [1.0, None]
 
 
 def test_capacity_search_summary_reads_its_best_report(model_report: dict[str, Any]) -> None:
-    v = read_report({"mode": "simulate-find", "report": model_report})
-    assert v.orders["scheduled"] == model_report["orders"]["scheduled"]
+    v = Report.from_json({"mode": "simulate-find", "report": model_report})
+    assert v.orders.scheduled == model_report["orders"]["scheduled"]
 
 
 @pytest.mark.parametrize("doc", [MINIMAL, OLD_MODEL])
 def test_sparse_reports_render_with_notes(doc: dict[str, Any]) -> None:
-    v = read_report(copy.deepcopy(doc))
+    v = Report.from_json(copy.deepcopy(doc))
     text = render_text(v)
     assert all(len(line) <= 80 for line in text.splitlines())
     page = render_html(v)
@@ -97,7 +98,7 @@ def test_sparse_reports_render_with_notes(doc: dict[str, Any]) -> None:
 )
 def test_not_a_report(doc: Any, message: str) -> None:
     with pytest.raises(ReportError, match=message):
-        read_report(doc, "x.json")
+        Report.from_json(doc, "x.json")
 
 
 def test_malformed_optional_sections_are_skipped(clean_run: Synthetic) -> None:
@@ -106,9 +107,9 @@ def test_malformed_optional_sections_are_skipped(clean_run: Synthetic) -> None:
     r["timeline"]["confirmed_units_per_s"] = [1, 2]
     r["latency_spectrum"] = {"intended": [[50, 1.0], "bad", [99, None]]}
     r["audit"]["skus"] = None
-    v = read_report(r)
+    v = Report.from_json(r)
     assert v.timeline is not None and "p99" not in v.timeline.latency
-    assert v.timeline.sku_units == {} and v.skus == []
+    assert v.timeline.sku_units == {} and v.skus == ()
     assert v.spectrum == {"intended": [(50.0, 1.0)]}
     render_html(v)
 
