@@ -576,8 +576,11 @@ class Report:
 
     def remarks(self) -> tuple[str, ...]:
         """What a reader should know before the numbers: a partial run, skipped sections."""
-        partial = ("PARTIAL run: stopped before the end of the schedule",) if self.partial else ()
-        return partial + self.notes
+        if not self.partial:
+            return self.notes
+        lost = self.run.worker_errors
+        cause = "; ".join(lost) if lost else "stopped before the end of the schedule"
+        return (f"PARTIAL run: {cause}", *self.notes)
 
     def with_thresholds(self, checked: Sequence[CheckedThreshold]) -> Report:
         """This report with its thresholds checked: a failed one makes the exit code ≥ 1."""

@@ -293,6 +293,7 @@ def test_a_worker_killed_mid_run_is_reported_lost_with_its_sales(
     )
     assert code == 1, out
     assert "worker 1 lost mid-run" in out  # the cause, in the terminal
+    assert "PARTIAL run: worker 1 lost" in out and "stopped before the end" not in out
     report = json.loads(path.read_text())
     rows = build_schedule(load_scenario(scenario_file)).materialize()
     loc, orders, audit = report["locust"], report["orders"], report["audit"]

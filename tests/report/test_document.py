@@ -45,6 +45,17 @@ def test_version_2_round_trips(tmp_path: Path, oversold_run: Synthetic) -> None:
     assert again.to_json() == doc.to_json()
 
 
+def test_a_partial_run_names_its_cause(oversold_run: Synthetic) -> None:
+    doc = Report.from_json(oversold_run.report)
+    stopped = dataclasses.replace(doc, partial=True)
+    assert stopped.remarks()[0] == "PARTIAL run: stopped before the end of the schedule"
+    lost = dataclasses.replace(
+        stopped, run=dataclasses.replace(doc.run, worker_errors=("worker 1 lost mid-run",))
+    )
+    assert lost.remarks()[0] == "PARTIAL run: worker 1 lost mid-run"
+    assert not any("PARTIAL" in r for r in doc.remarks())
+
+
 def test_model_report_round_trips(model_report: dict) -> None:
     doc = Report.from_json(model_report)
     assert doc.kind == "simulate" and "model" in doc.extra and doc.timeline is not None
