@@ -24,11 +24,7 @@ MAX_CURVED_PRODUCTS = 1_000
 
 
 def _fmt(value: float) -> str:
-    if isinstance(value, int) or (
-        isinstance(value, float) and value.is_integer() and abs(value) < 1e16
-    ):
-        return str(int(value))
-    return f"{value:g}"
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 @dataclass(frozen=True, slots=True)
