@@ -50,6 +50,10 @@ class Baseline:
     def cumulative(self, t: FloatArray) -> FloatArray:
         return self.rate_per_s * np.maximum(t, 0.0)
 
+    def peak_rate(self) -> float:
+        """The highest λ(t): the rate itself."""
+        return self.rate_per_s
+
 
 @dataclass(frozen=True, slots=True)
 class Countdown:
@@ -81,6 +85,10 @@ class Countdown:
         u = np.clip(t - self.start_s, 0.0, span)
         return self.from_per_s * u + (self.to_per_s - self.from_per_s) * u * u / (2.0 * span)
 
+    def peak_rate(self) -> float:
+        """The highest λ(t): the higher end of the ramp."""
+        return max(self.from_per_s, self.to_per_s)
+
 
 @dataclass(frozen=True, slots=True)
 class Spike:
@@ -106,6 +114,10 @@ class Spike:
 
     def cumulative(self, t: FloatArray) -> FloatArray:
         return _decay_integral(t, self.at_s, self.peak_per_s, self.half_life_s)
+
+    def peak_rate(self) -> float:
+        """The highest λ(t): the peak, at the drop."""
+        return self.peak_per_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,12 +147,23 @@ class Waves:
         ]
 
     def rate(self, t: FloatArray) -> FloatArray:
-        out: FloatArray = np.sum([s.rate(t) for s in self._spikes()], axis=0)
+        out = np.zeros(np.shape(t))
+        for s in self._spikes():  # one spike at a time: memory of one array, whatever count is
+            out += s.rate(t)
         return out
 
     def cumulative(self, t: FloatArray) -> FloatArray:
-        out: FloatArray = np.sum([s.cumulative(t) for s in self._spikes()], axis=0)
+        out = np.zeros(np.shape(t))
+        for s in self._spikes():
+            out += s.cumulative(t)
         return out
+
+    def peak_rate(self) -> float:
+        """An upper bound of λ(t): a spike's peak plus what is left of all the earlier ones."""
+        left = math.exp2(-self.period_s / self.half_life_s)
+        if left >= 1.0:  # period_s far below half_life_s: nothing decays between spikes
+            return self.peak_per_s * self.count
+        return self.peak_per_s * (1.0 - left**self.count) / (1.0 - left)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +238,18 @@ class Curve:
         for c in self.components:
             total += c.cumulative(t)
         return total * self.multiplier
+
+    def peak_rate(self) -> float:
+        """An upper bound of the immigrant intensity μ(t) (bursts excluded), orders per second.
+
+        The sum of the components' highest rates: what one second of the sale can hold at most
+        on average, for size checks before anything is drawn.
+        """
+        return sum(c.peak_rate() for c in self.components) * self.multiplier
+
+    def total(self, duration_s: float) -> float:
+        """Expected immigrant orders over [0, duration_s] (bursts excluded): Λ(duration_s)."""
+        return float(self.cumulative(np.array([0.0, duration_s]))[1])
 
     def scaled(self, factor: float) -> Curve:
         """The same shape with every rate multiplied by ``factor``."""

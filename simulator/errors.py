@@ -18,3 +18,11 @@ class ScenarioError(FlashsaleError):
 
 class UsageError(FlashsaleError):
     """A command-line argument or combination of arguments is wrong."""
+
+
+class TooLargeError(FlashsaleError):
+    """The work asked for would not fit this machine (memory, open files) or a bounded time.
+
+    Raised before anything is allocated; the message says how big the work would be and which
+    values to lower.
+    """

@@ -33,6 +33,8 @@ import numpy as np
 import numpy.typing as npt
 
 from simulator.demand import Curve
+from simulator.errors import TooLargeError
+from simulator.machine import available_memory_bytes, human_bytes
 from simulator.scenario import Scenario
 
 #: one order to send. ``order`` is the order number (the id sent as order_id): a double click
@@ -58,6 +60,20 @@ FLAG_REPEATED = 8  # a buyer's first order, when the buyer orders again later (F
 BLOCK_NS = 1_000_000_000
 BINS_PER_BLOCK = 1000  # 1 ms bins for the inversion
 EXPECT_BIN_S = 0.01  # grid for expected counts with bursts and double clicks
+EXPECT_MAX_BINS = 100_000  # a longer sale gets coarser bins: bounded time and memory
+SIZE_BINS = 4096  # the coarse grid of the size check, done before anything is drawn
+
+#: bytes a live run holds per scheduled order: the 32-byte row twice while ``materialize`` joins
+#: the chunks, the recorder's timestamps, status and outcome (~40 bytes an attempt), the
+#: report's arrays over all orders (a generous estimate, so that a run that passes fits)
+LIVE_BYTES_PER_ORDER = 160
+#: bytes a live run holds per retry it may send (a recorder slot for the attempt)
+LIVE_BYTES_PER_RETRY = 48
+#: bytes generating one block (one second) holds per order at its peak (the block's arrays)
+BLOCK_BYTES_PER_ORDER = 256
+#: the most orders a streamed schedule (``schedule``, the offline model) may hold: at tens of
+#: millions of orders a second, minutes of work (an 11.11 at full scale is a few hundred million)
+MAX_STREAM_ORDERS = 10**10
 
 Orders = npt.NDArray[np.void]
 IntArray = npt.NDArray[np.int64]
@@ -124,7 +140,8 @@ def _groups(scenario: Scenario) -> list[_Group]:
 
 
 def _raw(rows: Orders) -> npt.NDArray[np.void]:
-    """Rows as opaque 32-byte records: copying them this way is ~7x faster than field by field."""
+    """Rows as opaque 32-byte records: NumPy copies them whole, not field by field (faster:
+    README, Performance, bench/rows_copy.py)."""
     return rows.view(_RAW)
 
 
@@ -158,11 +175,36 @@ def _sort_by_time(rows: Orders) -> Orders:
     return _take(rows, np.argsort(rows["t_ns"], kind="stable")) if len(rows) > 1 else rows
 
 
+@dataclass(frozen=True, slots=True)
+class ScheduleSize:
+    """How big a schedule is, from its curves alone, before anything is drawn.
+
+    ``orders`` is the expected count over the duration (bursts and double clicks included);
+    ``peak_per_s`` an upper bound of the mean orders in one second (one block); ``retries`` the
+    most retries the retrying buyers may add (each up to ``max_attempts − 1``).
+    """
+
+    orders: float
+    peak_per_s: float
+    retries: float
+
+    def live_bytes(self) -> float:
+        """Memory a live run of the whole schedule holds (rows, records, report arrays)."""
+        return self.orders * LIVE_BYTES_PER_ORDER + self.retries * LIVE_BYTES_PER_RETRY
+
+    def block_bytes(self) -> float:
+        """Memory generating the busiest second holds (its mean plus ten standard deviations)."""
+        peak = self.peak_per_s + 10 * math.sqrt(self.peak_per_s) + 1
+        return peak * BLOCK_BYTES_PER_ORDER
+
+
 class Schedule:
     """The deterministic order stream of one scenario at its scale.
 
     ``chunks()`` streams it in bounded memory; ``materialize()`` returns a slice in one array;
-    ``expected_*`` give the means the samples should match.
+    ``expected_*`` give the means the samples should match. Building one checks that it can be
+    generated at all (TooLargeError: more than :data:`MAX_STREAM_ORDERS`, or a second of it
+    too big for memory); ``materialize`` checks that its slice fits in memory.
     """
 
     def __init__(self, scenario: Scenario, duration_s: float | None = None) -> None:
@@ -170,6 +212,8 @@ class Schedule:
         self.duration_s = scenario.duration_s if duration_s is None else duration_s
         if not (self.duration_s > 0 and math.isfinite(self.duration_s)):
             raise ValueError(f"duration must be > 0 s, got {self.duration_s}")
+        if self.duration_s > 1e9:  # nanosecond timestamps must fit int64; limits.py is tighter
+            raise ValueError(f"duration must be ≤ 1e9 s, got {self.duration_s:g}")
         self.end_ns = round(self.duration_s * 1e9)
         # blocks are always drawn over the scenario's whole sale and then cut, so a shorter
         # duration gives a prefix of the same stream
@@ -185,6 +229,58 @@ class Schedule:
         self._tau_ns = np.array(
             [g.curve.bursts.decay_s * 1e9 if g.curve.bursts else 0.0 for g in self.groups]
         )
+        self.check_streamable()
+
+    # -- size ----------------------------------------------------------------------------------
+
+    def size(self) -> ScheduleSize:
+        """The schedule's size from its curves (a coarse grid; no order is drawn)."""
+        orders = float(self._expected_per_product(self.duration_s / SIZE_BINS).sum())
+        buyers = self.scenario.buyers
+        peak = sum(
+            g.curve.peak_rate() / (1.0 - (g.curve.bursts.branching_ratio if g.curve.bursts else 0))
+            for g in self.groups
+        ) * (1.0 + buyers.duplicate_share)
+        retry = buyers.retry
+        retries = orders * retry.share * max(0, retry.max_attempts - 1)
+        return ScheduleSize(orders, peak, retries)
+
+    def _label(self) -> str:
+        return self.scenario.source or self.scenario.name
+
+    def check_streamable(self) -> None:
+        """TooLargeError unless the stream can be generated in bounded time and memory."""
+        size = self.size()
+        lower = "lower duration_s, scale or the demand rates"
+        if size.orders > MAX_STREAM_ORDERS:
+            raise TooLargeError(
+                f"{self._label()}: the schedule would hold {size.orders:.3g} orders over "
+                f"{self.duration_s:g} s; at most {MAX_STREAM_ORDERS:.0e} are generated "
+                f"(minutes of work) — {lower}"
+            )
+        free = available_memory_bytes()
+        if size.block_bytes() > free:
+            raise TooLargeError(
+                f"{self._label()}: its busiest second would hold up to {size.peak_per_s:.3g} "
+                f"orders ({human_bytes(size.block_bytes())} to generate); "
+                f"{human_bytes(free)} of memory is free — lower scale or the demand rates"
+            )
+
+    def check_materialize(self, share: float = 1.0) -> None:
+        """TooLargeError unless ``share`` of a live run of the schedule (1.0: all of it, as the
+        N workers of a run share this machine; 1/N: one worker's slice) fits in free memory.
+        Called before anything is generated."""
+        size = self.size()
+        need = size.live_bytes() * share
+        free = available_memory_bytes()
+        if need > free:
+            per_order = size.live_bytes() / max(size.orders, 1.0)
+            raise TooLargeError(
+                f"{self._label()}: a live run would hold {size.orders * share:.3g} orders over "
+                f"{self.duration_s:g} s ({human_bytes(need)} with their records); "
+                f"{human_bytes(free)} of memory is free, room for about {free / per_order:.3g} "
+                "orders — lower duration_s, scale or the demand rates"
+            )
 
     # -- sampling ------------------------------------------------------------------------------
 
@@ -350,16 +446,26 @@ class Schedule:
                 yield mine[at : at + chunk_orders]
 
     def materialize(self, worker: int = 0, workers: int = 1) -> Orders:
-        """Worker k of N's whole slice as one array (fine for live runs; use chunks at scale)."""
+        """Worker k of N's whole slice as one array (fine for live runs; use chunks at scale).
+
+        TooLargeError, before anything is generated, when the slice would not fit in free memory.
+        """
+        self.check_materialize(1.0 / workers)
         return concat(list(self.chunks(1 << 22, worker, workers)))
 
     # -- expectations --------------------------------------------------------------------------
 
     def expected_per_product(self) -> FloatArray:
-        """Expected orders per product over the run (= ∫λ, bursts and double clicks included)."""
+        """Expected orders per product over the run (= ∫λ, bursts and double clicks included).
+
+        On 10 ms bins, coarser for a sale longer than 1,000 s (at most 100,000 bins).
+        """
+        return self._expected_per_product(max(EXPECT_BIN_S, self.duration_s / EXPECT_MAX_BINS))
+
+    def _expected_per_product(self, bin_s: float) -> FloatArray:
         n_products = len(self.scenario.products)
         out = np.zeros(n_products)
-        edges = np.arange(0.0, self.duration_s + EXPECT_BIN_S / 2, EXPECT_BIN_S)
+        edges = np.arange(0.0, self.duration_s + bin_s / 2, bin_s)
         if edges[-1] < self.duration_s:
             edges = np.append(edges, self.duration_s)
         edges[-1] = self.duration_s
@@ -375,7 +481,7 @@ class Schedule:
         for g in self.groups:
             per_bin = np.diff(g.curve.cumulative(edges))
             if g.curve.bursts is not None:
-                per_bin = g.curve.bursts.expected_bins(per_bin, EXPECT_BIN_S)
+                per_bin = g.curve.bursts.expected_bins(per_bin, bin_s)
             total = per_bin.sum() + buyers.duplicate_share * (per_bin * p_dup).sum()
             if g.sampler is not None:
                 w = np.array([self.scenario.products[i].weight for i in g.products])

@@ -116,3 +116,39 @@ def test_pure_functions_of_time():
     t = np.array([0.5, 1.5, 3.0])
     assert np.array_equal(curve.rate(t), curve.rate(t.copy()))
     assert np.array_equal(curve.cumulative(t), curve.cumulative(t.copy()))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    base=st.floats(0, 1e4),
+    peak=st.floats(0, 1e5),
+    half=st.floats(0.01, 100),
+    period=st.floats(0.01, 100),
+    count=st.integers(1, 50),
+    ramp=st.tuples(st.floats(0, 1e4), st.floats(0, 1e4)),
+)
+def test_peak_rate_bounds_the_curve_everywhere(base, peak, half, period, count, ramp):
+    curve = Curve(
+        (
+            Baseline(base),
+            Countdown(0.0, 5.0, ramp[0], ramp[1]),
+            Spike(2.0, peak, half),
+            Waves(1.0, period, count, peak, half),
+        ),
+        multiplier=0.5,
+    )
+    t = np.linspace(0.0, 1.0 + period * count + 10 * half, 20_001)
+    assert curve.rate(t).max() <= curve.peak_rate() * (1 + 1e-9) + 1e-9
+
+
+def test_total_is_the_cumulative_at_the_end():
+    curve = Curve((Baseline(10.0), Spike(1.0, 100.0, 2.0)))
+    assert curve.total(10.0) == pytest.approx(float(curve.cumulative(np.array([10.0]))[0]))
+    assert Curve((Baseline(3.0),)).total(2.0) == pytest.approx(6.0)
+
+
+def test_many_waves_cost_one_array_of_memory():
+    waves = Waves(0.0, 1.0, 1000, 10.0, 0.5)
+    t = np.linspace(0, 1100, 10_001)
+    out = waves.cumulative(t)
+    assert out.shape == t.shape and out[-1] == pytest.approx(1000 * 10.0 * 0.5 / np.log(2), 1e-6)

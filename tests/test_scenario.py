@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import copy
+import os
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import simulator.scenario as scenario_pkg
 from simulator.errors import ScenarioError
-from simulator.scenario import load_scenario, parse_scenario
+from simulator.scenario import (
+    MAX_SCENARIO_BYTES,
+    load_scenario,
+    parse_scenario,
+    scaled_stock,
+    sku_problem,
+)
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 
@@ -212,3 +221,113 @@ def test_readme_example_scenario_parses():
     assert sc.name == "durian-1111"
     assert len(sc.demand.components) == 3
     assert sc.buyers.retry.max_attempts == 3
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("seed", 2**64, "seed: must be ≤ 9223372036854775807"),
+        ("duration_s", 1e12, "duration_s: must be ≤ 86400 (one day), got 1e+12"),
+        ("duration_s", float("inf"), "duration_s: must be a finite number, got inf"),
+        ("scale", 1e9, "scale: must be ≤ 1000"),
+        ("demand.baseline_per_s", 3e8, "demand.baseline_per_s: must be ≤ 1e+07"),
+        ("demand.spike", {"peak_per_s": 1e9, "half_life_s": 1.0}, "spike.peak_per_s: must be ≤"),
+        (
+            "demand.waves",
+            [
+                {
+                    "first_s": 1.0,
+                    "period_s": 1.0,
+                    "count": 10**6,
+                    "peak_per_s": 1.0,
+                    "half_life_s": 1,
+                }
+            ],
+            "demand.waves[0].count: must be ≤ 1000",
+        ),
+        ("products[0].stock", 2**63, "products[0].stock: must be ≤ 9223372036854775807"),
+        ("buyers.qty_values", [70_000], "buyers.qty_values: every entry must be ≤ 65535"),
+        ("buyers.duplicate_delay_s", [0, 1e9], "buyers.duplicate_delay_s: every entry must be ≤"),
+        ("buyers.retry", {"max_attempts": 10**9}, "buyers.retry.max_attempts: must be ≤ 100"),
+        (
+            "buyers.retry",
+            {"max_attempts": 100, "backoff_s": 1.0, "backoff_factor": 2.0},
+            "buyers.retry.max_attempts: the last of 100 attempts would wait 3.17e+29 s",
+        ),
+        ("run.timeout_s", 1e12, "run.timeout_s: must be ≤ 3600 (one hour)"),
+        ("run.connections", 10**9, "run.connections: must be ≤ 100000"),
+        ("run.workers", 10**6, "run.workers: must be ≤ 1024"),
+        ("storefront.service_time_sigma", 1e6, "storefront.service_time_sigma: must be ≤ 10"),
+        (
+            "catalog",
+            [{"count": 10**7, "stock_total": 1}],
+            "catalog[0].count: must be ≤ 100000 (the most SKUs a scenario may have)",
+        ),
+        (
+            "catalog",
+            [{"count": 99_999, "stock_total": 1}, {"count": 5, "stock_total": 1, "id_prefix": "b"}],
+            "catalog[1].count: 5 SKUs would make more than 100,000",
+        ),
+        ("catalog", [{"count": 2, "stock_total": 1, "id_prefix": "a b"}], "catalog[0].id_prefix"),
+    ],
+)
+def test_every_number_has_a_range(path: str, value: Any, message: str):
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(_with(path, value), "t.toml")
+    assert message in str(info.value)
+
+
+def test_the_largest_stock_stays_exact_at_every_scale():
+    big = 2**63 - 1
+    sc = parse_scenario(_with("products[0].stock", big), "t.toml")
+    assert sc.stocks() == {"a": big}
+    assert sc.with_scale(0.5).stocks() == {"a": round(Fraction(big) / 2)}
+    with pytest.raises(ScenarioError, match=r"stock at scale 2 totals \d+ units; at most 2\*\*63"):
+        sc.with_scale(2.0)
+    assert scaled_stock(12_000, 0.001) == 12 and scaled_stock(5, 1e-9) == 1
+    assert scaled_stock(0, 3.0) == 0
+
+
+@pytest.mark.parametrize(
+    ("sku", "ok"),
+    [
+        ("durian-d24", True),
+        ("a.b_c-1", True),
+        ("榴莲", True),
+        ("x" * 64, True),
+        ("", False),
+        ("bad sku", False),
+        ("x" * 65, False),
+        ("a/b", False),
+        ("a=b", False),
+    ],
+)
+def test_one_rule_for_sku_ids(sku: str, ok: bool):
+    assert (sku_problem(sku) is None) == ok
+
+
+def test_backend_names_are_the_storefronts():
+    from simulator.storefront.backends import BACKEND_NAMES
+
+    for name in BACKEND_NAMES:
+        assert parse_scenario(_with("storefront", {"backend": name}), "t.toml").storefront.backend
+    assert not hasattr(scenario_pkg, "BACKENDS")
+
+
+def test_only_regular_files_of_bounded_size_are_read(tmp_path: Path):
+    fifo = tmp_path / "pipe.toml"
+    os.mkfifo(fifo)
+    with pytest.raises(ScenarioError, match=r"pipe\.toml: is a FIFO, not a regular file"):
+        load_scenario(fifo)
+    with pytest.raises(ScenarioError, match="/dev/zero: is a character device"):
+        load_scenario("/dev/zero")
+    with pytest.raises(ScenarioError, match="is a directory"):
+        load_scenario(tmp_path)
+    big = tmp_path / "big.toml"
+    big.write_bytes(b"#" * (MAX_SCENARIO_BYTES + 1))
+    with pytest.raises(ScenarioError, match="larger than 1,048,576 bytes"):
+        load_scenario(big)
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes(b'name = "caf\xe9"\n')
+    with pytest.raises(ScenarioError, match="not UTF-8"):
+        load_scenario(latin)

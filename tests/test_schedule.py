@@ -15,6 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import simulator.schedule as schedule_mod
+from simulator.errors import TooLargeError
 from simulator.scenario import Scenario, load_scenario, parse_scenario
 from simulator.schedule import (
     FLAG_DUPLICATE,
@@ -373,3 +375,56 @@ def test_duration_cut_is_a_prefix_of_the_stream():
     cut = build_schedule(sc, duration_s=20.0).materialize()
     assert _same(cut, whole[: len(cut)])
     assert whole["t_ns"][len(cut)] >= 20e9 > cut["t_ns"][-1]
+
+
+@pytest.mark.parametrize(
+    "demand",
+    [
+        {"baseline_per_s": 200.0},
+        {"spike": {"at_s": 1.0, "peak_per_s": 500.0, "half_life_s": 1.0}},
+        {"baseline_per_s": 100.0, "bursts": {"branching_ratio": 0.5, "decay_s": 0.2}},
+    ],
+)
+def test_size_agrees_with_the_expected_orders(demand: dict[str, Any]):
+    sched = build_schedule(_scenario(demand, buyers={"duplicate_share": 0.1}))
+    size = sched.size()
+    assert size.orders == pytest.approx(sched.expected_orders(), rel=0.02)
+    per_s = np.bincount(sched.materialize()["t_ns"] // 1_000_000_000)
+    assert per_s.max() <= size.peak_per_s + 5 * math.sqrt(size.peak_per_s)
+
+
+def test_size_counts_the_retries_buyers_may_send():
+    retry = {"share": 0.5, "max_attempts": 5}
+    sched = build_schedule(_scenario({"baseline_per_s": 100.0}, buyers={"retry": retry}))
+    size = sched.size()
+    assert size.retries == pytest.approx(size.orders * 0.5 * 4)
+
+
+def test_a_schedule_too_big_to_stream_is_refused_when_built():
+    sc = _scenario({"baseline_per_s": 1e7}, duration_s=86_400.0)
+    with pytest.raises(TooLargeError, match=r"would hold 8\.64e\+11 orders over 86400 s; at most"):
+        build_schedule(sc)
+
+
+def test_a_second_too_big_for_memory_is_refused_before_drawing(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(schedule_mod, "available_memory_bytes", lambda: 100_000_000)
+    sc = _scenario({"spike": {"at_s": 0.0, "peak_per_s": 1e7, "half_life_s": 0.5}})
+    with pytest.raises(TooLargeError, match=r"busiest second would hold up to 1e\+07 orders"):
+        build_schedule(sc)
+
+
+def test_materialize_checks_its_slice_against_free_memory(monkeypatch: pytest.MonkeyPatch):
+    sched = build_schedule(_scenario({"baseline_per_s": 1000.0}))  # ~5,000 orders
+    need = sched.size().live_bytes()
+    monkeypatch.setattr(schedule_mod, "available_memory_bytes", lambda: int(need * 0.6))
+    with pytest.raises(TooLargeError, match=r"a live run would hold 5e\+03 orders over 5 s"):
+        sched.materialize()
+    with pytest.raises(TooLargeError, match="room for about 3e"):
+        sched.check_materialize()
+    assert len(sched.materialize(0, 2)) > 0  # half of it fits
+
+
+def test_long_sales_get_coarser_expectation_bins():
+    sc = _scenario({"baseline_per_s": 10.0}, duration_s=86_400.0)
+    sched = build_schedule(sc)
+    assert sched.expected_orders() == pytest.approx(864_000, rel=1e-6)

@@ -58,6 +58,7 @@ def main(args: argparse.Namespace) -> int:
     report not written where asked)."""
     from rich.console import Console
 
+    from simulator.commands.checks import check_flags, check_live_run
     from simulator.commands.hints import target_error
     from simulator.errors import UsageError
     from simulator.load.console import LiveProgress
@@ -65,17 +66,27 @@ def main(args: argparse.Namespace) -> int:
     from simulator.load.target import TargetError
     from simulator.report.store import report_bytes
     from simulator.report.thresholds import parse_thresholds, render_results
-    from simulator.scenario import BACKENDS, load_scenario
+    from simulator.scenario import limits, load_scenario
+    from simulator.storefront.backends import BACKEND_NAMES
 
-    for name in ("workers", "connections"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise UsageError(f"--{name}: must be ≥ 1, got {value}")
-    if args.duration is not None and not args.duration > 0:
-        raise UsageError(f"--duration: must be > 0, got {args.duration}")
-    if args.backend is not None and args.backend not in BACKENDS:
-        raise UsageError(f"--backend: unknown {args.backend!r} (one of {', '.join(BACKENDS)})")
+    check_flags(
+        args,
+        {
+            "workers": limits.WORKERS,
+            "connections": limits.CONNECTIONS,
+            "duration": limits.DURATION_S,
+            "scale": limits.SCALE,
+        },
+    )
+    if args.backend is not None and args.backend not in BACKEND_NAMES:
+        raise UsageError(f"--backend: unknown {args.backend!r} (one of {', '.join(BACKEND_NAMES)})")
     scenario = load_scenario(args.scenario, scale=args.scale)
+    check_live_run(
+        scenario,
+        args.duration,
+        args.workers or scenario.run.workers,
+        args.connections or scenario.run.connections,
+    )
     # every expression is parsed before the run, so that a typo costs nothing; the runner
     # checks them on the finished report before its one write
     checks = parse_thresholds([*scenario.thresholds, *args.threshold])

@@ -25,15 +25,15 @@ def configure(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import orjson
 
+    from simulator.commands.checks import check_flags
     from simulator.errors import UsageError
-    from simulator.scenario import load_scenario
+    from simulator.scenario import limits, load_scenario
     from simulator.schedule import build_schedule
     from simulator.streamstats import StreamStats, summary_dict
 
     if args.chunk < 1:
         raise UsageError(f"--chunk: must be ≥ 1, got {args.chunk}")
-    if args.duration is not None and not args.duration > 0:
-        raise UsageError(f"--duration: must be > 0, got {args.duration}")
+    check_flags(args, {"duration": limits.DURATION_S, "scale": limits.SCALE})
     if args.out is not None and not args.out.endswith(".npy"):
         raise UsageError(f"--out: {args.out}: only .npy files are supported")
     scenario = load_scenario(args.scenario, scale=args.scale)

@@ -51,27 +51,33 @@ def configure(p: argparse.ArgumentParser) -> None:
 def parse_pairs(option: str, values: list[str]) -> dict[str, int]:
     """``["a=1", "b=2"]`` → ``{"a": 1, "b": 2}``; anything else is a UsageError."""
     from simulator.errors import UsageError
+    from simulator.scenario import sku_problem
+    from simulator.scenario.limits import MAX_INT64
 
     out: dict[str, int] = {}
     for text in values:
         sku, sep, number = text.partition("=")
-        sku = sku.strip()
         try:
             units = int(number)
         except ValueError:
             units = -1
-        if not sep or not sku or units < 0:
-            raise UsageError(f"{option} {text!r}: expected SKU=N with N an integer ≥ 0")
+        if not sep or not 0 <= units <= MAX_INT64:
+            raise UsageError(f"{option} {text!r}: expected SKU=N with N an integer 0…2**63 - 1")
+        if (problem := sku_problem(sku)) is not None:
+            raise UsageError(f"{option} {text!r}: the SKU {problem}")
         out[sku] = units
     return out
 
 
 def build_settings(args: argparse.Namespace) -> Any:
     """The StorefrontSettings the arguments describe (the namespace goes no further)."""
+    from simulator.commands.checks import check_flags
     from simulator.errors import UsageError
+    from simulator.scenario import limits as ranges
     from simulator.scenario import load_scenario
     from simulator.storefront.config import StorefrontSettings
 
+    check_flags(args, {"scale": ranges.SCALE})
     stocks = parse_pairs("--stock", args.stock)
     limits = parse_pairs("--limit", args.limit)
     if args.port is not None and not 0 <= args.port <= 65535:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,18 +59,23 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def options(args: argparse.Namespace) -> SimulateOptions:
     """The frozen options of a parsed command line (UsageError on bad values)."""
+    from simulator.commands.checks import check_flags
     from simulator.errors import UsageError
+    from simulator.scenario import limits
 
-    for name, lo in (("shards", 1), ("servers", 1), ("queue_limit", 0), ("chunk", 1)):
-        value = getattr(args, name)
-        if value is not None and value < lo:
-            raise UsageError(f"--{name.replace('_', '-')}: must be ≥ {lo}, got {value}")
-    for name in ("scale", "duration", "service_ms"):
-        value = getattr(args, name)
-        if value is not None and not (value > 0 and math.isfinite(value)):
-            raise UsageError(f"--{name.replace('_', '-')}: must be > 0, got {value}")
-    if args.sigma is not None and not (args.sigma >= 0 and math.isfinite(args.sigma)):
-        raise UsageError(f"--sigma: must be ≥ 0, got {args.sigma}")
+    check_flags(
+        args,
+        {
+            "shards": limits.Range(1, 100_000),
+            "servers": limits.Range(1, 100_000),
+            "queue_limit": limits.Range(0, 1_000_000),
+            "chunk": limits.Range(1, 1 << 26),
+            "scale": limits.SCALE,
+            "duration": limits.DURATION_S,
+            "service_ms": limits.Range(0.0, limits.SERVICE_TIME_MS.hi, lo_open=True),
+            "sigma": limits.SIGMA,
+        },
+    )
     if (args.find is None) != (args.vary is None):
         raise UsageError(
             "--find and --vary go together (e.g. --find 'p99_ms < 200' --vary shards=1..64)"

@@ -128,6 +128,8 @@ def run_workers(
     spec: WorkerSpec, report: Callable[[Progress], None] | None = None
 ) -> tuple[RunResult, list[str]]:
     """N worker processes, each its slice; returns the merged result and worker errors."""
+    # the workers share this machine: the whole schedule must fit before any is spawned
+    build_schedule(spec.scenario, spec.duration_s).check_materialize()
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     starts = [ctx.Queue() for _ in range(spec.workers)]

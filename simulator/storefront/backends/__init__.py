@@ -37,7 +37,8 @@ __all__ = [
     "create_backend",
 ]
 
-#: every backend name, correct ones first (matches ``simulator.scenario.BACKENDS``)
+#: every backend name, correct ones first: the one list (scenarios and the CLI check names here;
+#: importing this package loads only ``base``, no store client)
 BACKEND_NAMES = ("memory", "memory-racy", "redis", "redis-racy", "postgres", "postgres-racy")
 
 

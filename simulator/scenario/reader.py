@@ -1,160 +1,43 @@
-"""Scenario files: one flash sale described in TOML, parsed into frozen dataclasses.
+"""The TOML reader of scenario files: each broken rule is one ScenarioError naming file and key,
 
-Values in a file are at real 11.11 scale (``scale = 1.0``); ``scale`` multiplies every demand
-rate and every product's stock together, so a live run on one machine can use e.g. 0.001.
-Every rule broken in a file raises :class:`ScenarioError` naming the file and the key, e.g.
-``durian.toml: products[0].stock: must be ≥ 0, got -5``; unknown keys are rejected with the
-nearest valid name suggested. See ``scenarios/*.toml`` for commented examples.
+e.g. ``durian.toml: products[0].stock: must be ≥ 0, got -5``; unknown keys are rejected with the
+nearest valid name suggested; every number is checked against its range
+(:mod:`simulator.scenario.limits`) here, where it is parsed. See ``scenarios/*.toml`` for
+commented examples.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
-import re
 import tomllib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from simulator.demand import Baseline, Bursts, Component, Countdown, Curve, Spike, Waves
 from simulator.errors import ScenarioError
+from simulator.files import read_regular_file
 from simulator.outcomes import ANSWER_OUTCOMES, DEFAULT_STATUS
 from simulator.retry import Retry
+from simulator.scenario import limits as L
+from simulator.scenario.model import (
+    BODY_FIELDS,
+    DEFAULT_BODY,
+    PLACEHOLDER,
+    Buyers,
+    Product,
+    RunSettings,
+    Scenario,
+    StorefrontConfig,
+    Target,
+    check_total_stock,
+    sku_problem,
+)
+from simulator.storefront.backends import BACKEND_NAMES
 
-#: placeholders a request body template may use; everything else in it is literal text
-BODY_FIELDS = ("order_id", "sku", "qty", "user_id")
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-DEFAULT_BODY = '{"order_id":"{order_id}","sku":"{sku}","qty":{qty},"user_id":"{user_id}"}'
-BACKENDS = ("memory", "memory-racy", "redis", "redis-racy", "postgres", "postgres-racy")
-
-
-@dataclass(frozen=True, slots=True)
-class Product:
-    """One SKU on sale. ``stock`` is at scale 1.0; see :meth:`Scenario.stock_of`."""
-
-    id: str
-    name: str
-    stock: int
-    price: float
-    per_buyer_limit: int = 0  # 0 = no limit
-    weight: float = 1.0  # popularity: share of the whole-sale curve, relative to the others
-    curve: Curve | None = None  # demand of this product alone, added to its share
-
-
-@dataclass(frozen=True, slots=True)
-class Buyers:
-    """Buyer behaviour: quantities, impatience, double clicks and repeat buyers."""
-
-    qty_values: tuple[int, ...] = (1,)
-    qty_weights: tuple[float, ...] = (1.0,)
-    duplicate_share: float = 0.0  # share of orders clicked twice (same order id sent again)
-    duplicate_delay_s: tuple[float, float] = (0.05, 0.5)
-    repeat_share: float = 0.0  # share of orders placed by a buyer who ordered earlier
-    retry: Retry = field(default_factory=Retry)
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """Where orders go and how the storefront speaks (DESIGN.md, storefront contract).
-
-    ``url`` None means the bundled mock storefront, started for the run. ``body`` is a template
-    with the fields {order_id}, {sku}, {qty}, {user_id}; ``status`` maps HTTP status codes to
-    outcomes, anything unmapped is an error.
-    """
-
-    url: str | None = None
-    orders_path: str = "/orders"
-    inventory_path: str = "/inventory"
-    ledger_path: str = "/ledger"  # confirmed orders, for the audit; a target without one says so
-    reset_path: str = "/reset"
-    method: str = "POST"
-    body: str = DEFAULT_BODY
-    content_type: str = "application/json"
-    status: tuple[tuple[int, str], ...] = DEFAULT_STATUS
-
-    def body_parts(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """The body template split for pre-encoding: literals (one more than fields) and fields.
-
-        ``literals[0] + value(fields[0]) + literals[1] + …`` renders a body.
-        """
-        pieces = _PLACEHOLDER.split(self.body)
-        return tuple(pieces[0::2]), tuple(pieces[1::2])
-
-    def outcome_of(self, status: int) -> str:
-        """The outcome a status code means for this target."""
-        for code, outcome in self.status:
-            if code == status:
-                return outcome
-        return "error"
-
-
-@dataclass(frozen=True, slots=True)
-class RunSettings:
-    """How the load engine drives the target."""
-
-    connections: int = 256
-    timeout_s: float = 5.0
-    connect_timeout_s: float = 2.0
-    drain_s: float = 5.0  # after the last intended send, how long to wait for answers
-    workers: int = 1
-
-
-@dataclass(frozen=True, slots=True)
-class StorefrontConfig:
-    """Realism knobs of the bundled mock storefront (simulator.storefront)."""
-
-    backend: str = "memory"
-    service_time_median_ms: float = 0.0  # lognormal service time; 0 = none
-    service_time_sigma: float = 0.0
-    max_concurrency: int = 0  # in-flight orders beyond this are shed with 429; 0 = no limit
-    hot_row: bool = False  # orders for one SKU serialise, as on one database row
-    racy_delay_ms: float = 1.0  # the racy backends' simulated round trip between read and write
-
-
-@dataclass(frozen=True, slots=True)
-class Scenario:
-    """One flash sale: what is sold, who buys when, where orders go and how the run goes."""
-
-    name: str
-    seed: int
-    duration_s: float
-    products: tuple[Product, ...]
-    demand: Curve
-    description: str = ""
-    scale: float = 1.0
-    buyers: Buyers = field(default_factory=Buyers)
-    target: Target = field(default_factory=Target)
-    run: RunSettings = field(default_factory=RunSettings)
-    storefront: StorefrontConfig = field(default_factory=StorefrontConfig)
-    thresholds: tuple[str, ...] = ()
-    source: str = ""  # the file it came from, for messages
-
-    def stock_of(self, product: Product) -> int:
-        """The product's stock at this scenario's scale (at least 1 unit if it has any)."""
-        if product.stock <= 0:
-            return 0
-        return max(1, round(product.stock * self.scale))
-
-    def stocks(self) -> dict[str, int]:
-        """SKU → initial stock at this scale: what the storefront is loaded with."""
-        return {p.id: self.stock_of(p) for p in self.products}
-
-    def per_buyer_limits(self) -> dict[str, int]:
-        """SKU → per-buyer limit (0 = none)."""
-        return {p.id: p.per_buyer_limit for p in self.products}
-
-    def with_scale(self, scale: float) -> Scenario:
-        """The same scenario at another scale (rates and stock together)."""
-        if not (scale > 0 and math.isfinite(scale)):
-            raise ScenarioError(f"{self.source or self.name}: scale: must be > 0, got {scale}")
-        return dataclasses.replace(self, scale=scale)
-
-
-# ---------------------------------------------------------------------------------------------
-# Parsing: a small reader that tracks the key path for messages and rejects unknown keys.
+#: the largest scenario file read (the shipped ones are a few kB; catalogs are generated)
+MAX_SCENARIO_BYTES = 1 << 20
 
 
 class _Table:
@@ -191,43 +74,24 @@ class _Table:
         return self.text(name) if self.has(name) else (self.raw(name) or None)
 
     def integer(
-        self,
-        name: str,
-        default: int | None = None,
-        *,
-        lo: int | None = None,
-        required: bool = False,
+        self, name: str, default: int | None, rng: L.Range, *, required: bool = False
     ) -> int:
         value = self.raw(name, default, required)
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.fail(name, f"must be an integer, got {value!r}")
-        if lo is not None and value < lo:
-            raise self.fail(name, f"must be ≥ {lo}, got {value}")
+        if (problem := rng.problem(value)) is not None:
+            raise self.fail(name, problem)
         return value
 
     def number(
-        self,
-        name: str,
-        default: float | None = None,
-        *,
-        lo: float | None = None,
-        hi: float | None = None,
-        strict_lo: bool = False,
-        required: bool = False,
+        self, name: str, default: float | None, rng: L.Range, *, required: bool = False
     ) -> float:
         value = self.raw(name, default, required)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.fail(name, f"must be a number, got {value!r}")
-        value = float(value)
-        if not math.isfinite(value):
-            raise self.fail(name, f"must be finite, got {value}")
-        if lo is not None and strict_lo and value <= lo:
-            raise self.fail(name, f"must be > {lo:g}, got {value:g}")
-        if lo is not None and not strict_lo and value < lo:
-            raise self.fail(name, f"must be ≥ {lo:g}, got {value:g}")
-        if hi is not None and value > hi:
-            raise self.fail(name, f"must be ≤ {hi:g}, got {value:g}")
-        return value
+        if (problem := rng.problem(float(value))) is not None:
+            raise self.fail(name, problem)
+        return float(value)
 
     def flag(self, name: str, default: bool) -> bool:
         value = self.raw(name, default)
@@ -298,18 +162,17 @@ def _component(t: _Table, build: Any, message_key: str, **kwargs: Any) -> Any:
 def _parse_curve(t: _Table) -> Curve:
     parts: list[Component] = []
     if t.has("baseline_per_s"):
-        rate = t.number("baseline_per_s", lo=0)
-        parts.append(Baseline(rate))
+        parts.append(Baseline(t.number("baseline_per_s", None, L.RATE_PER_S)))
     if (c := t.table("countdown")) is not None:
         parts.append(
             _component(
                 c,
                 Countdown,
                 "countdown",
-                start_s=c.number("start_s", 0.0),
-                end_s=c.number("end_s", required=True),
-                from_per_s=c.number("from_per_s", 0.0),
-                to_per_s=c.number("to_per_s", required=True),
+                start_s=c.number("start_s", 0.0, L.TIME_S),
+                end_s=c.number("end_s", None, L.TIME_S, required=True),
+                from_per_s=c.number("from_per_s", 0.0, L.RATE_PER_S),
+                to_per_s=c.number("to_per_s", None, L.RATE_PER_S, required=True),
             )
         )
     if (s := t.table("spike")) is not None:
@@ -318,9 +181,9 @@ def _parse_curve(t: _Table) -> Curve:
                 s,
                 Spike,
                 "spike",
-                at_s=s.number("at_s", 0.0),
-                peak_per_s=s.number("peak_per_s", required=True),
-                half_life_s=s.number("half_life_s", required=True),
+                at_s=s.number("at_s", 0.0, L.TIME_S),
+                peak_per_s=s.number("peak_per_s", None, L.RATE_PER_S, required=True),
+                half_life_s=s.number("half_life_s", None, L.SPAN_S, required=True),
             )
         )
     for w in t.tables("waves"):
@@ -329,11 +192,11 @@ def _parse_curve(t: _Table) -> Curve:
                 w,
                 Waves,
                 "waves",
-                first_s=w.number("first_s", required=True),
-                period_s=w.number("period_s", required=True),
-                count=w.integer("count", required=True),
-                peak_per_s=w.number("peak_per_s", required=True),
-                half_life_s=w.number("half_life_s", required=True),
+                first_s=w.number("first_s", None, L.TIME_S, required=True),
+                period_s=w.number("period_s", None, L.SPAN_S, required=True),
+                count=w.integer("count", None, L.WAVES_COUNT, required=True),
+                peak_per_s=w.number("peak_per_s", None, L.RATE_PER_S, required=True),
+                half_life_s=w.number("half_life_s", None, L.SPAN_S, required=True),
             )
         )
     bursts = None
@@ -342,11 +205,18 @@ def _parse_curve(t: _Table) -> Curve:
             b,
             Bursts,
             "bursts",
-            branching_ratio=b.number("branching_ratio", required=True),
-            decay_s=b.number("decay_s", required=True),
+            branching_ratio=b.number("branching_ratio", None, L.BRANCHING, required=True),
+            decay_s=b.number("decay_s", None, L.SPAN_S, required=True),
         )
     t.finish()
     return Curve(tuple(parts), bursts)
+
+
+def _sku(t: _Table, name: str) -> str:
+    value = t.text(name, required=True)
+    if (problem := sku_problem(value)) is not None:
+        raise t.fail(name, problem)
+    return value
 
 
 def _parse_product(t: _Table) -> Product:
@@ -354,37 +224,41 @@ def _parse_product(t: _Table) -> Product:
     product = Product(
         id=_sku(t, "id"),
         name=t.text("name", ""),
-        stock=t.integer("stock", required=True, lo=0),
-        price=t.number("price", 0.0, lo=0),
-        per_buyer_limit=t.integer("per_buyer_limit", 0, lo=0),
-        weight=t.number("weight", 1.0, lo=0),
+        stock=t.integer("stock", None, L.STOCK, required=True),
+        price=t.number("price", 0.0, L.PRICE),
+        per_buyer_limit=t.integer("per_buyer_limit", 0, L.PER_BUYER_LIMIT),
+        weight=t.number("weight", 1.0, L.WEIGHT),
         curve=_parse_curve(curve_t) if curve_t is not None else None,
     )
     t.finish()
     return product
 
 
-def _sku(t: _Table, name: str) -> str:
-    value = t.text(name, required=True)
-    if not value or len(value) > 64 or not all(ch.isalnum() or ch in "-_." for ch in value):
-        raise t.fail(name, f"must be 1–64 letters, digits, '-', '_' or '.', got {value!r}")
-    return value
+def _parse_catalog(t: _Table, room: int) -> list[Product]:
+    """A generated range of SKUs with Zipf popularity: weight ∝ 1/rankˢ, stock ∝ weight.
 
-
-def _parse_catalog(t: _Table) -> list[Product]:
-    """A generated range of SKUs with Zipf popularity: weight ∝ 1/rankˢ, stock ∝ weight."""
-    count = t.integer("count", required=True, lo=1)
+    ``room`` is how many more SKUs the scenario may have (limits.MAX_SKUS in all).
+    """
+    count = t.integer("count", None, L.CATALOG_COUNT, required=True)
+    if count > room:
+        raise t.fail(
+            "count",
+            f"{count} SKUs would make more than {L.MAX_SKUS:,} in the scenario "
+            f"(room left: {room:,})",
+        )
     prefix = t.text("id_prefix", "sku-")
     name = t.text("name", "item")
-    stock_total = t.integer("stock_total", required=True, lo=0)
-    price = t.number("price", 0.0, lo=0)
-    limit = t.integer("per_buyer_limit", 0, lo=0)
-    zipf_s = t.number("zipf_s", 1.0, lo=0)
-    weight_total = t.number("weight_total", 1.0, lo=0)
+    stock_total = t.integer("stock_total", None, L.STOCK, required=True)
+    price = t.number("price", 0.0, L.PRICE)
+    limit = t.integer("per_buyer_limit", 0, L.PER_BUYER_LIMIT)
+    zipf_s = t.number("zipf_s", 1.0, L.ZIPF_S)
+    weight_total = t.number("weight_total", 1.0, L.WEIGHT)
     t.finish()
+    width = len(str(count))
+    if (problem := sku_problem(f"{prefix}{count}")) is not None:
+        raise t.fail("id_prefix", f"makes ids like {prefix}{count:0{width}d}, which {problem}")
     raw = [1.0 / (rank**zipf_s) for rank in range(1, count + 1)]
     norm = sum(raw)
-    width = len(str(count))
     return [
         Product(
             id=f"{prefix}{i + 1:0{width}d}",
@@ -398,6 +272,41 @@ def _parse_catalog(t: _Table) -> list[Product]:
     ]
 
 
+def _numbers(t: _Table, name: str, value: Any, rng: L.Range, integer: bool) -> list[Any]:
+    kind = int if integer else int | float
+    if not isinstance(value, list) or not all(
+        isinstance(v, kind) and not isinstance(v, bool) for v in value
+    ):
+        what = "integers" if integer else "numbers"
+        raise t.fail(name, f"must be a list of {what}, got {value!r}")
+    for v in value:
+        if (problem := rng.problem(v if integer else float(v))) is not None:
+            raise t.fail(name, f"every entry {problem}")
+    return value
+
+
+def _parse_retry(r: _Table) -> Retry:
+    retry = Retry(
+        share=r.number("share", 0.0, L.SHARE),
+        max_attempts=r.integer("max_attempts", 3, L.MAX_ATTEMPTS),
+        backoff_s=r.number("backoff_s", 0.2, L.BACKOFF_S),
+        backoff_factor=r.number("backoff_factor", 2.0, L.BACKOFF_FACTOR),
+        jitter=r.number("jitter", 0.5, L.SHARE),
+    )
+    r.finish()
+    if retry.max_attempts >= 2:
+        last_s = retry.backoff_s * retry.backoff_factor ** (retry.max_attempts - 2)
+        if last_s * (1 + retry.jitter) > L.MAX_DURATION_S:
+            raise r.fail(
+                "max_attempts",
+                f"the last of {retry.max_attempts} attempts would wait {last_s:.3g} s "
+                f"(backoff_s·backoff_factor^(max_attempts − 2)); at most "
+                f"{L.MAX_DURATION_S:,.0f} s (one day) — lower max_attempts, backoff_s or "
+                "backoff_factor",
+            )
+    return retry
+
+
 def _parse_buyers(t: _Table | None) -> Buyers:
     if t is None:
         return Buyers()
@@ -408,6 +317,9 @@ def _parse_buyers(t: _Table | None) -> Buyers:
         or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in qty_values)
     ):
         raise t.fail("qty_values", f"must be a non-empty list of integers ≥ 1, got {qty_values!r}")
+    if (problem := L.QTY_VALUES.problem(len(qty_values))) is not None:
+        raise t.fail("qty_values", f"its length {problem}")
+    _numbers(t, "qty_values", qty_values, L.QTY, integer=True)
     weights = t.raw("qty_weights", [1.0] * len(qty_values))
     if (
         not isinstance(weights, list)
@@ -421,6 +333,7 @@ def _parse_buyers(t: _Table | None) -> Buyers:
             f"must be {len(qty_values)} non-negative numbers with a positive sum "
             f"(one per qty_values entry), got {weights!r}",
         )
+    _numbers(t, "qty_weights", weights, L.WEIGHT, integer=False)
     delay = t.raw("duplicate_delay_s", [0.05, 0.5])
     if (
         not isinstance(delay, list)
@@ -429,23 +342,15 @@ def _parse_buyers(t: _Table | None) -> Buyers:
         or not 0 <= delay[0] <= delay[1]
     ):
         raise t.fail("duplicate_delay_s", f"must be [low, high] with 0 ≤ low ≤ high, got {delay!r}")
-    retry = Retry()
-    if (r := t.table("retry")) is not None:
-        retry = Retry(
-            share=r.number("share", 0.0, lo=0, hi=1),
-            max_attempts=r.integer("max_attempts", 3, lo=1),
-            backoff_s=r.number("backoff_s", 0.2, lo=0),
-            backoff_factor=r.number("backoff_factor", 2.0, lo=1),
-            jitter=r.number("jitter", 0.5, lo=0, hi=1),
-        )
-        r.finish()
+    _numbers(t, "duplicate_delay_s", delay, L.DELAY_S, integer=False)
+    r = t.table("retry")
     buyers = Buyers(
         qty_values=tuple(qty_values),
         qty_weights=tuple(float(w) for w in weights),
-        duplicate_share=t.number("duplicate_share", 0.0, lo=0, hi=1),
+        duplicate_share=t.number("duplicate_share", 0.0, L.SHARE),
         duplicate_delay_s=(float(delay[0]), float(delay[1])),
-        repeat_share=t.number("repeat_share", 0.0, lo=0, hi=1),
-        retry=retry,
+        repeat_share=t.number("repeat_share", 0.0, L.SHARE),
+        retry=_parse_retry(r) if r is not None else Retry(),
     )
     t.finish()
     return buyers
@@ -467,7 +372,7 @@ def _parse_target(t: _Table | None) -> Target:
     if method not in ("POST", "PUT"):
         raise t.fail("method", f"must be POST or PUT, got {method!r}")
     body = t.text("body", DEFAULT_BODY)
-    unknown = [m for m in _PLACEHOLDER.findall(body) if m not in BODY_FIELDS]
+    unknown = [m for m in PLACEHOLDER.findall(body) if m not in BODY_FIELDS]
     if unknown:
         raise t.fail(
             "body",
@@ -503,11 +408,11 @@ def _parse_run(t: _Table | None) -> RunSettings:
     if t is None:
         return RunSettings()
     run = RunSettings(
-        connections=t.integer("connections", 256, lo=1),
-        timeout_s=t.number("timeout_s", 5.0, lo=0, strict_lo=True),
-        connect_timeout_s=t.number("connect_timeout_s", 2.0, lo=0, strict_lo=True),
-        drain_s=t.number("drain_s", 5.0, lo=0),
-        workers=t.integer("workers", 1, lo=1),
+        connections=t.integer("connections", 256, L.CONNECTIONS),
+        timeout_s=t.number("timeout_s", 5.0, L.TIMEOUT_S),
+        connect_timeout_s=t.number("connect_timeout_s", 2.0, L.TIMEOUT_S),
+        drain_s=t.number("drain_s", 5.0, L.DRAIN_S),
+        workers=t.integer("workers", 1, L.WORKERS),
     )
     t.finish()
     return run
@@ -517,32 +422,37 @@ def _parse_storefront(t: _Table | None) -> StorefrontConfig:
     if t is None:
         return StorefrontConfig()
     backend = t.text("backend", "memory")
-    if backend not in BACKENDS:
-        near = difflib.get_close_matches(backend, BACKENDS, n=1)
+    if backend not in BACKEND_NAMES:
+        near = difflib.get_close_matches(backend, BACKEND_NAMES, n=1)
         hint = f"; did you mean '{near[0]}'?" if near else ""
-        raise t.fail("backend", f"unknown backend {backend!r}{hint} (one of {', '.join(BACKENDS)})")
+        raise t.fail(
+            "backend", f"unknown backend {backend!r}{hint} (one of {', '.join(BACKEND_NAMES)})"
+        )
     cfg = StorefrontConfig(
         backend=backend,
-        service_time_median_ms=t.number("service_time_median_ms", 0.0, lo=0),
-        service_time_sigma=t.number("service_time_sigma", 0.0, lo=0),
-        max_concurrency=t.integer("max_concurrency", 0, lo=0),
+        service_time_median_ms=t.number("service_time_median_ms", 0.0, L.SERVICE_TIME_MS),
+        service_time_sigma=t.number("service_time_sigma", 0.0, L.SIGMA),
+        max_concurrency=t.integer("max_concurrency", 0, L.MAX_CONCURRENCY),
         hot_row=t.flag("hot_row", False),
-        racy_delay_ms=t.number("racy_delay_ms", 1.0, lo=0),
+        racy_delay_ms=t.number("racy_delay_ms", 1.0, L.SERVICE_TIME_MS),
     )
     t.finish()
     return cfg
 
 
-def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Scenario:
-    """Build a :class:`Scenario` from parsed TOML; ``source`` names the file in errors."""
-    top = _Table(source, "", data)
-    name = top.text("name", required=True)
-    seed = top.integer("seed", required=True, lo=0)
-    duration_s = top.number("duration_s", required=True, lo=0, strict_lo=True)
-    scale = top.number("scale", 1.0, lo=0, strict_lo=True)
+def _parse_products(top: _Table) -> list[Product]:
     products = [_parse_product(p) for p in top.tables("products")]
+    if len(products) > L.MAX_SKUS:
+        raise top.fail("products", f"{len(products):,} SKUs; at most {L.MAX_SKUS:,}")
+    curved = sum(1 for p in products if p.curve is not None)
+    if curved > L.MAX_CURVED_PRODUCTS:
+        raise top.fail(
+            "products",
+            f"{curved:,} products have a demand curve of their own; at most "
+            f"{L.MAX_CURVED_PRODUCTS:,} (give the others a weight on the sale's [demand])",
+        )
     for c in top.tables("catalog"):
-        products.extend(_parse_catalog(c))
+        products.extend(_parse_catalog(c, L.MAX_SKUS - len(products)))
     if not products:
         raise top.fail("products", "at least one product (or a [[catalog]]) is required")
     seen: dict[str, int] = {}
@@ -550,6 +460,17 @@ def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Scena
         if p.id in seen:
             raise top.fail(f"products[{i}].id", f"duplicate SKU {p.id!r}")
         seen[p.id] = i
+    return products
+
+
+def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Scenario:
+    """Build a :class:`Scenario` from parsed TOML; ``source`` names the file in errors."""
+    top = _Table(source, "", data)
+    name = top.text("name", required=True)
+    seed = top.integer("seed", None, L.SEED, required=True)
+    duration_s = top.number("duration_s", None, L.DURATION_S, required=True)
+    scale = top.number("scale", 1.0, L.SCALE)
+    products = _parse_products(top)
     demand_t = top.table("demand")
     demand = _parse_curve(demand_t) if demand_t is not None else Curve()
     if demand.is_empty and all(p.curve is None or p.curve.is_empty for p in products):
@@ -576,21 +497,29 @@ def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Scena
     )
     top.finish()
     assert top.seen <= _TOP_KEYS
+    check_total_stock(scenario)
     return scenario
 
 
 def load_scenario(path: str | Path, scale: float | None = None) -> Scenario:
-    """Read and validate a scenario file; ``scale`` overrides the file's own."""
+    """Read and validate a scenario file; ``scale`` overrides the file's own.
+
+    Only a regular file of at most :data:`MAX_SCENARIO_BYTES` is read (a FIFO or a device is
+    refused before reading); every problem is a ScenarioError naming the file.
+    """
     p = Path(path)
     label = p.name
+    raw = read_regular_file(
+        p,
+        MAX_SCENARIO_BYTES,
+        "a scenario file (TOML)",
+        missing="scenario file",
+        error=ScenarioError,
+    )
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError(f"{path}: no such scenario file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError(f"{path}: cannot read: {exc}") from None
-    try:
-        data = tomllib.loads(text)
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{path}: cannot read: not UTF-8 text ({exc.reason})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{label}: not valid TOML: {exc}") from None
     scenario = parse_scenario(data, label)

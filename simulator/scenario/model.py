@@ -1,0 +1,183 @@
+"""The scenario model: one flash sale as frozen dataclasses, whatever file or code built it.
+
+Values are at real 11.11 scale (``scale = 1.0``); ``scale`` multiplies every demand rate and
+every product's stock together, so a live run on one machine can use e.g. 0.001. The TOML reader
+(:mod:`simulator.scenario.reader`) builds these; the ranges every number may take are in
+:mod:`simulator.scenario.limits`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from simulator.demand import Curve
+from simulator.errors import ScenarioError
+from simulator.outcomes import DEFAULT_STATUS
+from simulator.retry import Retry
+from simulator.scenario.limits import MAX_INT64, SCALE
+
+#: placeholders a request body template may use; everything else in it is literal text
+BODY_FIELDS = ("order_id", "sku", "qty", "user_id")
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+DEFAULT_BODY = '{"order_id":"{order_id}","sku":"{sku}","qty":{qty},"user_id":"{user_id}"}'
+#: the longest SKU id
+MAX_SKU_LEN = 64
+
+
+def sku_problem(sku: str) -> str | None:
+    """None when ``sku`` is a valid SKU id, else what is wrong with it.
+
+    The one rule for ids, wherever they come from (a scenario, ``serve --stock``): 1–64 letters,
+    digits, '-', '_' or '.', so that an id is safe in a URL, a Redis key and a report column.
+    """
+    if not sku or len(sku) > MAX_SKU_LEN or not all(ch.isalnum() or ch in "-_." for ch in sku):
+        return f"must be 1–{MAX_SKU_LEN} letters, digits, '-', '_' or '.', got {sku!r}"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    """One SKU on sale. ``stock`` is at scale 1.0; see :meth:`Scenario.stock_of`."""
+
+    id: str
+    name: str
+    stock: int
+    price: float
+    per_buyer_limit: int = 0  # 0 = no limit
+    weight: float = 1.0  # popularity: share of the whole-sale curve, relative to the others
+    curve: Curve | None = None  # demand of this product alone, added to its share
+
+
+@dataclass(frozen=True, slots=True)
+class Buyers:
+    """Buyer behaviour: quantities, impatience, double clicks and repeat buyers."""
+
+    qty_values: tuple[int, ...] = (1,)
+    qty_weights: tuple[float, ...] = (1.0,)
+    duplicate_share: float = 0.0  # share of orders clicked twice (same order id sent again)
+    duplicate_delay_s: tuple[float, float] = (0.05, 0.5)
+    repeat_share: float = 0.0  # share of orders placed by a buyer who ordered earlier
+    retry: Retry = field(default_factory=Retry)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where orders go and how the storefront speaks (DESIGN.md, storefront contract).
+
+    ``url`` None means the bundled mock storefront, started for the run. ``body`` is a template
+    with the fields {order_id}, {sku}, {qty}, {user_id}; ``status`` maps HTTP status codes to
+    outcomes, anything unmapped is an error.
+    """
+
+    url: str | None = None
+    orders_path: str = "/orders"
+    inventory_path: str = "/inventory"
+    ledger_path: str = "/ledger"  # confirmed orders, for the audit; a target without one says so
+    reset_path: str = "/reset"
+    method: str = "POST"
+    body: str = DEFAULT_BODY
+    content_type: str = "application/json"
+    status: tuple[tuple[int, str], ...] = DEFAULT_STATUS
+
+    def body_parts(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The body template split for pre-encoding: literals (one more than fields) and fields.
+
+        ``literals[0] + value(fields[0]) + literals[1] + …`` renders a body.
+        """
+        pieces = PLACEHOLDER.split(self.body)
+        return tuple(pieces[0::2]), tuple(pieces[1::2])
+
+
+@dataclass(frozen=True, slots=True)
+class RunSettings:
+    """How the load engine drives the target."""
+
+    connections: int = 256
+    timeout_s: float = 5.0
+    connect_timeout_s: float = 2.0
+    drain_s: float = 5.0  # after the last intended send, how long to wait for answers
+    workers: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class StorefrontConfig:
+    """Realism knobs of the bundled mock storefront (simulator.storefront)."""
+
+    backend: str = "memory"
+    service_time_median_ms: float = 0.0  # lognormal service time; 0 = none
+    service_time_sigma: float = 0.0
+    max_concurrency: int = 0  # in-flight orders beyond this are shed with 429; 0 = no limit
+    hot_row: bool = False  # orders for one SKU serialise, as on one database row
+    racy_delay_ms: float = 1.0  # the racy backends' simulated round trip between read and write
+
+
+def scaled_stock(stock: int, scale: float) -> int:
+    """``stock`` units at ``scale``, rounded to the nearest unit, at least 1 if there are any.
+
+    Integers stay integers: scale 1.0 keeps the stock as it is, and a stock beyond 2**53 (the
+    largest a float holds exactly) is scaled in exact rational arithmetic.
+    """
+    if stock <= 0:
+        return 0
+    if scale == 1.0:
+        return stock
+    if stock < 2**53:
+        return max(1, round(stock * scale))
+    return max(1, round(Fraction(stock) * Fraction(scale)))
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """One flash sale: what is sold, who buys when, where orders go and how the run goes."""
+
+    name: str
+    seed: int
+    duration_s: float
+    products: tuple[Product, ...]
+    demand: Curve
+    description: str = ""
+    scale: float = 1.0
+    buyers: Buyers = field(default_factory=Buyers)
+    target: Target = field(default_factory=Target)
+    run: RunSettings = field(default_factory=RunSettings)
+    storefront: StorefrontConfig = field(default_factory=StorefrontConfig)
+    thresholds: tuple[str, ...] = ()
+    source: str = ""  # the file it came from, for messages
+
+    def stock_of(self, product: Product) -> int:
+        """The product's stock at this scenario's scale (at least 1 unit if it has any)."""
+        return scaled_stock(product.stock, self.scale)
+
+    def stocks(self) -> dict[str, int]:
+        """SKU → initial stock at this scale: what the storefront is loaded with."""
+        return {p.id: self.stock_of(p) for p in self.products}
+
+    def per_buyer_limits(self) -> dict[str, int]:
+        """SKU → per-buyer limit (0 = none)."""
+        return {p.id: p.per_buyer_limit for p in self.products}
+
+    def with_scale(self, scale: float) -> Scenario:
+        """The same scenario at another scale (rates and stock together).
+
+        ScenarioError when ``scale`` is out of range or the scaled stock would not fit a store.
+        """
+        label = self.source or self.name
+        if (problem := SCALE.problem(scale)) is not None:
+            raise ScenarioError(f"{label}: scale: {problem}")
+        scaled = dataclasses.replace(self, scale=scale)
+        check_total_stock(scaled)
+        return scaled
+
+
+def check_total_stock(scenario: Scenario) -> None:
+    """ScenarioError when the stock at the scenario's scale, summed over SKUs, exceeds 2**63 − 1
+    (what a store's counters and the reports' int64 arrays hold)."""
+    total = sum(scenario.stocks().values())
+    if total > MAX_INT64:
+        raise ScenarioError(
+            f"{scenario.source or scenario.name}: stock at scale {scenario.scale:g} totals "
+            f"{total} units; at most 2**63 - 1 ({MAX_INT64}) — lower the stock or the scale"
+        )
