@@ -120,6 +120,7 @@ class SliceState:
     headers: dict[str, str]
     table: list[int]  # HTTP status → outcome code
     retry: Retry
+    seed: int  # the scenario's: retry delays are drawn from it
     engine: EngineSlice | None = None  # engine mode: the engine's thread does the sending
     rows_sent_twice: int = 0  # rows the users sent a second time (an integrity failure)
 
@@ -228,6 +229,7 @@ class FlashsaleRun:
             headers={"Content-Type": target.content_type},
             table=status_table(target.status),
             retry=sc.buyers.retry,
+            seed=sc.seed,
             engine=engine,
         )
         if engine is not None:

@@ -92,20 +92,17 @@ def _window_ns(scenario: Scenario, config: ModelConfig) -> int:
     if config.window_s is not None:
         return max(1, round(config.window_s * SECOND))
     retry = scenario.buyers.retry
-    if retry.share <= 0 or retry.max_attempts <= 1:
+    if retry.retries() == 0:
         return MAX_WINDOW_NS
-    shortest = config.throttle_ms * MS + retry.backoff_s * (1 - retry.jitter) * SECOND
+    shortest = config.throttle_ms * MS + retry.shortest_s() * SECOND
     return int(min(MAX_WINDOW_NS, max(MIN_WINDOW_NS, shortest)))
 
 
 def _ring_bits(schedule: Schedule, config: ModelConfig) -> int:
     """Idempotency ring size: order ids seen over the horizon of retries, doubled, ≤ 2²⁴."""
     sc = schedule.scenario
-    retry = sc.buyers.retry
-    backoffs = sum(
-        retry.backoff_s * retry.backoff_factor**k for k in range(max(0, retry.max_attempts - 1))
-    )
-    horizon_s = sc.buyers.duplicate_delay_s[1] + backoffs * (1 + retry.jitter) + config.timeout_s
+    backoffs_s = sc.buyers.retry.longest_total_s()
+    horizon_s = sc.buyers.duplicate_delay_s[1] + backoffs_s + config.timeout_s
     rate = schedule.expected_orders() / schedule.duration_s * 8  # peaks run well above average
     need = max(1.0, rate * (horizon_s + 1) * 2)
     return int(min(24, max(12, math.ceil(math.log2(need)))))
@@ -234,12 +231,10 @@ class _Run:
         return due
 
     def _spawn(self, again: Requests, window_end: int) -> None:
-        r = self.retry
         a = again.attempt.astype(np.int64)
         key = service.order_key(again.order, a, again.duplicate())
         u = service.unit(service.uniforms(key, self.cfg.seed, 1))
-        backoff_s = r.backoff_s * np.power(r.backoff_factor, a) * (1 + r.jitter * (2 * u - 1))
-        t = again.done + np.rint(backoff_s * SECOND).astype(np.int64)
+        t = again.done + self.retry.delay_ns(a + 1, u)  # the next attempt is retry a + 1
         np.maximum(t, window_end, out=t)  # only when W > the shortest backoff (tiny backoffs)
         nxt = rq.Requests(
             t,
