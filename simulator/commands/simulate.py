@@ -273,6 +273,7 @@ def render(r: dict[str, Any]) -> str:
         f"{r['audit']['oversell_units']}; false sold-out answers {r['false_sold_out']:,}",
         f"modelled   in {r['run']['wall_s']:.2f} s "
         f"({(r['run']['orders_per_s'] or 0) / 1e6:,.1f} M orders/s)",
+        *([over] if (over := r.get("overload", {}).get("message")) else []),
         "",
         f"{'sku':<24} {'stock':>10} {'sold':>10} {'first 409 s':>12} {'sold out s':>11}",
     ]

@@ -28,7 +28,9 @@ METHOD = (
 )
 
 
-def _distribution(counts: np.ndarray[Any, Any], sum_ns: int, max_ns: int) -> dict[str, Any]:
+def _distribution(
+    counts: np.ndarray[Any, Any], sum_ns: int, max_ns: int, min_ns: int = 0
+) -> dict[str, Any]:
     """count, p50 … p99.9 (histogram, ±0.39 %), exact mean and max, in ms (a run's shape)."""
     total = int(counts.sum())
     out: dict[str, Any] = {"count": total}
@@ -36,7 +38,7 @@ def _distribution(counts: np.ndarray[Any, Any], sum_ns: int, max_ns: int) -> dic
         out.update({label: None for label in _LABELS})
         out.update(mean=None, max=None)
         return out
-    values = hist.percentiles(counts, PERCENTILES)
+    values = hist.percentiles(counts, PERCENTILES, min_ns, max_ns)
     for label, v in zip(_LABELS, values, strict=True):
         out[label] = round(float(v) / 1e6, 4)
     out["mean"] = round(sum_ns / total / 1e6, 4)
@@ -63,7 +65,13 @@ def _timeline(result: ModelResult) -> dict[str, Any]:
         out[:m] = a[:m]
         return [int(x) for x in out]
 
-    per_s = hist.percentiles(st.latency_s[:n_s].astype(np.int64), (50.0, 99.0, 100.0)) / 1e6
+    per_s = hist.percentiles(
+        st.latency_s[:n_s].astype(np.int64),
+        (50.0, 99.0, 100.0),
+        st.latency_min_ns,
+        st.latency_max_ns,
+    )
+    per_s /= 1e6
     return {
         "second": list(range(n_s)),
         "intended_per_s": series(st.sent_s),
@@ -154,10 +162,17 @@ def build_report(result: ModelResult) -> dict[str, Any]:
             "confirmed_units": int(sold.sum()),
         },
         "latency_ms": {
-            "intended": _distribution(st.latency, st.latency_sum_ns, st.latency_max_ns),
-            "service": _distribution(st.service, st.service_sum_ns, st.service_max_ns),
+            "intended": _distribution(
+                st.latency, st.latency_sum_ns, st.latency_max_ns, st.latency_min_ns
+            ),
+            "service": _distribution(
+                st.service, st.service_sum_ns, st.service_max_ns, st.service_min_ns
+            ),
             "order": _distribution(
-                st.order_latency, st.order_latency_sum_ns, st.order_latency_max_ns
+                st.order_latency,
+                st.order_latency_sum_ns,
+                st.order_latency_max_ns,
+                st.order_latency_min_ns,
             ),
         },
         "latency_relative_error": hist.RELATIVE_ERROR,
@@ -166,6 +181,7 @@ def build_report(result: ModelResult) -> dict[str, Any]:
         "timeline": _timeline(result),
         "stock_units": int(initial.sum()),
         "false_sold_out": int(st.false_sold_out.sum()),
+        "overload": result.overload.describe(),
         "skus": skus,
         "audit": {
             "available": True,
