@@ -154,3 +154,42 @@ def test_singles_day_full_scale_memory(benchmark):
     assert rss_kb < 2 * 1024 * 1024
     benchmark.extra_info.update(orders=orders, wall_s=wall_s, peak_rss_mb=rss_kb // 1024)
     print(f"\nsingles-day-peak: {orders:,} orders in {wall_s:.1f} s, peak RSS {rss_kb // 1024} MB")
+
+
+OVERLOADED = """
+import sys, time
+from simulator.model import Model, build_report, config_for
+from simulator.scenario import load_scenario
+sc = load_scenario(sys.argv[1])
+t = time.perf_counter()
+r = build_report(Model(sc, config_for(sc), float(sys.argv[2])).run())
+wall = time.perf_counter() - t
+assert r["overload"]["overloaded"]
+assert sum(r["orders"]["outcomes"].values()) == r["orders"]["scheduled"]
+hwm_kb = next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]
+print(r["orders"]["scheduled"], wall, hwm_kb, r["overload"]["decided_early"])
+"""
+
+
+@pytest.mark.benchmark(group="end_to_end")
+def test_singles_day_overloaded_on_its_defaults(benchmark):
+    """singles-day-peak's first 2 minutes on the scenario's own settings (1 shard, no queue
+    limit): ~30x overloaded. The answer must come in linear time and bounded memory (the
+    backlog is one number per server), not grow with the orders waiting (issue 17).
+    """
+    argv = [sys.executable, "-c", OVERLOADED, str(SCENARIOS / "singles-day-peak.toml")]
+    argv += [str(harness.sized(120.0, 2.0))]
+
+    def run() -> tuple[int, float, int, int]:
+        out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout.split()
+        return int(out[0]), float(out[1]), int(out[2]), int(out[3])
+
+    orders, wall_s, rss_kb, early = benchmark.pedantic(run, rounds=1, iterations=1)
+    assert orders > harness.sized(20_000_000, 1000)
+    assert rss_kb < 1024 * 1024
+    benchmark.extra_info.update(orders=orders, wall_s=wall_s, peak_rss_mb=rss_kb // 1024)
+    print(
+        f"\nsingles-day-peak overloaded, 120 s: {orders:,} orders in {wall_s:.1f} s "
+        f"({orders / wall_s / 1e6:.1f} M orders/s), peak RSS {rss_kb // 1024} MB, "
+        f"{early:,} decided while queued"
+    )

@@ -28,8 +28,9 @@ class SimulateOptions:
     queue_limit: int | None = None
     hot_row: bool | None = None
     calibrate: str | None = None
-    find: str | None = None
+    find: tuple[str, ...] = ()  # SLOs a capacity search must all meet
     vary: str | None = None
+    max_refused: float = 0.0  # share of orders the search allows to be refused
     json: bool = False
     out: str | None = None
     chunk: int = 1 << 20
@@ -49,8 +50,21 @@ def configure(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--hot-row", action="store_true", default=None, help="one server set per SKU")
     p.add_argument("--calibrate", metavar="RUN.json", help="fit service times from a run report")
-    p.add_argument("--find", metavar="SLO", help="capacity search: e.g. 'p99_ms < 200'")
+    p.add_argument(
+        "--find",
+        metavar="SLO",
+        action="append",
+        help="capacity search: e.g. 'p99_ms < 200' (repeat it: every SLO must hold)",
+    )
     p.add_argument("--vary", metavar="KNOB=LO..HI", help="knob for --find, e.g. shards=1..64")
+    p.add_argument(
+        "--max-refused",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="for --find: share of orders that may end throttled, timed out or failed "
+        "(default 0: a setting passes only if it serves every order)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--out", metavar="FILE", help="write the JSON report to FILE")
     p.add_argument("--chunk", type=int, default=1 << 20, metavar="N", help="rows per chunk")
@@ -80,6 +94,8 @@ def options(args: argparse.Namespace) -> SimulateOptions:
         raise UsageError(
             "--find and --vary go together (e.g. --find 'p99_ms < 200' --vary shards=1..64)"
         )
+    if not 0.0 <= args.max_refused <= 1.0:  # NaN fails too
+        raise UsageError(f"--max-refused: must be a share in 0..1, got {args.max_refused}")
     return SimulateOptions(
         scenario=args.scenario,
         scale=args.scale,
@@ -91,8 +107,9 @@ def options(args: argparse.Namespace) -> SimulateOptions:
         queue_limit=args.queue_limit,
         hot_row=args.hot_row,
         calibrate=args.calibrate,
-        find=args.find,
+        find=tuple(args.find or ()),
         vary=args.vary,
+        max_refused=args.max_refused,
         json=args.json,
         out=args.out,
         chunk=args.chunk,
@@ -132,9 +149,10 @@ def simulate(opts: SimulateOptions) -> int:
         config = config_for(scenario, **overrides)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if opts.find is not None and opts.vary is not None:
+    if opts.find and opts.vary is not None:
         try:
-            parse_threshold(opts.find)  # a bad expression is a UsageError (exit 2)
+            for slo in opts.find:
+                parse_threshold(slo)  # a bad expression is a UsageError (exit 2)
             vary = parse_vary(opts.vary)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
@@ -180,7 +198,7 @@ def _run_once(scenario: Any, config: Any, opts: SimulateOptions) -> dict[str, An
 def _search(scenario: Any, config: Any, opts: SimulateOptions, vary: Any) -> int:
     from simulator.model import find_capacity
 
-    assert opts.find is not None
+    slos = " and ".join(repr(f) for f in opts.find)
     lines: list[str] = []
 
     def show(p: Probe) -> None:
@@ -191,18 +209,19 @@ def _search(scenario: Any, config: Any, opts: SimulateOptions, vary: Any) -> int
 
     if not opts.json:
         print(
-            f"capacity search: {opts.find!r} over {vary.knob}={vary.lo}..{vary.hi} "
-            "(doubling sweep, then binary search)"
+            f"capacity search: {slos} with at most {opts.max_refused:.2%} of orders refused, "
+            f"over {vary.knob}={vary.lo}..{vary.hi} (doubling sweep, then binary search)"
         )
-        head = f"{'SLO':>5} {'metric':>12} {'p99 ms':>10} {'throttled':>11} {'run s':>7}"
+        head = f"{'SLO':>5} {'metric':>12} {'p99 ms':>10} {'refused':>11} {'run s':>7}"
         print(f"{vary.knob:>12} {head}")
     best, probes, report = find_capacity(
-        scenario, config, opts.find, vary, opts.duration_s, on_probe=show
+        scenario, config, opts.find, vary, opts.duration_s, show, opts.max_refused
     )
     summary = {
         "scenario": {"name": scenario.name, "file": scenario.source, "scale": scenario.scale},
         "mode": "simulate-find",
-        "slo": opts.find,
+        "slo": list(opts.find),
+        "max_refused": opts.max_refused,
         "knob": vary.knob,
         "range": [vary.lo, vary.hi],
         "strategy": "doubling sweep, then binary search (assumes the metric is monotone)",
@@ -211,9 +230,10 @@ def _search(scenario: Any, config: Any, opts: SimulateOptions, vary: Any) -> int
             {
                 "value": p.value,
                 "ok": p.ok,
-                "metric": p.metric,
+                "metrics": list(p.metrics),
                 "p99_ms": p.p99_ms,
-                "throttled": p.throttled,
+                "refused": p.refused,
+                "refused_share": p.refused_share,
                 "elapsed_s": round(p.elapsed_s, 3),
             }
             for p in probes
@@ -221,18 +241,19 @@ def _search(scenario: Any, config: Any, opts: SimulateOptions, vary: Any) -> int
         "report": report,
     }
     if best is None:
-        text = f"no {vary.knob} in {vary.lo}..{vary.hi} meets {opts.find!r}"
+        text = f"no {vary.knob} in {vary.lo}..{vary.hi} meets {slos} serving the load"
     else:
-        text = f"smallest {vary.knob} meeting {opts.find!r}: {best}"
+        text = f"smallest {vary.knob} meeting {slos} serving the load: {best}"
     _emit(summary, opts, text)
     return 0 if best is not None else 1
 
 
 def _probe_line(knob: str, p: Probe) -> str:
     p99 = "-" if p.p99_ms is None else f"{p.p99_ms:,.2f}"
+    metrics = " ".join(f"{m:,.4g}" for m in p.metrics)
     return (
-        f"{p.value:>12,} {'ok' if p.ok else 'no':>5} {p.metric:>12,.4g} {p99:>10} "
-        f"{p.throttled:>11,} {p.elapsed_s:>7.2f}"
+        f"{p.value:>12,} {'ok' if p.ok else 'no':>5} {metrics:>12} {p99:>10} "
+        f"{p.refused_share:>11.2%} {p.elapsed_s:>7.2f}"
     )
 
 
@@ -277,6 +298,7 @@ def render(r: dict[str, Any]) -> str:
         f"{r['audit']['oversell_units']}; false sold-out answers {r['false_sold_out']:,}",
         f"modelled   in {r['run']['wall_s']:.2f} s "
         f"({(r['run']['orders_per_s'] or 0) / 1e6:,.1f} M orders/s)",
+        *([over] if (over := r.get("overload", {}).get("message")) else []),
         "",
         f"{'sku':<24} {'stock':>10} {'sold':>10} {'first 409 s':>12} {'sold out s':>11}",
     ]

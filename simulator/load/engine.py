@@ -96,11 +96,10 @@ class RunResult:
 
 
 def retry_capacity(rows: npt.NDArray[np.void], retry: Retry) -> int:
-    """Most retries the rows can need: every retrying row throttled on every attempt."""
-    if retry.share <= 0 or retry.max_attempts <= 1:
+    """Most retries the rows can need (:meth:`Retry.capacity` of their retrying rows)."""
+    if retry.retries() == 0:
         return 0
-    retrying = int(np.count_nonzero(rows["flags"] & FLAG_RETRIES))
-    return retrying * (retry.max_attempts - 1)
+    return retry.capacity(int(np.count_nonzero(rows["flags"] & FLAG_RETRIES)))
 
 
 class Run:
@@ -115,7 +114,7 @@ class Run:
         cap = retry_capacity(rows, config.retry)
         self.rec = Recorder.allocate(rows["t_ns"].astype(np.int64), cap)
         rng = np.random.default_rng([config.seed, config.worker, 0x5E7])
-        self._jitter = 1.0 + config.retry.jitter * (2.0 * rng.random(cap) - 1.0)
+        self._jitter = rng.random(cap)  # one uniform draw per possible retry
         self._n_jitter = 0
         self._retrying = cap > 0
         self._table = status_table(config.status)
@@ -315,9 +314,9 @@ class Run:
         k = int(rec.tries[attempt])
         if self._stopped or not self._flags[row] & FLAG_RETRIES or k >= retry.max_attempts:
             return
-        factor = float(self._jitter[self._n_jitter % len(self._jitter)])
+        u = float(self._jitter[self._n_jitter % len(self._jitter)])
         self._n_jitter += 1
-        backoff_ns = round(retry.backoff_s * retry.backoff_factor ** (k - 1) * factor * 1e9)
+        backoff_ns = retry.delay_ns(k, u)
         heapq.heappush(self._retry_heap, (now + backoff_ns, attempt))
         if self._timer is None:
             self._arm()

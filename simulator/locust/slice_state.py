@@ -45,6 +45,7 @@ class SliceState:
     headers: dict[str, str]
     table: list[int]  # HTTP status → outcome code
     retry: Retry
+    seed: int  # the scenario's: retry delays are drawn from it
     engine: EngineSlice | None = None  # engine mode: the engine's thread does the sending
     rows_sent_twice: int = 0  # rows the users sent a second time (an integrity failure)
 
@@ -97,5 +98,6 @@ def start_slice(
         headers={"Content-Type": target.content_type},
         table=status_table(target.status),
         retry=sc.buyers.retry,
+        seed=sc.seed,
         engine=engine,
     )

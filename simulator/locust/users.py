@@ -13,10 +13,10 @@ Sold out is a success (a correct answer); throttled, rejected, errors and timeou
 
 from __future__ import annotations
 
-import random
 import time
 
 import gevent
+import numpy as np
 from locust import FastHttpUser, constant, task
 
 from simulator.locust.slice_state import SliceState, current
@@ -92,8 +92,9 @@ def send_order(user: FastHttpUser, st: SliceState, i: int, due_ns: int) -> None:
         tries = int(rec.tries[attempt])
         if code != THROTTLED or not st.book.flags[i] & FLAG_RETRIES or tries >= r.max_attempts:
             return
-        backoff_s = r.backoff_s * r.backoff_factor ** (tries - 1)
-        due_ns = done_ns + round(backoff_s * (1 + r.jitter * (2 * random.random() - 1)) * 1e9)
+        # the same scenario and seed give the same delays: a draw per (order, flags, retry)
+        u = np.random.default_rng([st.seed, st.book.order[i], st.book.flags[i], tries]).random()
+        due_ns = done_ns + r.delay_ns(tries, u)
         gevent.sleep(max(0.0, (due_ns - time.perf_counter_ns()) / 1e9))
         attempt = rec.add_retry(attempt, due_ns - t0)
         if attempt < 0:

@@ -36,10 +36,14 @@ def bucket_mid(idx: I64 | npt.NDArray[np.intp]) -> F64:
     return np.ldexp(1.0 + (s + 0.5) / (1 << SUB_BITS), e.astype(np.int32))
 
 
-def percentiles(counts: I64, qs: tuple[float, ...]) -> F64:
+def percentiles(
+    counts: I64, qs: tuple[float, ...], lo_ns: float | None = None, hi_ns: float | None = None
+) -> F64:
     """Percentiles (ns) from bucket counts along the last axis; NaN where there is no value.
 
-    The q-th percentile is the midpoint of the bucket holding the ⌈q/100 · N⌉-th smallest value.
+    The q-th percentile is the midpoint of the bucket holding the ⌈q/100 · N⌉-th smallest value,
+    clamped to the observed minimum and maximum (``lo_ns``, ``hi_ns``) when given: a midpoint
+    can lie beyond the values in its bucket, and no percentile may exceed the maximum.
     """
     c = np.cumsum(counts, axis=-1)
     total = c[..., -1:]
@@ -49,4 +53,6 @@ def percentiles(counts: I64, qs: tuple[float, ...]) -> F64:
         idx = (c < rank).sum(axis=-1)
         val = bucket_mid(np.minimum(idx, N_BUCKETS - 1))
         out[..., k] = np.where(total[..., 0] > 0, val, np.nan)
+    if lo_ns is not None or hi_ns is not None:
+        np.clip(out, lo_ns, hi_ns, out=out)  # NaN stays NaN
     return out

@@ -36,12 +36,15 @@ METHOD = (
 )
 
 
-def _distribution(counts: np.ndarray[Any, Any], sum_ns: int, max_ns: int) -> Distribution:
+def _distribution(
+    counts: np.ndarray[Any, Any], sum_ns: int, max_ns: int, min_ns: int = 0
+) -> Distribution:
     """count, p50 … p99.9 (histogram, ±0.39 %), exact mean and max, in ms (a run's shape)."""
     total = int(counts.sum())
     if total == 0:
         return Distribution(count=0)
-    p50, p90, p99, p999 = (round(float(v) / 1e6, 4) for v in hist.percentiles(counts, PERCENTILES))
+    values = hist.percentiles(counts, PERCENTILES, min_ns, max_ns)
+    p50, p90, p99, p999 = (round(float(v) / 1e6, 4) for v in values)
     mean, mx = round(sum_ns / total / 1e6, 4), round(max_ns / 1e6, 4)
     return Distribution(total, p50, p90, p99, p999, mx, mean)
 
@@ -65,7 +68,13 @@ def _timeline(result: ModelResult) -> Timeline:
         out[:m] = a[:m]
         return [int(x) for x in out]
 
-    per_s = hist.percentiles(st.latency_s[:n_s].astype(np.int64), (50.0, 99.0, 100.0)) / 1e6
+    per_s = hist.percentiles(
+        st.latency_s[:n_s].astype(np.int64),
+        (50.0, 99.0, 100.0),
+        st.latency_min_ns,
+        st.latency_max_ns,
+    )
+    per_s /= 1e6
     return Timeline(
         second=list(range(n_s)),
         intended=series(st.sent_s),
@@ -150,10 +159,17 @@ def build_document(result: ModelResult) -> Report:
             confirmed_units=int(sold.sum()),
         ),
         latency={
-            "intended": _distribution(st.latency, st.latency_sum_ns, st.latency_max_ns),
-            "service": _distribution(st.service, st.service_sum_ns, st.service_max_ns),
+            "intended": _distribution(
+                st.latency, st.latency_sum_ns, st.latency_max_ns, st.latency_min_ns
+            ),
+            "service": _distribution(
+                st.service, st.service_sum_ns, st.service_max_ns, st.service_min_ns
+            ),
             "order": _distribution(
-                st.order_latency, st.order_latency_sum_ns, st.order_latency_max_ns
+                st.order_latency,
+                st.order_latency_sum_ns,
+                st.order_latency_max_ns,
+                st.order_latency_min_ns,
             ),
             "dispatch_lag": zero_lag,
             "queue_wait": zero_lag,
@@ -171,6 +187,7 @@ def build_document(result: ModelResult) -> Report:
             "latency_relative_error": hist.RELATIVE_ERROR,
             "stock_units": int(initial.sum()),
             "false_sold_out": int(st.false_sold_out.sum()),
+            "overload": result.overload.describe(),
             "skus": skus,
         },
     )

@@ -16,11 +16,20 @@ Time advances in fixed windows [kW, (k+1)W). Per window, vectorised over all its
    (while W ≤ the shortest backoff).
 
 Memory: one window of requests, the servers' state, the requests still queued, the idempotency
-ring and fixed-size histograms — not the number of orders.
+ring and fixed-size histograms — not the number of orders. A server's backlog is one number (its
+last departure); the requests queued behind it wait in a heap of batches by earliest completion,
+so a window only touches the batches due in it. When servers fall so far behind that more than
+``backlog_rows`` requests are queued (an overload), they are decided at once: with one server per
+shard a later arrival of the same shard cannot complete earlier, so stock, replays and limits
+stay exact; only whether a sold-out answer was *false* (another shard still had stock) may be
+judged before that shard's sell-out is known, and with several servers per shard the
+completion order across them is approximated. The result says how many were decided early
+(:class:`simulator.model.overload.Overload`). Time is linear in requests either way.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +42,7 @@ from simulator.model import requests as rq
 from simulator.model import service
 from simulator.model.config import ModelConfig
 from simulator.model.kernels import NEVER, admit_fifo, fifo_departures, seg_bounds, segments
+from simulator.model.overload import Overload, check_state_size
 from simulator.model.requests import Requests
 from simulator.model.stats import ModelStats
 from simulator.model.stock import RING_OVER_LIMIT, StockBook
@@ -54,6 +64,8 @@ MS = 1_000_000
 SECOND = 1_000_000_000
 MAX_WINDOW_NS = SECOND
 MIN_WINDOW_NS = MS
+#: queued requests kept before an overloaded run decides them early (~80 B each)
+BACKLOG_ROWS = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +79,7 @@ class ModelResult:
     stock: StockBook
     elapsed_s: float
     window_ns: int
+    overload: Overload
 
 
 def _grouped(key: I64) -> tuple[npt.NDArray[np.intp], I64]:
@@ -92,20 +105,17 @@ def _window_ns(scenario: Scenario, config: ModelConfig) -> int:
     if config.window_s is not None:
         return max(1, round(config.window_s * SECOND))
     retry = scenario.buyers.retry
-    if retry.share <= 0 or retry.max_attempts <= 1:
+    if retry.retries() == 0:
         return MAX_WINDOW_NS
-    shortest = config.throttle_ms * MS + retry.backoff_s * (1 - retry.jitter) * SECOND
+    shortest = config.throttle_ms * MS + retry.shortest_s() * SECOND
     return int(min(MAX_WINDOW_NS, max(MIN_WINDOW_NS, shortest)))
 
 
 def _ring_bits(schedule: Schedule, config: ModelConfig) -> int:
     """Idempotency ring size: order ids seen over the horizon of retries, doubled, ≤ 2²⁴."""
     sc = schedule.scenario
-    retry = sc.buyers.retry
-    backoffs = sum(
-        retry.backoff_s * retry.backoff_factor**k for k in range(max(0, retry.max_attempts - 1))
-    )
-    horizon_s = sc.buyers.duplicate_delay_s[1] + backoffs * (1 + retry.jitter) + config.timeout_s
+    backoffs_s = sc.buyers.retry.longest_total_s()
+    horizon_s = sc.buyers.duplicate_delay_s[1] + backoffs_s + config.timeout_s
     rate = schedule.expected_orders() / schedule.duration_s * 8  # peaks run well above average
     need = max(1.0, rate * (horizon_s + 1) * 2)
     return int(min(24, max(12, math.ceil(math.log2(need)))))
@@ -119,17 +129,13 @@ class Model:
     ) -> None:
         self.scenario = scenario
         self.config = config
-        self.schedule = build_schedule(scenario, duration_s)
         self.n_products = len(scenario.products)
         k, c = config.shards, config.servers
+        # before anything is allocated: the state grows with shards × servers × products
+        check_state_size(self.n_products, k, c, config.hot_row, config.server_limit)
+        self.schedule = build_schedule(scenario, duration_s)
         self.n_bases = self.n_products * k if config.hot_row else k
         self.n_queues = self.n_bases * c
-        limit = config.server_limit
-        if limit and self.n_queues * limit > 50_000_000:
-            raise ValueError(
-                f"servers × queue limit per server = {self.n_queues:,} × {limit:,} is too much "
-                "state; use fewer servers or a smaller queue limit"
-            )
         if config.service_samples_ms:
             self.table = service.empirical_table(config.service_samples_ms)
         else:
@@ -139,10 +145,18 @@ class Model:
         self.timeout_ns = round(config.timeout_s * SECOND)
         self.ring_bits = _ring_bits(self.schedule, config)
 
-    def run(self, chunk_orders: int = 1 << 20, progress: Progress | None = None) -> ModelResult:
-        """Simulate the whole schedule; ``progress(n)`` is called with schedule rows done."""
+    def run(
+        self,
+        chunk_orders: int = 1 << 20,
+        progress: Progress | None = None,
+        backlog_rows: int = BACKLOG_ROWS,
+    ) -> ModelResult:
+        """Simulate the whole schedule; ``progress(n)`` is called with schedule rows done.
+
+        ``backlog_rows``: queued requests held before they are decided early (see above).
+        """
         started = time.perf_counter()
-        state = _Run(self)
+        state = _Run(self, backlog_rows)
         for k, rows in self._stream_windows(chunk_orders):
             state.retries_before(k)
             shard = service.shard_of(rows["buyer"], self.config.shards, self.config.seed)
@@ -159,6 +173,7 @@ class Model:
             stock=state.stock,
             elapsed_s=time.perf_counter() - started,
             window_ns=self.window_ns,
+            overload=state.overload(),
         )
 
     def _stream_windows(self, chunk_orders: int) -> Iterator[tuple[int, npt.NDArray[np.void]]]:
@@ -189,7 +204,7 @@ class Model:
 class _Run:
     """The state of one run: servers, stock, retries waiting, requests in service, results."""
 
-    def __init__(self, model: Model) -> None:
+    def __init__(self, model: Model, backlog_rows: int) -> None:
         self.m = model
         cfg = model.config
         self.cfg = cfg
@@ -211,7 +226,14 @@ class _Run:
             max(sc.buyers.qty_values),
         )
         self.stats = ModelStats(model.n_products, math.ceil(model.schedule.duration_s) + 1)
-        self.pending: list[Requests] = []
+        # admitted requests not decided yet: a heap of (earliest completion, number, batch)
+        self.pending: list[tuple[int, int, Requests]] = []
+        self.pending_rows = 0
+        self.batches = 0
+        self.backlog_rows = backlog_rows
+        self.backlog_max_ns = 0  # the longest any admitted request queued
+        self.last_arrival_ns = 0
+        self.decided_early = 0
         self.retry_bins: dict[int, list[Requests]] = {}
         self.retry = sc.buyers.retry
         limits = np.array([p.per_buyer_limit for p in sc.products], dtype=np.int64)
@@ -234,12 +256,10 @@ class _Run:
         return due
 
     def _spawn(self, again: Requests, window_end: int) -> None:
-        r = self.retry
         a = again.attempt.astype(np.int64)
         key = service.order_key(again.order, a, again.duplicate())
         u = service.unit(service.uniforms(key, self.cfg.seed, 1))
-        backoff_s = r.backoff_s * np.power(r.backoff_factor, a) * (1 + r.jitter * (2 * u - 1))
-        t = again.done + np.rint(backoff_s * SECOND).astype(np.int64)
+        t = again.done + self.retry.delay_ns(a + 1, u)  # the next attempt is retry a + 1
         np.maximum(t, window_end, out=t)  # only when W > the shortest backoff (tiny backoffs)
         nxt = rq.Requests(
             t,
@@ -278,6 +298,8 @@ class _Run:
         if len(req):
             self._serve(req, end)
         self.resolve(end)
+        if self.pending_rows > self.backlog_rows:
+            self._decide_early()
 
     def _reject_over_limit(self, req: Requests) -> Requests:
         """Orders asking more than their SKU's per-buyer limit: refused on arrival.
@@ -339,6 +361,11 @@ class _Run:
             done[o] = depart
             all_in = True
             admitted = np.ones(0, dtype=bool)
+            adm_q = np.ones(1, dtype=bool)  # every row (broadcast)
+        wait = depart - s_q  # the longest wait in a queue: departure − service − arrival
+        wait -= t_q
+        self.backlog_max_ns = max(self.backlog_max_ns, int(wait.max(where=adm_q, initial=0)))
+        self.last_arrival_ns = max(self.last_arrival_ns, int(req.t[-1]))
         req.done = done
         req.queue = queue
         self.stats.add_service(s if all_in else s[admitted])
@@ -357,22 +384,42 @@ class _Run:
             if can.any():
                 self._spawn(thr.take(can), window_end)
             req = req.take(admitted)
-        self.pending.append(req)
+        self._hold(req)
 
     # -- stock -----------------------------------------------------------------------------
 
+    def _hold(self, req: Requests) -> None:
+        """Keep admitted requests until the watermark passes their completion."""
+        if len(req):
+            heapq.heappush(self.pending, (int(req.done.min()), self.batches, req))
+            self.batches += 1
+            self.pending_rows += len(req)
+
     def resolve(self, watermark: int) -> None:
         """Decide every request that completes by ``watermark`` (in completion order)."""
-        if not self.pending:
+        due: list[Requests] = []
+        while self.pending and self.pending[0][0] <= watermark:
+            due.append(heapq.heappop(self.pending)[2])
+            self.pending_rows -= len(due[-1])
+        if not due:
             return
-        p = rq.concat(self.pending)
+        p = rq.concat(due)
         late_rows = np.flatnonzero(p.done > watermark)
-        if len(late_rows) == len(p):
-            self.pending = [p]
-            return
-        self.pending = [p.take(late_rows)] if len(late_rows) else []
         if len(late_rows):
+            self._hold(p.take(late_rows))
             p = p.drop(late_rows)  # the few still in service: O(their number), order changes
+        self._decide(p)
+
+    def _decide_early(self) -> None:
+        """Decide every queued request now: the servers are too far behind to keep them."""
+        batches = [b for _, _, b in self.pending]
+        self.pending = []
+        self.decided_early += self.pending_rows
+        self.pending_rows = 0
+        self._decide(rq.concat(batches))
+
+    def _decide(self, p: Requests) -> None:
+        """Stock, replays and answers of admitted requests, in completion order."""
         cfg = self.cfg
         group = self._group(p)
         done = p.done
@@ -402,6 +449,21 @@ class _Run:
             done[late] = t[late] + self.m.timeout_ns
             lat[late] = self.m.timeout_ns
         self.stats.add_answers(t, p.first, done, lat, outcome, p.product)
+
+    def overload(self) -> Overload:
+        """How the servers coped (call at the end of the run)."""
+        m, st = self.m, self.stats
+        front = self.tail[:, -1] if self.tail is not None else self.last
+        busy_ns = max(0, int(front.max()) - self.last_arrival_ns) if st.attempts else 0
+        mean_s = float(m.table.mean()) / SECOND
+        return Overload(
+            demand_per_s=float(st.sent_s.max()) if len(st.sent_s) else 0.0,
+            capacity_per_s=m.n_queues / mean_s,
+            backlog_max_s=self.backlog_max_ns / SECOND,
+            busy_after_end_s=busy_ns / SECOND,
+            decided_early=self.decided_early,
+            timeout_s=self.cfg.timeout_s,
+        )
 
     def _group(self, p: Requests) -> I64:
         """Stock group (product, shard) of each request: product·K + shard."""

@@ -23,6 +23,7 @@ U8 = npt.NDArray[np.uint8]
 Bool = npt.NDArray[np.bool_]
 
 _NS = 1_000_000_000
+_NONE = 1 << 62  # a minimum before any value
 
 
 def _grow(a: npt.NDArray[np.generic], n: int) -> npt.NDArray[np.generic]:
@@ -55,6 +56,9 @@ class ModelStats:
     latency_max_ns: int = 0
     service_max_ns: int = 0
     order_latency_max_ns: int = 0
+    latency_min_ns: int = _NONE
+    service_min_ns: int = _NONE
+    order_latency_min_ns: int = _NONE
     demand_s: I64 = field(init=False)
     sent_s: I64 = field(init=False)
     completed_s: I64 = field(init=False)
@@ -110,6 +114,7 @@ class ModelStats:
         b = hist.bucket_of(lat)
         self.latency += np.bincount(b, minlength=hist.N_BUCKETS)
         self.latency_max_ns = max(self.latency_max_ns, int(lat.max()))
+        self.latency_min_ns = min(self.latency_min_ns, int(lat.min()))
         sec = intended // _NS
         self._per_second("sent_s", sec)
         self._per_second("completed_s", done // _NS)
@@ -134,9 +139,10 @@ class ModelStats:
         if not n:
             return
         self.attempts += n
-        lat_sum, lat_max = int(lat.sum()), int(lat.max())
+        lat_sum, lat_max, lat_min = int(lat.sum()), int(lat.max()), int(lat.min())
         self.latency_sum_ns += lat_sum
         self.latency_max_ns = max(self.latency_max_ns, lat_max)
+        self.latency_min_ns = min(self.latency_min_ns, lat_min)
         b = hist.bucket_of(lat)
         sec = intended // _NS
         s0, s1 = int(sec.min()), int(sec.max()) + 1
@@ -155,11 +161,13 @@ class ModelStats:
         if first_ns is intended or not (later := intended != first_ns).any():
             self.order_latency_sum_ns += lat_sum
             self.order_latency_max_ns = max(self.order_latency_max_ns, lat_max)
+            self.order_latency_min_ns = min(self.order_latency_min_ns, lat_min)
             self.order_latency += lat_counts
         else:
             olat = done - first_ns
             self.order_latency_sum_ns += int(olat.sum())
             self.order_latency_max_ns = max(self.order_latency_max_ns, int(olat.max()))
+            self.order_latency_min_ns = min(self.order_latency_min_ns, int(olat.min()))
             b[later] = hist.bucket_of(olat[later])
             self.order_latency += np.bincount(b, minlength=hist.N_BUCKETS)
         # outcomes by second of answer and product
@@ -197,6 +205,7 @@ class ModelStats:
         if len(service_ns):
             self.service += np.bincount(hist.bucket_of(service_ns), minlength=hist.N_BUCKETS)
             self.service_max_ns = max(self.service_max_ns, int(service_ns.max()))
+            self.service_min_ns = min(self.service_min_ns, int(service_ns.min()))
             self.service_sum_ns += int(service_ns.sum())
 
     def add_final(
@@ -227,6 +236,7 @@ class ModelStats:
             buckets = hist.bucket_of(lat)
         self.order_latency += np.bincount(buckets, minlength=hist.N_BUCKETS)
         self.order_latency_max_ns = max(self.order_latency_max_ns, int(lat.max()))
+        self.order_latency_min_ns = min(self.order_latency_min_ns, int(lat.min()))
         sec = done // _NS
         top = int(sec.max()) + 1
         self.outcomes_s = _grow(self.outcomes_s, top)  # type: ignore[assignment]

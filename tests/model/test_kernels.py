@@ -111,6 +111,23 @@ def test_histogram_percentiles_within_stated_error():
     assert np.all(np.abs(got / want - 1) <= hist.RELATIVE_ERROR + 1e-12)
 
 
+@given(st.lists(st.integers(1, 10**12), min_size=1, max_size=300))
+def test_histogram_percentiles_stay_within_the_observed_min_and_max(values):
+    x = np.array(values, dtype=np.int64)
+    counts = np.bincount(hist.bucket_of(x), minlength=hist.N_BUCKETS)
+    qs = (0.0, 50.0, 90.0, 99.0, 99.9, 100.0)
+    got = hist.percentiles(counts, qs, int(x.min()), int(x.max()))
+    assert np.all(got >= x.min()) and np.all(got <= x.max())
+    assert np.all(np.diff(got) >= 0)
+    want = np.percentile(x, qs, method="inverted_cdf")  # the clamp only moves towards the truth
+    assert np.all(np.abs(got / want - 1) <= hist.RELATIVE_ERROR + 1e-12)
+
+
+def test_histogram_percentiles_of_nothing_stay_nan_when_clamped():
+    got = hist.percentiles(np.zeros((2, hist.N_BUCKETS), np.int64), (50.0,), 3, 9)
+    assert np.isnan(got).all()
+
+
 def ref_stock_batches(stock, batches):
     """Batch by batch, rows in completion order: replay an id decided in an earlier batch or
     by its first attempt in this batch, else the first completion of the id decides."""

@@ -91,14 +91,8 @@ def reference(scenario: Scenario, cfg: ModelConfig) -> dict[str, Any]:
             continue
         done = t + round(cfg.throttle_ms * 1e6)
         if r["flags"] & FLAG_RETRIES and attempt + 1 < retry.max_attempts:
-            u = service.unit(service.uniforms(key, cfg.seed, 1))
-            a = np.array([attempt], dtype=np.int64)
-            b = (
-                retry.backoff_s
-                * np.power(retry.backoff_factor, a)
-                * (1 + retry.jitter * (2 * u - 1))
-            )
-            t2 = max(done + int(np.rint(b * 1e9)[0]), (t // w_ns + 1) * w_ns)
+            u = float(service.unit(service.uniforms(key, cfg.seed, 1))[0])
+            t2 = max(done + retry.delay_ns(attempt + 1, u), (t // w_ns + 1) * w_ns)
             heapq.heappush(heap, (t2, 1, row_i, attempt + 1, 0))
             retries += 1
         else:
@@ -292,6 +286,7 @@ def test_config_for_takes_the_scenarios_storefront():
         (["--find", "p99_ms < 5", "--vary", "disks=1..4"], "unknown knob"),
         (["--find", "p99_ms < 5", "--vary", "shards=4..1"], "LO ≤ HI"),
         (["--calibrate", "/nonexistent/run.json"], "no such file"),
+        (["--shards", "100000000"], "GB of model state"),  # refused before allocating it
     ],
 )
 def test_cli_errors_exit_2_with_one_line(tmp_path, capsys, argv, message):
