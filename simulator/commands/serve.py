@@ -1,8 +1,9 @@
 """``flashsale serve``: run the bundled mock inventory service until SIGINT/SIGTERM.
 
-When ready it prints exactly one line to stdout, which the load engine parses:
+When ready it prints exactly one line to stdout, for people and scripts (the benchmarks):
 ``flashsale storefront: listening on http://HOST:PORT (backend NAME)`` (``https://`` with
-``--tls-cert``/``--tls-key``).
+``--tls-cert``/``--tls-key``). The run's embedded storefront does not go through here: see
+``simulator.storefront.process``.
 """
 
 from __future__ import annotations
@@ -128,12 +129,13 @@ def main(args: argparse.Namespace) -> int:
 
     import uvloop
 
-    from simulator.storefront.server import serve
+    from simulator.storefront.server import RunningStorefront, serve
 
     settings = build_settings(args)
     context = tls_context(args.tls_cert, args.tls_key)
 
-    def announce(url: str) -> None:
+    def announce(running: RunningStorefront) -> None:
+        url = running.url
         sys.stdout.write(f"flashsale storefront: listening on {url} (backend {settings.backend})\n")
         sys.stdout.flush()
 
