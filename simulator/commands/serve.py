@@ -45,6 +45,18 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hot-row", action="store_true", default=None, help="serialise per SKU")
     p.add_argument("--racy-delay-ms", type=float, metavar="M", help="racy backends' round trip")
     p.add_argument("--max-body", type=int, metavar="BYTES", help="largest request body")
+    p.add_argument(
+        "--read-timeout",
+        type=float,
+        metavar="S",
+        help="seconds for a request's headers (from its first byte), then its body (default 10)",
+    )
+    p.add_argument(
+        "--keepalive-timeout",
+        type=float,
+        metavar="S",
+        help="close a connection idle this many seconds (default 75)",
+    )
     p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM)")
     p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
 
@@ -98,6 +110,8 @@ def build_settings(args: argparse.Namespace) -> Any:
         "hot_row": args.hot_row,
         "racy_delay_ms": args.racy_delay_ms,
         "client_max_size": args.max_body,
+        "read_timeout_s": args.read_timeout,
+        "keepalive_timeout_s": args.keepalive_timeout,
     }
     given = {k: v for k, v in overrides.items() if v is not None}
     return replace(settings, stocks=stocks, limits=limits, **given)
