@@ -83,6 +83,7 @@ async def test_a_malformed_request_gets_the_json_error(case: str, data: bytes, s
     assert headers["content-type"] == "application/json", case
     assert body["field"] == "request" and body["error"].startswith("malformed HTTP request: ")
     assert "\n" not in body["error"] and len(body["error"]) < 300
+    _validate_documented("post", "/orders", 400, body)
     assert sf.storefront.stats.by_status[201] == 0
 
 
@@ -147,6 +148,19 @@ async def test_a_slow_body_is_cut_off_with_a_408(start: Any) -> None:
         writer.close()
     assert (status, body["field"]) == (408, "body")
     assert sf.storefront.stats.by_status[408] == 1
+    _validate_documented("post", "/orders", 408, body)
+
+
+def _validate_documented(method: str, path: str, status: int, body: Any) -> None:
+    import jsonschema
+
+    from simulator import __version__
+    from simulator.storefront.openapi import openapi_document
+
+    doc = openapi_document(__version__)
+    response = doc["paths"][path][method]["responses"][str(status)]
+    schema = response["content"]["application/json"]["schema"]
+    jsonschema.validate(body, {**schema, "components": doc["components"]})
 
 
 async def test_an_idle_connection_is_closed(start: Any) -> None:
