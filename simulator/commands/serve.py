@@ -1,8 +1,9 @@
 """``flashsale serve``: run the bundled mock inventory service until SIGINT/SIGTERM.
 
-When ready it prints exactly one line to stdout, which the load engine parses:
+When ready it prints exactly one line to stdout, for people and scripts (the benchmarks):
 ``flashsale storefront: listening on http://HOST:PORT (backend NAME)`` (``https://`` with
-``--tls-cert``/``--tls-key``).
+``--tls-cert``/``--tls-key``). The run's embedded storefront does not go through here: see
+``simulator.storefront.process``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,18 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hot-row", action="store_true", default=None, help="serialise per SKU")
     p.add_argument("--racy-delay-ms", type=float, metavar="M", help="racy backends' round trip")
     p.add_argument("--max-body", type=int, metavar="BYTES", help="largest request body")
+    p.add_argument(
+        "--read-timeout",
+        type=float,
+        metavar="S",
+        help="seconds for a request's headers (from its first byte), then its body (default 10)",
+    )
+    p.add_argument(
+        "--keepalive-timeout",
+        type=float,
+        metavar="S",
+        help="close a connection idle this many seconds (default 75)",
+    )
     p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM)")
     p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
 
@@ -103,6 +116,8 @@ def build_settings(args: argparse.Namespace) -> Any:
         "hot_row": args.hot_row,
         "racy_delay_ms": args.racy_delay_ms,
         "client_max_size": args.max_body,
+        "read_timeout_s": args.read_timeout,
+        "keepalive_timeout_s": args.keepalive_timeout,
     }
     given = {k: v for k, v in overrides.items() if v is not None}
     return replace(settings, stocks=stocks, limits=limits, **given)
@@ -134,12 +149,13 @@ def main(args: argparse.Namespace) -> int:
 
     import uvloop
 
-    from simulator.storefront.server import serve
+    from simulator.storefront.server import RunningStorefront, serve
 
     settings = build_settings(args)
     context = tls_context(args.tls_cert, args.tls_key)
 
-    def announce(url: str) -> None:
+    def announce(running: RunningStorefront) -> None:
+        url = running.url
         sys.stdout.write(f"flashsale storefront: listening on {url} (backend {settings.backend})\n")
         sys.stdout.flush()
 

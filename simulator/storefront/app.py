@@ -26,6 +26,7 @@ from simulator.storefront.backends import (
 )
 from simulator.storefront.config import StorefrontSettings
 from simulator.storefront.openapi import PATHS, openapi_document
+from simulator.storefront.protocol import error_body
 from simulator.storefront.validate import (
     InvalidInput,
     is_json_content_type,
@@ -39,8 +40,7 @@ _REPLAYED = {"Idempotent-Replayed": "true"}
 
 def error_response(status: int, error: str, field: str, **extra: object) -> web.Response:
     """A JSON error answer in the contract's shape."""
-    body = orjson.dumps({"error": error, "field": field, **extra})
-    return web.Response(body=body, status=status, content_type=JSON)
+    return web.Response(body=error_body(error, field, **extra), status=status, content_type=JSON)
 
 
 class Storefront:
@@ -53,6 +53,7 @@ class Storefront:
         self.registry, self._collector = metrics.new_registry(self.stats, backend.name)
         self._max_in_flight = settings.max_concurrency
         self._max_body = settings.client_max_size
+        self._read_timeout_s = settings.read_timeout_s
         self._rng = random.Random(settings.seed)
         median_ms = settings.service_time_median_ms
         self._service_mu = math.log(median_ms / 1000.0) if median_ms > 0 else None
@@ -91,11 +92,11 @@ class Storefront:
                 if len(raw) > self._max_body:
                     raise InvalidInput(413, f"body over {self._max_body} bytes", "body")
             else:
-                raw = await request.read()
+                raw = await self._read_body(request)
             order_id, sku, qty, user_id = parse_order(raw, self.backend.limits)
         except InvalidInput as exc:
             stats.by_status[exc.status] += 1
-            return error_response(exc.status, exc.error, exc.field)
+            return await self._refusal(request, exc)
         except web.HTTPRequestEntityTooLarge:
             stats.by_status[413] += 1
             return error_response(413, f"body over {self._max_body} bytes", "body")
@@ -126,6 +127,27 @@ class Storefront:
         finally:
             stats.in_flight -= 1
         return self._answer(order_id, result)
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        """The body that did not come with the headers, within the read timeout (else 408)."""
+        try:
+            async with asyncio.timeout(self._read_timeout_s):
+                return await request.read()
+        except TimeoutError:
+            error = f"request body not received within {self._read_timeout_s:g} s"
+            raise InvalidInput(408, error, "body") from None
+
+    @staticmethod
+    async def _refusal(request: web.Request, exc: InvalidInput) -> web.Response:
+        response = error_response(exc.status, exc.error, exc.field)
+        if exc.status == 408:
+            # send it and hang up now: aiohttp would otherwise linger (10 s) reading the rest
+            response.force_close()
+            await response.prepare(request)
+            await response.write_eof()
+            if request.protocol is not None:
+                request.protocol.force_close()
+        return response
 
     @staticmethod
     def _no_reserve_now(order_id: str, sku: str, qty: int, user_id: str) -> Reservation:
@@ -205,12 +227,12 @@ class Storefront:
     async def post_reset(self, request: web.Request) -> web.Response:
         """Restore the configured stock, overridden by the body's ``stock``; forget all orders."""
         try:
-            raw = await request.read()
+            raw = await self._read_body(request)
             if raw.strip() and not is_json_content_type(request.headers.get(hdrs.CONTENT_TYPE)):
                 raise InvalidInput(400, "content type must be application/json", "content-type")
             given = parse_reset(raw)
         except InvalidInput as exc:
-            return error_response(exc.status, exc.error, exc.field)
+            return await self._refusal(request, exc)
         except web.HTTPRequestEntityTooLarge:
             return error_response(413, f"body over {self.settings.client_max_size} bytes", "body")
         stocks: Mapping[str, int] = {**self.settings.stocks, **(given or {})}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +16,13 @@ if TYPE_CHECKING:
 
 #: request bodies above this many bytes are refused with 413 (an order is ~100 bytes)
 DEFAULT_CLIENT_MAX_SIZE = 16 * 1024
+#: a request's headers must arrive within this many seconds of its first byte, its body within
+#: as many of its headers; else 408 and the connection closes (a slow-drip client holds nothing)
+DEFAULT_READ_TIMEOUT_S = 10.0
+#: an idle keep-alive connection (no request started) is closed after this many seconds
+DEFAULT_KEEPALIVE_TIMEOUT_S = 75.0
+#: longest accepted read or keep-alive timeout (a day: the event loop's timers stay exact)
+MAX_TIMEOUT_S = 86_400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +35,8 @@ class StorefrontSettings:
     ``hot_row`` serialises orders per SKU (service time included) as one database row would;
     ``racy_delay_ms`` is the racy backends' round trip between read and write. ``namespace`` is
     the Redis key prefix / PostgreSQL schema the backend owns. ``seed`` fixes the service-time
-    random stream.
+    random stream. ``read_timeout_s`` bounds the wait for a request's headers (from its first
+    byte) and then for its body; ``keepalive_timeout_s`` closes a connection idle that long.
     """
 
     stocks: Mapping[str, int]
@@ -44,6 +52,8 @@ class StorefrontSettings:
     namespace: str = "flashsale"
     client_max_size: int = DEFAULT_CLIENT_MAX_SIZE
     seed: int | None = None
+    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S
+    keepalive_timeout_s: float = DEFAULT_KEEPALIVE_TIMEOUT_S
 
     def __post_init__(self) -> None:
         for name, mapping in (("stock", self.stocks), ("limit", self.limits)):
@@ -60,6 +70,12 @@ class StorefrontSettings:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise UsageError(f"{name}: must be a finite number ≥ 0, got {value}")
+        for name in ("read_timeout_s", "keepalive_timeout_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and 0 < value <= MAX_TIMEOUT_S):
+                raise UsageError(
+                    f"{name}: must be a number of seconds in (0, {MAX_TIMEOUT_S:g}], got {value}"
+                )
         if self.max_concurrency < 0:
             raise UsageError(f"max_concurrency: must be ≥ 0, got {self.max_concurrency}")
         if self.client_max_size < 1:
@@ -87,6 +103,25 @@ class StorefrontSettings:
             seed=scenario.seed,
         )
         return replace(settings, **overrides) if overrides else settings
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field (for a storefront started in another process)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["stocks"] = dict(self.stocks)
+        out["limits"] = dict(self.limits)
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StorefrontSettings:
+        """The settings :meth:`to_json` wrote; an unknown or badly typed field is a UsageError."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise UsageError(f"storefront settings: unknown field {unknown[0]!r}")
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise UsageError(f"storefront settings: {exc}") from None
 
     def backend_options(self) -> BackendOptions:
         """The store connection settings the backend factory takes."""

@@ -141,7 +141,11 @@ PATHS: dict[str, Any] = {
             },
             "responses": {
                 "201": _json("Confirmation", "confirmed: the units were taken"),
-                "400": _error("wrong content type, malformed JSON, or not a JSON object"),
+                "400": _error(
+                    "malformed HTTP, wrong content type, malformed JSON, not a JSON object, or a "
+                    "key given twice"
+                ),
+                "408": _error("the body did not arrive within read_timeout_s; connection closed"),
                 "409": _error("sold out: fewer units left than qty; nothing taken"),
                 "413": _error("body larger than the server's client_max_size"),
                 "422": _error(
@@ -178,7 +182,8 @@ PATHS: dict[str, Any] = {
             },
             "responses": {
                 "200": _json("ResetDone", "reset done; the stock now on sale"),
-                "400": _error("wrong content type or malformed JSON"),
+                "400": _error("malformed HTTP, wrong content type, malformed JSON or a key twice"),
+                "408": _error("the body did not arrive within read_timeout_s; connection closed"),
                 "413": _error("body larger than the server's client_max_size"),
                 "422": _error("a wrong field"),
                 "405": _BAD_METHOD,

@@ -2,7 +2,8 @@
 
 :func:`start_storefront` starts one on the current event loop and returns a
 :class:`RunningStorefront` (an async context manager) with its URL; :func:`serve` is what
-``flashsale serve`` runs: start, announce the URL, stop cleanly on SIGINT/SIGTERM.
+``flashsale serve`` and the embedded storefront's child process run: start, announce the URL,
+stop cleanly on SIGINT/SIGTERM (or when told to).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from aiohttp import web
 from simulator.errors import FlashsaleError
 from simulator.storefront.app import STOREFRONT_KEY, Storefront, make_app
 from simulator.storefront.config import StorefrontSettings
+from simulator.storefront.protocol import StorefrontSite
 
 
 class ListenError(FlashsaleError):
@@ -73,10 +75,17 @@ async def start_storefront(
     :class:`ListenError` when the address cannot be bound; nothing is left running then.
     """
     app = make_app(settings)
-    # no access log: one log line per order would cost more than the order itself
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=backlog, ssl_context=ssl_context)
+    site = StorefrontSite(
+        runner,
+        host,
+        port,
+        read_timeout_s=settings.read_timeout_s,
+        keepalive_timeout_s=settings.keepalive_timeout_s,
+        backlog=backlog,
+        ssl_context=ssl_context,
+    )
     try:
         await site.start()
     except OSError as exc:
@@ -94,11 +103,16 @@ async def serve(
     settings: StorefrontSettings,
     host: str,
     port: int,
-    announce: Callable[[str], None],
+    announce: Callable[[RunningStorefront], None],
     ssl_context: ssl.SSLContext | None = None,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Serve until SIGINT or SIGTERM; ``announce(url)`` is called once, when ready."""
-    stop = asyncio.Event()
+    """Serve until SIGINT, SIGTERM or ``stop`` is set; ``announce`` is called once, when ready.
+
+    Start errors (``StoreUnavailableError``, :class:`ListenError`) are raised before
+    ``announce``, with nothing left running.
+    """
+    stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -108,7 +122,7 @@ async def serve(
         # spares every full collection from walking it again (bench/storefront_vs_bare.py)
         gc.freeze()
         try:
-            announce(running.url)
+            announce(running)
             await stop.wait()
         finally:
             await running.stop()

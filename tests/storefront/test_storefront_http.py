@@ -25,6 +25,11 @@ def _order(**changes: Any) -> bytes:
     return orjson.dumps(body)
 
 
+def _dup(middle: bytes) -> bytes:
+    """An order whose keys between sku and user_id are ``middle`` (a key repeated there)."""
+    return b'{"order_id":"o1","sku":"durian",' + middle + b',"user_id":"u1"}'
+
+
 BAD_ORDERS = [
     # (case, body, content type, status, field)
     ("malformed json", b'{"order_id": "o1", "sku"', JSON, 400, "body"),
@@ -55,6 +60,11 @@ BAD_ORDERS = [
     ("qty huge", _order(qty=2**31), JSON, 422, "qty"),
     ("qty 1e400", b'{"order_id":"o","sku":"durian","qty":1e400,"user_id":"u"}', JSON, 400, "body"),
     ("qty over limit", _order(sku="walet", qty=3), JSON, 422, "qty"),
+    # a repeated key is refused whatever its last value (orjson alone would keep the last)
+    ("qty twice, last valid", _dup(b'"qty":-5,"qty":1'), JSON, 400, "qty"),
+    ("qty twice, last bad", _dup(b'"qty":1,"qty":-5'), JSON, 400, "qty"),
+    ("sku twice, escaped", _dup(b'"qty":1,"s\\u006bu":"walet"'), JSON, 400, "sku"),
+    ("user_id thrice", _dup(b'"qty":1,"user_id":"a","user_id":"b"'), JSON, 400, "user_id"),
 ]  # fmt: skip
 
 
@@ -130,6 +140,8 @@ async def test_unknown_path_is_a_json_404(start: Any, http: Any) -> None:
         (b'{"stok": {}}', JSON, 422, "stok"),
         (b'{"stock": ', JSON, 400, "body"),
         (b'{"stock": {}}', "text/plain", 400, "content-type"),
+        (b'{"stock": {"durian": 1, "durian": 2}}', JSON, 400, "durian"),
+        (b'{"stock": {}, "stock": {"durian": 2}}', JSON, 400, "stock"),
     ],
 )
 async def test_bad_resets_are_refused(

@@ -19,10 +19,10 @@ DOC = openapi_document(__version__)
 
 #: what each route can answer (besides 405), so that a new status must be documented
 ANSWERS = {
-    ("post", "/orders"): {"201", "400", "409", "413", "422", "429", "500"},
+    ("post", "/orders"): {"201", "400", "408", "409", "413", "422", "429", "500"},
     ("get", "/inventory"): {"200"},
     ("get", "/ledger"): {"200"},
-    ("post", "/reset"): {"200", "400", "413", "422"},
+    ("post", "/reset"): {"200", "400", "408", "413", "422"},
     ("get", "/healthz"): {"200"},
     ("get", "/metrics"): {"200"},
     ("get", "/openapi.json"): {"200"},

@@ -83,6 +83,8 @@ def test_serve_announces_serves_and_stops_cleanly(sig: signal.Signals) -> None:
         (["--stock", "a=5", "--backend", "mongo"], "unknown backend 'mongo'"),
         (["--scenario", "no-such.toml"], "no-such.toml: no such scenario file"),
         (["--stock", "a=5", "--port", "70000"], "--port: must be 0–65535"),
+        (["--stock", "a=5", "--read-timeout", "0"], "read_timeout_s: must be a number of seconds"),
+        (["--stock", "a=5", "--keepalive-timeout", "inf"], "keepalive_timeout_s: must be a number"),
     ],
 )  # fmt: skip
 def test_serve_refuses_with_one_line_and_exit_2(args: list[str], message: str) -> None:
