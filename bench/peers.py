@@ -153,7 +153,8 @@ def throughput(
     eng = cells.get("engine (open, sustained)")
     for peer in ("locust FastHttpUser (closed)", "k6 (open, sustained)"):
         if eng is not None and peer in cells and cells[peer].rps:
-            print(f"  ratio engine / {peer.split()[0]}: {eng.rps / cells[peer].rps:.1f}  (goal ≥ 10)")
+            ratio = eng.rps / cells[peer].rps
+            print(f"  ratio engine / {peer.split()[0]}: {ratio:.1f}  (goal ≥ 10)")
     if eng is not None and "wrk (closed)" in cells:
         w = cells["wrk (closed)"]
         print(f"  engine CPU per order / wrk's: "
