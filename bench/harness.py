@@ -616,6 +616,7 @@ def engine_step_main(
         "cpu_s": cpu_s,
         "cpu_us_per_order": cpu_s / n * 1e6,
         "recorder_bytes_per_order": rec.nbytes() / n,
+        "min_sleep_us": run.min_sleep_ns / 1e3,
     }
     print(json.dumps(figures))
 
