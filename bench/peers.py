@@ -1,4 +1,4 @@
-"""The head-to-head on this machine, in one run: flashsale's engine vs Locust vs wrk (vs wrk2).
+"""The head-to-head on this machine, in one run: the engine vs k6, Locust and wrk (vs wrk2).
 
     .venv/bin/python bench/peers.py [--seconds 5] [--connections 64] [--json FILE]
     .venv/bin/python bench/peers.py --quick      # 1 s cells, a short stall: a smoke run
@@ -116,23 +116,51 @@ def throughput(
         )
     else:
         print(f"locust: skipped ({peers['locust']})")
-    start = 0.4 * cells["wrk (closed)"].rps if "wrk (closed)" in cells else 5000.0
+    wrk_rps = cells["wrk (closed)"].rps if "wrk (closed)" in cells else None
+    hosts: dict[str, Any] = {}
+    if peers["k6"] is None:
+        print(f"k6 constant-arrival-rate, {args.connections} VUs, GOMAXPROCS=1 — "
+              + harness.SEARCH_RULE.format(factor=1.25, reps=args.reps))  # fmt: skip
+        k6_start = round(max(500.0, 0.02 * (wrk_rps or 25_000.0)), -2)
+        k6 = harness.k6_max_rate(
+            url, k6_start, args.seconds, args.connections, workdir, factor=1.25,
+            max_rate_per_s=k6_start * 1.2 if args.quick else (wrk_rps or 50_000.0),
+            reps=args.reps,
+        )  # fmt: skip
+        if k6 is not None:
+            fig = k6["figures"]
+            hosts["k6 (open, sustained)"] = k6["host"]
+            cell("k6 (open, sustained)", lambda: fig, count=False)
+        else:
+            print("k6: no rate passed")
+    else:
+        print(f"k6: skipped ({peers['k6']})")
+    start = 0.4 * wrk_rps if wrk_rps else 5000.0
+    print("engine, " + harness.SEARCH_RULE.format(factor=1.15, reps=args.reps))
     best = harness.engine_max_rate(
         url, round(start, -2), args.seconds, args.connections, factor=1.15,
-        max_rate=start * args.max_steps_factor,
+        max_rate_per_s=start * args.max_steps_factor, reps=args.reps,
     )  # fmt: skip
     if best is not None:
         # its best step of the search (the server count spans every step: not shown)
+        hosts["engine (open, sustained)"] = {k: best[k] for k in ("load1", "steal_share")}
         cell("engine (open, sustained)", lambda: engine_figures(best, args.seconds), count=False)
     else:
         print("engine: no rate passed")
-    wrk_rps = cells["wrk (closed)"].rps if "wrk (closed)" in cells else None
     if wrk_rps:
         for name, fig in cells.items():
             print(f"  ratio {name} / wrk: {fig.rps / wrk_rps:.2f}")
-    if "engine (open, sustained)" in cells and "locust FastHttpUser (closed)" in cells:
-        ratio = cells["engine (open, sustained)"].rps / cells["locust FastHttpUser (closed)"].rps
-        print(f"  ratio engine / locust: {ratio:.1f}")
+    eng = cells.get("engine (open, sustained)")
+    for peer in ("locust FastHttpUser (closed)", "k6 (open, sustained)"):
+        if eng is not None and peer in cells and cells[peer].rps:
+            ratio = eng.rps / cells[peer].rps
+            print(f"  ratio engine / {peer.split()[0]}: {ratio:.1f}  (goal ≥ 10)")
+    if eng is not None and "wrk (closed)" in cells:
+        w = cells["wrk (closed)"]
+        print(f"  engine CPU per order / wrk's: "
+              f"{eng.cpu_us_per_request / w.cpu_us_per_request:.2f}  (goal ≤ 1.3)")  # fmt: skip
+    for name, host in hosts.items():
+        print(f"  host during {name}: load {host['load1']:.2f}, steal {host['steal_share']:.1%}")
     return {name: {**vars(fig), "server_counted": counted.get(name)} for name, fig in cells.items()}
 
 
@@ -157,6 +185,16 @@ def stall(args: argparse.Namespace, workdir: Path, peers: dict[str, str | None])
             (f"locust {users}×constant_throughput", 1.0,
              lambda url: harness.run_locust(url, window, users, workdir, rate / users))
         )  # fmt: skip
+    dropped: dict[str, int] = {}
+    if peers["k6"] is None:
+
+        def k6_cell(url: str) -> harness.Figures:
+            cell = harness.run_k6(url, rate, window, args.connections, workdir)
+            dropped["k6 constant-arrival-rate"] = cell["dropped"]
+            fig: harness.Figures = cell["figures"]
+            return fig
+
+        tools.append(("k6 constant-arrival-rate", 0.3, k6_cell))
     for name, startup_s, fn in tools:
         with harness.nginx(workdir) as (proc, url):
             with harness.stall_at(proc, at_s + startup_s, for_s) as measured:
@@ -172,6 +210,9 @@ def stall(args: argparse.Namespace, workdir: Path, peers: dict[str, str | None])
         ratio = fig.p99_ms / truth["p99"] if fig.p99_ms is not None and truth["p99"] else None
         sent = (f"{fig.requests:,} answered of {due:,.0f} due" if "wrk" not in name
                 else f"{fig.requests:,} answered (closed loop)")  # fmt: skip
+        if name in dropped:
+            rows[name]["dropped_iterations"] = dropped[name]
+            sent += f", {dropped[name]:,} dropped (never sent, in no percentile)"
         print(
             f"{name:<32} p99 {_ms(fig.p99_ms)} / p99.9 {_ms(fig.p999_ms)} / max {_ms(fig.max_ms)}"
             f"  truth {truth['p99']:.0f} / {truth['p99.9']:.0f} / {truth['max']:.0f} ms"
@@ -196,6 +237,7 @@ def main() -> int:
     p.add_argument("--stall-window", type=float, default=10.0, help="seconds per stall cell")
     p.add_argument("--stall-at", type=float, default=4.0)
     p.add_argument("--stall-for", type=float, default=1.0)
+    p.add_argument("--reps", type=int, default=3, help="runs per search step (pass on the median)")
     p.add_argument("--max-steps-factor", type=float, default=4.0, help=argparse.SUPPRESS)
     p.add_argument("--quick", action="store_true", help="1 s cells and a 4 s stall cell")
     p.add_argument("--no-install", action="store_true", help="do not apt-get install peers")
@@ -203,7 +245,7 @@ def main() -> int:
     args = p.parse_args()
     if args.quick:
         args.seconds, args.stall_window, args.stall_at, args.stall_for = 1.0, 4.0, 1.5, 0.5
-        args.stall_rate, args.max_steps_factor = 2000.0, 1.2
+        args.stall_rate, args.max_steps_factor, args.reps = 2000.0, 1.2, 1
     args.seconds = min(args.seconds, 10.0)
     args.stall_window = min(args.stall_window, 10.0)
     if not args.no_install:
@@ -213,7 +255,11 @@ def main() -> int:
             f"skipped: every cell needs nginx or the storefront pinned: {harness.missing('nginx')}"
         )
         return 0
-    peers = {"wrk": harness.missing("wrk"), "locust": harness.locust_missing()}
+    peers = {
+        "wrk": harness.missing("wrk"),
+        "locust": harness.locust_missing(),
+        "k6": harness.k6_missing(install=not args.no_install),
+    }
     info = machine()
     print("machine:", json.dumps(info))
     out: dict[str, Any] = {"machine": info, "args": {k: str(v) for k, v in vars(args).items()}}

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from simulator.load.finetimer import FineTimer
+from simulator.load.finetimer import FineTimer, wake_cost_ns
 from simulator.load.recorder import Recorder
 from simulator.load.transport import Channel, Transport
 from simulator.outcomes import (
@@ -45,6 +45,11 @@ class TargetUnreachableError(Exception):
 FINE_SPIN_S = 50e-6
 #: spin before a due order when sleeping on the loop's timers (1 ms resolution)
 COARSE_SPIN_S = 0.001
+#: with a timerfd, a wait shorter than this many times the host's CPU cost of one sleep and
+#: wake-up is spun through instead: at short gaps the sleep would cost more than it saves
+SLEEP_PAYS_FACTOR = 2.0
+#: bounds of the measured shortest sleep (a noisy measurement must not make it absurd)
+MIN_SLEEP_BOUNDS_S = (10e-6, 500e-6)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +70,9 @@ class EngineConfig:
     # (1 ms resolution: without the spin orders would leave up to 1 ms late)
     spin_s: float | None = None
     fine_timer: bool = True  # sleep on a timerfd where there is one (Linux)
+    # with a timerfd, the shortest wait worth a sleep; shorter ones are spun through. None:
+    # measured at start (SLEEP_PAYS_FACTOR × this host's CPU per timerfd sleep and wake-up)
+    min_sleep_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +134,7 @@ class Run:
         self._flags = rows["flags"]
         self._timeout_ns = round(config.timeout_s * 1e9)
         self._spin_ns = 0  # set in execute, once it is known whether there is a fine timer
+        self.min_sleep_ns = 0  # set in execute: waits shorter than this are spun through
         self._fine: FineTimer | None = None
         # dispatcher state: the current chunk of rows as lists, and where we are in it
         self._cbase = 0
@@ -163,6 +172,8 @@ class Run:
         if opened == 0:
             await self.transport.close()
             raise TargetUnreachableError("no connection to the target could be opened")
+        if self.config.fine_timer:
+            self.min_sleep_ns = await self._min_sleep_ns(loop)
         if start_at_wall_s is not None:
             await asyncio.sleep(max(0.0, start_at_wall_s - time.time()))
         if self.config.fine_timer:  # no await from here to the try: closed in its finally
@@ -187,6 +198,16 @@ class Run:
             await self.transport.close()
         self._finalize(self._now())
         return RunResult(self.rows, self.rec, self._stopped, time.perf_counter() - started)
+
+    async def _min_sleep_ns(self, loop: asyncio.AbstractEventLoop) -> int:
+        """The shortest wait worth a timerfd sleep on this host (config, or measured: ~3 ms)."""
+        if self.config.min_sleep_s is not None:
+            return round(self.config.min_sleep_s * 1e9)
+        cost = await wake_cost_ns(loop)
+        if cost is None:
+            return 0
+        lo, hi = MIN_SLEEP_BOUNDS_S
+        return round(min(max(SLEEP_PAYS_FACTOR * cost[0], lo * 1e9), hi * 1e9))
 
     def stop(self) -> None:
         """Stop dispatching (Ctrl-C): unsent orders stay not sent; answers drain briefly."""
@@ -278,7 +299,7 @@ class Run:
             return
         wake_ns = due - self._spin_ns
         wait_ns = wake_ns - self._now()
-        if wait_ns <= 0:
+        if wait_ns < self.min_sleep_ns or wait_ns <= 0:  # too short for a sleep to pay: spin
             self._timer = self._loop.call_soon(self._tick)
         elif self._fine is not None:
             self._fine.arm_at(self._t0 + wake_ns)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import uvloop
 
-from simulator.load.engine import EngineConfig, Run
-from simulator.load.finetimer import FineTimer
+from simulator.load.engine import MIN_SLEEP_BOUNDS_S, EngineConfig, Run
+from simulator.load.finetimer import FineTimer, wake_cost_ns
 from simulator.load.transport import parse_endpoint
 from simulator.load.transport.lean import LeanTransport
 from simulator.scenario import Target
@@ -103,4 +103,57 @@ def test_the_engine_sleeps_between_orders_and_sends_none_early(fake_store, fine:
     lag = rec.dispatched_ns[: len(rows)] - rec.intended_ns[: len(rows)]
     assert lag.min() >= 0  # never before its time
     assert np.median(lag) < 1_000_000  # and on time, not batched by the millisecond
+    assert np.count_nonzero(rec.done_ns[: len(rows)] >= 0) == len(rows)
+
+
+def test_wake_cost_is_measured_in_plausible_units() -> None:
+    async def main() -> tuple[int, int] | None:
+        return await wake_cost_ns(asyncio.get_running_loop(), samples=8, ahead_ns=100_000)
+
+    cost = uvloop.run(main())
+    assert cost is not None
+    cpu_ns, late_ns = cost
+    assert 0 < cpu_ns < 100_000_000  # some CPU per cycle, far below a 100 ms absurdity
+    assert late_ns >= 0  # a wake-up is never early
+
+
+@pytest.mark.parametrize(
+    ("min_sleep_s", "sleeps"), [(None, None), (0.0, True), (10.0, False)],
+    ids=["measured", "always-sleep", "never-sleep"],
+)  # fmt: skip
+def test_short_waits_are_spun_through_and_long_ones_slept(
+    fake_store, min_sleep_s: float | None, sleeps: bool | None
+) -> None:
+    """Waits below the shortest sleep that pays are spun through, longer ones slept; on time."""
+    url, _ = fake_store("ok", ("a=100000", "b=100000"))
+    rows = constant_rows(300, 2_000_000)  # 0.6 s at 500/s
+    transport = LeanTransport(parse_endpoint(url), Target(), ("a", "b"), 4, 2.0, 1.0)
+    config = EngineConfig(timeout_s=2.0, drain_s=1.0, min_sleep_s=min_sleep_s)
+    run = Run(rows, transport, config)
+    arms = 0
+    real_arm = FineTimer.arm_at
+
+    def counting_arm(self: FineTimer, deadline_ns: int) -> None:
+        nonlocal arms
+        arms += 1
+        real_arm(self, deadline_ns)
+
+    FineTimer.arm_at = counting_arm  # type: ignore[method-assign]
+    try:
+        result = uvloop.run(run.execute())
+    finally:
+        FineTimer.arm_at = real_arm  # type: ignore[method-assign]
+    lo, hi = MIN_SLEEP_BOUNDS_S
+    if min_sleep_s is None:
+        assert lo * 1e9 <= run.min_sleep_ns <= hi * 1e9
+    else:
+        assert run.min_sleep_ns == round(min_sleep_s * 1e9)
+    engine_arms = arms - (16 if min_sleep_s is None else 0)  # the measurement's own sleeps
+    if sleeps is False:
+        assert engine_arms == 0
+    else:  # 2 ms gaps are long enough to sleep through on any host (bounds ≤ 0.5 ms)
+        assert engine_arms >= len(rows) // 2
+    rec = result.recorder
+    lag = rec.dispatched_ns[: len(rows)] - rec.intended_ns[: len(rows)]
+    assert lag.min() >= 0
     assert np.count_nonzero(rec.done_ns[: len(rows)] >= 0) == len(rows)
