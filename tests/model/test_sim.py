@@ -286,7 +286,11 @@ def test_config_for_takes_the_scenarios_storefront():
         (["--find", "p99_ms < 5", "--vary", "disks=1..4"], "unknown knob"),
         (["--find", "p99_ms < 5", "--vary", "shards=4..1"], "LO ≤ HI"),
         (["--calibrate", "/nonexistent/run.json"], "no such file"),
-        (["--shards", "100000000"], "GB of model state"),  # refused before allocating it
+        (["--shards", "100000000"], "--shards: must be ≤ 100000"),
+        (
+            ["--shards", "100000", "--servers", "100", "--queue-limit", "100000"],
+            "GB of model state",
+        ),
     ],
 )
 def test_cli_errors_exit_2_with_one_line(tmp_path, capsys, argv, message):
