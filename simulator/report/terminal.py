@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 from simulator.report.document import Report
 from simulator.report.metrics import metric_values
 
@@ -89,7 +91,9 @@ def render_text(view: Report) -> str:
         lines += ["", *_wrap("rates", rates)]
     lines += ["", *_audit(view)]
     if view.remarks():
-        lines += ["", *(f"note: {n}"[:WIDTH] for n in view.remarks())]
+        lines.append("")
+        for n in view.remarks():  # wrapped, never cut: a note is often the run's cause
+            lines += textwrap.wrap(f"note: {n}", WIDTH, subsequent_indent="      ")
     return "\n".join(lines)
 
 

@@ -53,6 +53,14 @@ def test_a_partial_run_names_its_cause(oversold_run: Synthetic) -> None:
         stopped, run=dataclasses.replace(doc.run, worker_errors=("worker 1 lost mid-run",))
     )
     assert lost.remarks()[0] == "PARTIAL run: worker 1 lost mid-run"
+    long = (
+        "worker 0 lost mid-run (no heartbeat): its results never came, its orders count as not sent"
+    )
+    text = render_text(
+        dataclasses.replace(lost, run=dataclasses.replace(doc.run, worker_errors=(long,)))
+    )
+    assert "count as not sent" in text  # a note is wrapped at 80 columns, never cut
+    assert all(len(line) <= 80 for line in text.splitlines())
     assert not any("PARTIAL" in r for r in doc.remarks())
 
 
