@@ -46,8 +46,21 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         if only is None or only == name:
             module = importlib.import_module(module_name)
             module.configure(p)
-            p.set_defaults(_main=module.main)
+            p.set_defaults(_main=module.main, _flags=getattr(module, "FLAGS", {}))
     return parser
+
+
+def _flag_prefix(args: argparse.Namespace, exc: FlashsaleError) -> str:
+    """``"--flag: "`` when the value at fault came from a flag of this command, else ``""``.
+
+    A command module's ``FLAGS`` maps an error's subject to the flag that sets it; the prefix is
+    used only when the flag was given (the value may have come from the scenario instead).
+    """
+    flag = args._flags.get(exc.subject) if exc.subject else None
+    if flag is None:
+        return ""
+    given = getattr(args, flag.lstrip("-").replace("-", "_"), None)
+    return f"{flag}: " if given not in (None, False) else ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args._main(args)
     except FlashsaleError as exc:
-        print(f"flashsale: error: {exc}", file=sys.stderr)
+        print(f"flashsale: error: {_flag_prefix(args, exc)}{exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("flashsale: interrupted", file=sys.stderr)

@@ -7,9 +7,16 @@ class FlashsaleError(Exception):
     """Base of every error meant for the user rather than a bug report.
 
     ``exit_code`` is what the CLI exits with: 2 for bad usage or bad input (the default).
+    ``subject`` names the value at fault as the library knows it (``"target_url"``,
+    ``"ca_file"``, ``"backend"`` …), never as a command-line flag: a command that took the value
+    from a flag maps the subject to the flag's name in its message (``simulator.cli``).
     """
 
     exit_code = 2
+
+    def __init__(self, message: str, subject: str | None = None) -> None:
+        super().__init__(message)
+        self.subject = subject
 
 
 class ScenarioError(FlashsaleError):

@@ -7,6 +7,14 @@ import sys
 from pathlib import Path
 
 HELP = "drive a scenario at a storefront, open loop, and audit it"
+#: the flag that sets each value a library error may name (simulator.errors.FlashsaleError)
+FLAGS = {
+    "target_url": "--target",
+    "ca_file": "--ca-file",
+    "insecure": "--insecure",
+    "backend": "--backend",
+    "transport": "--transport",
+}
 
 
 def configure(p: argparse.ArgumentParser) -> None:

@@ -106,7 +106,11 @@ def _target(config: RunConfig) -> Iterator[tuple[str, bool, str | None]]:
     url = config.target_url or sc.target.url
     if url is not None:
         if config.backend is not None:
-            raise UsageError("--backend: only for the bundled storefront (no --target)")
+            raise UsageError(
+                f"backend {config.backend!r}: only for the bundled storefront, and this run "
+                f"goes to the target {url}",
+                "backend",
+            )
         yield url, False, None
         return
     from simulator.load.launcher import StorefrontSpec, embedded_storefront
@@ -123,7 +127,7 @@ def execute(config: RunConfig, report: Callable[[Progress], None] | None = None)
     workers = config.workers or sc.run.workers
     connections = config.connections or sc.run.connections
     if config.transport not in ("lean", "aiohttp"):
-        raise UsageError(f"--transport: unknown {config.transport!r} (lean or aiohttp)")
+        raise UsageError(f"transport {config.transport!r}: unknown (lean or aiohttp)", "transport")
     started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     with _target(config) as (url, embedded, backend):
         endpoint = parse_endpoint(url, ca_file=config.ca_file, verify=not config.insecure)

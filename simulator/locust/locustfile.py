@@ -146,7 +146,7 @@ def on_init(environment: Any, **_kw: Any) -> None:
             if host:
                 environment.host = host
                 # https: reachable, certificate not checked, as Locust's FastHttpUser does
-                silent = Target(parse_endpoint(host, "--host").unverified()).check_reachable()
+                silent = Target(parse_endpoint(host, "host").unverified()).check_reachable()
                 if silent is not None:
                     print(f"flashsale: warning: {silent}", file=sys.stderr, flush=True)
             elif opts.headless:

@@ -167,7 +167,7 @@ class Node:
         host = self.env.host
         if not host:
             return None
-        return Target(parse_endpoint(host, "--host").unverified())
+        return Target(parse_endpoint(host, "host").unverified())
 
     def _new_plan(self, slices: int) -> RunPlan:
         self.run_id += 1

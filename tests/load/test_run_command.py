@@ -71,7 +71,8 @@ def test_two_workers_split_the_schedule_exactly(fake_store, scenario_file) -> No
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--target", "ftp://nope"], "bad URL"),
+        (["--target", "ftp://nope"], "--target: target URL 'ftp://nope': bad URL"),
+        (["--target", "http://127.0.0.1:9", "--backend", "memory"], "--backend: backend 'memory'"),
         (["--workers", "0"], "--workers"),
         (["--duration", "-1"], "--duration"),
         (["--backend", "nosuch"], "--backend"),
@@ -82,6 +83,19 @@ def test_bad_usage_exits_2_with_one_line(scenario_file, args: list[str], message
     assert r.returncode == 2
     assert message in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_a_bad_value_from_the_scenario_is_not_blamed_on_a_flag(scenario_file, tmp_path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text(scenario_file().read_text() + '\n[target]\nurl = "http://127.0.0.1:9"\n')
+    r = flashsale(str(path), "--ca-file", str(tmp_path / "ca.pem"))
+    assert r.returncode == 2 and "--ca-file: a CA file is only for an https:// target" in r.stderr
+    r = flashsale(str(path), "--backend", "memory")
+    assert r.returncode == 2 and r.stderr.startswith("flashsale: error: --backend: backend")
+    bad = tmp_path / "bad.toml"
+    bad.write_text(scenario_file().read_text() + '\n[target]\nurl = "ftp://nope"\n')
+    r = flashsale(str(bad))
+    assert r.returncode == 2 and "ftp://nope" in r.stderr and "--target" not in r.stderr
 
 
 def test_unreachable_target_exits_2(scenario_file) -> None:

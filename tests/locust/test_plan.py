@@ -352,7 +352,7 @@ def test_the_report_has_the_engine_shape_and_flashsale_report_renders_it(
             ["locust", "{mini}", "--host", "http://127.0.0.1:9"],
             "cannot reach the target http://127.0.0.1:9",
         ),
-        (["locust", "{mini}", "--host", "ftp://x"], "--host: bad URL 'ftp://x'"),
+        (["locust", "{mini}", "--host", "ftp://x"], "--host 'ftp://x': bad URL"),
     ],
 )
 def test_locust_command_bad_input_is_one_line_and_exit_2(

@@ -87,7 +87,9 @@ class Endpoint:
             context = ssl.create_default_context(cafile=self.ca_file)
         except (OSError, ssl.SSLError) as exc:
             reason = getattr(exc, "strerror", None) or exc
-            raise UsageError(f"--ca-file: cannot load {self.ca_file!r}: {reason}") from None
+            raise UsageError(
+                f"CA file {self.ca_file!r}: cannot load it: {reason}", "ca_file"
+            ) from None
         if not self.verify:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
@@ -106,26 +108,35 @@ class Endpoint:
 
 
 def parse_endpoint(
-    url: str, option: str = "--target", ca_file: str | None = None, verify: bool = True
+    url: str,
+    what: str = "target URL",
+    ca_file: str | None = None,
+    verify: bool = True,
+    subject: str = "target_url",
 ) -> Endpoint:
-    """Split and check a target URL; a bad one is a usage error naming ``option``.
+    """Split and check a target URL; a bad one is a usage error naming ``what`` it is (its
+    ``subject`` is ``subject``, for the command to name its flag).
 
-    ``ca_file`` and ``verify`` (``--ca-file``, ``--insecure``) are for https targets only.
+    ``ca_file`` (a CA bundle to trust) and ``verify=False`` (no certificate check) are for
+    https targets only.
     """
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise UsageError(f"{option}: bad URL {url!r}: {exc}") from None
+        raise UsageError(f"{what} {url!r}: bad URL: {exc}", subject) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"{option}: bad URL {url!r}: want http://HOST[:PORT][/PREFIX]")
+        raise UsageError(f"{what} {url!r}: bad URL: want http://HOST[:PORT][/PREFIX]", subject)
     if parts.query or parts.fragment:
-        raise UsageError(f"{option}: bad URL {url!r}: no query or fragment, please")
+        raise UsageError(f"{what} {url!r}: bad URL: no query or fragment, please", subject)
     if port is None:
         port = 443 if parts.scheme == "https" else 80
     if parts.scheme != "https" and (ca_file is not None or not verify):
-        flag = "--ca-file" if ca_file is not None else "--insecure"
-        raise UsageError(f"{flag}: only for an https:// target, not {url!r}")
+        setting = "a CA file" if ca_file is not None else "skipping the certificate check"
+        raise UsageError(
+            f"{setting} is only for an https:// target, not {url!r}",
+            "ca_file" if ca_file is not None else "insecure",
+        )
     endpoint = Endpoint(
         url, parts.scheme, parts.hostname, port, parts.path.rstrip("/"), ca_file, verify
     )
