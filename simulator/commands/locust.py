@@ -77,16 +77,17 @@ def _number(name: str, text: str | None, kind: type[float] | type[int]) -> float
 
 def build_command(scenario: str, args: list[str]) -> tuple[list[str], float | None]:
     """The locust command line for ``args`` (validated); and the --scale given, if any."""
+    from simulator.commands.checks import check_flags
     from simulator.errors import UsageError
     from simulator.locust import LOCUSTFILE
-    from simulator.scenario import load_scenario
+    from simulator.scenario import limits, load_scenario
 
     scale = _number("--scale", _take(args, "--scale"), float)
     duration = _number("--duration", _take(args, "--duration"), float)
-    if scale is not None and not scale > 0:
-        raise UsageError(f"--scale: must be > 0, got {scale}")
-    if duration is not None and not duration > 0:
-        raise UsageError(f"--duration: must be > 0, got {duration}")
+    check_flags(
+        argparse.Namespace(scale=scale, duration=duration),
+        {"scale": limits.SCALE, "duration": limits.DURATION_S},
+    )
     load_scenario(scenario, scale=scale)  # bad input stops here, in one line
     expect = _number("--expect-workers", _peek(args, "--expect-workers"), int)
     slices = _number("--flashsale-workers", _peek(args, "--flashsale-workers"), int)

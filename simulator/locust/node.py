@@ -40,7 +40,7 @@ from simulator.locust import results as res
 from simulator.locust.plan import PoolSizing, RunPlan, file_digest, users_at
 from simulator.locust.slice_state import NODE_ATTR, SliceState, start_slice
 from simulator.locust.stats import INTENDED
-from simulator.scenario import Scenario, load_scenario
+from simulator.scenario import Scenario, limits, load_scenario
 
 log = logging.getLogger("flashsale")
 
@@ -72,8 +72,12 @@ class Options:
             raise UsageError(
                 "no scenario: pass --flashsale-scenario FILE or set FLASHSALE_SCENARIO"
             )
-        if o.flashsale_duration is not None and not o.flashsale_duration > 0:
-            raise UsageError(f"--flashsale-duration: must be > 0, got {o.flashsale_duration}")
+        for flag, value, rng in (
+            ("--flashsale-duration", o.flashsale_duration, limits.DURATION_S),
+            ("--flashsale-scale", o.flashsale_scale, limits.SCALE),
+        ):
+            if value is not None and (problem := rng.problem(value)) is not None:
+                raise UsageError(f"{flag}: {problem}")
         if o.flashsale_workers < 0:
             raise UsageError(f"--flashsale-workers: must be ≥ 0, got {o.flashsale_workers}")
         sizing = PoolSizing(busy_s=o.flashsale_busy, max_users=o.flashsale_max_users)

@@ -344,6 +344,8 @@ def test_the_report_has_the_engine_shape_and_flashsale_report_renders_it(
         (["locust", "/nonexistent/sale.toml", "--headless"], "no such scenario file"),
         (["locust", "{mini}", "--scale", "-1"], "--scale: must be > 0"),
         (["locust", "{mini}", "--duration", "x"], "--duration: not a number"),
+        (["locust", "{mini}", "--duration", "inf"], "--duration: must be a finite number"),
+        (["locust", "{mini}", "--duration", "1e12"], "--duration: must be ≤ 86400"),
         (
             ["locust", "{mini}", "--master", "--expect-workers", "2", "--flashsale-workers", "3"],
             "--flashsale-workers 3 but --expect-workers 2",
@@ -372,3 +374,26 @@ def test_scenario_errors_are_scenario_errors(tmp_path: Path) -> None:
 
     with pytest.raises(ScenarioError, match="duration_s"):
         build_command(str(bad), [])
+
+
+@pytest.mark.parametrize(
+    ("duration", "scale", "message"),
+    [
+        (float("inf"), None, "--flashsale-duration: must be a finite number"),
+        (-1.0, None, "--flashsale-duration: must be > 0"),
+        (None, 1e9, "--flashsale-scale: must be ≤"),
+    ],
+)
+def test_locustfile_options_are_range_checked(
+    duration: float | None, scale: float | None, message: str
+) -> None:
+    from types import SimpleNamespace
+
+    from simulator.locust.node import Options
+
+    parsed = SimpleNamespace(
+        flashsale_scenario="x.toml", flashsale_duration=duration, flashsale_scale=scale,
+        flashsale_workers=0, flashsale_busy=0.0, flashsale_max_users=0,
+    )  # fmt: skip
+    with pytest.raises(UsageError, match=message):
+        Options.from_parsed(parsed)
