@@ -6,8 +6,9 @@ send each order at its intended time; below saturation the gaps between orders a
 hundreds of microseconds. Rather than spinning the loop through each gap, :class:`FineTimer`
 arms a Linux ``timerfd`` (nanosecond resolution, an hrtimer in the kernel) at an absolute
 ``CLOCK_MONOTONIC`` time and watches it with ``loop.add_reader``: the loop sleeps in epoll and
-wakes when the timer expires (measured on a 2-core VM: ~22 µs late at the median, ~20 µs of CPU
-per wake-up, instead of a whole core spent spinning).
+wakes when the timer expires, tens of microseconds late and for tens of microseconds of CPU per
+wake-up instead of a whole core spent spinning (:func:`wake_cost_ns` measures both on the host;
+README "Performance" has the figures and bench/engine_timer.py the benchmark).
 
 ``time.perf_counter_ns()`` is ``CLOCK_MONOTONIC`` on Linux, so its readings are valid deadlines.
 :meth:`FineTimer.create` returns None where there is no timerfd (not Linux, no libc): callers

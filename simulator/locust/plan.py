@@ -145,8 +145,8 @@ def file_digest(path: str | Path) -> str:
 class OrderBook:
     """A worker's slice of the schedule, ready to send: times, ids and request bodies.
 
-    Rows are kept as Python lists (an index into a list is ~4× cheaper than into a NumPy array,
-    and each order is looked up a few times). Bodies are rendered on demand from the scenario's
+    Rows are kept as Python lists (an index into a list is cheaper than into a NumPy array,
+    which makes a scalar object per lookup, and each order is looked up a few times). Bodies are rendered on demand from the scenario's
     template (``order_id`` = the order number, ``user_id`` = the buyer number).
     """
 
