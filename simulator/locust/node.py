@@ -25,73 +25,27 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import gevent
 import gevent.event
 from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 
-from simulator.errors import FlashsaleError, UsageError
+from simulator.errors import FlashsaleError
 from simulator.load.target import Target
 from simulator.load.transport import parse_endpoint
 from simulator.locust import finish, live
 from simulator.locust import results as res
-from simulator.locust.plan import PoolSizing, RunPlan, file_digest, users_at
+from simulator.locust.plan import Options, RunPlan, file_digest, users_at
 from simulator.locust.slice_state import NODE_ATTR, SliceState, start_slice
 from simulator.locust.stats import INTENDED
-from simulator.scenario import Scenario, limits, load_scenario
+from simulator.scenario import Scenario, load_scenario
 
 log = logging.getLogger("flashsale")
 
 PLAN_MESSAGE = "flashsale_plan"
 RESULT_MESSAGE = "flashsale_result"
 INVENTORY_EVERY_S = 0.5  # the live view reads the storefront's /inventory at most this often
-
-
-@dataclass(frozen=True, slots=True)
-class Options:
-    """The ``--flashsale-*`` options, read once from Locust's parsed options."""
-
-    scenario: str
-    scale: float | None = None
-    duration_s: float | None = None
-    slices: int = 0  # 0 = as many as there are workers at the start
-    out_dir: str = "flashsale-locust"  # the master writes OUT_DIR/report.json; "" = not at all
-    engine: bool = False  # workers drive their slices with flashsale's engine, not with users
-    reset: bool = True
-    lead_s: float = 1.0
-    drain_s: float | None = None  # None = the scenario's [run] drain_s
-    result_timeout_s: float = 15.0
-    sizing: PoolSizing = field(default_factory=PoolSizing)
-
-    @classmethod
-    def from_parsed(cls, o: Any) -> Options:
-        """From Locust's ``environment.parsed_options`` (validated; UsageError on bad values)."""
-        if not o.flashsale_scenario:
-            raise UsageError(
-                "no scenario: pass --flashsale-scenario FILE or set FLASHSALE_SCENARIO"
-            )
-        for flag, value, rng in (
-            ("--flashsale-duration", o.flashsale_duration, limits.DURATION_S),
-            ("--flashsale-scale", o.flashsale_scale, limits.SCALE),
-        ):
-            if value is not None and (problem := rng.problem(value)) is not None:
-                raise UsageError(f"{flag}: {problem}")
-        if o.flashsale_workers < 0:
-            raise UsageError(f"--flashsale-workers: must be ≥ 0, got {o.flashsale_workers}")
-        sizing = PoolSizing(busy_s=o.flashsale_busy, max_users=o.flashsale_max_users)
-        return cls(
-            scenario=o.flashsale_scenario,
-            scale=o.flashsale_scale,
-            duration_s=o.flashsale_duration,
-            slices=o.flashsale_workers,
-            out_dir=o.flashsale_out,
-            engine=o.flashsale_engine,
-            reset=not o.flashsale_no_reset,
-            lead_s=o.flashsale_lead,
-            sizing=sizing,
-        )
 
 
 class Phase(enum.Enum):

@@ -9,14 +9,15 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from simulator.errors import UsageError
-from simulator.scenario import Scenario
+from simulator.scenario import Scenario, limits
 from simulator.schedule import FLAG_DUPLICATE, Orders, build_schedule
 
 FloatArray = npt.NDArray[np.float64]
@@ -146,8 +147,9 @@ class OrderBook:
     """A worker's slice of the schedule, ready to send: times, ids and request bodies.
 
     Rows are kept as Python lists (an index into a list is cheaper than into a NumPy array,
-    which makes a scalar object per lookup, and each order is looked up a few times). Bodies are rendered on demand from the scenario's
-    template (``order_id`` = the order number, ``user_id`` = the buyer number).
+    which makes a scalar object per lookup, and each order is looked up a few times). Bodies
+    are rendered on demand from the scenario's template (``order_id`` = the order number,
+    ``user_id`` = the buyer number).
     """
 
     __slots__ = (
@@ -249,3 +251,48 @@ def duplicate_check(rows: Orders, sent: npt.NDArray[np.bool_]) -> dict[str, int]
         "double_clicks_sent": int(orders.size - firsts.size),
         "unintended_repeats": int(firsts.size - np.unique(firsts).size),
     }
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """The ``--flashsale-*`` options, read once from Locust's parsed options."""
+
+    scenario: str
+    scale: float | None = None
+    duration_s: float | None = None
+    slices: int = 0  # 0 = as many as there are workers at the start
+    out_dir: str = "flashsale-locust"  # the master writes OUT_DIR/report.json; "" = not at all
+    engine: bool = False  # workers drive their slices with flashsale's engine, not with users
+    reset: bool = True
+    lead_s: float = 1.0
+    drain_s: float | None = None  # None = the scenario's [run] drain_s
+    result_timeout_s: float = 15.0
+    sizing: PoolSizing = field(default_factory=PoolSizing)
+
+    @classmethod
+    def from_parsed(cls, o: Any) -> Options:
+        """From Locust's ``environment.parsed_options`` (validated; UsageError on bad values)."""
+        if not o.flashsale_scenario:
+            raise UsageError(
+                "no scenario: pass --flashsale-scenario FILE or set FLASHSALE_SCENARIO"
+            )
+        for flag, value, rng in (
+            ("--flashsale-duration", o.flashsale_duration, limits.DURATION_S),
+            ("--flashsale-scale", o.flashsale_scale, limits.SCALE),
+        ):
+            if value is not None and (problem := rng.problem(value)) is not None:
+                raise UsageError(f"{flag}: {problem}")
+        if o.flashsale_workers < 0:
+            raise UsageError(f"--flashsale-workers: must be ≥ 0, got {o.flashsale_workers}")
+        sizing = PoolSizing(busy_s=o.flashsale_busy, max_users=o.flashsale_max_users)
+        return cls(
+            scenario=o.flashsale_scenario,
+            scale=o.flashsale_scale,
+            duration_s=o.flashsale_duration,
+            slices=o.flashsale_workers,
+            out_dir=o.flashsale_out,
+            engine=o.flashsale_engine,
+            reset=not o.flashsale_no_reset,
+            lead_s=o.flashsale_lead,
+            sizing=sizing,
+        )

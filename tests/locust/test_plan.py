@@ -389,7 +389,7 @@ def test_locustfile_options_are_range_checked(
 ) -> None:
     from types import SimpleNamespace
 
-    from simulator.locust.node import Options
+    from simulator.locust.plan import Options
 
     parsed = SimpleNamespace(
         flashsale_scenario="x.toml", flashsale_duration=duration, flashsale_scale=scale,
