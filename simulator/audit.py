@@ -27,11 +27,29 @@ EXAMPLES = 5  # order ids quoted per kind of disagreement
 
 @dataclass(frozen=True, slots=True)
 class ServerState:
-    """What the target said about its stock after the run (None where it could not say)."""
+    """What the storefront's records said about its stock after the run (None where they could
+    not say).
+
+    ``inventory`` is ``{"skus": {sku: {"sold", "remaining", …}}, "backend": …}`` whatever the
+    source (:mod:`simulator.audit_sources`); ``ledger`` the orders ``[order_id, sku, qty,
+    user_id]`` when the source has them; ``errors`` why something could not be read (each
+    names the source); ``source`` is where the facts came from (``http``, ``sql``, ``redis``,
+    or ``none``: the audit was off).
+    """
 
     inventory: dict[str, Any] | None
     ledger: list[list[Any]] | None
     errors: tuple[str, ...] = ()
+    source: str = "http"
+
+
+def audit_settled(result: dict[str, Any]) -> bool:
+    """Whether the audit did what the scenario asked: read the records, or was off (``none``).
+
+    A run is complete only when this holds: a source that could not be read leaves the
+    oversell question open, which must not pass for a clean run.
+    """
+    return bool(result.get("available")) or result.get("source") == "none"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +128,9 @@ def audit_view(
     """:func:`audit` from the clients' aggregated view (e.g. merged from several processes)."""
     confirmed = view.confirmed
     problems: list[str] = list(server.errors)
-    out: dict[str, Any] = {"available": server.inventory is not None}
+    out: dict[str, Any] = {"available": server.inventory is not None, "source": server.source}
+    if server.inventory is None and server.source != "none":
+        out["unavailable_reason"] = "; ".join(server.errors) or "no records were read"
     duplicates = sorted(oid for oid, n in confirmed.items() if n > 1)
     out["duplicate_confirmations"] = {"count": len(duplicates), "examples": duplicates[:EXAMPLES]}
     per_sku: dict[str, dict[str, Any]] = {}
@@ -151,7 +171,9 @@ def audit_view(
     else:
         out["ledger"] = None
     out["problems"] = problems
-    out["ok"] = oversell_total == 0 and server.inventory is not None
+    # off: no verdict beyond what the clients saw (an oversell they saw is still one)
+    off = server.source == "none" and oversell_total == 0
+    out["ok"] = None if off else oversell_total == 0 and server.inventory is not None
     return out
 
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: real Redis and PostgreSQL when they are there.
+"""Shared fixtures: real Redis, PostgreSQL and MariaDB when they are there.
 
 On a machine without them the tests that need them skip with the reason; with
 FLASHSALE_REQUIRE_SERVICES=1 (set by .ci/run) a missing service fails the test instead.
@@ -23,6 +23,7 @@ REDIS_URL = os.environ.get("FLASHSALE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 POSTGRES_DSN = os.environ.get(
     "FLASHSALE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
 )
+MARIADB_DSN = os.environ.get("FLASHSALE_TEST_MARIADB", "mysql://root@127.0.0.1:3306/")
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -54,6 +55,14 @@ def postgres_dsn() -> str:
     """DSN of a real PostgreSQL server; tests must use their own schema and clean up."""
     _need("PostgreSQL", "127.0.0.1", 5432)
     return POSTGRES_DSN
+
+
+@pytest.fixture
+def mariadb_dsn() -> str:
+    """DSN of a real MariaDB (or MySQL) server, no database named: tests create their own
+    database with a unique name and drop it."""
+    _need("MariaDB", "127.0.0.1", 3306)
+    return MARIADB_DSN
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -70,7 +70,7 @@ def main(args: argparse.Namespace) -> int:
     from simulator.commands.hints import target_error
     from simulator.errors import UsageError
     from simulator.load.console import LiveProgress
-    from simulator.load.runner import RunConfig, execute
+    from simulator.load.runner import RunConfig, execute, exit_reasons
     from simulator.load.target import TargetError
     from simulator.report.store import report_bytes
     from simulator.report.thresholds import parse_thresholds, render_results
@@ -127,6 +127,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"flashsale run: {problem}", file=sys.stderr)
     if outcome.write_problems:
         code = max(code, 1)
+    html_failed = False
     if args.html:
         from simulator.report.html import write_html
 
@@ -137,6 +138,7 @@ def main(args: argparse.Namespace) -> int:
                 f"flashsale run: --html: {args.html}: cannot write: {exc.strerror}", file=sys.stderr
             )
             code = max(code, 1)
+            html_failed = True
     if args.json:
         sys.stdout.buffer.write(report_bytes(report))
         sys.stdout.flush()
@@ -147,9 +149,15 @@ def main(args: argparse.Namespace) -> int:
         if outcome.path is not None:
             console.print(f"report: {outcome.path}", highlight=False)
         if report.thresholds:
-            console.print(render_results(report.thresholds), highlight=False)
+            console.print(render_results(report.thresholds, report), highlight=False)
         if args.html:
             console.print(f"html: {args.html}", highlight=False)
     if report.thresholds and args.json:
-        print(render_results(report.thresholds), file=sys.stderr)
+        print(render_results(report.thresholds, report), file=sys.stderr)
+    if code:
+        reasons = exit_reasons(report)
+        reasons += [f"the report could not be written: {p}" for p in outcome.write_problems]
+        if html_failed:
+            reasons.append(f"the HTML report could not be written: {args.html}")
+        print(f"flashsale run: exit {code}: {'; '.join(reasons)}", file=sys.stderr)
     return code

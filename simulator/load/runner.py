@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from simulator.audit import ServerState, audit
+from simulator.audit import ServerState, audit, audit_settled
+from simulator.audit_sources import check_secrets, read_records
 from simulator.errors import UsageError
 from simulator.load.engine import EngineConfig, Progress, TargetUnreachableError
 from simulator.load.recorder import Recorder
@@ -34,7 +35,7 @@ from simulator.report.document import (
     TargetInfo,
 )
 from simulator.report.store import REPORT_FILE, report_bytes, write_bytes
-from simulator.report.thresholds import Threshold, check
+from simulator.report.thresholds import Threshold, check, missing_reason
 from simulator.results import measure, run_report
 from simulator.scenario import Scenario
 
@@ -128,6 +129,8 @@ def execute(config: RunConfig, report: Callable[[Progress], None] | None = None)
     connections = config.connections or sc.run.connections
     if config.transport not in ("lean", "aiohttp"):
         raise UsageError(f"transport {config.transport!r}: unknown (lean or aiohttp)", "transport")
+    if config.audit:
+        check_secrets(sc)  # an unset SHOP_DSN is found now, not after the sale
     started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     with _target(config) as (url, embedded, backend):
         endpoint = parse_endpoint(url, ca_file=config.ca_file, verify=not config.insecure)
@@ -158,11 +161,7 @@ def execute(config: RunConfig, report: Callable[[Progress], None] | None = None)
                 result, errors = run_workers(spec, report)
         except TargetUnreachableError as exc:
             raise TargetError(url, str(exc)) from None
-        state = (
-            target.server_state(sc.target.inventory_path, sc.target.ledger_path)
-            if config.audit
-            else ServerState(None, None, ("audit skipped",))
-        )
+        state = read_records(sc, target) if config.audit else ServerState(None, None, (), "none")
     duration_s = config.duration_s or sc.duration_s
     skus = tuple(p.id for p in sc.products)
     summary = measure(result.rows, result.recorder, duration_s, skus)
@@ -194,7 +193,7 @@ def execute(config: RunConfig, report: Callable[[Progress], None] | None = None)
             worker_errors=tuple(errors),
         ),
         partial=result.partial,
-        complete=not result.partial and not errors and bool(audit_result["available"]),
+        complete=not result.partial and not errors and audit_settled(audit_result),
     )
     if config.thresholds:
         doc = doc.with_thresholds(check(doc, config.thresholds))
@@ -202,6 +201,37 @@ def execute(config: RunConfig, report: Callable[[Progress], None] | None = None)
         return RunOutcome(doc, None, doc.exit_code)
     path, problems = save_run(doc, config.out_dir, result.rows, result.recorder, skus)
     return RunOutcome(doc, path, doc.exit_code, problems)
+
+
+def exit_reasons(doc: Report) -> list[str]:
+    """Why a run's report earns exit 1, each reason a short clause (empty: it earns 0).
+
+    The command prints them on one line: a CI log must say why a gate closed.
+    """
+    reasons: list[str] = []
+    if doc.partial:
+        lost = "; ".join(doc.run.worker_errors) or "stopped before the end of the schedule"
+        reasons.append(f"the run did not complete: {lost}")
+    elif doc.run.worker_errors:
+        reasons.append(f"the run did not complete: {'; '.join(doc.run.worker_errors)}")
+    audit_doc = doc.audit
+    if audit_doc is not None and not audit_doc.available and audit_doc.source != "none":
+        why = audit_doc.checks.get("unavailable_reason") or "; ".join(audit_doc.problems)
+        reasons.append(f"the audit could not read the storefront's records: {why}")
+    if doc.oversell_units:
+        reasons.append(f"oversold by {doc.oversell_units:,} units")
+    failed = [t for t in doc.thresholds if not t.passed]
+    for t in failed:
+        metric = t.expr.split()[0]
+        shown = (
+            f"{metric} n/a: {missing_reason(metric, doc)}"
+            if t.value is None
+            else f"{metric} = {t.value:.6g}"
+        )
+        reasons.append(f"threshold failed: {t.expr} ({shown})")
+    if doc.exit_code and not reasons:
+        reasons.append("the run is incomplete")
+    return reasons
 
 
 def save_run(

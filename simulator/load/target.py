@@ -178,9 +178,17 @@ class Target:
 
     def get_json(self, path: str, timeout_s: float | None = None) -> Any:
         """GET a path and parse its JSON; OSError (incl. timeouts) or ValueError on failure."""
-        url = self.endpoint.url_for(path)
+        return self.fetch_json(self.endpoint.url_for(path), timeout_s)
+
+    def fetch_json(self, url: str, timeout_s: float | None = None) -> Any:
+        """GET an absolute URL (the target's TLS settings apply) and parse its JSON.
+
+        For the storefront's own endpoints elsewhere (e.g. an admin API on another port);
+        OSError (incl. timeouts) or ValueError on failure.
+        """
         timeout = self.answer_timeout_s if timeout_s is None else timeout_s
-        with urllib.request.urlopen(url, timeout=timeout, context=self._tls) as resp:
+        tls = self._tls if url.startswith("https:") else None
+        with urllib.request.urlopen(url, timeout=timeout, context=tls) as resp:
             return json.loads(resp.read())
 
     def server_state(self, inventory_path: str, ledger_path: str) -> ServerState:

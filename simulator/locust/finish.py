@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from simulator.audit import ServerState
+from simulator.audit_sources import read_records
 from simulator.load.target import Target
 from simulator.locust import results as res
 from simulator.locust.plan import RunPlan
 from simulator.records import save_orders
 from simulator.results import write_report
-from simulator.scenario import Scenario
+from simulator.scenario import HttpAudit, Scenario
 from simulator.schedule import Orders, build_schedule
 
 log = logging.getLogger("flashsale")
@@ -30,11 +31,11 @@ def schedule_rows(scenario: Scenario, plan: RunPlan) -> Orders:
 
 
 def server_state(scenario: Scenario, target: Target | None) -> ServerState:
-    """The target's inventory and ledger after the run (noted as missing without a host)."""
-    if target is None:
+    """The storefront's records after the run, from the scenario's ``[audit]`` source (the
+    target's inventory and ledger by default; noted as missing without a host)."""
+    if target is None and scenario.audit == HttpAudit():
         return ServerState(None, None, ("no host: the server's inventory was not read",))
-    t = scenario.target
-    return target.server_state(t.inventory_path, t.ledger_path)
+    return read_records(scenario, target)
 
 
 def finalize(

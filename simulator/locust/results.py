@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from simulator.audit import ServerState, audit
+from simulator.audit import ServerState, audit, audit_settled
 from simulator.load.recorder import Recorder, merge
 from simulator.locust.plan import RunPlan, duplicate_check
 from simulator.outcomes import OUTCOME_NAMES
@@ -189,10 +189,7 @@ def build_document(
     section["mode"] = facts.mode
     partial = summary.orders.outcomes["not_sent"] > 0 or bool(section["missing_workers"])
     complete = (
-        not partial
-        and not facts.errors
-        and section["checks"]["ok"]
-        and bool(audit_result["available"])
+        not partial and not facts.errors and section["checks"]["ok"] and audit_settled(audit_result)
     )
     started = dt.datetime.fromtimestamp(facts.started_at, dt.UTC).isoformat(timespec="seconds")
     transport = "flashsale engine (lean)" if facts.mode == "engine" else "locust FastHttpUser"

@@ -134,7 +134,9 @@ def _audit(view: Report) -> str:
     else:
         verdict, cls = "oversell unknown", "bad"
     if not view.audit.available:
-        verdict += " (server inventory unavailable: client view only)"
+        off = view.audit.source == "none"
+        why = "audit off" if off else "server inventory unavailable"
+        verdict += f" ({why}: client view only)"
     parts = [f'<p id="audit-verdict" class="{cls}">{escape(verdict)}</p>']
     head = ["sku", "stock", "confirmed (clients)", "sold (server)", "ledger", "remaining"]
     head += ["oversell", "sold out at"]

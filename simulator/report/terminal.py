@@ -123,7 +123,9 @@ def _audit(view: Report) -> list[str]:
     else:
         verdict = "oversell unknown"
     if not view.audit.available:
-        verdict += " (server inventory unavailable: client view only)"
+        off = view.audit.source == "none"
+        why = "audit off" if off else "server inventory unavailable"
+        verdict += f" ({why}: client view only)"
     lines = [f"{'audit':<12}{verdict}"]
     if view.skus:
         lines.append(

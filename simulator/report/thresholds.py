@@ -4,7 +4,9 @@
 — the metric names and their definitions are in :mod:`simulator.report.metrics`; operators are
 ``< <= > >= == !=``. Parsed by hand (never ``eval``) so that a bad expression gets an error
 that says what is wrong with it. A metric the report does not have fails its threshold (a CI
-gate on oversell must not pass because the audit did not run).
+gate on oversell must not pass because the audit did not run): the audit's metrics are "n/a"
+when the storefront's records were not read (the source failed, or ``[audit] source = "none"``),
+even though the clients' own view still gives a number.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ OPS: dict[str, Callable[[float, float], bool]] = {
     "==": operator.eq,
     "!=": operator.ne,
 }
+#: metrics that only the storefront's records can vouch for
+AUDIT_METRICS = ("oversell_units", "audit_problems")
 _MISTAKES = {"=": "==", "=<": "<=", "=>": ">=", "<>": "!=", "===": "==", "!": "!="}
 _SHAPE = re.compile(r"\s*([^<>=!\s]*)\s*([<>=!]+)\s*(.*?)\s*", re.DOTALL)
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
@@ -70,11 +74,27 @@ class ThresholdResult:
         return result_line(self.checked())
 
 
-def result_line(c: CheckedThreshold) -> str:
-    """``PASS  p99_ms < 250  (p99_ms = 12.3)`` — a checked threshold on one terminal line."""
+def result_line(c: CheckedThreshold, report: Report | None = None) -> str:
+    """``PASS  p99_ms < 250  (p99_ms = 12.3)`` — a checked threshold on one terminal line.
+
+    A metric without a value shows as ``n/a`` with the reason (:func:`missing_reason`).
+    """
     metric = c.expr.split()[0] if c.expr.split() else c.expr
-    shown = "not in this report" if c.value is None else f"{metric} = {c.value:.6g}"
+    if c.value is None:
+        shown = f"{metric} n/a: {missing_reason(metric, report)}"
+    else:
+        shown = f"{metric} = {c.value:.6g}"
     return f"{'PASS' if c.passed else 'FAIL'}  {c.expr}  ({shown})"
+
+
+def missing_reason(metric: str, report: Report | None) -> str:
+    """Why ``metric`` has no value in ``report``: the audit off or unread, or simply absent."""
+    audit = report.audit if report is not None else None
+    if metric in AUDIT_METRICS and audit is not None and not audit.available:
+        if audit.source == "none":
+            return 'the audit is off ([audit] source = "none")'
+        return "the audit could not read the storefront's records"
+    return "not in this report"
 
 
 def parse_threshold(text: str) -> Threshold:
@@ -132,6 +152,9 @@ def evaluate(
     """Check each threshold against a report (or its JSON); a metric the report lacks fails."""
     doc = report if isinstance(report, Report) else Report.from_json(dict(report))
     values = metric_values(doc)
+    if doc.audit is not None and not doc.audit.available:
+        # the clients' view alone cannot say there was no oversell: no value, not a PASS
+        values.update(dict.fromkeys(AUDIT_METRICS))
     results = []
     for e in exprs:
         t = e if isinstance(e, Threshold) else parse_threshold(e)
@@ -145,9 +168,16 @@ def check(report: Report, thresholds: Iterable[Threshold]) -> tuple[CheckedThres
     return tuple(r.checked() for r in evaluate(report, thresholds))
 
 
-def render_results(results: Sequence[ThresholdResult | CheckedThreshold]) -> str:
-    """The results as terminal lines, with a last line counting the failures."""
-    lines = [r.line() if isinstance(r, ThresholdResult) else result_line(r) for r in results]
+def render_results(
+    results: Sequence[ThresholdResult | CheckedThreshold], report: Report | None = None
+) -> str:
+    """The results as terminal lines, with a last line counting the failures.
+
+    ``report``, when given, lets a metric without a value say why.
+    """
+    lines = [
+        result_line(r.checked() if isinstance(r, ThresholdResult) else r, report) for r in results
+    ]
     failed = sum(not r.passed for r in results)
     lines.append(
         f"thresholds: {len(results) - failed} passed, {failed} failed"

@@ -114,6 +114,84 @@ class StorefrontConfig:
     racy_delay_ms: float = 1.0  # the racy backends' simulated round trip between read and write
 
 
+#: where the audit's truth may come from (``[audit] source``)
+AUDIT_SOURCES = ("http", "sql", "redis", "none")
+#: DSN schemes of the ``sql`` source: PostgreSQL through asyncpg, MySQL/MariaDB through aiomysql
+SQL_SCHEMES = ("postgresql", "postgres", "mysql", "mariadb")
+
+
+@dataclass(frozen=True, slots=True)
+class HttpAudit:
+    """The storefront's own JSON endpoint lists stock per SKU (``[audit] source = "http"``).
+
+    With no ``items`` path the document is the bundled storefront's ``/inventory`` (with its
+    ``/ledger`` for the order-level checks), read at the target's ``inventory_path``. Otherwise
+    ``url`` (absolute) or ``path`` (under the target) is fetched, ``items`` points to a list of
+    records (``sku`` names the field holding the SKU id) or to an object keyed by SKU id, and
+    ``sold`` / ``remaining`` name the fields per record (at least one).
+    """
+
+    url: str | None = None
+    path: str | None = None
+    items: tuple[str | int, ...] | None = None  # a parsed JSON path; None: the bundled format
+    sku: str | None = None
+    sold: str | None = None
+    remaining: str | None = None
+    timeout_s: float = 10.0
+
+    @property
+    def bundled(self) -> bool:
+        """Whether the documents are the bundled storefront's ``/inventory`` + ``/ledger``."""
+        return self.items is None
+
+
+@dataclass(frozen=True, slots=True)
+class SqlAudit:
+    """The storefront's database says what it sold (``[audit] source = "sql"``).
+
+    ``dsn`` (or the environment variable ``dsn_env`` holding it, so that a password is not
+    written in the scenario) is a ``postgresql://`` or ``mysql://`` URL; ``query`` returns one
+    row per SKU: the SKU id and the units sold. ``ledger_query``, if given, returns one row per
+    order (order id as the client sent it, SKU, quantity, user id) for the order-level checks.
+    """
+
+    dsn: str | None = None
+    dsn_env: str | None = None
+    query: str = ""
+    ledger_query: str | None = None
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class RedisAudit:
+    """The storefront keeps stock in Redis keys (``[audit] source = "redis"``).
+
+    ``key`` is a template with ``{sku}`` (e.g. ``stock:{sku}``); each key holds the units
+    ``remaining`` (default) or ``sold``. ``url`` or ``url_env`` says where Redis is.
+    """
+
+    url: str | None = None
+    url_env: str | None = None
+    key: str = "stock:{sku}"
+    holds: str = "remaining"
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class NoAudit:
+    """No audit (``[audit] source = "none"``): the exit code is completion and thresholds."""
+
+
+#: one of the audit sources a scenario may name
+AuditSource = HttpAudit | SqlAudit | RedisAudit | NoAudit
+
+
+def audit_source_name(source: AuditSource) -> str:
+    """The source's name as a scenario writes it (``http``, ``sql``, ``redis``, ``none``)."""
+    names = {HttpAudit: "http", SqlAudit: "sql", RedisAudit: "redis", NoAudit: "none"}
+    return names[type(source)]
+
+
 def scaled_stock(stock: int, scale: float) -> int:
     """``stock`` units at ``scale``, rounded to the nearest unit, at least 1 if there are any.
 
@@ -144,6 +222,7 @@ class Scenario:
     target: Target = field(default_factory=Target)
     run: RunSettings = field(default_factory=RunSettings)
     storefront: StorefrontConfig = field(default_factory=StorefrontConfig)
+    audit: AuditSource = field(default_factory=HttpAudit)
     thresholds: tuple[str, ...] = ()
     source: str = ""  # the file it came from, for messages
 

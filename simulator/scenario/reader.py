@@ -10,25 +10,35 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from simulator.demand import Baseline, Bursts, Component, Countdown, Curve, Spike, Waves
 from simulator.errors import ScenarioError
 from simulator.files import read_regular_file
+from simulator.jsonpath import JsonPathError, parse_path
 from simulator.outcomes import ANSWER_OUTCOMES, DEFAULT_STATUS
 from simulator.retry import Retry
 from simulator.scenario import limits as L
 from simulator.scenario.model import (
+    AUDIT_SOURCES,
     BODY_FIELDS,
     DEFAULT_BODY,
     PLACEHOLDER,
+    SQL_SCHEMES,
+    AuditSource,
     Buyers,
+    HttpAudit,
+    NoAudit,
     Product,
+    RedisAudit,
     RunSettings,
     Scenario,
+    SqlAudit,
     StorefrontConfig,
     Target,
     check_total_stock,
@@ -141,6 +151,7 @@ _TOP_KEYS = {
     "target",
     "run",
     "storefront",
+    "audit",
     "thresholds",
 }
 
@@ -440,6 +451,126 @@ def _parse_storefront(t: _Table | None) -> StorefrontConfig:
     return cfg
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _secret(t: _Table, name: str, env: str, check: Any) -> tuple[str | None, str | None]:
+    """A URL given in the scenario (``name``) or by an environment variable's name (``env``)."""
+    value, var = t.opt_str(name), t.opt_str(env)
+    if (value is None) == (var is None):
+        raise t.fail(name, f"give {name} or {env} (the name of an environment variable holding it)")
+    if var is not None and not _ENV_NAME.fullmatch(var):
+        raise t.fail(env, f"must be an environment variable's name, got {var!r}")
+    if value is not None and (problem := check(value)) is not None:
+        raise t.fail(name, problem)
+    return value, var
+
+
+def dsn_problem(dsn: str) -> str | None:
+    """None when ``dsn`` is a database URL the ``sql`` audit can use, else what is wrong.
+
+    The message never repeats the DSN (it may hold a password); it names the scheme.
+    """
+    try:
+        parts = urlsplit(dsn)
+        parts.port  # noqa: B018 -- raises ValueError on a bad port
+    except ValueError as exc:
+        return f"not a database URL ({exc})"
+    if parts.scheme not in SQL_SCHEMES:
+        got = f"{parts.scheme}://" if parts.scheme else "no scheme"
+        return f"must start with {' or '.join(s + '://' for s in SQL_SCHEMES)}, got {got}"
+    if not parts.hostname and parts.scheme.startswith(("mysql", "mariadb")):
+        return f"{parts.scheme}:// needs a host, e.g. mysql://user@127.0.0.1:3306/shop"
+    return None
+
+
+def redis_url_problem(url: str) -> str | None:
+    """None when ``url`` is a Redis URL (redis://, rediss://, unix://), else what is wrong."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError on a bad port
+    except ValueError as exc:
+        return f"not a Redis URL ({exc})"
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        return f"must start with redis://, rediss:// or unix://, got {parts.scheme or 'no scheme'}"
+    return None
+
+
+def _http_url_problem(url: str) -> str | None:
+    if not url.startswith(("http://", "https://")):
+        return f"must start with http:// or https://, got {url!r}"
+    return None
+
+
+def _parse_audit(t: _Table | None) -> AuditSource:
+    if t is None:
+        return HttpAudit()
+    source = t.text("source", "http")
+    if source not in AUDIT_SOURCES:
+        near = difflib.get_close_matches(source, AUDIT_SOURCES, n=1)
+        hint = f"; did you mean '{near[0]}'?" if near else ""
+        raise t.fail("source", f"unknown {source!r}{hint} (one of {', '.join(AUDIT_SOURCES)})")
+    audit: AuditSource
+    if source == "none":
+        audit = NoAudit()
+    elif source == "http":
+        audit = _parse_http_audit(t)
+    elif source == "sql":
+        dsn, dsn_env = _secret(t, "dsn", "dsn_env", dsn_problem)
+        query = t.text("query", required=True)
+        ledger = t.opt_str("ledger_query")
+        for key, q in (("query", query), ("ledger_query", ledger)):
+            if q is not None and not q.strip():
+                raise t.fail(key, "must not be empty")
+        audit = SqlAudit(dsn, dsn_env, query, ledger, t.number("timeout_s", 10.0, L.TIMEOUT_S))
+    else:
+        url, url_env = _secret(t, "url", "url_env", redis_url_problem)
+        key = t.text("key", "stock:{sku}")
+        fields = PLACEHOLDER.findall(key)
+        if fields != ["sku"] or key.count("{") != 1 or key.count("}") != 1:
+            raise t.fail("key", f"must hold {{sku}} once and no other placeholder, got {key!r}")
+        holds = t.text("holds", "remaining")
+        if holds not in ("remaining", "sold"):
+            raise t.fail("holds", f"must be 'remaining' or 'sold', got {holds!r}")
+        audit = RedisAudit(url, url_env, key, holds, t.number("timeout_s", 10.0, L.TIMEOUT_S))
+    t.finish()
+    return audit
+
+
+def _parse_http_audit(t: _Table) -> HttpAudit:
+    url, path = t.opt_str("url"), t.opt_str("path")
+    if url is not None and path is not None:
+        raise t.fail("url", "give url (absolute) or path (under the target), not both")
+    if url is not None and (problem := _http_url_problem(url)) is not None:
+        raise t.fail("url", problem)
+    if path is not None and not path.startswith("/"):
+        raise t.fail("path", f"must start with '/', got {path!r}")
+    timeout_s = t.number("timeout_s", 10.0, L.TIMEOUT_S)
+    items_text = t.opt_str("items")
+    fields = {k: t.opt_str(k) for k in ("sku", "sold", "remaining")}
+    if items_text is None:
+        given = [k for k, v in (("url", url), ("path", path), *fields.items()) if v is not None]
+        if given:
+            raise t.fail(
+                "items",
+                f"is required with {given[0]}: a JSON path to the SKU records in the document, "
+                "e.g. 'data.items' ('$' for the document itself)",
+            )
+        return HttpAudit(timeout_s=timeout_s)
+    try:
+        items = parse_path(items_text)
+    except JsonPathError as exc:
+        raise t.fail("items", str(exc)) from None
+    if fields["sold"] is None and fields["remaining"] is None:
+        raise t.fail("sold", "give sold or remaining (or both): the field names in each record")
+    for key, value in fields.items():
+        if value is not None and not value:
+            raise t.fail(key, "must not be empty")
+    return HttpAudit(
+        url, path, items, fields["sku"], fields["sold"], fields["remaining"], timeout_s
+    )
+
+
 def _parse_products(top: _Table) -> list[Product]:
     products = [_parse_product(p) for p in top.tables("products")]
     if len(products) > L.MAX_SKUS:
@@ -492,6 +623,7 @@ def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Scena
         target=_parse_target(top.table("target")),
         run=_parse_run(top.table("run")),
         storefront=_parse_storefront(top.table("storefront")),
+        audit=_parse_audit(top.table("audit")),
         thresholds=tuple(thresholds),
         source=source,
     )
