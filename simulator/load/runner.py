@@ -18,14 +18,13 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from simulator.audit import ServerState, audit
+from simulator.audit import ServerState, audit_view, client_view_of
 from simulator.errors import UsageError
 from simulator.load.engine import EngineConfig, Progress, TargetUnreachableError
-from simulator.load.recorder import Recorder
 from simulator.load.target import Target, TargetError
 from simulator.load.transport import parse_endpoint
 from simulator.load.workers import WorkerSpec, run_local, run_workers
-from simulator.records import ORDERS_FILE, save_orders
+from simulator.records import ORDERS_FILE, save_order_arrays
 from simulator.report.document import (
     Report,
     RunInfo,
@@ -35,7 +34,7 @@ from simulator.report.document import (
 )
 from simulator.report.store import REPORT_FILE, report_bytes, write_bytes
 from simulator.report.thresholds import Threshold, check
-from simulator.results import measure, run_report
+from simulator.results import measure_tally, run_report
 from simulator.scenario import Scenario
 
 log = logging.getLogger("flashsale")
@@ -145,6 +144,8 @@ def execute(config: RunConfig, report: Callable[[Progress], None] | None = None)
             connections=max(1, math.ceil(connections / workers)),
             engine=engine,
             workers=workers,
+            keep_orders=config.out_dir is not None,
+            skus=tuple(p.id for p in sc.products),
         )
         errors: list[str] = []
         try:
@@ -161,9 +162,9 @@ def execute(config: RunConfig, report: Callable[[Progress], None] | None = None)
         )
     duration_s = config.duration_s or sc.duration_s
     skus = tuple(p.id for p in sc.products)
-    summary = measure(result.rows, result.recorder, duration_s, skus)
-    audit_result = audit(
-        result.rows, result.recorder, skus, sc.stocks(), sc.per_buyer_limits(), state
+    summary = measure_tally(result.tally, duration_s, skus)
+    audit_result = audit_view(
+        client_view_of(result.tally, skus), skus, sc.stocks(), sc.per_buyer_limits(), state
     )
     storefront = None
     if embedded:
@@ -185,7 +186,7 @@ def execute(config: RunConfig, report: Callable[[Progress], None] | None = None)
             busy_wait=config.busy_wait,
             timeout_s=sc.run.timeout_s,
             drain_s=sc.run.drain_s,
-            recorder_bytes=result.recorder.nbytes(),
+            recorder_bytes=result.recorder_bytes,
             notes=tuple(notes),
             worker_errors=tuple(errors),
         ),
@@ -196,18 +197,14 @@ def execute(config: RunConfig, report: Callable[[Progress], None] | None = None)
         doc = doc.with_thresholds(check(doc, config.thresholds))
     if config.out_dir is None:
         return RunOutcome(doc, None, doc.exit_code)
-    path, problems = save_run(doc, config.out_dir, result.rows, result.recorder, skus)
+    path, problems = save_run(doc, config.out_dir, result.orders)
     return RunOutcome(doc, path, doc.exit_code, problems)
 
 
 def save_run(
-    doc: Report,
-    out_dir: Path,
-    rows: npt.NDArray[np.void],
-    rec: Recorder,
-    skus: tuple[str, ...],
+    doc: Report, out_dir: Path, orders: dict[str, npt.NDArray[np.generic]] | None
 ) -> tuple[Path | None, tuple[str, ...]]:
-    """Write report.json (once, atomically) and orders.npz into ``out_dir``.
+    """Write report.json (once, atomically) and orders.npz (with ``orders``) into ``out_dir``.
 
     The report is serialised to bytes before any file is touched. A write that fails does not
     lose the run: the report goes to a file in the temporary directory instead, and each
@@ -233,7 +230,8 @@ def save_run(
                 f"directory ({again.strerror or again}): the report is only in this output"
             )
     try:
-        save_orders(out_dir, rows, rec, skus)
+        if orders is not None:
+            save_order_arrays(out_dir, orders)
     except OSError as exc:
         problems.append(
             f"{out_dir / ORDERS_FILE}: cannot write ({exc.strerror or exc}); "
