@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from simulator.load.recorder import Recorder
+from simulator.load.tally import Tally
 from simulator.outcomes import CONFIRMED, ERROR, NOT_SENT, TIMEOUT
 
 EXAMPLES = 5  # order ids quoted per kind of disagreement
@@ -101,6 +102,30 @@ def client_view(rows: npt.NDArray[np.void], rec: Recorder, skus: tuple[str, ...]
     return ClientView(
         best,
         confirmed,
+        {sku: int(units[i]) for i, sku in enumerate(skus)},
+        {sku: int(orders[i]) for i, sku in enumerate(skus)},
+    )
+
+
+def client_view_of(tally: Tally, skus: tuple[str, ...]) -> ClientView:
+    """The clients' view of a run from its :class:`~simulator.load.tally.Tally` (bounded state).
+
+    A tally keeps only the confirmed orders and the ids of orders that ended in a timeout or
+    error, so ``best`` lists those; an order id the ledger has and the clients never saw
+    confirmed nor failed (rejected, or never sent) counts as a phantom sale.
+    """
+    from simulator.results import confirmed as first_confirmations
+
+    order, _, _, _ = tally.confirmed()
+    best: dict[str, int] = dict.fromkeys(map(str, tally.failed().tolist()), TIMEOUT)
+    counted: Counter[str] = Counter(map(str, order.tolist()))
+    best.update(dict.fromkeys(counted, CONFIRMED))
+    c = first_confirmations(tally)
+    units = c.units_per_product(len(skus)).tolist()
+    orders = c.orders_per_product(len(skus)).tolist()
+    return ClientView(
+        best,
+        counted,
         {sku: int(units[i]) for i, sku in enumerate(skus)},
         {sku: int(orders[i]) for i, sku in enumerate(skus)},
     )

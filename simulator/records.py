@@ -86,11 +86,35 @@ def order_arrays(
     }
 
 
+def concat_orders(
+    parts: Sequence[dict[str, npt.NDArray[np.generic]]],
+) -> dict[str, npt.NDArray[np.generic]]:
+    """Several workers' order arrays as one (their ``row`` numbers made distinct, in order)."""
+    out: dict[str, npt.NDArray[np.generic]] = {}
+    base = 0
+    rows = []
+    for p in parts:
+        r = p["row"].astype(np.int64)
+        rows.append(r + base)
+        base += int(np.count_nonzero(p["final"]))
+    for name in FIELDS:
+        out[name] = (
+            np.concatenate(rows) if name == "row" else np.concatenate([p[name] for p in parts])
+        )
+    out["sku_names"] = parts[0]["sku_names"]
+    out["outcome_names"] = parts[0]["outcome_names"]
+    return out
+
+
 def save_orders(
     out_dir: Path, rows: npt.NDArray[np.void], rec: Recorder, skus: Sequence[str]
 ) -> Path:
     """Write ``out_dir/orders.npz`` atomically; returns its path."""
-    arrays = order_arrays(rows, rec, skus)
+    return save_order_arrays(out_dir, order_arrays(rows, rec, skus))
+
+
+def save_order_arrays(out_dir: Path, arrays: dict[str, npt.NDArray[np.generic]]) -> Path:
+    """Write the arrays of :func:`order_arrays` as ``out_dir/orders.npz`` atomically."""
 
     def write(f: IO[bytes]) -> None:
         np.savez(f, **arrays)  # type: ignore[arg-type]  # no object arrays: no pickle needed

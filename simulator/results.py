@@ -19,11 +19,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
+from simulator.histogram import Histogram
 from simulator.load.recorder import Recorder
 from simulator.outcomes import CONFIRMED, NOT_SENT, OUTCOME_NAMES
 from simulator.report.document import (
@@ -37,6 +38,9 @@ from simulator.report.document import (
     Timeline,
     sell_out_s,
 )
+
+if TYPE_CHECKING:
+    from simulator.load.tally import Tally
 
 #: the percentiles every latency distribution reports, and their keys
 PERCENTILES = ((50.0, "p50"), (90.0, "p90"), (99.0, "p99"), (99.9, "p99.9"))
@@ -259,45 +263,142 @@ class Summary:
 def measure(
     rows: npt.NDArray[np.void], rec: Recorder, duration_s: float, skus: Sequence[str] = ()
 ) -> Summary:
-    """Outcome counts, latency distributions, spectra and timeline of a run.
+    """:func:`measure_tally` of a whole recorder (the Locust adapter, tests)."""
+    from simulator.load.tally import tally_of_recorder
+
+    return measure_tally(tally_of_recorder(rows, rec), duration_s, skus)
+
+
+def distribution_of(h: Histogram) -> Distribution:
+    """Count, p50/p90/p99/p99.9 (within the histogram's resolution), exact max and mean, in ms."""
+    if h.total == 0:
+        return Distribution(count=0)
+    qs = h.percentiles(tuple(q for q, _ in PERCENTILES)) / 1e6
+    r = [round(float(v), 4) for v in qs]
+    return Distribution(
+        h.total, r[0], r[1], r[2], r[3], round(h.max_ns / 1e6, 4), round(h.mean_ns() / 1e6, 4)
+    )
+
+
+def spectrum_of(h: Histogram, ticks_per_half: int = TICKS_PER_HALF) -> list[tuple[float, float]]:
+    """:func:`latency_spectrum` from a histogram (nearest rank, within its resolution)."""
+    n = h.total
+    if n == 0:
+        return []
+    k = np.arange(math.floor(ticks_per_half * math.log2(n)) + 1)
+    p = 1.0 - np.exp2(-k / ticks_per_half)
+    values = h.percentiles(tuple((p * 100).tolist()))
+    out = [
+        (round(float(q) * 100, 6), round(float(v) / 1e6, 4)) for q, v in zip(p, values, strict=True)
+    ]
+    out.append((100.0, round(h.max_ns / 1e6, 4)))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmed:
+    """The confirmed orders of a tally, each order id once (its first confirmation in time)."""
+
+    order: I64
+    product: I64
+    qty: I64
+    done_ns: I64
+
+    def units_per_product(self, n_products: int) -> I64:
+        """Units confirmed per product index 0…n_products−1."""
+        keep = (self.product >= 0) & (self.product < n_products)
+        units = np.bincount(self.product[keep], weights=self.qty[keep], minlength=n_products)
+        return units.astype(np.int64)[:n_products]
+
+    def orders_per_product(self, n_products: int) -> I64:
+        """Order ids confirmed per product index 0…n_products−1."""
+        keep = (self.product >= 0) & (self.product < n_products)
+        return np.bincount(self.product[keep], minlength=n_products).astype(np.int64)[:n_products]
+
+    def units(self) -> int:
+        """All units confirmed."""
+        return int(self.qty.sum())
+
+    def units_per_s(self, skus: Sequence[str], n_seconds: int) -> dict[str, list[int]]:
+        """Units confirmed per second answered, per SKU (later ones land in the last second)."""
+        n = max(1, n_seconds)
+        second = np.minimum(self.done_ns // NS_PER_S, n - 1)
+        inside = (self.product >= 0) & (self.product < len(skus))
+        flat = self.product[inside] * n + second[inside]
+        units = np.bincount(flat, weights=self.qty[inside], minlength=len(skus) * n)
+        table = units.reshape(len(skus), n).astype(np.int64)
+        return {sku: [int(x) for x in table[i]] for i, sku in enumerate(skus)}
+
+
+def confirmed(tally: Tally) -> Confirmed:
+    """The orders a tally saw confirmed, each order id once: the one count of confirmed units."""
+    order, product, qty, done = tally.confirmed()
+    by_time = np.argsort(done, kind="stable")
+    _, first = np.unique(order[by_time], return_index=True)
+    pick = by_time[np.sort(first)]
+    return Confirmed(order[pick], product[pick], qty[pick], done[pick])
+
+
+def timeline_of(tally: Tally, duration_s: float) -> dict[str, Any]:
+    """Per-second series of a tally (as :func:`timeline`; latencies from the histograms)."""
+    last = max(tally.last_ns, round(duration_s * 1e9))
+    n = max(1, -(-last // NS_PER_S))
+
+    def series(a: I64) -> list[int]:
+        out = np.zeros(n, dtype=np.int64)
+        k = min(n, a.shape[-1])
+        out[:k] = a[:k]
+        return [int(x) for x in out]
+
+    out: dict[str, Any] = {
+        "second": list(range(n)),
+        "intended_per_s": series(tally.intended_per_s),
+        "sent_per_s": series(tally.sent_per_s),
+        "done_per_s": series(tally.done_per_s),
+        "outcomes_per_s": {
+            name: series(tally.outcomes_per_s[code])
+            for code, name in enumerate(OUTCOME_NAMES)
+            if code != NOT_SENT
+        },
+    }
+    p50, p99, mx = tally.latency_s.quantiles(n, (0.5, 0.99, 1.0))
+    out.update(p50_ms=p50, p99_ms=p99, max_ms=mx)
+    s50, s99, smx = tally.service_s.quantiles(n, (0.5, 0.99, 1.0))
+    out.update(service_p50_ms=s50, service_p99_ms=s99, service_max_ms=smx)
+    return out
+
+
+def measure_tally(tally: Tally, duration_s: float, skus: Sequence[str] = ()) -> Summary:
+    """Outcome counts, latency distributions, spectra and timeline of a run's tally.
 
     ``orders.outcomes`` counts orders by their final outcome, ``attempt_outcomes`` attempts;
     ``confirmed_units`` counts each order id once. With ``skus`` (product ids by index) the
-    timeline also has the units confirmed per SKU and second.
+    timeline also has the units confirmed per SKU and second. Percentiles come from the
+    histograms (within 0.1 %, clamped to the exact min and max); counts and maxima are exact.
     """
-    m = rec.n_attempts
-    intended, dispatched = rec.intended_ns[:m], rec.dispatched_ns[:m]
-    sent, done = rec.sent_ns[:m], rec.done_ns[:m]
-    row_outcome = rec.outcome[rec.final_attempt()]
-    attempt_counts = np.bincount(rec.outcome[:m], minlength=len(OUTCOME_NAMES))
-    row_counts = np.bincount(row_outcome, minlength=len(OUTCOME_NAMES))
-    answered = done >= 0
-    was_sent = sent >= 0
-    row_done = done[rec.final_attempt()]
-    order_wait = row_done[row_done >= 0] - intended[: rec.n_rows][row_done >= 0]
-    tl = timeline(rec, duration_s)
+    tl = timeline_of(tally, duration_s)
+    c = confirmed(tally)
     if skus:
-        tl["confirmed_units_per_s"] = sku_units_per_s(rows, rec, skus, len(tl["second"]))
+        tl["confirmed_units_per_s"] = c.units_per_s(skus, len(tl["second"]))
     parsed = Timeline.from_json(tl)
     assert parsed is not None  # a timeline has at least one second
-    spectrum = {k: [(float(p), float(v)) for p, v in pts] for k, pts in spectra(rec).items()}
+    hists = {kind: tally.combined(kind) for kind in ("intended", "service", "order",
+                                                     "dispatch_lag", "queue_wait")}  # fmt: skip
+    spectrum = {k: spectrum_of(hists[k]) for k in ("intended", "service")}
+    names = enumerate(OUTCOME_NAMES)
     return Summary(
         orders=Orders(
-            outcomes={name: int(row_counts[i]) for i, name in enumerate(OUTCOME_NAMES)},
-            scheduled=rec.n_rows,
-            attempts=m,
-            retries=m - rec.n_rows,
-            sent=int(np.count_nonzero(was_sent)),
-            attempt_outcomes={name: int(attempt_counts[i]) for i, name in enumerate(OUTCOME_NAMES)},
-            confirmed_units=confirmations(rows, rec).units(rows) if len(rows) else 0,
+            outcomes={name: int(tally.row_outcomes[i]) for i, name in names},
+            scheduled=tally.scheduled,
+            attempts=tally.attempts,
+            retries=tally.retries,
+            sent=tally.sent,
+            attempt_outcomes={
+                name: int(tally.attempt_outcomes[i]) for i, name in enumerate(OUTCOME_NAMES)
+            },
+            confirmed_units=c.units(),
         ),
-        latency={
-            "intended": distribution(done[answered] - intended[answered]),
-            "service": distribution(done[answered & was_sent] - sent[answered & was_sent]),
-            "order": distribution(order_wait),
-            "dispatch_lag": distribution(dispatched[dispatched >= 0] - intended[dispatched >= 0]),
-            "queue_wait": distribution(sent[was_sent] - dispatched[was_sent]),
-        },
+        latency={k: distribution_of(h) for k, h in hists.items()},
         spectrum={k: v for k, v in spectrum.items() if v},
         timeline=parsed,
     )

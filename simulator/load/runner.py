@@ -18,15 +18,14 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from simulator.audit import ServerState, audit, audit_settled
+from simulator.audit import ServerState, audit_settled, audit_view, client_view_of
 from simulator.audit_sources import check_secrets, read_records
 from simulator.errors import UsageError
 from simulator.load.engine import EngineConfig, Progress, TargetUnreachableError
-from simulator.load.recorder import Recorder
 from simulator.load.target import Target, TargetError
 from simulator.load.transport import parse_endpoint
 from simulator.load.workers import WorkerSpec, run_local, run_workers
-from simulator.records import ORDERS_FILE, save_orders
+from simulator.records import ORDERS_FILE, save_order_arrays
 from simulator.report.document import (
     Report,
     RunInfo,
@@ -36,7 +35,7 @@ from simulator.report.document import (
 )
 from simulator.report.store import REPORT_FILE, report_bytes, write_bytes
 from simulator.report.thresholds import Threshold, check, missing_reason
-from simulator.results import measure, run_report
+from simulator.results import measure_tally, run_report
 from simulator.scenario import Scenario
 
 log = logging.getLogger("flashsale")
@@ -152,6 +151,8 @@ def execute(config: RunConfig, report: Callable[[Progress], None] | None = None)
             connections=max(1, math.ceil(connections / workers)),
             engine=engine,
             workers=workers,
+            keep_orders=config.out_dir is not None,
+            skus=tuple(p.id for p in sc.products),
         )
         errors: list[str] = []
         try:
@@ -164,9 +165,9 @@ def execute(config: RunConfig, report: Callable[[Progress], None] | None = None)
         state = read_records(sc, target) if config.audit else ServerState(None, None, (), "none")
     duration_s = config.duration_s or sc.duration_s
     skus = tuple(p.id for p in sc.products)
-    summary = measure(result.rows, result.recorder, duration_s, skus)
-    audit_result = audit(
-        result.rows, result.recorder, skus, sc.stocks(), sc.per_buyer_limits(), state
+    summary = measure_tally(result.tally, duration_s, skus)
+    audit_result = audit_view(
+        client_view_of(result.tally, skus), skus, sc.stocks(), sc.per_buyer_limits(), state
     )
     storefront = None
     if embedded:
@@ -188,7 +189,7 @@ def execute(config: RunConfig, report: Callable[[Progress], None] | None = None)
             busy_wait=config.busy_wait,
             timeout_s=sc.run.timeout_s,
             drain_s=sc.run.drain_s,
-            recorder_bytes=result.recorder.nbytes(),
+            recorder_bytes=result.recorder_bytes,
             notes=tuple(notes),
             worker_errors=tuple(errors),
         ),
@@ -199,7 +200,7 @@ def execute(config: RunConfig, report: Callable[[Progress], None] | None = None)
         doc = doc.with_thresholds(check(doc, config.thresholds))
     if config.out_dir is None:
         return RunOutcome(doc, None, doc.exit_code)
-    path, problems = save_run(doc, config.out_dir, result.rows, result.recorder, skus)
+    path, problems = save_run(doc, config.out_dir, result.orders)
     return RunOutcome(doc, path, doc.exit_code, problems)
 
 
@@ -235,13 +236,9 @@ def exit_reasons(doc: Report) -> list[str]:
 
 
 def save_run(
-    doc: Report,
-    out_dir: Path,
-    rows: npt.NDArray[np.void],
-    rec: Recorder,
-    skus: tuple[str, ...],
+    doc: Report, out_dir: Path, orders: dict[str, npt.NDArray[np.generic]] | None
 ) -> tuple[Path | None, tuple[str, ...]]:
-    """Write report.json (once, atomically) and orders.npz into ``out_dir``.
+    """Write report.json (once, atomically) and orders.npz (with ``orders``) into ``out_dir``.
 
     The report is serialised to bytes before any file is touched. A write that fails does not
     lose the run: the report goes to a file in the temporary directory instead, and each
@@ -267,7 +264,8 @@ def save_run(
                 f"directory ({again.strerror or again}): the report is only in this output"
             )
     try:
-        save_orders(out_dir, rows, rec, skus)
+        if orders is not None:
+            save_order_arrays(out_dir, orders)
     except OSError as exc:
         problems.append(
             f"{out_dir / ORDERS_FILE}: cannot write ({exc.strerror or exc}); "

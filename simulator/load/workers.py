@@ -1,9 +1,11 @@
 """Running the engine: in this process (one worker) or in N spawned processes, merged exactly.
 
 Worker k of N builds the scenario's schedule itself and takes its slice (rows ≡ k mod N), so only
-a small spec travels to it; it sends back its rows and trimmed recorder, which the parent
-concatenates (:func:`simulator.load.recorder.merge`) before any percentile is computed. SIGINT to
-the parent is passed to the workers, which stop dispatching, drain briefly and report as usual.
+a small spec travels to it; it sends back its :class:`~simulator.load.tally.Tally` (histograms and
+counters, a size independent of its orders), which the parent merges by adding counts before any
+percentile is computed: exact, and no per-order array crosses the process boundary unless the run
+writes per-order records (``WorkerSpec.keep_orders``). SIGINT to the parent is passed to the
+workers, which stop dispatching, drain briefly and report as usual.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from typing import Any
 import numpy as np
 
 from simulator.load.engine import EngineConfig, Progress, Run, RunResult, TargetUnreachableError
-from simulator.load.recorder import merge
+from simulator.load.tally import Tally, tally_of_recorder
 from simulator.load.transport import Endpoint, Transport
+from simulator.records import concat_orders, order_arrays
 from simulator.scenario import Scenario
-from simulator.schedule import build_schedule, concat
+from simulator.schedule import build_schedule
 
 PROGRESS_EVERY_S = 0.5
 START_MARGIN_S = 0.5  # workers start together this long after the last one is ready
@@ -42,6 +45,26 @@ class WorkerSpec:
     connections: int
     engine: EngineConfig
     workers: int = 1
+    keep_orders: bool = False  # also hand back the per-order records (orders.npz)
+    skus: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class Totals:
+    """What a run (one worker or all merged) hands back: its tally, not its per-order arrays."""
+
+    tally: Tally
+    partial: bool
+    wall_s: float
+    recorder_bytes: int  # the largest worker's recording memory
+    orders: dict[str, Any] | None = None  # per-order records, when asked for
+
+
+def totals(spec: WorkerSpec, result: RunResult) -> Totals:
+    """A finished run's :class:`Totals` (its recorder folded into a tally)."""
+    orders = order_arrays(result.rows, result.recorder, spec.skus) if spec.keep_orders else None
+    tally = tally_of_recorder(result.rows, result.recorder)
+    return Totals(tally, result.partial, result.wall_s, result.recorder.nbytes(), orders)
 
 
 def make_transport(spec: WorkerSpec) -> Transport:
@@ -99,11 +122,11 @@ def _uvloop_run(coro: Any) -> Any:
     return uvloop.run(coro)
 
 
-def run_local(spec: WorkerSpec, report: Callable[[Progress], None] | None = None) -> RunResult:
+def run_local(spec: WorkerSpec, report: Callable[[Progress], None] | None = None) -> Totals:
     """The whole schedule on one event loop in this process."""
     rows = build_schedule(spec.scenario, spec.duration_s).materialize()
     result: RunResult = _uvloop_run(_drive(spec, rows, report, None))
-    return result
+    return totals(spec, result)
 
 
 def _worker_main(spec: WorkerSpec, k: int, out: Any, start: Any, progress: bool) -> None:
@@ -116,8 +139,8 @@ def _worker_main(spec: WorkerSpec, k: int, out: Any, start: Any, progress: bool)
         start_at = start.get()
         report = (lambda p: out.put(("progress", k, p))) if progress else None
         result = _uvloop_run(_drive(spec, rows, report, start_at))
-        result.recorder = result.recorder.trimmed()
-        out.put(("result", k, result))
+        del rows
+        out.put(("result", k, totals(spec, result)))
     except TargetUnreachableError as exc:
         out.put(("error", k, str(exc)))
     except BaseException as exc:
@@ -126,7 +149,7 @@ def _worker_main(spec: WorkerSpec, k: int, out: Any, start: Any, progress: bool)
 
 def run_workers(
     spec: WorkerSpec, report: Callable[[Progress], None] | None = None
-) -> tuple[RunResult, list[str]]:
+) -> tuple[Totals, list[str]]:
     """N worker processes, each its slice; returns the merged result and worker errors."""
     # the workers share this machine: the whole schedule must fit before any is spawned
     build_schedule(spec.scenario, spec.duration_s).check_materialize()
@@ -152,7 +175,7 @@ def run_workers(
                     os.kill(p.pid, signal.SIGINT)
 
     previous = signal.signal(signal.SIGINT, forward)
-    results: dict[int, RunResult] = {}
+    results: dict[int, Totals] = {}
     errors: list[str] = []
     latest: dict[int, Progress] = {}
     try:
@@ -197,11 +220,16 @@ def run_workers(
     parts = [results[k] for k in sorted(results)]
     if not parts:
         raise TargetUnreachableError("; ".join(errors) or "no worker finished")
-    merged = RunResult(
-        rows=concat([p.rows for p in parts]),
-        recorder=merge([p.recorder for p in parts]),
-        partial=interrupted or any(p.partial for p in parts) or len(parts) < spec.workers,
-        wall_s=max(p.wall_s for p in parts),
+    tally = Tally()
+    for part in parts:
+        tally.merge(part.tally)
+    orders = [part.orders for part in parts if part.orders is not None]
+    merged = Totals(
+        tally=tally,
+        partial=interrupted or any(part.partial for part in parts) or len(parts) < spec.workers,
+        wall_s=max(part.wall_s for part in parts),
+        recorder_bytes=max(part.recorder_bytes for part in parts),
+        orders=concat_orders(orders) if spec.keep_orders and orders else None,
     )
     return merged, errors
 

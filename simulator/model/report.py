@@ -1,6 +1,6 @@
 """The model's results in the report shape of a live run, and the metrics SLOs are checked on.
 
-Percentiles come from the mergeable histograms of :mod:`simulator.model.histogram`
+Percentiles come from the mergeable histograms of :mod:`simulator.histogram`
 (relative error ≤ 0.39 %, stated in the report); the maximum is exact.
 """
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from simulator.model import histogram as hist
+from simulator import histogram as hist
 from simulator.model.sim import ModelResult
 from simulator.model.stock import INF
 from simulator.outcomes import OUTCOME_NAMES

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from simulator.model import histogram as hist
+from simulator import histogram as hist
 from simulator.outcomes import OUTCOME_NAMES
 
 I64 = npt.NDArray[np.int64]

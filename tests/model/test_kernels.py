@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.model import histogram as hist
+from simulator import histogram as hist
 from simulator.model.kernels import NEVER, admit_fifo, fifo_departures, seg_maxacc
 from simulator.model.stock import CONFIRMED, SOLD_OUT, StockBook, split_stock
 

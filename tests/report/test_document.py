@@ -83,11 +83,13 @@ def test_wide_integers_never_lose_the_report(tmp_path: Path, clean_run: Syntheti
 
 def test_a_failed_write_keeps_the_report(tmp_path: Path, clean_run: Synthetic) -> None:
     from simulator.load.runner import save_run
+    from simulator.records import order_arrays
 
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the output directory should be")
     doc = Report.from_json(clean_run.report)
-    path, problems = save_run(doc, blocker, clean_run.rows, clean_run.rec, clean_run.skus)
+    orders = order_arrays(clean_run.rows, clean_run.rec, clean_run.skus)
+    path, problems = save_run(doc, blocker, orders)
     assert path is not None and path.parent != blocker
     try:
         assert load_report(path) == dataclasses.replace(doc, version=REPORT_VERSION)
