@@ -1,7 +1,13 @@
-"""Calibration check: fit the model on a live run at a lower load, predict a higher load.
+"""Calibration check: fit the model on a live run at one load, predict other loads.
 
-    .venv/bin/python bench/model_calibration.py [SCENARIO] [--low 0.3] [--high 1.0]
+    .venv/bin/python bench/model_calibration.py --case hot-row      # ρ ≈ 0.2 … 0.9, one row
+    .venv/bin/python bench/model_calibration.py --case connections  # 64 connections
+    .venv/bin/python bench/model_calibration.py [SCENARIO] [--low 0.3] [--high 1.0 …]
     .venv/bin/python bench/model_calibration.py --synthetic
+
+The cases (:data:`CASES`): ``hot-row`` (scenarios/calibration-hot-row.toml: one SKU on a hot
+row, 4 ms lognormal service, calibrated at scale 0.4 and predicting 0.2, 0.6 and 0.9) and
+``connections`` (scenarios/calibration-live.toml, calibrated at 0.3 and predicting 1.0).
 
 Runs the bundled storefront at both loads on 127.0.0.1 (``flashsale run SCENARIO --scale S
 --out DIR`` writes DIR/report.json), calibrates the model on the lower run (what ``flashsale
@@ -10,7 +16,7 @@ simulate --calibrate`` does), predicts the higher and prints predicted vs measur
 scenarios/calibration-live.toml, a one-SKU sale made for this (each run ≈ 4.5 s).
 ``--synthetic`` takes the "measured" runs from the model itself with known service times and
 another seed instead: that checks the fitting and the extrapolation, not the model's realism.
-Goal (issue 7): p50 within 15 %, p99 within 25 %, sell-out within 10 %. Exit status 1 when a
+Goal (issues 7, 18): p50 within 15 %, p99 within 25 %, sell-out within 10 %. Exit status 1 when a
 figure is outside its goal. tests/model/test_calibration_live.py runs the same check.
 """
 
@@ -27,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from simulator.model import Model, build_report, calibrate, config_for
-from simulator.model.calibrate import Calibration
+from simulator.model.calibrate import Calibration, find_records
 from simulator.model.selfcheck import synthetic_run, synthetic_scenario
 from simulator.scenario import Scenario, load_scenario
 
@@ -50,10 +56,31 @@ def live_run(scenario: str | Path, scale: float, out: Path, quiet: bool = False)
     return report
 
 
-def predict(low: dict[str, Any], scenario: Scenario) -> tuple[Calibration, dict[str, Any]]:
-    """Calibrate on the ``low`` run report and model ``scenario`` (at the higher scale)."""
-    cal = calibrate(low, "low-load run")
-    return cal, build_report(Model(scenario, config_for(scenario, **cal.overrides())).run())
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One calibration check: a scenario, the scale to calibrate at and the scales to predict."""
+
+    scenario: Path
+    low: float
+    highs: tuple[float, ...]
+
+
+CASES = {
+    "hot-row": Case(ROOT / "scenarios" / "calibration-hot-row.toml", 0.4, (0.2, 0.6, 0.9)),
+    "connections": Case(DEFAULT_SCENARIO, DEFAULT_LOW, (DEFAULT_HIGH,)),
+}
+
+
+def fit(low: dict[str, Any], low_dir: Path | None, low_scenario: Scenario | None) -> Calibration:
+    """What ``flashsale simulate --calibrate LOW/report.json`` fits: the report, the per-order
+    records beside it and a search against the low run's latencies (its scenario given)."""
+    records = find_records(low_dir / "report.json") if low_dir is not None else None
+    return calibrate(low, "low-load run", records, low_scenario)
+
+
+def predict(cal: Calibration, scenario: Scenario) -> dict[str, Any]:
+    """The model's report of ``scenario`` (at the scale to predict) with the fit."""
+    return build_report(Model(scenario, config_for(scenario, **cal.overrides())).run())
 
 
 def sell_out_s(report: dict[str, Any]) -> float | None:
@@ -136,36 +163,52 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def check(
+    case: Case, quiet: bool = False, workdir: Path | None = None
+) -> list[tuple[float, list[Row]]]:
+    """Run ``case`` live (low, then every high), calibrate on the low run, predict each high;
+    the rows per predicted scale. Prints the fit and the tables unless ``quiet``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        base = workdir or Path(tmp)
+        low = live_run(case.scenario, case.low, base / "low", quiet=True)
+        cal = fit(low, base / "low", load_scenario(case.scenario, scale=case.low))
+        if not quiet:
+            print(f"{case.scenario.name}: calibrated at scale {case.low}\n  {cal.line()}")
+        out = []
+        for high in case.highs:
+            measured = live_run(case.scenario, high, base / f"high-{high}", quiet=True)
+            rows = compare(predict(cal, load_scenario(case.scenario, scale=high)), measured)
+            if not quiet:
+                print(f"predicting scale {high}:\n{table(rows)}")
+            out.append((high, rows))
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument(
-        "scenario", nargs="?", default=str(DEFAULT_SCENARIO), help="scenario of the live runs"
-    )
+    p.add_argument("scenario", nargs="?", help="scenario of the live runs (instead of --case)")
+    p.add_argument("--case", choices=sorted(CASES), action="append", help="a bundled case")
     p.add_argument("--low", type=float, default=DEFAULT_LOW, help="scale to calibrate on")
-    p.add_argument("--high", type=float, default=DEFAULT_HIGH, help="scale to predict")
+    p.add_argument("--high", type=float, action="append", help="scale to predict (repeat)")
     p.add_argument("--synthetic", action="store_true", help="model-made runs, not live ones")
     args = p.parse_args()
     if args.synthetic:
-        low, high = synthetic_run(args.low), synthetic_run(args.high)
-        sc = synthetic_scenario(args.high)
-        kind = "SYNTHETIC runs (the model with known service times, another seed)"
+        high = (args.high or [DEFAULT_HIGH])[0]
+        low_run = synthetic_run(args.low)
+        cal = fit(low_run, None, synthetic_scenario(args.low))
+        print(f"SYNTHETIC runs (the model with known service times, another seed)\n{cal.line()}")
+        rows = compare(predict(cal, synthetic_scenario(high)), synthetic_run(high))
+        print(table(rows))
+        ok = all(r.ok for r in rows)
     else:
-        with tempfile.TemporaryDirectory() as tmp:
-            low = live_run(args.scenario, args.low, Path(tmp) / "low")
-            high = live_run(args.scenario, args.high, Path(tmp) / "high")
-        sc = load_scenario(args.scenario, scale=args.high)
-        kind = f"live runs of the bundled storefront ({args.scenario})"
-    cal, predicted = predict(low, sc)
-    print(f"measured: {kind}; calibrated at scale {args.low}, predicting scale {args.high}")
-    print(
-        f"fitted: service median {cal.service_median_ms:.3f} ms, sigma {cal.service_sigma:.3f} "
-        f"({cal.fitted_from}); servers {cal.servers}, queue limit {cal.queue_limit}"
-    )
-    rows = compare(predicted, high)
-    print(table(rows))
-    exact = [s["sell_out_s"] for s in predicted["skus"].values()]
-    print(f"model's exact sell-out time (s): {', '.join(str(x) for x in exact)}")
-    ok = all(r.ok for r in rows)
+        if args.scenario is not None:
+            cases = [Case(Path(args.scenario), args.low, tuple(args.high or [DEFAULT_HIGH]))]
+        else:
+            cases = [CASES[name] for name in (args.case or sorted(CASES))]
+        ok = True
+        for case in cases:
+            for _, rows in check(case):
+                ok = ok and all(r.ok for r in rows)
     print("within goals" if ok else "OUTSIDE goals")
     return 0 if ok else 1
 

@@ -124,7 +124,7 @@ def main(args: argparse.Namespace) -> int:
 def simulate(opts: SimulateOptions) -> int:
     """Run the model (or the capacity search) and print/write its report."""
     from simulator.errors import UsageError
-    from simulator.model import calibrate, config_for, load_report, parse_vary
+    from simulator.model import config_for, parse_vary
     from simulator.report.thresholds import parse_threshold
     from simulator.scenario import load_scenario
 
@@ -132,7 +132,7 @@ def simulate(opts: SimulateOptions) -> int:
     overrides: dict[str, Any] = {}
     calibration = None
     if opts.calibrate is not None:
-        calibration = calibrate(load_report(opts.calibrate), opts.calibrate)
+        calibration = _calibration(opts.calibrate, opts.scenario, scenario.name)
         overrides.update(calibration.overrides())
     cli = {
         "shards": opts.shards,
@@ -158,15 +158,31 @@ def simulate(opts: SimulateOptions) -> int:
             raise UsageError(str(exc)) from None
         return _search(scenario, config, opts, vary)
     report = _run_once(scenario, config, opts)
+    text = render(report)
     if calibration is not None:
-        report["calibration"] = {
-            "source": calibration.source,
-            "fitted_from": calibration.fitted_from,
-            "service_median_ms": calibration.service_median_ms,
-            "service_sigma": calibration.service_sigma,
-        }
-    _emit(report, opts, render(report))
+        report["calibration"] = calibration.describe()
+        text = f"{text}\n{calibration.line()}"
+    _emit(report, opts, text)
     return 0
+
+
+def _calibration(report_path: str, scenario_path: str, scenario_name: str) -> Any:
+    """The fit of ``--calibrate``: from the run report, the per-order records beside it, and,
+    when the run was of this scenario, a search against its latencies at the run's scale."""
+    from simulator.errors import FlashsaleError
+    from simulator.model.calibrate import calibrate, find_records, load_report
+    from simulator.report.document import Report
+    from simulator.scenario import load_scenario
+
+    data = load_report(report_path)
+    run_scenario = None
+    try:
+        info = Report.from_json(data, report_path, require_outcomes=False).scenario
+    except FlashsaleError:  # an unreadable report is calibrate()'s to explain, in its words
+        info = None
+    if info is not None and info.name == scenario_name and info.scale:
+        run_scenario = load_scenario(scenario_path, scale=info.scale)
+    return calibrate(data, report_path, find_records(report_path), run_scenario)
 
 
 def _run_once(scenario: Any, config: Any, opts: SimulateOptions) -> dict[str, Any]:

@@ -19,14 +19,17 @@ class ModelConfig:
     """The modelled inventory service.
 
     ``shards`` K: a product's stock is split across K shards and a buyer always reaches the
-    shard its buyer number hashes to. ``servers`` c: FIFO servers per shard, fed round-robin.
-    ``queue_limit`` N: orders a shard holds at once (in service + waiting), beyond which an
-    arrival is throttled (429); 0 = no limit; with c > 1 each server holds ⌈N/c⌉.
+    shard its buyer number hashes to. ``servers`` c: servers per shard sharing one FIFO queue
+    (an order goes to the earliest-free server). ``queue_limit`` N: orders a shard holds at
+    once (in service + waiting), beyond which an arrival is throttled (429); 0 = no limit.
     ``hot_row``: every (product, shard) has its own servers (orders for one SKU serialise, as
     on one database row) instead of all products of a shard sharing them.
     Service times are lognormal (``service_median_ms``, ``service_sigma``) unless
     ``service_samples_ms`` gives an empirical distribution. ``throttle_ms`` is how long a 429
     takes to come back, ``timeout_s`` when the client gives up (the server still decides).
+    ``overhead_ms``: a fixed time every answer takes on top of its queueing and service — the
+    storefront's and the client's handling around the service (HTTP, parsing, scheduling),
+    which does not hold a server; calibration fits it (:mod:`simulator.model.calibrate`).
     ``window_s``: the model steps through time in windows no longer than the shortest retry
     backoff (default: that, capped at 1 s); results do not depend on it as long as it is ≤
     that backoff.
@@ -40,6 +43,7 @@ class ModelConfig:
     queue_limit: int = 0
     hot_row: bool = False
     throttle_ms: float = 0.0
+    overhead_ms: float = 0.0
     timeout_s: float = 5.0
     window_s: float | None = None
     seed: int = 0
@@ -52,17 +56,13 @@ class ModelConfig:
             ("service_median_ms", _pos(self.service_median_ms), "must be > 0"),
             ("service_sigma", _nonneg(self.service_sigma), "must be ≥ 0"),
             ("throttle_ms", _nonneg(self.throttle_ms), "must be ≥ 0"),
+            ("overhead_ms", _nonneg(self.overhead_ms), "must be ≥ 0"),
             ("timeout_s", _pos(self.timeout_s), "must be > 0"),
             ("window_s", self.window_s is None or _pos(self.window_s), "must be > 0"),
         ]
         for name, ok, rule in checks:
             if not ok:
                 raise ValueError(f"{name} {rule}, got {getattr(self, name)!r}")
-
-    @property
-    def server_limit(self) -> int:
-        """Admission limit per server: ⌈N/c⌉ (0 = none)."""
-        return -(-self.queue_limit // self.servers) if self.queue_limit else 0
 
     def replace(self, **changes: Any) -> ModelConfig:
         """A copy with some fields changed."""

@@ -24,6 +24,8 @@ Rounds per call ≈ admitted orders per queue / L; queues that never reach L tak
 
 from __future__ import annotations
 
+from bisect import bisect_right, insort
+
 import numpy as np
 import numpy.typing as npt
 
@@ -274,3 +276,114 @@ def _rounds(
         live = ptr < end
         new_tail[q[~live]] = tail[~live]
         ptr, end, tail, q, segs = ptr[live], end[live], tail[live], q[live], segs[live]
+
+
+def shared_fifo(
+    queue: I64, arrive: I64, service: I64, state: I64, servers: int, limit: int = 0
+) -> tuple[Bool, I64, I64]:
+    """c servers sharing one FIFO queue (M/G/c), per queue, with an optional admission limit.
+
+    Each admitted arrival starts on the earliest-free server: at max(its arrival, the c-th
+    largest departure of the orders admitted before it) — the servers' free times are the c
+    largest earlier departures, since FIFO starts are in arrival order. ``state[q]`` holds
+    queue q's K largest departures so far, ascending (NEVER where fewer), K = max(c, limit)
+    (c without a limit); with a limit N an arrival that finds N orders in the system (K
+    largest departures after it) is throttled. Returns (admitted mask, departures (valid where
+    admitted), the new state).
+
+    Vectorised where nobody waits: if every order started on arrival, the orders in the system
+    at an arrival are its earlier ones not yet departed (one sort and ``searchsorted`` per
+    call) — exact up to a queue's first arrival finding every server busy (or the limit
+    reached). From there on the queue is walked arrival by arrival with a sorted list (one
+    ``bisect`` and one insertion each, O(K) memory moves): a Python loop, only where c > 1
+    and only while the servers are saturated.
+    """
+    n = len(arrive)
+    width = state.shape[1]
+    admitted = np.ones(n, dtype=bool)
+    depart = arrive + service
+    new_state = state.copy()
+    if n == 0:
+        return admitted, depart, new_state
+    cap = min(servers, limit) if limit else servers
+    starts, seg = seg_bounds(queue)
+    ends = np.append(starts[1:], n)
+    seg_q = queue[starts]
+    first_bad = _first_busy(arrive, depart, state, starts, seg, seg_q, cap)
+    walk = np.flatnonzero(first_bad < ends)
+    for i in walk.tolist():
+        f, e, q = int(first_bad[i]), int(ends[i]), int(seg_q[i])
+        top = np.sort(np.concatenate((state[q], depart[starts[i] : f])))[-width:]
+        adm, dep, top_list = _walk(
+            arrive[f:e].tolist(), service[f:e].tolist(), top.tolist(), servers, limit
+        )
+        admitted[f:e] = adm
+        depart[f:e] = dep
+        new_state[q] = top_list
+    done = np.setdiff1d(np.arange(len(starts)), walk, assume_unique=True)
+    if len(done):  # queues without a wait: state = K largest of (old state ∪ departures)
+        rows = np.flatnonzero(np.isin(seg, done))
+        vals = np.concatenate((state[seg_q[done]].ravel(), depart[rows]))
+        owner = np.concatenate((np.repeat(done, width), seg[rows]))
+        order = np.lexsort((vals, owner))
+        counts = np.bincount(owner, minlength=len(starts))[done]
+        last = np.cumsum(counts)
+        pick = (last - width)[:, None] + np.arange(width)
+        new_state[seg_q[done]] = vals[order][pick]
+    return admitted, depart, new_state
+
+
+def _first_busy(
+    arrive: I64, depart: I64, state: I64, starts: I64, seg: I64, seg_q: I64, cap: int
+) -> I64:
+    """Per segment, the first row finding ``cap`` orders in the system had nobody waited
+    (the segment's end when none). Rows after j depart after A_j (service ≥ 1 ns), so the
+    earlier rows still in the system at A_j are j's rank minus the segment's departures ≤ A_j.
+    """
+    n = len(arrive)
+    ends = np.append(starts[1:], n)
+    rank = np.arange(n, dtype=np.int64) - starts[seg]
+    lo = int(arrive.min())
+    span = int(depart.max()) - lo + 2
+    if span * len(starts) < (1 << 62):
+        off = seg * span - lo
+        done_sorted = np.sort(depart + off)
+        gone = np.searchsorted(done_sorted, arrive + off, side="right") - starts[seg]
+    else:
+        gone = np.empty(n, dtype=np.int64)
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+            gone[a:b] = np.searchsorted(np.sort(depart[a:b]), arrive[a:b], side="right")
+    in_system = rank - gone
+    carried_max = state[seg_q, -1][seg]
+    early = np.flatnonzero(carried_max > arrive)  # the carried departures still ahead
+    if len(early):
+        in_system[early] += (state[seg_q[seg[early]]] > arrive[early, None]).sum(axis=1)
+    bad = np.flatnonzero(in_system >= cap)
+    first = ends.copy()
+    if len(bad):
+        bad_seg = seg[bad]
+        keep = np.concatenate(([True], bad_seg[1:] != bad_seg[:-1]))
+        first[bad_seg[keep]] = bad[keep]
+    return first
+
+
+def _walk(
+    arrive: list[int], service: list[int], top: list[int], servers: int, limit: int
+) -> tuple[list[bool], list[int], list[int]]:
+    """One queue, arrival by arrival: ``top`` the K largest departures so far (ascending)."""
+    width = len(top)
+    adm: list[bool] = []
+    dep: list[int] = []
+    free_at = width - servers  # top[free_at]: the earliest-free of the c busiest servers
+    for a, s in zip(arrive, service, strict=True):
+        busy = width - bisect_right(top, a)
+        if limit and busy >= limit:
+            adm.append(False)
+            dep.append(a)
+            continue
+        d = (top[free_at] if busy >= servers else a) + s
+        insort(top, d)
+        del top[0]
+        adm.append(True)
+        dep.append(d)
+    return adm, dep, top

@@ -4,9 +4,12 @@ Time advances in fixed windows [kW, (k+1)W). Per window, vectorised over all its
 
 1. requests: the window's schedule rows plus the retries due in it, in time order; orders over
    their SKU's per-buyer limit are refused on arrival, as the storefront's validation does;
-2. route: shard = hash(buyer) mod K; with c servers per shard, round-robin by arrival count;
-3. serve: FIFO departures in closed form, or with an admission limit the exact block rounds of
-   :mod:`simulator.model.kernels`; state carried per server (last L departures);
+2. route: shard = hash(buyer) mod K (with ``hot_row``, one queue per product and shard);
+3. serve: with one server per queue, FIFO departures in closed form, or with an admission limit
+   the exact block rounds of :mod:`simulator.model.kernels`; with c > 1 servers one shared FIFO
+   queue (each order to the earliest-free server, :func:`~simulator.model.kernels.shared_fifo`);
+   state carried per queue (its last departures); an answer leaves the storefront
+   ``overhead_ms`` after its service ends (the handling around the service, outside the queue);
 4. throttled requests of retrying buyers come back after backoff·factor^(attempt−1)·(1 ± jitter);
    W ≤ the shortest backoff, so a retry always lands in a later window — retries are successive
    waves that die out after ``max_attempts``;
@@ -41,7 +44,14 @@ import numpy.typing as npt
 from simulator.model import requests as rq
 from simulator.model import service
 from simulator.model.config import ModelConfig
-from simulator.model.kernels import NEVER, admit_fifo, fifo_departures, seg_bounds, segments
+from simulator.model.kernels import (
+    NEVER,
+    admit_fifo,
+    fifo_departures,
+    seg_bounds,
+    segments,
+    shared_fifo,
+)
 from simulator.model.overload import Overload, check_state_size
 from simulator.model.requests import Requests
 from simulator.model.stats import ModelStats
@@ -132,16 +142,19 @@ class Model:
         self.n_products = len(scenario.products)
         k, c = config.shards, config.servers
         # before anything is allocated: the state grows with shards × servers × products
-        check_state_size(self.n_products, k, c, config.hot_row, config.server_limit)
+        # (c servers sharing a limit N keep max(c, N) departures: about c·⌈N/c⌉)
+        per_server = -(-config.queue_limit // c)
+        check_state_size(self.n_products, k, c, config.hot_row, per_server)
         self.schedule = build_schedule(scenario, duration_s)
         self.n_bases = self.n_products * k if config.hot_row else k
-        self.n_queues = self.n_bases * c
+        self.n_queues = self.n_bases  # c > 1 servers share their queue
         if config.service_samples_ms:
             self.table = service.empirical_table(config.service_samples_ms)
         else:
             self.table = service.lognormal_table(config.service_median_ms, config.service_sigma)
         self.window_ns = _window_ns(scenario, config)
         self.throttle_ns = round(config.throttle_ms * MS)
+        self.overhead_ns = round(config.overhead_ms * MS)
         self.timeout_ns = round(config.timeout_s * SECOND)
         self.ring_bits = _ring_bits(self.schedule, config)
 
@@ -209,9 +222,10 @@ class _Run:
         cfg = model.config
         self.cfg = cfg
         self.last = np.full(model.n_queues, NEVER, dtype=np.int64)
-        limit = cfg.server_limit
-        self.tail = np.full((model.n_queues, limit), NEVER, dtype=np.int64) if limit else None
-        self.rr = np.zeros(model.n_bases, dtype=np.int64)
+        limit = cfg.queue_limit
+        # c > 1: the K = max(c, N) latest departures per queue (shared_fifo); c = 1: the last N
+        width = max(cfg.servers, limit) if cfg.servers > 1 else limit
+        self.tail = np.full((model.n_queues, width), NEVER, dtype=np.int64) if width else None
         sc = model.scenario
         stocks = np.array([sc.stock_of(p) for p in sc.products], dtype=np.int64)
         limits = np.array([p.per_buyer_limit for p in sc.products], dtype=np.int64)
@@ -321,18 +335,10 @@ class _Run:
         return req.take(~over)
 
     def _route(self, req: Requests) -> I64:
-        """The queue (server) of each request."""
+        """The queue of each request: its shard, or with ``hot_row`` its (product, shard)."""
         cfg = self.cfg
-        base = req.product * cfg.shards + req.shard if cfg.hot_row else req.shard
-        if cfg.servers == 1:
-            return base
-        o, b = _grouped(base)
-        starts, _, rank = segments(b)
-        sub = (self.rr[b] + rank) % cfg.servers
-        self.rr[b[starts]] += np.diff(np.append(starts, len(b)))
-        q = np.empty(len(b), dtype=np.int64)
-        q[o] = b * cfg.servers + sub
-        return q
+        queue: I64 = req.product * cfg.shards + req.shard if cfg.hot_row else req.shard
+        return queue
 
     def _serve(self, req: Requests, window_end: int) -> None:
         """Queue the window's requests in arrival order, FIFO per server, in closed form.
@@ -347,7 +353,12 @@ class _Run:
         t_q, s_q = req.t[o], s[o]
         done = np.empty(len(o), dtype=np.int64)
         if self.tail is not None:
-            adm_q, depart, self.tail = admit_fifo(q, t_q, s_q, self.tail)
+            if self.cfg.servers > 1:
+                adm_q, depart, self.tail = shared_fifo(
+                    q, t_q, s_q, self.tail, self.cfg.servers, self.cfg.queue_limit
+                )
+            else:
+                adm_q, depart, self.tail = admit_fifo(q, t_q, s_q, self.tail)
             done[o] = depart
             all_in = bool(adm_q.all())
             admitted = adm_q if all_in else np.empty(len(o), dtype=bool)
@@ -366,6 +377,8 @@ class _Run:
         wait -= t_q
         self.backlog_max_ns = max(self.backlog_max_ns, int(wait.max(where=adm_q, initial=0)))
         self.last_arrival_ns = max(self.last_arrival_ns, int(req.t[-1]))
+        if self.m.overhead_ns:
+            done += self.m.overhead_ns
         req.done = done
         req.queue = queue
         self.stats.add_service(s if all_in else s[admitted])
@@ -420,13 +433,11 @@ class _Run:
 
     def _decide(self, p: Requests) -> None:
         """Stock, replays and answers of admitted requests, in completion order."""
-        cfg = self.cfg
         group = self._group(p)
         done = p.done
         candidate = p.duplicate()
         if p.first is not p.t:
             candidate |= p.attempt > 0
-        sub = p.queue % cfg.servers if cfg.servers > 1 else None
         buyers = None
         if self.stock.limits is not None:
             # only a buyer who orders more than once can meet the limit: the schedule marks
@@ -434,7 +445,7 @@ class _Run:
             check = (p.flags & (FLAG_REPEAT | FLAG_REPEATED)) != 0
             buyers = (p.product, p.buyer, check)
         outcome, replayed, false = self.stock.resolve(
-            group, done, p.qty, p.order, candidate, sub, buyers
+            group, done, p.qty, p.order, candidate, None, buyers
         )
         outcome[outcome == RING_OVER_LIMIT] = REJECTED
         self.stats.replays += int(np.count_nonzero(replayed))
@@ -458,7 +469,7 @@ class _Run:
         mean_s = float(m.table.mean()) / SECOND
         return Overload(
             demand_per_s=float(st.sent_s.max()) if len(st.sent_s) else 0.0,
-            capacity_per_s=m.n_queues / mean_s,
+            capacity_per_s=m.n_queues * self.cfg.servers / mean_s,
             backlog_max_s=self.backlog_max_ns / SECOND,
             busy_after_end_s=busy_ns / SECOND,
             decided_early=self.decided_early,
@@ -468,6 +479,5 @@ class _Run:
     def _group(self, p: Requests) -> I64:
         """Stock group (product, shard) of each request: product·K + shard."""
         if self.cfg.hot_row:
-            by_queue: I64 = p.queue // self.cfg.servers
-            return by_queue
+            return p.queue
         return p.product * self.cfg.shards + p.shard

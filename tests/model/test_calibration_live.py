@@ -1,18 +1,21 @@
-"""Calibration against the real thing: the bundled storefront at two loads (issue 7).
+"""Calibration against the real thing: the bundled storefront at two loads (issues 7, 18).
 
-``flashsale run scenarios/calibration-live.toml`` at scale 0.3 and at 1.0 (≈ 4.5 s each, on
-127.0.0.1), ``flashsale simulate --scale 1.0 --calibrate LOW/report.json`` fitted on the first,
-and its prediction held against the second: intended-latency p50 within 15 %, p99 within 25 %,
-sell-out time within 10 % — issue 7's goals. The sell-out time is computed the same way from
-both reports (bench/model_calibration.py, ``sell_out_s``: the second the cumulative confirmed
-units reach the stock, interpolated over that second's answers).
+Two cases of bench/model_calibration.py, live on 127.0.0.1:
 
-Measured on the 2-core development VM (5 runs, two of them with one or both cores kept busy by
-other processes): p50 1-6 %, p99 9-14 %, sell-out < 0.1 %, about 11 s for the test. Most of
-the p99 error is the low run's sample: the storefront's service times are seeded, and the
-≈ 1,200 of the low run put their p99 at ≈ 67 ms against the lognormal's 64 (the fit's σ comes
-from it); the model's own queueing adds ≈ 4 % more (it feeds its 64 servers round-robin where
-the run's connection pool is one shared queue). Run with ``-s`` to see the table.
+- ``connections`` (scenarios/calibration-live.toml, 64 connections, 20 ms service): run at
+  scale 0.3 and 1.0, ``flashsale simulate --scale 1.0 --calibrate LOW/report.json`` fitted on
+  the first and held against the second;
+- ``hot-row`` (scenarios/calibration-hot-row.toml, one SKU whose orders serialise, 4 ms
+  service): calibrated at scale 0.4 (ρ ≈ 0.4) from the run's per-order records, predicting
+  scale 0.6 (ρ ≈ 0.6), where the queue is half of p99. At ρ ≥ 0.8 an 8 s run's p99 itself
+  varies by ±15 % from run to run (27.4 and 31.6 ms in two runs at 0.8; the model's ±12 %
+  over service seeds), so the 25 % goal is at the noise level there: the bench's
+  ``--case hot-row`` checks ρ 0.9, this test the load it can hold every time.
+
+Goals: intended-latency p50 within 15 %, p99 within 25 %, sell-out time within 10 %. The
+sell-out time is computed the same way from both reports (``sell_out_s`` in the bench). Run
+with ``-s`` to see the tables; ``bench/model_calibration.py --case hot-row`` predicts more
+loads (0.2, 0.6, 0.9).
 """
 
 from __future__ import annotations
@@ -62,10 +65,23 @@ def test_calibrated_on_a_low_load_run_the_model_predicts_a_higher_load_run(tmp_p
         assert run["audit"]["ok"] and outcomes["error"] == outcomes["timeout"] == 0, outcomes
         assert outcomes["sold_out"] > 0, "the stock should run out before the end"
     predicted = _simulate(tmp_path / "low" / "report.json")
-    assert predicted["calibration"]["service_median_ms"] == low["latency_ms"]["service"]["p50"]
+    # the storefront's settings and the run's connections, not the latencies, make the servers
     assert predicted["model"]["servers"] == low["run"]["connections"]
+    assert predicted["calibration"]["residual"] is not None
     rows = bench.compare(predicted, high)
     figures = bench.table(rows)
     print(f"\ncalibrated at scale {LOW}, predicting scale {HIGH}\n{figures}")
     assert [r.name for r in rows] == ["p50 ms", "p99 ms", "sell-out s"]
+    assert all(r.ok for r in rows), figures
+
+
+@pytest.mark.slow
+def test_calibrated_on_a_hot_row_at_low_load_the_model_predicts_the_queue(tmp_path: Path) -> None:
+    bench = _bench()
+    case = bench.Case(ROOT / "scenarios" / "calibration-hot-row.toml", 0.4, (0.6,))
+    ((high, rows),) = bench.check(case, quiet=True, workdir=tmp_path)
+    low = json.loads((tmp_path / "low" / "report.json").read_text())
+    assert low["target"]["storefront"]["hot_row"] is True
+    figures = bench.table(rows)
+    print(f"\nhot row, calibrated at scale {case.low}, predicting scale {high}\n{figures}")
     assert all(r.ok for r in rows), figures

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator import histogram as hist
-from simulator.model.kernels import NEVER, admit_fifo, fifo_departures, seg_maxacc
+from simulator.model.kernels import NEVER, admit_fifo, fifo_departures, seg_maxacc, shared_fifo
 from simulator.model.stock import CONFIRMED, SOLD_OUT, StockBook, split_stock
 
 
@@ -66,6 +66,74 @@ def test_closed_form_departures_equal_lindley(case):
         q = int(queue[i])
         prev[q] = max(int(arrive[i]), prev[q]) + int(service[i])
         assert depart[i] == prev[q]
+
+
+def ref_shared(queue, arrive, service, servers, limit, free, in_system):
+    """c servers, one FIFO queue each, arrival by arrival: throttled iff ``limit`` orders are in
+    the system; otherwise served by the server free earliest, from max(arrival, its free time).
+    ``free[q]``: the servers' free times; ``in_system[q]``: departures of admitted orders."""
+    free = {q: list(v) for q, v in free.items()}
+    in_system = {q: list(v) for q, v in in_system.items()}
+    admitted = np.zeros(len(arrive), bool)
+    depart = np.zeros(len(arrive), np.int64)
+    for i in range(len(arrive)):
+        q, a = int(queue[i]), int(arrive[i])
+        if limit and sum(d > a for d in in_system[q]) >= limit:
+            continue
+        k = min(range(servers), key=lambda j: free[q][j])
+        d = max(a, free[q][k]) + int(service[i])
+        free[q][k] = d
+        in_system[q].append(d)
+        admitted[i], depart[i] = True, d
+    return admitted, depart
+
+
+@st.composite
+def shared_queues(draw):
+    servers = draw(st.integers(1, 5))
+    limit = draw(st.sampled_from([0, 0, 1, 2, 3, 5, 8]))
+    return servers, limit, draw(queues(max_limit=1))[:3]
+
+
+@settings(max_examples=400, deadline=None)
+@given(shared_queues(), st.integers(1, 3))
+def test_shared_fifo_equals_earliest_free_server_reference(case, cuts):
+    """In one call or cut into several (state carried), shared_fifo is the reference loop."""
+    servers, limit, (queue, arrive, service) = case
+    n_q = int(queue.max()) + 1 if len(queue) else 1
+    width = max(servers, limit)
+    state = np.full((n_q, width), NEVER, np.int64)
+    admitted = np.zeros(len(arrive), bool)
+    depart = np.zeros(len(arrive), np.int64)
+    order = np.lexsort((arrive, queue))
+    assert (order == np.arange(len(order))).all()
+    # cut by time, as the model's windows do: every queue's arrivals before t, then after
+    bounds = np.linspace(0, int(arrive.max()) + 1 if len(arrive) else 1, cuts + 1)[1:-1]
+    window = np.searchsorted(bounds, arrive, side="right")
+    for w in range(cuts):
+        rows = np.flatnonzero(window == w)
+        adm, dep, state = shared_fifo(
+            queue[rows], arrive[rows], service[rows], state, servers, limit
+        )
+        admitted[rows], depart[rows] = adm, dep
+    never = {q: [NEVER] * servers for q in range(n_q)}
+    ref_adm, ref_dep = ref_shared(
+        queue, arrive, service, servers, limit, never, {q: [] for q in range(n_q)}
+    )
+    assert (admitted == ref_adm).all()
+    assert (depart[admitted] == ref_dep[ref_adm]).all()
+
+
+def test_shared_fifo_with_one_server_is_lindley_and_the_limit_rule():
+    rng = np.random.default_rng(3)
+    queue = np.repeat(np.arange(3), 200).astype(np.int64)
+    arrive = np.concatenate([np.sort(rng.integers(0, 4000, 200)) for _ in range(3)])
+    service = rng.integers(1, 40, 600).astype(np.int64)
+    tail = np.full((3, 4), NEVER, np.int64)
+    adm, dep, _ = shared_fifo(queue, arrive, service, tail, 1, 4)
+    ref_adm, ref_dep, _ = admit_fifo(queue, arrive, service, tail)
+    assert (adm == ref_adm).all() and (dep[adm] == ref_dep[adm]).all()
+    assert not adm.all()  # the limit did bite
 
 
 def test_segmented_running_max_falls_back_without_overflow():

@@ -98,6 +98,8 @@ def test_a_model_too_big_for_memory_is_refused_before_it_starts(
     shards: int, servers: int, hot_row: bool, queue_limit: int
 ) -> None:
     cfg = ModelConfig(shards=shards, servers=servers, hot_row=hot_row, queue_limit=queue_limit)
-    assert state_bytes(2, shards, servers, hot_row, cfg.server_limit) > MAX_STATE_BYTES
+    assert (
+        state_bytes(2, shards, servers, hot_row, -(-cfg.queue_limit // servers)) > MAX_STATE_BYTES
+    )
     with pytest.raises(ValueError, match=r"would need [\d,.]+ GB of model state"):
         Model(small_scenario(), cfg)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import heapq
 import json
-from collections import deque
 from typing import Any
 
 import numpy as np
@@ -53,8 +52,9 @@ def small_scenario(limit_b: int = 0, **buyers: Any) -> Scenario:
 
 
 def reference(scenario: Scenario, cfg: ModelConfig) -> dict[str, Any]:
-    """One request at a time: heap of arrivals, FIFO per shard, stock in completion order."""
-    assert cfg.servers == 1 and not cfg.hot_row
+    """One request at a time: heap of arrivals, one FIFO queue per shard served by the earliest
+    free of its c servers, answers ``overhead_ms`` after service, stock in completion order."""
+    assert not cfg.hot_row
     model = Model(scenario, cfg)
     rows = model.schedule.materialize()
     table, w_ns = model.table, model.window_ns
@@ -63,8 +63,10 @@ def reference(scenario: Scenario, cfg: ModelConfig) -> dict[str, Any]:
         (int(r["t_ns"]), 0, i, 0, 0) for i, r in enumerate(rows)
     ]
     heapq.heapify(heap)
-    limit = cfg.server_limit
-    tails: dict[int, deque[int]] = {}
+    limit = cfg.queue_limit
+    overhead = round(cfg.overhead_ms * 1e6)
+    free_at: dict[int, list[int]] = {}  # per shard: when each server is free
+    in_system: dict[int, list[int]] = {}  # per shard: departures of admitted orders
     admitted: list[tuple[int, int, int, int, int, int, int]] = []  # group, D, row, attempt, t
     final: dict[int, tuple[str, int]] = {}
     retries = 0
@@ -81,11 +83,13 @@ def reference(scenario: Scenario, cfg: ModelConfig) -> dict[str, Any]:
         shard = int(service.shard_of(np.array([r["buyer"]]), cfg.shards, cfg.seed)[0])
         key = service.order_key(np.array([r["order"]]), np.array([attempt]), np.array([dup]))
         s = int(service.draw(table, service.uniforms(key, cfg.seed, 0))[0])
-        tail = tails.setdefault(shard, deque([-(1 << 62)] * max(1, limit)))
-        if limit == 0 or tail[0] <= t:
-            d = max(t, tail[-1]) + s
-            tail.popleft()
-            tail.append(d)
+        free = free_at.setdefault(shard, [-(1 << 62)] * cfg.servers)
+        held_now = in_system[shard] = [d for d in in_system.get(shard, []) if d > t]
+        if limit == 0 or len(held_now) < limit:
+            k = min(range(cfg.servers), key=lambda j: free[j])
+            free[k] = max(t, free[k]) + s
+            held_now.append(free[k])
+            d = free[k] + overhead
             group = int(r["product"]) * cfg.shards + shard
             admitted.append((group, d, row_i, attempt, t, int(r["qty"]), int(r["order"])))
             continue
@@ -149,8 +153,20 @@ def model_stock(scenario: Scenario, shards: int) -> np.ndarray:
         ModelConfig(shards=2, service_median_ms=2.0, queue_limit=0, timeout_s=0.05, seed=7),
         # more stock groups than a window has requests: stock decided by sorting the rows
         ModelConfig(shards=64, service_median_ms=20.0, queue_limit=1, seed=7),
+        # c servers sharing one FIFO queue per shard, with and without a limit, and an overhead
+        ModelConfig(shards=2, servers=3, service_median_ms=3.0, queue_limit=7, seed=7),
+        ModelConfig(shards=1, servers=4, service_median_ms=4.0, service_sigma=0.8, seed=7),
+        ModelConfig(shards=2, service_median_ms=0.8, queue_limit=4, overhead_ms=1.5, seed=7),
     ],
-    ids=["one-shard", "three-shards-throttling", "unlimited-with-timeouts", "64-shards"],
+    ids=[
+        "one-shard",
+        "three-shards-throttling",
+        "unlimited-with-timeouts",
+        "64-shards",
+        "shared-queue-limited",
+        "shared-queue",
+        "overhead",
+    ],
 )
 @pytest.mark.parametrize("limit_b", [0, 1, 2], ids=["no-limit", "b-limit-1", "b-limit-2"])
 def test_model_equals_a_per_request_reference_simulation(cfg, limit_b):
@@ -287,10 +303,7 @@ def test_config_for_takes_the_scenarios_storefront():
         (["--find", "p99_ms < 5", "--vary", "shards=4..1"], "LO ≤ HI"),
         (["--calibrate", "/nonexistent/run.json"], "no such file"),
         (["--shards", "100000000"], "--shards: must be ≤ 100000"),
-        (
-            ["--shards", "100000", "--servers", "100", "--queue-limit", "100000"],
-            "GB of model state",
-        ),
+        (["--shards", "100000", "--servers", "10000"], "GB of model state"),  # before allocating
     ],
 )
 def test_cli_errors_exit_2_with_one_line(tmp_path, capsys, argv, message):
