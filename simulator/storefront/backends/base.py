@@ -176,6 +176,10 @@ class Backend(Protocol):
         """
         ...
 
+    async def stock_left(self, sku: str) -> int:
+        """Units of ``sku`` free to order now (the product page's number), 0 when unknown."""
+        ...
+
     async def order(self, order_id: str) -> OrderState | None:
         """Where an order stands now (a hold past its expiry reads as expired); None: unknown."""
         ...

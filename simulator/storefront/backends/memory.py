@@ -289,6 +289,10 @@ class MemoryBackend:
         """Expire the due holds in one synchronous step (see :meth:`expire_due_now`)."""
         return self.expire_due_now()
 
+    async def stock_left(self, sku: str) -> int:
+        """The SKU's remaining stock."""
+        return self._remaining.get(sku, 0)
+
     async def order(self, order_id: str) -> OrderState | None:
         """Where an order stands."""
         return self.order_now(order_id)

@@ -366,6 +366,13 @@ class PostgresBackend:
         count: int = await self._pool.fetchval(_EXPIRE_SQL.format(s=self._s), self._clock())
         return count
 
+    async def stock_left(self, sku: str) -> int:
+        """The SKU's remaining stock (one SELECT)."""
+        left = await self._pool.fetchval(
+            f"SELECT remaining FROM {self._s}.stock WHERE sku = $1", sku
+        )
+        return int(left or 0)
+
     async def order(self, order_id: str) -> OrderState | None:
         """Where an order stands, from its hold or its outcome record."""
         s = self._s

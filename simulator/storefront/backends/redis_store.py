@@ -367,6 +367,10 @@ class RedisBackend:
             if int(looked) < EXPIRE_BATCH:
                 return expired
 
+    async def stock_left(self, sku: str) -> int:
+        """The SKU's remaining stock (one HGET)."""
+        return int(await self._client.hget(self._k_stock, sku) or 0)
+
     async def order(self, order_id: str) -> OrderState | None:
         """Where an order stands, from its hold or its outcome record."""
         async with self._client.pipeline(transaction=False) as pipe:
