@@ -330,7 +330,6 @@ def make_app(settings: StorefrontSettings, backend: Backend | None = None) -> we
     router = app.router
     for (method, path), handler in handlers.items():
         router.add_route(method.upper(), path, handler)
-    for path in dict.fromkeys(path for _, path in handlers):
         router.add_route(hdrs.METH_ANY, path, shop.method_not_allowed)
     router.add_route(hdrs.METH_ANY, "/{tail:.*}", shop.not_found)
     app.on_startup.append(shop.on_startup)
