@@ -57,6 +57,31 @@ def configure(p: argparse.ArgumentParser) -> None:
         metavar="S",
         help="close a connection idle this many seconds (default 75)",
     )
+    flow = p.add_argument_group("flash-sale flow (all off by default: confirm on order)")
+    flow.add_argument(
+        "--reservation-ttl",
+        type=float,
+        metavar="S",
+        help="orders become reservations held S seconds until paid (POST /orders/ID/pay)",
+    )
+    flow.add_argument(
+        "--require-token",
+        action="store_true",
+        default=None,
+        help="order routes need a bearer token from POST /login (else 401)",
+    )
+    flow.add_argument("--admit-per-s", type=float, metavar="R", help="token bucket: R orders/s")
+    flow.add_argument("--burst", type=int, metavar="N", help="token bucket size (default R)")
+    flow.add_argument("--max-active", type=int, metavar="N", help="waiting room: N buyers at once")
+    flow.add_argument(
+        "--session-s", type=float, metavar="S", help="waiting room: each session's length (60)"
+    )
+    flow.add_argument(
+        "--room-order", choices=("fifo", "shuffle"), help="waiting room order at the drop"
+    )
+    flow.add_argument(
+        "--sale-start-s", type=float, metavar="S", help="the sale opens S seconds after start"
+    )
     p.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate (PEM)")
     p.add_argument("--tls-key", metavar="FILE", help="the certificate's private key (PEM)")
 
@@ -118,9 +143,35 @@ def build_settings(args: argparse.Namespace) -> Any:
         "client_max_size": args.max_body,
         "read_timeout_s": args.read_timeout,
         "keepalive_timeout_s": args.keepalive_timeout,
+        "reservation_ttl_s": args.reservation_ttl,
+        "require_token": args.require_token,
+        "admit_per_s": args.admit_per_s,
+        "burst": args.burst,
+        "max_active": args.max_active,
+        "session_s": args.session_s,
+        "room_order": args.room_order,
+        "sale_start_s": args.sale_start_s,
     }
     given = {k: v for k, v in overrides.items() if v is not None}
-    return replace(settings, stocks=stocks, limits=limits, **given)
+    try:
+        return replace(settings, stocks=stocks, limits=limits, **given)
+    except UsageError as exc:
+        message = str(exc)
+        for name, flag in FLAGS.items():
+            if message.startswith(f"{name}:") and name in given:
+                raise UsageError(flag + message[len(name) :]) from None
+        raise
+
+
+#: the flow's settings fields and their flags (an error about such a field names the flag)
+FLAGS = {
+    "reservation_ttl_s": "--reservation-ttl",
+    "admit_per_s": "--admit-per-s",
+    "burst": "--burst",
+    "max_active": "--max-active",
+    "session_s": "--session-s",
+    "sale_start_s": "--sale-start-s",
+}
 
 
 def tls_context(cert: str | None, key: str | None) -> Any:

@@ -25,6 +25,7 @@ from simulator.storefront.backends import (
     create_backend,
 )
 from simulator.storefront.config import StorefrontSettings
+from simulator.storefront.flow import Flow
 from simulator.storefront.openapi import PATHS, openapi_document
 from simulator.storefront.protocol import error_body
 from simulator.storefront.validate import (
@@ -70,6 +71,7 @@ class Storefront:
             self._reserve_now = getattr(backend, "reserve_now")  # noqa: B009
         self._row_locks: dict[str, asyncio.Lock] = {}
         self._openapi = orjson.dumps(openapi_document(__version__))
+        self.flow = Flow(self)
 
     # -- POST /orders: the hot path --------------------------------------------------------
 
@@ -204,9 +206,9 @@ class Storefront:
     # -- the other routes -----------------------------------------------------------------
 
     async def get_inventory(self, request: web.Request) -> web.Response:
-        """Per-SKU initial, sold, ledger units/orders and remaining."""
+        """Per-SKU initial, sold, ledger units/orders and remaining (and holds, with a TTL)."""
         snapshot = await self.backend.snapshot()
-        skus = {
+        skus: dict[str, dict[str, int]] = {
             sku: {
                 "initial": s.initial,
                 "sold": s.sold,
@@ -216,6 +218,18 @@ class Storefront:
             }
             for sku, s in sorted(snapshot.items())
         }
+        if self.settings.reservation_ttl_s is not None:
+            for sku, numbers in skus.items():
+                s = snapshot[sku]
+                numbers.update(
+                    paid=s.paid,
+                    held=s.held,
+                    free=s.remaining,
+                    reserved=s.reserved,
+                    returned=s.returned,
+                    double_returns=s.double_returns,
+                    paid_after_expiry=s.paid_after_expiry,
+                )
         body = orjson.dumps({"backend": self.backend.name, "skus": skus})
         return web.Response(body=body, content_type=JSON)
 
@@ -256,7 +270,9 @@ class Storefront:
 
     async def method_not_allowed(self, request: web.Request) -> web.Response:
         """405 for a known path with the wrong method, listing the right one."""
-        allowed = ", ".join(m.upper() for m in PATHS[request.path])
+        resource = request.match_info.route.resource
+        path = resource.canonical if resource is not None else request.path
+        allowed = ", ".join(m.upper() for m in PATHS[path])
         response = error_response(405, f"method {request.method} not allowed", "method")
         response.headers[hdrs.ALLOW] = allowed
         return response
@@ -268,11 +284,13 @@ class Storefront:
     # -- life -----------------------------------------------------------------------------
 
     async def on_startup(self, app: web.Application) -> None:
-        """Connect the backend and load its initial stock."""
+        """Connect the backend and load its initial stock; start the sale's clock and sweeper."""
         await self.backend.start()
+        self.flow.start()
 
     async def on_cleanup(self, app: web.Application) -> None:
-        """Close the backend's connections."""
+        """Stop the sweeper, close the backend's connections."""
+        await self.flow.stop()
         await self.backend.close()
 
 
@@ -293,8 +311,15 @@ def make_app(settings: StorefrontSettings, backend: Backend | None = None) -> we
     shop = Storefront(settings, backend)
     app = web.Application(client_max_size=settings.client_max_size)
     app[STOREFRONT_KEY] = shop
+    flow = shop.flow
     handlers = {
-        ("post", "/orders"): shop.post_order,
+        ("post", "/orders"): flow.post_order if settings.flow else shop.post_order,
+        ("get", "/orders/{order_id}"): flow.get_order,
+        ("post", "/orders/{order_id}/pay"): flow.post_pay,
+        ("post", "/orders/{order_id}/cancel"): flow.post_cancel,
+        ("post", "/login"): flow.post_login,
+        ("get", "/products/{sku}"): flow.get_product,
+        ("get", "/time"): flow.get_time,
         ("get", "/inventory"): shop.get_inventory,
         ("get", "/ledger"): shop.get_ledger,
         ("post", "/reset"): shop.post_reset,

@@ -9,6 +9,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from simulator.errors import UsageError
+from simulator.storefront.admission import ROOM_ORDERS
 from simulator.storefront.backends import BACKEND_NAMES, BackendOptions
 
 if TYPE_CHECKING:
@@ -37,6 +38,14 @@ class StorefrontSettings:
     the Redis key prefix / PostgreSQL schema the backend owns. ``seed`` fixes the service-time
     random stream. ``read_timeout_s`` bounds the wait for a request's headers (from its first
     byte) and then for its body; ``keepalive_timeout_s`` closes a connection idle that long.
+
+    The flash-sale flow (all off by default: today's one-step order contract):
+    ``reservation_ttl_s`` makes ``POST /orders`` a reservation held that long until paid
+    (None = confirm on order); ``require_token`` makes the order routes ask for a bearer token
+    from ``POST /login``; ``admit_per_s``/``burst`` is a token bucket in front of new orders
+    (0 = none; burst 0 = one second's worth), ``max_active``/``session_s``/``room_order`` a
+    waiting room (0 = none); ``sale_start_s`` opens the sale that many seconds after the
+    storefront starts; ``prices`` (SKU → price) is what the product page shows.
     """
 
     stocks: Mapping[str, int]
@@ -54,6 +63,26 @@ class StorefrontSettings:
     seed: int | None = None
     read_timeout_s: float = DEFAULT_READ_TIMEOUT_S
     keepalive_timeout_s: float = DEFAULT_KEEPALIVE_TIMEOUT_S
+    reservation_ttl_s: float | None = None
+    require_token: bool = False
+    admit_per_s: float = 0.0
+    burst: int = 0
+    max_active: int = 0
+    session_s: float = 60.0
+    room_order: str = "fifo"
+    sale_start_s: float = 0.0
+    prices: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def flow(self) -> bool:
+        """Whether anything beyond the one-step order is on (the order route's slower path)."""
+        return bool(
+            self.reservation_ttl_s is not None
+            or self.require_token
+            or self.admit_per_s
+            or self.max_active
+            or self.sale_start_s
+        )
 
     def __post_init__(self) -> None:
         for name, mapping in (("stock", self.stocks), ("limit", self.limits)):
@@ -76,6 +105,34 @@ class StorefrontSettings:
                 raise UsageError(
                     f"{name}: must be a number of seconds in (0, {MAX_TIMEOUT_S:g}], got {value}"
                 )
+        ttl = self.reservation_ttl_s
+        if ttl is not None and not (math.isfinite(ttl) and 0 < ttl <= MAX_TIMEOUT_S):
+            raise UsageError(
+                f"reservation_ttl_s: must be a number of seconds in (0, {MAX_TIMEOUT_S:g}], "
+                f"got {ttl}"
+            )
+        for name in ("admit_per_s", "sale_start_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and 0 <= value <= MAX_TIMEOUT_S):
+                raise UsageError(f"{name}: must be a number in [0, {MAX_TIMEOUT_S:g}], got {value}")
+        if not (math.isfinite(self.session_s) and 0 < self.session_s <= MAX_TIMEOUT_S):
+            raise UsageError(
+                f"session_s: must be a number of seconds in (0, {MAX_TIMEOUT_S:g}], "
+                f"got {self.session_s}"
+            )
+        for name in ("burst", "max_active"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise UsageError(f"{name}: must be an integer ≥ 0, got {value!r}")
+        if self.room_order not in ROOM_ORDERS:
+            raise UsageError(
+                f"room_order: must be one of {', '.join(ROOM_ORDERS)}, got {self.room_order!r}"
+            )
+        for sku, price in self.prices.items():
+            if isinstance(price, bool) or not isinstance(price, (int, float)):
+                raise UsageError(f"price {sku}: must be a number ≥ 0, got {price!r}")
+            if not (math.isfinite(price) and price >= 0):
+                raise UsageError(f"price {sku}: must be a number ≥ 0, got {price!r}")
         if self.max_concurrency < 0:
             raise UsageError(f"max_concurrency: must be ≥ 0, got {self.max_concurrency}")
         if self.client_max_size < 1:
@@ -83,6 +140,7 @@ class StorefrontSettings:
         # freeze the catalogue so that a shared settings object cannot change under an app
         object.__setattr__(self, "stocks", MappingProxyType(dict(self.stocks)))
         object.__setattr__(self, "limits", MappingProxyType(dict(self.limits)))
+        object.__setattr__(self, "prices", MappingProxyType(dict(self.prices)))
 
     @classmethod
     def from_scenario(cls, scenario: Scenario, **overrides: Any) -> StorefrontSettings:
@@ -101,6 +159,7 @@ class StorefrontSettings:
             hot_row=knobs.hot_row,
             racy_delay_ms=knobs.racy_delay_ms,
             seed=scenario.seed,
+            prices={p.id: p.price for p in scenario.products},
         )
         return replace(settings, **overrides) if overrides else settings
 
@@ -109,6 +168,7 @@ class StorefrontSettings:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["stocks"] = dict(self.stocks)
         out["limits"] = dict(self.limits)
+        out["prices"] = dict(self.prices)
         return out
 
     @classmethod
@@ -130,4 +190,5 @@ class StorefrontSettings:
             postgres_dsn=self.postgres_dsn,
             namespace=self.namespace,
             racy_delay_s=self.racy_delay_ms / 1000.0,
+            reservation_ttl_s=self.reservation_ttl_s,
         )

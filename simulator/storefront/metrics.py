@@ -17,7 +17,7 @@ from prometheus_client.registry import Collector
 from simulator.storefront.backends import SkuSnapshot
 
 #: every status ``POST /orders`` answers with
-ORDER_STATUSES = (201, 400, 408, 409, 413, 422, 429, 500)
+ORDER_STATUSES = (201, 400, 401, 403, 408, 409, 413, 422, 429, 500, 503)
 #: the Content-Type of the text exposition format
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 

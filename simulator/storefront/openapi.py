@@ -71,6 +71,87 @@ SCHEMAS: dict[str, Any] = {
             "ledger_units": {"type": "integer", "description": "units summed from the ledger"},
             "ledger_orders": {"type": "integer", "description": "confirmed orders in the ledger"},
             "remaining": {"type": "integer", "description": "stock left (racy stores: < 0)"},
+            "paid": {"type": "integer", "description": "with a TTL: units paid"},
+            "held": {"type": "integer", "description": "with a TTL: units in live holds"},
+            "free": {"type": "integer", "description": "with a TTL: units free (= remaining)"},
+            "reserved": {"type": "integer", "description": "with a TTL: units ever held"},
+            "returned": {"type": "integer", "description": "with a TTL: units given back"},
+            "double_returns": {"type": "integer", "description": "holds returned again"},
+            "paid_after_expiry": {"type": "integer", "description": "holds paid and returned"},
+        },
+    },
+    "Held": {
+        "type": "object",
+        "required": [
+            "order_id",
+            "reservation_id",
+            "status",
+            "sku",
+            "qty",
+            "remaining",
+            "expires_at",
+            "ttl_s",
+        ],
+        "properties": {
+            "order_id": {"type": "string"},
+            "reservation_id": {"type": "string", "description": "the order id"},
+            "status": {"const": "held"},
+            "sku": {"type": "string"},
+            "qty": {"type": "integer"},
+            "remaining": {"type": "integer", "description": "stock left after this hold"},
+            "expires_at": {"type": "number", "description": "end of the hold, Unix seconds"},
+            "ttl_s": {"type": "number"},
+        },
+    },
+    "OrderStatus": {
+        "type": "object",
+        "required": ["order_id", "reservation_id", "status", "sku", "qty"],
+        "properties": {
+            "order_id": {"type": "string"},
+            "reservation_id": {"type": "string"},
+            "status": {
+                "enum": ["held", "paid", "expired", "cancelled", "confirmed", "refused"],
+                "description": "confirmed: confirm-on-order mode; refused: sold out or over limit",
+            },
+            "sku": {"type": "string"},
+            "qty": {"type": "integer"},
+            "user_id": {"type": ["string", "null"]},
+            "expires_at": {"type": ["number", "null"], "description": "Unix seconds"},
+        },
+    },
+    "Login": {
+        "type": "object",
+        "required": ["user_id"],
+        "additionalProperties": False,
+        "properties": {"user_id": _ID},
+    },
+    "Token": {
+        "type": "object",
+        "required": ["token", "user_id"],
+        "properties": {
+            "token": {"type": "string", "description": "send as Authorization: Bearer TOKEN"},
+            "user_id": {"type": "string"},
+        },
+    },
+    "Product": {
+        "type": "object",
+        "required": ["sku", "price", "stock_left", "per_buyer_limit", "sale_start", "now"],
+        "properties": {
+            "sku": {"type": "string"},
+            "price": {"type": "number"},
+            "stock_left": _UNITS,
+            "per_buyer_limit": {"type": "integer", "description": "0 = none"},
+            "sale_start": {"type": "number", "description": "Unix seconds"},
+            "now": {"type": "number", "description": "the server's clock, Unix seconds"},
+        },
+    },
+    "Time": {
+        "type": "object",
+        "required": ["now", "sale_start", "open"],
+        "properties": {
+            "now": {"type": "number", "description": "Unix seconds"},
+            "sale_start": {"type": "number", "description": "Unix seconds"},
+            "open": {"type": "boolean"},
         },
     },
     "Inventory": {
@@ -129,6 +210,36 @@ SCHEMAS: dict[str, Any] = {
 }
 
 _BAD_METHOD = _error("method not allowed on this path (Allow header lists the right ones)")
+_RETRY = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
+_UNAUTHORIZED = _error("a bearer token is required (require_token) and missing or unknown")
+_ORDER_ID = [
+    {"name": "order_id", "in": "path", "required": True, "schema": {"type": "string"}},
+]
+
+
+def _retry(description: str) -> dict[str, Any]:
+    return {**_error(description), "headers": _RETRY}
+
+
+def _order_end(verb: str, summary: str, operation: str, gone: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "operationId": operation,
+            "parameters": _ORDER_ID,
+            "responses": {
+                "200": _json("OrderStatus", f"{verb}: the order now"),
+                "401": _UNAUTHORIZED,
+                "403": _error("the order belongs to another buyer than the token's"),
+                "404": _error("no such order"),
+                "409": _error(f"the order cannot be {verb} (already paid, cancelled or refused)"),
+                "410": _error(gone),
+                "500": _error("the stock store failed"),
+                "405": _BAD_METHOD,
+            },
+        }
+    }
+
 
 PATHS: dict[str, Any] = {
     "/orders": {
@@ -140,7 +251,14 @@ PATHS: dict[str, Any] = {
                 "content": {"application/json": {"schema": _ref("Order")}},
             },
             "responses": {
-                "201": _json("Confirmation", "confirmed: the units were taken"),
+                "201": {
+                    "description": "confirmed (confirm-on-order) or held until expires_at (TTL)",
+                    "content": {
+                        "application/json": {
+                            "schema": {"anyOf": [_ref("Confirmation"), _ref("Held")]}
+                        }
+                    },
+                },
                 "400": _error(
                     "malformed HTTP, wrong content type, malformed JSON, not a JSON object, or a "
                     "key given twice"
@@ -152,10 +270,74 @@ PATHS: dict[str, Any] = {
                     "a wrong field: missing, extra, wrong type, unknown SKU, qty ≤ 0, or qty "
                     "over the per-buyer limit (alone or with the buyer's earlier purchases)"
                 ),
-                "429": _error("throttled: more orders in flight than max_concurrency"),
+                "401": _UNAUTHORIZED,
+                "403": _retry("the sale has not started, or the token is another buyer's"),
+                "429": _retry("throttled: max_concurrency in flight, or the admission rate"),
+                "500": _error("the stock store failed"),
+                "503": _retry("in the waiting room (max_active buyers shop at once)"),
+                "405": _BAD_METHOD,
+            },
+        }
+    },
+    "/orders/{order_id}": {
+        "get": {
+            "summary": "Poll an order: held, paid, expired or cancelled",
+            "operationId": "getOrder",
+            "parameters": _ORDER_ID,
+            "responses": {
+                "200": _json("OrderStatus", "the order now"),
+                "401": _UNAUTHORIZED,
+                "403": _error("the order belongs to another buyer than the token's"),
+                "404": _error("no such order"),
                 "500": _error("the stock store failed"),
                 "405": _BAD_METHOD,
             },
+        }
+    },
+    "/orders/{order_id}/pay": _order_end(
+        "paid", "Pay a held reservation", "payOrder", "the reservation expired; stock returned"
+    ),
+    "/orders/{order_id}/cancel": _order_end(
+        "cancelled", "Cancel a held reservation", "cancelOrder", "the reservation expired already"
+    ),
+    "/login": {
+        "post": {
+            "summary": "Log a buyer in: one token per buyer",
+            "operationId": "login",
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref("Login")}},
+            },
+            "responses": {
+                "200": _json("Token", "the buyer's token"),
+                "400": _error("wrong content type, malformed JSON or not an object"),
+                "408": _error("the body did not arrive within read_timeout_s; connection closed"),
+                "413": _error("body larger than the server's client_max_size"),
+                "422": _error("a wrong field"),
+                "405": _BAD_METHOD,
+            },
+        }
+    },
+    "/products/{sku}": {
+        "get": {
+            "summary": "The product page: stock left, price, sale start",
+            "operationId": "getProduct",
+            "parameters": [
+                {"name": "sku", "in": "path", "required": True, "schema": {"type": "string"}},
+            ],
+            "responses": {
+                "200": _json("Product", "the product"),
+                "404": _error("no such product"),
+                "500": _error("the stock store failed"),
+                "405": _BAD_METHOD,
+            },
+        }
+    },
+    "/time": {
+        "get": {
+            "summary": "The server's clock and the sale's start, for a countdown",
+            "operationId": "getTime",
+            "responses": {"200": _json("Time", "server time"), "405": _BAD_METHOD},
         }
     },
     "/inventory": {

@@ -85,6 +85,10 @@ def test_serve_announces_serves_and_stops_cleanly(sig: signal.Signals) -> None:
         (["--stock", "a=5", "--port", "70000"], "--port: must be 0–65535"),
         (["--stock", "a=5", "--read-timeout", "0"], "read_timeout_s: must be a number of seconds"),
         (["--stock", "a=5", "--keepalive-timeout", "inf"], "keepalive_timeout_s: must be a number"),
+        (["--stock", "a=5", "--reservation-ttl", "0"], "--reservation-ttl: must be a number of"),
+        (["--stock", "a=5", "--admit-per-s", "nan"], "--admit-per-s: must be a number"),
+        (["--stock", "a=5", "--max-active", "-2"], "--max-active: must be an integer ≥ 0"),
+        (["--stock", "a=5", "--session-s", "-1"], "--session-s: must be a number of seconds"),
     ],
 )  # fmt: skip
 def test_serve_refuses_with_one_line_and_exit_2(args: list[str], message: str) -> None:
@@ -163,3 +167,35 @@ def test_serve_refuses_bad_tls_files(
     assert proc.returncode == 2 and out == "", err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], err
+
+
+def test_serve_with_the_flash_sale_flow() -> None:
+    proc = _spawn(
+        "--stock", "a=5", "--port", "0", "--reservation-ttl", "30", "--require-token",
+        "--max-active", "10", "--room-order", "shuffle",
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        match = LINE.match(proc.stdout.readline().rstrip("\n"))
+        assert match
+        url = match.group(1)
+        status, login = _post(url + "/login", {"user_id": "u"})
+        assert status == 200 and isinstance(login, dict)
+        request = urllib.request.Request(
+            url + "/orders",
+            data=orjson.dumps({"order_id": "o1", "sku": "a", "qty": 1, "user_id": "u"}),
+            headers={
+                "Content-Type": "application/json",
+                "Authorization": f"Bearer {login['token']}",
+            },
+        )
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            held = orjson.loads(resp.read())
+        assert (resp.status, held["status"], held["ttl_s"]) == (201, "held", 30.0)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0

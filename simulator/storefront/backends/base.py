@@ -5,11 +5,20 @@ of confirmed orders, remembers each order id's first outcome (idempotency) and e
 purchases per SKU (per-buyer limits). The HTTP layer (``simulator.storefront.app``) only
 validates input and renders these values; backends never import aiohttp, so they can be tested
 and benchmarked on their own.
+
+Two modes, chosen by ``BackendOptions.reservation_ttl_s``. Confirm-on-order (None, the default):
+:meth:`Backend.reserve` confirms at once (ledger, ``sold``). Reservation mode: ``reserve``
+pre-deducts the stock into a hold that lasts the TTL; :meth:`Backend.pay` turns a hold into a
+sale (ledger, ``sold``), :meth:`Backend.cancel` and :meth:`Backend.expire_due` give its stock
+back, each check-and-change in one atomic step in the correct backends. The racy twins split
+those steps and so carry the classic bugs: a payment racing the expiry (paid *and* returned)
+and a hold returned twice; their snapshot counts both.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -24,6 +33,11 @@ OVER_LIMIT = 2
 
 #: names of the reservation codes above, by code (the HTTP layer renders them as 201, 409, 422)
 RESERVATION_NAMES = ("taken", "out_of_stock", "over_limit")
+
+#: ``OrderState.status`` of a reservation (reservation mode) or an order (confirm-on-order mode)
+HELD, PAID, EXPIRED, CANCELLED, CONFIRMED, REFUSED = (
+    "held", "paid", "expired", "cancelled", "confirmed", "refused"
+)  # fmt: skip
 
 #: one confirmed ledger entry: (order_id, sku, qty, user_id)
 LedgerEntry = tuple[str, str, int, str]
@@ -45,6 +59,24 @@ class Reservation(NamedTuple):
     qty: int
     remaining: int
     replayed: bool = False
+    #: when a reservation's hold ends (clock seconds); 0.0 in confirm-on-order mode
+    expires_at: float = 0.0
+
+
+class OrderState(NamedTuple):
+    """Where one order stands: its ``status`` (``HELD``, ``PAID``, …) and what it holds.
+
+    ``changed`` is True when the call that returned it made that status (a payment taken, a
+    hold cancelled or expired now), False when it found the order already there (a replay).
+    """
+
+    order_id: str
+    status: str
+    sku: str
+    qty: int
+    user_id: str
+    expires_at: float = 0.0
+    changed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +93,16 @@ class SkuSnapshot:
     ledger_units: int
     ledger_orders: int
     remaining: int
+    #: reservation mode only (all 0 otherwise): units paid, held by live reservations, ever
+    #: reserved and given back (expired or cancelled); extra returns of an already returned
+    #: reservation, and reservations both paid and returned. A correct backend keeps
+    #: ``initial == paid + held + remaining`` and ``reserved == paid + held + returned``.
+    paid: int = 0
+    held: int = 0
+    reserved: int = 0
+    returned: int = 0
+    double_returns: int = 0
+    paid_after_expiry: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +120,10 @@ class BackendOptions:
     racy_delay_s: float = 0.001
     pool_size: int = 32
     connect_timeout_s: float = 3.0
+    #: how long a reservation holds its stock; None = confirm-on-order (no reservations)
+    reservation_ttl_s: float | None = None
+    #: the clock of reservation expiries, in seconds (a test may pass its own)
+    clock: Callable[[], float] = time.time
 
 
 class Backend(Protocol):
@@ -111,8 +157,35 @@ class Backend(Protocol):
         """
         ...
 
+    async def pay(self, order_id: str) -> OrderState | None:
+        """Pay a held reservation: its units become sold and enter the ledger.
+
+        A reservation past its expiry is expired instead (its stock returned) and says so;
+        paying a paid order again changes nothing. None for an unknown order id.
+        """
+        ...
+
+    async def cancel(self, order_id: str) -> OrderState | None:
+        """Cancel a held reservation and return its stock (the same step); None when unknown."""
+        ...
+
+    async def expire_due(self) -> int:
+        """Expire every held reservation whose time is up, each with its stock return.
+
+        Returns how many it expired. The storefront's sweeper calls it periodically.
+        """
+        ...
+
+    async def stock_left(self, sku: str) -> int:
+        """Units of ``sku`` free to order now (the product page's number), 0 when unknown."""
+        ...
+
+    async def order(self, order_id: str) -> OrderState | None:
+        """Where an order stands now (a hold past its expiry reads as expired); None: unknown."""
+        ...
+
     async def reset(self, stocks: Mapping[str, int]) -> None:
-        """Put exactly these SKUs on sale with this stock; clear ledger, counters and records."""
+        """Put exactly these SKUs on sale with this stock; clear ledger, records and holds."""
 
     async def snapshot(self) -> dict[str, SkuSnapshot]:
         """Every SKU's initial, sold, ledger and remaining numbers."""
@@ -121,6 +194,42 @@ class Backend(Protocol):
     async def ledger(self) -> list[LedgerEntry]:
         """Every confirmed ledger entry, in the order it was recorded."""
         ...
+
+
+#: a "now" before every expiry: parse a hold's stored state as it is
+NEVER = float("-inf")
+HOLD_STATUS = {"h": HELD, "p": PAID, "e": EXPIRED, "c": CANCELLED}
+
+
+def hold_value(state: str, qty: int, expires_at: str, sku: str, user_id: str) -> str:
+    """A hold as the stores keep it: ``state|qty|expiry|len(sku)|sku user_id``."""
+    return f"{state}|{qty}|{expires_at}|{len(sku)}|{sku}{user_id}"
+
+
+def parse_hold(order_id: str, value: str, changed: bool, now: float) -> OrderState:
+    """A hold's value as an OrderState (a hold past its expiry reads expired)."""
+    state, qty, exp, n, rest = value.split("|", 4)
+    expires_at, size = float(exp), int(n)
+    status = HOLD_STATUS[state]
+    if status == HELD and now >= expires_at:
+        status = EXPIRED
+    return OrderState(order_id, status, rest[:size], int(qty), rest[size:], expires_at, changed)
+
+
+def parse_refused(order_id: str, record: str, hold_mode: bool) -> OrderState:
+    """An order without a hold from its outcome record: refused, or confirmed (confirm mode)."""
+    if hold_mode:
+        outcome, _, qty, _, sku = record.split("|", 4)
+    else:
+        outcome, _, qty, sku = record.split("|", 3)
+    status = CONFIRMED if int(outcome) == TAKEN and not hold_mode else REFUSED
+    return OrderState(order_id, status, sku, int(qty), "")
+
+
+def parse_hold_record(record: str, replayed: bool) -> Reservation:
+    """A reservation-mode outcome record ``outcome|remaining|qty|expiry|sku``."""
+    outcome, remaining, qty, exp, sku = record.split("|", 4)
+    return Reservation(int(outcome), sku, int(qty), int(remaining), replayed, float(exp))
 
 
 def next_limits(current: Mapping[str, int], stocks: Mapping[str, int]) -> dict[str, int]:

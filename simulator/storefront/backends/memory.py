@@ -11,20 +11,32 @@ another (``array('q')``: no Python object per row). An order id maps to its row 
 idempotency; the ledger is the log's confirmed rows, in order. Few objects per order matters
 here: this is the storefront's hot path, and every object kept alive per order costs the
 allocator and the caches more than the code that makes it (bench/storefront_vs_bare.py).
+
+Reservation mode adds a state and an expiry per row and one heap of (expiry, row) for all
+holds: :meth:`MemoryBackend.expire_due` pops what is due, no task or timer per reservation.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 from array import array
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 from simulator.storefront.backends.base import (
+    CANCELLED,
+    CONFIRMED,
+    EXPIRED,
+    HELD,
     OUT_OF_STOCK,
     OVER_LIMIT,
+    PAID,
+    REFUSED,
     TAKEN,
     BackendOptions,
     LedgerEntry,
+    OrderState,
     Reservation,
     SkuSnapshot,
     next_limits,
@@ -33,6 +45,10 @@ from simulator.storefront.backends.base import (
 # a row's code: SKU index << _SKU_SHIFT | qty << 2 | outcome (qty < 2**32, validated ≤ 2**31 - 1)
 _SKU_SHIFT = 34
 _QTY_MASK = (1 << 32) - 1
+# a row's state in reservation mode (index into _STATUS)
+_HELD, _PAID, _EXPIRED, _CANCELLED, _REFUSED = range(5)
+_STATUS = (HELD, PAID, EXPIRED, CANCELLED, REFUSED)
+_RETURNED = (_EXPIRED, _CANCELLED)
 
 
 class MemoryBackend:
@@ -49,7 +65,10 @@ class MemoryBackend:
         limits: Mapping[str, int],
         options: BackendOptions | None = None,
     ) -> None:
+        options = options or BackendOptions()
         self._configured_limits = dict(limits)
+        self._ttl_s = options.reservation_ttl_s
+        self._clock = options.clock
         self.limits: dict[str, int] = {}
         self._load(stocks)
 
@@ -71,6 +90,14 @@ class MemoryBackend:
         self._summed = 0
         self._ledger_units: dict[str, int] = {}
         self._ledger_orders: dict[str, int] = {}
+        # reservation mode: per row its state and expiry; the holds by expiry; paid rows in order
+        self._state = bytearray()
+        self._expiry = array("d")
+        self._due: list[tuple[float, int]] = []
+        self._paid_rows: list[int] = []
+        zero = dict.fromkeys(stocks, 0)
+        self._held, self._reserved, self._returned = dict(zero), dict(zero), dict(zero)
+        self._double, self._late_paid = dict(zero), dict(zero)
 
     async def start(self) -> None:
         """Nothing to connect to: the stock was loaded at construction."""
@@ -129,27 +156,146 @@ class MemoryBackend:
             outcome = TAKEN
             remaining -= qty
             self._remaining[sku] = remaining
-            self._sold[sku] += qty
+            self._count_taken(sku, qty)
             if limit:
                 self._bought[key] = self._bought.get(key, 0) + qty
-        self._record(order_id, sku, qty, user_id, outcome, remaining)
-        return Reservation(outcome, sku, qty, remaining)
+        expires_at = self._record(order_id, sku, qty, user_id, outcome, remaining)
+        return Reservation(outcome, sku, qty, remaining, expires_at=expires_at)
+
+    def _count_taken(self, sku: str, qty: int) -> None:
+        """Count units just taken: sold (confirm-on-order) or held and reserved."""
+        if self._ttl_s is None:
+            self._sold[sku] += qty
+        else:
+            self._held[sku] += qty
+            self._reserved[sku] += qty
 
     def _record(
         self, order_id: str, sku: str, qty: int, user_id: str, outcome: int, remaining: int
-    ) -> None:
-        """Append a decided order to the log; its id now points at this row."""
-        self._rows[order_id] = len(self._ids)
+    ) -> float:
+        """Append a decided order to the log; its id now points at this row.
+
+        In reservation mode a taken order becomes a hold: returns its expiry (else 0.0).
+        """
+        row = len(self._ids)
+        self._rows[order_id] = row
         self._ids.append(order_id)
         self._users.append(user_id)
         self._codes.append(self._sku_codes[sku] | qty << 2 | outcome)
         self._left.append(remaining)
+        if self._ttl_s is None:
+            return 0.0
+        expires_at = self._clock() + self._ttl_s if outcome == TAKEN else 0.0
+        self._state.append(_HELD if outcome == TAKEN else _REFUSED)
+        self._expiry.append(expires_at)
+        if outcome == TAKEN:
+            heapq.heappush(self._due, (expires_at, row))
+        return expires_at
 
     def _replay(self, row: int) -> Reservation:
         """The first outcome of the order in ``row``, again."""
         code = self._codes[row]
         sku = self._sku_names[code >> _SKU_SHIFT]
-        return Reservation(code & 3, sku, code >> 2 & _QTY_MASK, self._left[row], replayed=True)
+        expires_at = self._expiry[row] if self._ttl_s is not None else 0.0
+        qty = code >> 2 & _QTY_MASK
+        return Reservation(code & 3, sku, qty, self._left[row], True, expires_at)
+
+    # -- reservations ----------------------------------------------------------------------
+
+    def _state_of(self, row: int, changed: bool = False) -> OrderState:
+        """The order in ``row`` as the caller sees it (a hold past its expiry reads expired)."""
+        code = self._codes[row]
+        sku = self._sku_names[code >> _SKU_SHIFT]
+        qty = code >> 2 & _QTY_MASK
+        order_id, user_id = self._ids[row], self._users[row]
+        if self._ttl_s is None:
+            status = CONFIRMED if code & 3 == TAKEN else REFUSED
+            return OrderState(order_id, status, sku, qty, user_id)
+        state, expires_at = self._state[row], self._expiry[row]
+        if state == _HELD and self._clock() >= expires_at:
+            state = _EXPIRED
+        return OrderState(order_id, _STATUS[state], sku, qty, user_id, expires_at, changed)
+
+    def _settle(self, row: int, new: int) -> None:
+        """Write a hold's end (paid, expired or cancelled) with its stock effect, as it stands.
+
+        The correct backend calls it only for a row still held; the racy one also for a row
+        that changed since it looked, and these counters then name what went wrong.
+        """
+        old = self._state[row]
+        code = self._codes[row]
+        sku = self._sku_names[code >> _SKU_SHIFT]
+        qty = code >> 2 & _QTY_MASK
+        if new == _PAID:
+            self._sold[sku] += qty
+            self._paid_rows.append(row)
+            if old in _RETURNED:
+                self._late_paid[sku] += 1
+        else:
+            self._remaining[sku] += qty
+            self._returned[sku] += qty
+            if old in _RETURNED:
+                self._double[sku] += 1
+            elif old == _PAID:
+                self._late_paid[sku] += 1
+        if old == _HELD:
+            self._held[sku] -= qty
+        self._state[row] = new
+
+    def pay_now(self, order_id: str) -> OrderState | None:
+        """:meth:`pay` without a coroutine: a hold still in time is paid, one past it expired."""
+        row = self._rows.get(order_id)
+        if row is None:
+            return None
+        if self._ttl_s is None or self._state[row] != _HELD:
+            return self._state_of(row)
+        self._settle(row, _EXPIRED if self._clock() >= self._expiry[row] else _PAID)
+        return self._state_of(row, changed=True)
+
+    def cancel_now(self, order_id: str) -> OrderState | None:
+        """:meth:`cancel` without a coroutine (a hold past its expiry is expired instead)."""
+        row = self._rows.get(order_id)
+        if row is None:
+            return None
+        if self._ttl_s is None or self._state[row] != _HELD:
+            return self._state_of(row)
+        self._settle(row, _EXPIRED if self._clock() >= self._expiry[row] else _CANCELLED)
+        return self._state_of(row, changed=True)
+
+    def expire_due_now(self) -> int:
+        """:meth:`expire_due` without a coroutine: pop the due holds off the heap."""
+        due, state, now, expired = self._due, self._state, self._clock(), 0
+        while due and due[0][0] <= now:
+            row = heapq.heappop(due)[1]
+            if state[row] == _HELD:
+                self._settle(row, _EXPIRED)
+                expired += 1
+        return expired
+
+    def order_now(self, order_id: str) -> OrderState | None:
+        """:meth:`order` without a coroutine."""
+        row = self._rows.get(order_id)
+        return None if row is None else self._state_of(row)
+
+    async def pay(self, order_id: str) -> OrderState | None:
+        """Pay a hold in one synchronous step (see :meth:`pay_now`)."""
+        return self.pay_now(order_id)
+
+    async def cancel(self, order_id: str) -> OrderState | None:
+        """Cancel a hold in one synchronous step (see :meth:`cancel_now`)."""
+        return self.cancel_now(order_id)
+
+    async def expire_due(self) -> int:
+        """Expire the due holds in one synchronous step (see :meth:`expire_due_now`)."""
+        return self.expire_due_now()
+
+    async def stock_left(self, sku: str) -> int:
+        """The SKU's remaining stock."""
+        return self._remaining.get(sku, 0)
+
+    async def order(self, order_id: str) -> OrderState | None:
+        """Where an order stands."""
+        return self.order_now(order_id)
 
     async def reset(self, stocks: Mapping[str, int]) -> None:
         """Reload the stock and forget every order."""
@@ -160,21 +306,44 @@ class MemoryBackend:
         # the log only grows, so each row is summed once: a snapshot costs the rows since the last
         codes, names = self._codes, self._sku_names
         units, orders = self._ledger_units, self._ledger_orders
-        for code in codes[self._summed :]:
-            if code & 3 == TAKEN:
-                sku = names[code >> _SKU_SHIFT]
-                units[sku] = units.get(sku, 0) + (code >> 2 & _QTY_MASK)
-                orders[sku] = orders.get(sku, 0) + 1
-        self._summed = len(codes)
-        return snapshot_totals(self._initial, self._sold, self._remaining, units, orders)
+        if self._ttl_s is None:
+            for code in codes[self._summed :]:
+                if code & 3 == TAKEN:
+                    sku = names[code >> _SKU_SHIFT]
+                    units[sku] = units.get(sku, 0) + (code >> 2 & _QTY_MASK)
+                    orders[sku] = orders.get(sku, 0) + 1
+            self._summed = len(codes)
+            return snapshot_totals(self._initial, self._sold, self._remaining, units, orders)
+        for row in self._paid_rows[self._summed :]:
+            code = codes[row]
+            sku = names[code >> _SKU_SHIFT]
+            units[sku] = units.get(sku, 0) + (code >> 2 & _QTY_MASK)
+            orders[sku] = orders.get(sku, 0) + 1
+        self._summed = len(self._paid_rows)
+        totals = snapshot_totals(self._initial, self._sold, self._remaining, units, orders)
+        return {
+            sku: replace(
+                snap,
+                paid=snap.sold,
+                held=self._held.get(sku, 0),
+                reserved=self._reserved.get(sku, 0),
+                returned=self._returned.get(sku, 0),
+                double_returns=self._double.get(sku, 0),
+                paid_after_expiry=self._late_paid.get(sku, 0),
+            )
+            for sku, snap in totals.items()
+        }
 
     async def ledger(self) -> list[LedgerEntry]:
-        """The confirmed rows of the log, in order."""
-        ids, users, names = self._ids, self._users, self._sku_names
+        """The confirmed rows of the log, in order (reservation mode: paid, in payment order)."""
+        ids, users, names, codes = self._ids, self._users, self._sku_names, self._codes
+        if self._ttl_s is None:
+            rows: Iterable[int] = (row for row, code in enumerate(codes) if code & 3 == TAKEN)
+        else:
+            rows = self._paid_rows
         return [
-            (ids[row], names[code >> _SKU_SHIFT], code >> 2 & _QTY_MASK, users[row])
-            for row, code in enumerate(self._codes)
-            if code & 3 == TAKEN
+            (ids[row], names[codes[row] >> _SKU_SHIFT], codes[row] >> 2 & _QTY_MASK, users[row])
+            for row in rows
         ]
 
 
@@ -219,10 +388,48 @@ class RacyMemoryBackend(MemoryBackend):
             outcome = TAKEN
             remaining -= qty
             self._remaining[sku] = remaining  # lost update: overwrites other orders' writes
-            self._sold[sku] += qty
+            self._count_taken(sku, qty)
             self._bought[key] = bought + qty
-        self._record(order_id, sku, qty, user_id, outcome, remaining)  # every unit sold is logged
-        return Reservation(outcome, sku, qty, remaining)
+        # every unit sold is logged
+        expires_at = self._record(order_id, sku, qty, user_id, outcome, remaining)
+        return Reservation(outcome, sku, qty, remaining, expires_at=expires_at)
+
+    async def pay(self, order_id: str) -> OrderState | None:
+        """Look at the hold, await the round trip, then write paid whatever happened meanwhile."""
+        row = self._rows.get(order_id)
+        if row is None or self._ttl_s is None:
+            return self.order_now(order_id)
+        state, in_time = self._state[row], self._clock() < self._expiry[row]
+        await asyncio.sleep(self._delay_s)
+        if state != _HELD:
+            return self._state_of(row)
+        self._settle(row, _PAID if in_time else _EXPIRED)  # no second look: may pay a returned hold
+        return self._state_of(row, changed=True)
+
+    async def cancel(self, order_id: str) -> OrderState | None:
+        """Look at the hold, await the round trip, then give its stock back regardless."""
+        row = self._rows.get(order_id)
+        if row is None or self._ttl_s is None:
+            return self.order_now(order_id)
+        state, in_time = self._state[row], self._clock() < self._expiry[row]
+        await asyncio.sleep(self._delay_s)
+        if state != _HELD:
+            return self._state_of(row)
+        self._settle(row, _CANCELLED if in_time else _EXPIRED)  # may return a hold twice
+        return self._state_of(row, changed=True)
+
+    async def expire_due(self) -> int:
+        """Collect the due holds, await the round trip, then return each one's stock regardless."""
+        due, state, now = self._due, self._state, self._clock()
+        rows = []
+        while due and due[0][0] <= now:
+            row = heapq.heappop(due)[1]
+            if state[row] == _HELD:
+                rows.append(row)
+        await asyncio.sleep(self._delay_s)
+        for row in rows:
+            self._settle(row, _EXPIRED)  # a hold paid or cancelled meanwhile is returned too
+        return len(rows)
 
 
 def snapshot_totals(
@@ -258,3 +465,38 @@ def snapshot_from(
         units[sku] = units.get(sku, 0) + qty
         orders[sku] = orders.get(sku, 0) + 1
     return snapshot_totals(initial, sold, remaining, units, orders)
+
+
+def hold_totals(
+    totals: Mapping[str, SkuSnapshot],
+    held: Mapping[str, int],
+    reserved: Mapping[str, int],
+    ledger: Iterable[LedgerEntry],
+    returns: Iterable[tuple[str, str, int]],
+) -> dict[str, SkuSnapshot]:
+    """Reservation-mode numbers added to a snapshot, counted from a store's own records.
+
+    ``held``/``reserved`` are summed from the holds, ``returns`` lists every stock return as
+    (order_id, sku, qty): a second return of one order is a double return, an order both in
+    the ledger (paid) and returned a payment after expiry.
+    """
+    paid_ids = {entry[0] for entry in ledger}
+    returned: dict[str, int] = {}
+    events: dict[str, int] = {}
+    seen: dict[str, set[str]] = {}
+    for order_id, sku, qty in returns:
+        returned[sku] = returned.get(sku, 0) + qty
+        events[sku] = events.get(sku, 0) + 1
+        seen.setdefault(sku, set()).add(order_id)
+    return {
+        sku: replace(
+            snap,
+            paid=snap.sold,
+            held=held.get(sku, 0),
+            reserved=reserved.get(sku, 0),
+            returned=returned.get(sku, 0),
+            double_returns=events.get(sku, 0) - len(seen.get(sku, ())),
+            paid_after_expiry=len(seen.get(sku, set()) & paid_ids),
+        )
+        for sku, snap in totals.items()
+    }
