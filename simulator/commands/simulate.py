@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     from simulator.model.search import Probe
 
 HELP = "model a scenario at full scale offline, find the capacity for an SLO"
+#: the flag that sets each value a library error may name (simulator.errors.FlashsaleError)
+FLAGS = {"calibrate": "--calibrate"}
 
 
 @dataclass(frozen=True, slots=True)

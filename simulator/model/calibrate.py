@@ -110,7 +110,7 @@ def load_report(path: str | Path) -> dict[str, Any]:
     try:
         return read_json_object(path, "a run report")
     except FlashsaleError as exc:
-        raise UsageError(f"--calibrate: {exc}") from None
+        raise UsageError(f"calibration run: {exc}", "calibrate") from None
 
 
 def find_records(report_path: str | Path) -> Records | None:
@@ -142,7 +142,7 @@ def calibrate(
         try:
             report = Report.from_json(report, source or "report", require_outcomes=False)
         except FlashsaleError as exc:
-            raise UsageError(f"--calibrate: {exc}") from None
+            raise UsageError(f"calibration run: {exc}", "calibrate") from None
     start = _start(report, source, records)
     if scenario is None:
         return start
@@ -218,8 +218,9 @@ def _start(report: Report, source: str, records: Records | None) -> Calibration:
             fitted_from=f"latency_ms.service ({basis}), lognormal",
         )
     raise UsageError(
-        f"--calibrate: {source or 'report'}: no service times in it (expected per-order "
-        "records, 'target.storefront' settings, 'latency_ms.service' or 'service_samples_ms')"
+        f"calibration run {source or 'report'}: no service times in it (expected per-order "
+        "records, 'target.storefront' settings, 'latency_ms.service' or 'service_samples_ms')",
+        "calibrate",
     )
 
 

@@ -2,7 +2,7 @@
 
 Columns rather than one structured array: the hot path reads a few fields of every request and
 gathers rows only on rare paths (throttling, retries, requests still in service at a window's
-end), and a gather of one int64 column costs ~0.7 ns a row against ~3 ns for a 56-byte record.
+end), and gathering one int64 column moves a few bytes a row where a record would move all 56.
 """
 
 from __future__ import annotations

@@ -61,8 +61,8 @@ class Storefront:
         self._service_sigma = settings.service_time_sigma
         self._hot_row = settings.hot_row
         self._slow = self._hot_row or self._service_mu is not None
-        # a backend that decides without I/O (memory) is called without a coroutine: ~1 µs less
-        # per order on the hot path (bench/storefront_vs_bare.py)
+        # a backend that decides without I/O (memory) is called without a coroutine: less work
+        # per order on the hot path (measured by bench/storefront_vs_bare.py)
         fast = not self._slow and getattr(backend, "synchronous", False)
         self._confirm_now: Callable[[str, str, int, str], int] | None = None
         self._reserve_now: Callable[[str, str, int, str], Reservation] = self._no_reserve_now
@@ -88,8 +88,8 @@ class Storefront:
             content = request.content
             if content.is_eof():
                 # the whole body came with the headers (an order does): take it as it lies,
-                # without read()'s two awaits and copy, ~1.8 µs of ~28 per order
-                # (bench/storefront_vs_bare.py); aiohttp's size limit is checked here then
+                # without read()'s two awaits and copy (measured by bench/storefront_vs_bare.py);
+                # aiohttp's size limit is checked here then
                 raw = content.read_nowait()
                 if len(raw) > self._max_body:
                     raise InvalidInput(413, f"body over {self._max_body} bytes", "body")
@@ -105,7 +105,7 @@ class Storefront:
         confirm_now = self._confirm_now
         if confirm_now is not None:
             # no await from here to the answer, so in_flight would be back where it was before
-            # anything could read it: the synchronous path skips counting it (bench: ~1% Ir)
+            # anything could read it: the synchronous path skips counting it (bench_hotpath.py)
             try:
                 remaining = confirm_now(order_id, sku, qty, user_id)
                 if remaining >= 0:  # a new order confirmed: the common case, inlined

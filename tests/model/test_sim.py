@@ -301,7 +301,7 @@ def test_config_for_takes_the_scenarios_storefront():
         (["--find", "p99 <", "--vary", "shards=1..4"], "threshold 'p99 <'"),
         (["--find", "p99_ms < 5", "--vary", "disks=1..4"], "unknown knob"),
         (["--find", "p99_ms < 5", "--vary", "shards=4..1"], "LO ≤ HI"),
-        (["--calibrate", "/nonexistent/run.json"], "no such file"),
+        (["--calibrate", "/nonexistent/run.json"], "--calibrate: calibration run: "),
         (["--shards", "100000000"], "--shards: must be ≤ 100000"),
         (["--shards", "100000", "--servers", "10000"], "GB of model state"),  # before allocating
     ],
