@@ -58,8 +58,8 @@ def reject_duplicate_keys(raw: bytes) -> None:
     """Raise a 400 naming the key when a JSON object in ``raw`` (already valid JSON) repeats one.
 
     orjson keeps the last of duplicate keys silently, so ``{"qty": -5, "qty": 1}`` would pass
-    as qty 1; the standard parser's pairs hook sees every pair. It costs ~10× orjson, so callers
-    on the hot path run it only when a cheap test cannot rule duplicates out.
+    as qty 1; the standard parser's pairs hook sees every pair. It is much slower than orjson, so
+    callers on the hot path run it only when a cheap test cannot rule duplicates out.
     """
 
     def pairs(items: list[tuple[str, object]]) -> dict[str, object]:
