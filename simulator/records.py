@@ -27,7 +27,7 @@ loadable with NumPy alone (``np.load(path)``), no pickle.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -89,21 +89,44 @@ def order_arrays(
 def concat_orders(
     parts: Sequence[dict[str, npt.NDArray[np.generic]]],
 ) -> dict[str, npt.NDArray[np.generic]]:
-    """Several workers' order arrays as one (their ``row`` numbers made distinct, in order)."""
-    out: dict[str, npt.NDArray[np.generic]] = {}
-    base = 0
-    rows = []
-    for p in parts:
-        r = p["row"].astype(np.int64)
-        rows.append(r + base)
-        base += int(np.count_nonzero(p["final"]))
-    for name in FIELDS:
-        out[name] = (
-            np.concatenate(rows) if name == "row" else np.concatenate([p[name] for p in parts])
-        )
+    """Several workers' order arrays as one (their ``row`` numbers are the schedule's global
+    row numbers already: worker k of N holds rows k, k + N, …)."""
+    out: dict[str, npt.NDArray[np.generic]] = {
+        name: np.concatenate([p[name] for p in parts]) for name in FIELDS
+    }
     out["sku_names"] = parts[0]["sku_names"]
     out["outcome_names"] = parts[0]["outcome_names"]
     return out
+
+
+class MemoryRecords:
+    """A per-attempt sink for the engine that keeps every batch's records in memory (tests,
+    ``orders.npz`` of a short run): each batch is copied, as the engine recycles its slots."""
+
+    def __init__(self) -> None:
+        self.parts: list[dict[str, npt.NDArray[np.generic]]] = []
+
+    def __call__(self, batch: Mapping[str, npt.NDArray[np.generic]]) -> None:
+        """Keep a copy of a batch of finished attempts (fields as :data:`FIELDS`)."""
+        self.parts.append({name: np.array(batch[name]) for name in FIELDS})
+
+    def arrays(self, skus: Sequence[str]) -> dict[str, npt.NDArray[np.generic]]:
+        """The kept records as the arrays of ``orders.npz`` (in the order they finished)."""
+        from simulator.load.slots import SLOT_FIELDS
+        from simulator.outcomes import OUTCOME_NAMES
+
+        types = dict(SLOT_FIELDS)
+        out: dict[str, npt.NDArray[np.generic]] = {
+            name: (
+                np.concatenate([p[name] for p in self.parts])
+                if self.parts
+                else np.zeros(0, dtype=types[name])
+            )
+            for name in FIELDS
+        }
+        out["sku_names"] = np.array(list(skus), dtype=np.str_)
+        out["outcome_names"] = np.array(OUTCOME_NAMES, dtype=np.str_)
+        return out
 
 
 def save_orders(

@@ -1,28 +1,37 @@
 """The open-loop dispatcher: sends every order at its intended time, whatever the target does.
 
-A :class:`Run` owns one event loop's share of a load run: its slice of the schedule, a transport
-(a pool of channels), the recorder, the queue of orders waiting for a free channel, the retry
+A :class:`Run` owns one event loop's share of a load run: its slice of the schedule (consumed
+chunk by chunk as it is generated, never held whole), a transport (a pool of channels), the
+attempts' slots (:mod:`simulator.load.slots`, a bounded recycled ring), the run's
+:class:`~simulator.load.tally.Tally`, the queue of orders waiting for a free channel, the retry
 heap and its stop flag. A tick sends every order due; when no channel is free an order waits in
 a FIFO queue and its latency keeps counting from its intended time (no coordinated omission).
-Answers are recorded as they come; throttled answers of retrying buyers schedule a new attempt
-after a jittered backoff. Nothing here allocates per order beyond the request bytes.
+Answers are written into their slots as they come; every few ms the sweep folds the regions of
+slots that are over into the tally in NumPy batches (and hands them to a per-attempt sink, when
+there is one). Throttled answers of retrying buyers schedule a new attempt after a jittered
+backoff. Nothing here allocates per order beyond the request bytes, so a run's memory does not
+grow with its length.
 """
 
 from __future__ import annotations
 
 import asyncio
 import heapq
+import itertools
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
 from simulator.load.finetimer import FineTimer, wake_cost_ns
-from simulator.load.recorder import Recorder
+from simulator.load.slots import REGION, Batch, RetryOf, SlotRing
+from simulator.load.tally import Tally
 from simulator.load.transport import Channel, Transport
 from simulator.outcomes import (
+    CONFIRMED,
     DEFAULT_STATUS,
     ERROR,
     OUTCOME_NAMES,
@@ -30,11 +39,15 @@ from simulator.outcomes import (
     TIMEOUT,
     status_table,
 )
-from simulator.results import confirmations
 from simulator.retry import Retry
-from simulator.schedule import FLAG_RETRIES
+from simulator.schedule import BLOCK_NS, FLAG_RETRIES
 
-CHUNK_ROWS = 8192  # schedule rows turned into Python lists at a time (cheap per-order access)
+#: schedule rows turned into Python lists at a time (cheap per-order access): one slot region
+CHUNK_ROWS = REGION
+#: retry draws taken from the worker's seeded stream at a time
+JITTER_BLOCK = 4096
+#: a retry region still filling after this long is closed, so that its attempts get folded
+RETRY_REGION_S = 1.0
 
 
 class TargetUnreachableError(Exception):
@@ -62,6 +75,7 @@ class EngineConfig:
     retry: Retry = field(default_factory=Retry)
     seed: int = 0
     worker: int = 0
+    workers: int = 1  # worker k of N holds the schedule rows k, k + N, … (their record numbers)
     status: tuple[tuple[int, str], ...] = DEFAULT_STATUS
     sweep_s: float = 0.005  # how often timeouts and the drain deadline are checked
     # the last stretch before an order is due is waited out by yielding to the loop (call_soon)
@@ -93,14 +107,21 @@ class Progress:
     confirmed_units: int  # units confirmed so far, each order id once (results.confirmations)
 
 
+Orders = npt.NDArray[np.void]
+#: what receives every batch of finished attempts (views into recycled slots: copy to keep)
+Sink = Callable[[Batch], None]
+#: how far back the live progress looks for rates and the p99 (ns)
+WINDOW_NS = 1_000_000_000
+
+
 @dataclass(slots=True)
 class RunResult:
-    """What a finished (or stopped) run hands back."""
+    """What a finished (or stopped) run hands back: its tally, not per-attempt arrays."""
 
-    rows: npt.NDArray[np.void]
-    recorder: Recorder
+    tally: Tally
     partial: bool
     wall_s: float
+    slot_bytes: int  # memory the attempts' slots held at the end (the most they held)
 
 
 def retry_capacity(rows: npt.NDArray[np.void], retry: Retry) -> int:
@@ -110,42 +131,69 @@ def retry_capacity(rows: npt.NDArray[np.void], retry: Retry) -> int:
     return retry.capacity(int(np.count_nonzero(rows["flags"] & FLAG_RETRIES)))
 
 
+def row_chunks(rows: npt.NDArray[np.void] | Iterable[npt.NDArray[np.void]]) -> Iterator[Orders]:
+    """The rows (one array, or chunks as the schedule generates them) in chunks of at most
+    :data:`CHUNK_ROWS` rows, none spanning two schedule blocks (seconds): a chunk's slot
+    region is then closed, and folded, within about a second of its last row being sent."""
+    parts: Iterable[npt.NDArray[np.void]] = [rows] if isinstance(rows, np.ndarray) else rows
+    for part in parts:
+        n = len(part)
+        if n == 0:
+            continue
+        sec = part["t_ns"] // BLOCK_NS
+        edges = [0, *(np.flatnonzero(np.diff(sec)) + 1).tolist(), n]
+        for a, b in itertools.pairwise(edges):
+            for at in range(a, b, CHUNK_ROWS):
+                yield part[at : min(at + CHUNK_ROWS, b)]
+
+
 class Run:
-    """One event loop's open-loop run over a slice of the schedule."""
+    """One event loop's open-loop run over a slice of the schedule (an array or its chunks)."""
 
     def __init__(
-        self, rows: npt.NDArray[np.void], transport: Transport, config: EngineConfig
+        self,
+        rows: Orders | Iterable[Orders],
+        transport: Transport,
+        config: EngineConfig,
+        sink: Sink | None = None,
     ) -> None:
-        self.rows = rows
         self.transport = transport
         self.config = config
-        cap = retry_capacity(rows, config.retry)
-        self.rec = Recorder.allocate(rows["t_ns"].astype(np.int64), cap)
-        rng = np.random.default_rng([config.seed, config.worker, 0x5E7])
-        self._jitter = rng.random(cap)  # one uniform draw per possible retry
+        self.sink = sink
+        self.tally = Tally()
+        self.slots = SlotRing()
+        self._source = row_chunks(rows)
+        self._rng = np.random.default_rng([config.seed, config.worker, 0x5E7])
+        self._jitter = self._rng.random(JITTER_BLOCK)  # the retries' uniform draws, in order
         self._n_jitter = 0
-        self._retrying = cap > 0
+        self._retrying = config.retry.retries() > 0
         self._table = status_table(config.status)
         self._build = transport.build
-        self._products = rows["product"]
-        self._orders = rows["order"]
-        self._qtys = rows["qty"]
-        self._buyers = rows["buyer"]
-        self._flags = rows["flags"]
         self._timeout_ns = round(config.timeout_s * 1e9)
         self._spin_ns = 0  # set in execute, once it is known whether there is a fine timer
         self.min_sleep_ns = 0  # set in execute: waits shorter than this are spun through
         self._fine: FineTimer | None = None
         # dispatcher state: the current chunk of rows as lists, and where we are in it
-        self._cbase = 0
+        self._rows_loaded = 0  # this worker's rows taken from the schedule so far
+        self._max_intended = 0
+        self._more = True  # the schedule may have more rows
+        self._cbase = 0  # slot of the chunk's first row
         self._ci = 0
         self._ct: list[int] = []
         self._cp: list[int] = []
         self._co: list[int] = []
         self._cq: list[int] = []
         self._cb: list[int] = []
-        self._load_chunk(0)
-        self._retry_heap: list[tuple[int, int]] = []  # (due t_ns, previous attempt)
+        # live progress: recent chunks' due times, recent answers (done, latency), confirmations
+        self._recent_due: deque[tuple[int, npt.NDArray[np.int64]]] = deque()
+        self._recent_done: deque[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]] = deque()
+        self._confirmed_ids = np.zeros(0, dtype=np.int64)
+        self._confirmed_units = 0
+        self._stopped = False
+        self._load_chunk()
+        self._retry_heap: list[tuple[int, int, RetryOf]] = []  # (due t_ns, seq, what to retry)
+        self._retry_seq = 0
+        self._retry_close_ns = 0
         self._free: list[Channel] = []
         self._q_att: deque[int] = deque()
         self._q_pay: deque[bytes] = deque()
@@ -197,7 +245,8 @@ class Run:
                 self._fine.close()
             await self.transport.close()
         self._finalize(self._now())
-        return RunResult(self.rows, self.rec, self._stopped, time.perf_counter() - started)
+        wall_s = time.perf_counter() - started
+        return RunResult(self.tally, self._stopped, wall_s, self.slots.nbytes())
 
     async def _min_sleep_ns(self, loop: asyncio.AbstractEventLoop) -> int:
         """The shortest wait worth a timerfd sleep on this host (config, or measured: ~3 ms)."""
@@ -218,8 +267,9 @@ class Run:
             self._timer.cancel()
             self._timer = None
         self._ci = len(self._ct)
-        self._cbase = len(self.rows)
-        self._retry_heap.clear()
+        self._more = False
+        self.slots.close_rows()
+        self._drop_retries()
         self._q_att.clear()
         self._q_pay.clear()
         if self._t0:
@@ -230,24 +280,77 @@ class Run:
         return time.perf_counter_ns() - self._t0
 
     def _finalize(self, now: int) -> None:
-        """Attempts still unanswered at the end timed out (they were sent, nothing came back)."""
-        rec = self.rec
-        m = rec.n_attempts
-        open_ = (rec.sent_ns[:m] >= 0) & (rec.done_ns[:m] < 0)
-        rec.outcome[:m][open_] = TIMEOUT
-        rec.done_ns[:m][open_] = now
+        """Attempts still unanswered at the end timed out (they were sent, nothing came back);
+        every slot is folded; retries still waiting are dropped; rows of the schedule never
+        reached (a stop) count as not sent, so the tally adds up to the schedule."""
+        self.slots.finalize(now, TIMEOUT)
+        self._drop_retries()
+        self._fold(everything=True)
+        for chunk in self._source:  # a stopped run: the rest of the schedule, never sent
+            self.tally.add_unsent_rows(chunk["t_ns"].astype(np.int64))
+
+    def _drop_retries(self) -> None:
+        """Retries not sent: their orders end on the answer before (as the report counts)."""
+        for _, _, of in self._retry_heap:
+            self.tally.add_dropped_retry(of.outcome, of.first_ns, of.done_ns)
+        self._retry_heap.clear()
+
+    # -- folding -------------------------------------------------------------------------------
+
+    def _fold(self, everything: bool = False) -> None:
+        """Fold the slot regions that are over into the tally (and the sink), in batches."""
+        for batch in self.slots.collect(everything):
+            self.tally.fold_batch(batch)
+            if self.sink is not None:
+                self.sink(batch)
+            self._note(batch)
+
+    def _note(self, batch: Batch) -> None:
+        """Keep what the live progress needs of a folded batch (bounded: the last second)."""
+        done = np.asarray(batch["done_ns"], dtype=np.int64)
+        answered = done >= 0
+        if answered.any():
+            d = done[answered]
+            lat = d - np.asarray(batch["intended_ns"], dtype=np.int64)[answered]
+            self._recent_done.append((d, lat))
+            horizon = int(d.max()) - 2 * WINDOW_NS
+            while self._recent_done and int(self._recent_done[0][0].max()) < horizon:
+                self._recent_done.popleft()
+        ok = np.asarray(batch["outcome"]) == CONFIRMED
+        if ok.any():
+            ids, first = np.unique(np.asarray(batch["order"])[ok], return_index=True)
+            qty = np.asarray(batch["qty"])[ok][first].astype(np.int64)
+            new = ~np.isin(ids, self._confirmed_ids, assume_unique=True)
+            self._confirmed_units += int(qty[new].sum())
+            self._confirmed_ids = np.union1d(self._confirmed_ids, ids[new])
 
     # -- dispatcher ----------------------------------------------------------------------------
 
-    def _load_chunk(self, base: int) -> bool:
-        chunk = self.rows[base : base + CHUNK_ROWS]
-        self._cbase, self._ci = base, 0
-        self._ct = chunk["t_ns"].tolist()
+    def _load_chunk(self) -> bool:
+        """The next chunk of rows into a slot region and Python lists; False at the end."""
+        chunk = next(self._source, None) if self._more and not self._stopped else None
+        if chunk is None:
+            self._more = False
+            self._ct, self._ci = [], 0
+            self.slots.close_rows()
+            return False
+        cfg = self.config
+        local = self._rows_loaded
+        self._cbase = self.slots.load_rows(chunk, cfg.worker + local * cfg.workers, cfg.workers)
+        self._rows_loaded += len(chunk)
+        t = chunk["t_ns"]
+        self._ci = 0
+        self._ct = t.tolist()
         self._cp = chunk["product"].tolist()
         self._co = chunk["order"].tolist()
         self._cq = chunk["qty"].tolist()
         self._cb = chunk["buyer"].tolist()
-        return len(chunk) > 0
+        self._max_intended = max(self._max_intended, self._ct[-1])
+        due = self._recent_due
+        due.append((local, t.astype(np.int64)))
+        while len(due) > 1 and int(due[1][1][0]) < self._ct[0] - 2 * WINDOW_NS:
+            due.popleft()
+        return True
 
     def _tick(self) -> None:
         """Send every order that is due (rows, then retries) and arm the next tick."""
@@ -255,14 +358,17 @@ class Run:
         t0 = self._t0
         clock = time.perf_counter_ns
         free, q_att, q_pay = self._free, self._q_att, self._q_pay
-        sent, dispatched = self.rec.sent_ns, self.rec.dispatched_ns
+        slots = self.slots
+        sent, dispatched = slots.sent_ns, slots.dispatched_ns
         build = self._build
         ts, i, base = self._ct, self._ci, self._cbase
         while True:
             if i >= len(ts):
-                if not self._load_chunk(base + len(ts)):
+                self._ci = i
+                if not self._load_chunk():
                     break
                 ts, i, base = self._ct, 0, self._cbase
+                sent, dispatched = slots.sent_ns, slots.dispatched_ns  # the ring may have grown
             now = clock() - t0
             if ts[i] > now:
                 break
@@ -280,8 +386,8 @@ class Run:
         self._ci = i
         heap = self._retry_heap
         while heap and heap[0][0] <= clock() - t0:
-            due_ns, previous = heapq.heappop(heap)
-            self._dispatch_retry(due_ns, previous)
+            due_ns, _, of = heapq.heappop(heap)
+            self._dispatch_retry(due_ns, of)
         self._arm()
 
     def _arm(self) -> None:
@@ -292,9 +398,9 @@ class Run:
             due = self._retry_heap[0][0]
         if due is None:
             if self._deadline_ns is None:
-                self._deadline_ns = max(
-                    self._now(), int(self.rec.intended_ns[: self.rec.n_rows].max(initial=0))
-                ) + round(self.config.drain_s * 1e9)
+                self._deadline_ns = max(self._now(), self._max_intended) + round(
+                    self.config.drain_s * 1e9
+                )
             self._check_done()
             return
         wake_ns = due - self._spin_ns
@@ -307,38 +413,40 @@ class Run:
         else:
             self._timer = self._loop.call_later(wait_ns / 1e9, self._tick)
 
-    def _dispatch_retry(self, due_ns: int, previous: int) -> None:
-        rec = self.rec
-        attempt = rec.add_retry(previous, due_ns)
-        if attempt < 0:  # cannot happen: capacity covers every possible retry
-            return
-        row = int(rec.row_of_retry[attempt - rec.n_rows])
-        payload = self._build(
-            int(self._products[row]),
-            int(self._orders[row]),
-            int(self._qtys[row]),
-            int(self._buyers[row]),
-        )
+    def _dispatch_retry(self, due_ns: int, of: RetryOf) -> None:
+        slots = self.slots
+        attempt = slots.add_retry(of, due_ns)
+        payload = self._build(of.sku, of.order, of.qty, of.buyer)
         now = self._now()
-        rec.dispatched_ns[attempt] = now
+        slots.dispatched_ns[attempt] = now
         if self._free:
-            rec.sent_ns[attempt] = now
+            slots.sent_ns[attempt] = now
             self._in_flight += 1
             self._free.pop().send(attempt, payload, now)
         else:
             self._q_att.append(attempt)
             self._q_pay.append(payload)
 
-    def _maybe_retry(self, attempt: int, now: int) -> None:
-        rec, retry = self.rec, self.config.retry
-        row = attempt if attempt < rec.n_rows else int(rec.row_of_retry[attempt - rec.n_rows])
-        k = int(rec.tries[attempt])
-        if self._stopped or not self._flags[row] & FLAG_RETRIES or k >= retry.max_attempts:
-            return
-        u = float(self._jitter[self._n_jitter % len(self._jitter)])
+    def _draw(self) -> float:
+        """The next uniform draw of this worker's retry stream (taken in blocks)."""
+        if self._n_jitter >= len(self._jitter):
+            self._jitter = self._rng.random(JITTER_BLOCK)
+            self._n_jitter = 0
+        u = float(self._jitter[self._n_jitter])
         self._n_jitter += 1
-        backoff_ns = retry.delay_ns(k, u)
-        heapq.heappush(self._retry_heap, (now + backoff_ns, attempt))
+        return u
+
+    def _maybe_retry(self, attempt: int, now: int) -> None:
+        slots, retry = self.slots, self.config.retry
+        k = int(slots.tries[attempt])
+        if self._stopped or not slots.flags[attempt] & FLAG_RETRIES or k >= retry.max_attempts:
+            return
+        backoff_ns = retry.delay_ns(k, self._draw())
+        slots.final[attempt] = False
+        self._retry_seq += 1
+        heapq.heappush(
+            self._retry_heap, (now + backoff_ns, self._retry_seq, slots.retry_of(attempt))
+        )
         if self._timer is None:
             self._arm()
 
@@ -347,11 +455,11 @@ class Run:
     def on_response(self, channel: Channel, attempt: int, status: int) -> None:
         """Record an answer; hand the channel the next queued order."""
         now = time.perf_counter_ns() - self._t0
-        rec = self.rec
-        rec.done_ns[attempt] = now
-        rec.status[attempt] = status
+        slots = self.slots
+        slots.done_ns[attempt] = now
+        slots.status[attempt] = status
         outcome = self._table[status] if 0 <= status < 600 else ERROR
-        rec.outcome[attempt] = outcome
+        slots.outcome[attempt] = outcome
         self._in_flight -= 1
         if outcome == THROTTLED and self._retrying:
             self._maybe_retry(attempt, now)
@@ -362,9 +470,9 @@ class Run:
 
     def on_failure(self, channel: Channel, attempt: int, outcome: int) -> None:
         """Record a failed attempt (error or timeout)."""
-        rec = self.rec
-        rec.done_ns[attempt] = self._now()
-        rec.outcome[attempt] = outcome
+        slots = self.slots
+        slots.done_ns[attempt] = self._now()
+        slots.outcome[attempt] = outcome
         self._in_flight -= 1
         if self._deadline_ns is not None:
             self._check_done()
@@ -385,19 +493,19 @@ class Run:
         if self._live > 0 or not self._q_att:
             return
         now = self._now()
-        rec = self.rec
+        slots = self.slots
         while self._q_att:
             attempt = self._q_att.popleft()
             self._q_pay.popleft()
-            rec.done_ns[attempt] = now
-            rec.outcome[attempt] = ERROR
+            slots.done_ns[attempt] = now
+            slots.outcome[attempt] = ERROR
         if self._deadline_ns is not None:
             self._check_done()
 
     def _reuse(self, channel: Channel, now: int) -> None:
         if self._q_att:
             attempt = self._q_att.popleft()
-            self.rec.sent_ns[attempt] = now
+            self.slots.sent_ns[attempt] = now
             self._in_flight += 1
             channel.send(attempt, self._q_pay.popleft(), now)
         else:
@@ -406,17 +514,22 @@ class Run:
     # -- housekeeping --------------------------------------------------------------------------
 
     def _sweep(self) -> None:
-        """Every few ms: request timeouts, orders queued past the timeout, the drain deadline."""
+        """Every few ms: request timeouts, orders queued past the timeout, folding the slots
+        that are over into the tally, the drain deadline."""
         assert self._loop is not None
         now = self._now()
         self.transport.sweep(now)
         limit = now - self._timeout_ns
-        rec = self.rec
-        while self._q_att and rec.intended_ns[self._q_att[0]] < limit:
+        slots = self.slots
+        while self._q_att and slots.intended_ns[self._q_att[0]] < limit:
             attempt = self._q_att.popleft()
             self._q_pay.popleft()
-            rec.done_ns[attempt] = now
-            rec.outcome[attempt] = TIMEOUT
+            slots.done_ns[attempt] = now
+            slots.outcome[attempt] = TIMEOUT
+        if now >= self._retry_close_ns:
+            slots.close_retries()
+            self._retry_close_ns = now + round(RETRY_REGION_S * 1e9)
+        self._fold()
         if self._deadline_ns is not None:
             self._check_done()
         if self._finished is not None and not self._finished.done():
@@ -432,33 +545,57 @@ class Run:
             and not self._q_att
             and not self._retry_heap
             and self._ci >= len(self._ct)
+            and not self._more
         )
         if idle or self._now() >= self._deadline_ns:
             fut.set_result(None)
 
     # -- progress ------------------------------------------------------------------------------
 
+    def _due_by(self, t_ns: int) -> int:
+        """This worker's rows due by ``t_ns`` (exact within the recent chunks)."""
+        due = self._recent_due
+        if not due:
+            return 0
+        for local, t in reversed(due):
+            if len(t) and int(t[0]) <= t_ns:
+                return local + int(np.searchsorted(t, t_ns, side="right"))
+        return due[0][0]
+
     def progress(self) -> Progress:
-        """A snapshot for the live display (vectorised; call it a few times a second)."""
+        """A snapshot for the live display: the tally plus the slots not folded yet
+        (vectorised over the slots in flight and the last second; a few times a second)."""
         now = self._now() if self._t0 else 0
-        rec = self.rec
-        m = rec.n_attempts
-        intended, done = rec.intended_ns[: rec.n_rows], rec.done_ns[:m]
-        scheduled = int(np.searchsorted(intended, now, side="right"))
-        last_s = int(np.searchsorted(intended, now - 1_000_000_000, side="right"))
-        finished = done >= 0
-        recent = finished & (done > now - 1_000_000_000)  # done = −1: not answered yet
-        lat = done[recent] - rec.intended_ns[:m][recent]
-        counts = np.bincount(rec.outcome[:m][finished], minlength=len(OUTCOME_NAMES))
-        units = confirmations(self.rows, rec).units(self.rows)
+        t = self.tally
+        pend = self.slots.pending()
+        p_done = pend["done_ns"]
+        finished = p_done >= 0
+        counts = t.attempt_outcomes.copy()
+        counts += np.bincount(pend["outcome"][finished], minlength=len(OUTCOME_NAMES))[
+            : len(OUTCOME_NAMES)
+        ]
+        since = now - WINDOW_NS
+        d_parts = [d for d, _ in self._recent_done] + [p_done[finished]]
+        l_parts = [lat for _, lat in self._recent_done]
+        l_parts.append(p_done[finished] - pend["intended_ns"][finished])
+        d_all, l_all = np.concatenate(d_parts), np.concatenate(l_parts)
+        recent = d_all > since
+        lat = l_all[recent]
+        ok = (pend["outcome"] == CONFIRMED) & finished
+        units = self._confirmed_units
+        if ok.any():
+            ids, first = np.unique(pend["order"][ok], return_index=True)
+            new = ~np.isin(ids, self._confirmed_ids, assume_unique=True)
+            units += int(pend["qty"][ok][first][new].astype(np.int64).sum())
+        scheduled = self._due_by(now)
         return Progress(
             elapsed_s=now / 1e9,
             scheduled=scheduled,
-            sent=int(np.count_nonzero(rec.sent_ns[:m] >= 0)),
-            done=int(np.count_nonzero(finished)),
+            sent=t.sent + int(np.count_nonzero(pend["sent_ns"] >= 0)),
+            done=int(t.done_per_s.sum()) + int(np.count_nonzero(finished)),
             in_flight=self._in_flight,
             queued=len(self._q_att),
-            target_rate_per_s=float(scheduled - last_s),
+            target_rate_per_s=float(scheduled - self._due_by(since)),
             achieved_rate_per_s=float(np.count_nonzero(recent)),
             p99_ms=float(np.percentile(lat, 99) / 1e6) if len(lat) else float("nan"),
             outcomes={name: int(counts[i]) for i, name in enumerate(OUTCOME_NAMES) if i},

@@ -13,6 +13,7 @@ by adding counts (:meth:`Tally.merge`), exactly.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -263,6 +264,23 @@ class Tally:
         bad = final & ((outcome == TIMEOUT) | (outcome == ERROR))
         if bad.any():
             self.failed_orders.append(order[bad].astype(np.int64))
+
+    def fold_batch(self, b: Mapping[str, npt.NDArray[np.generic]]) -> None:
+        """:meth:`fold` of a batch of per-attempt fields named as in :mod:`simulator.records`
+        (the engine's slots, ``first_ns`` added): the engine's one call per batch."""
+        self.fold(
+            intended_ns=np.asarray(b["intended_ns"], dtype=np.int64),
+            dispatched_ns=np.asarray(b["dispatched_ns"], dtype=np.int64),
+            sent_ns=np.asarray(b["sent_ns"], dtype=np.int64),
+            done_ns=np.asarray(b["done_ns"], dtype=np.int64),
+            outcome=np.asarray(b["outcome"], dtype=np.uint8),
+            final=np.asarray(b["final"], dtype=np.bool_),
+            first_ns=np.asarray(b["first_ns"], dtype=np.int64),
+            retry=np.asarray(b["try"]) > 1,
+            order=np.asarray(b["order"], dtype=np.int64),
+            product=np.asarray(b["sku"], dtype=np.int64),
+            qty=np.asarray(b["qty"], dtype=np.int64),
+        )
 
     def add_unsent_rows(self, intended_ns: I64) -> None:
         """Schedule rows never dispatched (a stopped run): they count as not sent."""

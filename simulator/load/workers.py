@@ -1,7 +1,8 @@
 """Running the engine: in this process (one worker) or in N spawned processes, merged exactly.
 
-Worker k of N builds the scenario's schedule itself and takes its slice (rows ≡ k mod N), so only
-a small spec travels to it; it sends back its :class:`~simulator.load.tally.Tally` (histograms and
+Worker k of N generates the scenario's schedule itself, chunk by chunk as its engine consumes it,
+and takes its slice (rows ≡ k mod N), so only a small spec travels to it and no worker holds the
+whole sale; it sends back its :class:`~simulator.load.tally.Tally` (histograms and
 counters, a size independent of its orders), which the parent merges by adding counts before any
 percentile is computed: exact, and no per-order array crosses the process boundary unless the run
 writes per-order records (``WorkerSpec.keep_orders``). SIGINT to the parent is passed to the
@@ -17,16 +18,23 @@ import os
 import queue
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from simulator.load.engine import EngineConfig, Progress, Run, RunResult, TargetUnreachableError
-from simulator.load.tally import Tally, tally_of_recorder
+from simulator.load.engine import (
+    CHUNK_ROWS,
+    EngineConfig,
+    Progress,
+    Run,
+    RunResult,
+    TargetUnreachableError,
+)
+from simulator.load.tally import Tally
 from simulator.load.transport import Endpoint, Transport
-from simulator.records import concat_orders, order_arrays
+from simulator.records import MemoryRecords, concat_orders
 from simulator.scenario import Scenario
 from simulator.schedule import build_schedule
 
@@ -56,15 +64,14 @@ class Totals:
     tally: Tally
     partial: bool
     wall_s: float
-    recorder_bytes: int  # the largest worker's recording memory
+    recorder_bytes: int  # the largest worker's recording memory (its attempts' slots)
     orders: dict[str, Any] | None = None  # per-order records, when asked for
 
 
-def totals(spec: WorkerSpec, result: RunResult) -> Totals:
-    """A finished run's :class:`Totals` (its recorder folded into a tally)."""
-    orders = order_arrays(result.rows, result.recorder, spec.skus) if spec.keep_orders else None
-    tally = tally_of_recorder(result.rows, result.recorder)
-    return Totals(tally, result.partial, result.wall_s, result.recorder.nbytes(), orders)
+def totals(spec: WorkerSpec, result: RunResult, records: MemoryRecords | None) -> Totals:
+    """A finished run's :class:`Totals` (and its per-attempt records, when kept)."""
+    orders = records.arrays(spec.skus) if records is not None else None
+    return Totals(result.tally, result.partial, result.wall_s, result.slot_bytes, orders)
 
 
 def make_transport(spec: WorkerSpec) -> Transport:
@@ -88,14 +95,20 @@ def make_transport(spec: WorkerSpec) -> Transport:
     return LeanTransport(*args)
 
 
+def schedule_slice(spec: WorkerSpec) -> Iterator[np.ndarray[Any, Any]]:
+    """Worker k of N's slice of the schedule, generated chunk by chunk as it is consumed."""
+    schedule = build_schedule(spec.scenario, spec.duration_s)
+    return schedule.chunks(CHUNK_ROWS, spec.engine.worker, spec.workers)
+
+
 async def _drive(
     spec: WorkerSpec,
-    rows: np.ndarray[Any, Any],
     report: Callable[[Progress], None] | None,
     start_at_wall_s: float | None,
+    records: MemoryRecords | None,
 ) -> RunResult:
     loop = asyncio.get_running_loop()
-    run = Run(rows, make_transport(spec), spec.engine)
+    run = Run(schedule_slice(spec), make_transport(spec), spec.engine, records)
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, run.stop)
     ticker: asyncio.Task[None] | None = None
@@ -124,23 +137,23 @@ def _uvloop_run(coro: Any) -> Any:
 
 def run_local(spec: WorkerSpec, report: Callable[[Progress], None] | None = None) -> Totals:
     """The whole schedule on one event loop in this process."""
-    rows = build_schedule(spec.scenario, spec.duration_s).materialize()
-    result: RunResult = _uvloop_run(_drive(spec, rows, report, None))
-    return totals(spec, result)
+    records = MemoryRecords() if spec.keep_orders else None
+    result: RunResult = _uvloop_run(_drive(spec, report, None, records))
+    return totals(spec, result, records)
 
 
 def _worker_main(spec: WorkerSpec, k: int, out: Any, start: Any, progress: bool) -> None:
-    """Entry point of worker process k: build its slice, wait for the start, run, send back."""
+    """Entry point of worker process k: wait for the start, run its slice, send back."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # until the loop's own handler is installed
-    spec = replace(spec, engine=replace(spec.engine, worker=k))  # its own retry jitter stream
+    # its own retry jitter stream and record numbers
+    spec = replace(spec, engine=replace(spec.engine, worker=k, workers=spec.workers))
     try:
-        rows = build_schedule(spec.scenario, spec.duration_s).materialize(k, spec.workers)
+        records = MemoryRecords() if spec.keep_orders else None
         out.put(("ready", k, None))
         start_at = start.get()
         report = (lambda p: out.put(("progress", k, p))) if progress else None
-        result = _uvloop_run(_drive(spec, rows, report, start_at))
-        del rows
-        out.put(("result", k, totals(spec, result)))
+        result = _uvloop_run(_drive(spec, report, start_at, records))
+        out.put(("result", k, totals(spec, result, records)))
     except TargetUnreachableError as exc:
         out.put(("error", k, str(exc)))
     except BaseException as exc:
@@ -151,8 +164,7 @@ def run_workers(
     spec: WorkerSpec, report: Callable[[Progress], None] | None = None
 ) -> tuple[Totals, list[str]]:
     """N worker processes, each its slice; returns the merged result and worker errors."""
-    # the workers share this machine: the whole schedule must fit before any is spawned
-    build_schedule(spec.scenario, spec.duration_s).check_materialize()
+    build_schedule(spec.scenario, spec.duration_s)  # TooLargeError now, not in N workers
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     starts = [ctx.Queue() for _ in range(spec.workers)]

@@ -2,10 +2,11 @@
 
 The engine (:class:`simulator.load.engine.Run`, the lean HTTP/1.1 transport on a uvloop event loop)
 runs in a real OS thread of the Locust process: Locust's gevent patches ``threading``, so the
-thread is started with gevent's saved original ``start_new_thread``. The engine records into its
-own :class:`~simulator.load.recorder.Recorder`; a greenlet of Locust's loop reads the answers that
-came in since its last look (every ``POLL_S``, vectorised over a window of rows) and reports
-them into Locust's statistics under the same two names as the users do.
+thread is started with gevent's saved original ``start_new_thread``. The engine folds finished
+attempts in batches; its sink copies them into a :class:`~simulator.load.recorder.Recorder` of the
+slice (what the Locust worker reports to its master); a greenlet of Locust's loop reads the
+answers that came in since its last look (every ``POLL_S``, vectorised over a window of rows) and
+reports them into Locust's statistics under the same two names as the users do.
 
 The engine runs with ``spin_s = SPIN_S`` (−1 ms): its wake-up for the next due order is then
 always ≥ 1 ms after that order's time, so orders leave in ~1 ms batches, up to ~2 ms after their
@@ -27,7 +28,7 @@ import gevent
 import numpy as np
 from gevent import monkey
 
-from simulator.load.engine import EngineConfig, Run
+from simulator.load.engine import EngineConfig, Run, retry_capacity
 from simulator.load.recorder import Recorder
 from simulator.load.transport import parse_endpoint
 from simulator.locust.stats import INTENDED, SERVICE, OrderFailed
@@ -77,21 +78,44 @@ class EngineSlice:
             status=sc.target.status,
             spin_s=SPIN_S,
         )
-        self.run = Run(rows, transport, config)
+        self._rec = Recorder.allocate(
+            rows["t_ns"].astype(np.int64), retry_capacity(rows, config.retry)
+        )
+        self.run = Run(rows, transport, config, self._record)
         self.start_at_wall_s = start_at_wall_s
         self.method = sc.target.method
         self.path = sc.target.orders_path
         self.error: str | None = None
         self.done = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._reported = np.zeros(self.run.rec.capacity, dtype=np.bool_)
+        self._reported = np.zeros(self._rec.capacity, dtype=np.bool_)
         self._lo = 0  # every row before it has been reported
         self._failures: dict[tuple[int, int], OrderFailed] = {}
 
     @property
     def recorder(self) -> Recorder:
-        """The engine's recorder (live while the run goes on)."""
-        return self.run.rec
+        """The slice's recorder (filled batch by batch while the run goes on)."""
+        return self._rec
+
+    def _record(self, batch: dict[str, np.ndarray[Any, Any]]) -> None:
+        """The engine's sink (its thread): a batch of finished attempts into the recorder.
+
+        First attempts go to their row; a retry gets the next attempt number, linked to the
+        attempt before it (tries of one order arrive in order). ``done_ns`` is written last:
+        the reporting greenlet takes an attempt once its done time and outcome are there.
+        """
+        rec = self._rec
+        local = batch["row"].astype(np.int64) - self.run.config.worker
+        tries = batch["try"].astype(np.int64)
+        at = local.copy()
+        for j in np.flatnonzero(tries > 1).tolist():
+            prev = int(local[j])
+            for _ in range(int(tries[j]) - 2):
+                prev = int(rec.next_attempt[prev])
+            at[j] = rec.add_retry(prev, int(batch["intended_ns"][j]))
+        for name in ("dispatched_ns", "sent_ns", "status", "outcome"):
+            getattr(rec, name)[at] = batch[name]
+        rec.done_ns[at] = batch["done_ns"]
 
     # -- the engine's thread -------------------------------------------------------------------
 
@@ -139,7 +163,7 @@ class EngineSlice:
 
     def newly_done(self) -> np.ndarray[Any, np.dtype[np.int64]]:
         """Attempts answered (or failed) since the last call, each once."""
-        rec = self.run.rec
+        rec = self._rec
         n, m = rec.n_rows, rec.n_attempts
         elapsed_ns = round((time.time() - self.start_at_wall_s) * 1e9) + _MARGIN_NS
         lo = self._lo
@@ -159,7 +183,7 @@ class EngineSlice:
         new = self.newly_done()
         if not len(new):
             return 0
-        rec = self.run.rec
+        rec = self._rec
         done = rec.done_ns[new]
         sent = rec.sent_ns[new]
         intended_ms = ((done - rec.intended_ns[new]) / 1e6).tolist()

@@ -8,6 +8,7 @@ import signal
 import socket
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -18,7 +19,8 @@ from simulator.load.transport import parse_endpoint
 from simulator.load.transport.aio import AiohttpTransport
 from simulator.load.transport.lean import LeanTransport
 from simulator.outcomes import OUTCOME_CODES, OUTCOME_NAMES
-from simulator.results import summarize
+from simulator.records import MemoryRecords
+from simulator.results import measure_tally
 from simulator.retry import Retry
 from simulator.scenario import Target
 
@@ -35,20 +37,43 @@ def drive(
     timeout_s: float = 2.0,
     retry: Retry | None = None,
     during: Callable[[Run], None] | None = None,
-) -> RunResult:
+) -> Driven:
     t = TRANSPORTS[transport](
         parse_endpoint(url), Target(), ("a", "b"), connections, timeout_s, 1.0
     )
     cfg = EngineConfig(timeout_s=timeout_s, drain_s=2.0, retry=retry or Retry(), seed=3)
-    run = Run(rows, t, cfg)
+    records = MemoryRecords()
+    run = Run(rows, t, cfg, records)
     if during is not None:
         during(run)
     result: RunResult = uvloop.run(run.execute())
-    return result
+    return Driven(result, records.arrays(("a", "b")))
 
 
-def row_counts(result: RunResult) -> dict[str, int]:
-    counts = np.bincount(result.recorder.row_outcomes(), minlength=len(OUTCOME_NAMES))
+@dataclass
+class Driven:
+    """A run's result and its per-attempt records (the sink's, in the order they finished)."""
+
+    result: RunResult
+    rec: dict[str, np.ndarray]
+
+    @property
+    def partial(self) -> bool:
+        return self.result.partial
+
+    def firsts(self, name: str) -> np.ndarray:
+        """A field of the first attempts, in row order."""
+        first = self.rec["try"] == 1
+        order = np.argsort(self.rec["row"][first])
+        return self.rec[name][first][order]
+
+
+def row_counts(d: Driven) -> dict[str, int]:
+    counts = d.result.tally.row_outcomes
+    # the records agree with the tally: the final attempts' outcomes
+    final = np.bincount(d.rec["outcome"][d.rec["final"]], minlength=len(OUTCOME_NAMES))
+    if not d.partial:
+        assert final.tolist() == counts.tolist()
     return {name: int(counts[i]) for i, name in enumerate(OUTCOME_NAMES)}
 
 
@@ -60,10 +85,10 @@ def test_every_order_gets_one_outcome_and_stock_holds(fake_store, transport: str
     counts = row_counts(result)
     assert sum(counts.values()) == 400
     assert counts["confirmed"] == 120 and counts["sold_out"] == 280
-    rec = result.recorder
-    assert np.all(rec.sent_ns[:400] >= rec.intended_ns[:400])
-    assert np.all(rec.done_ns[:400] >= rec.sent_ns[:400])
-    assert set(np.unique(rec.status[:400]).tolist()) == {201, 409}
+    assert len(result.rec["row"]) == 400 and result.result.tally.attempts == 400
+    assert np.all(result.firsts("sent_ns") >= result.firsts("intended_ns"))
+    assert np.all(result.firsts("done_ns") >= result.firsts("sent_ns"))
+    assert set(np.unique(result.rec["status"]).tolist()) == {201, 409}
 
 
 @pytest.mark.parametrize("mode", ["chunked", "close"])
@@ -101,19 +126,21 @@ def test_throttled_orders_of_retrying_buyers_are_retried_as_linked_attempts(fake
     rows = constant_rows(200, 1_000_000)
     rows["flags"][::2] = 2  # FLAG_RETRIES on every other order
     result = drive(url, rows, retry=Retry(share=0.5, max_attempts=3, backoff_s=0.01, jitter=0.5))
-    rec = result.recorder
+    rec = result.rec
     counts = row_counts(result)
     assert counts["confirmed"] == 100 and counts["throttled"] == 100
-    assert rec.n_attempts == 300
-    first = np.arange(0, 200, 2)
-    retry = rec.next_attempt[first]
-    assert np.all(retry >= 200)
-    assert np.all(rec.row_of_retry[retry - 200] == first)
-    assert np.all(rec.tries[retry] == 2)
+    assert len(rec["row"]) == 300 and result.result.tally.retries == 100
+    retry = rec["try"] == 2
+    first = np.argsort(rec["row"][rec["try"] == 1])
+    assert sorted(rec["row"][retry].tolist()) == list(range(0, 200, 2))
     # the retry waited its backoff (0.01 s ± 50 %) after the throttled answer
-    gap = rec.intended_ns[retry] - rec.done_ns[first]
+    done_first = rec["done_ns"][rec["try"] == 1][first]
+    gap = rec["intended_ns"][retry] - done_first[rec["row"][retry]]
     assert np.all((gap >= 5_000_000) & (gap <= 15_000_001))
-    s = summarize(result.rows, rec, 0.2)
+    # a retried attempt is not final; its retry is
+    assert not rec["final"][(rec["try"] == 1) & (rec["row"] % 2 == 0)].any()
+    assert rec["final"][retry].all()
+    s = measure_tally(result.result.tally, 0.2).to_json()
     assert s["orders"]["attempt_outcomes"]["throttled"] == 200
     assert sum(s["orders"]["outcomes"].values()) == 200
 
@@ -132,7 +159,7 @@ def test_a_stalled_target_shows_in_the_intended_time_p99(fake_store) -> None:
         threading.Timer(1.2, go).start()  # 1.2 s: after connecting, inside the run
 
     result = drive(url, rows, connections=16, timeout_s=5.0, during=stall)
-    s = summarize(result.rows, result.recorder, 3.0)
+    s = measure_tally(result.result.tally, 3.0).to_json()
     assert s["orders"]["outcomes"]["confirmed"] == 1500
     assert s["latency_ms"]["intended"]["p99"] >= 500
     assert s["latency_ms"]["intended"]["max"] >= 800
@@ -191,8 +218,8 @@ def test_progress_counts_only_answered_attempts() -> None:
     p = run.progress()  # before the run: nothing answered (done = −1 everywhere)
     assert p.achieved_rate_per_s == 0 and p.done == 0
     assert p.p99_ms != p.p99_ms  # NaN: no latency yet
-    run.rec.done_ns[:10] = 5_000_000  # ten answers at 5 ms…
-    run.rec.outcome[:10] = OUTCOME_CODES["confirmed"]
+    run.slots.done_ns[:10] = 5_000_000  # ten answers at 5 ms (in slots not folded yet)…
+    run.slots.outcome[:10] = OUTCOME_CODES["confirmed"]
     run._t0 = 1  # …seen at "now" = clock − 1 ns, well within the last second
     run._now = lambda: 100_000_000  # type: ignore[method-assign]
     p = run.progress()

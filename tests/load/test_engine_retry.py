@@ -8,6 +8,7 @@ import uvloop
 from simulator.load.engine import EngineConfig, Run, retry_capacity
 from simulator.load.transport import parse_endpoint
 from simulator.load.transport.lean import LeanTransport
+from simulator.records import MemoryRecords
 from simulator.retry import Retry
 from simulator.scenario import Target
 
@@ -20,11 +21,14 @@ def test_engine_backoffs_are_the_rule_applied_to_its_seeded_draws(fake_store) ->
     retry = Retry(share=1.0, max_attempts=2, backoff_s=0.01, backoff_factor=3.0, jitter=0.8)
     cfg = EngineConfig(timeout_s=2.0, drain_s=2.0, retry=retry, seed=11, worker=2)
     t = LeanTransport(parse_endpoint(url), Target(), ("a", "b"), 8, 2.0, 1.0)
-    result = uvloop.run(Run(rows, t, cfg).execute())
-    rec = result.recorder
-    assert rec.n_attempts == 240  # every order throttled once, then confirmed
-    retried = rec.next_attempt[:120]
-    gaps = rec.intended_ns[retried] - rec.done_ns[:120]
+    records = MemoryRecords()
+    result = uvloop.run(Run(rows, t, cfg, records).execute())
+    rec = records.arrays(("a", "b"))
+    assert result.tally.attempts == 240  # every order throttled once, then confirmed
+    first, again = rec["try"] == 1, rec["try"] == 2
+    done_first = rec["done_ns"][first][np.argsort(rec["row"][first])]
+    # worker k's record numbers are the schedule's rows: k, k + N, … (here N = 1)
+    gaps = rec["intended_ns"][again] - done_first[rec["row"][again] - cfg.worker]
     # throttled answers take draws in the order they come back: compare as multisets
     cap = retry_capacity(rows, retry)
     u = np.random.default_rng([11, 2, 0x5E7]).random(cap)[:120]

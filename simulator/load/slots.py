@@ -1,0 +1,252 @@
+"""The engine's per-attempt slots: a bounded, recycled ring instead of the whole run's arrays.
+
+Slots come in *regions* of :data:`REGION` slots. A chunk of schedule rows takes one region (its
+rows' first attempts, in row order: the dispatcher writes ``slot = base + i``, as cheap as an
+index into a whole-run array); retries take slots from a retry region, one after another. A
+region is *closed* once nothing more will be put in it (the dispatcher moved on to the next
+chunk; a retry region is full); a closed region whose attempts are all over (answered, failed or
+timed out) is handed to :meth:`SlotRing.collect` as one batch of NumPy views and then recycled.
+Every attempt ends within the timeout (queued ones too), so the ring holds about rate × (queue
+wait + timeout) slots whatever the length of the run; it grows by doubling when a region is
+needed and none is free, and the slot numbers already handed out stay valid.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+I64 = npt.NDArray[np.int64]
+
+#: slots per region: a schedule chunk's rows (the engine loads rows this many at a time)
+REGION = 8192
+#: the fields of a slot and their types (``try``/``sku`` as in :mod:`simulator.records`)
+SLOT_FIELDS: tuple[tuple[str, str], ...] = (
+    ("intended_ns", "i8"),
+    ("dispatched_ns", "i8"),
+    ("sent_ns", "i8"),
+    ("done_ns", "i8"),
+    ("status", "i2"),
+    ("outcome", "u1"),
+    ("try", "u1"),
+    ("final", "?"),
+    ("row", "i8"),
+    ("order", "i8"),
+    ("buyer", "i8"),
+    ("sku", "i4"),
+    ("qty", "u2"),
+    ("flags", "u1"),
+    ("first_ns", "i8"),
+)
+#: bytes one slot holds
+SLOT_BYTES = sum(np.dtype(t).itemsize for _, t in SLOT_FIELDS)
+
+Batch = dict[str, np.ndarray[Any, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryOf:
+    """What a retry needs of the attempt it follows (that attempt's slot may be recycled)."""
+
+    row: int
+    order: int
+    buyer: int
+    sku: int
+    qty: int
+    flags: int
+    first_ns: int
+    tries: int  # attempts so far (the retry is attempt tries + 1)
+    outcome: int  # the previous attempt's outcome and done time: where the order ends if the
+    done_ns: int  # retry is dropped (a stop)
+
+
+class SlotRing:
+    """Per-attempt slots in recycled regions (see the module)."""
+
+    def __init__(self, regions: int = 4) -> None:
+        self.n_regions = 0
+        self.arrays: Batch = {}
+        self._free: list[int] = []
+        self._used: list[int] = []  # slots taken in each region
+        self._closed: list[bool] = []
+        self._rows: deque[int] = deque()  # row regions in load order, not yet collected
+        self._retries: deque[int] = deque()  # retry regions in order, not yet collected
+        self._retry_region = -1  # the retry region being filled (−1: none)
+        self._grow(max(1, regions))
+
+    # -- arrays --------------------------------------------------------------------------------
+
+    def _grow(self, regions: int) -> None:
+        """Room for ``regions`` regions in all (slot numbers keep their meaning)."""
+        old, n_old = self.arrays, self.n_regions
+        cap = regions * REGION
+        new: Batch = {}
+        for name, dtype in SLOT_FIELDS:
+            a = np.zeros(cap, dtype=dtype)
+            if old:
+                a[: n_old * REGION] = old[name]
+            new[name] = a
+        self.arrays = new
+        self.n_regions = regions
+        self._free.extend(range(regions - 1, n_old - 1, -1))  # lowest first from pop()
+        self._used.extend([0] * (regions - n_old))
+        self._closed.extend([False] * (regions - n_old))
+        # the engine keeps direct references to the arrays it writes on its hot path
+        self.intended_ns = new["intended_ns"]
+        self.dispatched_ns = new["dispatched_ns"]
+        self.sent_ns = new["sent_ns"]
+        self.done_ns = new["done_ns"]
+        self.status = new["status"]
+        self.outcome = new["outcome"]
+        self.tries = new["try"]
+        self.final = new["final"]
+        self.flags = new["flags"]
+
+    def nbytes(self) -> int:
+        """Memory held by the slots."""
+        return sum(a.nbytes for a in self.arrays.values())
+
+    def _take(self) -> int:
+        if not self._free:
+            self._grow(2 * self.n_regions)
+        r = self._free.pop()
+        self._used[r] = 0
+        self._closed[r] = False
+        a, b = r * REGION, (r + 1) * REGION
+        for name in ("dispatched_ns", "sent_ns", "done_ns"):
+            self.arrays[name][a:b] = -1
+        self.arrays["status"][a:b] = 0
+        self.arrays["outcome"][a:b] = 0
+        self.arrays["final"][a:b] = True
+        return r
+
+    # -- filling -------------------------------------------------------------------------------
+
+    def load_rows(self, rows: npt.NDArray[np.void], first_row: int, row_step: int) -> int:
+        """A region for these schedule rows (≤ REGION of them); the slot of the first row.
+
+        The previous row region is closed. ``first_row``/``row_step``: the global schedule row
+        numbers of the rows (worker k of N holds rows k, k + N, …).
+        """
+        n = len(rows)
+        if n > REGION:
+            raise ValueError(f"a region holds at most {REGION} rows, got {n}")
+        if self._rows:
+            self._closed[self._rows[-1]] = True
+        r = self._take()
+        a, b = r * REGION, r * REGION + n
+        arr = self.arrays
+        arr["intended_ns"][a:b] = rows["t_ns"]
+        arr["first_ns"][a:b] = rows["t_ns"]
+        arr["try"][a:b] = 1
+        arr["row"][a:b] = np.arange(first_row, first_row + n * row_step, row_step)
+        arr["order"][a:b] = rows["order"]
+        arr["buyer"][a:b] = rows["buyer"]
+        arr["sku"][a:b] = rows["product"]
+        arr["qty"][a:b] = rows["qty"]
+        arr["flags"][a:b] = rows["flags"]
+        self._used[r] = n
+        self._rows.append(r)
+        return a
+
+    def close_rows(self) -> None:
+        """No more rows come (the schedule ended, or the run stopped)."""
+        if self._rows:
+            self._closed[self._rows[-1]] = True
+
+    def add_retry(self, of: RetryOf, intended_ns: int) -> int:
+        """A slot for a retry of ``of``, due at ``intended_ns``; its number."""
+        r = self._retry_region
+        if r < 0 or self._used[r] >= REGION:
+            if r >= 0:
+                self._closed[r] = True
+            r = self._retry_region = self._take()
+            self._retries.append(r)
+        slot = r * REGION + self._used[r]
+        self._used[r] += 1
+        arr = self.arrays
+        arr["intended_ns"][slot] = intended_ns
+        arr["first_ns"][slot] = of.first_ns
+        arr["try"][slot] = of.tries + 1
+        arr["row"][slot] = of.row
+        arr["order"][slot] = of.order
+        arr["buyer"][slot] = of.buyer
+        arr["sku"][slot] = of.sku
+        arr["qty"][slot] = of.qty
+        arr["flags"][slot] = of.flags
+        return slot
+
+    def retry_of(self, slot: int) -> RetryOf:
+        """What a retry of the attempt in ``slot`` carries over."""
+        arr = self.arrays
+        return RetryOf(
+            int(arr["row"][slot]),
+            int(arr["order"][slot]),
+            int(arr["buyer"][slot]),
+            int(arr["sku"][slot]),
+            int(arr["qty"][slot]),
+            int(arr["flags"][slot]),
+            int(arr["first_ns"][slot]),
+            int(arr["try"][slot]),
+            int(arr["outcome"][slot]),
+            int(arr["done_ns"][slot]),
+        )
+
+    def close_retries(self) -> None:
+        """Close the retry region being filled (the next retry opens a new one), so that a
+        region of rare retries is folded within a bounded time too."""
+        r = self._retry_region
+        if r >= 0 and self._used[r]:
+            self._closed[r] = True
+            self._retry_region = -1
+
+    # -- emptying ------------------------------------------------------------------------------
+
+    def _batch(self, r: int) -> Batch:
+        a = r * REGION
+        b = a + self._used[r]
+        return {name: arr[a:b] for name, arr in self.arrays.items()}
+
+    def collect(self, everything: bool = False) -> Iterator[Batch]:
+        """Batches (views) of the closed regions whose attempts are all over, oldest first; each
+        region is recycled once the caller asks for the next batch. ``everything``: every region,
+        over or not (the end of a run; unanswered attempts are then as they are)."""
+        if everything:
+            self.close_rows()
+            if self._retry_region >= 0:
+                self._closed[self._retry_region] = True
+                self._retry_region = -1
+        for regions in (self._rows, self._retries):
+            while regions:
+                r = regions[0]
+                if not everything:
+                    if not self._closed[r]:
+                        break
+                    a = r * REGION
+                    if self._used[r] and self.done_ns[a : a + self._used[r]].min() < 0:
+                        break  # the oldest is still out: the newer ones wait (bounded)
+                regions.popleft()
+                if self._used[r]:
+                    yield self._batch(r)
+                self._free.append(r)
+
+    def finalize(self, now_ns: int, timeout: int) -> None:
+        """The end of a run: every attempt sent and not answered timed out at ``now_ns``."""
+        for r in (*self._rows, *self._retries):
+            a = r * REGION
+            b = a + self._used[r]
+            open_ = (self.sent_ns[a:b] >= 0) & (self.done_ns[a:b] < 0)
+            self.outcome[a:b][open_] = timeout
+            self.done_ns[a:b][open_] = now_ns
+
+    def pending(self) -> Batch:
+        """Every slot not yet collected, concatenated (for the live progress; a copy)."""
+        parts = [self._batch(r) for r in (*self._rows, *self._retries) if self._used[r]]
+        if not parts:
+            return {name: np.zeros(0, dtype=t) for name, t in SLOT_FIELDS}
+        return {name: np.concatenate([p[name] for p in parts]) for name, _ in SLOT_FIELDS}
