@@ -21,7 +21,7 @@ first, in schedule-row order, then retries), plus two name tables:
 ``outcome_names``  str       outcome names, by code
 =================  ========  ==========================================================
 
-Uncompressed (``np.savez``): fast to write at the end of a run, ~60 bytes per attempt, and
+Uncompressed (``np.savez``): fast to write at the end of a run, a few dozen bytes per attempt, and
 loadable with NumPy alone (``np.load(path)``), no pickle.
 """
 

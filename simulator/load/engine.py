@@ -54,7 +54,8 @@ class TargetUnreachableError(Exception):
     """Not a single connection to the target could be opened at the start."""
 
 
-#: spin before a due order when sleeping on a timerfd: it wakes ~20 µs late (median), p99 ~60 µs
+#: spin before a due order when sleeping on a timerfd, which wakes tens of µs late
+#: (finetimer.wake_cost_ns measures it on the host; the README has the figures)
 FINE_SPIN_S = 50e-6
 #: spin before a due order when sleeping on the loop's timers (1 ms resolution)
 COARSE_SPIN_S = 0.001
@@ -80,7 +81,7 @@ class EngineConfig:
     sweep_s: float = 0.005  # how often timeouts and the drain deadline are checked
     # the last stretch before an order is due is waited out by yielding to the loop (call_soon)
     # so that orders leave on time; before it the loop sleeps on a timer. None: FINE_SPIN_S with
-    # a timerfd (simulator.load.finetimer, ~20 µs late), COARSE_SPIN_S with uvloop's own timers
+    # a timerfd (simulator.load.finetimer, tens of µs late), COARSE_SPIN_S with uvloop's timers
     # (1 ms resolution: without the spin orders would leave up to 1 ms late)
     spin_s: float | None = None
     fine_timer: bool = True  # sleep on a timerfd where there is one (Linux)

@@ -9,11 +9,11 @@ answers that came in since its last look (every ``POLL_S``, vectorised over a wi
 reports them into Locust's statistics under the same two names as the users do.
 
 The engine runs with ``spin_s = SPIN_S`` (−1 ms): its wake-up for the next due order is then
-always ≥ 1 ms after that order's time, so orders leave in ~1 ms batches, up to ~2 ms after their
-time (the report's dispatch lag shows it), for ~12–23 µs of CPU per request at 3,000 orders/s.
-The engine's own default (sleep on a timerfd, spin the last 50 µs: simulator/load/finetimer.py)
-sends each order on time but costs ~66 µs per request at that rate, and a Locust worker is there to
-add capacity per core (bench/locust_engine_vs_fasthttp.py, FLASHSALE_BENCH_SPIN_S=0.00005).
+always ≥ 1 ms after that order's time, so orders leave in 1 ms batches, up to 2 ms after their
+time (the report's dispatch lag shows it), for much less CPU per request than the engine's own
+default (a timerfd sleep and a short spin before each order, simulator/load/finetimer.py), which
+sends each order on time: a Locust worker is there to add capacity per core. The figures are in
+the README; bench/locust_engine_vs_fasthttp.py measures them (FLASHSALE_BENCH_SPIN_S=0.00005).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A worker records into the engine's :class:`simulator.load.recorder.Recorder` (preallocated arrays,
 attempts and retries as the engine does). At the end its trimmed arrays travel to the master as
-raw bytes in one Locust message (:func:`worker_result`, ~40 bytes an order). The master rebuilds
+raw bytes in one Locust message (:func:`worker_result`). The master rebuilds
 them, merges the workers exactly with :func:`simulator.load.recorder.merge` in slice order
 (:func:`merge_workers`), and builds the report with :func:`simulator.results.measure` and
 :func:`simulator.audit.audit` (:func:`build_document`): the same ``report.json`` as ``flashsale
