@@ -97,8 +97,8 @@ def client_view(rows: npt.NDArray[np.void], rec: Recorder, skus: tuple[str, ...]
         if prev is None or _RANK.get(oc, 2) > _RANK.get(prev, 2):
             best[key] = oc
     c = confirmations(rows, rec)
-    units = c.units_per_product(rows, len(skus)).tolist()
-    orders = c.orders_per_product(rows, len(skus)).tolist()
+    units = c.units_per_product(len(skus)).tolist()
+    orders = c.orders_per_product(len(skus)).tolist()
     return ClientView(
         best,
         confirmed,

@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 from simulator.histogram import Histogram
 from simulator.load.recorder import Recorder
+from simulator.load.tally import Confirmed, first_confirmed
 from simulator.outcomes import CONFIRMED, NOT_SENT, OUTCOME_NAMES
 from simulator.report.document import (
     Audit,
@@ -165,54 +166,24 @@ def spectra(rec: Recorder) -> dict[str, list[list[float]]]:
     }
 
 
-@dataclass(frozen=True, slots=True)
-class Confirmations:
-    """The orders clients saw confirmed, each order id once (its first confirmation in time).
+def confirmations(rows: npt.NDArray[np.void], rec: Recorder) -> Confirmed:
+    """The confirmed orders in a recorder's arrays (a run so far), each order id once.
 
-    ``rows``: their schedule rows, in order of confirmation; ``done_ns``: when each was confirmed.
-    A double click the server did not deduplicate (the same order id confirmed twice) counts
-    once, as the server's stock does.
-    """
-
-    rows: I64
-    done_ns: I64
-
-    def units_per_product(self, order_rows: npt.NDArray[np.void], n_products: int) -> I64:
-        """Units confirmed per product index 0…n_products−1."""
-        product = order_rows["product"][self.rows].astype(np.int64)
-        keep = (product >= 0) & (product < n_products)
-        qty = order_rows["qty"][self.rows][keep]
-        units = np.bincount(product[keep], weights=qty, minlength=n_products)
-        return units.astype(np.int64)[:n_products]
-
-    def orders_per_product(self, order_rows: npt.NDArray[np.void], n_products: int) -> I64:
-        """Order ids confirmed per product index 0…n_products−1."""
-        product = order_rows["product"][self.rows].astype(np.int64)
-        keep = (product >= 0) & (product < n_products)
-        return np.bincount(product[keep], minlength=n_products).astype(np.int64)[:n_products]
-
-    def units(self, order_rows: npt.NDArray[np.void]) -> int:
-        """All units confirmed."""
-        return int(order_rows["qty"][self.rows].sum()) if len(self.rows) else 0
-
-
-def confirmations(rows: npt.NDArray[np.void], rec: Recorder) -> Confirmations:
-    """The confirmed orders of a run (or of a run so far), each order id once.
-
-    Vectorised over the attempts; the sort and the dedupe run over the confirmed ones only
-    (bounded by the stock), so a live display can call it a few times a second.
+    The recorder's form of :func:`confirmed` (the tally's): both pick the confirmed attempts and
+    leave the one rule to :func:`first_confirmed`. Vectorised; the dedupe runs over the
+    confirmed attempts only (bounded by the stock), so a live display can call it often.
     """
     n, m = rec.n_rows, rec.n_attempts
     attempt = np.flatnonzero(rec.outcome[:m] == CONFIRMED)
     row = attempt.astype(np.int64)
     retry = attempt >= n
     row[retry] = rec.row_of_retry[attempt[retry] - n]
-    done = rec.done_ns[attempt].astype(np.int64)
-    by_time = np.argsort(done, kind="stable")
-    row, done = row[by_time], done[by_time]
-    _, first = np.unique(rows["order"][row], return_index=True)
-    first.sort()
-    return Confirmations(row[first], done[first])
+    return first_confirmed(
+        rows["order"][row].astype(np.int64),
+        rows["product"][row].astype(np.int64),
+        rows["qty"][row].astype(np.int64),
+        rec.done_ns[attempt].astype(np.int64),
+    )
 
 
 def sku_units_per_s(
@@ -220,18 +191,10 @@ def sku_units_per_s(
 ) -> dict[str, list[int]]:
     """Units confirmed per second answered, per SKU (``skus[i]`` names product index i).
 
-    Each order id counts once, at its first confirmation (:func:`confirmations`), so the curve
-    ends at the audit's number. Confirmations after ``n_seconds`` land in the last second.
+    Each order id counts once, at its first confirmation, so the curve ends at the audit's
+    number. Confirmations after ``n_seconds`` land in the last second.
     """
-    c = confirmations(rows, rec)
-    n = max(1, n_seconds)
-    second = np.minimum(c.done_ns // NS_PER_S, n - 1)
-    product = rows["product"][c.rows].astype(np.int64)
-    inside = (product >= 0) & (product < len(skus))
-    flat = product[inside] * n + second[inside]
-    units = np.bincount(flat, weights=rows["qty"][c.rows][inside], minlength=len(skus) * n)
-    table = units.reshape(len(skus), n).astype(np.int64)
-    return {sku: [int(x) for x in table[i]] for i, sku in enumerate(skus)}
+    return confirmations(rows, rec).units_per_s(skus, n_seconds)
 
 
 def distribution(values_ns: npt.NDArray[np.int64]) -> Distribution:
@@ -295,48 +258,9 @@ def spectrum_of(h: Histogram, ticks_per_half: int = TICKS_PER_HALF) -> list[tupl
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class Confirmed:
-    """The confirmed orders of a tally, each order id once (its first confirmation in time)."""
-
-    order: I64
-    product: I64
-    qty: I64
-    done_ns: I64
-
-    def units_per_product(self, n_products: int) -> I64:
-        """Units confirmed per product index 0…n_products−1."""
-        keep = (self.product >= 0) & (self.product < n_products)
-        units = np.bincount(self.product[keep], weights=self.qty[keep], minlength=n_products)
-        return units.astype(np.int64)[:n_products]
-
-    def orders_per_product(self, n_products: int) -> I64:
-        """Order ids confirmed per product index 0…n_products−1."""
-        keep = (self.product >= 0) & (self.product < n_products)
-        return np.bincount(self.product[keep], minlength=n_products).astype(np.int64)[:n_products]
-
-    def units(self) -> int:
-        """All units confirmed."""
-        return int(self.qty.sum())
-
-    def units_per_s(self, skus: Sequence[str], n_seconds: int) -> dict[str, list[int]]:
-        """Units confirmed per second answered, per SKU (later ones land in the last second)."""
-        n = max(1, n_seconds)
-        second = np.minimum(self.done_ns // NS_PER_S, n - 1)
-        inside = (self.product >= 0) & (self.product < len(skus))
-        flat = self.product[inside] * n + second[inside]
-        units = np.bincount(flat, weights=self.qty[inside], minlength=len(skus) * n)
-        table = units.reshape(len(skus), n).astype(np.int64)
-        return {sku: [int(x) for x in table[i]] for i, sku in enumerate(skus)}
-
-
 def confirmed(tally: Tally) -> Confirmed:
-    """The orders a tally saw confirmed, each order id once: the one count of confirmed units."""
-    order, product, qty, done = tally.confirmed()
-    by_time = np.argsort(done, kind="stable")
-    _, first = np.unique(order[by_time], return_index=True)
-    pick = by_time[np.sort(first)]
-    return Confirmed(order[pick], product[pick], qty[pick], done[pick])
+    """The orders a tally saw confirmed, each order id once (:func:`first_confirmed`)."""
+    return first_confirmed(*tally.confirmed())
 
 
 def timeline_of(tally: Tally, duration_s: float) -> dict[str, Any]:

@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from simulator.load.finetimer import FineTimer, wake_cost_ns
 from simulator.load.slots import REGION, Batch, RetryOf, SlotRing
-from simulator.load.tally import Tally
+from simulator.load.tally import Tally, first_confirmed
 from simulator.load.transport import Channel, Transport
 from simulator.outcomes import (
     CONFIRMED,
@@ -105,7 +105,7 @@ class Progress:
     p99_ms: float  # intended-time latency of answers in the last second (nan if none)
     outcomes: dict[str, int]  # ATTEMPTS answered so far, by outcome (a retried order counts
     # once per attempt; the report's ``orders.outcomes`` counts orders by final outcome)
-    confirmed_units: int  # units confirmed so far, each order id once (results.confirmations)
+    confirmed_units: int  # units confirmed so far, each order id once (results.first_confirmed)
 
 
 Orders = npt.NDArray[np.void]
@@ -188,8 +188,6 @@ class Run:
         # live progress: recent chunks' due times, recent answers (done, latency), confirmations
         self._recent_due: deque[tuple[int, npt.NDArray[np.int64]]] = deque()
         self._recent_done: deque[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]] = deque()
-        self._confirmed_ids = np.zeros(0, dtype=np.int64)
-        self._confirmed_units = 0
         self._stopped = False
         self._load_chunk()
         self._retry_heap: list[tuple[int, int, RetryOf]] = []  # (due t_ns, seq, what to retry)
@@ -317,13 +315,6 @@ class Run:
             horizon = int(d.max()) - 2 * WINDOW_NS
             while self._recent_done and int(self._recent_done[0][0].max()) < horizon:
                 self._recent_done.popleft()
-        ok = np.asarray(batch["outcome"]) == CONFIRMED
-        if ok.any():
-            ids, first = np.unique(np.asarray(batch["order"])[ok], return_index=True)
-            qty = np.asarray(batch["qty"])[ok][first].astype(np.int64)
-            new = ~np.isin(ids, self._confirmed_ids, assume_unique=True)
-            self._confirmed_units += int(qty[new].sum())
-            self._confirmed_ids = np.union1d(self._confirmed_ids, ids[new])
 
     # -- dispatcher ----------------------------------------------------------------------------
 
@@ -582,12 +573,17 @@ class Run:
         d_all, l_all = np.concatenate(d_parts), np.concatenate(l_parts)
         recent = d_all > since
         lat = l_all[recent]
+        # units confirmed so far by the one rule (results.first_confirmed): the folded confirmed
+        # orders (bounded by the stock) and the ones still in the slots
         ok = (pend["outcome"] == CONFIRMED) & finished
-        units = self._confirmed_units
-        if ok.any():
-            ids, first = np.unique(pend["order"][ok], return_index=True)
-            new = ~np.isin(ids, self._confirmed_ids, assume_unique=True)
-            units += int(pend["qty"][ok][first][new].astype(np.int64).sum())
+        folded = t.confirmed()
+        pending = (pend["order"][ok], pend["sku"][ok], pend["qty"][ok], p_done[ok])
+        units = first_confirmed(
+            *(
+                np.concatenate([a, np.asarray(b, dtype=np.int64)])
+                for a, b in zip(folded, pending, strict=True)
+            )
+        ).units()
         scheduled = self._due_by(now)
         return Progress(
             elapsed_s=now / 1e9,

@@ -25,7 +25,7 @@ from simulator.schedule import Orders, build_schedule
 def confirmed_units(rows: Orders, rec: Recorder, skus: Sequence[str]) -> dict[str, int]:
     """Units confirmed so far per SKU, each order id once (:func:`simulator.results.confirmations`,
     the one count the summary, the audit and the engine's progress use too)."""
-    units = confirmations(rows, rec).units_per_product(rows, len(skus))
+    units = confirmations(rows, rec).units_per_product(len(skus))
     return {sku: int(units[i]) for i, sku in enumerate(skus)}
 
 

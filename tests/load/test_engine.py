@@ -18,7 +18,7 @@ from simulator.load.engine import EngineConfig, Run, RunResult, TargetUnreachabl
 from simulator.load.transport import parse_endpoint
 from simulator.load.transport.aio import AiohttpTransport
 from simulator.load.transport.lean import LeanTransport
-from simulator.outcomes import OUTCOME_CODES, OUTCOME_NAMES
+from simulator.outcomes import CONFIRMED, OUTCOME_CODES, OUTCOME_NAMES
 from simulator.records import MemoryRecords
 from simulator.results import measure_tally
 from simulator.retry import Retry
@@ -89,6 +89,21 @@ def test_every_order_gets_one_outcome_and_stock_holds(fake_store, transport: str
     assert np.all(result.firsts("sent_ns") >= result.firsts("intended_ns"))
     assert np.all(result.firsts("done_ns") >= result.firsts("sent_ns"))
     assert set(np.unique(result.rec["status"]).tolist()) == {201, 409}
+
+
+def test_live_progress_counts_a_double_click_once(fake_store) -> None:
+    url, _ = fake_store("ok", ("a=1000", "b=1000"))
+    rows = constant_rows(200, 1_000_000)
+    rows["order"][1::2] = rows["order"][0::2]  # every order clicked twice (same order id)
+    runs: list[Run] = []
+    driven = drive(url, rows, during=runs.append)
+    recs = driven.rec
+    confirmed = recs["outcome"] == CONFIRMED
+    assert np.count_nonzero(confirmed) == 200  # the fake store confirms both clicks
+    unique_units = int(
+        sum(recs["qty"][confirmed][np.unique(recs["order"][confirmed], return_index=True)[1]])
+    )
+    assert runs[0].progress().confirmed_units == unique_units == 100
 
 
 @pytest.mark.parametrize("mode", ["chunked", "close"])

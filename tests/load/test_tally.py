@@ -103,7 +103,7 @@ def test_a_tally_counts_every_order_once_and_confirmed_units_as_the_exact_rule()
     s = measure_tally(t, 1.0)
     assert s.orders.scheduled == sum(s.orders.outcomes.values()) == 100
     assert s.orders.attempts == sum(s.orders.attempt_outcomes.values()) == 101
-    assert s.orders.confirmed_units == confirmations(rows, rec).units(rows)
+    assert s.orders.confirmed_units == confirmations(rows, rec).units()
 
 
 def test_an_empty_tally_reports_nothing_measured() -> None:

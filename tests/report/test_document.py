@@ -141,7 +141,7 @@ def double_clicked() -> tuple[np.ndarray, Recorder]:
 def test_confirmed_units_count_each_order_id_once() -> None:
     rows, rec = double_clicked()
     c = confirmations(rows, rec)
-    assert c.rows.tolist() == [0, 2] and c.units(rows) == 5
+    assert c.order.tolist() == rows["order"][[0, 2]].tolist() and c.units() == 5
     summary = measure(rows, rec, 1.0, ("a", "b"))
     assert summary.orders.confirmed_units == 5  # not 8: the double click counts once
     assert summary.orders.outcomes["confirmed"] == 3  # three orders (rows) were confirmed
