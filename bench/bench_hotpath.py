@@ -19,7 +19,14 @@ from simulator.load.engine import EngineConfig, Run
 from simulator.load.transport import parse_endpoint
 from simulator.load.transport.lean import LeanTransport, _Conn
 from simulator.load.transport.template import RequestTemplate
-from simulator.outcomes import ERROR, THROTTLED
+from simulator.outcomes import (
+    CONFIRMED,
+    DEFAULT_STATUS,
+    ERROR,
+    SOLD_OUT,
+    THROTTLED,
+    status_table,
+)
 from simulator.scenario import Target
 from simulator.schedule import ORDER_DTYPE
 from simulator.storefront.backends import OUT_OF_STOCK, TAKEN, create_backend
@@ -59,7 +66,9 @@ class _Sink:
         self.answers = 0
         self.last = (-1, 0)
 
-    def on_response(self, channel: object, attempt: int, status: int) -> None:
+    def on_response(
+        self, channel: object, attempt: int, status: int, outcome: int, reason: int
+    ) -> None:
         self.answers += 1
         self.last = (attempt, status)
 
@@ -69,7 +78,8 @@ def test_parse_a_response(benchmark):
     """One storefront answer through the lean transport's real parse path (httptools)."""
     assert len(RESPONSE_201.split(b"\r\n\r\n", 1)[1]) == 79
     sink = _Sink()
-    conn = _Conn(SimpleNamespace(sink=sink, _closing=False))  # a connection without a socket
+    table = status_table(DEFAULT_STATUS)
+    conn = _Conn(SimpleNamespace(sink=sink, _closing=False, table=table))  # no socket
 
     def parse() -> None:
         conn.attempt = 7
@@ -99,16 +109,18 @@ def test_record_a_result(benchmark):
     run = Run(rows, transport, EngineConfig())
     channel = SimpleNamespace(alive=True)
     statuses = [(201, 201, 201, 409, 429, 500)[i % 6] for i in range(n)]
+    table = status_table(DEFAULT_STATUS)
+    answers = [(attempt, s, table[s]) for attempt, s in enumerate(statuses)]
     on_response, free = run.on_response, run._free
 
     def record() -> None:
-        for attempt, status in enumerate(statuses):
-            on_response(channel, attempt, status)
+        for attempt, status, outcome in answers:
+            on_response(channel, attempt, status, outcome, status)
         free.clear()  # every answer handed the channel back to the free list
 
     benchmark(record)
     rec = run.rec
-    outcome_of = {201: TAKEN, 409: OUT_OF_STOCK, 429: THROTTLED, 500: ERROR}
+    outcome_of = {201: CONFIRMED, 409: SOLD_OUT, 429: THROTTLED, 500: ERROR}
     expected = np.bincount([outcome_of[s] for s in statuses], minlength=7)
     assert (np.bincount(rec.outcome[:n], minlength=7) == expected).all()
     assert (rec.done_ns[:n] > 0).all() and (rec.status[:n] == statuses).all()

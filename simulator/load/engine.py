@@ -23,12 +23,13 @@ from simulator.load.finetimer import FineTimer, wake_cost_ns
 from simulator.load.recorder import Recorder
 from simulator.load.transport import Channel, Transport
 from simulator.outcomes import (
-    DEFAULT_STATUS,
     ERROR,
     OUTCOME_NAMES,
+    R_CONNECT,
+    R_QUEUE_TIMEOUT,
+    R_UNANSWERED,
     THROTTLED,
     TIMEOUT,
-    status_table,
 )
 from simulator.results import confirmations
 from simulator.retry import Retry
@@ -62,7 +63,6 @@ class EngineConfig:
     retry: Retry = field(default_factory=Retry)
     seed: int = 0
     worker: int = 0
-    status: tuple[tuple[int, str], ...] = DEFAULT_STATUS
     sweep_s: float = 0.005  # how often timeouts and the drain deadline are checked
     # the last stretch before an order is due is waited out by yielding to the loop (call_soon)
     # so that orders leave on time; before it the loop sleeps on a timer. None: FINE_SPIN_S with
@@ -125,7 +125,7 @@ class Run:
         self._jitter = rng.random(cap)  # one uniform draw per possible retry
         self._n_jitter = 0
         self._retrying = cap > 0
-        self._table = status_table(config.status)
+        self.rec.reason_labels = dict(transport.reason_labels)  # names of the rule's own codes
         self._build = transport.build
         self._products = rows["product"]
         self._orders = rows["order"]
@@ -235,6 +235,7 @@ class Run:
         m = rec.n_attempts
         open_ = (rec.sent_ns[:m] >= 0) & (rec.done_ns[:m] < 0)
         rec.outcome[:m][open_] = TIMEOUT
+        rec.reason[:m][open_] = R_UNANSWERED
         rec.done_ns[:m][open_] = now
 
     # -- dispatcher ----------------------------------------------------------------------------
@@ -344,14 +345,17 @@ class Run:
 
     # -- sink: what channels report ------------------------------------------------------------
 
-    def on_response(self, channel: Channel, attempt: int, status: int) -> None:
-        """Record an answer; hand the channel the next queued order."""
+    def on_response(
+        self, channel: Channel, attempt: int, status: int, outcome: int, reason: int
+    ) -> None:
+        """Record an answer (classified by the transport's outcome rule); hand the channel the
+        next queued order."""
         now = time.perf_counter_ns() - self._t0
         rec = self.rec
         rec.done_ns[attempt] = now
         rec.status[attempt] = status
-        outcome = self._table[status] if 0 <= status < 600 else ERROR
         rec.outcome[attempt] = outcome
+        rec.reason[attempt] = reason
         self._in_flight -= 1
         if outcome == THROTTLED and self._retrying:
             self._maybe_retry(attempt, now)
@@ -360,11 +364,12 @@ class Run:
         if self._deadline_ns is not None:
             self._check_done()
 
-    def on_failure(self, channel: Channel, attempt: int, outcome: int) -> None:
-        """Record a failed attempt (error or timeout)."""
+    def on_failure(self, channel: Channel, attempt: int, outcome: int, reason: int) -> None:
+        """Record a failed attempt (error or timeout) and its reason."""
         rec = self.rec
         rec.done_ns[attempt] = self._now()
         rec.outcome[attempt] = outcome
+        rec.reason[attempt] = reason
         self._in_flight -= 1
         if self._deadline_ns is not None:
             self._check_done()
@@ -391,6 +396,7 @@ class Run:
             self._q_pay.popleft()
             rec.done_ns[attempt] = now
             rec.outcome[attempt] = ERROR
+            rec.reason[attempt] = R_CONNECT
         if self._deadline_ns is not None:
             self._check_done()
 
@@ -417,6 +423,7 @@ class Run:
             self._q_pay.popleft()
             rec.done_ns[attempt] = now
             rec.outcome[attempt] = TIMEOUT
+            rec.reason[attempt] = R_QUEUE_TIMEOUT
         if self._deadline_ns is not None:
             self._check_done()
         if self._finished is not None and not self._finished.done():

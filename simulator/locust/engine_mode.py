@@ -74,7 +74,6 @@ class EngineSlice:
             retry=sc.buyers.retry,
             seed=sc.seed,
             worker=worker,
-            status=sc.target.status,
             spin_s=SPIN_S,
         )
         self.run = Run(rows, transport, config)

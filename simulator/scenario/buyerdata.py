@@ -62,9 +62,7 @@ def _check_columns(label: str, names: list[str]) -> tuple[str, ...]:
     seen: set[str] = set()
     for name in names:
         if not COLUMN_NAME.fullmatch(name):
-            raise _fail(
-                label, f"column {name!r}: must be a variable name (letters, digits, '_')"
-            )
+            raise _fail(label, f"column {name!r}: must be a variable name (letters, digits, '_')")
         if name in seen:
             raise _fail(label, f"column {name!r} appears twice")
         seen.add(name)

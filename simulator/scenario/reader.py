@@ -24,16 +24,15 @@ from simulator.jsonpath import JsonPathError, parse_path
 from simulator.outcomes import ANSWER_OUTCOMES, DEFAULT_STATUS, merged_status
 from simulator.retry import Retry
 from simulator.scenario import limits as L
-from simulator.scenario.buyerdata import BuyerData
-from simulator.scenario.buyerdata import load_buyer_data
+from simulator.scenario.buyerdata import BuyerData, load_buyer_data
 from simulator.scenario.model import (
     AUDIT_SOURCES,
     BODY_FIELDS,
-    BodyOutcome,
     DEFAULT_BODY,
     PLACEHOLDER,
     SQL_SCHEMES,
     AuditSource,
+    BodyOutcome,
     Buyers,
     HttpAudit,
     NoAudit,
@@ -409,7 +408,7 @@ def _parse_buyer_data(t: _Table, base_dir: Path) -> BuyerData | None:
     name = t.opt_str("data")
     if name is None:
         if wrap:
-            raise t.fail("wrap", "is only for a data file (give data = \"buyers.csv\")")
+            raise t.fail("wrap", 'is only for a data file (give data = "buyers.csv")')
         return None
     if not name.strip():
         raise t.fail("data", "must name a file (CSV or JSON lines)")
