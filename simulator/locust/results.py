@@ -56,7 +56,9 @@ def recorder_to_message(rec: Recorder) -> dict[str, Any]:
 def recorder_from_message(data: Mapping[str, Any]) -> Recorder:
     """The inverse of :func:`recorder_to_message`; ValueError if the arrays do not fit."""
     n_rows, m = int(data["n_rows"]), int(data["n_attempts"])
-    arrays: dict[str, Any] = {name: np.frombuffer(data[name], dtype=dtype).copy() for name, dtype in FIELDS}
+    arrays: dict[str, Any] = {
+        name: np.frombuffer(data[name], dtype=dtype).copy() for name, dtype in FIELDS
+    }
     for name, a in arrays.items():
         want = m - n_rows if name == "row_of_retry" else m
         if len(a) != want:
