@@ -57,6 +57,28 @@ def test_encode_a_request(benchmark):
     assert benchmark(template.render, 1, 123456, 2, 98765) == expected
 
 
+@pytest.mark.benchmark(group="frequent")
+def test_encode_a_templated_request(benchmark):
+    """One order of the seckill shape: path variable, Bearer token from the buyer's data row."""
+    from simulator.scenario import Product
+    from simulator.scenario.buyerdata import BuyerData
+
+    target = Target(
+        orders_path="/api/v1/seckill/{goods_id}/order",
+        headers=(("Authorization", "Bearer {token}"),),
+        body='{"qty":{qty}}',
+    )
+    products = [
+        Product(sku, "", 1, 0.0, vars=(("goods_id", str(i)),)) for i, sku in enumerate(SKUS)
+    ]
+    data = BuyerData("b", ("token",), tuple((f"{k:032x}",) for k in range(100_000)))
+    template = RequestTemplate(target, products, "127.0.0.1:8080", target.orders_path, data)
+    out = benchmark(template.render, 1, 123456, 2, 98765)
+    assert out.startswith(b"POST /api/v1/seckill/1/order HTTP/1.1\r\n")
+    assert f"Authorization: Bearer {98765:032x}\r\n".encode() in out
+    assert out.endswith(b'{"qty":2}')
+
+
 class _Sink:
     """Counts what the connection reports, as the engine's run would receive it."""
 

@@ -72,11 +72,11 @@ def render_text(view: Report) -> str:
         "outcomes", [f"{name.replace('_', ' ')} {n:,}" for name, n in view.outcomes.items() if n]
     )
     lines.append(f"{'':<12}(orders by final outcome; a retried order counts once)")
-    lines += _reasons(view)
     if v["error_rate"] is not None:
         lines.append(
             f"{'':<12}error rate {share(v['error_rate'], 2)} (error + timeout / scheduled)"
         )
+    lines += _reasons(view)
     lines += ["", _latency_table(view)]
     rates = []
     for key, label in (
