@@ -19,7 +19,14 @@ from simulator.load.engine import EngineConfig, Run
 from simulator.load.transport import parse_endpoint
 from simulator.load.transport.lean import LeanTransport, _Conn
 from simulator.load.transport.template import RequestTemplate
-from simulator.outcomes import CONFIRMED, ERROR, SOLD_OUT, THROTTLED
+from simulator.outcomes import (
+    CONFIRMED,
+    DEFAULT_STATUS,
+    ERROR,
+    SOLD_OUT,
+    THROTTLED,
+    status_table,
+)
 from simulator.scenario import Target
 from simulator.schedule import ORDER_DTYPE
 from simulator.storefront.backends import OUT_OF_STOCK, TAKEN, create_backend
@@ -50,6 +57,28 @@ def test_encode_a_request(benchmark):
     assert benchmark(template.render, 1, 123456, 2, 98765) == expected
 
 
+@pytest.mark.benchmark(group="frequent")
+def test_encode_a_templated_request(benchmark):
+    """One order of the seckill shape: path variable, Bearer token from the buyer's data row."""
+    from simulator.scenario import Product
+    from simulator.scenario.buyerdata import BuyerData
+
+    target = Target(
+        orders_path="/api/v1/seckill/{goods_id}/order",
+        headers=(("Authorization", "Bearer {token}"),),
+        body='{"qty":{qty}}',
+    )
+    products = [
+        Product(sku, "", 1, 0.0, vars=(("goods_id", str(i)),)) for i, sku in enumerate(SKUS)
+    ]
+    data = BuyerData("b", ("token",), tuple((f"{k:032x}",) for k in range(100_000)))
+    template = RequestTemplate(target, products, "127.0.0.1:8080", target.orders_path, data)
+    out = benchmark(template.render, 1, 123456, 2, 98765)
+    assert out.startswith(b"POST /api/v1/seckill/1/order HTTP/1.1\r\n")
+    assert f"Authorization: Bearer {98765:032x}\r\n".encode() in out
+    assert out.endswith(b'{"qty":2}')
+
+
 class _Sink:
     """Counts what the connection reports, as the engine's run would receive it."""
 
@@ -59,7 +88,9 @@ class _Sink:
         self.answers = 0
         self.last = (-1, 0)
 
-    def on_response(self, channel: object, attempt: int, status: int) -> None:
+    def on_response(
+        self, channel: object, attempt: int, status: int, outcome: int, reason: int
+    ) -> None:
         self.answers += 1
         self.last = (attempt, status)
 
@@ -69,7 +100,8 @@ def test_parse_a_response(benchmark):
     """One storefront answer through the lean transport's real parse path (httptools)."""
     assert len(RESPONSE_201.split(b"\r\n\r\n", 1)[1]) == 79
     sink = _Sink()
-    conn = _Conn(SimpleNamespace(sink=sink, _closing=False))  # a connection without a socket
+    table = status_table(DEFAULT_STATUS)
+    conn = _Conn(SimpleNamespace(sink=sink, _closing=False, table=table))  # no socket
 
     def parse() -> None:
         conn.attempt = 7
@@ -99,11 +131,13 @@ def test_record_a_result(benchmark):
     run = Run(rows, transport, EngineConfig())
     channel = SimpleNamespace(alive=True)
     statuses = [(201, 201, 201, 409, 429, 500)[i % 6] for i in range(n)]
+    table = status_table(DEFAULT_STATUS)
+    answers = [(attempt, s, table[s]) for attempt, s in enumerate(statuses)]
     on_response, free = run.on_response, run._free
 
     def record() -> None:
-        for attempt, status in enumerate(statuses):
-            on_response(channel, attempt, status)
+        for attempt, status, outcome in answers:
+            on_response(channel, attempt, status, outcome, status)
         free.clear()  # every answer handed the channel back to the free list
 
     benchmark(record)
@@ -112,6 +146,7 @@ def test_record_a_result(benchmark):
     expected = np.bincount([outcome_of[s] for s in statuses], minlength=7)
     assert (np.bincount(slots.outcome[:n], minlength=7) == expected).all()
     assert (slots.done_ns[:n] != -1).all() and (slots.status[:n] == statuses).all()
+    assert (slots.reason[:n] == statuses).all()  # the status decided: its reason code
     harness.record_rate(benchmark, n, "answers_per_s")
 
 

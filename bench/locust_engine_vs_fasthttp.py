@@ -133,7 +133,7 @@ def engine_child(scenario_path: str, host: str) -> None:
     # the spin of --flashsale-engine (simulator/locust/engine_mode.py explains; override it with
     # FLASHSALE_BENCH_SPIN_S to see the engine's default, 0.00005 on a timerfd, at this rate)
     spin_s = float(os.environ.get("FLASHSALE_BENCH_SPIN_S", SPIN_S))
-    config = EngineConfig(drain_s=sc.run.drain_s, status=sc.target.status, spin_s=spin_s)
+    config = EngineConfig(drain_s=sc.run.drain_s, spin_s=spin_s)
     rec = uvloop.run(Run(rows, transport, config).execute()).recorder
     d = rec.dispatched_ns[: rec.n_rows]
     lag_ms = float(np.percentile(d[d >= 0] - rec.intended_ns[: rec.n_rows][d >= 0], 99) / 1e6)

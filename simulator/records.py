@@ -16,13 +16,16 @@ first, in schedule-row order, then retries), plus two name tables:
 ``done_ns``        int64     when its answer (or failure) was recorded (−1: never)
 ``status``         int16     HTTP status (0: none)
 ``outcome``        uint8     index into ``outcome_names``
+``reason``         int32     what decided the outcome (:func:`simulator.outcomes.reason_name`;
+                             0: none, e.g. files written before reasons were recorded)
 ``final``          bool      whether this attempt decided its order
 ``sku_names``      str       product ids, by index
 ``outcome_names``  str       outcome names, by code
 =================  ========  ==========================================================
 
 Uncompressed (``np.savez``): fast to write at the end of a run, a few dozen bytes per attempt, and
-loadable with NumPy alone (``np.load(path)``), no pickle.
+loadable with NumPy alone (``np.load(path)``), no pickle. A file without ``reason`` (written
+before reasons were recorded) loads with reason 0 everywhere.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ FIELDS = (
     "done_ns",
     "status",
     "outcome",
+    "reason",
     "final",
 )
 
@@ -80,6 +84,7 @@ def order_arrays(
         "done_ns": rec.done_ns[:m].copy(),
         "status": rec.status[:m].copy(),
         "outcome": rec.outcome[:m].copy(),
+        "reason": rec.reasons()[:m].copy(),
         "final": final,
         "sku_names": np.array(list(skus), dtype=np.str_),
         "outcome_names": np.array(OUTCOME_NAMES, dtype=np.str_),
@@ -149,6 +154,8 @@ def load_orders(path: Path) -> dict[str, npt.NDArray[np.generic]]:
     """Read an ``orders.npz``; ValueError naming the first missing field."""
     with np.load(path, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
+    if "row" in arrays and "reason" not in arrays:  # saved before reasons were recorded
+        arrays["reason"] = np.zeros(len(arrays["row"]), dtype=np.int32)
     for name in (*FIELDS, "sku_names", "outcome_names"):
         if name not in arrays:
             raise ValueError(f"{path}: no {name!r} array (not a flashsale orders file)")

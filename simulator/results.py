@@ -321,6 +321,7 @@ def measure_tally(tally: Tally, duration_s: float, skus: Sequence[str] = ()) -> 
                 name: int(tally.attempt_outcomes[i]) for i, name in enumerate(OUTCOME_NAMES)
             },
             confirmed_units=c.units(),
+            reasons=tally.reason_counts(),
         ),
         latency={k: distribution_of(h) for k, h in hists.items()},
         spectrum={k: v for k, v in spectrum.items() if v},

@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from simulator.demand import Curve
-from simulator.errors import TooLargeError
+from simulator.errors import ScenarioError, TooLargeError
 from simulator.machine import available_memory_bytes, human_bytes
 from simulator.scenario import Scenario
 
@@ -451,7 +451,23 @@ class Schedule:
         TooLargeError, before anything is generated, when the slice would not fit in free memory.
         """
         self.check_materialize(1.0 / workers)
-        return concat(list(self.chunks(1 << 22, worker, workers)))
+        rows = concat(list(self.chunks(1 << 22, worker, workers)))
+        self._check_buyer_rows(rows)
+        return rows
+
+    def _check_buyer_rows(self, rows: Orders) -> None:
+        """ScenarioError when a buyer number has no row in the buyers data file (no wrap):
+        the exact check of what the scenario reader checked on the expected count."""
+        data = self.scenario.buyers.data
+        if data is None or data.wrap or len(rows) == 0:
+            return
+        top = int(rows["buyer"].max())
+        if top >= len(data.rows):
+            raise ScenarioError(
+                f"{self._label()}: buyers.data: the schedule has buyer number {top:,} "
+                f"(buyer k takes row k) and {data.source} has {len(data.rows):,} rows: add "
+                "rows, lower the demand or scale, or set wrap = true"
+            )
 
     # -- expectations --------------------------------------------------------------------------
 

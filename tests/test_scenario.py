@@ -145,7 +145,7 @@ def test_scale_multiplies_stock_but_keeps_at_least_one_unit():
         ("target.url", "ftp://x", "target.url: must start with http:// or https://"),
         ("target.orders_path", "orders", "target.orders_path: must start with '/'"),
         ("target.method", "GET", "target.method: must be POST or PUT"),
-        ("target.body", '{"x": "{nope}"}', "target.body: bad template"),
+        ("target.body", '{"x": "{nope}"}', "target.body: unknown variable {nope}"),
         ("target.status", {"2000": "confirmed"}, "target.status.2000: must be an HTTP status code"),
         ("target.status", {"201": "yay"}, "target.status.201: must be one of confirmed"),
         ("run.connections", 0, "run.connections: must be ≥ 1, got 0"),

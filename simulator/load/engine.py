@@ -32,12 +32,13 @@ from simulator.load.tally import Tally, first_confirmed
 from simulator.load.transport import Channel, Transport
 from simulator.outcomes import (
     CONFIRMED,
-    DEFAULT_STATUS,
     ERROR,
     OUTCOME_NAMES,
+    R_CONNECT,
+    R_QUEUE_TIMEOUT,
+    R_UNANSWERED,
     THROTTLED,
     TIMEOUT,
-    status_table,
 )
 from simulator.retry import Retry
 from simulator.schedule import BLOCK_NS, FLAG_RETRIES
@@ -77,7 +78,6 @@ class EngineConfig:
     seed: int = 0
     worker: int = 0
     workers: int = 1  # worker k of N holds the schedule rows k, k + N, … (their record numbers)
-    status: tuple[tuple[int, str], ...] = DEFAULT_STATUS
     sweep_s: float = 0.005  # how often timeouts and the drain deadline are checked
     # the last stretch before an order is due is waited out by yielding to the loop (call_soon)
     # so that orders leave on time; before it the loop sleeps on a timer. None: FINE_SPIN_S with
@@ -168,7 +168,7 @@ class Run:
         self._jitter = self._rng.random(JITTER_BLOCK)  # the retries' uniform draws, in order
         self._n_jitter = 0
         self._retrying = config.retry.retries() > 0
-        self._table = status_table(config.status)
+        self.tally.reason_labels.update(transport.reason_labels)  # names of the rule's own codes
         self._build = transport.build
         self._timeout_ns = round(config.timeout_s * 1e9)
         self._spin_ns = 0  # set in execute, once it is known whether there is a fine timer
@@ -282,7 +282,7 @@ class Run:
         """Attempts still unanswered at the end timed out (they were sent, nothing came back);
         every slot is folded; retries still waiting are dropped; rows of the schedule never
         reached (a stop) count as not sent, so the tally adds up to the schedule."""
-        self.slots.finalize(now, TIMEOUT)
+        self.slots.finalize(now, TIMEOUT, R_UNANSWERED)
         self._drop_retries()
         self._fold(everything=True)
         for chunk in self._source:  # a stopped run: the rest of the schedule, never sent
@@ -444,14 +444,17 @@ class Run:
 
     # -- sink: what channels report ------------------------------------------------------------
 
-    def on_response(self, channel: Channel, attempt: int, status: int) -> None:
-        """Record an answer; hand the channel the next queued order."""
+    def on_response(
+        self, channel: Channel, attempt: int, status: int, outcome: int, reason: int
+    ) -> None:
+        """Record an answer (classified by the transport's outcome rule); hand the channel the
+        next queued order."""
         now = time.perf_counter_ns() - self._t0
         slots = self.slots
         slots.done_ns[attempt] = now
         slots.status[attempt] = status
-        outcome = self._table[status] if 0 <= status < 600 else ERROR
         slots.outcome[attempt] = outcome
+        slots.reason[attempt] = reason
         self._in_flight -= 1
         if outcome == THROTTLED and self._retrying:
             self._maybe_retry(attempt, now)
@@ -460,11 +463,12 @@ class Run:
         if self._deadline_ns is not None:
             self._check_done()
 
-    def on_failure(self, channel: Channel, attempt: int, outcome: int) -> None:
-        """Record a failed attempt (error or timeout)."""
+    def on_failure(self, channel: Channel, attempt: int, outcome: int, reason: int) -> None:
+        """Record a failed attempt (error or timeout) and its reason."""
         slots = self.slots
         slots.done_ns[attempt] = self._now()
         slots.outcome[attempt] = outcome
+        slots.reason[attempt] = reason
         self._in_flight -= 1
         if self._deadline_ns is not None:
             self._check_done()
@@ -491,6 +495,7 @@ class Run:
             self._q_pay.popleft()
             slots.done_ns[attempt] = now
             slots.outcome[attempt] = ERROR
+            slots.reason[attempt] = R_CONNECT
         if self._deadline_ns is not None:
             self._check_done()
 
@@ -518,6 +523,7 @@ class Run:
             self._q_pay.popleft()
             slots.done_ns[attempt] = now
             slots.outcome[attempt] = TIMEOUT
+            slots.reason[attempt] = R_QUEUE_TIMEOUT
         if now >= self._retry_close_ns:
             slots.close_retries()
             self._retry_close_ns = now + round(RETRY_REGION_S * 1e9)

@@ -4,14 +4,15 @@ An *attempt* is one HTTP request. Attempt ``i < n_rows`` is the first attempt of
 ``i``; retries of throttled orders get attempt numbers from ``n_rows`` on, up to a capacity
 fixed before the run (the retrying rows times ``max_attempts − 1``). Each attempt stores its
 intended, dispatched (taken by the dispatcher), sent (written to a connection) and done times
-(ns from the run's start; −1 = never), the HTTP status (0 = none), its outcome code, and
-``next_attempt`` links an attempt to its retry (−1 = none). Per order that is
-8·4 + 2 + 1 + 1 + 4 = 40 bytes, plus 44 bytes per possible retry.
+(ns from the run's start; −1 = never), the HTTP status (0 = none), its outcome code, the
+reason code of that outcome (:func:`simulator.outcomes.reason_name`: "status 409", "body code
+1001", "connection reset"…), and ``next_attempt`` links an attempt to its retry (−1 = none).
+Per order that is 8·4 + 2 + 1 + 4 + 1 + 4 = 44 bytes, plus 48 bytes per possible retry.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -35,6 +36,8 @@ class Recorder:
     next_attempt: I32
     row_of_retry: I32  # retry attempt (n_rows + j) → its row, at index j
     n_attempts: int  # attempts used so far (first attempts count from the start)
+    reason: I32 = field(default_factory=lambda: np.zeros(0, dtype=np.int32))  # per attempt
+    reason_labels: dict[int, str] = field(default_factory=dict)  # the outcome rule's own names
 
     @classmethod
     def allocate(cls, intended_ns: I64, retry_capacity: int) -> Recorder:
@@ -55,6 +58,7 @@ class Recorder:
             next_attempt=np.full(cap, -1, dtype=np.int32),
             row_of_retry=np.full(retry_capacity, -1, dtype=np.int32),
             n_attempts=n,
+            reason=np.zeros(cap, dtype=np.int32),
         )
 
     @property
@@ -76,6 +80,7 @@ class Recorder:
                 self.tries,
                 self.next_attempt,
                 self.row_of_retry,
+                self.reason,
             )
         )
 
@@ -94,7 +99,16 @@ class Recorder:
             next_attempt=self.next_attempt[:m].copy(),
             row_of_retry=self.row_of_retry[: m - self.n_rows].copy(),
             n_attempts=m,
+            reason=self.reasons()[:m].copy(),
+            reason_labels=dict(self.reason_labels),
         )
+
+    def reasons(self) -> I32:
+        """The per-attempt reason codes (zeros for a recorder built without them, e.g. from
+        records saved before reasons were recorded)."""
+        if len(self.reason) < self.capacity:
+            self.reason = np.zeros(self.capacity, dtype=np.int32)
+        return self.reason
 
     def add_retry(self, previous: int, intended_ns: int) -> int:
         """A new attempt retrying attempt ``previous``, due at ``intended_ns``; its number.
@@ -178,4 +192,6 @@ def merge(parts: list[Recorder]) -> Recorder:
         next_attempt=nxt,
         row_of_retry=row_of_retry,
         n_attempts=len(nxt),
+        reason=cat("reason").astype(np.int32),
+        reason_labels={k: v for p in parts for k, v in p.reason_labels.items()},
     )

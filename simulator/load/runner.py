@@ -140,7 +140,6 @@ def execute(config: RunConfig, report: Callable[[Progress], None] | None = None)
             drain_s=sc.run.drain_s,
             retry=sc.buyers.retry,
             seed=sc.seed,
-            status=sc.target.status,
             fine_timer=not config.busy_wait,
         )
         spec = WorkerSpec(

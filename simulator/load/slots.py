@@ -33,6 +33,7 @@ SLOT_FIELDS: tuple[tuple[str, str], ...] = (
     ("done_ns", "i8"),
     ("status", "i2"),
     ("outcome", "u1"),
+    ("reason", "i4"),
     ("try", "u1"),
     ("final", "?"),
     ("row", "i8"),
@@ -103,6 +104,7 @@ class SlotRing:
         self.done_ns = new["done_ns"]
         self.status = new["status"]
         self.outcome = new["outcome"]
+        self.reason = new["reason"]
         self.tries = new["try"]
         self.final = new["final"]
         self.flags = new["flags"]
@@ -122,6 +124,7 @@ class SlotRing:
             self.arrays[name][a:b] = -1
         self.arrays["status"][a:b] = 0
         self.arrays["outcome"][a:b] = 0
+        self.arrays["reason"][a:b] = 0
         self.arrays["final"][a:b] = True
         return r
 
@@ -235,13 +238,15 @@ class SlotRing:
                     yield self._batch(r)
                 self._free.append(r)
 
-    def finalize(self, now_ns: int, timeout: int) -> None:
-        """The end of a run: every attempt sent and not answered timed out at ``now_ns``."""
+    def finalize(self, now_ns: int, timeout: int, reason: int = 0) -> None:
+        """The end of a run: every attempt sent and not answered timed out at ``now_ns``
+        (outcome ``timeout``, reason code ``reason``)."""
         for r in (*self._rows, *self._retries):
             a = r * REGION
             b = a + self._used[r]
             open_ = (self.sent_ns[a:b] >= 0) & (self.done_ns[a:b] < 0)
             self.outcome[a:b][open_] = timeout
+            self.reason[a:b][open_] = reason
             self.done_ns[a:b][open_] = now_ns
 
     def pending(self) -> Batch:

@@ -7,6 +7,8 @@ latency kind and outcome (``intended``, ``service``, ``dispatch_lag``, ``queue_w
 histograms of the intended-time latency (by second due) and service time (by second sent), and
 the confirmed orders (order id, product, units, time: bounded by the stock, they make the
 audit's client view exact). Failed orders' ids are kept for the ledger check (lost vs phantom).
+Attempts are also counted per (outcome, reason code) (:func:`simulator.outcomes.reason_name`),
+so that a report says why its errors happened.
 Its size grows with the seconds of a run (a few kB each), not with its orders; two tallies merge
 by adding counts (:meth:`Tally.merge`), exactly.
 """
@@ -21,7 +23,7 @@ import numpy.typing as npt
 
 from simulator.histogram import LIVE, Histogram, Scale
 from simulator.load.recorder import Recorder
-from simulator.outcomes import CONFIRMED, ERROR, OUTCOME_NAMES, TIMEOUT
+from simulator.outcomes import CONFIRMED, ERROR, NOT_SENT, OUTCOME_NAMES, TIMEOUT, reason_name
 
 I64 = npt.NDArray[np.int64]
 NS_PER_S = 1_000_000_000
@@ -177,6 +179,8 @@ class Tally:
     c_done: list[I64] = field(default_factory=list)
     failed_orders: list[I64] = field(default_factory=list)  # final timeouts and errors
     last_ns: int = 0  # latest time anything happened (intended or done)
+    reasons: dict[tuple[int, int], int] = field(default_factory=dict)  # (outcome, reason) → n
+    reason_labels: dict[int, str] = field(default_factory=dict)  # the outcome rule's own names
 
     def hist(self, kind: str, outcome: int) -> Histogram:
         """The histogram of one kind and outcome (created empty on first use)."""
@@ -211,16 +215,20 @@ class Tally:
         order: I64,
         product: I64,
         qty: I64,
+        reason: npt.NDArray[np.int32] | None = None,
     ) -> None:
         """Count a batch of attempts whose story is over (answered, failed or never sent).
 
         ``final``: the attempt decided its order (no retry followed); ``first_ns``: its order's
         first intended time (the order's whole wait runs from there); ``retry``: not a first
-        attempt. ``order``/``product``/``qty``: the schedule row's (for confirmations).
+        attempt. ``order``/``product``/``qty``: the schedule row's (for confirmations);
+        ``reason``: each attempt's reason code (none: not counted by reason).
         """
         n = len(intended_ns)
         if n == 0:
             return
+        if reason is not None:
+            self.count_reasons(outcome, reason)
         n_retry = int(np.count_nonzero(retry))
         self.attempts += n
         self.retries += n_retry
@@ -280,7 +288,27 @@ class Tally:
             order=np.asarray(b["order"], dtype=np.int64),
             product=np.asarray(b["sku"], dtype=np.int64),
             qty=np.asarray(b["qty"], dtype=np.int64),
+            reason=np.asarray(b["reason"], dtype=np.int32) if "reason" in b else None,
         )
+
+    def count_reasons(self, outcome: npt.NDArray[np.uint8], reason: npt.NDArray[np.int32]) -> None:
+        """Count attempts per (outcome, reason code); attempts never sent are not counted."""
+        sent = outcome != NOT_SENT
+        key = (outcome[sent].astype(np.int64) << 32) | (reason[sent].astype(np.int64) & 0xFFFFFFFF)
+        keys, counts = np.unique(key, return_counts=True)
+        for k, c in zip(keys.tolist(), counts.tolist(), strict=True):
+            pair = (k >> 32, int(np.int32(np.uint32(k & 0xFFFFFFFF))))
+            self.reasons[pair] = self.reasons.get(pair, 0) + c
+
+    def reason_counts(self) -> dict[str, dict[str, int]]:
+        """Attempts by outcome name, then by reason as reports write it ("status 409"),
+        most frequent first."""
+        out: dict[str, dict[str, int]] = {}
+        for (o, r), n in sorted(self.reasons.items(), key=lambda kv: (kv[0][0], -kv[1])):
+            by = out.setdefault(OUTCOME_NAMES[o], {})
+            label = reason_name(r, self.reason_labels)
+            by[label] = by.get(label, 0) + n
+        return out
 
     def add_unsent_rows(self, intended_ns: I64) -> None:
         """Schedule rows never dispatched (a stopped run): they count as not sent."""
@@ -340,6 +368,9 @@ class Tally:
         for name in ("c_order", "c_product", "c_qty", "c_done", "failed_orders"):
             getattr(self, name).extend(getattr(other, name))
         self.last_ns = max(self.last_ns, other.last_ns)
+        for pair, n in other.reasons.items():
+            self.reasons[pair] = self.reasons.get(pair, 0) + n
+        self.reason_labels.update(other.reason_labels)
 
     def nbytes(self) -> int:
         """Memory held by the counts (what a worker sends back)."""
@@ -372,7 +403,9 @@ def tally_of_recorder(rows: npt.NDArray[np.void], rec: Recorder) -> Tally:
         order=rows["order"][row].astype(np.int64),
         product=rows["product"][row].astype(np.int64),
         qty=rows["qty"][row].astype(np.int64),
+        reason=rec.reasons()[:m],
     )
+    t.reason_labels.update(rec.reason_labels)
     return t
 
 

@@ -77,14 +77,14 @@ def totals(spec: WorkerSpec, result: RunResult, records: MemoryRecords | None) -
 def make_transport(spec: WorkerSpec) -> Transport:
     """The transport the spec names, for this worker's share of the connections."""
     sc = spec.scenario
-    skus = tuple(p.id for p in sc.products)
     args = (
         spec.endpoint,
         sc.target,
-        skus,
+        sc.products,
         spec.connections,
         spec.engine.timeout_s,
         sc.run.connect_timeout_s,
+        sc.buyers.data,
     )
     if spec.transport == "aiohttp":
         from simulator.load.transport.aio import AiohttpTransport

@@ -75,12 +75,12 @@ class EngineSlice:
             retry=sc.buyers.retry,
             seed=sc.seed,
             worker=worker,
-            status=sc.target.status,
             spin_s=SPIN_S,
         )
         self._rec = Recorder.allocate(
             rows["t_ns"].astype(np.int64), retry_capacity(rows, config.retry)
         )
+        self._rec.reason_labels = dict(transport.reason_labels)
         self.run = Run(rows, transport, config, self._record)
         self.start_at_wall_s = start_at_wall_s
         self.method = sc.target.method
@@ -113,7 +113,7 @@ class EngineSlice:
             for _ in range(int(tries[j]) - 2):
                 prev = int(rec.next_attempt[prev])
             at[j] = rec.add_retry(prev, int(batch["intended_ns"][j]))
-        for name in ("dispatched_ns", "sent_ns", "status", "outcome"):
+        for name in ("dispatched_ns", "sent_ns", "status", "outcome", "reason"):
             getattr(rec, name)[at] = batch[name]
         rec.done_ns[at] = batch["done_ns"]
 

@@ -38,6 +38,7 @@ FIELDS: tuple[tuple[str, type[np.generic]], ...] = (
     ("done_ns", np.int64),
     ("status", np.int16),
     ("outcome", np.uint8),
+    ("reason", np.int32),
     ("tries", np.uint8),
     ("next_attempt", np.int32),
     ("row_of_retry", np.int32),
@@ -50,18 +51,22 @@ def recorder_to_message(rec: Recorder) -> dict[str, Any]:
     out: dict[str, Any] = {"n_rows": t.n_rows, "n_attempts": t.n_attempts}
     for name, _ in FIELDS:
         out[name] = getattr(t, name).tobytes()
+    out["reason_labels"] = [[code, label] for code, label in t.reason_labels.items()]
     return out
 
 
 def recorder_from_message(data: Mapping[str, Any]) -> Recorder:
     """The inverse of :func:`recorder_to_message`; ValueError if the arrays do not fit."""
     n_rows, m = int(data["n_rows"]), int(data["n_attempts"])
-    arrays = {name: np.frombuffer(data[name], dtype=dtype).copy() for name, dtype in FIELDS}
+    arrays: dict[str, Any] = {
+        name: np.frombuffer(data[name], dtype=dtype).copy() for name, dtype in FIELDS
+    }
     for name, a in arrays.items():
         want = m - n_rows if name == "row_of_retry" else m
         if len(a) != want:
             raise ValueError(f"recorder message: {name} has {len(a)} values, expected {want}")
-    return Recorder(n_rows=n_rows, n_attempts=m, **arrays)
+    labels = {int(code): str(label) for code, label in data.get("reason_labels", [])}
+    return Recorder(n_rows=n_rows, n_attempts=m, reason_labels=labels, **arrays)
 
 
 def worker_result(

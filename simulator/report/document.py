@@ -288,7 +288,8 @@ class RunInfo:
 class Orders:
     """Order counts. ``outcomes``: the final outcome of each scheduled order (orders);
     ``attempt_outcomes``: every attempt's outcome (attempts, retries included).
-    ``confirmed_units``: units confirmed to clients, each order id once."""
+    ``confirmed_units``: units confirmed to clients, each order id once. ``reasons``: attempts
+    by outcome, then by what decided it ("status 409", "body code 1001", "connection reset")."""
 
     outcomes: dict[str, int]
     scheduled: int | None = None
@@ -298,6 +299,7 @@ class Orders:
     attempt_outcomes: dict[str, int] | None = None
     confirmed_units: int | None = None
     replays: int | None = None  # the model's replayed attempts
+    reasons: dict[str, dict[str, int]] | None = None
 
     def counts(self) -> dict[str, int | None]:
         """scheduled, attempts, retries, sent, confirmed_units (the metric names)."""
@@ -310,6 +312,8 @@ class Orders:
         out["attempt_outcomes"] = self.attempt_outcomes
         if self.replays is not None:
             out["replays"] = self.replays
+        if self.reasons is not None:
+            out["reasons"] = {o: dict(by) for o, by in self.reasons.items()}
         return out
 
 
@@ -323,6 +327,19 @@ def _outcomes(x: Any, source: str) -> dict[str, int]:
         if n is None or n < 0:
             raise ReportError(f"{source}: outcome {name!r} is not a count: {v!r}")
         out[name] = n
+    return out
+
+
+def _reasons(x: Any) -> dict[str, dict[str, int]] | None:
+    """``orders.reasons``: outcome → reason → attempts (what is not a count is left out)."""
+    if not isinstance(x, dict):
+        return None
+    out: dict[str, dict[str, int]] = {}
+    for outcome, by in x.items():
+        if outcome in OUTCOME_NAMES and isinstance(by, dict):
+            counts = {str(r): n for r, v in by.items() if (n := _int(v)) is not None and n >= 0}
+            if counts:
+                out[outcome] = counts
     return out
 
 
@@ -715,6 +732,7 @@ def _read(data: dict[str, Any], orders: dict[str, Any], source: str, strict: boo
             attempt_outcomes=_optional_outcomes(orders.get("attempt_outcomes")),
             confirmed_units=_int(orders.get("confirmed_units")),
             replays=_int(orders.get("replays")),
+            reasons=_reasons(orders.get("reasons")),
         ),
         scenario=scenario,
         target=TargetInfo.from_json(data.get("target")),

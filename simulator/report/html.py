@@ -123,6 +123,23 @@ def _latency_table(view: Report) -> str:
     return f'<table id="latency-table"><tr><th>ms</th>{head}</tr>{"".join(rows)}</table>'
 
 
+def _reasons(view: Report) -> str:
+    """Attempts by outcome and reason ("error · connection reset · 12 · 35 %")."""
+    rows = []
+    for outcome, by in (view.orders.reasons or {}).items():
+        total = sum(by.values())
+        for reason, n in sorted(by.items(), key=lambda kv: -kv[1]):
+            pct = f"{n / total:.0%}" if total else "–"
+            rows.append(
+                f"<tr><td>{escape(outcome.replace('_', ' '))}</td><td>{escape(reason)}</td>"
+                f"<td>{n:,}</td><td>{pct}</td></tr>"
+            )
+    if not rows:
+        return '<p class="note" id="reasons-table">no reasons in this report</p>'
+    head = "<tr><th>outcome</th><th>reason</th><th>attempts</th><th>share</th></tr>"
+    return f'<table id="reasons-table">{head}{"".join(rows)}</table>'
+
+
 def _audit(view: Report) -> str:
     if view.audit is None:
         return '<p class="note" id="audit-verdict">no audit in this report</p>'
@@ -248,6 +265,8 @@ def render_html(view: Report, source: str = "") -> str:
             _thresholds(view),
             "<h2>Latency</h2>",
             _latency_table(view),
+            "<h2>Outcomes and reasons</h2>",
+            _reasons(view),
             "<h2>Figures</h2>",
             *(_figure(p) for p in plots),
             "<h2>Audit</h2>",

@@ -76,6 +76,7 @@ def render_text(view: Report) -> str:
         lines.append(
             f"{'':<12}error rate {share(v['error_rate'], 2)} (error + timeout / scheduled)"
         )
+    lines += _reasons(view)
     lines += ["", _latency_table(view)]
     rates = []
     for key, label in (
@@ -95,6 +96,28 @@ def render_text(view: Report) -> str:
         for n in view.remarks():  # wrapped, never cut: a note is often the run's cause
             lines += textwrap.wrap(f"note: {n}", WIDTH, subsequent_indent="      ")
     return "\n".join(lines)
+
+
+#: the most reasons listed per outcome (the rest are summed as "other")
+MAX_REASONS = 4
+
+
+def _reasons(view: Report) -> list[str]:
+    """Why attempts did not confirm: per outcome, its reasons with counts and shares."""
+    reasons = view.orders.reasons or {}
+    lines = []
+    for outcome, by in reasons.items():
+        if outcome == "confirmed" or not by:
+            continue
+        total = sum(by.values())
+        top = sorted(by.items(), key=lambda kv: -kv[1])
+        parts = [f"{r} {n:,} ({share(n / total, 0)})" for r, n in top[:MAX_REASONS]]
+        if len(top) > MAX_REASONS:
+            parts.append(f"other {sum(n for _, n in top[MAX_REASONS:]):,}")
+        lines += _wrap(f"  {outcome.replace('_', ' ')}", parts)
+    if lines:
+        lines.insert(0, f"{'reasons':<12}(attempts by what decided them)")
+    return lines
 
 
 def _latency_table(view: Report) -> str:

@@ -17,9 +17,11 @@ from simulator.demand import Curve
 from simulator.errors import ScenarioError
 from simulator.outcomes import DEFAULT_STATUS
 from simulator.retry import Retry
+from simulator.scenario.buyerdata import BuyerData, check_buyer_rows
 from simulator.scenario.limits import MAX_INT64, SCALE
 
-#: placeholders a request body template may use; everything else in it is literal text
+#: variables every request template may use (per order); a product's ``vars`` and the columns
+#: of the buyers data file add more. Everything else in a template is literal text
 BODY_FIELDS = ("order_id", "sku", "qty", "user_id")
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 DEFAULT_BODY = '{"order_id":"{order_id}","sku":"{sku}","qty":{qty},"user_id":"{user_id}"}'
@@ -49,6 +51,8 @@ class Product:
     per_buyer_limit: int = 0  # 0 = no limit
     weight: float = 1.0  # popularity: share of the whole-sale curve, relative to the others
     curve: Curve | None = None  # demand of this product alone, added to its share
+    # the storefront's own ids and the like, as template variables ({goods_id}): name → text
+    vars: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,15 +65,34 @@ class Buyers:
     duplicate_delay_s: tuple[float, float] = (0.05, 0.5)
     repeat_share: float = 0.0  # share of orders placed by a buyer who ordered earlier
     retry: Retry = field(default_factory=Retry)
+    data: BuyerData | None = None  # per-buyer rows from a file; buyer k takes row k
+
+
+@dataclass(frozen=True, slots=True)
+class BodyOutcome:
+    """Outcomes read from the answer's body (``[target.outcome]``).
+
+    For answers whose status is in ``statuses``, the value at ``path`` (a parsed JSON path) is
+    looked up in ``values`` (the value as text → outcome name); a value not listed is
+    ``other``. Other statuses go by the status map.
+    """
+
+    path: tuple[str | int, ...]
+    values: tuple[tuple[str, str], ...]
+    statuses: tuple[int, ...] = (200,)
+    other: str = "error"
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
     """Where orders go and how the storefront speaks (DESIGN.md, storefront contract).
 
-    ``url`` None means the bundled mock storefront, started for the run. ``body`` is a template
-    with the fields {order_id}, {sku}, {qty}, {user_id}; ``status`` maps HTTP status codes to
-    outcomes, anything unmapped is an error.
+    ``url`` None means the bundled mock storefront, started for the run. ``orders_path``
+    (with its query), the values of ``headers`` and ``body`` are templates over the fields
+    {order_id}, {sku}, {qty}, {user_id}, the products' ``vars`` and the buyers data columns;
+    ``status`` maps HTTP status codes to outcomes (the defaults extended by the scenario's own:
+    :func:`simulator.outcomes.merged_status`), anything unmapped is an error; ``outcome``
+    reads outcomes from the body for some statuses.
     """
 
     url: str | None = None
@@ -81,6 +104,14 @@ class Target:
     body: str = DEFAULT_BODY
     content_type: str = "application/json"
     status: tuple[tuple[int, str], ...] = DEFAULT_STATUS
+    headers: tuple[tuple[str, str], ...] = ()  # name → value template, sent with every order
+    outcome: BodyOutcome | None = None
+
+    def templates(self) -> tuple[tuple[str, str], ...]:
+        """Every template of a request with the scenario key it comes from (for messages)."""
+        out = [("orders_path", self.orders_path), ("body", self.body)]
+        out += [(f"headers.{name}", value) for name, value in self.headers]
+        return tuple(out)
 
     def body_parts(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """The body template split for pre-encoding: literals (one more than fields) and fields.
@@ -248,6 +279,7 @@ class Scenario:
             raise ScenarioError(f"{label}: scale: {problem}")
         scaled = dataclasses.replace(self, scale=scale)
         check_total_stock(scaled)
+        check_buyers_data(scaled)
         return scaled
 
 
@@ -260,3 +292,16 @@ def check_total_stock(scenario: Scenario) -> None:
             f"{scenario.source or scenario.name}: stock at scale {scenario.scale:g} totals "
             f"{total} units; at most 2**63 - 1 ({MAX_INT64}) — lower the stock or the scale"
         )
+
+
+def check_buyers_data(scenario: Scenario) -> None:
+    """ScenarioError when the buyers data file has fewer rows than the sale's expected buyers
+    (and does not wrap); see :func:`simulator.scenario.buyerdata.check_buyer_rows`."""
+    data = scenario.buyers.data
+    if data is None or data.wrap:
+        return
+    from simulator.schedule import build_schedule  # the schedule is built from a scenario
+
+    orders = build_schedule(scenario).size().orders
+    label = f"{scenario.source or scenario.name}: buyers.data"
+    check_buyer_rows(data, orders, label)

@@ -21,9 +21,10 @@ from simulator.demand import Baseline, Bursts, Component, Countdown, Curve, Spik
 from simulator.errors import ScenarioError
 from simulator.files import read_regular_file
 from simulator.jsonpath import JsonPathError, parse_path
-from simulator.outcomes import ANSWER_OUTCOMES, DEFAULT_STATUS
+from simulator.outcomes import ANSWER_OUTCOMES, DEFAULT_STATUS, merged_status
 from simulator.retry import Retry
 from simulator.scenario import limits as L
+from simulator.scenario.buyerdata import BuyerData, load_buyer_data
 from simulator.scenario.model import (
     AUDIT_SOURCES,
     BODY_FIELDS,
@@ -31,6 +32,7 @@ from simulator.scenario.model import (
     PLACEHOLDER,
     SQL_SCHEMES,
     AuditSource,
+    BodyOutcome,
     Buyers,
     HttpAudit,
     NoAudit,
@@ -41,8 +43,16 @@ from simulator.scenario.model import (
     SqlAudit,
     StorefrontConfig,
     Target,
+    check_buyers_data,
     check_total_stock,
     sku_problem,
+)
+from simulator.scenario.shape import (
+    check_content_type,
+    check_header_name,
+    check_templates,
+    literal_problem,
+    path_problem,
 )
 from simulator.storefront.backends import BACKEND_NAMES
 
@@ -240,9 +250,34 @@ def _parse_product(t: _Table) -> Product:
         per_buyer_limit=t.integer("per_buyer_limit", 0, L.PER_BUYER_LIMIT),
         weight=t.number("weight", 1.0, L.WEIGHT),
         curve=_parse_curve(curve_t) if curve_t is not None else None,
+        vars=_parse_vars(t),
     )
     t.finish()
     return product
+
+
+def _parse_vars(t: _Table) -> tuple[tuple[str, str], ...]:
+    """A product's own template variables (``vars = { goods_id = 1 }``): name → text."""
+    v = t.table("vars")
+    if v is None:
+        return ()
+    out = []
+    for name, value in v.data.items():
+        v.seen.add(name)
+        if not _VAR_NAME.fullmatch(name):
+            raise v.fail(name, "must be a variable name (letters, digits, '_')")
+        if name in BODY_FIELDS:
+            raise v.fail(name, f"{{{name}}} is built in (the order's own); pick another name")
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise v.fail(name, f"must be a string or an integer, got {value!r}")
+        text = str(value)
+        if (problem := literal_problem(text)) is not None:
+            raise v.fail(name, problem)
+        out.append((name, text))
+    return tuple(out)
+
+
+_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _parse_catalog(t: _Table, room: int) -> list[Product]:
@@ -318,7 +353,7 @@ def _parse_retry(r: _Table) -> Retry:
     return retry
 
 
-def _parse_buyers(t: _Table | None) -> Buyers:
+def _parse_buyers(t: _Table | None, base_dir: Path) -> Buyers:
     if t is None:
         return Buyers()
     qty_values = t.raw("qty_values", [1])
@@ -362,9 +397,25 @@ def _parse_buyers(t: _Table | None) -> Buyers:
         duplicate_delay_s=(float(delay[0]), float(delay[1])),
         repeat_share=t.number("repeat_share", 0.0, L.SHARE),
         retry=_parse_retry(r) if r is not None else Retry(),
+        data=_parse_buyer_data(t, base_dir),
     )
     t.finish()
     return buyers
+
+
+def _parse_buyer_data(t: _Table, base_dir: Path) -> BuyerData | None:
+    wrap = t.flag("wrap", False)
+    name = t.opt_str("data")
+    if name is None:
+        if wrap:
+            raise t.fail("wrap", 'is only for a data file (give data = "buyers.csv")')
+        return None
+    if not name.strip():
+        raise t.fail("data", "must name a file (CSV or JSON lines)")
+    path = Path(name)
+    if not path.is_absolute():
+        path = base_dir / path
+    return load_buyer_data(path, f"{t.file}: {t.key('data')}", wrap)
 
 
 def _parse_target(t: _Table | None) -> Target:
@@ -378,18 +429,18 @@ def _parse_target(t: _Table | None) -> Target:
         value = t.text(key, getattr(Target(), key))
         if not value.startswith("/"):
             raise t.fail(key, f"must start with '/', got {value!r}")
+        if (problem := path_problem(value, query=key == "orders_path")) is not None:
+            raise t.fail(key, problem)
+        if key != "orders_path" and PLACEHOLDER.search(value):
+            raise t.fail(key, "is not a template: only orders_path takes {variables}")
         paths[key] = value
     method = t.text("method", "POST").upper()
     if method not in ("POST", "PUT"):
         raise t.fail("method", f"must be POST or PUT, got {method!r}")
     body = t.text("body", DEFAULT_BODY)
-    unknown = [m for m in PLACEHOLDER.findall(body) if m not in BODY_FIELDS]
-    if unknown:
-        raise t.fail(
-            "body",
-            f"bad template: unknown field {{{unknown[0]}}}; "
-            f"fields: {' '.join('{' + f + '}' for f in BODY_FIELDS)}",
-        )
+    content_type = t.text("content_type", "application/json")
+    if (problem := check_content_type(content_type)) is not None:
+        raise t.fail("content_type", problem)
     status = DEFAULT_STATUS
     if (s := t.table("status")) is not None:
         pairs = []
@@ -402,17 +453,74 @@ def _parse_target(t: _Table | None) -> Target:
                     code_text, f"must be one of {', '.join(ANSWER_OUTCOMES)}, got {outcome!r}"
                 )
             pairs.append((int(code_text), outcome))
-        status = tuple(pairs)
+        status = merged_status(tuple(pairs))
     target = Target(
         url=url,
         method=method,
         body=body,
-        content_type=t.text("content_type", "application/json"),
+        content_type=content_type,
         status=status,
+        headers=_parse_headers(t),
+        outcome=_parse_outcome(t.table("outcome")),
         **paths,
     )
     t.finish()
     return target
+
+
+def _parse_headers(t: _Table) -> tuple[tuple[str, str], ...]:
+    h = t.table("headers")
+    if h is None:
+        return ()
+    out: list[tuple[str, str]] = []
+    for name, value in h.data.items():
+        h.seen.add(name)
+        if (problem := check_header_name(name)) is not None:
+            raise h.fail(name, problem)
+        if any(n.lower() == name.lower() for n, _ in out):
+            raise h.fail(name, "given twice (header names are case-insensitive)")
+        if not isinstance(value, str):
+            raise h.fail(name, f"must be a string, got {value!r}")
+        if (problem := literal_problem(value, header=True)) is not None:
+            raise h.fail(name, problem)
+        out.append((name, value))
+    return tuple(out)
+
+
+def _parse_outcome(t: _Table | None) -> BodyOutcome | None:
+    """``[target.outcome]``: path, values (value → outcome), statuses, other."""
+    if t is None:
+        return None
+    try:
+        path = parse_path(t.text("path", required=True))
+    except JsonPathError as exc:
+        raise t.fail("path", str(exc)) from None
+    statuses = t.raw("statuses", [200])
+    if (
+        not isinstance(statuses, list)
+        or not statuses
+        or not all(isinstance(c, int) and not isinstance(c, bool) for c in statuses)
+        or not all(100 <= c <= 599 for c in statuses)
+    ):
+        raise t.fail("statuses", f"must be a non-empty list of HTTP statuses, got {statuses!r}")
+    other = t.text("other", "error")
+    if other not in ANSWER_OUTCOMES:
+        raise t.fail("other", f"must be one of {', '.join(ANSWER_OUTCOMES)}, got {other!r}")
+    v = t.table("values")
+    if v is None or not v.data:
+        raise t.fail(
+            "values",
+            'is required: the body values and their outcomes, e.g. { "0" = "confirmed", '
+            '"1001" = "sold_out" }',
+        )
+    values = []
+    for key, name in v.data.items():
+        v.seen.add(key)
+        if name not in ANSWER_OUTCOMES:
+            raise v.fail(key, f"must be one of {', '.join(ANSWER_OUTCOMES)}, got {name!r}")
+        values.append((key, name))
+    t.finish()
+    return BodyOutcome(path, tuple(values), tuple(dict.fromkeys(statuses)), other)
 
 
 def _parse_run(t: _Table | None) -> RunSettings:
@@ -594,8 +702,14 @@ def _parse_products(top: _Table) -> list[Product]:
     return products
 
 
-def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Scenario:
-    """Build a :class:`Scenario` from parsed TOML; ``source`` names the file in errors."""
+def parse_scenario(
+    data: Mapping[str, Any], source: str = "<scenario>", base_dir: Path | None = None
+) -> Scenario:
+    """Build a :class:`Scenario` from parsed TOML; ``source`` names the file in errors.
+
+    ``base_dir`` is where files the scenario names (``[buyers] data``) are looked for: the
+    scenario file's directory (the current directory when None).
+    """
     top = _Table(source, "", data)
     name = top.text("name", required=True)
     seed = top.integer("seed", None, L.SEED, required=True)
@@ -619,7 +733,7 @@ def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Scena
         scale=scale,
         products=tuple(products),
         demand=demand,
-        buyers=_parse_buyers(top.table("buyers")),
+        buyers=_parse_buyers(top.table("buyers"), base_dir or Path.cwd()),
         target=_parse_target(top.table("target")),
         run=_parse_run(top.table("run")),
         storefront=_parse_storefront(top.table("storefront")),
@@ -630,6 +744,8 @@ def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Scena
     top.finish()
     assert top.seen <= _TOP_KEYS
     check_total_stock(scenario)
+    check_templates(scenario)
+    check_buyers_data(scenario)
     return scenario
 
 
@@ -654,7 +770,7 @@ def load_scenario(path: str | Path, scale: float | None = None) -> Scenario:
         raise ScenarioError(f"{path}: cannot read: not UTF-8 text ({exc.reason})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{label}: not valid TOML: {exc}") from None
-    scenario = parse_scenario(data, label)
+    scenario = parse_scenario(data, label, p.parent)
     scenario = dataclasses.replace(scenario, source=str(p))
     if scale is not None:
         scenario = scenario.with_scale(scale)

@@ -10,7 +10,16 @@ import uvloop
 
 from simulator.load.engine import EngineConfig, Run
 from simulator.load.slots import REGION, SlotRing
-from simulator.outcomes import CONFIRMED, SOLD_OUT, THROTTLED
+from simulator.load.tally import Tally
+from simulator.outcomes import (
+    CONFIRMED,
+    NOT_SENT,
+    R_UNANSWERED,
+    SOLD_OUT,
+    THROTTLED,
+    TIMEOUT,
+    OutcomeRule,
+)
 from simulator.records import MemoryRecords
 from simulator.retry import Retry
 
@@ -66,6 +75,25 @@ def test_retries_take_their_own_slots_and_carry_the_order() -> None:
     assert [b["try"].tolist() for b in batches] == [[2]]
 
 
+def test_the_end_of_a_run_times_out_what_was_sent_and_unanswered_with_its_reason() -> None:
+    ring = SlotRing(regions=1)
+    a = ring.load_rows(_rows(3), first_row=0, row_step=1)
+    ring.sent_ns[a : a + 2] = 10
+    ring.done_ns[a] = 20
+    ring.outcome[a], ring.reason[a] = CONFIRMED, 201
+    ring.finalize(99, TIMEOUT, R_UNANSWERED)
+    (batch,) = ring.collect(everything=True)
+    assert batch["outcome"].tolist() == [CONFIRMED, TIMEOUT, NOT_SENT]
+    assert batch["reason"].tolist() == [201, R_UNANSWERED, 0]
+    assert batch["done_ns"].tolist() == [20, 99, -1]
+    t = Tally()
+    t.fold_batch(batch)
+    assert t.reason_counts() == {
+        "confirmed": {"status 201": 1},
+        "timeout": {"unanswered at the end": 1},
+    }
+
+
 class _Echo:
     """An in-process transport: every order is answered on the next loop turn (201, then 409
     past the stock), so a run of many orders takes little time and no socket."""
@@ -76,6 +104,8 @@ class _Echo:
         self.throttle_first = throttle_first
         self.seen: set[int] = set()
         self.sink = None
+        self.rule = OutcomeRule()  # the contract's status map, as the real transports classify
+        self.reason_labels: dict[int, str] = {}
 
     def build(self, sku: int, order: int, qty: int, buyer: int) -> bytes:
         return order.to_bytes(8, "little")
@@ -102,7 +132,8 @@ class _Echo:
             status = 201
         else:
             status = 409
-        self.sink.on_response(chan, attempt, status)  # type: ignore[attr-defined]
+        outcome, reason = self.rule.of_status(status)
+        self.sink.on_response(chan, attempt, status, outcome, reason)  # type: ignore[attr-defined]
 
 
 class _Chan:
@@ -127,6 +158,12 @@ def test_a_long_run_folds_as_it_goes_and_holds_only_recent_slots() -> None:
     assert run.slots.n_regions <= 8  # recycled, not one region per chunk
     assert len(records.parts) >= 12  # folded in batches while the run went on
     assert sorted(records.arrays(("a", "b"))["row"].tolist()) == list(range(n))
+    # reasons are folded batch by batch too, and the records carry them
+    assert t.reason_counts() == {
+        "confirmed": {"status 201": 1000},
+        "sold_out": {"status 409": n - 1000},
+    }
+    assert (records.arrays(("a", "b"))["reason"] == records.arrays(("a", "b"))["status"]).all()
 
 
 def test_retries_and_a_chunked_schedule_add_up() -> None:
@@ -139,6 +176,10 @@ def test_retries_and_a_chunked_schedule_add_up() -> None:
     assert t.scheduled == len(rows) and t.retries == len(rows)
     assert t.row_outcomes[CONFIRMED] == len(rows)  # every order ends on its confirmed retry
     assert t.attempt_outcomes[THROTTLED] == len(rows)
+    assert t.reason_counts() == {
+        "confirmed": {"status 201": len(rows)},
+        "throttled": {"status 429": len(rows)},
+    }
     assert t.combined("order").total == len(rows)
 
 

@@ -15,6 +15,8 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from simulator.errors import UsageError
+from simulator.outcomes import OutcomeRule
+from simulator.scenario import Target
 
 TRANSPORTS = ("lean", "aiohttp")
 
@@ -31,11 +33,16 @@ class Channel(Protocol):
 class Sink(Protocol):
     """Receives what channels report; implemented by the engine's run."""
 
-    def on_response(self, channel: Channel, attempt: int, status: int) -> None:
-        """A complete answer with this status arrived; the channel is free again if alive."""
+    def on_response(
+        self, channel: Channel, attempt: int, status: int, outcome: int, reason: int
+    ) -> None:
+        """A complete answer arrived: its status, and the outcome and reason code the
+        scenario's :class:`~simulator.outcomes.OutcomeRule` gave it; the channel is free again
+        if alive."""
 
-    def on_failure(self, channel: Channel, attempt: int, outcome: int) -> None:
-        """The attempt failed (error or timeout); the channel reports on_ready/on_lost after."""
+    def on_failure(self, channel: Channel, attempt: int, outcome: int, reason: int) -> None:
+        """The attempt failed (error or timeout, with its reason code: reset, closed …);
+        the channel reports on_ready/on_lost after."""
 
     def on_ready(self, channel: Channel) -> None:
         """The channel (new or recovered) can take a request."""
@@ -48,7 +55,13 @@ class Sink(Protocol):
 
 
 class Transport(Protocol):
-    """A pool of channels to one target."""
+    """A pool of channels to one target.
+
+    ``reason_labels`` names the reason codes only its outcome rule knows (listed non-numeric
+    body values); every other code names itself (:func:`simulator.outcomes.reason_name`).
+    """
+
+    reason_labels: dict[int, str]
 
     def build(self, sku: int, order: int, qty: int, buyer: int) -> bytes:
         """The payload of one order (the product index, order number, quantity, buyer)."""
@@ -61,6 +74,14 @@ class Transport(Protocol):
 
     async def close(self) -> None:
         """Close every channel; no callbacks after this returns."""
+
+
+def outcome_rule(target: Target) -> OutcomeRule:
+    """The target's compiled outcome rule: its status map, and its body rule if it has one."""
+    body = target.outcome
+    if body is None:
+        return OutcomeRule(target.status)
+    return OutcomeRule(target.status, body.path, body.statuses, body.values, body.other)
 
 
 @dataclass(frozen=True, slots=True)

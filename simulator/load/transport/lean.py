@@ -1,11 +1,13 @@
 """The lean transport: HTTP/1.1 keep-alive connections on asyncio.Protocol, parsed by httptools.
 
 One :class:`_Conn` per TCP connection carries one request at a time (no pipelining). A response
-completes when httptools says so (Content-Length, chunked or close-delimited bodies); its status
-code is all the engine needs. A connection that closes, resets or speaks garbage fails its
-request with an error and is replaced by a new one; a request that outlives the timeout is failed
-by :meth:`LeanTransport.sweep` and its connection aborted (its answer could not be told apart
-from the next one's).
+completes when httptools says so (Content-Length, chunked or close-delimited bodies); the
+scenario's :class:`~simulator.outcomes.OutcomeRule` turns it into an outcome and a reason for the
+engine. Bodies are kept only when the rule reads them (:class:`_BodyConn`): a scenario without a
+body rule never collects or parses one. A connection that closes, resets or speaks garbage fails
+its request with an error (its reason: closed, reset, bad response …) and is replaced by a new
+one; a request that outlives the timeout is failed by :meth:`LeanTransport.sweep` and its
+connection aborted (its answer could not be told apart from the next one's).
 """
 
 from __future__ import annotations
@@ -13,19 +15,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
+from collections.abc import Sequence
 
 import httptools
 
-from simulator.load.transport import Endpoint, Sink
+from simulator.load.transport import Endpoint, Sink, outcome_rule
 from simulator.load.transport.template import RequestTemplate
-from simulator.outcomes import ERROR, TIMEOUT
-from simulator.scenario import Target
+from simulator.outcomes import (
+    ERROR,
+    R_BAD_RESPONSE,
+    R_CLOSED,
+    R_RESET,
+    R_SOCKET,
+    R_TIMEOUT,
+    R_TLS,
+    TIMEOUT,
+)
+from simulator.scenario import Product, Target
+from simulator.scenario.buyerdata import BuyerData
+
+
+def failure_reason(exc: BaseException | None) -> int:
+    """The reason code of a connection lost with ``exc`` (None: closed by the peer)."""
+    if exc is None:
+        return R_CLOSED
+    if isinstance(exc, ssl.SSLError):
+        return R_TLS
+    if isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
+        return R_RESET
+    return R_SOCKET
 
 
 class _Conn(asyncio.Protocol):
     """One keep-alive connection; also the httptools callback object for its responses."""
 
-    __slots__ = ("alive", "attempt", "parser", "pool", "sent_ns", "transport")
+    __slots__ = ("alive", "attempt", "bad", "parser", "pool", "sent_ns", "transport")
 
     def __init__(self, pool: LeanTransport) -> None:
         self.pool = pool
@@ -34,6 +59,7 @@ class _Conn(asyncio.Protocol):
         self.attempt = -1  # the attempt in flight, −1 when idle
         self.sent_ns = 0
         self.alive = False
+        self.bad = False  # aborted on garbage: the in-flight attempt's reason is a bad response
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -67,7 +93,8 @@ class _Conn(asyncio.Protocol):
         attempt, self.attempt = self.attempt, -1
         pool = self.pool
         if attempt >= 0:
-            pool.sink.on_failure(self, attempt, ERROR)
+            reason = R_BAD_RESPONSE if self.bad else failure_reason(exc)
+            pool.sink.on_failure(self, attempt, ERROR, reason)
         if was_alive:
             pool.sink.on_lost(self)
         pool.replace(self)
@@ -79,14 +106,21 @@ class _Conn(asyncio.Protocol):
         if attempt < 0:  # an answer nobody asked for
             self._drop()
             return
+        status = self.parser.get_status_code()
+        # the status map inline (a list lookup): the rule's of_status, without a call
+        outcome = self.pool.table[status] if 0 <= status < 600 else ERROR
+        self._answer(attempt, status, outcome, status)
+
+    def _answer(self, attempt: int, status: int, outcome: int, reason: int) -> None:
+        sink = self.pool.sink
         if not self.parser.should_keep_alive():
             self.alive = False
-            self.pool.sink.on_response(self, attempt, self.parser.get_status_code())
-            self.pool.sink.on_lost(self)
+            sink.on_response(self, attempt, status, outcome, reason)
+            sink.on_lost(self)
             if self.transport is not None:
                 self.transport.close()
             return
-        self.pool.sink.on_response(self, attempt, self.parser.get_status_code())
+        sink.on_response(self, attempt, status, outcome, reason)
 
     # -- used by the engine --------------------------------------------------------------------
 
@@ -98,8 +132,36 @@ class _Conn(asyncio.Protocol):
 
     def _drop(self) -> None:
         """Abort on garbage: the in-flight attempt fails from connection_lost."""
+        self.bad = True
         if self.transport is not None:
             self.transport.abort()
+
+
+class _BodyConn(_Conn):
+    """A connection that keeps each answer's body, for a rule that reads outcomes from it."""
+
+    __slots__ = ("chunks",)
+
+    def __init__(self, pool: LeanTransport) -> None:
+        self.chunks: list[bytes] = []
+        super().__init__(pool)
+
+    def on_body(self, body: bytes) -> None:
+        self.chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        attempt, self.attempt = self.attempt, -1
+        chunks, self.chunks = self.chunks, []
+        if attempt < 0:
+            self._drop()
+            return
+        status = self.parser.get_status_code()
+        rule = self.pool.rule
+        if rule.reads_body(status):
+            outcome, reason = rule.of_body(status, b"".join(chunks))
+        else:
+            outcome, reason = rule.of_status(status)
+        self._answer(attempt, status, outcome, reason)
 
 
 class LeanTransport:
@@ -107,13 +169,17 @@ class LeanTransport:
 
     __slots__ = (
         "_closing",
+        "_conn_class",
         "_reconnects",
         "_ssl",
         "connect_timeout_s",
         "conns",
         "endpoint",
         "n",
+        "reason_labels",
+        "rule",
         "sink",
+        "table",
         "template",
         "timeout_ns",
     )
@@ -122,14 +188,19 @@ class LeanTransport:
         self,
         endpoint: Endpoint,
         target: Target,
-        skus: tuple[str, ...],
+        skus: Sequence[str] | Sequence[Product],
         connections: int,
         timeout_s: float,
         connect_timeout_s: float,
+        data: BuyerData | None = None,
     ) -> None:
         self.endpoint = endpoint
         path = endpoint.base_path + target.orders_path
-        self.template = RequestTemplate(target, skus, endpoint.host_header, path)
+        self.template = RequestTemplate(target, skus, endpoint.host_header, path, data)
+        self.rule = outcome_rule(target)
+        self.table = self.rule.table
+        self.reason_labels = dict(self.rule.labels)
+        self._conn_class = _BodyConn if self.rule.has_body_rule else _Conn
         self.n = connections
         self.timeout_ns = round(timeout_s * 1e9)
         self.connect_timeout_s = connect_timeout_s
@@ -147,7 +218,10 @@ class LeanTransport:
         loop = asyncio.get_running_loop()
         _, conn = await asyncio.wait_for(
             loop.create_connection(
-                lambda: _Conn(self), self.endpoint.host, self.endpoint.port, ssl=self._ssl
+                lambda: self._conn_class(self),
+                self.endpoint.host,
+                self.endpoint.port,
+                ssl=self._ssl,
             ),
             self.connect_timeout_s,
         )
@@ -200,7 +274,7 @@ class LeanTransport:
         limit = now_ns - self.timeout_ns
         for conn in [c for c in self.conns if c.attempt >= 0 and c.sent_ns < limit]:
             attempt, conn.attempt = conn.attempt, -1
-            self.sink.on_failure(conn, attempt, TIMEOUT)
+            self.sink.on_failure(conn, attempt, TIMEOUT, R_TIMEOUT)
             conn._drop()
 
     async def close(self) -> None:

@@ -1,16 +1,36 @@
-"""Request bodies and HTTP/1.1 requests built from a scenario's template, encoded once.
+"""HTTP/1.1 requests built from a scenario's templates, encoded once: bytes with holes.
 
-Everything constant is encoded when the run starts: for every product one bytes format with
-the SKU already in place, so an order costs one ``bytes % tuple`` for the body (its order id,
-quantity and buyer) and, for the lean transport, one more for the request line and headers.
+Everything constant is encoded when the run starts. A request has templates in its path (and
+query), its header values and its body; each ``{variable}`` is one of
+
+- the order's own numbers (``{order_id}``, ``{qty}``, ``{user_id}`` = the buyer number),
+- the product's (``{sku}`` and its ``vars``, e.g. ``{goods_id}``): put in place per product
+  when the run starts, so a product's request is one bytes format;
+- the buyer's data row (``{token}``…): encoded per row when the run starts.
+
+A value is encoded for where it goes: percent-encoded in the path and query, as it is in a
+header (checked when the scenario was read), JSON-escaped in a JSON body, form-encoded in a
+form body. An order then costs one ``bytes % tuple`` for the body and one for the head; the
+default shape (no holes outside the body) keeps the two-format fast path of the original.
 """
 
 from __future__ import annotations
 
-from simulator.scenario import Target
+from collections.abc import Callable, Sequence
+from operator import itemgetter
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+import orjson
+
+from simulator.scenario import Product, Target
+from simulator.scenario.buyerdata import BuyerData
+from simulator.scenario.model import PLACEHOLDER
 
 #: the order of non-SKU fields the fast path handles without a generic tuple build
 _DEFAULT_FIELDS = ("order_id", "qty", "user_id")
+#: the order's own numbers, by their position in the per-order base tuple
+_ORDER_SLOTS = {"order_id": 0, "qty": 1, "user_id": 2}
 
 
 def _escape(text: str) -> bytes:
@@ -18,47 +38,169 @@ def _escape(text: str) -> bytes:
     return text.encode("utf-8").replace(b"%", b"%%")
 
 
-class BodyTemplate:
-    """Renders the body of one order; ``render(product, order, qty, buyer) -> bytes``."""
+def _encoder(context: str, content_type: str) -> Callable[[str], bytes]:
+    """How a text value is written where it goes (path, header or body)."""
+    if context == "path":
+        return lambda v: quote(v, safe="").encode("ascii")
+    if context == "header":
+        return lambda v: v.encode("latin-1")
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media == "application/json" or media.endswith("+json"):
+        return lambda v: orjson.dumps(v)[1:-1]
+    if media == "application/x-www-form-urlencoded":
+        return lambda v: quote_plus(v).encode("ascii")
+    return lambda v: v.encode("utf-8")
 
-    __slots__ = ("fast", "fields", "formats")
 
-    def __init__(self, target: Target, skus: tuple[str, ...]) -> None:
-        literals, fields = target.body_parts()
-        self.fields = tuple(f for f in fields if f != "sku")
-        self.fast = self.fields == _DEFAULT_FIELDS
-        formats = []
-        for sku in skus:
-            out = [_escape(literals[0])]
-            for name, literal in zip(fields, literals[1:], strict=True):
-                out.append(_escape(sku) if name == "sku" else b"%d")
-                out.append(_escape(literal))
-            formats.append(b"".join(out))
-        self.formats = tuple(formats)
+def _pieces(text: str, context: str) -> list[tuple[str, str | None]]:
+    """``text`` split into literals (context None) and variables (their context)."""
+    parts = PLACEHOLDER.split(text)
+    out: list[tuple[str, str | None]] = []
+    for i, part in enumerate(parts):
+        if i % 2 == 0:
+            if part:
+                out.append((part, None))
+        else:
+            out.append((part, context))
+    return out
 
-    def render(self, product: int, order: int, qty: int, buyer: int) -> bytes:
-        """The body bytes of one order."""
-        if self.fast:
-            return self.formats[product] % (order, qty, buyer)
-        values = {"order_id": order, "qty": qty, "user_id": buyer}
-        return self.formats[product] % tuple(values[f] for f in self.fields)
+
+class _Compiled:
+    """One template (a list of pieces) as a bytes format per product and its holes' keys."""
+
+    def __init__(
+        self,
+        pieces: list[tuple[str, str | None]],
+        products: Sequence[dict[str, str]],
+        content_type: str,
+        data_columns: tuple[str, ...],
+    ) -> None:
+        self.keys: list[tuple[str, str]] = []  # holes in order: (variable, context)
+        self.formats: list[bytes] = []
+        for k, pvars in enumerate(products):
+            out: list[bytes] = []
+            for text, context in pieces:
+                if context is None:
+                    out.append(_escape(text))
+                elif text in _ORDER_SLOTS:
+                    out.append(b"%d")
+                    if k == 0:
+                        self.keys.append((text, context))
+                elif text in data_columns:
+                    out.append(b"%b")
+                    if k == 0:
+                        self.keys.append((text, context))
+                elif text in pvars:  # the product's own (sku, vars): in place now
+                    value = _encoder(context, content_type)(pvars[text])
+                    out.append(value.replace(b"%", b"%%"))
+                else:  # the scenario reader refuses this; a direct caller gets told
+                    raise ValueError(f"no value for {{{text}}} (product {k}, no such column)")
+            self.formats.append(b"".join(out))
+
+
+def _picker(slots: list[int]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    """A C-speed ``base → tuple(base[i] for i in slots)`` (itemgetter of one gives a scalar)."""
+    if not slots:
+        return lambda base: ()
+    if len(slots) == 1:
+        i = slots[0]
+        return lambda base: (base[i],)
+    return itemgetter(*slots)
 
 
 class RequestTemplate:
-    """Whole HTTP/1.1 requests (line, headers, body) for the lean transport."""
+    """Whole HTTP/1.1 requests (line, headers, body) of a scenario; ``render`` per order.
 
-    __slots__ = ("body", "head")
+    ``path`` is the request target template (the endpoint's base path + ``orders_path``);
+    ``products`` gives each product's ``sku`` and ``vars`` (bare SKU ids are enough when no
+    template uses a product variable); ``data`` the buyers' rows (buyer k takes row k, or
+    k mod n when it wraps).
+    """
 
-    def __init__(self, target: Target, skus: tuple[str, ...], host: str, path: str) -> None:
-        self.body = BodyTemplate(target, skus)
-        self.head = (
-            f"{target.method} {path} HTTP/1.1\r\n"
-            f"Host: {host}\r\n"
-            f"Content-Type: {target.content_type}\r\n"
-            "Content-Length: "
-        ).encode("latin-1").replace(b"%", b"%%") + b"%d\r\n\r\n%b"
+    __slots__ = (
+        "_body_pick",
+        "_data",
+        "_head_pick",
+        "_wrap_n",
+        "body_formats",
+        "fast",
+        "head",
+        "head_formats",
+        "render",
+    )
 
-    def render(self, product: int, order: int, qty: int, buyer: int) -> bytes:
-        """The request bytes of one order."""
-        body = self.body.render(product, order, qty, buyer)
+    def __init__(
+        self,
+        target: Target,
+        skus: Sequence[str] | Sequence[Product],
+        host: str,
+        path: str,
+        data: BuyerData | None = None,
+    ) -> None:
+        products = [_product_values(p) for p in skus]
+        columns = data.columns if data is not None else ()
+        ct = target.content_type
+        head: list[tuple[str, str | None]] = [(f"{target.method} ", None)]
+        head += _pieces(path, "path")
+        head.append((f" HTTP/1.1\r\nHost: {host}\r\n", None))
+        for name, value in target.headers:
+            head.append((f"{name}: ", None))
+            head += _pieces(value, "header")
+            head.append(("\r\n", None))
+        head.append((f"Content-Type: {ct}\r\nContent-Length: ", None))
+        h = _Compiled(head, products, ct, columns)
+        b = _Compiled(_pieces(target.body, "body"), products, ct, columns)
+        self.head_formats = tuple(f + b"%d\r\n\r\n%b" for f in h.formats)
+        self.body_formats = tuple(b.formats)
+        # the per-order base tuple: (order_id, qty, user_id, *the row's encoded data values)
+        data_keys = sorted({k for k in h.keys + b.keys if k[0] in columns})
+        slot = {k: 3 + i for i, k in enumerate(data_keys)}
+        slot.update({(name, ctx): i for name, i in _ORDER_SLOTS.items() for ctx in _CONTEXTS})
+        self._head_pick = _picker([slot[k] for k in h.keys])
+        self._body_pick = _picker([slot[k] for k in b.keys])
+        self._data: list[tuple[bytes, ...]] = []
+        self._wrap_n = 0
+        if data_keys and data is not None:
+            encoded = [[_encoder(ctx, ct)(v) for v in data.column(name)] for name, ctx in data_keys]
+            self._data = list(zip(*encoded, strict=True))
+            self._wrap_n = len(self._data) if data.wrap else 0
+        self.fast = not h.keys and [k[0] for k in b.keys] == list(_DEFAULT_FIELDS)
+        self.head = self.head_formats[0]
+        if self.fast:
+            self.render = self._render_fast
+        elif self._data:
+            self.render = self._render_data
+        else:
+            self.render = self._render_order
+
+    def _render_fast(self, product: int, order: int, qty: int, buyer: int) -> bytes:
+        """The default shape: the body's three numbers, then one format for the head."""
+        body = self.body_formats[product] % (order, qty, buyer)
         return self.head % (len(body), body)
+
+    def _render_order(self, product: int, order: int, qty: int, buyer: int) -> bytes:
+        """Holes for the order's numbers anywhere (path, headers, body); no buyer data."""
+        base = (order, qty, buyer)
+        body = self.body_formats[product] % self._body_pick(base)
+        return self.head_formats[product] % (*self._head_pick(base), len(body), body)
+
+    def _render_data(self, product: int, order: int, qty: int, buyer: int) -> bytes:
+        """With the buyer's data row (k, or k mod n)."""
+        row = self._data[buyer % self._wrap_n if self._wrap_n else buyer]
+        base = (order, qty, buyer, *row)
+        body = self.body_formats[product] % self._body_pick(base)
+        return self.head_formats[product] % (*self._head_pick(base), len(body), body)
+
+    def body_of(self, product: int, order: int, qty: int, buyer: int) -> bytes:
+        """Only the body of one order (what :meth:`render` puts after the head)."""
+        return self.render(product, order, qty, buyer).partition(b"\r\n\r\n")[2]
+
+
+_CONTEXTS = ("path", "header", "body")
+
+
+def _product_values(p: str | Product) -> dict[str, str]:
+    """A product's template values: its SKU and its vars."""
+    if isinstance(p, str):
+        return {"sku": p}
+    return {"sku": p.id, **dict(p.vars)}
