@@ -28,11 +28,11 @@ from simulator.histogram import Histogram
 from simulator.load.recorder import Recorder
 from simulator.load.tally import Confirmed, first_confirmed
 from simulator.outcomes import CONFIRMED, NOT_SENT, OUTCOME_NAMES
-from simulator.report.document import (
+from simulator.report.document import Report
+from simulator.report.sections import (
     Audit,
     Distribution,
     Orders,
-    Report,
     RunInfo,
     ScenarioInfo,
     TargetInfo,

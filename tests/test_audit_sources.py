@@ -323,7 +323,7 @@ def _clients(units: dict[str, int]) -> Any:
 
 
 def test_report_json_keeps_the_source() -> None:
-    from simulator.report.document import Audit
+    from simulator.report.sections import Audit
 
     result = audit_view(
         _clients({"A1": 1}), ("A1",), {"A1": 3}, {}, ServerState(None, None, ("sql: x",), "sql")

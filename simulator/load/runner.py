@@ -26,13 +26,8 @@ from simulator.load.target import Target, TargetError
 from simulator.load.transport import parse_endpoint
 from simulator.load.workers import WorkerSpec, run_local, run_workers
 from simulator.records import ORDERS_FILE, save_order_arrays
-from simulator.report.document import (
-    Report,
-    RunInfo,
-    ScenarioInfo,
-    StorefrontSettings,
-    TargetInfo,
-)
+from simulator.report.document import Report
+from simulator.report.sections import RunInfo, ScenarioInfo, StorefrontSettings, TargetInfo
 from simulator.report.store import REPORT_FILE, report_bytes, write_bytes
 from simulator.report.thresholds import Threshold, check, missing_reason
 from simulator.results import measure_tally, run_report

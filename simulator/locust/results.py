@@ -24,7 +24,8 @@ from simulator.audit import ServerState, audit, audit_settled
 from simulator.load.recorder import Recorder, merge
 from simulator.locust.plan import RunPlan, duplicate_check
 from simulator.outcomes import OUTCOME_NAMES
-from simulator.report.document import Report, RunInfo, ScenarioInfo, TargetInfo
+from simulator.report.document import Report
+from simulator.report.sections import RunInfo, ScenarioInfo, TargetInfo
 from simulator.report.terminal import render_text
 from simulator.results import measure, run_report
 from simulator.scenario import Scenario

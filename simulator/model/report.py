@@ -15,11 +15,11 @@ from simulator import histogram as hist
 from simulator.model.sim import ModelResult
 from simulator.model.stock import INF
 from simulator.outcomes import OUTCOME_NAMES
-from simulator.report.document import (
+from simulator.report.document import Report
+from simulator.report.sections import (
     Audit,
     Distribution,
     Orders,
-    Report,
     RunInfo,
     ScenarioInfo,
     SkuStock,

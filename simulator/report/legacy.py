@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from simulator.report.document import (
+from simulator.report.document import Report
+from simulator.report.sections import (
     Audit,
     Distribution,
     Orders,
-    Report,
     ScenarioInfo,
     SkuStock,
     Timeline,

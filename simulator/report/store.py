@@ -14,7 +14,8 @@ from typing import IO, Any
 
 from simulator.errors import FlashsaleError
 from simulator.files import atomic_write, read_json_object
-from simulator.report.document import Report, ReportError
+from simulator.report.document import Report
+from simulator.report.sections import ReportError
 
 REPORT_FILE = "report.json"
 

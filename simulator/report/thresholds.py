@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from simulator.errors import UsageError
-from simulator.report.document import CheckedThreshold, Report
+from simulator.report.document import Report
 from simulator.report.metrics import METRICS, canonical, metric_values, nearest
+from simulator.report.sections import CheckedThreshold
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,

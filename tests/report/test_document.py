@@ -14,7 +14,8 @@ import pytest
 from simulator.audit import ServerState, audit
 from simulator.load.recorder import Recorder
 from simulator.outcomes import CONFIRMED, SOLD_OUT
-from simulator.report.document import REPORT_VERSION, Report, ScenarioInfo
+from simulator.report.document import REPORT_VERSION, Report
+from simulator.report.sections import ScenarioInfo
 from simulator.report.store import load_report, report_bytes, write_report
 from simulator.report.terminal import render_text, share
 from simulator.results import confirmations, measure, sku_units_per_s

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from simulator.report.document import Report, ReportError
+from simulator.report.document import Report
 from simulator.report.html import render_html
+from simulator.report.sections import ReportError
 from simulator.report.store import load_report
 from simulator.report.terminal import render_text
 
