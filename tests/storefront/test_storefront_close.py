@@ -8,6 +8,7 @@ here is bounded with ``asyncio.wait_for`` so a regression fails instead of hangi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from typing import Any
 
@@ -76,10 +77,8 @@ class LosesCancels(MemoryBackend):
 
     async def expire_due(self) -> int:
         self.sweeping.set()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):  # lost: the sweep goes on
             await asyncio.sleep(0.05)
-        except asyncio.CancelledError:
-            pass  # the cancellation is lost; the sweep goes on
         return await super().expire_due()
 
 
