@@ -15,6 +15,8 @@ Step = str | int
 
 _SEGMENT = re.compile(r"([^.\[\]]*)((?:\[\d+\])*)")
 _INDEX = re.compile(r"\[(\d+)\]")
+#: control characters (Unicode category Cc): never part of a key a scenario can name
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class JsonPathError(ValueError):
@@ -25,8 +27,18 @@ def parse_path(text: str) -> tuple[Step, ...]:
     """The steps of ``text`` (``$`` alone, or ``""``, is the document itself).
 
     Keys are separated by dots; ``[n]`` after a key (or at the start) indexes a list. A key
-    holding a dot or a bracket cannot be named (no storefront seen needs it).
+    holding a dot or a bracket cannot be named (no storefront seen needs it), nor one holding a
+    control character (U+0000–U+001F, U+007F–U+009F): in a scenario file that is a typo or a
+    paste gone wrong, and some of them would be trimmed away as blanks. Blanks (``str.isspace``)
+    around the whole path are trimmed; inside a key they are kept.
     """
+    control = _CONTROL.search(text)
+    if control is not None:
+        step = next(p for p in re.split(r"[.\[\]]", text) if control.group() in p)
+        raise JsonPathError(
+            f"bad JSON path {text!r}: step {step!r} holds the control character "
+            f"U+{ord(control.group()):04X} (a key may not)"
+        )
     body = text.strip()
     if body.startswith("$"):
         body = body[1:].removeprefix(".")

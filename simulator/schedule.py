@@ -71,6 +71,20 @@ LIVE_BYTES_PER_ORDER = 160
 LIVE_BYTES_PER_RETRY = 48
 #: bytes generating one block (one second) holds per order at its peak (the block's arrays)
 BLOCK_BYTES_PER_ORDER = 256
+#: bytes a live run's engine holds per attempt in flight: its slot (76 bytes, see
+#: simulator.load.slots) twice, as the slot ring grows by doubling, plus the chunk's rows as
+#: Python lists while they are dispatched
+LIVE_BYTES_PER_IN_FLIGHT = 2 * 76 + 200
+#: seconds of orders a live run holds beyond its timeout: the chunk loaded ahead of the clock
+#: and the regions waiting to be folded into the tally
+LIVE_AHEAD_S = 1.0
+#: non-empty buckets a per-second latency histogram may have (fewer when a second has fewer
+#: orders): 0.098 % buckets spread over a wide latency distribution
+LIVE_SECOND_BUCKETS = 4096
+#: bytes a worker's tally holds per second of the run besides those buckets (counts, max/min)
+LIVE_BYTES_PER_SECOND = 256
+#: bytes one open connection holds (socket buffers, transport, parser)
+LIVE_BYTES_PER_CONNECTION = 96 * 1024
 #: the most orders a streamed schedule (``schedule``, the offline model) may hold: at tens of
 #: millions of orders a second, minutes of work (an 11.11 at full scale is a few hundred million)
 MAX_STREAM_ORDERS = 10**10
@@ -281,6 +295,47 @@ class Schedule:
                 f"{human_bytes(free)} of memory is free, room for about {free / per_order:.3g} "
                 "orders — lower duration_s, scale or the demand rates"
             )
+
+    def check_live_run(
+        self, timeout_s: float, drain_s: float, connections: int, workers: int
+    ) -> None:
+        """TooLargeError unless a live run of the schedule fits in free memory.
+
+        The engine streams the schedule chunk by chunk and folds finished attempts into the
+        tally, so a run holds, whatever its length: the attempts in flight (the busiest
+        second's orders, with their retries, over the timeout and the chunk loaded ahead), one
+        second of the schedule being generated per worker, the tally's per-second counts and
+        histograms (a few kB per second of the run, in each worker) and the connections.
+        """
+        need, in_flight = self.live_run_bytes(timeout_s, drain_s, connections, workers)
+        free = available_memory_bytes()
+        if need > free:
+            raise TooLargeError(
+                f"{self._label()}: a live run would hold up to {in_flight:.3g} orders in "
+                f"flight and {self.duration_s + drain_s:g} s of per-second counts in each of "
+                f"{workers} worker(s) ({human_bytes(need)}); {human_bytes(free)} of memory is "
+                "free — lower scale or the demand rates (or duration_s, timeout_s, workers)"
+            )
+
+    def live_run_bytes(
+        self, timeout_s: float, drain_s: float, connections: int, workers: int
+    ) -> tuple[float, float]:
+        """(bytes, attempts in flight) a live run holds at its busiest; see check_live_run."""
+        size = self.size()
+        retry = self.scenario.buyers.retry
+        per_s = size.peak_per_s + 10 * math.sqrt(size.peak_per_s) + 1
+        per_s *= 1.0 + retry.share * max(0, retry.max_attempts - 1)
+        in_flight = per_s * (timeout_s + LIVE_AHEAD_S)
+        seconds = math.ceil(self.duration_s + drain_s) + 1
+        # two per-second histograms (intended-time latency, service time), 16 bytes a bucket
+        second = LIVE_BYTES_PER_SECOND + 2 * 16 * min(per_s, LIVE_SECOND_BUCKETS)
+        need = (
+            in_flight * LIVE_BYTES_PER_IN_FLIGHT
+            + size.block_bytes() * workers
+            + seconds * second * workers
+            + connections * LIVE_BYTES_PER_CONNECTION
+        )
+        return need, in_flight
 
     # -- sampling ------------------------------------------------------------------------------
 

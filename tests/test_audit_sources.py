@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import tomllib
+import unicodedata
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -148,11 +149,28 @@ keys = st.text(st.characters(blacklist_characters=".[]$", blacklist_categories=(
 
 @given(st.lists(st.one_of(keys, st.integers(0, 99)), max_size=6))
 def test_json_paths_read_back(steps: list[str | int]) -> None:
+    """A path the parser accepts reads back as its steps; one it refuses names the step."""
     path = tuple(steps)
     text = jsonpath.format_path(path)
-    if text.startswith(" ") or text.endswith(" "):
-        return  # surrounding blanks are trimmed by design
+    bad = [
+        s for s in path if isinstance(s, str) and any(unicodedata.category(c) == "Cc" for c in s)
+    ]
+    if bad:  # a control character in a key: refused, naming the step
+        with pytest.raises(jsonpath.JsonPathError, match="control character") as err:
+            jsonpath.parse_path(text)
+        assert repr(bad[0]) in str(err.value)
+        return
+    if text[0].isspace() or text[-1].isspace():
+        return  # blanks around the whole path are trimmed by design
     assert jsonpath.parse_path(text) == path
+
+
+@pytest.mark.parametrize("text", ["a.b\x1fc", "\x1f", "a[0].\x00", "data.it\tems"])
+def test_control_characters_in_a_json_path_are_refused(text: str) -> None:
+    with pytest.raises(
+        jsonpath.JsonPathError, match=r"step '.*' holds the control character U\+00"
+    ):
+        jsonpath.parse_path(text)
 
 
 def test_json_path_lookup_names_what_is_missing() -> None:

@@ -117,9 +117,9 @@ CASES = [
         {"rate": "1e6", "duration_s": "1000"},
         "",
         [],
-        "a live run would hold 1e+09 orders over 1000 s (208 GB with their records)",
+        "a live run would hold up to 1.21e+07 orders in flight and 1005 s of per-second counts",
     ),
-    ("run", {"rate": "1e6", "duration_s": "1000"}, "", [], "lower duration_s, scale or"),
+    ("run", {"rate": "1e6", "duration_s": "1000"}, "", [], "lower scale or the demand rates"),
     ("schedule", {"rate": "1e7", "duration_s": "86400"}, "", [], "would hold 8.64e+11 orders"),
     ("simulate", {"rate": "1e7", "duration_s": "86400"}, "", [], "at most 1e+10 are generated"),
     (

@@ -424,6 +424,26 @@ def test_materialize_checks_its_slice_against_free_memory(monkeypatch: pytest.Mo
     assert len(sched.materialize(0, 2)) > 0  # half of it fits
 
 
+def test_a_live_run_is_sized_by_its_rate_not_its_length(monkeypatch: pytest.MonkeyPatch):
+    """The engine streams the schedule: a day at 1,000 orders/s needs what a minute does, plus
+    a few kB per second of counts; a rate whose attempts in flight do not fit is refused."""
+    monkeypatch.setattr(schedule_mod, "available_memory_bytes", lambda: 8_000_000_000)
+    day = build_schedule(_scenario({"baseline_per_s": 1000.0}, duration_s=86_400.0))
+    minute = build_schedule(_scenario({"baseline_per_s": 1000.0}, duration_s=60.0))
+    with pytest.raises(TooLargeError):  # held whole, 86.4 M orders would not fit
+        day.check_materialize()
+    day.check_live_run(timeout_s=5.0, drain_s=5.0, connections=256, workers=1)
+    day_bytes, in_flight = day.live_run_bytes(5.0, 5.0, 256, 1)
+    minute_bytes, same = minute.live_run_bytes(5.0, 5.0, 256, 1)
+    assert in_flight == same and 6_000 < in_flight < 9_000  # ~1,000/s (+10σ) over 5 s + 1 s
+    assert (day_bytes - minute_bytes) / (86_400 - 60) < 100_000  # per second of the run
+    fast = build_schedule(_scenario({"baseline_per_s": 1e7}, duration_s=1.0))
+    with pytest.raises(
+        TooLargeError, match=r"a live run would hold up to 6\.\d+e\+07 orders in flight and 6 s"
+    ):
+        fast.check_live_run(timeout_s=5.0, drain_s=5.0, connections=256, workers=1)
+
+
 def test_long_sales_get_coarser_expectation_bins():
     sc = _scenario({"baseline_per_s": 10.0}, duration_s=86_400.0)
     sched = build_schedule(sc)

@@ -31,11 +31,16 @@ def check_flags(args: argparse.Namespace, ranges: Mapping[str, Range]) -> None:
 def check_live_run(
     scenario: Scenario, duration_s: float | None, workers: int, connections: int
 ) -> None:
-    """UsageError/TooLargeError before a live run starts: its schedule must fit in memory and
-    each worker's share of the connections within the process's open-files limit."""
+    """UsageError/TooLargeError before a live run starts: what it holds (attempts in flight,
+    per-second counts, connections) must fit in memory and each worker's share of the
+    connections within the process's open-files limit."""
     from simulator.machine import check_connections
     from simulator.schedule import build_schedule
 
     per_worker = -(-connections // workers)
     check_connections(per_worker)
-    build_schedule(scenario, duration_s).check_materialize()  # all workers share this machine
+    run = scenario.run
+    # the engine streams the schedule: what a run holds grows with its rate, not its length
+    build_schedule(scenario, duration_s).check_live_run(
+        run.timeout_s, run.drain_s, connections, workers
+    )

@@ -31,6 +31,7 @@ from simulator.storefront.backends import (
     OrderState,
     Reservation,
 )
+from simulator.storefront.backends.base import cancel_until_done
 from simulator.storefront.protocol import error_body
 from simulator.storefront.validate import (
     MAX_ID_LENGTH,
@@ -98,6 +99,7 @@ class Flow:
                 settings.seed,
             )
         self._sweeper: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     # -- life -----------------------------------------------------------------------------
 
@@ -105,20 +107,34 @@ class Flow:
         """Start the sweeper (reservation mode only): one task for all holds."""
         self.opens_at = self.clock() + self.shop.settings.sale_start_s
         if self.ttl_s is not None:
-            self._sweeper = asyncio.get_running_loop().create_task(self._sweep(self.ttl_s))
+            self._stopping = asyncio.Event()
+            self._sweeper = asyncio.get_running_loop().create_task(
+                self._sweep(self.ttl_s, self._stopping)
+            )
 
     async def stop(self) -> None:
-        """Stop the sweeper before the backend closes."""
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+        """Stop the sweeper before the backend closes.
 
-    async def _sweep(self, ttl_s: float) -> None:
+        The sweeper is told to stop (it checks between sweeps) and cancelled, again until it
+        has ended: a store client can lose a cancellation that arrives mid-command (redis-py
+        8.2 turns some into a retried command), and a sweeper that missed it would sweep on
+        forever and this would never return.
+        """
+        task, self._sweeper = self._sweeper, None
+        if task is None:
+            return
+        self._stopping.set()
+        await cancel_until_done([task])
+        if not task.cancelled() and task.exception() is not None:
+            _log.error("the sweeper failed", exc_info=task.exception())
+
+    async def _sweep(self, ttl_s: float, stopping: asyncio.Event) -> None:
         pause_s = sweep_interval_s(ttl_s)
-        while True:
-            await asyncio.sleep(pause_s)
+        while not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), pause_s)
+            if stopping.is_set():
+                return
             try:
                 await self.shop.backend.expire_due()
             except Exception:  # a store hiccup: log it and sweep again next time

@@ -179,28 +179,38 @@ RACY = ("memory-racy", "redis-racy", "postgres-racy")
 
 @pytest.mark.parametrize("backend", CORRECT + RACY)
 async def test_pay_and_cancel_racing_real_expiry(backend: str, start: Any, http: Any) -> None:
-    """TTL 0.2 s, the sweeper running: buyers pay or cancel around the deadline."""
+    """TTL 0.2 s, the sweeper running: buyers pay or cancel around the deadline.
+
+    How many buyers beat the deadline depends on how fast the host answers (on a loaded host
+    every hold can be due before its buyer's payment arrives), so this asserts what holds
+    whatever the interleaving: the store's counters agree with the answers the buyers got,
+    every hold ended, and a correct store ended each exactly once. That a racy store ends a
+    hold twice when its end races the expiry is shown deterministically, on a test clock, in
+    ``test_reservations.py::test_an_end_racing_the_expiry``.
+    """
     sf = await start(backend, {"durian": 200}, reservation_ttl_s=0.2, racy_delay_ms=50.0)
     rng = random.Random(7)
+    answers: list[tuple[str, int]] = []
 
     async def buyer(i: int) -> None:
         assert (await call(http, "POST", sf.url + "/orders", order(f"o{i}", f"u{i}")))[0] == 201
         await asyncio.sleep(rng.uniform(0.1, 0.3))
         action = "pay" if i % 2 else "cancel"
-        assert (await call(http, "POST", sf.url + f"/orders/o{i}/{action}"))[0] in (200, 409, 410)
+        status, body, _ = await call(http, "POST", sf.url + f"/orders/o{i}/{action}")
+        assert status in (200, 410), (action, status, body)
+        assert status == 410 or body["status"] == {"pay": "paid", "cancel": "cancelled"}[action]
+        answers.append((action, status))
 
     await asyncio.gather(*(buyer(i) for i in range(120)))
     await asyncio.sleep(0.5)  # every hold is due and swept
     s = (await http.get(sf.url + "/inventory"))["skus"]["durian"]
-    conserved = (
-        s["initial"] == s["paid"] + s["held"] + s["free"]
-        and s["reserved"] == s["paid"] + s["held"] + s["returned"]
-        and s["double_returns"] == s["paid_after_expiry"] == 0
-    )
-    assert s["held"] == 0 and s["reserved"] == 120
+    paid = answers.count(("pay", 200))
+    assert s["held"] == 0 and s["reserved"] == 120, s
+    # only a payment answered 200 writes the ledger, in every backend
+    assert s["paid"] == s["ledger_units"] == paid, (paid, s)
+    # every hold ended at least once; each further end is a double return or a late payment
+    extra_ends = s["paid"] + s["returned"] - s["reserved"]
+    assert extra_ends == s["double_returns"] + s["paid_after_expiry"] >= 0, s
     if backend in CORRECT:
-        assert conserved, s
-        assert s["paid"] == s["ledger_units"] > 0
-    else:
-        assert not conserved, s
-        assert s["paid_after_expiry"] + s["double_returns"] > 0, s
+        assert extra_ends == 0, s
+        assert s["initial"] == s["paid"] + s["held"] + s["free"], s

@@ -17,10 +17,11 @@ and a hold returned twice; their snapshot counts both.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from simulator.errors import FlashsaleError
 
@@ -235,3 +236,21 @@ def parse_hold_record(record: str, replayed: bool) -> Reservation:
 def next_limits(current: Mapping[str, int], stocks: Mapping[str, int]) -> dict[str, int]:
     """Per-buyer limits after a reset to ``stocks``: known SKUs keep theirs, new ones get none."""
     return {sku: current.get(sku, 0) for sku in stocks}
+
+
+#: how long :func:`cancel_until_done` waits before cancelling again
+CANCEL_POLL_S = 0.05
+
+
+async def cancel_until_done(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait until every one has ended, cancelling again while it runs.
+
+    A store client can lose a cancellation that arrives in the middle of a command (redis-py
+    8.2 sometimes retries the command instead), so one ``cancel()`` does not always end a task:
+    closing a backend or stopping a sweeper would then wait forever.
+    """
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=CANCEL_POLL_S)

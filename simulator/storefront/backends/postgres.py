@@ -243,6 +243,9 @@ END
 $fn$;
 """
 
+#: how long closing waits for calls under way before cutting their connections
+CLOSE_GRACE_S = 1.0
+
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
@@ -312,10 +315,17 @@ class PostgresBackend:
             ) from None
 
     async def close(self) -> None:
-        """Close the pool."""
+        """Close the pool; a call still under way after ``CLOSE_GRACE_S`` has its connection cut.
+
+        ``Pool.close`` waits for every connection to be released, so a call stuck in the
+        store would hold it forever: terminating the pool ends those calls with an error.
+        """
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            await pool.close()
+            try:
+                await asyncio.wait_for(pool.close(), CLOSE_GRACE_S)
+            except TimeoutError:
+                pool.terminate()
 
     async def reserve(self, order_id: str, sku: str, qty: int, user_id: str) -> Reservation:
         """Call the schema's ``reserve`` function: one round trip, one transaction."""

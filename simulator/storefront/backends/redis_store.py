@@ -31,6 +31,7 @@ from simulator.storefront.backends.base import (
     Reservation,
     SkuSnapshot,
     StoreUnavailableError,
+    cancel_until_done,
     hold_value,
     next_limits,
     parse_hold,
@@ -213,7 +214,9 @@ class RedisBackend:
         self._expire_script: Any = None
         # reserve calls made in one turn of the event loop go to Redis as one pipeline
         self._batch: list[tuple[list[object], asyncio.Future[Any]]] = []
-        self._sending: set[asyncio.Task[None]] = set()
+        # batches under way, each with its callers' answers (failed by ``close``)
+        self._sending: dict[asyncio.Task[None], list[asyncio.Future[Any]]] = {}
+        self._closed = False
 
     async def start(self) -> None:
         """Connect (a bounded pool), load the script and the initial stock."""
@@ -243,7 +246,20 @@ class RedisBackend:
             ) from None
 
     async def close(self) -> None:
-        """Close the connection pool."""
+        """Fail every pending reserve, stop the batches under way, close the connection pool.
+
+        Every caller still waiting for an answer gets :class:`StoreUnavailableError`, whether
+        its call was still queued for the next batch or already sent, so nothing waits on a
+        backend that is gone.
+        """
+        self._closed = True
+        closed = StoreUnavailableError("the Redis backend was closed")
+        queued, self._batch = self._batch, []
+        _fail([answer for _, answer in queued], closed)
+        sending, self._sending = self._sending, {}
+        await cancel_until_done(sending)
+        for answers in sending.values():
+            _fail(answers, closed)
         if self._client is not None:
             client, self._client = self._client, None
             await client.aclose()
@@ -268,6 +284,8 @@ class RedisBackend:
             user_id if self._ttl_s is not None else last,
             last,
         ]
+        if self._closed:
+            raise StoreUnavailableError("the Redis backend was closed")
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[Any] = loop.create_future()
         self._batch.append((args, answer))
@@ -280,9 +298,11 @@ class RedisBackend:
 
     def _send_batch(self) -> None:
         batch, self._batch = self._batch, []
+        if not batch:  # closed meanwhile: its callers have their error already
+            return
         task = asyncio.get_running_loop().create_task(self._run_batch(batch))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        self._sending[task] = [answer for _, answer in batch]
+        task.add_done_callback(lambda done: self._sending.pop(done, None))
 
     async def _run_batch(self, batch: list[tuple[list[object], asyncio.Future[Any]]]) -> None:
         """One pipeline of reserve scripts; each answer (or error) to its caller."""
@@ -516,6 +536,13 @@ class RacyRedisBackend(RedisBackend):
         for state in due:
             await self._write_end(state, "e")  # a hold paid or cancelled meanwhile too
         return len(due)
+
+
+def _fail(answers: list[asyncio.Future[Any]], error: BaseException) -> None:
+    """Give ``error`` to every caller still waiting on one of ``answers``."""
+    for answer in answers:
+        if not answer.done():
+            answer.set_exception(error)
 
 
 def _ints(mapping: Mapping[str, str]) -> dict[str, int]:
