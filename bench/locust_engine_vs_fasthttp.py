@@ -114,7 +114,6 @@ def engine_cell(scenario: Path, host: str, seconds: float) -> tuple[float, float
 
 def engine_child(scenario_path: str, host: str) -> None:
     """The schedule with the bare engine (lean transport, uvloop): sent, rows, dispatch-lag p99."""
-    import numpy as np
     import uvloop
 
     from simulator.load.engine import EngineConfig, Run
@@ -134,10 +133,9 @@ def engine_child(scenario_path: str, host: str) -> None:
     # FLASHSALE_BENCH_SPIN_S to see the engine's default, 0.00005 on a timerfd, at this rate)
     spin_s = float(os.environ.get("FLASHSALE_BENCH_SPIN_S", SPIN_S))
     config = EngineConfig(drain_s=sc.run.drain_s, spin_s=spin_s)
-    rec = uvloop.run(Run(rows, transport, config).execute()).recorder
-    d = rec.dispatched_ns[: rec.n_rows]
-    lag_ms = float(np.percentile(d[d >= 0] - rec.intended_ns[: rec.n_rows][d >= 0], 99) / 1e6)
-    print(int((rec.sent_ns >= 0).sum()), len(rows), round(lag_ms, 3))
+    tally = uvloop.run(Run(rows, transport, config).execute()).tally
+    lag_ms = float(tally.combined("dispatch_lag").percentiles((99.0,))[0] / 1e6)
+    print(tally.sent, len(rows), round(lag_ms, 3))
 
 
 def main() -> None:
