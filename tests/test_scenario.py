@@ -156,6 +156,11 @@ def test_scale_multiplies_stock_but_keeps_at_least_one_unit():
             "storefront.backend: unknown backend 'reddis'; did you mean 'redis'?",
         ),
         ("storefront.hot_row", "yes", "storefront.hot_row: must be true or false"),
+        ("storefront.reservation_ttl_s", 0, "storefront.reservation_ttl_s: must be > 0, got 0"),
+        ("storefront.room_order", "lifo", "storefront.room_order: must be one of fifo, shuffle"),
+        ("storefront.max_active", -1, "storefront.max_active: must be ≥ 0, got -1"),
+        ("storefront.admit_per_s", 1e9, "storefront.admit_per_s: must be ≤ 1e+07"),
+        ("storefront.require_token", "yes", "storefront.require_token: must be true or false"),
         ("thresholds", "p99 < 1", "thresholds: must be a list of strings"),
         ("products", [], "products: at least one product"),
     ],
@@ -331,3 +336,19 @@ def test_only_regular_files_of_bounded_size_are_read(tmp_path: Path):
     latin.write_bytes(b'name = "caf\xe9"\n')
     with pytest.raises(ScenarioError, match="not UTF-8"):
         load_scenario(latin)
+
+
+def test_the_storefront_flow_keys_reach_the_bundled_storefront() -> None:
+    from simulator.storefront.config import StorefrontSettings
+
+    knobs = {
+        "reservation_ttl_s": 600.0, "require_token": True, "admit_per_s": 5000.0, "burst": 200,
+        "max_active": 10_000, "session_s": 120.0, "room_order": "shuffle", "sale_start_s": 10.0,
+    }  # fmt: skip
+    sc = parse_scenario(_with("storefront", knobs), "t.toml")
+    assert sc.storefront.flow
+    settings = StorefrontSettings.from_scenario(sc)
+    assert {k: getattr(settings, k) for k in knobs} == knobs
+    plain = parse_scenario(_with("storefront", {"backend": "memory"}), "t.toml")
+    assert not plain.storefront.flow  # the contract's one-request order stays the default
+    assert StorefrontSettings.from_scenario(plain).reservation_ttl_s is None

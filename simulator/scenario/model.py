@@ -143,6 +143,26 @@ class StorefrontConfig:
     max_concurrency: int = 0  # in-flight orders beyond this are shed with 429; 0 = no limit
     hot_row: bool = False  # orders for one SKU serialise, as on one database row
     racy_delay_ms: float = 1.0  # the racy backends' simulated round trip between read and write
+    # the flash-sale flow (off by default: one request confirms an order, as the contract says)
+    reservation_ttl_s: float | None = None  # POST /orders holds stock this long; pay or it expires
+    require_token: bool = False  # orders need a token from POST /login
+    admit_per_s: float = 0.0  # token bucket: buyers admitted per second (0 = no bucket)
+    burst: int = 0  # the bucket's depth
+    max_active: int = 0  # waiting room: buyers inside at once (0 = no room)
+    session_s: float = 60.0  # how long an admitted buyer stays inside
+    room_order: str = "fifo"  # who gets in first at the drop: "fifo" or "shuffle"
+    sale_start_s: float = 0.0  # orders before this second are refused (403); the room queues
+
+    @property
+    def flow(self) -> bool:
+        """Whether anything beyond the one-request order is on."""
+        return bool(
+            self.reservation_ttl_s is not None
+            or self.require_token
+            or self.admit_per_s
+            or self.max_active
+            or self.sale_start_s
+        )
 
 
 #: where the audit's truth may come from (``[audit] source``)

@@ -54,6 +54,7 @@ from simulator.scenario.shape import (
     literal_problem,
     path_problem,
 )
+from simulator.storefront.admission import ROOM_ORDERS
 from simulator.storefront.backends import BACKEND_NAMES
 
 #: the largest scenario file read (the shipped ones are a few kB; catalogs are generated)
@@ -554,7 +555,23 @@ def _parse_storefront(t: _Table | None) -> StorefrontConfig:
         max_concurrency=t.integer("max_concurrency", 0, L.MAX_CONCURRENCY),
         hot_row=t.flag("hot_row", False),
         racy_delay_ms=t.number("racy_delay_ms", 1.0, L.SERVICE_TIME_MS),
+        reservation_ttl_s=(
+            t.number("reservation_ttl_s", None, L.RESERVATION_TTL_S)
+            if t.has("reservation_ttl_s")
+            else None
+        ),
+        require_token=t.flag("require_token", False),
+        admit_per_s=t.number("admit_per_s", 0.0, L.RATE_PER_S),
+        burst=t.integer("burst", 0, L.ADMITTED),
+        max_active=t.integer("max_active", 0, L.ADMITTED),
+        session_s=t.number("session_s", 60.0, L.SESSION_S),
+        room_order=t.text("room_order", "fifo"),
+        sale_start_s=t.number("sale_start_s", 0.0, L.TIME_S),
     )
+    if cfg.room_order not in ROOM_ORDERS:
+        raise t.fail(
+            "room_order", f"must be one of {', '.join(ROOM_ORDERS)}, got {cfg.room_order!r}"
+        )
     t.finish()
     return cfg
 

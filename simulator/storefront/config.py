@@ -24,6 +24,8 @@ DEFAULT_READ_TIMEOUT_S = 10.0
 DEFAULT_KEEPALIVE_TIMEOUT_S = 75.0
 #: longest accepted read or keep-alive timeout (a day: the event loop's timers stay exact)
 MAX_TIMEOUT_S = 86_400.0
+#: the largest admission rate (buyers/s): the scenario's largest demand rate
+MAX_ADMIT_PER_S = 1e7
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,10 +113,10 @@ class StorefrontSettings:
                 f"reservation_ttl_s: must be a number of seconds in (0, {MAX_TIMEOUT_S:g}], "
                 f"got {ttl}"
             )
-        for name in ("admit_per_s", "sale_start_s"):
+        for name, top in (("admit_per_s", MAX_ADMIT_PER_S), ("sale_start_s", MAX_TIMEOUT_S)):
             value = getattr(self, name)
-            if not (math.isfinite(value) and 0 <= value <= MAX_TIMEOUT_S):
-                raise UsageError(f"{name}: must be a number in [0, {MAX_TIMEOUT_S:g}], got {value}")
+            if not (math.isfinite(value) and 0 <= value <= top):
+                raise UsageError(f"{name}: must be a number in [0, {top:g}], got {value}")
         if not (math.isfinite(self.session_s) and 0 < self.session_s <= MAX_TIMEOUT_S):
             raise UsageError(
                 f"session_s: must be a number of seconds in (0, {MAX_TIMEOUT_S:g}], "
@@ -158,6 +160,14 @@ class StorefrontSettings:
             max_concurrency=knobs.max_concurrency,
             hot_row=knobs.hot_row,
             racy_delay_ms=knobs.racy_delay_ms,
+            reservation_ttl_s=knobs.reservation_ttl_s,
+            require_token=knobs.require_token,
+            admit_per_s=knobs.admit_per_s,
+            burst=knobs.burst,
+            max_active=knobs.max_active,
+            session_s=knobs.session_s,
+            room_order=knobs.room_order,
+            sale_start_s=knobs.sale_start_s,
             seed=scenario.seed,
             prices={p.id: p.price for p in scenario.products},
         )

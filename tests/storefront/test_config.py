@@ -77,3 +77,28 @@ def test_bad_settings_json_is_one_usage_error(data: dict[str, Any], message: str
     with pytest.raises(UsageError) as err:
         StorefrontSettings.from_json(data)
     assert message in str(err.value)
+
+
+def test_serve_takes_the_scenarios_flow_and_its_flags_override_it(tmp_path) -> None:
+    import argparse
+
+    from simulator.commands.serve import build_settings, configure
+
+    scenario = tmp_path / "flow.toml"
+    scenario.write_text(
+        'name = "f"\nseed = 1\nduration_s = 1.0\n[[products]]\nid = "a"\nstock = 5\n'
+        "[demand]\nbaseline_per_s = 1.0\n"
+        '[storefront]\nreservation_ttl_s = 300.0\nrequire_token = true\nroom_order = "shuffle"\n'
+    )
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    settings = build_settings(parser.parse_args(["--scenario", str(scenario)]))
+    assert (settings.reservation_ttl_s, settings.require_token, settings.room_order) == (
+        300.0,
+        True,
+        "shuffle",
+    )
+    flagged = build_settings(
+        parser.parse_args(["--scenario", str(scenario), "--reservation-ttl", "5"])
+    )
+    assert flagged.reservation_ttl_s == 5.0 and flagged.require_token is True
