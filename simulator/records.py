@@ -34,7 +34,9 @@ a magic ``[STREAM_MAGIC]``, ``sku_names``, ``outcome_names``, then for each batc
 attempts a marker ``int64 [1, n]`` followed by the :data:`FIELDS` arrays (n elements each, in
 that order), and at the end a marker ``int64 [2, attempts]``. Each batch is flushed as it is
 written: a run that dies leaves its batches so far readable (a torn last batch is skipped) and
-no end marker, which is how a reader tells a complete stream from a cut one. With N > 1
+no end marker, which is how a reader tells a complete stream from a cut one. A run stopped
+early (Ctrl-C) records every attempt of the schedule rows it reached: the rows it never reached
+count in its report as not sent and have no record. With N > 1
 workers, worker k writes ``FILE.wk`` (:func:`stream_part`) and a reader reads them all.
 """
 
