@@ -125,6 +125,9 @@ def execute(config: RunConfig, report: Callable[[Progress], None] | None = None)
     if config.transport not in ("lean", "aiohttp"):
         raise UsageError(f"transport {config.transport!r}: unknown (lean or aiohttp)", "transport")
     if config.orders_path is not None:
+        if config.out_dir is not None and config.orders_path.parent == config.out_dir:
+            with contextlib.suppress(OSError):  # the report's own write says why, if it fails
+                config.out_dir.mkdir(parents=True, exist_ok=True)  # DIR/orders.npys
         try:
             clear_stream(config.orders_path)
         except (ValueError, OSError) as exc:

@@ -58,8 +58,7 @@ def test_a_running_run_has_written_batches_already(
     fake_store, scenario_file, tmp_path: Path
 ) -> None:
     url, _ = fake_store("ok", ("a=100000", "b=100000"))
-    out, orders = tmp_path / "out", tmp_path / "out" / "orders.npys"
-    out.mkdir()
+    out, orders = tmp_path / "out", tmp_path / "out" / "orders.npys"  # --out makes the dir
     proc = subprocess.Popen(
         [
             *(sys.executable, "-m", "simulator", "run", str(scenario_file(rate=200, duration=30))),
