@@ -47,7 +47,7 @@ def live_run(scenario: str | Path, scale: float, out: Path, quiet: bool = False)
     """``flashsale run SCENARIO --scale S --out OUT`` against the bundled storefront; its report."""
     cmd = [sys.executable, "-m", "simulator", "run", str(scenario), "--scale", str(scale)]
     subprocess.run(
-        [*cmd, "--out", str(out)],
+        [*cmd, "--out", str(out), "--orders", str(out / "orders.npys")],
         check=True,
         cwd=ROOT,
         stdout=subprocess.DEVNULL if quiet else None,

@@ -18,7 +18,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("report", nargs="?", metavar="RUN.json", help="a run's (or the model's) report")
     p.add_argument("--html", metavar="FILE", help="write a self-contained HTML page with plots")
     p.add_argument(
-        "--csv", metavar="DIR", help="write timeline.csv (and orders.csv from orders.npz) into DIR"
+        "--csv",
+        metavar="DIR",
+        help="write timeline.csv (and orders.csv from orders.npz or the orders.npys stream "
+        "beside the report) into DIR",
     )
     p.add_argument(
         "--threshold",
@@ -59,7 +62,7 @@ def report(
 ) -> int:
     """Print the summary, write the requested files, check thresholds (1 if any fails)."""
     from simulator.errors import UsageError
-    from simulator.records import ORDERS_FILE
+    from simulator.records import ORDERS_FILE, ORDERS_STREAM, find_orders
     from simulator.report.store import load_report
     from simulator.report.terminal import render_text
     from simulator.report.thresholds import evaluate, render_results
@@ -78,17 +81,20 @@ def report(
     if csv_dir is not None:
         from simulator.report.csvout import write_csv
 
-        npz = path.parent / ORDERS_FILE
+        records = find_orders(path.parent)
         try:
-            written = write_csv(view, csv_dir, npz if npz.is_file() else None)
+            written = write_csv(view, csv_dir, records)
         except OSError as exc:
             raise UsageError(f"--csv: {csv_dir}: cannot write: {exc.strerror}") from None
         except ValueError as exc:
             raise UsageError(f"--csv: {exc}") from None
         for p in written:
             print(f"wrote {p}")
-        if not npz.is_file():
-            print(f"(no {ORDERS_FILE} beside {path}: per-order CSV not written)")
+        if records is None:
+            print(
+                f"(no {ORDERS_FILE} beside {path}, nor an {ORDERS_STREAM} stream: "
+                "per-order CSV not written)"
+            )
     if not thresholds:
         return 0
     results = evaluate(view, thresholds)

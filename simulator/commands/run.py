@@ -14,6 +14,7 @@ FLAGS = {
     "insecure": "--insecure",
     "backend": "--backend",
     "transport": "--transport",
+    "orders_path": "--orders",
 }
 
 
@@ -27,7 +28,13 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, metavar="N", help="worker processes (one loop each)")
     p.add_argument("--connections", type=int, metavar="N", help="connections in all")
     p.add_argument("--transport", choices=("lean", "aiohttp"), default="lean")
-    p.add_argument("--out", metavar="DIR", help="write DIR/report.json and DIR/orders.npz")
+    p.add_argument("--out", metavar="DIR", help="write DIR/report.json")
+    p.add_argument(
+        "--orders",
+        metavar="FILE",
+        help="stream every attempt's record to FILE as the run goes (FILE.w0, FILE.w1, … with "
+        "--workers N); name it DIR/orders.npys for 'report --csv' and calibration to find it",
+    )
     p.add_argument("--html", metavar="FILE", help="also write the HTML report to FILE")
     p.add_argument(
         "--threshold",
@@ -114,6 +121,7 @@ def main(args: argparse.Namespace) -> int:
         connections=args.connections,
         transport=args.transport,
         out_dir=Path(args.out) if args.out else None,
+        orders_path=Path(args.orders) if args.orders else None,
         reset=not args.no_reset,
         busy_wait=args.busy_wait,
         ca_file=args.ca_file,

@@ -25,7 +25,7 @@ from simulator.load.engine import EngineConfig, Progress, TargetUnreachableError
 from simulator.load.target import Target, TargetError
 from simulator.load.transport import parse_endpoint
 from simulator.load.workers import WorkerSpec, run_local, run_workers
-from simulator.records import ORDERS_FILE, save_order_arrays
+from simulator.records import ORDERS_FILE, clear_stream, save_order_arrays
 from simulator.report.document import Report
 from simulator.report.sections import RunInfo, ScenarioInfo, StorefrontSettings, TargetInfo
 from simulator.report.store import REPORT_FILE, report_bytes, write_bytes
@@ -47,7 +47,8 @@ class RunConfig:
     workers: int | None = None
     connections: int | None = None
     transport: str = "lean"
-    out_dir: Path | None = None
+    out_dir: Path | None = None  # report.json there
+    orders_path: Path | None = None  # stream the per-attempt records there (records module)
     audit: bool = True
     reset: bool = True  # POST the target's reset path first (off: a user's live storefront)
     busy_wait: bool = False  # spin before each order instead of sleeping on a timerfd
@@ -123,6 +124,14 @@ def execute(config: RunConfig, report: Callable[[Progress], None] | None = None)
     connections = config.connections or sc.run.connections
     if config.transport not in ("lean", "aiohttp"):
         raise UsageError(f"transport {config.transport!r}: unknown (lean or aiohttp)", "transport")
+    if config.orders_path is not None:
+        if config.out_dir is not None and config.orders_path.parent == config.out_dir:
+            with contextlib.suppress(OSError):  # the report's own write says why, if it fails
+                config.out_dir.mkdir(parents=True, exist_ok=True)  # DIR/orders.npys
+        try:
+            clear_stream(config.orders_path)
+        except (ValueError, OSError) as exc:
+            raise UsageError(f"orders stream: {exc}", "orders_path") from None
     if config.audit:
         check_secrets(sc)  # an unset SHOP_DSN is found now, not after the sale
     started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -145,7 +154,7 @@ def execute(config: RunConfig, report: Callable[[Progress], None] | None = None)
             connections=max(1, math.ceil(connections / workers)),
             engine=engine,
             workers=workers,
-            keep_orders=config.out_dir is not None,
+            orders_path=None if config.orders_path is None else str(config.orders_path),
             skus=tuple(p.id for p in sc.products),
         )
         errors: list[str] = []
@@ -194,7 +203,7 @@ def execute(config: RunConfig, report: Callable[[Progress], None] | None = None)
         doc = doc.with_thresholds(check(doc, config.thresholds))
     if config.out_dir is None:
         return RunOutcome(doc, None, doc.exit_code)
-    path, problems = save_run(doc, config.out_dir, result.orders)
+    path, problems = save_run(doc, config.out_dir, None)
     return RunOutcome(doc, path, doc.exit_code, problems)
 
 
@@ -233,6 +242,8 @@ def save_run(
     doc: Report, out_dir: Path, orders: dict[str, npt.NDArray[np.generic]] | None
 ) -> tuple[Path | None, tuple[str, ...]]:
     """Write report.json (once, atomically) and orders.npz (with ``orders``) into ``out_dir``.
+
+    ``flashsale run`` passes no ``orders``: its records are streamed during the run instead.
 
     The report is serialised to bytes before any file is touched. A write that fails does not
     lose the run: the report goes to a file in the temporary directory instead, and each

@@ -4,8 +4,9 @@ Worker k of N generates the scenario's schedule itself, chunk by chunk as its en
 and takes its slice (rows ≡ k mod N), so only a small spec travels to it and no worker holds the
 whole sale; it sends back its :class:`~simulator.load.tally.Tally` (histograms and
 counters, a size independent of its orders), which the parent merges by adding counts before any
-percentile is computed: exact, and no per-order array crosses the process boundary unless the run
-writes per-order records (``WorkerSpec.keep_orders``). SIGINT to the parent is passed to the
+percentile is computed: exact, and no per-order array crosses the process boundary: when the run
+keeps per-order records (``WorkerSpec.orders_path``) each worker streams its own part to disk
+(:class:`~simulator.records.OrderStream`). SIGINT to the parent is passed to the
 workers, which stop dispatching, drain briefly and report as usual.
 """
 
@@ -20,6 +21,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,7 +36,7 @@ from simulator.load.engine import (
 )
 from simulator.load.tally import Tally
 from simulator.load.transport import Endpoint, Transport
-from simulator.records import MemoryRecords, concat_orders
+from simulator.records import OrderStream, stream_part
 from simulator.scenario import Scenario
 from simulator.schedule import build_schedule
 
@@ -53,7 +55,7 @@ class WorkerSpec:
     connections: int
     engine: EngineConfig
     workers: int = 1
-    keep_orders: bool = False  # also hand back the per-order records (orders.npz)
+    orders_path: str | None = None  # stream the per-attempt records here (a part per worker)
     skus: tuple[str, ...] = ()
 
 
@@ -65,13 +67,29 @@ class Totals:
     partial: bool
     wall_s: float
     recorder_bytes: int  # the largest worker's recording memory (its attempts' slots)
-    orders: dict[str, Any] | None = None  # per-order records, when asked for
 
 
-def totals(spec: WorkerSpec, result: RunResult, records: MemoryRecords | None) -> Totals:
-    """A finished run's :class:`Totals` (and its per-attempt records, when kept)."""
-    orders = records.arrays(spec.skus) if records is not None else None
-    return Totals(result.tally, result.partial, result.wall_s, result.slot_bytes, orders)
+def totals(result: RunResult) -> Totals:
+    """A finished run's :class:`Totals`."""
+    return Totals(result.tally, result.partial, result.wall_s, result.slot_bytes)
+
+
+def open_stream(spec: WorkerSpec) -> OrderStream | None:
+    """This worker's orders stream (its own part with several workers), when one is asked for."""
+    if spec.orders_path is None:
+        return None
+    path = stream_part(Path(spec.orders_path), spec.engine.worker, spec.workers)
+    return OrderStream(path, spec.skus)
+
+
+def _run_streaming(
+    spec: WorkerSpec, report: Callable[[Progress], None] | None, start_at: float | None
+) -> Totals:
+    stream = open_stream(spec)
+    if stream is None:
+        return totals(_uvloop_run(_drive(spec, report, start_at, None)))
+    with stream:
+        return totals(_uvloop_run(_drive(spec, report, start_at, stream)))
 
 
 def make_transport(spec: WorkerSpec) -> Transport:
@@ -105,7 +123,7 @@ async def _drive(
     spec: WorkerSpec,
     report: Callable[[Progress], None] | None,
     start_at_wall_s: float | None,
-    records: MemoryRecords | None,
+    records: OrderStream | None,
 ) -> RunResult:
     loop = asyncio.get_running_loop()
     run = Run(schedule_slice(spec), make_transport(spec), spec.engine, records)
@@ -137,9 +155,7 @@ def _uvloop_run(coro: Any) -> Any:
 
 def run_local(spec: WorkerSpec, report: Callable[[Progress], None] | None = None) -> Totals:
     """The whole schedule on one event loop in this process."""
-    records = MemoryRecords() if spec.keep_orders else None
-    result: RunResult = _uvloop_run(_drive(spec, report, None, records))
-    return totals(spec, result, records)
+    return _run_streaming(spec, report, None)
 
 
 def _worker_main(spec: WorkerSpec, k: int, out: Any, start: Any, progress: bool) -> None:
@@ -148,12 +164,10 @@ def _worker_main(spec: WorkerSpec, k: int, out: Any, start: Any, progress: bool)
     # its own retry jitter stream and record numbers
     spec = replace(spec, engine=replace(spec.engine, worker=k, workers=spec.workers))
     try:
-        records = MemoryRecords() if spec.keep_orders else None
         out.put(("ready", k, None))
         start_at = start.get()
         report = (lambda p: out.put(("progress", k, p))) if progress else None
-        result = _uvloop_run(_drive(spec, report, start_at, records))
-        out.put(("result", k, totals(spec, result, records)))
+        out.put(("result", k, _run_streaming(spec, report, start_at)))
     except TargetUnreachableError as exc:
         out.put(("error", k, str(exc)))
     except BaseException as exc:
@@ -235,13 +249,11 @@ def run_workers(
     tally = Tally()
     for part in parts:
         tally.merge(part.tally)
-    orders = [part.orders for part in parts if part.orders is not None]
     merged = Totals(
         tally=tally,
         partial=interrupted or any(part.partial for part in parts) or len(parts) < spec.workers,
         wall_s=max(part.wall_s for part in parts),
         recorder_bytes=max(part.recorder_bytes for part in parts),
-        orders=concat_orders(orders) if spec.keep_orders and orders else None,
     )
     return merged, errors
 

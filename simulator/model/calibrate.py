@@ -9,9 +9,10 @@ Instead, in three steps:
    ``hot_row`` every SKU is one FIFO server (orders serialise on its row), otherwise the
    run's ``connections`` are the servers (a client queue in front of c connections);
    ``max_concurrency`` is the queue limit.
-2. **Service times net of queueing**, from the run's per-order records (``orders.npz`` beside
-   the report, :mod:`simulator.records`), where one FIFO server per SKU makes it exact: with
-   a fixed overhead o around the service (request and answer handling, not holding the row),
+2. **Service times net of queueing**, from the run's per-order records (``orders.npz`` or the
+   ``orders.npys`` stream beside the report, :mod:`simulator.records`), where one FIFO server
+   per SKU makes it exact: with a fixed overhead o around the service (request and answer
+   handling, not holding the row),
    S_i = done_i − max(sent_i + o, done_{i−1}). o is the value at which orders that found the
    row idle and orders that queued behind another have the same median service time (the
    second are o-free: inter-departure times). Without records (or with c > 1 servers) the
@@ -115,10 +116,10 @@ def load_report(path: str | Path) -> dict[str, Any]:
 
 def find_records(report_path: str | Path) -> Records | None:
     """The per-order records saved beside a run report, if there are readable ones."""
-    from simulator.records import ORDERS_FILE, load_orders
+    from simulator.records import find_orders, load_orders
 
-    path = Path(report_path).parent / ORDERS_FILE
-    if not path.is_file():
+    path = find_orders(Path(report_path).parent)
+    if path is None:
         return None
     try:
         return load_orders(path)

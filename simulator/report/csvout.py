@@ -3,15 +3,16 @@
 ``timeline.csv`` has one row per second and one column per series the report has:
 ``second, intended_per_s, sent_per_s, done_per_s, <outcome>_per_s…, p50_ms, p99_ms, max_ms,
 service_p50_ms…, confirmed_units_<sku>…`` (an empty cell: no value that second).
-``orders.csv`` has one row per attempt from ``orders.npz`` (see :mod:`.records`), with names for
-SKU and outcome, times in ns from the run's start (empty: never) and latency/service in ms.
+``orders.csv`` has one row per attempt from ``orders.npz`` or an orders stream (see
+:mod:`simulator.records`; a stream is read batch by batch, never whole), with names for SKU and
+outcome, times in ns from the run's start (empty: never) and latency/service in ms.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO
 
@@ -61,7 +62,18 @@ def timeline_csv(view: Report) -> str:
     return buf.getvalue()
 
 
-def _order_rows(arrays: dict[str, npt.NDArray[np.generic]]) -> Iterator[list[object]]:
+def _order_rows(
+    batches: Iterable[Mapping[str, npt.NDArray[np.generic]]],
+) -> Iterator[list[object]]:
+    first = 0  # attempt number of the batch's first record
+    for arrays in batches:
+        yield from _batch_rows(arrays, first)
+        first += len(arrays["row"])
+
+
+def _batch_rows(
+    arrays: Mapping[str, npt.NDArray[np.generic]], first: int
+) -> Iterator[list[object]]:
     skus = arrays["sku_names"].tolist()
     names = arrays["outcome_names"].tolist()
     n = len(arrays["row"])
@@ -77,7 +89,7 @@ def _order_rows(arrays: dict[str, npt.NDArray[np.generic]]) -> Iterator[list[obj
         latency = np.where(done >= 0, (done - intended) / 1e6, np.nan)
         service = np.where((done >= 0) & (sent >= 0), (done - sent) / 1e6, np.nan)
         columns = (
-            range(at, at + len(intended)),
+            range(first + at, first + at + len(intended)),
             part["row"].tolist(),
             part["order"].tolist(),
             part["buyer"].tolist(),
@@ -117,23 +129,25 @@ ORDER_COLUMNS = (
 )
 
 
-def write_orders_csv(arrays: dict[str, npt.NDArray[np.generic]], path: Path) -> Path:
-    """Write the per-attempt records as ``orders.csv`` (atomically)."""
+def write_orders_csv(batches: Iterable[Mapping[str, npt.NDArray[np.generic]]], path: Path) -> Path:
+    """Write the per-attempt records, given batch by batch (one batch: all of them), as
+    ``orders.csv`` (atomically); one batch is formatted at a time."""
 
     def write(f: IO[bytes]) -> None:
         text = io.TextIOWrapper(f, encoding="utf-8", newline="")
         w = csv.writer(text, lineterminator="\n")
         w.writerow(ORDER_COLUMNS)
-        w.writerows(_order_rows(arrays))
+        w.writerows(_order_rows(batches))
         text.flush()
         text.detach()
 
     return atomic_write(path, write)
 
 
-def write_csv(view: Report, out_dir: Path, orders_npz: Path | None = None) -> list[Path]:
-    """Write ``timeline.csv`` and, given an ``orders.npz``, ``orders.csv`` into ``out_dir``."""
-    from simulator.records import load_orders
+def write_csv(view: Report, out_dir: Path, orders: Path | None = None) -> list[Path]:
+    """Write ``timeline.csv`` and, given an ``orders.npz`` or an orders stream, ``orders.csv``
+    into ``out_dir``."""
+    from simulator.records import order_batches
 
     data = timeline_csv(view).encode()
 
@@ -141,6 +155,6 @@ def write_csv(view: Report, out_dir: Path, orders_npz: Path | None = None) -> li
         f.write(data)
 
     paths = [atomic_write(out_dir / TIMELINE_FILE, write)]
-    if orders_npz is not None:
-        paths.append(write_orders_csv(load_orders(orders_npz), out_dir / ORDERS_CSV))
+    if orders is not None:
+        paths.append(write_orders_csv(order_batches(orders), out_dir / ORDERS_CSV))
     return paths

@@ -95,3 +95,22 @@ def test_bad_orders_file(tmp_path: Path, oversold_run: Synthetic) -> None:
     np.savez(tmp_path / "orders.npz", row=np.arange(3))
     with pytest.raises(ValueError, match="no 'order' array"):
         write_csv(Report.from_json(oversold_run.report), tmp_path, tmp_path / "orders.npz")
+
+
+def test_orders_csv_from_a_stream_equals_the_npz_one(
+    tmp_path: Path, run_dir: Path, oversold_run: Synthetic
+) -> None:
+    from simulator.records import FIELDS, OrderStream
+
+    s = oversold_run
+    arrays = order_arrays(s.rows, s.rec, s.skus)
+    stream = tmp_path / "orders.npys"
+    with OrderStream(stream, s.skus) as sink:
+        n = len(arrays["row"])
+        for at in range(0, n, 7):  # several batches, the last one short
+            sink({name: arrays[name][at : at + 7] for name in FIELDS})
+    view = Report.from_json(s.report)
+    _, from_stream = write_csv(view, tmp_path / "a", stream)
+    _, from_npz = write_csv(view, tmp_path / "b", run_dir / "orders.npz")
+    assert from_stream.read_text() == from_npz.read_text()
+    assert len(read_csv(from_stream)) == s.rec.n_attempts
