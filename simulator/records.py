@@ -106,19 +106,6 @@ def order_arrays(
     }
 
 
-def concat_orders(
-    parts: Sequence[dict[str, npt.NDArray[np.generic]]],
-) -> dict[str, npt.NDArray[np.generic]]:
-    """Several workers' order arrays as one (their ``row`` numbers are the schedule's global
-    row numbers already: worker k of N holds rows k, k + N, …)."""
-    out: dict[str, npt.NDArray[np.generic]] = {
-        name: np.concatenate([p[name] for p in parts]) for name in FIELDS
-    }
-    out["sku_names"] = parts[0]["sku_names"]
-    out["outcome_names"] = parts[0]["outcome_names"]
-    return out
-
-
 STREAM_MAGIC = "flashsale-orders-stream-1"
 ORDERS_STREAM = "orders.npys"  # the stream's name beside a report, where calibration and CSV look
 _BATCH, _END = 1, 2
