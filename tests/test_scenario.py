@@ -346,9 +346,10 @@ def test_the_storefront_flow_keys_reach_the_bundled_storefront() -> None:
         "max_active": 10_000, "session_s": 120.0, "room_order": "shuffle", "sale_start_s": 10.0,
     }  # fmt: skip
     sc = parse_scenario(_with("storefront", knobs), "t.toml")
-    assert sc.storefront.flow
     settings = StorefrontSettings.from_scenario(sc)
+    assert settings.flow
     assert {k: getattr(settings, k) for k in knobs} == knobs
     plain = parse_scenario(_with("storefront", {"backend": "memory"}), "t.toml")
-    assert not plain.storefront.flow  # the contract's one-request order stays the default
-    assert StorefrontSettings.from_scenario(plain).reservation_ttl_s is None
+    plain_settings = StorefrontSettings.from_scenario(plain)
+    assert not plain_settings.flow  # the contract's one-request order stays the default
+    assert plain_settings.reservation_ttl_s is None

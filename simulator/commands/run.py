@@ -96,13 +96,16 @@ def main(args: argparse.Namespace) -> int:
     if args.backend is not None and args.backend not in BACKEND_NAMES:
         raise UsageError(f"--backend: unknown {args.backend!r} (one of {', '.join(BACKEND_NAMES)})")
     scenario = load_scenario(args.scenario, scale=args.scale)
-    if args.target is None and scenario.target.url is None and scenario.storefront.flow:
-        raise UsageError(
-            f"{args.scenario}: [storefront] turns on the flash-sale flow (reservations, tokens, "
-            "admission or a sale start), whose buyers log in and pay; flashsale run sends one "
-            "order request per buyer and does not drive that flow yet. Serve it with "
-            "'flashsale serve --scenario FILE' for your own client, or remove those keys"
-        )
+    if args.target is None and scenario.target.url is None:
+        from simulator.storefront.config import StorefrontSettings
+
+        if StorefrontSettings.from_scenario(scenario).flow:
+            raise UsageError(
+                f"{args.scenario}: [storefront] turns on the flash-sale flow (reservations, "
+                "tokens, admission or a sale start), whose buyers log in and pay; flashsale run "
+                "sends one order request per buyer and does not drive that flow yet. Serve it "
+                "with 'flashsale serve --scenario FILE' for your own client, or remove those keys"
+            )
     check_live_run(
         scenario,
         args.duration,

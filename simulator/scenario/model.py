@@ -153,17 +153,6 @@ class StorefrontConfig:
     room_order: str = "fifo"  # who gets in first at the drop: "fifo" or "shuffle"
     sale_start_s: float = 0.0  # orders before this second are refused (403); the room queues
 
-    @property
-    def flow(self) -> bool:
-        """Whether anything beyond the one-request order is on."""
-        return bool(
-            self.reservation_ttl_s is not None
-            or self.require_token
-            or self.admit_per_s
-            or self.max_active
-            or self.sale_start_s
-        )
-
 
 #: where the audit's truth may come from (``[audit] source``)
 AUDIT_SOURCES = ("http", "sql", "redis", "none")

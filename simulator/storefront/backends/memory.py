@@ -244,22 +244,20 @@ class MemoryBackend:
 
     def pay_now(self, order_id: str) -> OrderState | None:
         """:meth:`pay` without a coroutine: a hold still in time is paid, one past it expired."""
-        row = self._rows.get(order_id)
-        if row is None:
-            return None
-        if self._ttl_s is None or self._state[row] != _HELD:
-            return self._state_of(row)
-        self._settle(row, _EXPIRED if self._clock() >= self._expiry[row] else _PAID)
-        return self._state_of(row, changed=True)
+        return self._end_now(order_id, _PAID)
 
     def cancel_now(self, order_id: str) -> OrderState | None:
         """:meth:`cancel` without a coroutine (a hold past its expiry is expired instead)."""
+        return self._end_now(order_id, _CANCELLED)
+
+    def _end_now(self, order_id: str, end: int) -> OrderState | None:
+        """End a hold as ``end`` (expired instead when its time is up); other states as they are."""
         row = self._rows.get(order_id)
         if row is None:
             return None
         if self._ttl_s is None or self._state[row] != _HELD:
             return self._state_of(row)
-        self._settle(row, _EXPIRED if self._clock() >= self._expiry[row] else _CANCELLED)
+        self._settle(row, _EXPIRED if self._clock() >= self._expiry[row] else end)
         return self._state_of(row, changed=True)
 
     def expire_due_now(self) -> int:

@@ -82,12 +82,9 @@ CREATE TABLE {s}.returns (
 """
 
 # Reservation mode: reserve's twin that pre-deducts into a hold instead of confirming. Returns
-# 'R' or 'N' followed by "outcome|remaining|qty|expiry|sku".
-_HOLD_FUNCTION_SQL = """
-CREATE OR REPLACE FUNCTION {s}.hold(
-    p_order text, p_sku text, p_qty bigint, p_user text, p_limit bigint, p_expires float8
-) RETURNS text LANGUAGE plpgsql AS $fn$
-DECLARE
+#: the start both order functions share: a replayed order id returns its first record ('R…');
+#: a new one claims its id and, under a per-buyer limit, the buyer's units (outcome 2 if over)
+_CLAIM_SQL = """DECLARE
     rec text;
     rem bigint;
     outcome int := 0;
@@ -110,6 +107,15 @@ BEGIN
             END IF;
         END IF;
     END IF;
+"""
+
+
+# 'R' or 'N' followed by "outcome|remaining|qty|expiry|sku".
+_HOLD_FUNCTION_SQL = """
+CREATE OR REPLACE FUNCTION {s}.hold(
+    p_order text, p_sku text, p_qty bigint, p_user text, p_limit bigint, p_expires float8
+) RETURNS text LANGUAGE plpgsql AS $fn$
+-- CLAIM --
     IF outcome = 0 THEN
         UPDATE {s}.stock SET remaining = remaining - p_qty
             WHERE sku = p_sku AND remaining >= p_qty
@@ -166,7 +172,7 @@ BEGIN
         || h.expires_at::text || '|' || length(h.sku) || '|' || h.sku || h.user_id;
 END
 $fn$;
-"""
+""".replace("-- CLAIM --\n", _CLAIM_SQL)
 
 # every due hold expired, returned and logged in one statement (one transaction)
 _EXPIRE_SQL = """
@@ -195,29 +201,7 @@ _RESERVE_FUNCTION_SQL = """
 CREATE OR REPLACE FUNCTION {s}.reserve(
     p_order text, p_sku text, p_qty bigint, p_user text, p_limit bigint
 ) RETURNS text LANGUAGE plpgsql AS $fn$
-DECLARE
-    rec text;
-    rem bigint;
-    outcome int := 0;
-BEGIN
-    INSERT INTO {s}.outcomes (order_id, record) VALUES (p_order, '')
-        ON CONFLICT (order_id) DO NOTHING;
-    IF NOT FOUND THEN
-        SELECT record INTO rec FROM {s}.outcomes WHERE order_id = p_order;
-        RETURN 'R' || rec;
-    END IF;
-    IF p_limit > 0 THEN
-        IF p_qty > p_limit THEN
-            outcome := 2;
-        ELSE
-            INSERT INTO {s}.bought AS b (user_id, sku, units) VALUES (p_user, p_sku, p_qty)
-                ON CONFLICT (user_id, sku) DO UPDATE SET units = b.units + EXCLUDED.units
-                WHERE b.units + EXCLUDED.units <= p_limit;
-            IF NOT FOUND THEN
-                outcome := 2;
-            END IF;
-        END IF;
-    END IF;
+-- CLAIM --
     IF outcome = 0 THEN
         UPDATE {s}.stock SET remaining = remaining - p_qty, sold = sold + p_qty
             WHERE sku = p_sku AND remaining >= p_qty
@@ -241,7 +225,7 @@ BEGIN
     RETURN 'N' || rec;
 END
 $fn$;
-"""
+""".replace("-- CLAIM --\n", _CLAIM_SQL)
 
 #: how long closing waits for calls under way before cutting their connections
 CLOSE_GRACE_S = 1.0
