@@ -29,6 +29,7 @@ from simulator.load.recorder import Recorder
 from simulator.load.tally import Confirmed, first_confirmed
 from simulator.outcomes import CONFIRMED, NOT_SENT, OUTCOME_NAMES
 from simulator.report.document import Report
+from simulator.report.journeys import JourneyReport, StepReport
 from simulator.report.sections import (
     Audit,
     Distribution,
@@ -210,6 +211,7 @@ class Summary:
     latency: dict[str, Distribution]
     spectrum: dict[str, list[tuple[float, float]]]
     timeline: Timeline
+    journey: JourneyReport | None = None  # a scenario with a [journey]: steps and journeys
 
     def to_json(self) -> dict[str, Any]:
         """The sections as report.json has them (``orders``, ``latency_ms``, …)."""
@@ -326,6 +328,39 @@ def measure_tally(tally: Tally, duration_s: float, skus: Sequence[str] = ()) -> 
         latency={k: distribution_of(h) for k, h in hists.items()},
         spectrum={k: v for k, v in spectrum.items() if v},
         timeline=parsed,
+        journey=journey_report(tally.journey) if tally.journey is not None else None,
+    )
+
+
+def journey_report(jt: Any) -> JourneyReport:
+    """The journey section of a run's :class:`~simulator.load.journey.JourneyTally`."""
+    from simulator.scenario.journey import TERMINALS
+
+    steps = []
+    for k, (name, t) in enumerate(zip(jt.names, jt.steps, strict=True)):
+        steps.append(
+            StepReport(
+                name=name,
+                order=k == jt.order_step,
+                requests=int(t.attempts),
+                outcomes={n: int(t.attempt_outcomes[i]) for i, n in enumerate(OUTCOME_NAMES) if i},
+                reasons=t.reason_counts(),
+                latency=distribution_of(t.combined("intended")),
+                service=distribution_of(t.combined("service")),
+            )
+        )
+    ended_at = {
+        name: {TERMINALS[i]: int(n) for i, n in enumerate(jt.ends[k]) if n}
+        for k, name in enumerate(jt.names)
+        if jt.ends[k].any()
+    }
+    return JourneyReport(
+        started=int(jt.started),
+        terminals=jt.terminals(),
+        ended_at=ended_at,
+        time_completed=distribution_of(jt.times["completed"]),
+        time_ended=distribution_of(jt.times["ended"]),
+        steps=tuple(steps),
     )
 
 
@@ -375,6 +410,7 @@ def run_report(
         latency=summary.latency,
         spectrum=summary.spectrum,
         timeline=summary.timeline,
+        journey=summary.journey,
         audit=audit_doc,
         exit_code=exit_code,
         complete=complete,

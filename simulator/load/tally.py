@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -181,6 +182,8 @@ class Tally:
     last_ns: int = 0  # latest time anything happened (intended or done)
     reasons: dict[tuple[int, int], int] = field(default_factory=dict)  # (outcome, reason) → n
     reason_labels: dict[int, str] = field(default_factory=dict)  # the outcome rule's own names
+    # a journey's steps and ends (simulator.load.journey.JourneyTally); None without a journey
+    journey: Any = None
 
     def hist(self, kind: str, outcome: int) -> Histogram:
         """The histogram of one kind and outcome (created empty on first use)."""
@@ -371,6 +374,10 @@ class Tally:
         for pair, n in other.reasons.items():
             self.reasons[pair] = self.reasons.get(pair, 0) + n
         self.reason_labels.update(other.reason_labels)
+        if other.journey is not None:
+            if self.journey is None:
+                self.journey = type(other.journey)(other.journey.names, other.journey.order_step)
+            self.journey.merge(other.journey)
 
     def nbytes(self) -> int:
         """Memory held by the counts (what a worker sends back)."""

@@ -30,10 +30,10 @@ from simulator.load.engine import (
     CHUNK_ROWS,
     EngineConfig,
     Progress,
-    Run,
     RunResult,
     TargetUnreachableError,
 )
+from simulator.load.journey import make_run
 from simulator.load.tally import Tally
 from simulator.load.transport import Endpoint, Transport
 from simulator.records import OrderStream, stream_part
@@ -110,7 +110,7 @@ def make_transport(spec: WorkerSpec) -> Transport:
         return AiohttpTransport(*args)
     from simulator.load.transport.lean import LeanTransport
 
-    return LeanTransport(*args)
+    return LeanTransport(*args, retry_after=spec.engine.retry.retries() > 0)
 
 
 def schedule_slice(spec: WorkerSpec) -> Iterator[np.ndarray[Any, Any]]:
@@ -126,7 +126,18 @@ async def _drive(
     records: OrderStream | None,
 ) -> RunResult:
     loop = asyncio.get_running_loop()
-    run = Run(schedule_slice(spec), make_transport(spec), spec.engine, records)
+    sc = spec.scenario
+    run = make_run(
+        schedule_slice(spec),
+        make_transport(spec),
+        spec.engine,
+        records,
+        sc.journey,
+        sc.seed,
+        spec.endpoint,
+        sc.products,
+        sc.buyers.data,
+    )
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, run.stop)
     ticker: asyncio.Task[None] | None = None

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from simulator.outcomes import OUTCOME_NAMES
+from simulator.report.journeys import JourneyReport
 from simulator.report.sections import (
     Audit,
     CheckedThreshold,
@@ -51,7 +52,7 @@ _TOP_LEVEL_LATENCY = ("dispatch_lag", "queue_wait")
 _KNOWN = {
     "flashsale_report", "mode", "partial", "complete", "exit_code", "scenario", "target", "run",
     "orders", "latency_ms", "dispatch_lag_ms", "queue_wait_ms", "latency_spectrum", "timeline",
-    "audit", "thresholds",
+    "audit", "thresholds", "journey",
 }  # fmt: skip
 
 
@@ -73,6 +74,7 @@ class Report:
     latency: dict[str, Distribution] = field(default_factory=dict)
     spectrum: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     timeline: Timeline | None = None
+    journey: JourneyReport | None = None  # steps and journeys (a scenario with a [journey])
     audit: Audit | None = None
     thresholds: tuple[CheckedThreshold, ...] = ()
     exit_code: int = 0
@@ -136,6 +138,8 @@ class Report:
             out["latency_spectrum"] = {k: [list(p) for p in v] for k, v in self.spectrum.items()}
         if self.timeline is not None:
             out["timeline"] = self.timeline.to_json()
+        if self.journey is not None:
+            out["journey"] = self.journey.to_json()
         out["audit"] = None if self.audit is None else self.audit.to_json()
         out["thresholds"] = [t.to_json() for t in self.thresholds]
         for key, value in self.extra.items():
@@ -248,6 +252,7 @@ def _read(data: dict[str, Any], orders: dict[str, Any], source: str, strict: boo
         latency=latency,
         spectrum=_spectrum(data.get("latency_spectrum")),
         timeline=timeline,
+        journey=JourneyReport.from_json(data.get("journey")),
         audit=audit,
         thresholds=_thresholds(data.get("thresholds")),
         exit_code=exit_code if exit_code is not None else 0,

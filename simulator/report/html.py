@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO
 
 from simulator.files import atomic_write
+from simulator.report import journeys
 from simulator.report.document import Report
 from simulator.report.metrics import metric_values
 from simulator.report.plots import Plot, render_plots
@@ -267,6 +268,11 @@ def render_html(view: Report, source: str = "") -> str:
             _latency_table(view),
             "<h2>Outcomes and reasons</h2>",
             _reasons(view),
+            *(
+                ("<h2>Journeys</h2>", journeys.render_html(view.journey))
+                if view.journey is not None
+                else ()
+            ),
             "<h2>Figures</h2>",
             *(_figure(p) for p in plots),
             "<h2>Audit</h2>",

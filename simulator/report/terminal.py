@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
+from simulator.report import journeys
 from simulator.report.document import Report
 from simulator.report.metrics import metric_values
 
@@ -90,6 +91,8 @@ def render_text(view: Report) -> str:
         rates.append(f"sent on time {share(v['achieved_rate_ratio'])}")
     if rates:
         lines += ["", *_wrap("rates", rates)]
+    if view.journey is not None:
+        lines += ["", *journeys.render_text(view.journey)]
     lines += ["", *_audit(view)]
     if view.remarks():
         lines.append("")

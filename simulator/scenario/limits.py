@@ -86,3 +86,8 @@ MAX_CONCURRENCY = Range(0, 1_000_000)
 RESERVATION_TTL_S = Range(0.0, MAX_DURATION_S, lo_open=True, why=_DAY)
 ADMITTED = Range(0, 10_000_000, why="buyers")
 SESSION_S = Range(0.0, MAX_DURATION_S, lo_open=True, why=_DAY)
+#: a journey: its steps, a step's think time, a polling step's interval and requests
+JOURNEY_STEPS = Range(1, 32, why="steps per journey")
+THINK_S = Range(0.0, 3600.0, why="one hour")
+POLL_EVERY_S = Range(0.0, 3600.0, lo_open=True, why="one hour")
+POLL_MAX = Range(1, 10_000, why="requests per polling step")
