@@ -102,9 +102,7 @@ def child(mode: str, url: str, rate: float, seconds: float, connections: int) ->
     endpoint = parse_endpoint(url)
     transport = LeanTransport(endpoint, scenario.target, scenario.products, connections, 5.0, 2.0)
     cfg = EngineConfig(timeout_s=5.0, drain_s=2.0)
-    run = make_run(
-        rows, transport, cfg, None, scenario.journey, 1, endpoint, scenario.products, None
-    )
+    run = make_run(rows, transport, cfg, None, scenario, endpoint)
     cpu0 = time.process_time()
     result = uvloop.run(run.execute())
     cpu_s = time.process_time() - cpu0

@@ -336,19 +336,22 @@ def journey_report(jt: Any) -> JourneyReport:
     """The journey section of a run's :class:`~simulator.load.journey.JourneyTally`."""
     from simulator.scenario.journey import TERMINALS
 
-    steps = []
-    for k, (name, t) in enumerate(zip(jt.names, jt.steps, strict=True)):
-        steps.append(
-            StepReport(
-                name=name,
-                order=k == jt.order_step,
-                requests=int(t.attempts),
-                outcomes={n: int(t.attempt_outcomes[i]) for i, n in enumerate(OUTCOME_NAMES) if i},
-                reasons=t.reason_counts(),
-                latency=distribution_of(t.combined("intended")),
-                service=distribution_of(t.combined("service")),
-            )
+    def step(name: str, t: Any, order: bool) -> StepReport:
+        return StepReport(
+            name=name,
+            order=order,
+            requests=int(t.attempts),
+            outcomes={n: int(t.attempt_outcomes[i]) for i, n in enumerate(OUTCOME_NAMES) if i},
+            reasons=t.reason_counts(),
+            latency=distribution_of(t.combined("intended")),
+            service=distribution_of(t.combined("service")),
         )
+
+    steps = [
+        step(name, t, k == jt.order_step)
+        for k, (name, t) in enumerate(zip(jt.names, jt.steps, strict=True))
+    ]
+    streams = [step(n, t, False) for n, t in zip(jt.stream_names, jt.streams, strict=True)]
     ended_at = {
         name: {TERMINALS[i]: int(n) for i, n in enumerate(jt.ends[k]) if n}
         for k, name in enumerate(jt.names)
@@ -361,6 +364,8 @@ def journey_report(jt: Any) -> JourneyReport:
         time_completed=distribution_of(jt.times["completed"]),
         time_ended=distribution_of(jt.times["ended"]),
         steps=tuple(steps),
+        streams=tuple(streams),
+        implicit=bool(jt.implicit),
     )
 
 

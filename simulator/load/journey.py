@@ -24,8 +24,8 @@ from __future__ import annotations
 import heapq
 import re
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -33,7 +33,7 @@ import orjson
 
 from simulator import jsonpath
 from simulator.histogram import LIVE, Histogram, Scale
-from simulator.load.engine import EngineConfig, Orders, Run, Sink
+from simulator.load.engine import CHUNK_ROWS, EngineConfig, Orders, Run, Sink
 from simulator.load.slots import NO_STEP
 from simulator.load.tally import Tally
 from simulator.load.transport import Channel, Endpoint, Transport
@@ -53,8 +53,7 @@ from simulator.outcomes import (
     OutcomeRule,
     value_key,
 )
-from simulator.scenario import Product
-from simulator.scenario.buyerdata import BuyerData
+from simulator.scenario import Scenario
 from simulator.scenario.journey import (
     COMPLETED,
     MISSING,
@@ -64,8 +63,10 @@ from simulator.scenario.journey import (
     Extract,
     Journey,
     Step,
+    Stream,
+    order_journey,
 )
-from simulator.schedule import BLOCK_NS, FLAG_RETRIES
+from simulator.schedule import BLOCK_NS, FLAG_RETRIES, ORDER_DTYPE, build_schedule
 
 I64 = npt.NDArray[np.int64]
 _TERMINAL = {name: i for i, name in enumerate(TERMINALS)}
@@ -122,7 +123,10 @@ class JourneyTally:
 
     names: tuple[str, ...]
     order_step: int
+    stream_names: tuple[str, ...] = ()
+    implicit: bool = False  # the target's order as a one-step journey (streams only)
     steps: list[Tally] = field(default_factory=list)
+    streams: list[Tally] = field(default_factory=list)
     started: int = 0
     ends: I64 = field(default_factory=lambda: np.zeros((0, len(TERMINALS)), dtype=np.int64))
     times: dict[str, Histogram] = field(default_factory=dict)  # "completed" / "ended"
@@ -131,6 +135,8 @@ class JourneyTally:
     def __post_init__(self) -> None:
         if not self.steps:
             self.steps = [Tally() for _ in self.names]
+        if not self.streams:
+            self.streams = [Tally() for _ in self.stream_names]
         if self.ends.shape[0] != len(self.names):
             self.ends = np.zeros((len(self.names), len(TERMINALS)), dtype=np.int64)
         for kind in ("completed", "ended"):
@@ -158,6 +164,8 @@ class JourneyTally:
         self.started += other.started
         self.ends += other.ends
         for mine, theirs in zip(self.steps, other.steps, strict=True):
+            mine.merge(theirs)
+        for mine, theirs in zip(self.streams, other.streams, strict=True):
             mine.merge(theirs)
         for kind, h in other.times.items():
             self.times[kind].merge(h)
@@ -247,11 +255,12 @@ class JourneyRun(Run):
         journey: Journey,
         templates: Sequence[StepTemplate],
         seed: int,
+        streams: Sequence[Stream] = (),
     ) -> None:
         self.journey = journey
         self._steps = journey.steps
         self._n_steps = len(journey.steps)
-        self._templates = list(templates)
+        self._templates = list(templates)  # the steps', then the streams'
         self._rules = [
             OutcomeRule(
                 s.status,
@@ -261,13 +270,15 @@ class JourneyRun(Run):
                     else ()
                 ),
             )
-            for s in journey.steps
+            for s in (*journey.steps, *(x.request for x in streams))
         ]
         variables = journey.variables()
         self._extracts = [[(variables.index(e.var), e) for e in s.extract] for s in journey.steps]
         self._n_vars = len(variables)
         self._seed = seed
-        self.journeys = JourneyTally(journey.names(), journey.order_step)
+        self.journeys = JourneyTally(
+            journey.names(), journey.order_step, tuple(x.name for x in streams), journey.implicit
+        )
         # per-journey slots (recycled): the row's numbers, draws, values, cookies, progress
         self._j_free: list[int] = []
         self._j_row: list[int] = []
@@ -290,6 +301,8 @@ class JourneyRun(Run):
         self._ends: list[tuple[int, int, int]] = []  # (step, terminal, time ns), not folded yet
         # the current chunk's rows beyond the engine's lists
         self._crow: list[int] = []
+        self._cs: list[int] = []  # per row: 0 a buyer, s + 1 a request of stream s
+        self._buyer_rows = 0  # buyer rows taken so far (their schedule row numbers)
         self._cf: list[int] = []
         self._cthink: list[list[int]] = []
         self._ctake: list[list[bool]] = []
@@ -320,9 +333,18 @@ class JourneyRun(Run):
             self._ct, self._ci = [], 0
             return False
         cfg = self.config
-        local = self._rows_loaded
         n = len(chunk)
-        rows = cfg.worker + (local + np.arange(n, dtype=np.int64)) * cfg.workers
+        if "stream" in (chunk.dtype.names or ()):
+            kind = chunk["stream"]
+            buyer = kind == 0
+            self._cs = kind.tolist()
+        else:
+            buyer = np.ones(n, dtype=bool)
+            self._cs = []
+        local = self._buyer_rows
+        nth = local + np.cumsum(buyer) - 1  # each buyer row's number among this worker's
+        rows = cfg.worker + nth.astype(np.int64) * cfg.workers
+        self._buyer_rows += int(np.count_nonzero(buyer))
         self._rows_loaded += n
         t = chunk["t_ns"]
         self._ci = 0
@@ -337,7 +359,9 @@ class JourneyRun(Run):
         self._ctake = takes(self.journey, self._seed, rows).tolist()
         self._max_intended = max(self._max_intended, self._ct[-1])
         due = self._recent_due
-        due.append((local, t.astype(np.int64)))
+        tb = t[buyer].astype(np.int64)
+        if len(tb):
+            due.append((local, tb))
         while len(due) > 1 and int(due[1][1][0]) < self._ct[0] - 2 * BLOCK_NS:
             due.popleft()
         return True
@@ -357,7 +381,10 @@ class JourneyRun(Run):
             now = clock() - t0
             if ts[i] > now:
                 break
-            self._start(i, ts[i], now)
+            if self._cs and self._cs[i]:
+                self._background(i, ts[i])
+            else:
+                self._start(i, ts[i], now)
             i += 1
         self._ci = i
         heap = self._retry_heap
@@ -417,6 +444,29 @@ class JourneyRun(Run):
         self._live_journeys += 1
         self.journeys.started += 1
         self._go(j, self._next_step(j, -1), t_row, now)
+
+    def _background(self, i: int, t_row: int) -> None:
+        """Row ``i`` of the chunk is a request of a background stream: send it (or queue it)."""
+        k = self._n_steps + self._cs[i] - 1
+        payload = self._templates[k].render(self._cp[i], self._co[i], self._cq[i], self._cb[i], [])
+        assert payload is not None  # a stream's template has no journey variables
+        slots = self.slots
+        attempt = slots.add_attempt(
+            t_row, t_row, 1, -1, self._co[i], self._cb[i], self._cp[i], self._cq[i], 0, k
+        )
+        owner = self._owner
+        if attempt >= len(owner):
+            owner.extend([0] * (len(slots.intended_ns) - len(owner)))
+        owner[attempt] = -1
+        now = self._now()
+        slots.dispatched_ns[attempt] = now
+        if self._free:
+            slots.sent_ns[attempt] = now
+            self._in_flight += 1
+            self._free.pop().send(attempt, payload, now)
+        else:
+            self._q_att.append(attempt)
+            self._q_pay.append(payload)
 
     def _next_step(self, j: int, k: int) -> int:
         """The next step journey ``j`` takes after step ``k`` (−1: none left)."""
@@ -540,7 +590,9 @@ class JourneyRun(Run):
         self._in_flight -= 1
         if channel.alive:
             self._reuse(channel, now)
-        self._answered(self._owner[attempt], k, attempt, outcome, reason, headers, body, now)
+        j = self._owner[attempt]
+        if j >= 0:  # a journey's step (a stream's request is only recorded)
+            self._answered(j, k, attempt, outcome, reason, headers, body, now)
         if self._deadline_ns is not None:
             self._check_done()
 
@@ -614,6 +666,8 @@ class JourneyRun(Run):
         slots = self.slots
         outcome = int(slots.outcome[attempt])
         j = self._owner[attempt]
+        if j < 0:
+            return
         step, reason = int(slots.step[attempt]), int(slots.reason[attempt])
         self._end(j, step, _TERMINAL[OUTCOME_NAMES[outcome]], outcome, reason, now)
 
@@ -626,6 +680,8 @@ class JourneyRun(Run):
         now = self._now() if self._t0 else 0
         for attempt in self._q_att:  # queued, never sent: stopped where they were
             j = self._owner[attempt]
+            if j < 0:
+                continue
             self._end(j, int(self.slots.step[attempt]), _TERMINAL[STOPPED], NOT_SENT, 0, now)
         super().stop()
 
@@ -649,7 +705,10 @@ class JourneyRun(Run):
                 self._end(j, -1, _TERMINAL[STOPPED], NOT_SENT, 0, now)
         self._fold(everything=True)
         for chunk in self._source:
-            self.tally.add_unsent_rows(chunk["t_ns"].astype(np.int64))
+            t = chunk["t_ns"].astype(np.int64)
+            if "stream" in (chunk.dtype.names or ()):
+                t = t[chunk["stream"] == 0]
+            self.tally.add_unsent_rows(t)
 
     def _idle(self) -> bool:
         return self._live_journeys == 0 and super()._idle()
@@ -673,7 +732,7 @@ class JourneyRun(Run):
                 if self.sink is not None:
                     self.sink(orders)
                 self._note(orders)
-            for k, t in enumerate(self.journeys.steps):
+            for k, t in enumerate((*self.journeys.steps, *self.journeys.streams)):
                 mine = step == k
                 if mine.any():
                     t.fold_batch({n: a[mine] for n, a in batch.items()})
@@ -683,23 +742,100 @@ class JourneyRun(Run):
             self.journeys.add_ends(ends[:, 0], ends[:, 1], ends[:, 2])
 
 
+#: a row of a run with background streams: a schedule row and whose it is (0: a buyer's)
+STREAM_ROW = np.dtype(
+    [*((name, ORDER_DTYPE[name]) for name in ORDER_DTYPE.names or ()), ("stream", "u1")]
+)
+
+
+def _tagged(chunks: Iterable[Orders], stream: int) -> Iterator[Orders]:
+    for c in chunks:
+        out = np.zeros(len(c), dtype=STREAM_ROW)
+        for name in ORDER_DTYPE.names or ():
+            out[name] = c[name]
+        out["stream"] = stream
+        yield out
+
+
+def merged_rows(sources: Sequence[Iterable[Orders]]) -> Iterator[Orders]:
+    """Several time-ordered row streams (chunks) as one, in time order (each source's rows in
+    their own order; rows of different sources at the same ns in no set order), each row
+    tagged with its source's index in ``stream``. Vectorised: rows are merged up to the
+    earliest of the sources' buffered last times at a time."""
+    its = [iter(_tagged(src, k)) for k, src in enumerate(sources)]
+    bufs: list[Orders | None] = [None] * len(its)
+    while True:
+        for k, it in enumerate(its):
+            b = bufs[k]
+            if b is None or len(b) == 0:
+                bufs[k] = next(it, None)
+        live = [b for b in bufs if b is not None and len(b)]
+        if not live:
+            return
+        horizon = min(int(b["t_ns"][-1]) for b in live)
+        parts = []
+        for k, b in enumerate(bufs):
+            if b is None or not len(b):
+                continue
+            cut = int(np.searchsorted(b["t_ns"], horizon, side="right"))
+            parts.append(b[:cut])
+            bufs[k] = b[cut:]
+        out = np.concatenate(parts)
+        yield out[np.argsort(out["t_ns"], kind="stable")]
+
+
+def stream_schedules(
+    scenario: Scenario, duration_s: float | None, worker: int, workers: int
+) -> list[Iterator[Orders]]:
+    """Each background stream's rows (worker k of N's share): the scenario's products drawn
+    by weight on the stream's own curve, from a seed of its own."""
+    from simulator.scenario import Buyers
+
+    out = []
+    flat = tuple(replace(p, curve=None) for p in scenario.products)
+    if sum(p.weight for p in flat) <= 0:
+        flat = tuple(replace(p, weight=1.0) for p in flat)
+    for k, stream in enumerate(scenario.streams):
+        sc = replace(
+            scenario,
+            demand=stream.demand,
+            products=flat,
+            buyers=Buyers(),
+            seed=(scenario.seed * 1_000_003 + 7919 * (k + 1)) % (2**63),
+            journey=None,
+            streams=(),
+        )
+        out.append(build_schedule(sc, duration_s).chunks(CHUNK_ROWS, worker, workers))
+    return out
+
+
 def make_run(
     rows: Orders | Iterable[Orders],
     transport: Transport,
     config: EngineConfig,
     sink: Sink | None,
-    journey: Journey | None,
-    seed: int,
+    scenario: Scenario,
     endpoint: Endpoint,
-    products: Sequence[str] | Sequence[Product],
-    data: BuyerData | None,
+    duration_s: float | None = None,
 ) -> Run:
-    """The engine's run for a scenario: one order per row, or a journey per row."""
-    if journey is None:
+    """The engine's run for a scenario: one order per row, or a journey per row (and the
+    background streams' requests between them)."""
+    journey = scenario.journey
+    if journey is None and not scenario.streams:
         return Run(rows, transport, config, sink)
+    if journey is None:
+        journey = order_journey(scenario.target)
+    if scenario.streams:
+        buyers = [rows] if isinstance(rows, np.ndarray) else rows
+        rows = merged_rows(
+            [buyers, *stream_schedules(scenario, duration_s, config.worker, config.workers)]
+        )
     variables = journey.variables()
+    data, host, base = scenario.buyers.data, endpoint.host_header, endpoint.base_path
     templates = [
-        StepTemplate(s, products, endpoint.host_header, endpoint.base_path, variables, data)
-        for s in journey.steps
+        StepTemplate(s, scenario.products, host, base, variables, data)
+        for s in (*journey.steps, *(x.request for x in scenario.streams))
     ]
-    return JourneyRun(rows, transport, config, sink, journey, templates, seed)
+    return JourneyRun(
+        rows, transport, config, sink, journey, templates, scenario.seed, scenario.streams
+    )

@@ -376,7 +376,8 @@ class Tally:
         self.reason_labels.update(other.reason_labels)
         if other.journey is not None:
             if self.journey is None:
-                self.journey = type(other.journey)(other.journey.names, other.journey.order_step)
+                o = other.journey
+                self.journey = type(o)(o.names, o.order_step, o.stream_names, o.implicit)
             self.journey.merge(other.journey)
 
     def nbytes(self) -> int:

@@ -132,11 +132,9 @@ async def _drive(
         make_transport(spec),
         spec.engine,
         records,
-        sc.journey,
-        sc.seed,
+        sc,
         spec.endpoint,
-        sc.products,
-        sc.buyers.data,
+        spec.duration_s,
     )
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, run.stop)

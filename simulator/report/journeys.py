@@ -93,6 +93,8 @@ class JourneyReport:
     time_completed: Distribution
     time_ended: Distribution
     steps: tuple[StepReport, ...] = field(default_factory=tuple)
+    streams: tuple[StepReport, ...] = field(default_factory=tuple)  # background traffic
+    implicit: bool = False  # no [journey]: the order alone (there for the streams)
 
     @property
     def ended(self) -> int:
@@ -110,6 +112,8 @@ class JourneyReport:
                 "ended": self.time_ended.to_json(),
             },
             "steps": [s.to_json() for s in self.steps],
+            "streams": [s.to_json() for s in self.streams],
+            "implicit": self.implicit,
         }
 
     @classmethod
@@ -120,6 +124,8 @@ class JourneyReport:
         times = x["time_ms"] if isinstance(x.get("time_ms"), dict) else {}
         ended_at = x.get("ended_at")
         steps = tuple(s for s in (StepReport.from_json(v) for v in x["steps"]) if s is not None)
+        raw = x["streams"] if isinstance(x.get("streams"), list) else []
+        streams = tuple(s for s in (StepReport.from_json(v) for v in raw) if s is not None)
         return cls(
             started=_int(x.get("started")),
             terminals=_counts(x.get("terminals")),
@@ -131,6 +137,8 @@ class JourneyReport:
             time_completed=Distribution.from_json(times.get("completed")),
             time_ended=Distribution.from_json(times.get("ended")),
             steps=steps,
+            streams=streams,
+            implicit=bool(x.get("implicit")),
         )
 
 
@@ -138,24 +146,40 @@ def _ms(x: float | None) -> str:
     return "—" if x is None else f"{x:,.2f}"
 
 
+def _step_line(s: StepReport) -> str:
+    ok = s.outcomes.get("confirmed", 0)
+    other = " ".join(
+        f"{k.replace('_', ' ')} {v:,}" for k, v in s.outcomes.items() if v and k != "confirmed"
+    )
+    name = s.name + (" *" if s.order else "")
+    return (
+        f"  {name:<14}{s.requests:>9,} {ok:>7,} {other[:18]:<19}{_ms(s.latency.p50):>8}"
+        f"{_ms(s.latency.p99):>9}{_ms(s.service.p99):>9}"
+    )
+
+
+def _streams_text(j: JourneyReport) -> list[str]:
+    if not j.streams:
+        return []
+    head = (
+        f"  {'stream':<14}{'requests':>9} {'ok':>7} {'other':<19}{'p50 ms':>8}{'p99 ms':>9}"
+        f"{'svc p99':>9}"
+    )
+    lines = ["streams     background requests, each on a curve of its own", head]
+    return lines + [_step_line(s) for s in j.streams]
+
+
 def render_text(j: JourneyReport) -> list[str]:
-    """The terminal lines: steps with their latencies, then how journeys ended."""
+    """The terminal lines: steps with their latencies, how journeys ended, the streams."""
+    if j.implicit:
+        return _streams_text(j)
     lines = [
         f"{'journeys':<12}{j.started:,} started · {j.terminals.get(COMPLETED, 0):,} completed "
         f"· {j.ended:,} ended in all",
         f"  {'step':<14}{'requests':>9} {'ok':>7} {'other':<19}{'p50 ms':>8}{'p99 ms':>9}"
         f"{'svc p99':>9}",
     ]
-    for s in j.steps:
-        ok = s.outcomes.get("confirmed", 0)
-        other = " ".join(
-            f"{k.replace('_', ' ')} {v:,}" for k, v in s.outcomes.items() if v and k != "confirmed"
-        )
-        name = s.name + (" *" if s.order else "")
-        lines.append(
-            f"  {name:<14}{s.requests:>9,} {ok:>7,} {other[:18]:<19}{_ms(s.latency.p50):>8}"
-            f"{_ms(s.latency.p99):>9}{_ms(s.service.p99):>9}"
-        )
+    lines += [_step_line(s) for s in j.steps]
     lines.append("  * the order step · latency from each step's due time (the previous answer")
     lines.append("    plus its think time)")
     ends = [
@@ -171,27 +195,17 @@ def render_text(j: JourneyReport) -> list[str]:
         lines.append(
             f"  completed   p50 {_ms(t.p50)} · p99 {_ms(t.p99)} · max {_ms(t.max)} ms from arrival"
         )
-    return lines
+    return lines + _streams_text(j)
 
 
-def render_html(j: JourneyReport) -> str:
-    """The journeys as two HTML tables (steps; ends), ids ``journey-steps``/``journey-ends``."""
-    head = "".join(
-        f"<th>{h}</th>"
-        for h in (
-            "step",
-            "requests",
-            "ok",
-            "other outcomes",
-            "p50 ms",
-            "p90 ms",
-            "p99 ms",
-            "max ms",
-            "service p99 ms",
-        )
-    )
+_HEAD = ("requests", "ok", "other outcomes", "p50 ms", "p90 ms", "p99 ms", "max ms",
+         "service p99 ms")  # fmt: skip
+
+
+def _table(table_id: str, first: str, steps: tuple[StepReport, ...]) -> str:
+    head = "".join(f"<th>{h}</th>" for h in (first, *_HEAD))
     rows = []
-    for s in j.steps:
+    for s in steps:
         other = ", ".join(
             f"{k.replace('_', ' ')} {v:,}" for k, v in s.outcomes.items() if v and k != "confirmed"
         )
@@ -207,6 +221,15 @@ def render_html(j: JourneyReport) -> str:
             _ms(s.service.p99),
         )
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return f'<table id="{table_id}"><tr>{head}</tr>{"".join(rows)}</table>'
+
+
+def render_html(j: JourneyReport) -> str:
+    """The journeys as tables: steps (``journey-steps``), where journeys ended
+    (``journey-ends``), background streams (``streams``)."""
+    streams = _table("streams", "stream", j.streams) if j.streams else ""
+    if j.implicit:
+        return streams
     ends = [
         f"<tr><td>{escape(step)}</td><td>{escape(TERMINAL_LABELS.get(t, t))}</td>"
         f"<td>{n:,}</td></tr>"
@@ -219,9 +242,9 @@ def render_html(j: JourneyReport) -> str:
         f'<p id="journey-summary">{j.started:,} journeys started · '
         f"{j.terminals.get(COMPLETED, 0):,} completed · {j.ended:,} ended in all; completed "
         f"journeys took p50 {_ms(t.p50)} ms, p99 {_ms(t.p99)} ms from arrival to last answer</p>"
-        f'<table id="journey-steps"><tr>{head}</tr>{"".join(rows)}</table>'
-        '<table id="journey-ends"><tr><th>last step</th><th>ended</th><th>journeys</th></tr>'
-        f"{''.join(ends)}</table>"
+        + _table("journey-steps", "step", j.steps)
+        + '<table id="journey-ends"><tr><th>last step</th><th>ended</th><th>journeys</th></tr>'
+        f"{''.join(ends)}</table>" + streams
     )
 
 

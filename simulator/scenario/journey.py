@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from simulator.demand import Curve
 from simulator.outcomes import DEFAULT_STATUS, OUTCOME_NAMES
-from simulator.scenario.model import BodyOutcome
+from simulator.scenario.model import BodyOutcome, Target
 
 #: how a value is taken from an answer
 EXTRACT_KINDS = ("json", "header", "cookie", "regex")
@@ -124,11 +125,25 @@ class Step:
 
 
 @dataclass(frozen=True, slots=True)
+class Stream:
+    """Background traffic (``[[streams]]``): one request (the fields of a :class:`Step`, no
+    think time, extract or poll) sent open loop on a demand curve of its own, its products
+    drawn by the products' weights; recorded and reported per stream, never an order."""
+
+    name: str
+    request: Step
+    demand: Curve
+
+
+@dataclass(frozen=True, slots=True)
 class Journey:
-    """The steps every buyer takes, and which one is the order (its index)."""
+    """The steps every buyer takes, and which one is the order (its index). ``implicit``: the
+    target's one order request as a one-step journey (a scenario with streams and no
+    ``[journey]``)."""
 
     steps: tuple[Step, ...]
     order_step: int
+    implicit: bool = False
 
     def names(self) -> tuple[str, ...]:
         """The steps' names in order."""
@@ -141,3 +156,18 @@ class Journey:
             for e in s.extract:
                 out.setdefault(e.var, None)
         return tuple(out)
+
+
+def order_journey(target: Target) -> Journey:
+    """The target's order request as a one-step journey (for streams without a journey)."""
+    step = Step(
+        name="order",
+        path=target.orders_path,
+        method=target.method,
+        body=target.body,
+        content_type=target.content_type,
+        headers=target.headers,
+        status=target.status,
+        outcome=target.outcome,
+    )
+    return Journey((step,), 0, implicit=True)

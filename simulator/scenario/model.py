@@ -22,7 +22,7 @@ from simulator.scenario.buyerdata import BuyerData, check_buyer_rows
 from simulator.scenario.limits import MAX_INT64, SCALE
 
 if TYPE_CHECKING:
-    from simulator.scenario.journey import Journey
+    from simulator.scenario.journey import Journey, Stream
 
 #: variables every request template may use (per order); a product's ``vars`` and the columns
 #: of the buyers data file add more. Everything else in a template is literal text
@@ -268,6 +268,7 @@ class Scenario:
     storefront: StorefrontConfig = field(default_factory=StorefrontConfig)
     audit: AuditSource = field(default_factory=HttpAudit)
     journey: Journey | None = None  # the buyer's steps; None: one order request per row
+    streams: tuple[Stream, ...] = ()  # background traffic on curves of its own
     thresholds: tuple[str, ...] = ()
     source: str = ""  # the file it came from, for messages
 

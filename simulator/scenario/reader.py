@@ -32,6 +32,7 @@ from simulator.scenario.journey import (
     Journey,
     Poll,
     Step,
+    Stream,
     Think,
 )
 from simulator.scenario.model import (
@@ -60,6 +61,7 @@ from simulator.scenario.shape import (
     check_content_type,
     check_header_name,
     check_journey,
+    check_streams,
     check_templates,
     literal_problem,
     path_problem,
@@ -175,6 +177,7 @@ _TOP_KEYS = {
     "audit",
     "thresholds",
     "journey",
+    "streams",
 }
 
 
@@ -814,6 +817,28 @@ def _parse_poll(t: _Table) -> Poll | None:
     return Poll(rule, tuple(value_key(v) for v in until), every_s, most)
 
 
+def _parse_streams(top: _Table) -> tuple[Stream, ...]:
+    """``[[streams]]``: name, a request (as a step's, without think/extract/poll), demand."""
+    out: list[Stream] = []
+    for t in top.tables("streams"):
+        for key in ("think_s", "probability", "extract", "poll"):
+            if t.has(key):
+                raise t.fail(key, "a stream is one request on its own curve: no " + key)
+        demand_t = t.table("demand")
+        if demand_t is None:
+            raise t.fail("demand", "is required: the stream's own curve (as [demand])")
+        demand = _parse_curve(demand_t)
+        if demand.is_empty:
+            raise t.fail("demand", "no demand: give the stream at least one component")
+        request = _parse_step(t, set())
+        if any(s.name == request.name for s in out):
+            raise t.fail("name", f"{request.name!r} is the name of an earlier stream too")
+        out.append(Stream(request.name, request, demand))
+    if len(out) > L.STREAMS.hi:
+        raise top.fail("streams", L.STREAMS.problem(len(out)) or "too many")
+    return tuple(out)
+
+
 def _parse_step(t: _Table, reserved: set[str]) -> Step:
     name = t.text("name", required=True)
     if not _STEP_NAME.fullmatch(name):
@@ -941,6 +966,7 @@ def parse_scenario(
         storefront=_parse_storefront(top.table("storefront")),
         audit=_parse_audit(top.table("audit")),
         journey=_parse_journey(top.table("journey"), _reserved(products, columns)),
+        streams=_parse_streams(top),
         thresholds=tuple(thresholds),
         source=source,
     )
@@ -949,6 +975,7 @@ def parse_scenario(
     check_total_stock(scenario)
     check_templates(scenario)
     check_journey(scenario)
+    check_streams(scenario)
     check_buyers_data(scenario)
     return scenario
 

@@ -164,11 +164,8 @@ def run_machine(script: dict[str, list[str]], n_rows: int, retry: bool) -> tuple
         transport,  # type: ignore[arg-type]
         config,
         None,
-        scenario.journey,
-        scenario.seed,
+        scenario,
         parse_endpoint("http://127.0.0.1:9"),
-        scenario.products,
-        None,
     )
     assert isinstance(run, JourneyRun)
     result = uvloop.run(run.execute())
