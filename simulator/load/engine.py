@@ -50,6 +50,9 @@ CHUNK_ROWS = REGION
 JITTER_BLOCK = 4096
 #: a retry region still filling after this long is closed, so that its attempts get folded
 RETRY_REGION_S = 1.0
+#: per-second histograms kept in memory behind the newest second (older ones are spilled to
+#: a temporary file: simulator.load.tally.SecondHistograms); answers come within the timeout
+SECONDS_IN_MEMORY = 30
 
 
 class TargetUnreachableError(Exception):
@@ -163,6 +166,8 @@ class Run:
         self.config = config
         self.sink = sink
         self.tally = Tally()
+        # per-second histograms of seconds long past go to disk: memory independent of length
+        self.tally.latency_s.hold_s = self.tally.service_s.hold_s = SECONDS_IN_MEMORY
         self.slots = SlotRing()
         self._source = row_chunks(rows)
         self._rng = np.random.default_rng([config.seed, config.worker, 0x5E7])
