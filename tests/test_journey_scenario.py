@@ -178,3 +178,21 @@ def test_locust_says_it_does_not_drive_journeys_yet() -> None:
     from simulator.scenario.shape import locust_lacks
 
     assert locust_lacks(read(GOOD)) == "a [journey]"
+
+
+def test_unless_makes_steps_exclusive() -> None:
+    text = GOOD + """
+[[journey.steps]]
+name = "cancel"
+path = "/orders/{ref}/cancel"
+probability = 0.5
+unless = "pay"
+"""
+    j = read(text).journey
+    assert j is not None and j.steps[4].unless == "pay"
+    took = takes(j, 3, np.arange(100_000, dtype=np.int64))
+    pay, cancel = took[:, 3], took[:, 4]
+    assert not (pay & cancel).any()  # nobody both pays and cancels
+    assert abs(cancel.mean() - 0.3 * 0.5) < 0.005  # half of the 30 % who did not pay
+    with pytest.raises(ScenarioError, match=r"steps\[4\].unless: names no earlier step: 'pai'"):
+        read(text.replace('unless = "pay"', 'unless = "pai"'))

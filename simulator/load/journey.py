@@ -112,7 +112,12 @@ def takes(journey: Journey, seed: int, rows: I64) -> npt.NDArray[np.bool_]:
     p = np.array([s.probability for s in journey.steps])
     if (p >= 1.0).all():
         return np.ones((len(rows), len(p)), dtype=bool)
-    return row_uniforms(seed, rows, len(p), _TAKE_LANE) < p[None, :]
+    took = row_uniforms(seed, rows, len(p), _TAKE_LANE) < p[None, :]
+    names = journey.names()
+    for k, step in enumerate(journey.steps):
+        if step.unless is not None:  # an earlier step: its column is final already
+            took[:, k] &= ~took[:, names.index(step.unless)]
+    return took
 
 
 @dataclass(slots=True)

@@ -7,7 +7,9 @@ is the *order step*: its outcome is the buyer's outcome in the counts and the au
 
 - ``think_s`` before a step: a :class:`Think` distribution, drawn per journey from the
   scenario's seed and the row (the same draws whatever the target does);
-- ``probability``: the share of journeys that take the step (the rest skip it);
+- ``probability``: the share of journeys that take the step (the rest skip it); ``unless``
+  names an earlier step: only journeys that did not take that one may take this one (70 % pay;
+  of the others, half cancel: ``probability = 0.5, unless = "pay"``);
 - ``extract``: values taken from the answer (:class:`Extract`: a JSON path into the body, a
   header, a cookie or a regex over the body) into the journey's variables, for later steps'
   templates (``{token}``, ``{order_ref}``);
@@ -109,6 +111,7 @@ class Step:
     outcome: BodyOutcome | None = None
     think: Think = Think()
     probability: float = 1.0
+    unless: str | None = None  # taken only by journeys that did not take this (earlier) step
     extract: tuple[Extract, ...] = ()
     poll: Poll | None = None
 

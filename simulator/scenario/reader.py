@@ -865,6 +865,7 @@ def _parse_step(t: _Table, reserved: set[str]) -> Step:
         outcome=_parse_outcome(t.table("outcome")),
         think=_parse_think(t, "think_s"),
         probability=t.number("probability", 1.0, L.SHARE),
+        unless=t.opt_str("unless"),
         extract=_parse_extract(t, reserved),
         poll=_parse_poll(t),
     )
@@ -890,12 +891,20 @@ def _parse_journey(t: _Table | None, reserved: set[str]) -> Journey | None:
     for i, name in enumerate(names):
         if name in names[:i]:
             raise t.fail(f"steps[{i}].name", f"{name!r} is the name of an earlier step too")
+    for i, step in enumerate(steps):
+        if step.unless is not None and step.unless not in names[:i]:
+            raise t.fail(
+                f"steps[{i}].unless",
+                f"names no earlier step: {step.unless!r} (steps before it: "
+                f"{', '.join(names[:i]) or 'none'})",
+            )
     order = t.text("order_step", required=True)
     if order not in names:
         raise t.fail("order_step", f"no step is named {order!r}; steps: {', '.join(names)}")
     k = names.index(order)
-    if steps[k].probability < 1.0:
-        raise t.fail(f"steps[{k}].probability", "the order step is taken by every buyer (1.0)")
+    if steps[k].probability < 1.0 or steps[k].unless is not None:
+        key = "probability" if steps[k].probability < 1.0 else "unless"
+        raise t.fail(f"steps[{k}].{key}", "the order step is taken by every buyer")
     if steps[k].poll is not None:
         raise t.fail(f"steps[{k}].poll", "the order step is not a polling step")
     if not steps[k].body and steps[k].method != "GET":
