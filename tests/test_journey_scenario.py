@@ -181,13 +181,16 @@ def test_locust_says_it_does_not_drive_journeys_yet() -> None:
 
 
 def test_unless_makes_steps_exclusive() -> None:
-    text = GOOD + """
+    text = (
+        GOOD
+        + """
 [[journey.steps]]
 name = "cancel"
 path = "/orders/{ref}/cancel"
 probability = 0.5
 unless = "pay"
 """
+    )
     j = read(text).journey
     assert j is not None and j.steps[4].unless == "pay"
     took = takes(j, 3, np.arange(100_000, dtype=np.int64))

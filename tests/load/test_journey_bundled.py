@@ -25,7 +25,7 @@ def run(*args: str) -> tuple[int, dict, str]:
 
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_the_seckill_journey_adds_up(workers: str) -> None:
-    code, report, stderr = run("--workers", workers)
+    _code, report, _stderr = run("--workers", workers)
     orders, j = report["orders"], report["journey"]
     steps = {s["name"]: s for s in j["steps"]}
     rows = orders["scheduled"]
