@@ -647,12 +647,17 @@ class JourneyRun(Run):
             if self._j_polls[j] >= poll.max:
                 self._end(j, k, _TERMINAL[POLL_LIMIT], TIMEOUT, R_POLL_LIMIT, now)
                 return
+            if self._stopped:  # answers drain after a stop; nothing more is sent
+                self._end(j, k, _TERMINAL[STOPPED], NOT_SENT, 0, now)
+                return
             due = now + round(poll.every_s * 1e9)
             self._schedule(due, (j, k, 1, due))
             return
         n = self._next_step(j, k)
         if n < 0:
             self._end(j, k, _TERMINAL[COMPLETED], CONFIRMED, 0, now)
+        elif self._stopped:
+            self._end(j, k, _TERMINAL[STOPPED], NOT_SENT, 0, now)
         else:
             self._go(j, n, now, now)
 
@@ -683,6 +688,10 @@ class JourneyRun(Run):
         if self._stopped:
             return
         now = self._now() if self._t0 else 0
+        rest = np.array(self._ct[self._ci :], dtype=np.int64)  # this chunk's rows not reached
+        if self._cs:
+            rest = rest[np.array(self._cs[self._ci :]) == 0]
+        self.tally.add_unsent_rows(rest)  # (later chunks are counted at the end)
         for attempt in self._q_att:  # queued, never sent: stopped where they were
             j = self._owner[attempt]
             if j < 0:

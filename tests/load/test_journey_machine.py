@@ -107,8 +107,9 @@ def answer(name: str, behaviour: str) -> tuple[int, list[tuple[bytes, bytes]], b
 
 
 class FakeTransport:
-    def __init__(self, script: dict[str, list[str]], n: int = 4) -> None:
+    def __init__(self, script: dict[str, list[str]], n: int = 4, timeout_s: float = 0.05) -> None:
         self.script = script
+        self.timeout_ns = round(timeout_s * 1e9)
         self.n = n
         self.seen: Counter[str] = Counter()
         self.throttled: set[bytes] = set()
@@ -138,7 +139,7 @@ class FakeTransport:
 
     def sweep(self, now_ns: int) -> None:
         for ch in self.channels:
-            if ch.attempt >= 0 and ch.sent_ns < now_ns - round(TIMEOUT_S * 1e9):
+            if ch.attempt >= 0 and ch.sent_ns < now_ns - self.timeout_ns:
                 attempt, ch.attempt = ch.attempt, -1
                 self.sink.on_failure(ch, attempt, TIMEOUT, R_TIMEOUT)
                 self.sink.on_ready(ch)
@@ -147,13 +148,19 @@ class FakeTransport:
         self.closing = True
 
 
-def run_machine(script: dict[str, list[str]], n_rows: int, retry: bool) -> tuple[Any, Any]:
+def run_machine(
+    script: dict[str, list[str]],
+    n_rows: int,
+    retry: bool,
+    stop_after_s: float | None = None,
+    timeout_s: float = TIMEOUT_S,
+) -> tuple[Any, Any]:
     scenario = parse_scenario(tomllib.loads(JOURNEY), "machine.toml")
     assert scenario.journey is not None
     rows = constant_rows(n_rows, 2_000_000, flags=FLAG_RETRIES if retry else 0)
-    transport = FakeTransport(script)
+    transport = FakeTransport(script, timeout_s=timeout_s)
     config = EngineConfig(
-        timeout_s=TIMEOUT_S,
+        timeout_s=timeout_s,
         drain_s=0.05,
         retry=Retry(share=1.0, max_attempts=2, backoff_s=0.002),
         fine_timer=False,
@@ -168,7 +175,13 @@ def run_machine(script: dict[str, list[str]], n_rows: int, retry: bool) -> tuple
         parse_endpoint("http://127.0.0.1:9"),
     )
     assert isinstance(run, JourneyRun)
-    result = uvloop.run(run.execute())
+
+    async def go() -> Any:
+        if stop_after_s is not None:  # Ctrl-C part way
+            asyncio.get_running_loop().call_later(stop_after_s, run.stop)
+        return await run.execute()
+
+    result = uvloop.run(go())
     return result, transport
 
 
@@ -199,7 +212,7 @@ def test_every_journey_ends_exactly_once(script: dict[str, list[str]], n_rows: i
 
 
 def test_all_ok_completes_every_journey_and_half_pay() -> None:
-    result, transport = run_machine({name: ["ok"] for name in STEPS}, 200, retry=False)
+    result, transport = run_machine({name: ["ok"] for name in STEPS}, 200, False, timeout_s=2.0)
     jt = result.tally.journey
     assert jt.terminals()["completed"] == 200 == int(result.tally.row_outcomes[CONFIRMED])
     assert transport.seen["login"] == transport.seen["order"] == transport.seen["poll"] == 200
@@ -208,7 +221,7 @@ def test_all_ok_completes_every_journey_and_half_pay() -> None:
 
 def test_a_missing_value_ends_the_journey_before_the_order_is_sent() -> None:
     script = {name: ["ok"] for name in STEPS} | {"login": ["missing"]}
-    result, transport = run_machine(script, 20, retry=False)
+    result, transport = run_machine(script, 20, False, timeout_s=2.0)
     t = result.tally
     assert transport.seen["order"] == 0  # no token: the order was never sent
     assert t.journey.terminals()["missing_value"] == 20
@@ -218,7 +231,7 @@ def test_a_missing_value_ends_the_journey_before_the_order_is_sent() -> None:
 
 def test_a_throttled_order_is_retried_after_retry_after() -> None:
     script = {name: ["ok"] for name in STEPS} | {"order": ["throttle_once"]}
-    result, transport = run_machine(script, 10, retry=True)
+    result, transport = run_machine(script, 10, True, timeout_s=2.0)
     t = result.tally
     assert transport.seen["order"] == 20 and t.retries == 10
     assert int(t.row_outcomes[CONFIRMED]) == 10 and t.journey.terminals()["completed"] == 10
@@ -226,8 +239,26 @@ def test_a_throttled_order_is_retried_after_retry_after() -> None:
 
 def test_a_poll_that_never_settles_stops_at_its_limit() -> None:
     script = {name: ["ok"] for name in STEPS} | {"poll": ["pending"]}
-    result, transport = run_machine(script, 10, retry=False)
+    result, transport = run_machine(script, 10, False, timeout_s=2.0)
     jt = result.tally.journey
     assert transport.seen["poll"] == 30  # max = 3 each
     assert jt.terminals()["poll_limit"] == 10 and transport.seen["pay"] == 0
     assert int(result.tally.row_outcomes[CONFIRMED]) == 10  # the order itself was confirmed
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    script=scripts,
+    n_rows=st.integers(1, 40),
+    retry=st.booleans(),
+    stop_ms=st.integers(0, 80),
+)
+def test_a_stop_part_way_still_ends_every_journey_once(
+    script: dict[str, list[str]], n_rows: int, retry: bool, stop_ms: int
+) -> None:
+    result, transport = run_machine(script, n_rows, retry, stop_after_s=stop_ms / 1000)
+    tally, jt = result.tally, result.tally.journey
+    assert jt.started == jt.ended() <= n_rows  # rows never reached start no journey
+    assert tally.scheduled == n_rows and int(tally.row_outcomes.sum()) == n_rows
+    for k, name in enumerate(STEPS):
+        assert jt.steps[k].sent == transport.seen[name]
