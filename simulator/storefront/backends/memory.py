@@ -37,9 +37,11 @@ from simulator.storefront.backends.base import (
     BackendOptions,
     LedgerEntry,
     OrderState,
+    Overdue,
     Reservation,
     SkuSnapshot,
     next_limits,
+    overdue_totals,
 )
 
 # a row's code: SKU index << _SKU_SHIFT | qty << 2 | outcome (qty < 2**32, validated ≤ 2**31 - 1)
@@ -286,6 +288,15 @@ class MemoryBackend:
     async def expire_due(self) -> int:
         """Expire the due holds in one synchronous step (see :meth:`expire_due_now`)."""
         return self.expire_due_now()
+
+    async def overdue_holds(self, before: float) -> dict[str, Overdue]:
+        """The holds on the heap of expiries due before ``before`` and still held."""
+        state, codes, names = self._state, self._codes, self._sku_names
+        return overdue_totals(
+            (names[codes[row] >> _SKU_SHIFT], codes[row] >> 2 & _QTY_MASK, expires_at)
+            for expires_at, row in self._due
+            if expires_at < before and state[row] == _HELD
+        )
 
     async def stock_left(self, sku: str) -> int:
         """The SKU's remaining stock."""
