@@ -66,12 +66,12 @@ class StockHistory:
         self._t[i] = now - self.started_at
         row = self._v[i]
         row[:] = 0
-        for sku, s in snapshot.items():
+        for s in snapshot.values():
             row[0] += (s.remaining, s.held, s.sold)
         for k, sku in enumerate(self.skus, start=1):
-            s = snapshot.get(sku)
-            if s is not None:
-                row[k] = (s.remaining, s.held, s.sold)
+            one = snapshot.get(sku)
+            if one is not None:
+                row[k] = (one.remaining, one.held, one.sold)
         self.count += 1
 
     def to_json(self) -> dict[str, object]:

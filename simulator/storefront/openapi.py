@@ -80,7 +80,7 @@ SCHEMAS: dict[str, Any] = {
             "paid_after_expiry": {"type": "integer", "description": "holds paid and returned"},
             "overdue_units": {
                 "type": "integer",
-                "description": "with a TTL: units still held past their expiry by over holds.grace_s",
+                "description": "with a TTL: units held past their expiry by over holds.grace_s",
             },
             "overdue_holds": {"type": "integer", "description": "with a TTL: those holds"},
             "overdue_max_s": {
