@@ -8,8 +8,8 @@ The audit table marks oversold products with ``class="oversell"``; with a reserv
 lifecycle verdict is ``id="lifecycle-verdict"`` and the table ``id="lifecycle-table"`` marks a
 product whose lifecycle broke with ``class="broken"`` (its cells carry ``data-field``). The
 run's metadata (target, backend, date, connections, …) is a ``<dl id="run-meta">`` whose
-entries carry ``data-field``; the thresholds checked at the end of the run are a table ``id="thresholds"``
-with one row per threshold, ``data-passed="true|false"``.
+entries carry ``data-field``; the thresholds checked at the end of the run are a table
+``id="thresholds"`` with one row per threshold, ``data-passed="true|false"``.
 """
 
 from __future__ import annotations
