@@ -124,6 +124,17 @@ def test_every_figure_in_chromium(browser: Any, oversold_run: Synthetic, tmp_pat
     cell = row.find_element(By.TAG_NAME, "td")  # highlighted: a red tint, bold red text
     assert cell.value_of_css_property("background-color") == "rgba(253, 236, 234, 1)"
     assert cell.value_of_css_property("font-weight") == "600"
+    # the reservation lifecycle: a red verdict naming the breakage, the product's row marked
+    verdict = browser.find_element(By.ID, "lifecycle-verdict")
+    assert "BROKEN: 2 double returns" in verdict.text and verdict.is_displayed()
+    assert verdict.value_of_css_property("color") == "rgba(165, 14, 14, 1)"
+    (row,) = browser.find_elements(By.CSS_SELECTOR, "#lifecycle-table tr.broken")
+    assert row.get_attribute("data-sku") == "durian-musang-king"
+    assert row.find_element(By.CSS_SELECTOR, 'td[data-field="double_returns"]').text == "2"
+    # the stock over time: one stacked panel per series (totals, then each product)
+    history = browser.find_element(By.CSS_SELECTOR, 'figure[data-plot="history"] svg')
+    panels = history.find_elements(By.CSS_SELECTOR, 'g[id^="history-axes_"]')
+    assert len(panels) == 3
 
 
 def test_run_metadata_and_thresholds_in_chromium(

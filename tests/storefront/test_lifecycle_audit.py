@@ -256,3 +256,29 @@ def report_of(result: dict[str, Any]) -> Report:
         kind="run", orders=orders, audit=Audit.from_dict(result, {}), stock_history=history
     )
 
+
+def test_the_stock_history_is_a_bounded_ring() -> None:
+    """A long sale keeps its last ``capacity`` samples in memory fixed at the start."""
+    from simulator.storefront.backends import SkuSnapshot
+    from simulator.storefront.history import StockHistory
+
+    h = StockHistory(capacity=5, max_skus=2)
+    h.clear(100.0, {"a": 10, "b": 30, "c": 20})
+    assert h.skus == ("b", "c")  # the largest stocks, one by one; all in the totals
+    size = h._t.nbytes + h._v.nbytes
+    for i in range(12):
+        snap = {
+            sku: SkuSnapshot(n, i, i, i, n - i - 1, paid=i, held=1)
+            for sku, n in (("a", 10), ("b", 30), ("c", 20))
+        }
+        h.record(100.0 + i, snap)
+    assert h._t.nbytes + h._v.nbytes == size
+    doc = h.to_json()
+    assert doc["dropped"] == 7 and doc["t_s"] == [7.0, 8.0, 9.0, 10.0, 11.0]
+    total = doc["series"]["total"]
+    assert total["sold"] == [21, 24, 27, 30, 33] and total["held"] == [3] * 5
+    stacked = zip(total["free"], total["sold"], total["held"], strict=True)
+    assert [sum(x) for x in stacked] == [60] * 5  # every unit free, sold or held
+    assert doc["series"]["b"]["free"] == [22, 21, 20, 19, 18] and "a" not in doc["series"]
+    h.clear(200.0, {"a": 1})
+    assert h.to_json()["t_s"] == [] and h.to_json()["dropped"] == 0
