@@ -52,7 +52,9 @@ class Storefront:
         self.settings = settings
         self.backend = backend
         self.stats = metrics.OrderStats()
-        self.registry, self._collector = metrics.new_registry(self.stats, backend.name)
+        self.registry, self._collector = metrics.new_registry(
+            self.stats, backend.name, lifecycle=settings.reservation_ttl_s is not None
+        )
         self._max_in_flight = settings.max_concurrency
         self._max_body = settings.client_max_size
         self._read_timeout_s = settings.read_timeout_s

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from simulator.storefront.backends import Backend, SkuSnapshot
+from simulator.storefront.backends.base import cancel_until_done
 
 _log = logging.getLogger(__name__)
 
@@ -114,8 +115,6 @@ class Sampler:
 
     async def stop(self) -> None:
         """Stop sampling before the backend closes."""
-        from simulator.storefront.backends.base import cancel_until_done
-
         task, self._task = self._task, None
         if task is None:
             return

@@ -245,6 +245,13 @@ async def test_holds_the_sweeper_left_are_undersell(
     assert any("undersold: 8 units still held by 4 holds" in p for p in result["problems"])
     doc = report_of(result)
     assert doc.audit is not None and doc.audit.breakages == 8
+    # Prometheus sees the same holds
+    async with http.session.get(sf.url + "/metrics") as resp:
+        text = await resp.text()
+    assert f'flashsale_storefront_sku_held{{backend="{backend}",sku="durian"}} 8.0' in text
+    assert (
+        f'flashsale_storefront_sku_double_returns{{backend="{backend}",sku="durian"}} 0.0' in text
+    )
 
 
 def report_of(result: dict[str, Any]) -> Report:
@@ -282,3 +289,33 @@ def test_the_stock_history_is_a_bounded_ring() -> None:
     assert doc["series"]["b"]["free"] == [22, 21, 20, 19, 18] and "a" not in doc["series"]
     h.clear(200.0, {"a": 1})
     assert h.to_json()["t_s"] == [] and h.to_json()["dropped"] == 0
+
+
+async def test_overdue_holds_walk_only_the_due_part_of_the_heap() -> None:
+    """Memory's overdue holds (a walk of the heap's due part) equal a scan of every hold."""
+    from simulator.storefront.backends import BackendOptions, create_backend
+
+    now = [1000.0]
+    rng = random.Random(5)
+    backend: Any = create_backend(
+        "memory",
+        {"a": 500, "b": 500},
+        {},
+        BackendOptions(reservation_ttl_s=1.0, clock=lambda: now[0]),
+    )
+    for i in range(300):
+        now[0] = 1000.0 + rng.uniform(0.0, 10.0)  # reservations made in any order of expiry
+        await backend.reserve(f"o{i}", "ab"[i % 2], 1 + i % 3, f"u{i}")
+    for i in range(0, 300, 7):
+        await backend.cancel(f"o{i}")  # ended: no longer held (their heap entries stay)
+    for before in (1000.5, 1004.0, 1008.25, 1012.0):
+        expected: dict[str, list[float]] = {}
+        for oid, row in backend._rows.items():
+            if backend._state[row] == 0 and backend._expiry[row] < before:
+                state = backend.order_now(oid)
+                expected.setdefault(state.sku, []).extend([backend._expiry[row]] * state.qty)
+        got = await backend.overdue_holds(before)
+        assert {s: o.units for s, o in got.items()} == {s: len(v) for s, v in expected.items()}
+        assert {s: o.oldest_expires_at for s, o in got.items()} == {
+            s: min(v) for s, v in expected.items()
+        }
