@@ -22,7 +22,10 @@ back from ``held`` to ``free`` (and counts them in ``returned``). Returned units
 The issue's "initial = paid + held + free + returned" counts a returned unit twice (it is in
 ``free`` again); the pair above is what the backends keep. The breakages it names:
 
-- oversell: units sold beyond the initial stock (as without a TTL);
+- oversell: units sold beyond the initial stock, by the store's counter or its ledger (of
+  payments). The clients' confirmations are reservations then (a journey's order step): stock
+  that expired is reserved again, so they are compared with the store's ``reserved`` instead,
+  and a confirmed reservation missing from the ledger is unpaid, not a lost confirmation;
 - undersell: units held by reservations past their expiry by more than the storefront's
   grace (two sweep intervals, ``overdue_units``), plus units that vanished from the stock
   identity (``initial > paid + held + free``: taken and never returned);
@@ -193,8 +196,12 @@ def audit_view(
         sold = s.get("sold")
         ledger_units = s.get("ledger_units")
         client_units = view.units.get(sku, 0)
-        seen = [client_units] + [int(x) for x in (sold, ledger_units) if x is not None]
-        oversell = max(0, max(seen) - initial)
+        reserving = isinstance(s, dict) and has_lifecycle(s)
+        # with a TTL the clients' confirmations are reservations (a journey's order step):
+        # stock that expired is reserved again, so only the store's sales measure oversell
+        seen = [] if reserving else [client_units]
+        seen += [int(x) for x in (sold, ledger_units) if x is not None]
+        oversell = max(0, max(seen, default=0) - initial)
         oversell_total += oversell
         per_sku[sku] = {
             "initial": initial,
@@ -209,9 +216,14 @@ def audit_view(
         }
         if oversell:
             problems.append(f"{sku}: oversold by {oversell} units (stock {initial})")
-        if isinstance(s, dict) and has_lifecycle(s):
+        if reserving:
             cycles[sku] = lifecycle(sku, initial, s, problems)
             per_sku[sku].update(cycles[sku])
+            if client_units > cycles[sku]["reserved"]:
+                problems.append(
+                    f"{sku}: clients were told of {client_units} units reserved, the store "
+                    f"reserved {cycles[sku]['reserved']}"
+                )
         if sold is not None and ledger_units is not None and sold != ledger_units:
             problems.append(f"{sku}: sold counter {sold} ≠ ledger units {ledger_units}")
         if server.inventory is not None and sku not in inv:
@@ -230,7 +242,8 @@ def audit_view(
     if server.inventory is not None:
         out["backend"] = server.inventory.get("backend")
     if server.ledger is not None:
-        out.update(_ledger_checks(server.ledger, view.best, confirmed, limits, problems))
+        ledger = _ledger_checks(server.ledger, view.best, confirmed, limits, problems, bool(cycles))
+        out.update(ledger)
     else:
         out["ledger"] = None
     out["problems"] = problems
@@ -292,8 +305,8 @@ def lifecycle(
         )
     if excess:
         problems.append(
-            f"{sku}: stock not conserved: paid + held + free = {initial + excess} > stock "
-            f"{initial} (paid {paid}, held {held}, free {free})"
+            f"{sku}: {excess} units beyond the stock: paid + held + free = {initial + excess}"
+            f" > {initial} (paid {paid}, held {held}, free {free})"
         )
     return {
         "paid": paid,
@@ -321,15 +334,21 @@ def _ledger_checks(
     confirmed: Counter[str],
     limits: dict[str, int],
     problems: list[str],
+    reserving: bool = False,
 ) -> dict[str, Any]:
-    """Lost confirmations, phantom sales, ledger duplicates and per-buyer limit violations."""
+    """Lost confirmations, phantom sales, ledger duplicates and per-buyer limit violations.
+
+    ``reserving``: the store takes reservations (a TTL) and its ledger holds the payments, so a
+    confirmed reservation missing from it is unpaid, not lost: lost confirmations are not
+    counted then (a payment the store does not have shows in the lifecycle's identities).
+    """
     in_ledger: Counter[str] = Counter()
     per_buyer: Counter[tuple[str, str]] = Counter()
     for entry in ledger:
         oid, sku, qty, user = (str(entry[0]), str(entry[1]), int(entry[2]), str(entry[3]))
         in_ledger[oid] += 1
         per_buyer[(user, sku)] += qty
-    lost = sorted(oid for oid in confirmed if oid not in in_ledger)
+    lost = [] if reserving else sorted(oid for oid in confirmed if oid not in in_ledger)
     unanswered, phantom = [], []
     for oid in in_ledger:
         if oid in confirmed:

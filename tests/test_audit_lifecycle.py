@@ -39,7 +39,7 @@ CASES = [
         "a 2-unit hold returned twice",
         numbers(free=6, returned=5, double_returns=1),
         {"double_returns": 1, "excess_units": 2, "stock_gap_units": 2, "hold_gap_units": 2},
-        ["1 double returns", "stock not conserved: paid + held + free = 12 > stock 10"],
+        ["1 double returns", "2 units beyond the stock: paid + held + free = 12 > 10"],
     ),
     (
         "a 1-unit hold paid after it expired",

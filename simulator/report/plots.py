@@ -246,6 +246,11 @@ def stock(view: Report) -> Plot:
     ax.axhline(0, color="black", lw=0.8)
     _seconds_axis(ax, "units left", len(t.second))
     _legend(ax, len(drawn))
+    if view.audit is not None and view.audit.lifecycle:
+        note = (f"{note}; " if note else "") + (
+            "with reservations the clients' confirmations are holds, and expired holds are "
+            "reserved again (below 0 is not an oversell): the store's own stock is the next figure"
+        )
     return Plot("stock", title, _svg(fig, "stock"), note)
 
 
@@ -290,6 +295,7 @@ def stock_history(view: Report) -> Plot:
         if i == 0:
             _legend(ax, 4 if name == "total" and h.initial_total is not None else 3)
     axes[-1].set_xlabel("seconds since the storefront's reset")
+    axes[-1].set_xlim(0, max(1.0, h.t_s[-1]))
     notes = []
     if h.dropped:
         notes.append(f"the first {h.dropped:,} samples fell off the storefront's ring")

@@ -186,7 +186,7 @@ def lifecycle_verdict(view: Report) -> tuple[str, bool] | None:
     ]
     broken = [f"{n:,} {what}" for n, what in named if n]
     if not broken:
-        return "conserved (initial = paid + held + free): no undersell, no double return", True
+        return "conserved (initial = paid + held + free), nothing undersold", True
     return "BROKEN: " + ", ".join(broken), False
 
 

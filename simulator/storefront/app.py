@@ -282,7 +282,7 @@ class Storefront:
         stocks: Mapping[str, int] = {**self.settings.stocks, **(given or {})}
         await self.backend.reset(stocks)
         self.stats.clear()
-        self.history.clear(self.flow.clock(), stocks)
+        await self.sampler.restart(stocks)
         return web.Response(body=orjson.dumps({"ok": True, "stock": stocks}), content_type=JSON)
 
     async def get_healthz(self, request: web.Request) -> web.Response:

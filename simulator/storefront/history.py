@@ -121,6 +121,14 @@ class Sampler:
         self._stopping.set()
         await cancel_until_done([task])
 
+    async def restart(self, initial: Mapping[str, int]) -> None:
+        """Start the history again (a reset) with a first sample of the stock as it is now."""
+        self.history.clear(self.clock(), initial)
+        try:
+            await self.sample()
+        except Exception:  # the next sample comes within a second; the reset itself stands
+            _log.exception("sampling the stock after a reset failed")
+
     async def sample(self) -> float:
         """Take one sample now; returns how long the snapshot took (seconds)."""
         began = time.perf_counter()
