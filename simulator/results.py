@@ -36,6 +36,7 @@ from simulator.report.sections import (
     Orders,
     RunInfo,
     ScenarioInfo,
+    StockHistory,
     TargetInfo,
     Timeline,
     sell_out_s,
@@ -396,14 +397,16 @@ def run_report(
 ) -> Report:
     """A live run's :class:`Report` from its summary and audit (``flashsale run``, Locust).
 
-    The exit code is 0 for a complete run without oversell, else 1 (thresholds come later:
-    :meth:`Report.with_thresholds`). Each SKU's sell-out second is read off its confirmed units.
+    The exit code is 0 for a complete run without oversell or a broken reservation lifecycle
+    (:attr:`Audit.breakages`), else 1 (thresholds come later: :meth:`Report.with_thresholds`).
+    Each SKU's sell-out second is read off its confirmed units; the storefront's stock over
+    time, when the audit fetched it, becomes the report's ``stock_history``.
     """
     units = summary.timeline.sku_units
     initial = {str(k): v.get("initial") for k, v in audit_result.get("skus", {}).items()}
     sell_out = {sku: sell_out_s(u, initial.get(sku)) for sku, u in units.items()}
     audit_doc = Audit.from_dict(audit_result, sell_out)
-    exit_code = 0 if complete and audit_doc.oversell_units == 0 else 1
+    exit_code = 0 if complete and audit_doc.oversell_units == 0 == audit_doc.breakages else 1
     if target.backend is None and audit_doc.backend is not None:
         target = replace(target, backend=audit_doc.backend)
     return Report(
@@ -417,6 +420,7 @@ def run_report(
         timeline=summary.timeline,
         journey=summary.journey,
         audit=audit_doc,
+        stock_history=StockHistory.from_json(audit_result.get("stock_history")),
         exit_code=exit_code,
         complete=complete,
         partial=partial,

@@ -13,6 +13,12 @@ Version 2 (against 1): ``orders.confirmed_units`` counts each order id once (ver
 double clicks twice); ``target.storefront`` states the bundled storefront's settings;
 ``thresholds`` are in the one write; ``audit.skus.*.sell_out_s`` is stated; an integer too wide
 for JSON readers (beyond 64 bits, e.g. a seed) is written as a string.
+
+Optional sections added within version 2 (a reader of an older file finds them missing, and
+an older reader keeps them verbatim): ``stock_history`` (the bundled storefront's free / held /
+sold units over time) and, with a reservation TTL, the audit's lifecycle figures
+(``audit.undersell_units``, ``double_returns``, ``paid_after_expiry``, ``excess_units``,
+``holds`` and per SKU the fields of :class:`~simulator.report.sections.Lifecycle`).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from simulator.report.sections import (
     RunInfo,
     ScenarioInfo,
     SkuStock,
+    StockHistory,
     TargetInfo,
     Timeline,
     _dict,
@@ -52,7 +59,7 @@ _TOP_LEVEL_LATENCY = ("dispatch_lag", "queue_wait")
 _KNOWN = {
     "flashsale_report", "mode", "partial", "complete", "exit_code", "scenario", "target", "run",
     "orders", "latency_ms", "dispatch_lag_ms", "queue_wait_ms", "latency_spectrum", "timeline",
-    "audit", "thresholds", "journey",
+    "audit", "thresholds", "journey", "stock_history",
 }  # fmt: skip
 
 
@@ -76,6 +83,8 @@ class Report:
     timeline: Timeline | None = None
     journey: JourneyReport | None = None  # steps and journeys (a scenario with a [journey])
     audit: Audit | None = None
+    #: the storefront's free / held / sold units over time (bundled storefront only)
+    stock_history: StockHistory | None = None
     thresholds: tuple[CheckedThreshold, ...] = ()
     exit_code: int = 0
     complete: bool = True
@@ -141,6 +150,8 @@ class Report:
         if self.journey is not None:
             out["journey"] = self.journey.to_json()
         out["audit"] = None if self.audit is None else self.audit.to_json()
+        if self.stock_history is not None:
+            out["stock_history"] = self.stock_history.to_json()
         out["thresholds"] = [t.to_json() for t in self.thresholds]
         for key, value in self.extra.items():
             out.setdefault(key, value)
@@ -254,6 +265,7 @@ def _read(data: dict[str, Any], orders: dict[str, Any], source: str, strict: boo
         timeline=timeline,
         journey=JourneyReport.from_json(data.get("journey")),
         audit=audit,
+        stock_history=StockHistory.from_json(data.get("stock_history")),
         thresholds=_thresholds(data.get("thresholds")),
         exit_code=exit_code if exit_code is not None else 0,
         complete=complete if isinstance(complete, bool) else not partial,
