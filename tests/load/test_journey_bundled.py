@@ -25,7 +25,7 @@ def run(*args: str) -> tuple[int, dict, str]:
 
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_the_seckill_journey_adds_up(workers: str) -> None:
-    _code, report, _stderr = run("--workers", workers)
+    code, report, stderr = run("--workers", workers)
     orders, j = report["orders"], report["journey"]
     steps = {s["name"]: s for s in j["steps"]}
     rows = orders["scheduled"]
@@ -45,3 +45,14 @@ def test_the_seckill_journey_adds_up(workers: str) -> None:
     assert set(streams) == {"product_page", "countdown"}
     assert all(s["outcomes"]["confirmed"] == s["requests"] > 0 for s in streams.values())
     assert report["complete"]
+    # the audit: every hold the clients saw is one the storefront reserved; nothing oversold,
+    # nothing stranded, every unit of stock paid, held, or back on sale
+    audit = report["audit"]
+    assert audit["ok"] and audit["oversell_units"] == audit["undersell_units"] == 0
+    for sku, s in audit["skus"].items():
+        assert s["conserved"], sku
+        assert s["initial"] == s["paid"] + s["held"] + s["free"]
+        assert s["reserved"] == s["paid"] + s["held"] + s["returned"]
+        assert s["client_units"] == s["reserved"]  # each hold seen exactly once
+    assert sum(s["returned"] for s in audit["skus"].values()) > 0  # expired or cancelled
+    assert code == 0, stderr
