@@ -153,7 +153,7 @@ def test_a_full_pool_shows_in_the_steps_latency_not_hidden(
     mariadb_dsn: str, tmp_path: Path
 ) -> None:
     """One connection for 300 journeys a second: steps wait for it, and their latency, counted
-    from when each was due, says so (the service time alone would not)."""
+    from when each was due, holds that wait (the service time alone would not)."""
     with scratch_database(mariadb_dsn) as db:
         store = MariaStore(db, racy=False, racy_delay_s=0)
         with running_shop(ShopConfig({"A1": 40, "B2": 30}), store) as url:
@@ -161,5 +161,9 @@ def test_a_full_pool_shows_in_the_steps_latency_not_hidden(
     j = report["journey"]
     assert j["started"] == j["ended"] == report["orders"]["scheduled"]
     order = step(report, "order")
-    assert order["latency_ms"]["p99"] > 5 * order["service_ms"]["p99"]
-    assert report["queue_wait_ms"]["p99"] > 0
+    # ~1,000 requests a second on one connection: they queue, and the queue is in the latency
+    wait, lat, svc = report["queue_wait_ms"], order["latency_ms"], order["service_ms"]
+    assert wait["max"] > 1.0  # requests did wait for the one connection
+    # and the wait is in the latency: from due time = (dispatch lag +) queue wait + service
+    assert lat["mean"] >= svc["mean"] + wait["mean"] - 0.01
+    assert lat["max"] >= wait["max"]
