@@ -155,40 +155,48 @@ class SecondHistograms:
             self._cleanup = weakref.finalize(self, _unlink, path)
         return self.spill_path
 
-    def _records(self) -> Iterator[tuple[int, I64, I64]]:
-        """The spilled records in file order (a second may have several)."""
+    def _index(self) -> dict[int, list[tuple[int, int]]]:
+        """Second → (file offset, buckets) of each of its spilled records (headers only)."""
+        out: dict[int, list[tuple[int, int]]] = {}
         if self.spill_path is None:
-            return
+            return out
         head = _RECORD.itemsize
         with open(self.spill_path, "rb") as f:
+            at = 0
             while True:
                 raw = f.read(head)
                 if len(raw) < head:
-                    return
+                    return out
                 rec = np.frombuffer(raw, dtype=_RECORD)[0]
                 s, n = int(rec["second"]), int(rec["n"])
-                idx = np.frombuffer(f.read(2 * n), dtype="<u2").astype(np.int64)
-                cs = np.frombuffer(f.read(8 * n), dtype="<i8").astype(np.int64)
-                yield s, idx, cs
+                out.setdefault(s, []).append((at + head, n))
+                at += head + 10 * n
+                f.seek(at)
 
     def seconds(self) -> Iterator[tuple[int, I64, I64]]:
         """Every second's histogram (bucket indexes, counts), in second order, spilled ones
-        included (read back one second at a time)."""
+        included: read back one second at a time (memory holds one second, not the file)."""
         self.consolidate()
-        spilled: dict[int, list[tuple[I64, I64]]] = {}
-        if self.spill_path is not None:  # group the file's records by second (offsets only
-            for s, idx, cs in self._records():  # would do; a spilled second is small)
-                spilled.setdefault(s, []).append((idx, cs))
-        for s in sorted(set(spilled) | set(self.per_second)):
-            parts = spilled.pop(s, [])
-            if s in self.per_second:
-                parts.append(self.per_second[s])
-            if len(parts) == 1:
-                yield s, parts[0][0], parts[0][1]
-                continue
-            idx, inv = np.unique(np.concatenate([p[0] for p in parts]), return_inverse=True)
-            cs = np.bincount(inv, weights=np.concatenate([p[1] for p in parts]))
-            yield s, idx, cs.astype(np.int64)
+        index = self._index()
+        path = self.spill_path
+        with contextlib.ExitStack() as stack:
+            f = stack.enter_context(open(path, "rb")) if index and path is not None else None
+            for s in sorted(set(index) | set(self.per_second)):
+                parts: list[tuple[I64, I64]] = []
+                for at, n in index.get(s, ()):
+                    assert f is not None
+                    f.seek(at)
+                    idx = np.frombuffer(f.read(2 * n), dtype="<u2").astype(np.int64)
+                    cs = np.frombuffer(f.read(8 * n), dtype="<i8").astype(np.int64)
+                    parts.append((idx, cs))
+                if s in self.per_second:
+                    parts.append(self.per_second[s])
+                if len(parts) == 1:
+                    yield s, parts[0][0], parts[0][1]
+                    continue
+                idx, inv = np.unique(np.concatenate([p[0] for p in parts]), return_inverse=True)
+                cs = np.bincount(inv, weights=np.concatenate([p[1] for p in parts]))
+                yield s, idx, cs.astype(np.int64)
 
     def discard(self) -> None:
         """Forget the spilled seconds (their file is deleted)."""
