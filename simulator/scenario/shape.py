@@ -144,20 +144,3 @@ def check_templates(scenario: Scenario) -> None:
                         "buyers.data",
                         f"{data.source}: row {r + 1}, column {c} (used in a header): {problem}",
                     )
-
-
-def locust_lacks(scenario: Scenario) -> str | None:
-    """What of the scenario's request shape the Locust adapter does not send yet (it renders
-    the default head and the body's built-in fields), or None: said before Locust starts."""
-    t = scenario.target
-    if scenario.buyers.data is not None:
-        return "buyers.data"
-    if t.headers:
-        return "target.headers"
-    if t.outcome is not None:
-        return "target.outcome"
-    if PLACEHOLDER.search(t.orders_path):
-        return "a templated target.orders_path"
-    if any(name not in BODY_FIELDS for name in PLACEHOLDER.findall(t.body)):
-        return "product vars in target.body"
-    return None

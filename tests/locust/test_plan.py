@@ -375,3 +375,41 @@ def test_locustfile_options_are_range_checked(
     )  # fmt: skip
     with pytest.raises(UsageError, match=message):
         Options.from_parsed(parsed)
+
+
+def test_own_request_shapes_pass_the_locust_command(tmp_path: Path) -> None:
+    # buyers data, headers, a templated path, product vars and a body outcome rule: all sent
+    # by the Locust users and the engine mode as flashsale run sends them (tests/locust/
+    # test_own_shop.py runs them against the test shop)
+    from simulator.commands.locust import build_command
+
+    seckill = ROOT / "scenarios" / "own-shop-seckill.toml"
+    cmd, _ = build_command(str(seckill), ["--headless"])
+    assert cmd[-1] == "--headless" and str(seckill) in cmd
+
+
+def test_the_users_request_is_flashsale_runs_taken_apart(tmp_path: Path) -> None:
+    from simulator.load.transport.template import RequestTemplate
+
+    (tmp_path / "buyers.csv").write_text(
+        "user,token\n" + "".join(f"u{k},t{k}\n" for k in range(400))
+    )
+    (tmp_path / "s.toml").write_text(
+        (ROOT / "scenarios" / "own-shop-seckill.toml")
+        .read_text()
+        .replace("own-shop-buyers.csv", "buyers.csv")
+        .replace('orders_path = "/api/v1/seckill/{goods_id}/order"',
+                 'orders_path = "/api/v1/seckill/{goods_id}/order?u={user}&r={order_id}"')
+    )  # fmt: skip
+    sc = load_scenario(tmp_path / "s.toml")
+    t = RequestTemplate(sc.target, sc.products, "shop:8081", sc.target.orders_path, sc.buyers.data)
+    whole = t.render(1, 42, 2, 7)
+    target, headers, body = t.split(1, 42, 2, 7)
+    assert target == "/api/v1/seckill/2/order?u=u7&r=42"
+    assert headers == {
+        "Authorization": "Bearer t7",
+        "X-Request-Id": "42",
+        "Content-Type": "application/json",
+    }
+    assert body == b'{"qty":2}' and whole.endswith(b"\r\n\r\n" + body)
+    assert whole.startswith(b"POST " + target.encode() + b" HTTP/1.1\r\n")
