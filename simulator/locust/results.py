@@ -36,7 +36,7 @@ from simulator.results import measure_tally, run_report
 from simulator.scenario import Scenario
 
 #: dtypes an array of a worker's message may have (anything else is refused)
-_DTYPES = frozenset({"<i8", "<i4", "<u2", "|u1", "|b1"})
+_DTYPES = frozenset({"<i8", "<i4", "<u4", "<u2", "|u1", "|b1"})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -76,20 +76,36 @@ def _hist_from(v: Any, scale: Scale) -> Histogram:
 
 
 def _seconds_to(sh: SecondHistograms) -> list[Any]:
+    """Per-second histograms as four flat arrays: seconds, buckets per second, bucket indexes
+    and counts (narrow integer types: ~6 bytes a non-empty bucket), then the exact max and min."""
     sh.consolidate()
-    per = [[s, _arr(idx), _arr(cs)] for s, (idx, cs) in sorted(sh.per_second.items())]
-    return [per, _arr(sh.max_ns), _arr(sh.min_ns)]
+    secs = sorted(sh.per_second)
+    parts = [sh.per_second[k] for k in secs]
+    idx = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
+    counts = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
+    wide = len(counts) and int(counts.max()) >= 1 << 32
+    return [
+        _arr(np.array(secs, dtype=np.int64)),
+        _arr(np.array([len(p[0]) for p in parts], dtype=np.int64)),
+        _arr(idx.astype(np.uint16 if sh.scale.n_buckets <= 1 << 16 else np.int32)),
+        _arr(counts.astype(np.int64 if wide else np.uint32)),
+        _arr(sh.max_ns),
+        _arr(sh.min_ns),
+    ]
 
 
 def _seconds_from(v: Any, scale: Scale) -> SecondHistograms:
-    per, hi, lo = v
+    secs, lens, idx, counts, hi, lo = (_unarr(x, 1).astype(np.int64) for x in v)
+    if len(secs) != len(lens) or int(lens.sum()) != len(idx) or len(idx) != len(counts):
+        raise ValueError("per-second histograms: arrays of different lengths")
+    if len(idx) and (idx.min() < 0 or idx.max() >= scale.n_buckets):
+        raise ValueError("per-second histogram buckets out of range")
     sh = SecondHistograms(scale)
-    for s, idx, cs in per:
-        i, c = _unarr(idx, 1).astype(np.int64), _unarr(cs, 1).astype(np.int64)
-        if len(i) != len(c) or (len(i) and (i.min() < 0 or i.max() >= scale.n_buckets)):
-            raise ValueError("per-second histogram buckets out of range")
-        sh.per_second[int(s)] = (i, c)
-    sh.max_ns, sh.min_ns = _unarr(hi, 1), _unarr(lo, 1)
+    if len(secs):
+        cuts = np.cumsum(lens)[:-1]
+        pairs = zip(np.split(idx, cuts), np.split(counts, cuts), strict=True)
+        sh.per_second = dict(zip(secs.tolist(), pairs, strict=True))
+    sh.max_ns, sh.min_ns = hi, lo
     return sh
 
 

@@ -413,3 +413,10 @@ def test_the_users_request_is_flashsale_runs_taken_apart(tmp_path: Path) -> None
     }
     assert body == b'{"qty":2}' and whole.endswith(b"\r\n\r\n" + body)
     assert whole.startswith(b"POST " + target.encode() + b" HTTP/1.1\r\n")
+
+
+def test_an_empty_tally_travels_too() -> None:
+    from simulator.load.tally import Tally
+
+    back = res.tally_from_message(res.tally_to_message(Tally()))
+    assert back.scheduled == 0 and not back.latency_s.per_second and not back.hists
