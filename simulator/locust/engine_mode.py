@@ -3,10 +3,13 @@
 The engine (:class:`simulator.load.engine.Run`, the lean HTTP/1.1 transport on a uvloop event loop)
 runs in a real OS thread of the Locust process: Locust's gevent patches ``threading``, so the
 thread is started with gevent's saved original ``start_new_thread``. The engine folds finished
-attempts in batches; its sink copies them into a :class:`~simulator.load.recorder.Recorder` of the
-slice (what the Locust worker reports to its master); a greenlet of Locust's loop reads the
-answers that came in since its last look (every ``POLL_S``, vectorised over a window of rows) and
-reports them into Locust's statistics under the same two names as the users do.
+attempts in batches into its :class:`~simulator.load.tally.Tally` (what the Locust worker hands
+its master) and hands each batch to its sink, which streams it to the orders file (when asked
+for) and passes a copy to Locust's side; a greenlet of Locust's loop takes those copies every
+``POLL_S`` into the live counts and into Locust's statistics under the same two names as the
+users do. A batch is folded once all its attempts are over, so Locust's statistics follow the
+answers by about a second. The engine takes the slice from the schedule block by block, so
+nothing here grows with the run's length.
 
 The engine runs with ``spin_s = SPIN_S`` (−1 ms): its wake-up for the next due order is then
 always ≥ 1 ms after that order's time, so orders leave in 1 ms batches, up to 2 ms after their
@@ -21,18 +24,20 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Callable
-from typing import Any
+from collections import deque
+from collections.abc import Callable, Iterator
 
 import gevent
 import numpy as np
 from gevent import monkey
 
-from simulator.load.engine import EngineConfig, Run, retry_capacity
-from simulator.load.recorder import Recorder
+from simulator.load.engine import EngineConfig, Run, RunResult
+from simulator.load.slots import Batch
+from simulator.load.tally import Tally
 from simulator.load.transport import parse_endpoint
-from simulator.locust.stats import INTENDED, SERVICE, OrderFailed
-from simulator.outcomes import CONFIRMED, OUTCOME_NAMES, SOLD_OUT
+from simulator.locust.live import SliceCounts
+from simulator.locust.stats import INTENDED, SERVICE, Failures
+from simulator.outcomes import CONFIRMED, NOT_SENT, SOLD_OUT
 from simulator.scenario import Scenario
 from simulator.schedule import Orders
 
@@ -41,9 +46,12 @@ SPIN_S = -0.001  # wake ≥ 1 ms after each due order: ~1 ms batches, no spinnin
 # Locust's thread reporting a batch holds the GIL; the engine's thread gets it back after at
 # most this long (Python's default, 5 ms, showed as dispatch lag)
 SWITCH_INTERVAL_S = 0.0005
-_MARGIN_NS = 1_000_000_000  # rows due this much after our clock's "now" cannot be answered yet
+#: the fields of a folded batch the Locust side keeps (copied: the engine recycles its slots)
+_KEEP = ("intended_ns", "sent_ns", "done_ns", "outcome", "reason", "try", "final", "flags",
+         "order", "sku", "qty")  # fmt: skip
 
 Fire = Callable[..., None]  # ``environment.events.request.fire``
+Sink = Callable[[Batch], None]
 
 
 class EngineSlice:
@@ -52,11 +60,14 @@ class EngineSlice:
     def __init__(
         self,
         scenario: Scenario,
-        rows: Orders,
+        rows: Orders | Iterator[Orders],
         host: str,
         connections: int,
         worker: int,
+        slices: int,
         start_at_wall_s: float,
+        counts: SliceCounts | None = None,
+        stream: Sink | None = None,
     ) -> None:
         from simulator.load.transport.lean import LeanTransport
 
@@ -64,10 +75,11 @@ class EngineSlice:
         transport = LeanTransport(
             parse_endpoint(host).unverified(),  # as Locust's own users: not checked
             sc.target,
-            tuple(p.id for p in sc.products),
+            sc.products,
             connections,
             sc.run.timeout_s,
             sc.run.connect_timeout_s,
+            sc.buyers.data,
         )
         config = EngineConfig(
             timeout_s=sc.run.timeout_s,
@@ -75,52 +87,44 @@ class EngineSlice:
             retry=sc.buyers.retry,
             seed=sc.seed,
             worker=worker,
+            workers=slices,
             spin_s=SPIN_S,
         )
-        self._rec = Recorder.allocate(
-            rows["t_ns"].astype(np.int64), retry_capacity(rows, config.retry)
-        )
-        self._rec.reason_labels = dict(transport.reason_labels)
-        self.run = Run(rows, transport, config, self._record)
+        self.run = Run(rows, transport, config, self._on_batch)
         self.start_at_wall_s = start_at_wall_s
         self.method = sc.target.method
         self.path = sc.target.orders_path
+        self.counts = counts if counts is not None else SliceCounts()
+        self.stream = stream
+        self.failure = Failures(transport.reason_labels)
+        self.fire: Fire | None = None
         self.error: str | None = None
+        self.result: RunResult | None = None
         self.done = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._reported = np.zeros(self._rec.capacity, dtype=np.bool_)
-        self._lo = 0  # every row before it has been reported
-        self._failures: dict[tuple[int, int], OrderFailed] = {}
+        self._batches: deque[Batch] = deque()  # folded in the engine's thread, not yet reported
 
     @property
-    def recorder(self) -> Recorder:
-        """The slice's recorder (filled batch by batch while the run goes on)."""
-        return self._rec
+    def tally(self) -> Tally:
+        """The slice's tally (the engine's: complete once its thread has ended)."""
+        return self.run.tally
 
-    def _record(self, batch: dict[str, np.ndarray[Any, Any]]) -> None:
-        """The engine's sink (its thread): a batch of finished attempts into the recorder.
+    def _on_batch(self, batch: Batch) -> None:
+        """The engine's sink (its thread): a batch of finished attempts, already in the tally.
 
-        First attempts go to their row; a retry gets the next attempt number, linked to the
-        attempt before it (tries of one order arrive in order). ``done_ns`` is written last:
-        the reporting greenlet takes an attempt once its done time and outcome are there.
+        Streamed to the orders file when there is one, and copied for Locust's side (a deque's
+        append and popleft are safe between threads).
         """
-        rec = self._rec
-        local = batch["row"].astype(np.int64) - self.run.config.worker
-        tries = batch["try"].astype(np.int64)
-        at = local.copy()
-        for j in np.flatnonzero(tries > 1).tolist():
-            prev = int(local[j])
-            for _ in range(int(tries[j]) - 2):
-                prev = int(rec.next_attempt[prev])
-            at[j] = rec.add_retry(prev, int(batch["intended_ns"][j]))
-        for name in ("dispatched_ns", "sent_ns", "status", "outcome", "reason"):
-            getattr(rec, name)[at] = batch[name]
-        rec.done_ns[at] = batch["done_ns"]
+        if self.stream is not None:
+            self.stream(batch)
+        self._batches.append({k: np.array(batch[k]) for k in _KEEP})
 
     # -- the engine's thread -------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Start the engine's thread (a real OS thread, whatever gevent has patched)."""
+    def start(self, fire: Fire | None = None) -> None:
+        """Start the engine's thread (a real OS thread, whatever gevent has patched); its
+        answers go to ``fire`` (Locust's request event)."""
+        self.fire = fire
         start_new_thread = monkey.get_original("_thread", "start_new_thread")
         sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_S))
         start_new_thread(self._main, ())
@@ -137,7 +141,7 @@ class EngineSlice:
 
     async def _execute(self) -> None:
         self._loop = asyncio.get_running_loop()
-        await self.run.execute(self.start_at_wall_s)
+        self.result = await self.run.execute(self.start_at_wall_s)
 
     def stop(self) -> None:
         """Stop dispatching (thread-safe); answers drain for the engine's ``stop_drain_s``."""
@@ -154,48 +158,40 @@ class EngineSlice:
 
     # -- into Locust's statistics ------------------------------------------------------------
 
-    def report_loop(self, fire: Fire) -> None:
+    def report_loop(self) -> None:
         """Greenlet: every ``POLL_S`` report the new answers; once more at the end."""
         while not self.done:
             gevent.sleep(POLL_S)
-            self.report(fire)
-        self.report(fire)
+            self.drain()
+        self.drain()
 
-    def newly_done(self) -> np.ndarray[Any, np.dtype[np.int64]]:
-        """Attempts answered (or failed) since the last call, each once."""
-        rec = self._rec
-        n, m = rec.n_rows, rec.n_attempts
-        elapsed_ns = round((time.time() - self.start_at_wall_s) * 1e9) + _MARGIN_NS
-        lo = self._lo
-        hi = lo + int(np.searchsorted(rec.intended_ns[lo:n], elapsed_ns, side="right"))
-        # an outcome is written after done_ns: a row with done but no outcome is not done yet
-        window = (rec.done_ns[lo:hi] >= 0) & (rec.outcome[lo:hi] != 0) & ~self._reported[lo:hi]
-        rows = lo + np.flatnonzero(window)
-        retry = (rec.done_ns[n:m] >= 0) & (rec.outcome[n:m] != 0) & ~self._reported[n:m]
-        new = np.concatenate([rows, n + np.flatnonzero(retry)]).astype(np.int64)
-        self._reported[new] = True
-        pending = np.flatnonzero(~self._reported[lo:hi])
-        self._lo = lo + int(pending[0]) if len(pending) else hi
-        return new
+    def drain(self) -> int:
+        """Take the batches the engine folded since the last call: into the live counts, and
+        each answered attempt into Locust's statistics (service and intended entries)."""
+        n = 0
+        while self._batches:
+            batch = self._batches.popleft()
+            self.counts.fold(batch)
+            if self.fire is not None:
+                n += self._report(self.fire, batch)
+        return n
 
-    def report(self, fire: Fire) -> int:
-        """Fire Locust's request event for each new answer (service and intended entries)."""
-        new = self.newly_done()
-        if not len(new):
+    def _report(self, fire: Fire, b: Batch) -> int:
+        done = b["done_ns"]
+        keep = (done >= 0) & (b["outcome"] != NOT_SENT)
+        if not keep.any():
             return 0
-        rec = self._rec
-        done = rec.done_ns[new]
-        sent = rec.sent_ns[new]
-        intended_ms = ((done - rec.intended_ns[new]) / 1e6).tolist()
+        done, sent = done[keep], b["sent_ns"][keep]
+        intended_ms = ((done - b["intended_ns"][keep]) / 1e6).tolist()
         service_ms = ((done - sent) / 1e6).tolist()
         was_sent = (sent >= 0).tolist()
-        outcomes = rec.outcome[new].tolist()
-        statuses = rec.status[new].tolist()
-        method, path = self.method, self.path
-        for lat, svc, went, code, status in zip(
-            intended_ms, service_ms, was_sent, outcomes, statuses, strict=True
+        outcomes = b["outcome"][keep].tolist()
+        reasons = b["reason"][keep].tolist()
+        method, path, failure = self.method, self.path, self.failure
+        for lat, svc, went, code, reason in zip(
+            intended_ms, service_ms, was_sent, outcomes, reasons, strict=True
         ):
-            exc = None if code in (CONFIRMED, SOLD_OUT) else self._failure(code, status)
+            exc = None if code in (CONFIRMED, SOLD_OUT) else failure(code, reason)
             if went:
                 fire(
                     request_type=method,
@@ -217,11 +213,8 @@ class EngineSlice:
                 exception=exc,
                 url=path,
             )
-        return len(new)
+        return len(outcomes)
 
-    def _failure(self, code: int, status: int) -> OrderFailed:
-        key = (code, status)
-        exc = self._failures.get(key)
-        if exc is None:
-            exc = self._failures[key] = OrderFailed(f"{OUTCOME_NAMES[code]} ({status})")
-        return exc
+    def slot_bytes(self) -> int:
+        """Memory the engine's attempt slots hold (the most they held)."""
+        return self.result.slot_bytes if self.result is not None else self.run.slots.nbytes()

@@ -12,22 +12,27 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from simulator.audit import ServerState
 from simulator.audit_sources import read_records
 from simulator.load.target import Target
 from simulator.locust import results as res
-from simulator.locust.plan import RunPlan
-from simulator.records import save_orders
+from simulator.locust.plan import RunPlan, scan_slices
 from simulator.results import write_report
 from simulator.scenario import HttpAudit, Scenario
-from simulator.schedule import Orders, build_schedule
 
 log = logging.getLogger("flashsale")
 
 
-def schedule_rows(scenario: Scenario, plan: RunPlan) -> Orders:
-    """The whole schedule of ``plan`` (every worker's rows), in order."""
-    return build_schedule(scenario.with_scale(plan.scale), plan.duration_s).materialize()
+def ledger_ids(server: ServerState) -> npt.NDArray[np.int64]:
+    """The order ids of the storefront's ledger that are schedule order numbers (the ids the
+    master must tell apart for a worker that never reported); bounded by what was sold."""
+    if not server.ledger:
+        return np.zeros(0, dtype=np.int64)
+    ids = [int(e[0]) for e in server.ledger if str(e[0]).isdigit() and len(str(e[0])) < 19]
+    return np.unique(np.array(ids, dtype=np.int64))
 
 
 def server_state(scenario: Scenario, target: Target | None) -> ServerState:
@@ -46,20 +51,24 @@ def finalize(
     facts: res.RunFacts,
     out_dir: str,
 ) -> dict[str, Any]:
-    """Merge the workers' results over the schedule, build the report, print it, save it.
+    """Check the workers' results against their slices (one streamed pass over the schedule),
+    merge their tallies, build the report, print it, save it.
 
     ``out_dir`` "" saves nothing; a directory that cannot be written is logged, not raised (the
-    report is printed already).
+    report is printed already). Per-attempt records are not here: with ``--flashsale-orders``
+    each worker streamed its own part as it went.
     """
-    merged = res.merge_workers(schedule_rows(scenario, plan), plan, results)
+    scans = scan_slices(scenario, plan, ledger_ids(server))
+    merged = res.merge_workers(scans, plan, results)
     report = res.build_report(scenario, plan, merged, server, facts)
     print(res.render(report), flush=True)
+    if plan.orders:
+        print(f"flashsale: per-attempt records streamed by the workers to {plan.orders} "
+              f"(a part per worker: {plan.orders}.w0, … with several)", flush=True)  # fmt: skip
     if out_dir:
         try:
             path = write_report(report, Path(out_dir))
-            skus = [p.id for p in scenario.products]
-            save_orders(Path(out_dir), merged.rows, merged.recorder, skus)
-            print(f"flashsale: report saved to {path} (orders.npz beside it)", flush=True)
+            print(f"flashsale: report saved to {path}", flush=True)
         except OSError as exc:
             log.error("flashsale: cannot save the report in %s: %s", out_dir, exc)
     return report

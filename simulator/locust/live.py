@@ -1,8 +1,9 @@
 """The live view of a Locust run (the Flash sale page and tab): pure functions, no locust import.
 
-A node's counters come from its recorder (:func:`slice_counters`); the master adds up the
-workers' (:func:`merge_counters`); :func:`view` turns them, the storefront's inventory and a
-:class:`Snapshot` of the node into the JSON the page polls. Tested as plain functions.
+A node's counters come from its slice's :class:`SliceCounts` (folded from the same batches of
+finished attempts as its tally); the master adds up the workers' (:func:`merge_counters`);
+:func:`view` turns them, the storefront's inventory and a :class:`Snapshot` of the node into the
+JSON the page polls. Tested as plain functions.
 """
 
 from __future__ import annotations
@@ -12,36 +13,81 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from simulator.audit import ClientView, ServerState, audit_view
-from simulator.load.recorder import Recorder
+from simulator.load.tally import first_confirmed
 from simulator.locust.plan import RunPlan, demand_rate
-from simulator.outcomes import OUTCOME_NAMES
-from simulator.results import confirmations
+from simulator.outcomes import CONFIRMED, OUTCOME_NAMES
 from simulator.scenario import Scenario
-from simulator.schedule import Orders, build_schedule
+from simulator.schedule import FLAG_DUPLICATE, build_schedule
+
+I64 = npt.NDArray[np.int64]
 
 
-def confirmed_units(rows: Orders, rec: Recorder, skus: Sequence[str]) -> dict[str, int]:
-    """Units confirmed so far per SKU, each order id once (:func:`simulator.results.confirmations`,
-    the one count the summary, the audit and the engine's progress use too)."""
-    units = confirmations(rows, rec).units_per_product(len(skus))
-    return {sku: int(units[i]) for i, sku in enumerate(skus)}
+class SliceCounts:
+    """What one slice has done so far, folded batch by batch from its finished attempts (the
+    batches that also go into its tally): sends, orders decided per outcome, rows sent (and
+    double clicks among them) and the confirmed orders (bounded by the stock).
 
-
-def slice_counters(rows: Orders, rec: Recorder, skus: Sequence[str]) -> dict[str, Any]:
-    """Requests sent, rows by outcome so far and client-confirmed units of one slice.
-
-    Vectorised over the arrays; a few ms for a million orders (the web UI asks once a second,
-    Locust's worker report every few seconds). A row in flight still counts as not sent.
+    The live view's counters (:meth:`counters`) and the per-worker line of the report come from
+    here; percentiles and timelines come from the tally.
     """
-    m = rec.n_attempts
-    counts = np.bincount(rec.row_outcomes(), minlength=len(OUTCOME_NAMES))
-    return {
-        "sends": int(np.count_nonzero(rec.sent_ns[:m] >= 0)),
-        "outcomes": {name: int(counts[i]) for i, name in enumerate(OUTCOME_NAMES)},
-        "confirmed_units": confirmed_units(rows, rec, skus),
-    }
+
+    __slots__ = ("_c", "double_clicks_sent", "outcomes", "rows_sent", "sends")
+
+    def __init__(self) -> None:
+        self.sends = 0  # attempts written to a connection
+        self.rows_sent = 0  # schedule rows whose first attempt was sent
+        self.double_clicks_sent = 0  # among them, double clicks (FLAG_DUPLICATE)
+        self.outcomes = np.zeros(len(OUTCOME_NAMES), dtype=np.int64)  # orders decided
+        self._c: list[tuple[I64, ...]] = []  # confirmed (order, product, qty, done)
+
+    def fold(self, batch: Mapping[str, npt.NDArray[Any]]) -> None:
+        """Count a batch of finished attempts (the engine's slot fields)."""
+        sent = np.asarray(batch["sent_ns"]) >= 0
+        first = sent & (np.asarray(batch["try"]) == 1)
+        self.sends += int(np.count_nonzero(sent))
+        self.rows_sent += int(np.count_nonzero(first))
+        dup = (np.asarray(batch["flags"]) & FLAG_DUPLICATE) != 0
+        self.double_clicks_sent += int(np.count_nonzero(first & dup))
+        outcome = np.asarray(batch["outcome"])
+        final = np.asarray(batch["final"], dtype=np.bool_)
+        self.outcomes += np.bincount(outcome[final], minlength=len(OUTCOME_NAMES))[
+            : len(OUTCOME_NAMES)
+        ]
+        ok = outcome == CONFIRMED
+        if ok.any():
+            self._c.append(
+                tuple(
+                    np.asarray(batch[k])[ok].astype(np.int64)
+                    for k in ("order", "sku", "qty", "done_ns")
+                )
+            )
+
+    def add_dropped_retry(self, outcome: int) -> None:
+        """An order whose retry was dropped (a stop) ends on its previous answer."""
+        self.outcomes[outcome] += 1
+
+    def confirmed_units(self, skus: Sequence[str]) -> dict[str, int]:
+        """Units confirmed so far per SKU, each order id once (the one rule,
+        :func:`simulator.load.tally.first_confirmed`, as the report and the audit count)."""
+        if not self._c:
+            return dict.fromkeys(skus, 0)
+        if len(self._c) > 1:  # keep one array each: cheap to call again
+            self._c = [tuple(np.concatenate(p) for p in zip(*self._c, strict=True))]
+        units = first_confirmed(*self._c[0]).units_per_product(len(skus))
+        return {sku: int(units[i]) for i, sku in enumerate(skus)}
+
+    def counters(self, skus: Sequence[str], settled: bool) -> dict[str, Any]:
+        """The slice's live counters (JSON-able): sends, orders decided by outcome, confirmed
+        units per SKU, and whether the slice is settled (every row taken and decided)."""
+        return {
+            "sends": self.sends,
+            "outcomes": {name: int(self.outcomes[i]) for i, name in enumerate(OUTCOME_NAMES)},
+            "confirmed_units": self.confirmed_units(skus),
+            "settled": settled,
+        }
 
 
 def merge_counters(parts: Iterable[Mapping[str, Any]], skus: Sequence[str]) -> dict[str, Any]:
@@ -61,8 +107,8 @@ def merge_counters(parts: Iterable[Mapping[str, Any]], skus: Sequence[str]) -> d
 
 
 def all_answered(parts: Sequence[Mapping[str, Any]], slices: int) -> bool:
-    """Whether every slice has reported and none has a row left unanswered."""
-    return len(parts) >= slices and all(p["outcomes"]["not_sent"] == 0 for p in parts)
+    """Whether every slice has reported and each has taken and decided all its rows."""
+    return len(parts) >= slices and all(p.get("settled", False) for p in parts)
 
 
 def scheduled_per_s(scenario: Scenario, plan: RunPlan) -> list[int]:

@@ -85,6 +85,14 @@ def add_arguments(parser: Any, **_kw: Any) -> None:
         "for flashsale report/compare); '' = do not save",
     )
     g.add_argument(
+        "--flashsale-orders",
+        env_var="FLASHSALE_ORDERS",
+        default="",
+        include_in_web_ui=False,
+        help="stream every attempt's record to FILE as the run goes (flashsale run's --orders "
+        "format; with N workers each writes FILE.w<k> on its own machine); '' = not at all",
+    )
+    g.add_argument(
         "--flashsale-engine",
         action="store_true",
         default=False,

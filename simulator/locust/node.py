@@ -12,7 +12,7 @@ Messages between nodes (all plain dicts):
   duration cut, scenario digest). Sent before Locust's spawn messages, so a worker knows its
   slice before its first user starts.
 * ``flashsale_result`` worker → master at test stop: :func:`results.worker_result` (the
-  worker's recorder arrays as bytes).
+  worker's tally: histograms and counters, no per-order array; the digest of its rows).
 * live counters ride on Locust's own periodic worker report (``report_to_master``).
 
 A worker that dies mid-run stops sending heartbeats; Locust's master marks it missing, and the
@@ -25,6 +25,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import gevent
@@ -39,6 +40,7 @@ from simulator.locust import results as res
 from simulator.locust.plan import Options, RunPlan, file_digest, users_at
 from simulator.locust.slice_state import NODE_ATTR, SliceState, start_slice
 from simulator.locust.stats import INTENDED
+from simulator.records import clear_stream
 from simulator.scenario import Scenario, load_scenario
 
 log = logging.getLogger("flashsale")
@@ -46,6 +48,7 @@ log = logging.getLogger("flashsale")
 PLAN_MESSAGE = "flashsale_plan"
 RESULT_MESSAGE = "flashsale_result"
 INVENTORY_EVERY_S = 0.5  # the live view reads the storefront's /inventory at most this often
+FOLD_S = 0.25  # users mode: how often the attempts that are over are folded into the tally
 
 
 class Phase(enum.Enum):
@@ -137,6 +140,7 @@ class Node:
             self.digest,
             host=self.env.host,
             engine=self.options.engine,
+            orders=self.options.orders or None,
         )
 
     def _begin(self) -> None:
@@ -153,8 +157,32 @@ class Node:
         st = start_slice(self.scenario, plan, worker, self.env.host, self.options.lead_s)
         self.slice = st
         if st.engine is not None:
-            st.engine.start()
-            gevent.spawn(st.engine.report_loop, self.env.events.request.fire)
+            st.engine.start(self.env.events.request.fire)
+            gevent.spawn(st.engine.report_loop)
+        else:
+            gevent.spawn(self._fold_loop, st)
+
+    def _fold_loop(self, st: SliceState) -> None:
+        """Users mode: fold the attempts that are over into the slice's tally while it runs."""
+        while self.slice is st:
+            gevent.sleep(FOLD_S)
+            if self.slice is st and st.feed is not None:
+                st.feed.fold(st.now_ns())
+
+    def _clear_orders(self) -> bool:
+        """Remove an earlier run's orders stream (on this machine) before the workers write
+        theirs; False (the run failed) if the path cannot be one."""
+        if not self.options.orders:
+            return True
+        path = Path(self.options.orders)
+        try:
+            if not path.is_dir():
+                path.parent.mkdir(parents=True, exist_ok=True)
+            clear_stream(path)
+        except (ValueError, OSError) as exc:
+            self.fail(f"--flashsale-orders: {exc}")
+            return False
+        return True
 
     def _reset_target(self) -> None:
         target = self.target()
@@ -166,18 +194,30 @@ class Node:
             log.warning("flashsale: %s", done.note)
 
     def _slice_result(self, st: SliceState) -> dict[str, Any]:
-        """The slice's result message (in engine mode once the engine's thread has ended)."""
-        eng = st.engine
+        """The slice's result message: its tally (in engine mode once the engine's thread has
+        ended), the digest of its rows and its counts."""
+        eng, feed = st.engine, st.feed
+        error = None
         if eng is not None:
             eng.stop()
             if not eng.wait(self.scenario.run.timeout_s + 5.0):
                 eng.error = eng.error or "engine: still running after the stop"
-            eng.report(self.env.events.request.fire)
-            if eng.error is not None:
-                msg = f"worker {st.worker}: {eng.error}"
-                log.error("flashsale: %s", msg)
-                return {"run_id": st.plan.run_id, "worker": st.worker, "error": msg}
-        return res.worker_result(st.recorder, st.worker, st.plan, st.rows_sent_twice)
+            eng.drain()
+            error = eng.error
+        elif feed is not None:
+            feed.finish(st.now_ns())
+        if st.stream is not None:
+            st.stream.close(complete=error is None)
+        if error is not None or (eng is None and feed is None):
+            msg = f"worker {st.worker}: {error or 'nothing was sent'}"
+            log.error("flashsale: %s", msg)
+            return {"run_id": st.plan.run_id, "worker": st.worker, "error": msg}
+        if eng is not None:
+            tally, twice, slot_bytes = eng.tally, 0, eng.slot_bytes()
+        else:
+            assert feed is not None
+            tally, twice, slot_bytes = feed.tally, feed.rows_sent_twice, feed.ring.nbytes()
+        return res.worker_result(tally, st.counts, st.digest, st.worker, st.plan, twice, slot_bytes)
 
     def fail(self, message: str) -> None:
         """A run that cannot go on: log it, stop, and in a headless run quit with exit 2."""
@@ -227,7 +267,7 @@ class Node:
         """The live counters this node knows of, one per slice."""
         st = self.slice
         if st is not None:
-            return [live.slice_counters(st.rows, st.recorder, self.skus)]
+            return [st.live_counters(self.skus)]
         return [self._last_live] if self._last_live is not None else []
 
     def _all_answered(self) -> bool:
@@ -310,7 +350,8 @@ class LocalNode(Node):
         """Reset the target, take the whole schedule as one slice."""
         super().on_test_start()
         self._reset_target()
-        self._start_slice(self._new_plan(1), 0)
+        if self._clear_orders():
+            self._start_slice(self._new_plan(1), 0)
 
     def on_test_stop(self) -> None:
         """Finalize with this process's own results."""
@@ -319,7 +360,7 @@ class LocalNode(Node):
             return
         self.slice = None
         result = self._slice_result(st)
-        self._last_live = live.slice_counters(st.rows, st.recorder, self.skus)
+        self._last_live = st.counts.counters(self.skus, True)
         results: dict[int, dict[str, Any]] = {}
         if "error" in result:
             self.errors.append(str(result["error"]))
@@ -356,13 +397,7 @@ class WorkerNode(Node):
         except FlashsaleError as exc:
             self._refuse(plan, k, str(exc))
             return
-        log.info(
-            "flashsale: worker %d takes slice %d of %d: %d orders",
-            k,
-            k,
-            plan.slices,
-            self.slice.book.n if self.slice else 0,
-        )
+        log.info("flashsale: worker %d takes slice %d of %d", k, k, plan.slices)
 
     def _refuse(self, plan: RunPlan, k: int, msg: str) -> None:
         log.error("flashsale: %s", msg)
@@ -383,7 +418,7 @@ class WorkerNode(Node):
         """Add the live counters to Locust's periodic report."""
         st = self.slice
         if st is not None:
-            data["flashsale"] = live.slice_counters(st.rows, st.recorder, self.skus)
+            data["flashsale"] = st.live_counters(self.skus)
 
 
 class MasterNode(Node):
@@ -423,6 +458,8 @@ class MasterNode(Node):
             )
         if problem is not None:
             self.fail(problem)
+            return
+        if not self._clear_orders():
             return
         self.plan = self._new_plan(slices)
         runner.send_message(PLAN_MESSAGE, self.plan.to_message())

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +17,10 @@ import numpy as np
 import numpy.typing as npt
 
 from simulator.errors import UsageError
+from simulator.load.slots import REGION
+from simulator.load.tally import Tally
 from simulator.scenario import Scenario, limits
-from simulator.schedule import FLAG_DUPLICATE, Orders, build_schedule
+from simulator.schedule import Orders, build_schedule
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -110,6 +112,8 @@ class RunPlan:
     digest: str
     host: str | None = None
     engine: bool = False
+    orders: str | None = None  # each sending node streams its per-attempt records here (a part
+    # per slice: simulator.records.stream_part)
 
     def to_message(self) -> dict[str, object]:
         """The plan as a plain dict (a Locust message payload)."""
@@ -121,6 +125,7 @@ class RunPlan:
             "digest": self.digest,
             "host": self.host,
             "engine": self.engine,
+            "orders": self.orders,
         }
 
     @classmethod
@@ -135,6 +140,7 @@ class RunPlan:
             digest=str(data["digest"]),
             host=None if data.get("host") is None else str(data["host"]),
             engine=bool(data.get("engine", False)),
+            orders=None if data.get("orders") is None else str(data["orders"]),
         )
 
 
@@ -143,114 +149,91 @@ def file_digest(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-class OrderBook:
-    """A worker's slice of the schedule, ready to send: times, ids and request bodies.
-
-    Rows are kept as Python lists (an index into a list is cheaper than into a NumPy array,
-    which makes a scalar object per lookup, and each order is looked up a few times). Bodies
-    are rendered on demand from the scenario's template (``order_id`` = the order number,
-    ``user_id`` = the buyer number).
-    """
-
-    __slots__ = (
-        "_literals",
-        "_sku",
-        "buyer",
-        "fields",
-        "flags",
-        "n",
-        "order",
-        "product",
-        "qty",
-        "t_ns",
-    )
-
-    def __init__(self, scenario: Scenario, rows: Orders) -> None:
-        self.n = len(rows)
-        self.t_ns: list[int] = rows["t_ns"].tolist()
-        self.order: list[int] = rows["order"].tolist()
-        self.buyer: list[int] = rows["buyer"].tolist()
-        self.product: list[int] = rows["product"].tolist()
-        self.qty: list[int] = rows["qty"].tolist()
-        self.flags: list[int] = rows["flags"].tolist()
-        self._sku = [p.id for p in scenario.products]
-        literals, fields = scenario.target.body_parts()
-        self._literals = literals
-        self.fields = fields
-
-    def body(self, i: int) -> bytes:
-        """The request body of row ``i``."""
-        values = {
-            "order_id": str(self.order[i]),
-            "sku": self._sku[self.product[i]],
-            "qty": str(self.qty[i]),
-            "user_id": str(self.buyer[i]),
-        }
-        lit = self._literals
-        parts = [lit[0]]
-        for k, name in enumerate(self.fields):
-            parts.append(values[name])
-            parts.append(lit[k + 1])
-        return "".join(parts).encode()
-
-
-def worker_rows(scenario: Scenario, plan: RunPlan, worker: int) -> Orders:
-    """Worker ``worker``'s slice of the plan's schedule (rows ≡ worker mod slices)."""
+def slice_chunks(scenario: Scenario, plan: RunPlan, worker: int) -> Iterator[Orders]:
+    """Worker ``worker``'s slice of the plan's schedule (rows ≡ worker mod slices), generated
+    block by block as it is consumed, in chunks of at most one slot region (never the whole
+    slice in memory)."""
     if not 0 <= worker < plan.slices:
         raise UsageError(f"worker index {worker} is outside the {plan.slices} slices of this run")
     schedule = build_schedule(scenario.with_scale(plan.scale), plan.duration_s)
-    return schedule.materialize(worker, plan.slices)
+    return schedule.chunks(REGION, worker, plan.slices)
 
 
-class Dispatcher:
-    """Hands out a worker's orders to its users in time order; one per call, each once.
+_WRAP = 1 << 64
 
-    An order a user claimed but could not send (the user was stopped while waiting for the
-    order's time) is given back and handed out again first. Under gevent, a call runs without
-    a switch, so no lock is needed.
+
+@dataclass(slots=True)
+class SliceDigest:
+    """What identifies a slice of the schedule without holding it: its row count and the sums
+    (mod 2⁶⁴) of its rows' intended times and order ids.
+
+    A worker digests the rows it takes as it takes them; the master digests every slice in one
+    pass over the schedule; equal digests say the worker worked through its own slice.
     """
 
-    __slots__ = ("_given_back", "n", "next")
+    rows: int = 0
+    t_sum: int = 0
+    order_sum: int = 0
 
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.next = 0
-        self._given_back: deque[int] = deque()
+    def add(self, chunk: Orders) -> None:
+        """Count a chunk of the slice's rows."""
+        self.rows += len(chunk)
+        if len(chunk):
+            t = int(chunk["t_ns"].astype(np.uint64).sum(dtype=np.uint64))
+            o = int(chunk["order"].astype(np.uint64).sum(dtype=np.uint64))
+            self.t_sum = (self.t_sum + t) % _WRAP
+            self.order_sum = (self.order_sum + o) % _WRAP
 
-    def claim(self) -> int:
-        """The next order's row, or −1 when every order has been handed out."""
-        if self._given_back:
-            return self._given_back.popleft()
-        i = self.next
-        if i >= self.n:
-            return -1
-        self.next = i + 1
-        return i
+    def to_message(self) -> list[int]:
+        """The digest as a plain list (a Locust message payload)."""
+        return [self.rows, self.t_sum, self.order_sum]
 
-    def give_back(self, i: int) -> None:
-        """Return a claimed, unsent row; it is handed out again before any other."""
-        self._given_back.appendleft(i)
-
-    @property
-    def remaining(self) -> int:
-        """Orders not handed out yet (given-back ones included)."""
-        return self.n - self.next + len(self._given_back)
+    @classmethod
+    def from_message(cls, data: Any) -> SliceDigest:
+        """The inverse of :meth:`to_message`; ValueError if it is not one."""
+        if not isinstance(data, list | tuple) or len(data) != 3:
+            raise ValueError(f"slice digest: expected [rows, t_sum, order_sum], got {data!r}")
+        rows, t, o = (int(x) for x in data)
+        return cls(rows, t, o)
 
 
-def duplicate_check(rows: Orders, sent: npt.NDArray[np.bool_]) -> dict[str, int]:
-    """Among the rows sent, order ids sent more than once: intended (double clicks) or not.
+@dataclass(slots=True)
+class SliceScan:
+    """One slice as the master sees it from the schedule: its digest, its rows as a tally of
+    orders never sent (what counts for a worker that never reported) and, of the order ids
+    the master watches for (the ledger's), those in the slice."""
 
-    ``rows`` is the whole schedule, ``sent`` a mask over it. A repeated order number is intended
-    when it is a double click (FLAG_DUPLICATE); two sent originals of one order would be a bug.
-    """
-    orders = rows["order"][sent]
-    original = (rows["flags"][sent] & FLAG_DUPLICATE) == 0
-    firsts = orders[original]
-    return {
-        "repeated_ids": int(orders.size - np.unique(orders).size),
-        "double_clicks_sent": int(orders.size - firsts.size),
-        "unintended_repeats": int(firsts.size - np.unique(firsts).size),
-    }
+    digest: SliceDigest = field(default_factory=SliceDigest)
+    unsent: Tally = field(default_factory=Tally)
+    watched: list[npt.NDArray[np.int64]] = field(default_factory=list)
+
+
+def scan_slices(
+    scenario: Scenario, plan: RunPlan, watch: npt.NDArray[np.int64] | None = None
+) -> list[SliceScan]:
+    """Every slice of the plan's schedule, in one pass over it (block by block: bounded
+    memory whatever the sale's length)."""
+    scans = [SliceScan() for _ in range(plan.slices)]
+    schedule = build_schedule(scenario.with_scale(plan.scale), plan.duration_s)
+    n = plan.slices
+    row0 = 0
+    for chunk in schedule.chunks(1 << 20):
+        for k, scan in enumerate(scans):
+            part = chunk[(k - row0) % n :: n]
+            scan.digest.add(part)
+            scan.unsent.add_unsent_rows(part["t_ns"].astype(np.int64))
+            if watch is not None and len(watch) and len(part):
+                orders = part["order"].astype(np.int64)
+                scan.watched.append(orders[np.isin(orders, watch)])
+        row0 += len(chunk)
+    return scans
+
+
+def digesting(chunks: Iterable[Orders], digest: SliceDigest) -> Iterator[Orders]:
+    """The chunks as they are, each added to ``digest`` as it passes."""
+    for chunk in chunks:
+        digest.add(chunk)
+        yield chunk
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +246,7 @@ class Options:
     slices: int = 0  # 0 = as many as there are workers at the start
     out_dir: str = "flashsale-locust"  # the master writes OUT_DIR/report.json; "" = not at all
     engine: bool = False  # workers drive their slices with flashsale's engine, not with users
+    orders: str = ""  # stream the per-attempt records there (a part per worker); "" = not at all
     reset: bool = True
     lead_s: float = 1.0
     drain_s: float | None = None  # None = the scenario's [run] drain_s
@@ -292,6 +276,7 @@ class Options:
             slices=o.flashsale_workers,
             out_dir=o.flashsale_out,
             engine=o.flashsale_engine,
+            orders=getattr(o, "flashsale_orders", "") or "",
             reset=not o.flashsale_no_reset,
             lead_s=o.flashsale_lead,
             sizing=sizing,

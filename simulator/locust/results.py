@@ -1,85 +1,194 @@
 """What a worker sends to the master, and the master's report in ``flashsale run``'s shape.
 
-A worker records into the engine's :class:`simulator.load.recorder.Recorder` (preallocated arrays,
-attempts and retries as the engine does). At the end its trimmed arrays travel to the master as
-raw bytes in one Locust message (:func:`worker_result`). The master rebuilds
-them, merges the workers exactly with :func:`simulator.load.recorder.merge` in slice order
-(:func:`merge_workers`), and builds the report with :func:`simulator.results.measure` and
-:func:`simulator.audit.audit` (:func:`build_document`): the same ``report.json`` as ``flashsale
-run`` writes, so ``flashsale report`` and ``flashsale compare`` read it, plus a ``locust``
-section with what only a Locust run has (workers, per-worker counts, integrity checks). No locust
-import here.
+A worker folds its attempts into a :class:`~simulator.load.tally.Tally` as they end (the same
+tally ``flashsale run`` keeps: histograms, per-second counters, the confirmed orders). At the end
+the tally travels to the master in one Locust message (:func:`worker_result`: its counts as
+plain values and bytes, histograms as their non-empty buckets, never a per-order array), with the
+slice's digest and a few counts. The master checks each worker's digest against its slice of the
+schedule (:func:`simulator.locust.plan.scan_slices`, one streamed pass), merges the tallies by
+adding counts (:func:`merge_workers`: exact), and builds the report with
+:func:`simulator.results.measure_tally` and :func:`simulator.audit.audit_view`
+(:func:`build_document`): the same ``report.json`` as ``flashsale run`` writes, so ``flashsale
+report`` and ``flashsale compare`` read it, plus a ``locust`` section with what only a Locust run
+has (workers, per-worker counts, integrity checks). No locust import here.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from simulator.audit import ServerState, audit, audit_settled
-from simulator.load.recorder import Recorder, merge
-from simulator.locust.plan import RunPlan, duplicate_check
-from simulator.outcomes import OUTCOME_NAMES
+from simulator.audit import ServerState, audit_settled, audit_view, client_view_of
+from simulator.histogram import Histogram, Scale
+from simulator.load.tally import SecondHistograms, Tally
+from simulator.locust.live import SliceCounts
+from simulator.locust.plan import RunPlan, SliceDigest, SliceScan
+from simulator.outcomes import NOT_SENT, OUTCOME_NAMES
 from simulator.report.document import Report
 from simulator.report.sections import RunInfo, ScenarioInfo, TargetInfo
 from simulator.report.terminal import render_text
-from simulator.results import measure, run_report
+from simulator.results import measure_tally, run_report
 from simulator.scenario import Scenario
-from simulator.schedule import Orders, concat
 
-#: the recorder's arrays and their dtypes, as they travel in a worker's message
-FIELDS: tuple[tuple[str, type[np.generic]], ...] = (
-    ("intended_ns", np.int64),
-    ("dispatched_ns", np.int64),
-    ("sent_ns", np.int64),
-    ("done_ns", np.int64),
-    ("status", np.int16),
-    ("outcome", np.uint8),
-    ("reason", np.int32),
-    ("tries", np.uint8),
-    ("next_attempt", np.int32),
-    ("row_of_retry", np.int32),
-)
+#: dtypes an array of a worker's message may have (anything else is refused)
+_DTYPES = frozenset({"<i8", "<i4", "<u4", "<u2", "|u1", "|b1"})
 
 
-def recorder_to_message(rec: Recorder) -> dict[str, Any]:
-    """A recorder's used part as plain values and bytes (a Locust message payload)."""
-    t = rec.trimmed()
-    out: dict[str, Any] = {"n_rows": t.n_rows, "n_attempts": t.n_attempts}
-    for name, _ in FIELDS:
-        out[name] = getattr(t, name).tobytes()
-    out["reason_labels"] = [[code, label] for code, label in t.reason_labels.items()]
-    return out
+# ---------------------------------------------------------------------------------------------
+# A tally as a message (msgpack: plain values, bytes, lists)
 
 
-def recorder_from_message(data: Mapping[str, Any]) -> Recorder:
-    """The inverse of :func:`recorder_to_message`; ValueError if the arrays do not fit."""
-    n_rows, m = int(data["n_rows"]), int(data["n_attempts"])
-    arrays: dict[str, Any] = {
-        name: np.frombuffer(data[name], dtype=dtype).copy() for name, dtype in FIELDS
+def _arr(a: npt.NDArray[Any]) -> list[Any]:
+    a = np.ascontiguousarray(a)
+    return [a.dtype.str, list(a.shape), a.tobytes()]
+
+
+def _unarr(v: Any, ndim: int | None = None) -> npt.NDArray[Any]:
+    dtype, shape, data = v
+    if str(dtype) not in _DTYPES:
+        raise ValueError(f"array of dtype {dtype!r}")
+    shape = tuple(int(x) for x in shape)
+    if ndim is not None and len(shape) != ndim:
+        raise ValueError(f"array of shape {shape}, expected {ndim} dimensions")
+    a = np.frombuffer(bytes(data), dtype=np.dtype(str(dtype)))
+    return a.reshape(shape).copy()
+
+
+def _hist_to(h: Histogram) -> list[Any]:
+    nz = np.flatnonzero(h.counts).astype(np.int64)
+    return [h.total, h.sum_ns, h.min_ns, h.max_ns, _arr(nz), _arr(h.counts[nz])]
+
+
+def _hist_from(v: Any, scale: Scale) -> Histogram:
+    total, sum_ns, lo, hi, idx, counts = v
+    h = Histogram.empty(scale)
+    i, c = _unarr(idx, 1), _unarr(counts, 1)
+    if len(i) != len(c) or (len(i) and (i.min() < 0 or i.max() >= scale.n_buckets)):
+        raise ValueError("histogram buckets out of range")
+    h.counts[i] = c
+    h.total, h.sum_ns, h.min_ns, h.max_ns = int(total), int(sum_ns), int(lo), int(hi)
+    return h
+
+
+def _seconds_to(sh: SecondHistograms) -> list[Any]:
+    """Per-second histograms as four flat arrays: seconds, buckets per second, bucket indexes
+    and counts (narrow integer types: ~6 bytes a non-empty bucket), then the exact max and min."""
+    sh.consolidate()
+    secs = sorted(sh.per_second)
+    parts = [sh.per_second[k] for k in secs]
+    idx = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
+    counts = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
+    wide = len(counts) and int(counts.max()) >= 1 << 32
+    return [
+        _arr(np.array(secs, dtype=np.int64)),
+        _arr(np.array([len(p[0]) for p in parts], dtype=np.int64)),
+        _arr(idx.astype(np.uint16 if sh.scale.n_buckets <= 1 << 16 else np.int32)),
+        _arr(counts.astype(np.int64 if wide else np.uint32)),
+        _arr(sh.max_ns),
+        _arr(sh.min_ns),
+    ]
+
+
+def _seconds_from(v: Any, scale: Scale) -> SecondHistograms:
+    secs, lens, idx, counts, hi, lo = (_unarr(x, 1).astype(np.int64) for x in v)
+    if len(secs) != len(lens) or int(lens.sum()) != len(idx) or len(idx) != len(counts):
+        raise ValueError("per-second histograms: arrays of different lengths")
+    if len(idx) and (idx.min() < 0 or idx.max() >= scale.n_buckets):
+        raise ValueError("per-second histogram buckets out of range")
+    sh = SecondHistograms(scale)
+    if len(secs):
+        cuts = np.cumsum(lens)[:-1]
+        pairs = zip(np.split(idx, cuts), np.split(counts, cuts), strict=True)
+        sh.per_second = dict(zip(secs.tolist(), pairs, strict=True))
+    sh.max_ns, sh.min_ns = hi, lo
+    return sh
+
+
+def tally_to_message(t: Tally) -> dict[str, Any]:
+    """A tally as plain values and bytes (a Locust message payload; no pickle)."""
+    order, product, qty, done = t.confirmed()
+    sc = t.scale
+    return {
+        "scale": [sc.sub_bits, sc.lo_exp, sc.hi_exp],
+        "counts": [t.scheduled, t.attempts, t.retries, t.sent, t.last_ns],
+        "row_outcomes": _arr(t.row_outcomes),
+        "attempt_outcomes": _arr(t.attempt_outcomes),
+        "hists": [[k, o, _hist_to(h)] for (k, o), h in sorted(t.hists.items()) if h.total],
+        "per_s": [_arr(getattr(t, n)) for n in _PER_S],
+        "latency_s": _seconds_to(t.latency_s),
+        "service_s": _seconds_to(t.service_s),
+        "confirmed": [_arr(order), _arr(product), _arr(qty), _arr(done)],
+        "failed": _arr(t.failed()),
+        "reasons": [[o, r, n] for (o, r), n in sorted(t.reasons.items())],
+        "reason_labels": [[code, label] for code, label in sorted(t.reason_labels.items())],
     }
-    for name, a in arrays.items():
-        want = m - n_rows if name == "row_of_retry" else m
-        if len(a) != want:
-            raise ValueError(f"recorder message: {name} has {len(a)} values, expected {want}")
-    labels = {int(code): str(label) for code, label in data.get("reason_labels", [])}
-    return Recorder(n_rows=n_rows, n_attempts=m, reason_labels=labels, **arrays)
+
+
+_PER_S = ("intended_per_s", "sent_per_s", "done_per_s", "outcomes_per_s")
+
+
+def tally_from_message(data: Mapping[str, Any]) -> Tally:
+    """The inverse of :func:`tally_to_message`; ValueError (or KeyError) if it is not one."""
+    scale = Scale(*(int(x) for x in data["scale"]))
+    t = Tally(scale=scale, latency_s=SecondHistograms(scale), service_s=SecondHistograms(scale))
+    t.scheduled, t.attempts, t.retries, t.sent, t.last_ns = (int(x) for x in data["counts"])
+    n = len(OUTCOME_NAMES)
+    for name in ("row_outcomes", "attempt_outcomes"):
+        a = _unarr(data[name], 1).astype(np.int64)
+        if len(a) != n:
+            raise ValueError(f"{name}: {len(a)} outcomes, expected {n}")
+        setattr(t, name, a)
+    kinds = {"intended", "service", "dispatch_lag", "queue_wait", "order"}
+    for kind, o, h in data["hists"]:
+        if kind not in kinds or not 0 <= int(o) < n:
+            raise ValueError(f"histogram ({kind!r}, {o!r}): unknown kind or outcome")
+        t.hists[(str(kind), int(o))] = _hist_from(h, scale)
+    for name, v in zip(_PER_S, data["per_s"], strict=True):
+        a = _unarr(v, 2 if name == "outcomes_per_s" else 1).astype(np.int64)
+        if name == "outcomes_per_s" and a.shape[0] != n:
+            raise ValueError(f"outcomes_per_s: {a.shape[0]} rows, expected {n}")
+        setattr(t, name, a)
+    t.latency_s = _seconds_from(data["latency_s"], scale)
+    t.service_s = _seconds_from(data["service_s"], scale)
+    conf = [_unarr(v, 1).astype(np.int64) for v in data["confirmed"]]
+    if len(conf) != 4 or len({len(a) for a in conf}) != 1:
+        raise ValueError("confirmed orders: four arrays of one length expected")
+    if len(conf[0]):
+        t.c_order, t.c_product, t.c_qty, t.c_done = ([a] for a in conf)
+    failed = _unarr(data["failed"], 1).astype(np.int64)
+    if len(failed):
+        t.failed_orders = [failed]
+    t.reasons = {(int(o), int(r)): int(c) for o, r, c in data["reasons"]}
+    t.reason_labels = {int(code): str(label) for code, label in data["reason_labels"]}
+    return t
 
 
 def worker_result(
-    rec: Recorder, worker: int, plan: RunPlan, rows_sent_twice: int = 0
+    tally: Tally,
+    counts: SliceCounts,
+    digest: SliceDigest,
+    worker: int,
+    plan: RunPlan,
+    rows_sent_twice: int = 0,
+    slot_bytes: int = 0,
 ) -> dict[str, Any]:
-    """Everything the master needs from one worker (a Locust message)."""
+    """Everything the master needs from one worker (a Locust message): its tally, the digest
+    of the rows it took, and what the report's per-worker line and checks count."""
     return {
         "run_id": plan.run_id,
         "worker": worker,
         "slices": plan.slices,
+        "digest": digest.to_message(),
+        "rows_sent": counts.rows_sent,
+        "double_clicks_sent": counts.double_clicks_sent,
         "rows_sent_twice": rows_sent_twice,
-        "recorder": recorder_to_message(rec),
+        "slot_bytes": slot_bytes,
+        "tally": tally_to_message(tally),
     }
 
 
@@ -89,63 +198,70 @@ def worker_result(
 
 @dataclass(frozen=True, slots=True)
 class Merged:
-    """The workers' results as one run: rows in slice order, their merged recorder, the checks."""
+    """The workers' results as one run: their tallies added up, and the checks."""
 
-    rows: Orders
-    recorder: Recorder
+    tally: Tally
     section: dict[str, Any]  # the report's ``locust`` section
+    unheard: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # ^ watched order ids (the ledger's) of the slices of workers that never reported
+    slot_bytes: int = 0  # the largest worker's attempt slots
 
 
-def merge_workers(whole: Orders, plan: RunPlan, results: Mapping[int, Mapping[str, Any]]) -> Merged:
-    """Merge the workers' recorders over the schedule (exactly: ``load.recorder.merge``).
+def merge_workers(
+    scans: Sequence[SliceScan], plan: RunPlan, results: Mapping[int, Mapping[str, Any]]
+) -> Merged:
+    """Merge the workers' tallies (exactly: :meth:`Tally.merge` adds counts).
 
-    ``whole`` is the plan's whole schedule; worker k's rows are ``whole[k::slices]``. A worker
-    that did not report (or sent arrays that do not fit its slice) counts as missing: its rows
-    stay not sent, so the outcomes still add up to the schedule.
+    ``scans`` are the plan's slices as the schedule has them (:func:`scan_slices`). A worker
+    that did not report, sent a tally that cannot be read, or took rows that are not its slice
+    counts as missing: its rows count as not sent, so the outcomes still add up to the
+    schedule, and its watched order ids are :attr:`Merged.unheard`.
     """
-    parts_rows: list[Orders] = []
-    parts_rec: list[Recorder] = []
+    tally = Tally()
     per_worker: list[dict[str, Any]] = []
     missing: list[int] = []
     problems: list[str] = []
-    twice = 0
+    twice = doubles = slot_bytes = 0
+    unheard: list[npt.NDArray[np.int64]] = []
     for k in range(plan.slices):
-        mine = whole[k :: plan.slices].copy()
-        rec = None
+        scan = scans[k]
         r = results.get(k)
+        got: Tally | None = None
         if r is not None:
             try:
-                rec = recorder_from_message(r["recorder"])
-            except (KeyError, ValueError) as exc:
+                got = tally_from_message(r["tally"])
+                digest = SliceDigest.from_message(r["digest"])
+            except (KeyError, TypeError, ValueError) as exc:
                 problems.append(f"worker {k}: unreadable results ({exc})")
+                got = None
             else:
-                if rec.n_rows != len(mine) or not np.array_equal(
-                    rec.intended_ns[: rec.n_rows], mine["t_ns"]
-                ):
+                if digest != scan.digest or got.scheduled != scan.digest.rows:
                     problems.append(
-                        f"worker {k}: its {rec.n_rows} rows are not slice {k} of "
-                        f"{plan.slices} of the schedule ({len(mine)} rows)"
+                        f"worker {k}: its {digest.rows} rows are not slice {k} of "
+                        f"{plan.slices} of the schedule ({scan.digest.rows} rows)"
                     )
-                    rec = None
-        if rec is None:
+                    got = None
+        if got is None or r is None:
             missing.append(k)
-            rec = Recorder.allocate(mine["t_ns"].astype(np.int64), 0)
-        else:
-            twice += int(r.get("rows_sent_twice", 0)) if r is not None else 0
-            per_worker.append(_worker_counts(k, rec))
-        parts_rows.append(mine)
-        parts_rec.append(rec)
-    rows = concat(parts_rows)
-    merged = merge(parts_rec)
-    sent = merged.sent_ns[: merged.n_rows] >= 0
+            tally.merge(scan.unsent)
+            unheard.extend(scan.watched)
+            continue
+        twice += int(r.get("rows_sent_twice", 0))
+        doubles += int(r.get("double_clicks_sent", 0))
+        slot_bytes = max(slot_bytes, int(r.get("slot_bytes", 0)))
+        per_worker.append(_worker_counts(k, got, int(r.get("rows_sent", 0))))
+        tally.merge(got)
     checks: dict[str, Any] = {
         "all_workers_reported": not missing,
         "slices_match_schedule": not problems,
         "rows_sent_twice": twice,
-        **duplicate_check(rows, sent),
+        # slices are disjoint (each worker's digest is its slice's), so an order id repeats
+        # only as a double click or as a row a worker sent twice
+        "repeated_ids": doubles + twice,
+        "double_clicks_sent": doubles,
+        "unintended_repeats": twice,
     }
     checks["ok"] = bool(not missing and not problems and twice == 0)
-    checks["ok"] = checks["ok"] and checks["unintended_repeats"] == 0
     section = {
         "run_id": plan.run_id,
         "workers": plan.slices,
@@ -154,18 +270,17 @@ def merge_workers(whole: Orders, plan: RunPlan, results: Mapping[int, Mapping[st
         "checks": checks,
         "problems": problems,
     }
-    return Merged(rows, merged, section)
+    lost = np.concatenate(unheard) if unheard else np.zeros(0, dtype=np.int64)
+    return Merged(tally, section, lost, slot_bytes)
 
 
-def _worker_counts(k: int, rec: Recorder) -> dict[str, Any]:
-    m = rec.n_attempts
-    counts = np.bincount(rec.row_outcomes(), minlength=len(OUTCOME_NAMES))
+def _worker_counts(k: int, t: Tally, rows_sent: int) -> dict[str, Any]:
     return {
         "worker": k,
-        "slice_orders": rec.n_rows,
-        "sent": int(np.count_nonzero(rec.sent_ns[: rec.n_rows] >= 0)),
-        "attempts": int(np.count_nonzero(rec.sent_ns[:m] >= 0)),
-        "outcomes": {name: int(counts[i]) for i, name in enumerate(OUTCOME_NAMES)},
+        "slice_orders": t.scheduled,
+        "sent": rows_sent,
+        "attempts": t.sent,
+        "outcomes": {name: int(t.row_outcomes[i]) for i, name in enumerate(OUTCOME_NAMES)},
     }
 
 
@@ -185,12 +300,16 @@ class RunFacts:
 def build_document(
     scenario: Scenario, plan: RunPlan, merged: Merged, server: ServerState, facts: RunFacts
 ) -> Report:
-    """The run's :class:`Report`: :func:`measure` and :func:`audit`, plus a ``locust`` section."""
-    rows, rec = merged.rows, merged.recorder
+    """The run's :class:`Report`: :func:`measure_tally` and :func:`audit_view` of the merged
+    tally (as ``flashsale run`` does), plus a ``locust`` section."""
+    tally = merged.tally
     duration_s = plan.duration_s or scenario.duration_s
     skus = tuple(p.id for p in scenario.products)
-    summary = measure(rows, rec, duration_s, skus)
-    audit_result = audit(rows, rec, skus, scenario.stocks(), scenario.per_buyer_limits(), server)
+    summary = measure_tally(tally, duration_s, skus)
+    view = client_view_of(tally, skus)
+    # the orders of a worker that never reported: no client heard their answers
+    view.best.update(dict.fromkeys(map(str, merged.unheard.tolist()), NOT_SENT))
+    audit_result = audit_view(view, skus, scenario.stocks(), scenario.per_buyer_limits(), server)
     section = dict(merged.section)
     section["mode"] = facts.mode
     partial = summary.orders.outcomes["not_sent"] > 0 or bool(section["missing_workers"])
@@ -213,7 +332,7 @@ def build_document(
             connections=facts.connections,
             timeout_s=scenario.run.timeout_s,
             drain_s=scenario.run.drain_s,
-            recorder_bytes=rec.nbytes(),
+            recorder_bytes=merged.slot_bytes,
             notes=tuple(facts.notes),
             worker_errors=tuple(facts.errors),
         ),

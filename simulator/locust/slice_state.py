@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
-
 from simulator.errors import UsageError
-from simulator.load.engine import retry_capacity
-from simulator.load.recorder import Recorder
+from simulator.load.transport import outcome_rule
+from simulator.load.transport.template import RequestTemplate
 from simulator.locust.engine_mode import EngineSlice
-from simulator.locust.plan import Dispatcher, OrderBook, RunPlan, worker_rows
-from simulator.outcomes import status_table
+from simulator.locust.feed import SliceFeed
+from simulator.locust.live import SliceCounts
+from simulator.locust.plan import RunPlan, SliceDigest, digesting, slice_chunks
+from simulator.locust.stats import Failures
+from simulator.outcomes import OutcomeRule
+from simulator.records import OrderStream, stream_part
 from simulator.retry import Retry
 from simulator.scenario import Scenario
-from simulator.schedule import Orders
 
 #: the attribute of Locust's environment that holds this process's node
 NODE_ATTR = "flashsale_node"
@@ -31,23 +33,41 @@ NODE_ATTR = "flashsale_node"
 
 @dataclass(slots=True)
 class SliceState:
-    """This process's part of a run: its orders, who sends which next, and the results."""
+    """This process's part of a run: how its orders are sent, and what it has counted."""
 
     plan: RunPlan
     worker: int
-    rows: Orders
-    book: OrderBook
-    dispatcher: Dispatcher
-    recorder: Recorder  # the engine's arrays (in engine mode, the engine's own recorder)
     t0_ns: int  # perf_counter_ns() at the sale's t = 0 on this process
     method: str
-    path: str
-    headers: dict[str, str]
-    table: list[int]  # HTTP status → outcome code
+    template: RequestTemplate  # the requests flashsale run sends (path under Locust's host)
+    rule: OutcomeRule  # how an answer becomes an outcome, as in flashsale run
+    failure: Failures
     retry: Retry
     seed: int  # the scenario's: retry delays are drawn from it
+    digest: SliceDigest  # the rows taken from the schedule so far
+    counts: SliceCounts = field(default_factory=SliceCounts)
+    feed: SliceFeed | None = None  # users mode: the users send from it
     engine: EngineSlice | None = None  # engine mode: the engine's thread does the sending
-    rows_sent_twice: int = 0  # rows the users sent a second time (an integrity failure)
+    stream: OrderStream | None = None  # the per-attempt records, when asked for
+
+    def now_ns(self) -> int:
+        """ns since the slice's sale start (negative before it)."""
+        return time.perf_counter_ns() - self.t0_ns
+
+    @property
+    def settled(self) -> bool:
+        """Every row of the slice taken and decided."""
+        if self.engine is not None:
+            return self.engine.done
+        return self.feed is not None and self.feed.settled
+
+    def live_counters(self, skus: list[str]) -> dict[str, Any]:
+        """The live view's counters of this slice."""
+        if self.feed is not None:
+            self.feed.fold(self.now_ns())
+        elif self.engine is not None:
+            self.engine.drain()
+        return self.counts.counters(skus, self.settled)
 
 
 class SliceHolder(Protocol):
@@ -67,37 +87,51 @@ def start_slice(
 ) -> SliceState:
     """Worker ``worker``'s slice of ``plan``, its sale starting ``lead_s`` from now.
 
-    In engine mode the engine is built here (started by the caller); a UsageError if it has no
-    host to send to.
+    The slice is taken from the schedule block by block as it is sent (never held whole). In
+    engine mode the engine is built here (started by the caller); a UsageError if it has no
+    host to send to. With ``plan.orders`` the per-attempt records of the slice are streamed
+    to its part of that file.
     """
     sc = scenario
-    rows = worker_rows(sc, plan, worker)
     target = sc.target
-    engine = None
+    digest = SliceDigest()
+    source = digesting(slice_chunks(sc, plan, worker), digest)
+    stream = None
+    if plan.orders:
+        path = stream_part(Path(plan.orders), worker, plan.slices)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            stream = OrderStream(path, [p.id for p in sc.products])
+        except OSError as exc:
+            raise UsageError(f"--flashsale-orders: cannot write {path}: {exc}") from None
+    rule = outcome_rule(target)
+    counts = SliceCounts()
+    st = SliceState(
+        plan=plan,
+        worker=worker,
+        t0_ns=time.perf_counter_ns() + round(lead_s * 1e9),
+        method=target.method,
+        # Locust's client puts the path under its host (and the host's own path prefix)
+        template=RequestTemplate(target, sc.products, "locust", target.orders_path, sc.buyers.data),
+        rule=rule,
+        failure=Failures(rule.labels),
+        retry=sc.buyers.retry,
+        seed=sc.seed,
+        digest=digest,
+        counts=counts,
+        stream=stream,
+    )
     if plan.engine:
         host = plan.host or host
         if not host:
+            if stream is not None:
+                stream.close(complete=False)
             raise UsageError("--flashsale-engine: no host to send to (pass --host)")
         connections = max(1, math.ceil(sc.run.connections / plan.slices))
-        engine = EngineSlice(sc, rows, host, connections, worker, time.time() + lead_s)
-        recorder = engine.recorder
-    else:
-        recorder = Recorder.allocate(
-            rows["t_ns"].astype(np.int64), retry_capacity(rows, sc.buyers.retry)
+        st.engine = EngineSlice(
+            sc, source, host, connections, worker, plan.slices, time.time() + lead_s, counts, stream
         )
-    return SliceState(
-        plan=plan,
-        worker=worker,
-        rows=rows,
-        book=OrderBook(sc, rows),
-        dispatcher=Dispatcher(0 if engine is not None else len(rows)),
-        recorder=recorder,
-        t0_ns=time.perf_counter_ns() + round(lead_s * 1e9),
-        method=target.method,
-        path=target.orders_path,
-        headers={"Content-Type": target.content_type},
-        table=status_table(target.status),
-        retry=sc.buyers.retry,
-        seed=sc.seed,
-        engine=engine,
-    )
+    else:
+        st.feed = SliceFeed(source, worker, plan.slices, counts, stream)
+        st.feed.tally.reason_labels.update(rule.labels)
+    return st

@@ -6,6 +6,10 @@ mode, its tests) does not import locust, whose import monkey-patches the whole p
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from simulator.outcomes import OUTCOME_NAMES, reason_name
+
 #: per HTTP attempt, latency from the attempt's intended send time (what a buyer waits)
 INTENDED = "order (intended)"
 #: per HTTP attempt, latency from the actual send (what the target took)
@@ -13,4 +17,24 @@ SERVICE = "order (service)"
 
 
 class OrderFailed(Exception):
-    """An order's outcome that Locust should count as a failure (e.g. "throttled (429)")."""
+    """An order's outcome that Locust should count as a failure (e.g. "throttled (status 429)")."""
+
+
+class Failures:
+    """One :class:`OrderFailed` per (outcome, reason), named as the reports name them
+    ("rejected (body code 401)", "error (connect failed)"): made once, not per request."""
+
+    __slots__ = ("_cache", "_labels")
+
+    def __init__(self, labels: Mapping[int, str] | None = None) -> None:
+        self._labels = dict(labels or {})
+        self._cache: dict[tuple[int, int], OrderFailed] = {}
+
+    def __call__(self, outcome: int, reason: int) -> OrderFailed:
+        """The failure of an answer with this outcome and reason code."""
+        key = (outcome, reason)
+        exc = self._cache.get(key)
+        if exc is None:
+            text = f"{OUTCOME_NAMES[outcome]} ({reason_name(reason, self._labels)})"
+            exc = self._cache[key] = OrderFailed(text)
+        return exc

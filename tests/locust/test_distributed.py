@@ -20,6 +20,7 @@ import pytest
 
 from simulator.cli import main as cli_main
 from simulator.locust import LOCUSTFILE
+from simulator.records import StreamReader, stream_parts
 from simulator.scenario import load_scenario
 from simulator.schedule import build_schedule
 from tests.procs import free_port, stop
@@ -200,11 +201,22 @@ def check_report(path: Path, scenario_file: Path, storefront: str, mode: str) ->
 def test_master_and_two_workers_send_the_schedule_once(
     tmp_path: Path, scenario_file: Path, storefront: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, path = run_master_and_workers(tmp_path, scenario_file, storefront)
+    stream = tmp_path / "out" / "orders.npys"
+    code, out, path = run_master_and_workers(
+        tmp_path, scenario_file, storefront, "--flashsale-orders", str(stream)
+    )
     assert code == 0, out
     assert "flashsale run · mini-locust" in out and "users mode · 2 workers" in out
     assert "checks ok" in out and "audit ok: oversell 0 units" in out
-    check_report(path, scenario_file, storefront, "users")
+    report = check_report(path, scenario_file, storefront, "users")
+    # each worker streamed its part of the per-attempt records as it went: flashsale run's format
+    assert [p.name for p in stream_parts(stream)] == ["orders.npys.w0", "orders.npys.w1"]
+    reader = StreamReader(stream)
+    records = list(reader)
+    assert reader.complete
+    assert sum(len(b["row"]) for b in records) == report["orders"]["attempts"]
+    rows = sorted(r for b in records for r in b["row"][b["try"] == 1].tolist())
+    assert rows == list(range(report["orders"]["scheduled"]))  # global row numbers, each once
 
     # flashsale report renders the master's report as it renders flashsale run's
     argv = ["report", str(path), "--html", str(tmp_path / "r.html"), "--csv", str(tmp_path / "c")]
@@ -212,7 +224,7 @@ def test_master_and_two_workers_send_the_schedule_once(
     text = capsys.readouterr().out
     assert "mini-locust" in text and "no oversell" in text and "durian" in text
     assert (tmp_path / "r.html").stat().st_size > 10_000
-    assert (tmp_path / "c" / "orders.csv").exists()  # from the orders.npz beside the report
+    assert (tmp_path / "c" / "orders.csv").exists()  # from the orders stream beside the report
 
 
 @pytest.mark.slow

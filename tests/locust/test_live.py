@@ -8,12 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simulator.load.recorder import Recorder
 from simulator.locust import live
 from simulator.locust.plan import RunPlan
-from simulator.outcomes import CONFIRMED, SOLD_OUT
+from simulator.outcomes import CONFIRMED, SOLD_OUT, THROTTLED
 from simulator.scenario import load_scenario
-from simulator.schedule import build_schedule
+from simulator.schedule import FLAG_DUPLICATE, build_schedule
 
 from .test_plan import MINI
 
@@ -27,25 +26,43 @@ def mini(tmp_path: Path) -> Path:
     return path
 
 
-def test_slice_counters_count_each_order_once(mini: Path) -> None:
-    rows = build_schedule(load_scenario(mini)).materialize()[:6].copy()
-    rows["order"][3] = rows["order"][0]  # a double click of row 0, also confirmed
-    rows["product"][:] = [0, 1, 0, 0, 1, 1]
-    rows["qty"][:] = 2
-    rec = Recorder.allocate(rows["t_ns"].astype(np.int64), 0)
-    rec.sent_ns[:5] = 1
-    rec.outcome[:4] = [CONFIRMED, CONFIRMED, SOLD_OUT, CONFIRMED]  # row 4 is in flight
-    counters = live.slice_counters(rows, rec, SKUS)
-    assert counters["sends"] == 5
-    assert counters["outcomes"]["confirmed"] == 3 and counters["outcomes"]["not_sent"] == 2
+def test_slice_counts_count_each_order_once_and_decided_orders_by_outcome() -> None:
+    batch = {
+        "sent_ns": np.array([1, 1, 1, 1, 1, -1]),
+        "try": np.array([1, 1, 1, 1, 2, 1], dtype=np.uint8),
+        "flags": np.array([0, 0, 0, FLAG_DUPLICATE, 0, 0], dtype=np.uint8),
+        "outcome": np.array([CONFIRMED, CONFIRMED, SOLD_OUT, CONFIRMED, THROTTLED, 0]),
+        # row 4's throttled attempt is retried: it does not decide its order
+        "final": np.array([True, True, True, True, False, True]),
+        # row 3 is a double click of row 0, also confirmed: its units count once
+        "order": np.array([7, 8, 9, 7, 10, 11]),
+        "sku": np.array([0, 1, 0, 0, 1, 1]),
+        "qty": np.array([2, 2, 2, 2, 2, 2]),
+        "done_ns": np.array([10, 20, 30, 40, 50, -1]),
+    }
+    c = live.SliceCounts()
+    c.fold(batch)
+    assert (c.sends, c.rows_sent, c.double_clicks_sent) == (5, 4, 1)
+    counters = c.counters(SKUS, settled=False)
+    assert counters["outcomes"]["confirmed"] == 3 and counters["outcomes"]["not_sent"] == 1
+    assert counters["outcomes"]["throttled"] == 0
     assert counters["confirmed_units"] == {"durian": 2, "manggis": 2}
-    assert live.confirmed_units(rows, rec, SKUS) == counters["confirmed_units"]
+    assert not counters["settled"]
+    c.add_dropped_retry(THROTTLED)  # the retry of row 4 was dropped: it ends throttled
+    assert c.counters(SKUS, settled=True)["outcomes"]["throttled"] == 1
 
 
-def _counters(sends: int, confirmed: int, not_sent: int, units: dict[str, int]) -> dict:
+def _counters(
+    sends: int, confirmed: int, not_sent: int, units: dict[str, int], settled: bool = False
+) -> dict:
     merged = live.merge_counters([], SKUS)
     merged["outcomes"].update(confirmed=confirmed, not_sent=not_sent)
-    return {"sends": sends, "outcomes": merged["outcomes"], "confirmed_units": units}
+    return {
+        "sends": sends,
+        "outcomes": merged["outcomes"],
+        "confirmed_units": units,
+        "settled": settled,
+    }
 
 
 def test_merge_counters_adds_up_the_workers() -> None:
@@ -61,16 +78,16 @@ def test_merge_counters_adds_up_the_workers() -> None:
 
 
 @pytest.mark.parametrize(
-    ("not_sent", "slices", "expected"),
+    ("settled", "slices", "expected"),
     [
-        ([0, 0], 2, True),
-        ([0, 1], 2, False),  # a row of worker 1 is still out
-        ([0], 2, False),  # worker 1 has not reported yet
+        ([True, True], 2, True),
+        ([True, False], 2, False),  # worker 1 still has rows to take or answers to wait for
+        ([True], 2, False),  # worker 1 has not reported yet
         ([], 1, False),
     ],
 )
-def test_all_answered(not_sent: list[int], slices: int, expected: bool) -> None:
-    parts = [_counters(1, 0, n, {}) for n in not_sent]
+def test_all_answered(settled: list[bool], slices: int, expected: bool) -> None:
+    parts = [_counters(1, 0, 0, {}, s) for s in settled]
     assert live.all_answered(parts, slices) is expected
 
 

@@ -1,33 +1,36 @@
-"""The Locust adapter's pure parts: pool size as a function of time, slices, results, audit."""
+"""The Locust adapter's pure parts: pool size as a function of time, slices and their digests,
+the tally a worker sends, the master's merge, report and audit."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
+import msgpack
 import numpy as np
 import pytest
 
 from simulator.audit import ServerState
 from simulator.cli import main as cli_main
 from simulator.errors import ScenarioError, UsageError
-from simulator.load.recorder import Recorder
+from simulator.load.slots import REGION
 from simulator.locust import results as res
+from simulator.locust.feed import Claim, SliceFeed
+from simulator.locust.live import SliceCounts
 from simulator.locust.plan import (
-    Dispatcher,
-    OrderBook,
     PoolSizing,
     RunPlan,
+    SliceDigest,
     demand_rate,
-    duplicate_check,
+    digesting,
+    scan_slices,
+    slice_chunks,
     users_at,
-    worker_rows,
 )
-from simulator.outcomes import CONFIRMED, SOLD_OUT, THROTTLED
-from simulator.results import write_report
-from simulator.scenario import load_scenario
-from simulator.schedule import FLAG_DUPLICATE, ORDER_DTYPE, build_schedule
+from simulator.outcomes import CONFIRMED, SOLD_OUT
+from simulator.results import measure_tally, write_report
+from simulator.scenario import Scenario, load_scenario
+from simulator.schedule import FLAG_DUPLICATE, build_schedule
 
 ROOT = Path(__file__).resolve().parents[2]
 DURIAN = ROOT / "scenarios" / "durian-1111.toml"
@@ -118,135 +121,107 @@ def test_bad_sizing_is_a_usage_error(kwargs: dict[str, float]) -> None:
         PoolSizing(**kwargs)  # type: ignore[arg-type]
 
 
-# -- slices, order book, dispatcher -----------------------------------------------------------
+# -- slices, digests, the tally a worker sends -------------------------------------------------
 
 
 @pytest.mark.parametrize("workers", [1, 2, 3])
-def test_worker_slices_are_the_schedule(mini: Path, workers: int) -> None:
+def test_worker_slices_are_the_schedule_and_their_digests_agree(mini: Path, workers: int) -> None:
     scenario = load_scenario(mini)
     plan = RunPlan(1, workers, scenario.scale, None, "x")
     whole = build_schedule(scenario).materialize()
-    parts = [worker_rows(scenario, plan, k) for k in range(workers)]
-    assert sum(len(p) for p in parts) == len(whole)
-    for k, part in enumerate(parts):
+    scans = scan_slices(scenario, plan)
+    for k in range(workers):
+        digest = SliceDigest()
+        chunks = list(digesting(slice_chunks(scenario, plan, k), digest))
+        part = np.concatenate(chunks)
+        assert all(len(c) <= REGION for c in chunks)
         assert np.array_equal(part["order"], whole["order"][k::workers])
         assert np.all(np.diff(part["t_ns"]) >= 0)
+        assert digest == scans[k].digest and digest.rows == len(part)
+        assert scans[k].unsent.scheduled == len(part)
+        assert scans[k].unsent.row_outcomes[0] == len(part)  # as never sent
+        assert SliceDigest.from_message(digest.to_message()) == digest
+    assert sum(s.digest.rows for s in scans) == len(whole)
+    if workers > 1:
+        assert scans[0].digest != scans[1].digest
+
+
+def test_scan_slices_finds_watched_order_ids_in_their_slices(mini: Path) -> None:
+    scenario = load_scenario(mini)
+    plan = RunPlan(1, 2, scenario.scale, None, "x")
+    whole = build_schedule(scenario).materialize()
+    watch = np.array([whole["order"][0], whole["order"][1], 10**12], dtype=np.int64)
+    scans = scan_slices(scenario, plan, watch)
+    assert np.concatenate(scans[0].watched).tolist() == [whole["order"][0]]
+    assert np.concatenate(scans[1].watched).tolist() == [whole["order"][1]]
 
 
 def test_worker_index_outside_the_slices_is_refused(mini: Path) -> None:
     scenario = load_scenario(mini)
     with pytest.raises(UsageError, match="outside the 2 slices"):
-        worker_rows(scenario, RunPlan(1, 2, 1.0, None, "x"), 2)
+        slice_chunks(scenario, RunPlan(1, 2, 1.0, None, "x"), 2)
 
 
-def test_plan_round_trips_as_a_message() -> None:
-    plan = RunPlan(3, 2, 0.5, 10.0, "abc")
-    assert RunPlan.from_message(plan.to_message()) == plan
-    engine = RunPlan(3, 2, 0.5, 10.0, "abc", host="http://127.0.0.1:8080", engine=True)
-    assert RunPlan.from_message(engine.to_message()) == engine
-    assert RunPlan.from_message(RunPlan(1, 1, 1.0, None, "d").to_message()).duration_s is None
+def worker_result(
+    scenario: Scenario, plan: RunPlan, k: int, leave: int = 0, outcome: int = SOLD_OUT
+) -> dict:
+    """Worker k's result after its users answered every row but the last ``leave`` (never sent)
+    2 ms after it was due, through the real feed (slots, folding, the tally)."""
+    counts, digest = SliceCounts(), SliceDigest()
+    feed = SliceFeed(digesting(slice_chunks(scenario, plan, k), digest), k, plan.slices, counts)
+    claims: list[Claim] = []
+    while (c := feed.claim()) is not None:
+        claims.append(c)
+    cut = len(claims) - leave
+    for c in claims[:cut]:
+        ring = feed.ring
+        ring.dispatched_ns[c.slot] = ring.sent_ns[c.slot] = c.t_ns + 100
+        ring.status[c.slot] = 409 if outcome == SOLD_OUT else 201
+        ring.outcome[c.slot] = outcome
+        ring.reason[c.slot] = ring.status[c.slot]
+        ring.done_ns[c.slot] = c.t_ns + 2_000_000
+        feed.release()
+    for c in claims[cut:]:
+        feed.give_back(c)
+    feed.finish(10**12)
+    return res.worker_result(feed.tally, counts, digest, k, plan, 0, feed.ring.nbytes())
 
 
-def test_order_book_renders_the_scenario_template(mini: Path) -> None:
+def _results(scenario: Scenario, plan: RunPlan, **kw: int) -> dict[int, dict]:
+    return {k: worker_result(scenario, plan, k, **kw) for k in range(plan.slices)}
+
+
+def test_a_tally_travels_as_plain_values_and_comes_back_the_same(mini: Path) -> None:
     scenario = load_scenario(mini)
-    rows = build_schedule(scenario).materialize()[:5]
-    book = OrderBook(scenario, rows)
-    body = json.loads(book.body(3))
-    assert body == {
-        "order_id": str(rows["order"][3]),
-        "sku": scenario.products[rows["product"][3]].id,
-        "qty": int(rows["qty"][3]),
-        "user_id": str(rows["buyer"][3]),
-    }
-    custom = dataclasses.replace(
-        scenario,
-        target=dataclasses.replace(scenario.target, body="id={order_id}&n={qty}"),
-    )
-    assert OrderBook(custom, rows).body(0) == f"id={rows['order'][0]}&n={rows['qty'][0]}".encode()
-
-
-def test_dispatcher_hands_out_each_row_once_given_back_first() -> None:
-    d = Dispatcher(3)
-    assert [d.claim(), d.claim()] == [0, 1]
-    d.give_back(0)
-    assert d.remaining == 2
-    assert [d.claim(), d.claim(), d.claim()] == [0, 2, -1]
-    assert d.remaining == 0
-
-
-def _rows(orders: list[int], flags: list[int]) -> np.ndarray:
-    rows = np.zeros(len(orders), dtype=ORDER_DTYPE)
-    rows["order"] = orders
-    rows["flags"] = flags
-    return rows
-
-
-D = FLAG_DUPLICATE
-
-
-@pytest.mark.parametrize(
-    ("orders", "flags", "sent", "expected"),
-    [
-        ([0, 1, 2], [0, 0, 0], [1, 1, 1], (0, 0, 0)),
-        ([0, 1, 0], [0, 0, D], [1, 1, 1], (1, 1, 0)),  # a double click: intended
-        ([0, 1, 0], [0, 0, D], [0, 1, 1], (0, 1, 0)),  # its original not sent
-        ([0, 1, 0], [0, 0, 0], [1, 1, 1], (1, 0, 1)),  # the same original twice: a bug
-    ],
-)
-def test_duplicate_check(
-    orders: list[int], flags: list[int], sent: list[int], expected: tuple[int, int, int]
-) -> None:
-    got = duplicate_check(_rows(orders, flags), np.array(sent, dtype=bool))
-    assert (got["repeated_ids"], got["double_clicks_sent"], got["unintended_repeats"]) == expected
-
-
-# -- results: the engine's recorder, merged over workers, in report.json's shape ---------------
-
-
-def _worker_recorder(mine: np.ndarray, leave: int = 0, outcome: int = SOLD_OUT) -> Recorder:
-    """A worker's recorder with every row but the last ``leave`` answered 2 ms after it was due."""
-    rec = Recorder.allocate(mine["t_ns"].astype(np.int64), 0)
-    k = len(mine) - leave
-    rec.dispatched_ns[:k] = rec.sent_ns[:k] = mine["t_ns"][:k] + 100
-    rec.done_ns[:k] = mine["t_ns"][:k] + 2_000_000
-    rec.status[:k] = 409
-    rec.outcome[:k] = outcome
-    return rec
-
-
-def test_recorder_message_round_trips_with_retries() -> None:
-    rec = Recorder.allocate(np.array([0, 10, 20], dtype=np.int64), 4)
-    rec.outcome[:3] = [CONFIRMED, THROTTLED, SOLD_OUT]
-    retry = rec.add_retry(1, 50)
-    rec.outcome[retry] = CONFIRMED
-    back = res.recorder_from_message(res.recorder_to_message(rec))
-    assert back.n_rows == 3 and back.n_attempts == 4
-    assert back.row_outcomes().tolist() == [CONFIRMED, CONFIRMED, SOLD_OUT]
-    assert back.row_of_attempt().tolist() == [0, 1, 2, 1]
-    assert back.tries.tolist() == [1, 1, 1, 2] and back.intended_ns[3] == 50
-    bad = res.recorder_to_message(rec) | {"status": b"\x00\x00"}
-    with pytest.raises(ValueError, match="status has 1 values, expected 4"):
-        res.recorder_from_message(bad)
-
-
-def _results(rows: np.ndarray, plan: RunPlan, **kw: int) -> dict[int, dict]:
-    return {
-        k: res.worker_result(_worker_recorder(rows[k :: plan.slices], **kw), k, plan)
-        for k in range(plan.slices)
-    }
+    plan = RunPlan(1, 1, 1.0, None, "x")
+    msg = worker_result(scenario, plan, 0, leave=2, outcome=CONFIRMED)["tally"]
+    # what crosses the master/worker boundary: counts and non-empty buckets, no per-order array
+    # except the confirmed orders (bounded by the stock) and the failed ones
+    packed = msgpack.packb(msg, use_bin_type=True)
+    back = res.tally_from_message(msgpack.unpackb(packed, raw=False))
+    again = res.tally_from_message(msg)
+    skus = tuple(p.id for p in scenario.products)
+    a = measure_tally(again, 4.0, skus).to_json()
+    assert measure_tally(back, 4.0, skus).to_json() == a
+    assert a["orders"]["outcomes"]["not_sent"] == 2 and a["orders"]["reasons"]
+    bad = dict(msg, row_outcomes=["<f8", [7], b"\x00" * 56])
+    with pytest.raises(ValueError, match="dtype"):
+        res.tally_from_message(bad)
+    with pytest.raises(ValueError, match="kind or outcome"):
+        res.tally_from_message(dict(msg, hists=[["bogus", 1, msg["hists"][0][2]]]))
 
 
 def test_merge_workers_adds_up_to_the_schedule(mini: Path) -> None:
     scenario = load_scenario(mini)
     plan = RunPlan(1, 2, 1.0, None, "x")
     whole = build_schedule(scenario).materialize()
-    results = _results(whole, plan)
-    results[1] = res.worker_result(_worker_recorder(whole[1::2], leave=1), 1, plan)
-    merged = res.merge_workers(whole, plan, results)
-    assert merged.recorder.n_rows == len(merged.rows) == len(whole)
-    assert sorted(merged.rows["order"].tolist()) == sorted(whole["order"].tolist())
+    results = _results(scenario, plan)
+    results[1] = worker_result(scenario, plan, 1, leave=1)
+    merged = res.merge_workers(scan_slices(scenario, plan), plan, results)
+    assert merged.tally.scheduled == len(whole)
     c, per = merged.section["checks"], merged.section["per_worker"]
     assert c["ok"] and c["rows_sent_twice"] == 0 and c["unintended_repeats"] == 0
+    assert c["double_clicks_sent"] == int(np.count_nonzero(whole["flags"] & FLAG_DUPLICATE))
     assert [w["slice_orders"] for w in per] == [len(whole[0::2]), len(whole[1::2])]
     assert per[1]["sent"] == len(whole[1::2]) - 1
 
@@ -274,18 +249,20 @@ def test_merge_workers_reports_a_worker_it_cannot_use(
     scenario = load_scenario(mini)
     plan = RunPlan(1, 2, 1.0, None, "x")
     whole = build_schedule(scenario).materialize()
-    results = _results(whole, plan)
+    results = _results(scenario, plan)
     if change == "missing":
         del results[1]
     elif change == "wrong slice":
-        results[1] = res.worker_result(_worker_recorder(whole[0::2]), 1, plan)
+        results[1] = dict(results[0], worker=1)
     else:
-        results[1]["recorder"]["sent_ns"] = b"\x00"
-    merged = res.merge_workers(whole, plan, results)
+        results[1]["tally"]["row_outcomes"] = ["<i8", [2], b"\x00"]
+    watch = whole["order"][1::2][:3].astype(np.int64)
+    merged = res.merge_workers(scan_slices(scenario, plan, watch), plan, results)
     s = merged.section
     assert s["missing_workers"] == [1] and not s["checks"]["ok"]
     if problem is not None:
         assert any(problem in p for p in s["problems"]), s["problems"]
+    assert sorted(merged.unheard.tolist()) == sorted(watch.tolist())  # its sold orders: unheard
     outcomes = res.build_report(scenario, plan, merged, ServerState(None, None), _facts())[
         "orders"
     ]["outcomes"]
@@ -302,8 +279,9 @@ def test_the_report_has_the_engine_shape_and_flashsale_report_renders_it(
 ) -> None:
     scenario = load_scenario(mini)
     plan = RunPlan(1, 2, 1.0, None, "x")
-    whole = build_schedule(scenario).materialize()
-    merged = res.merge_workers(whole, plan, _results(whole, plan, outcome=CONFIRMED))
+    merged = res.merge_workers(
+        scan_slices(scenario, plan), plan, _results(scenario, plan, outcome=CONFIRMED)
+    )
     skus = {
         p.id: {"initial": scenario.stocks()[p.id], "sold": 0, "ledger_units": 0}
         for p in scenario.products
@@ -397,3 +375,48 @@ def test_locustfile_options_are_range_checked(
     )  # fmt: skip
     with pytest.raises(UsageError, match=message):
         Options.from_parsed(parsed)
+
+
+def test_own_request_shapes_pass_the_locust_command(tmp_path: Path) -> None:
+    # buyers data, headers, a templated path, product vars and a body outcome rule: all sent
+    # by the Locust users and the engine mode as flashsale run sends them (tests/locust/
+    # test_own_shop.py runs them against the test shop)
+    from simulator.commands.locust import build_command
+
+    seckill = ROOT / "scenarios" / "own-shop-seckill.toml"
+    cmd, _ = build_command(str(seckill), ["--headless"])
+    assert cmd[-1] == "--headless" and str(seckill) in cmd
+
+
+def test_the_users_request_is_flashsale_runs_taken_apart(tmp_path: Path) -> None:
+    from simulator.load.transport.template import RequestTemplate
+
+    (tmp_path / "buyers.csv").write_text(
+        "user,token\n" + "".join(f"u{k},t{k}\n" for k in range(400))
+    )
+    (tmp_path / "s.toml").write_text(
+        (ROOT / "scenarios" / "own-shop-seckill.toml")
+        .read_text()
+        .replace("own-shop-buyers.csv", "buyers.csv")
+        .replace('orders_path = "/api/v1/seckill/{goods_id}/order"',
+                 'orders_path = "/api/v1/seckill/{goods_id}/order?u={user}&r={order_id}"')
+    )  # fmt: skip
+    sc = load_scenario(tmp_path / "s.toml")
+    t = RequestTemplate(sc.target, sc.products, "shop:8081", sc.target.orders_path, sc.buyers.data)
+    whole = t.render(1, 42, 2, 7)
+    target, headers, body = t.split(1, 42, 2, 7)
+    assert target == "/api/v1/seckill/2/order?u=u7&r=42"
+    assert headers == {
+        "Authorization": "Bearer t7",
+        "X-Request-Id": "42",
+        "Content-Type": "application/json",
+    }
+    assert body == b'{"qty":2}' and whole.endswith(b"\r\n\r\n" + body)
+    assert whole.startswith(b"POST " + target.encode() + b" HTTP/1.1\r\n")
+
+
+def test_an_empty_tally_travels_too() -> None:
+    from simulator.load.tally import Tally
+
+    back = res.tally_from_message(res.tally_to_message(Tally()))
+    assert back.scheduled == 0 and not back.latency_s.per_second and not back.hists

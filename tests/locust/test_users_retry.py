@@ -21,10 +21,12 @@ from contextlib import contextmanager
 from types import SimpleNamespace
 
 import numpy as np
-from simulator.load.recorder import Recorder
+from simulator.locust.feed import SliceFeed
+from simulator.locust.live import SliceCounts
 from simulator.locust.users import send_order
-from simulator.outcomes import DEFAULT_STATUS, status_table
+from simulator.outcomes import OutcomeRule
 from simulator.retry import Retry
+from simulator.schedule import ORDER_DTYPE
 
 seed, answers = int(sys.argv[1]), [429, 429, 201]
 retry = Retry(**json.loads(sys.argv[2]))
@@ -38,19 +40,22 @@ def request(*_args, **_kw):
 user = SimpleNamespace(client=SimpleNamespace(request=request),
                        environment=SimpleNamespace(events=SimpleNamespace(
                            request=SimpleNamespace(fire=lambda **_kw: None))))
-orders, flags = [40, 41], [2, 2]
-book = SimpleNamespace(order=orders, flags=flags, body=lambda i: b"{}")
-rec = Recorder.allocate(np.zeros(2, dtype=np.int64), 4)
-st = SimpleNamespace(recorder=rec, t0_ns=0, book=book, method="POST", path="/orders",
-                     headers={}, table=status_table(DEFAULT_STATUS), retry=retry, seed=seed,
-                     rows_sent_twice=0)
-send_order(user, st, 1, 0)
-first = int(rec.next_attempt[1])
-second = int(rec.next_attempt[first])
-gaps = [int(rec.intended_ns[first] - rec.done_ns[1]),
-        int(rec.intended_ns[second] - rec.done_ns[first])]
-print(json.dumps({"gaps": gaps, "tries": [int(rec.tries[first]), int(rec.tries[second])],
-                  "outcome": int(rec.outcome[second])}))
+rows = np.zeros(2, dtype=ORDER_DTYPE)
+rows["order"], rows["flags"] = [40, 41], [2, 2]
+feed = SliceFeed(iter([rows]), 0, 1, SliceCounts())
+split = lambda *_a: SimpleNamespace(target="/orders", headers={}, body=b"{}")
+st = SimpleNamespace(t0_ns=0, method="POST", template=SimpleNamespace(split=split),
+                     rule=OutcomeRule(), failure=lambda *_a: RuntimeError(), retry=retry,
+                     seed=seed)
+feed.claim()
+claim = feed.claim()
+send_order(user, st, feed, claim, 0)
+a = feed.ring.arrays
+at = [claim.slot] + [int(np.flatnonzero((a["try"] == k) & (a["order"] == 41))[0]) for k in (2, 3)]
+gaps = [int(a["intended_ns"][at[k + 1]] - a["done_ns"][at[k]]) for k in (0, 1)]
+finals = [bool(a["final"][i]) for i in at]
+print(json.dumps({"gaps": gaps, "tries": [int(a["try"][i]) for i in at[1:]],
+                  "outcome": int(a["outcome"][at[2]]), "finals": finals}))
 """
 
 
@@ -70,6 +75,7 @@ def _child(seed: int) -> dict[str, list[int] | int]:
 def test_locust_users_backoffs_are_the_rule_applied_to_seeded_draws() -> None:
     a = _child(5)
     assert a["tries"] == [2, 3] and a["outcome"] == 1  # two retries, then confirmed
+    assert a["finals"] == [False, False, True]  # only the last attempt decides the order
     # order 41 (row 1), flags 2, retries 1 and 2: one draw each from the scenario seed
     expected = [RETRY.delay_ns(k, np.random.default_rng([5, 41, 2, k]).random()) for k in (1, 2)]
     assert a["gaps"] == expected

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote, quote_plus
 
 import orjson
@@ -197,8 +197,32 @@ class RequestTemplate:
         """Only the body of one order (what :meth:`render` puts after the head)."""
         return self.render(product, order, qty, buyer).partition(b"\r\n\r\n")[2]
 
+    def split(self, product: int, order: int, qty: int, buyer: int) -> SplitRequest:
+        """One order as (request target, headers, body) for a client that writes its own
+        request line, ``Host`` and ``Content-Length`` (Locust's FastHttpUser): the request
+        :meth:`render` makes, taken apart; headers in the template's order, Content-Type last."""
+        head, _, body = self.render(product, order, qty, buyer).partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        target = lines[0].split(b" ", 2)[1].decode("ascii")
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            if name.lower() not in _CLIENT_HEADERS:
+                headers[name.decode("latin-1")] = value.strip().decode("latin-1")
+        return SplitRequest(target, headers, body)
+
 
 _CONTEXTS = ("path", "header", "body")
+#: headers an HTTP client writes itself (from the URL and the body)
+_CLIENT_HEADERS = (b"host", b"content-length")
+
+
+class SplitRequest(NamedTuple):
+    """A rendered request taken apart (:meth:`RequestTemplate.split`)."""
+
+    target: str  # the request target: path and query, percent-encoded
+    headers: dict[str, str]
+    body: bytes
 
 
 def _product_values(p: str | Product) -> dict[str, str]:
