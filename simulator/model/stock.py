@@ -541,21 +541,32 @@ class StockBook:
             e = empty[gseg]
             out[e] = np.where(prior[e] + q[e] > lim[e], RING_OVER_LIMIT, SOLD_OUT)
         returned = np.zeros(len(gs), dtype=np.int64)
+        events: list[tuple[int, int, bool]] = []  # (group, time, back) where units come back
         for k in np.flatnonzero((~fits & (left > 0)) | seq).tolist():
             a = int(gs[k])
             z = int(gs[k + 1]) if k + 1 < len(gs) else n
             ts, us = back.get(k, ([], []))
-            out[a:z] = _in_order(int(left[k]), q[a:z], lim[a:z], b[a:z], prior[a:z], d[a:z], ts, us)
+            ev: list[tuple[int, bool]] | None = [] if k in back else None
+            out[a:z] = _in_order(
+                int(left[k]), q[a:z], lim[a:z], b[a:z], prior[a:z], d[a:z], ts, us, ev
+            )
             returned[k] = sum(us)
+            if ev:
+                events += [(int(gid[k]), t, up) for t, up in ev]
         conf = out == CONFIRMED
         taken = np.bincount(gseg, weights=q * conf, minlength=len(gs)).astype(np.int64)
         self.left[gid] += returned - taken
-        emptied = (self.left[gid] == 0) & (taken > 0)
+        emptied = (self.left[gid] == 0) & (taken > 0) & ~seq
         if emptied.any():  # zero time: the last confirmed completion (rows in completion order)
             last = np.zeros(len(gs), dtype=np.int64)
             ci = np.flatnonzero(conf)
             last[gseg[ci]] = d[ci]
             self._went_out(gid[emptied], last[emptied])
+        if events:  # groups with returns: their own sold-out and back events, in order
+            eg, et, eb = (np.array(c) for c in zip(*events, strict=True))
+            outs = ~eb.astype(bool)
+            self.zero_ns[eg[outs]] = np.minimum(self.zero_ns[eg[outs]], et[outs])
+            self._log(eg.astype(np.int64), et.astype(np.int64), eb.astype(bool))
         so = np.flatnonzero(out == SOLD_OUT)
         if len(so):
             first = np.full(len(gs), INF, dtype=np.int64)
@@ -605,6 +616,10 @@ class StockBook:
             self.first_sold_out_ns[seg_g] = np.minimum(self.first_sold_out_ns[seg_g], first)
         # sold out: an order took the last unit; back: units came to a group that had none
         out = conf & (free == 0)
+        if out.any():
+            zero = np.full(len(starts), INF, dtype=np.int64)
+            zero[seg[out][::-1]] = t[out][::-1]  # reversed: the first write wins
+            self.zero_ns[seg_g] = np.minimum(self.zero_ns[seg_g], zero)
         came = back & (free == q) & (q > 0)
         ev = np.flatnonzero(out | came)
         if len(ev):
@@ -699,21 +714,25 @@ def _in_order(
     done: I64 | None = None,
     back_t: list[int] | None = None,
     back_units: list[int] | None = None,
+    events: list[tuple[int, bool]] | None = None,
 ) -> U8:
     """One contended group, one order at a time: the storefront's decision, sequentially.
 
     ``back_t``/``back_units``: units coming back (sorted by time), free for the orders
-    completing (``done``) after them.
+    completing (``done``) after them. ``events``: where to note (time, back) when the
+    group sells out (False) and when units come back to it empty (True).
     """
     out = np.empty(len(q), dtype=np.uint8)
     units: dict[int, int] = {}
     bt, bu = back_t or [], back_units or []
     nb, j = len(bt), 0
-    ds = done.tolist() if done is not None and nb else [0] * len(q)
+    ds = done.tolist() if done is not None else [0] * len(q)
     for i, (qi, li, bi, pi) in enumerate(
         zip(q.tolist(), lim.tolist(), buyer.tolist(), prior.tolist(), strict=True)
     ):
         while j < nb and bt[j] < ds[i]:
+            if events is not None and left == 0 and bu[j]:
+                events.append((bt[j], True))
             left += bu[j]
             j += 1
         held = units.get(bi, pi)
@@ -725,6 +744,13 @@ def _in_order(
             out[i] = CONFIRMED
             left -= qi
             units[bi] = held + qi
+            if events is not None and left == 0:
+                events.append((ds[i], False))
+    while j < nb:  # after the group's last order here
+        if events is not None and left == 0 and bu[j]:
+            events.append((bt[j], True))
+        left += bu[j]
+        j += 1
     return out
 
 
