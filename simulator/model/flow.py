@@ -15,7 +15,6 @@ stock; the model's servers serve orders).
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,8 +29,8 @@ SECOND = 1_000_000_000
 #: a hold's end
 PAID, CANCELLED, EXPIRED = 0, 1, 2
 END_NAMES = ("paid", "cancelled", "expired")
-#: hashed-draw streams (0 service, 1 retry jitter in :mod:`simulator.model.sim`)
-_PAYS, _DELAY, _ABANDON = 3, 4, 5
+#: the hashed-draw stream of the holds' ends (0 service, 1 retry jitter, 7 shards)
+_FLOW = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,50 +55,73 @@ class FlowSettings:
         return max(1, lag)
 
     def ends(self, order: I64, done: I64, seed: int) -> tuple[U8, I64]:
-        """Each hold's end (PAID, CANCELLED, EXPIRED) and when it ends (ns)."""
-        key = order.astype(np.uint64)
-        pays = service.unit(service.uniforms(key, seed, _PAYS)) < self.pay_share
+        """Each hold's end (PAID, CANCELLED, EXPIRED) and when it ends (ns).
+
+        One hashed word per order gives three uniforms: whether the buyer pays (its top 21
+        bits), the delay (the next 21) and whether a non-payer leaves or cancels (the low 22).
+        """
+        w = service.uniforms(order.astype(np.uint64), seed, _FLOW)
+        # shares as integer thresholds on the bits: no conversion to float
+        pays = (w >> np.uint64(43)) < np.uint64(round(self.pay_share * (1 << 21)))
         lo, hi = self.delay_ns
-        u = service.unit(service.uniforms(key, seed, _DELAY))
-        delay = lo + np.floor(u * (hi - lo)).astype(np.int64)
+        u = ((w >> np.uint64(22)) & np.uint64((1 << 21) - 1)).astype(np.float64)
+        u *= (hi - lo) / (1 << 21)
+        delay = u.astype(np.int64)
+        delay += lo
         in_time = delay < self.ttl_ns
         end = np.full(len(order), EXPIRED, dtype=np.uint8)
         end[pays & in_time] = PAID
         if self.cancels:
-            leaves = service.unit(service.uniforms(key, seed, _ABANDON)) < self.abandon_share
+            leaves = (w & np.uint64((1 << 22) - 1)) < np.uint64(
+                round(self.abandon_share * (1 << 22))
+            )
             end[~pays & ~leaves & in_time] = CANCELLED
         at = done + np.where(end == EXPIRED, self.ttl_ns, delay)
         return end, at
 
 
 class Returns:
-    """Units on their way back to stock: (time, group, units), in batches by earliest time."""
+    """Units on their way back to stock: (time, group, units), binned by time (``bin_ns``
+    wide, the model's window) so that a window touches only the returns due in it."""
 
-    def __init__(self) -> None:
-        self._heap: list[tuple[int, int, I64, I64, I64]] = []
-        self._n = 0
+    def __init__(self, bin_ns: int) -> None:
+        self.bin_ns = bin_ns
+        self._bins: dict[int, list[tuple[I64, I64, I64]]] = {}
         self.rows = 0
 
     def add(self, t: I64, group: I64, qty: I64) -> None:
         """Units ``qty`` of ``group`` come back at ``t``."""
-        if len(t):
-            heapq.heappush(self._heap, (int(t.min()), self._n, t, group, qty))
-            self._n += 1
-            self.rows += len(t)
+        if not len(t):
+            return
+        self.rows += len(t)
+        b = t // self.bin_ns
+        lo, hi = int(b.min()), int(b.max())
+        if lo == hi:
+            self._bins.setdefault(lo, []).append((t, group, qty))
+            return
+        if hi - lo < 1 << 16:  # a small range: NumPy's stable sort of uint16 is a radix sort
+            o = np.argsort((b - lo).astype(np.uint16), kind="stable")
+        else:
+            o = np.argsort(b, kind="stable")
+        bs = b[o]
+        cuts = np.flatnonzero(bs[1:] != bs[:-1]) + 1
+        for a, z in zip([0, *cuts.tolist()], [*cuts.tolist(), len(o)], strict=True):
+            i = o[a:z]
+            self._bins.setdefault(int(bs[a]), []).append((t[i], group[i], qty[i]))
 
     def take_before(self, horizon: int) -> tuple[I64, I64, I64]:
         """Every return due before ``horizon`` (exclusive), removed: (t, group, qty)."""
+        last = horizon // self.bin_ns
         parts: list[tuple[I64, I64, I64]] = []
-        while self._heap and self._heap[0][0] < horizon:
-            _, _, t, g, q = heapq.heappop(self._heap)
-            self.rows -= len(t)
-            parts.append((t, g, q))
+        for k in sorted(k for k in self._bins if k <= last):
+            parts += self._bins.pop(k)
         if not parts:
             e = np.empty(0, dtype=np.int64)
             return e, e, e
         t, g, q = (np.concatenate(c) for c in zip(*parts, strict=True))
+        self.rows -= len(t)
         late = t >= horizon
-        if late.any():
+        if late.any():  # the bin holding the horizon: its later part waits
             self.add(t[late], g[late], q[late])
             keep = ~late
             t, g, q = t[keep], g[keep], q[keep]

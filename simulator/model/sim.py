@@ -290,7 +290,7 @@ class _Run:
         self.retry = sc.buyers.retry
         limits = np.array([p.per_buyer_limit for p in sc.products], dtype=np.int64)
         self.limits = limits if limits.any() else None  # per product, 0 = none
-        self.returns = Returns()
+        self.returns = Returns(model.window_ns)
         self.holds = np.zeros((model.n_products, 3), dtype=np.int64) if model.flow else None
         self.n_groups = model.n_products * cfg.shards
         self.admission_throttled = 0
@@ -546,23 +546,24 @@ class _Run:
             buyers = (p.product, p.buyer, check)
         returns = direct = None
         if self.m.flow is not None and len(p):
-            returns, direct = self._returns_due(group, done, watermark)
+            returns, direct = self._returns_due(group, done, p.qty, watermark)
         outcome, replayed, false = self.stock.resolve(
             group, done, p.qty, p.order, candidate, None, buyers, returns
         )
         if direct is not None:
             self.stock.give_back(*direct)
         outcome[outcome == RING_OVER_LIMIT] = REJECTED
+        t = p.t
+        lat = done - t
+        late = lat > self.m.timeout_ns
+        any_late = bool(late.any())
         if self.m.flow is not None:
-            self._hold_stock(p, group, outcome, replayed)
+            self._hold_stock(p, group, outcome, replayed, late if any_late else None)
         self.stats.replays += int(np.count_nonzero(replayed))
         so = np.flatnonzero(outcome == SOLD_OUT)
         if len(so):
             self.stats.add_sold_out(p.product[so], false[so])
-        t = p.t
-        lat = done - t
-        late = lat > self.m.timeout_ns
-        if late.any():
+        if any_late:
             outcome[late] = TIMEOUT
             done[late] = t[late] + self.m.timeout_ns
             lat[late] = self.m.timeout_ns
@@ -571,42 +572,61 @@ class _Run:
     # -- the flow ----------------------------------------------------------------------------
 
     def _returns_due(
-        self, group: I64, done: I64, watermark: int
+        self, group: I64, done: I64, qty: I64, watermark: int
     ) -> tuple[tuple[I64, I64, I64], tuple[I64, I64, I64]]:
         """Returns to merge among this batch's orders (before a later completion of their
-        group here) and returns to give back straight (by the watermark); the rest wait."""
+        group here) and returns to give back straight (by the watermark); the rest wait.
+
+        Where a group's stock covers every order of this batch, a return changes no answer:
+        it goes back straight after the batch (the usual case while a SKU has stock).
+        """
         top = max(int(done.max()), watermark)
         t, g, q = self.returns.take_before(top if top == NO_END else top + 1)
         if not len(t):
             e = np.empty(0, dtype=np.int64)
             return (e, e, e), (e, e, e)
-        gmax = np.full(self.n_groups, np.iinfo(np.int64).min, dtype=np.int64)
-        np.maximum.at(gmax, group, done)
-        merge = t < gmax[g]
+        demand = np.bincount(group, weights=qty, minlength=self.n_groups)
+        hard_group = self.stock.left <= demand
+        merge = np.zeros(len(t), dtype=bool)
+        h = np.flatnonzero(hard_group[g])
+        if len(h):
+            rows = np.flatnonzero(hard_group[group])
+            gmax = np.full(self.n_groups, np.iinfo(np.int64).min, dtype=np.int64)
+            np.maximum.at(gmax, group[rows], done[rows])
+            merge[h] = t[h] < gmax[g[h]]
         now = ~merge & (t <= watermark)
         wait = ~merge & ~now
         if wait.any():
             self.returns.add(t[wait], g[wait], q[wait])
         return (t[merge], g[merge], q[merge]), (t[now], g[now], q[now])
 
-    def _hold_stock(self, p: Requests, group: I64, outcome: U8, replayed: Bool) -> None:
-        """The holds this batch made: how each ends, and the units that come back."""
+    def _hold_stock(
+        self, p: Requests, group: I64, outcome: U8, replayed: Bool, late: Bool | None
+    ) -> None:
+        """The holds this batch made: how each ends, and the units that come back.
+
+        ``late``: answers after the client's timeout; their buyers never saw the hold, which
+        expires.
+        """
         flow, holds = self.m.flow, self.holds
         assert flow is not None and holds is not None
-        took = np.flatnonzero((outcome == CONFIRMED) & ~replayed)
+        took = outcome == CONFIRMED
+        took &= ~replayed
+        took = np.flatnonzero(took)
         if not len(took):
             return
         done = p.done[took]
         end, at = flow.ends(p.order[took], done, self.cfg.seed)
-        # a buyer whose answer came after the client's timeout never saw the hold
-        gave_up = done - p.t[took] > self.m.timeout_ns
-        if gave_up.any():
+        if late is not None and (gave_up := late[took]).any():
             end[gave_up] = EXPIRED
             at[gave_up] = done[gave_up] + flow.ttl_ns
-        qty, prod = p.qty[took], p.product[took]
-        np.add.at(holds, (prod, end.astype(np.intp)), qty)
-        back = end != PAID
-        self.returns.add(at[back], group[took][back], qty[back])
+        qty = p.qty[took]
+        key = p.product[took] * 3
+        key += end
+        units = np.bincount(key, weights=qty, minlength=holds.size)
+        holds += units.reshape(holds.shape).astype(np.int64)
+        back = np.flatnonzero(end != PAID)
+        self.returns.add(at[back], group[took[back]], qty[back])
 
     def settle(self) -> None:
         """At the end: every hold still open ends, its units back in stock."""

@@ -312,6 +312,16 @@ class StockBook:
                 )
                 limited &= ~in_full
                 skip = in_full if skip is None else skip | in_full
+        later = None
+        if has_ret is not None and has_ret.any():
+            assert returns is not None
+            # where the stock covers every order here, returns change no answer: after them
+            r = np.flatnonzero(has_ret[group] if skip is None else has_ret[group] & ~skip)
+            total = np.bincount(group[r], weights=qty[r], minlength=len(self.left))
+            easy = has_ret & (self.left > total)
+            if easy.any():
+                later = _pick(returns, easy[returns[1]])
+                has_ret &= ~easy
         if has_ret is not None and has_ret.any():
             assert returns is not None
             in_ret = has_ret[group]
@@ -320,6 +330,8 @@ class StockBook:
             outcome[rows] = self._take_returning(rows, group, done, qty, sub, ret)
             skip = in_ret if skip is None else skip | in_ret
         self._take(group, done, qty, sub, skip, outcome)
+        if later is not None:
+            self.give_back(*later)
         if chains is not None and limited is not None and buyers is not None:
             self._hold_confirmed(limited, qty, outcome, buyers, chains)
         outcome[src_of] = outcome[src]
@@ -630,15 +642,16 @@ class StockBook:
         """Units coming back to groups with no order left to decide before them."""
         if not len(t):
             return
-        o = np.lexsort((t, group))
-        g, tt, q = group[o], t[o], qty[o]
-        starts, seg, _ = segments(g, ranks=False)
-        seg_g = g[starts]
-        before = self.left[seg_g][seg] + seg_cumsum(q, starts, seg) - q
-        came = (before == 0) & (q > 0)
-        self.left += np.bincount(g, weights=q, minlength=len(self.left)).astype(np.int64)
-        if came.any():
-            self._log(g[came], tt[came], came[came])
+        out = np.flatnonzero(self.left[group] == 0)  # only groups out of stock log a return
+        if len(out):
+            o = out[np.lexsort((t[out], group[out]))]
+            g, tt, q = group[o], t[o], qty[o]
+            starts, seg, _ = segments(g, ranks=False)
+            before = seg_cumsum(q, starts, seg) - q
+            came = (before == 0) & (q > 0)
+            if came.any():
+                self._log(g[came], tt[came], came[came])
+        self.left += np.bincount(group, weights=qty, minlength=len(self.left)).astype(np.int64)
 
     def _went_out(self, group: I64, t: I64) -> None:
         """These groups (each once, sorted) sold out at ``t``."""
