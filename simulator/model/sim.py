@@ -28,7 +28,8 @@ Time advances in fixed windows [kW, (k+1)W). Per window, vectorised over all its
    (GCRA), so the exact admission kernel serves it.
 
 Memory: one window of requests, the servers' state, the requests still queued, the idempotency
-ring and fixed-size histograms — not the number of orders. A server's backlog is one number (its
+ring and fixed-size histograms — not the number of orders; with the flow, also the holds that
+will come back (24 bytes each, for up to the TTL). A server's backlog is one number (its
 last departure); the requests queued behind it wait in a heap of batches by earliest completion,
 so a window only touches the batches due in it. When servers fall so far behind that more than
 ``backlog_rows`` requests are queued (an overload), they are decided at once: with one server per
