@@ -656,7 +656,7 @@ class StockBook:
     def _went_out(self, group: I64, t: I64) -> None:
         """These groups (each once, sorted) sold out at ``t``."""
         self.zero_ns[group] = np.minimum(self.zero_ns[group], t)
-        was_in = self.out_since[group] == INF  # (a limited group decided with returns: once)
+        was_in = self.out_since[group] == INF  # a guard: events alternate per group
         group, t = group[was_in], t[was_in]
         self._log(group, t, np.zeros(len(group), dtype=bool))
 
