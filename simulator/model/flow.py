@@ -15,6 +15,7 @@ stock; the model's servers serve orders).
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,48 +82,63 @@ class FlowSettings:
 
 
 class Returns:
-    """Units on their way back to stock: (time, group, units), binned by time (``bin_ns``
-    wide, the model's window) so that a window touches only the returns due in it."""
+    """Units on their way back to stock, in chunks no wider than ``bin_ns`` (the model's
+    window) kept in a heap by their earliest time, so a window touches only the chunks due
+    in it. A chunk holds times and group·2¹⁶ + units (quantities are < 2¹⁶)."""
 
     def __init__(self, bin_ns: int) -> None:
         self.bin_ns = bin_ns
-        self._bins: dict[int, list[tuple[I64, I64, I64]]] = {}
+        self._heap: list[tuple[int, int, int, I64, I64]] = []
+        self._n = 0
         self.rows = 0
 
     def add(self, t: I64, group: I64, qty: I64) -> None:
         """Units ``qty`` of ``group`` come back at ``t``."""
         if not len(t):
             return
-        self.rows += len(t)
-        b = t // self.bin_ns
-        lo, hi = int(b.min()), int(b.max())
-        if lo == hi:
-            self._bins.setdefault(lo, []).append((t, group, qty))
+        packed = group << 16
+        packed |= qty
+        lo, hi = int(t.min()), int(t.max())
+        if hi - lo < self.bin_ns:  # e.g. a window's expiries: its completions + the TTL
+            self._push(t, packed, lo, hi)
             return
-        if hi - lo < 1 << 16:  # a small range: NumPy's stable sort of uint16 is a radix sort
-            o = np.argsort((b - lo).astype(np.uint16), kind="stable")
+        b = t // self.bin_ns
+        b0, b1 = int(b.min()), int(b.max())
+        if b1 - b0 < 1 << 16:  # a small range: NumPy's stable sort of uint16 is a radix sort
+            o = np.argsort((b - b0).astype(np.uint16), kind="stable")
         else:
             o = np.argsort(b, kind="stable")
         bs = b[o]
         cuts = np.flatnonzero(bs[1:] != bs[:-1]) + 1
         for a, z in zip([0, *cuts.tolist()], [*cuts.tolist(), len(o)], strict=True):
             i = o[a:z]
-            self._bins.setdefault(int(bs[a]), []).append((t[i], group[i], qty[i]))
+            ti = t[i]
+            self._push(ti, packed[i], int(ti.min()), int(ti.max()))
+
+    def _push(self, t: I64, packed: I64, lo: int, hi: int) -> None:
+        heapq.heappush(self._heap, (lo, self._n, hi, t, packed))
+        self._n += 1
+        self.rows += len(t)
 
     def take_before(self, horizon: int) -> tuple[I64, I64, I64]:
         """Every return due before ``horizon`` (exclusive), removed: (t, group, qty)."""
-        last = horizon // self.bin_ns
-        parts: list[tuple[I64, I64, I64]] = []
-        for k in sorted(k for k in self._bins if k <= last):
-            parts += self._bins.pop(k)
+        parts: list[tuple[I64, I64]] = []
+        while self._heap and self._heap[0][0] < horizon:
+            _, _, hi, t, packed = heapq.heappop(self._heap)
+            self.rows -= len(t)
+            if hi < horizon:
+                parts.append((t, packed))
+                continue
+            due = t < horizon  # the chunk holding the horizon: its later part waits
+            parts.append((t[due], packed[due]))
+            later = ~due
+            self._push(t[later], packed[later], horizon, hi)
         if not parts:
             e = np.empty(0, dtype=np.int64)
             return e, e, e
-        t, g, q = (np.concatenate(c) for c in zip(*parts, strict=True))
-        self.rows -= len(t)
-        late = t >= horizon
-        if late.any():  # the bin holding the horizon: its later part waits
-            self.add(t[late], g[late], q[late])
-            keep = ~late
-            t, g, q = t[keep], g[keep], q[keep]
-        return t, g, q
+        if len(parts) == 1:
+            t, packed = parts[0]
+        else:
+            t = np.concatenate([p[0] for p in parts])
+            packed = np.concatenate([p[1] for p in parts])
+        return t, packed >> 16, packed & 0xFFFF

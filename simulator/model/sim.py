@@ -54,7 +54,7 @@ import numpy.typing as npt
 from simulator.model import requests as rq
 from simulator.model import service
 from simulator.model.config import ModelConfig
-from simulator.model.flow import EXPIRED, PAID, FlowSettings, Returns
+from simulator.model.flow import CANCELLED, EXPIRED, FlowSettings, Returns
 from simulator.model.kernels import (
     NEVER,
     admit_fifo,
@@ -626,8 +626,9 @@ class _Run:
         key += end
         units = np.bincount(key, weights=qty, minlength=holds.size)
         holds += units.reshape(holds.shape).astype(np.int64)
-        back = np.flatnonzero(end != PAID)
-        self.returns.add(at[back], group[took[back]], qty[back])
+        for kind in (EXPIRED, CANCELLED):  # expiries span a window: a chunk of their own
+            back = np.flatnonzero(end == kind)
+            self.returns.add(at[back], group[took[back]], qty[back])
 
     def settle(self) -> None:
         """At the end: every hold still open ends, its units back in stock."""
