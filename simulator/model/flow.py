@@ -120,6 +120,10 @@ class Returns:
         self._n += 1
         self.rows += len(t)
 
+    def earliest(self) -> int | None:
+        """The earliest time a return is due (a lower bound), None when none is."""
+        return self._heap[0][0] if self._heap else None
+
     def take_before(self, horizon: int) -> tuple[I64, I64, I64]:
         """Every return due before ``horizon`` (exclusive), removed: (t, group, qty)."""
         parts: list[tuple[I64, I64]] = []

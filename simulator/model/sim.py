@@ -29,7 +29,7 @@ Time advances in fixed windows [kW, (k+1)W). Per window, vectorised over all its
 
 Memory: one window of requests, the servers' state, the requests still queued, the idempotency
 ring and fixed-size histograms — not the number of orders; with the flow, also the holds that
-will come back (24 bytes each, for up to the TTL). A server's backlog is one number (its
+will come back (16 bytes each, for up to the TTL). A server's backlog is one number (its
 last departure); the requests queued behind it wait in a heap of batches by earliest completion,
 so a window only touches the batches due in it. When servers fall so far behind that more than
 ``backlog_rows`` requests are queued (an overload), they are decided at once: with one server per
@@ -581,8 +581,10 @@ class _Run:
         Where a group's stock covers every order of this batch, a return changes no answer:
         it goes back straight after the batch (the usual case while a SKU has stock).
         """
-        top = max(int(done.max()), watermark)
-        t, g, q = self.returns.take_before(top if top == NO_END else top + 1)
+        # at the end (no watermark) only those before the batch's last completion: the rest
+        # is for settle(), a window at a time
+        top = int(done.max()) if watermark == NO_END else max(int(done.max()), watermark)
+        t, g, q = self.returns.take_before(top + 1)
         if not len(t):
             e = np.empty(0, dtype=np.int64)
             return (e, e, e), (e, e, e)
@@ -631,8 +633,11 @@ class _Run:
             self.returns.add(at[back], group[took[back]], qty[back])
 
     def settle(self) -> None:
-        """At the end: every hold still open ends, its units back in stock."""
-        self.stock.give_back(*self.returns.take_before(np.iinfo(np.int64).max))
+        """At the end: every hold still open ends, its units back in stock (a window's worth
+        at a time, in time order: memory stays that of the holds themselves)."""
+        while (t0 := self.returns.earliest()) is not None:
+            horizon = t0 + self.m.window_ns
+            self.stock.give_back(*self.returns.take_before(horizon))
 
     def overload(self) -> Overload:
         """How the servers coped (call at the end of the run)."""

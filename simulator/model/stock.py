@@ -25,6 +25,13 @@ groups where a limit binds; only those groups are decided with the limit (limit 
 stock; one order at a time where the stock runs out in the batch), the others as above. Units
 held carry over in a ring indexed by buyer number (= the order number of the buyer's first
 order), for the buyers whose units could still stop an order.
+
+Units coming back (the flow's cancelled and expired holds, :mod:`simulator.model.flow`) are
+free for the orders of their group completing after them. Where a group's stock covers its
+batch anyway they are simply added after it; otherwise the group's orders and returns are
+merged in time order and decided by :func:`take_with_returns` (runs of orders that fit and runs
+that fail, found a chunk at a time), or one order at a time where a per-buyer limit binds.
+A group may then sell out, come back and sell out again: each time is logged (``_log``).
 """
 
 from __future__ import annotations
