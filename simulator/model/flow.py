@@ -10,7 +10,8 @@ then) or cancels at the same delay (units back at once); a cancel or payment at 
 TTL finds the hold expired. Returned units are free again for orders completing strictly
 after the return (a second wave of sales); :mod:`simulator.model.stock` merges them into the
 completion order. Paying and cancelling are not queued at the model's servers (they take no
-stock; the model's servers serve orders).
+stock; the model's servers serve orders). A hold whose answer came after the client's timeout
+is one its buyer never saw: it expires (:mod:`simulator.model.sim`).
 """
 
 from __future__ import annotations
