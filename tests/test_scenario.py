@@ -136,6 +136,15 @@ def test_scale_multiplies_stock_but_keeps_at_least_one_unit():
         ("buyers.qty_weights", [1, 2], "buyers.qty_weights: must be 1 non-negative numbers"),
         ("buyers.duplicate_share", 1.5, "buyers.duplicate_share: must be ≤ 1, got 1.5"),
         ("buyers.duplicate_delay_s", [2, 1], "buyers.duplicate_delay_s: must be [low, high]"),
+        ("buyers.pay_share", 1.5, "buyers.pay_share: must be ≤ 1, got 1.5"),
+        ("buyers.pay_share", -0.1, "buyers.pay_share: must be ≥ 0, got -0.1"),
+        ("buyers.pay_share", "most", "buyers.pay_share: must be a number, got 'most'"),
+        ("buyers.abandon_share", 2, "buyers.abandon_share: must be ≤ 1, got 2"),
+        ("buyers.pay_delay_s", [30, 5], "buyers.pay_delay_s: must be [low, high] with low ≤ high"),
+        ("buyers.pay_delay_s", 10, "buyers.pay_delay_s: must be [low, high]"),
+        ("buyers.pay_delay_s", [0, 5], "buyers.pay_delay_s: every entry must be ≥ 0.001, got 0"),
+        ("buyers.pay_delay_s", [1, 1e6], "buyers.pay_delay_s: every entry must be ≤ 3600"),
+        ("buyers.pay_dealy_s", [1, 2], "buyers.pay_dealy_s: unknown key; did you mean 'pay_de"),
         (
             "buyers.retry",
             {"share": 0.5, "max_attempts": 0},
@@ -353,3 +362,14 @@ def test_the_storefront_flow_keys_reach_the_bundled_storefront() -> None:
     plain_settings = StorefrontSettings.from_scenario(plain)
     assert not plain_settings.flow  # the contract's one-request order stays the default
     assert plain_settings.reservation_ttl_s is None
+
+
+def test_buyers_pay_keys_parse_with_defaults():
+    """No pay keys: everyone pays (an order is final without a TTL anyway)."""
+    b = parse_scenario(_with("buyers", {}), "t.toml").buyers
+    assert (b.pay_share, b.pay_delay_s, b.abandon_share) == (1.0, (5.0, 60.0), 1.0)
+    b = parse_scenario(
+        _with("buyers", {"pay_share": 0.7, "pay_delay_s": [2, 30.5], "abandon_share": 0.25}),
+        "t.toml",
+    ).buyers
+    assert (b.pay_share, b.pay_delay_s, b.abandon_share) == (0.7, (2.0, 30.5), 0.25)

@@ -317,6 +317,7 @@ def render(r: dict[str, Any]) -> str:
         f"modelled   in {r['run']['wall_s']:.2f} s "
         f"({(r['run']['orders_per_s'] or 0) / 1e6:,.1f} M orders/s)",
         *([over] if (over := r.get("overload", {}).get("message")) else []),
+        *([_flow_line(f)] if (f := r.get("flow")) else []),
         "",
         f"{'sku':<24} {'stock':>10} {'sold':>10} {'first 409 s':>12} {'sold out s':>11}",
     ]
@@ -330,3 +331,18 @@ def render(r: dict[str, Any]) -> str:
     if len(skus) > 15:
         lines.append(f"… and {len(skus) - 15} more SKUs")
     return "\n".join(lines)
+
+
+def _flow_line(f: dict[str, Any]) -> str:
+    """The flash-sale flow's totals, one line (the model's ``flow`` section)."""
+    parts = []
+    if f.get("reservation_ttl_s") is not None:
+        parts.append(
+            f"TTL {f['reservation_ttl_s']:g} s: {f['reserved_units']:,} units reserved, "
+            f"{f['paid_units']:,} paid, {f['expired_units']:,} expired, "
+            f"{f['cancelled_units']:,} cancelled; {f['skus_available_again']:,} SKU(s) "
+            "available again after selling out"
+        )
+    if f.get("admit_per_s"):
+        parts.append(f"token bucket {f['admit_per_s']:g}/s: {f['admission_throttled']:,} throttled")
+    return "flow       " + "; ".join(parts)

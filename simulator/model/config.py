@@ -12,6 +12,8 @@ from simulator.scenario import Scenario
 #: the service time assumed when the scenario's storefront has none: one fast store operation
 DEFAULT_SERVICE_MS = 0.05
 DEFAULT_SIGMA = 0.5
+#: the shortest reservation TTL the model takes
+MIN_TTL_S = 0.001
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +35,10 @@ class ModelConfig:
     ``window_s``: the model steps through time in windows no longer than the shortest retry
     backoff (default: that, capped at 1 s); results do not depend on it as long as it is ≤
     that backoff.
+    ``reservation_ttl_s``: orders reserve stock for this long (the flash-sale flow; None: an
+    order is final); what buyers do with their holds is the scenario's ``[buyers]`` pay keys
+    (:mod:`simulator.model.flow`). ``admit_per_s``/``burst``: the storefront's token bucket
+    in front of orders (0: none; burst 0: one second's worth), refusals are throttled (429).
     """
 
     shards: int = 1
@@ -47,6 +53,9 @@ class ModelConfig:
     timeout_s: float = 5.0
     window_s: float | None = None
     seed: int = 0
+    reservation_ttl_s: float | None = None
+    admit_per_s: float = 0.0
+    burst: int = 0
 
     def __post_init__(self) -> None:
         checks = [
@@ -59,6 +68,14 @@ class ModelConfig:
             ("overhead_ms", _nonneg(self.overhead_ms), "must be ≥ 0"),
             ("timeout_s", _pos(self.timeout_s), "must be > 0"),
             ("window_s", self.window_s is None or _pos(self.window_s), "must be > 0"),
+            (
+                "reservation_ttl_s",
+                self.reservation_ttl_s is None
+                or (_pos(self.reservation_ttl_s) and self.reservation_ttl_s >= MIN_TTL_S),
+                f"must be ≥ {MIN_TTL_S} s in the model (it steps in windows of ≥ 1 ms)",
+            ),
+            ("admit_per_s", _nonneg(self.admit_per_s), "must be ≥ 0"),
+            ("burst", self.burst >= 0, "must be ≥ 0"),
         ]
         for name, ok, rule in checks:
             if not ok:
@@ -93,5 +110,8 @@ def config_for(scenario: Scenario, **overrides: Any) -> ModelConfig:
         hot_row=sf.hot_row,
         timeout_s=scenario.run.timeout_s,
         seed=scenario.seed,
+        reservation_ttl_s=sf.reservation_ttl_s,
+        admit_per_s=sf.admit_per_s,
+        burst=sf.burst,
     )
     return base.replace(**{k: v for k, v in overrides.items() if v is not None})

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from simulator import histogram as hist
+from simulator.model.flow import END_NAMES
 from simulator.model.sim import ModelResult
 from simulator.model.stock import INF
 from simulator.outcomes import OUTCOME_NAMES
@@ -123,6 +124,8 @@ def build_document(result: ModelResult) -> Report:
             "sell_out_s": sell_out,
             "shard_sell_out_s": [_seconds(int(z)) for z in zero[i]] if k > 1 else None,
         }
+        if result.holds is not None:
+            skus[p.id].update(_flow_sku(result, i))
         stock_rows.append(
             SkuStock(
                 sku=p.id,
@@ -189,8 +192,70 @@ def build_document(result: ModelResult) -> Report:
             "false_sold_out": int(st.false_sold_out.sum()),
             "overload": result.overload.describe(),
             "skus": skus,
+            **({"flow": _flow(result)} if result.holds is not None or cfg.admit_per_s else {}),
         },
     )
+
+
+def _flow(result: ModelResult) -> dict[str, Any]:
+    """The flow's settings and totals: units reserved and how the holds ended."""
+    cfg, b = result.config, result.scenario.buyers
+    out: dict[str, Any] = {
+        "reservation_ttl_s": cfg.reservation_ttl_s,
+        "pay_share": b.pay_share,
+        "pay_delay_s": list(b.pay_delay_s),
+        "abandon_share": b.abandon_share,
+        "admit_per_s": cfg.admit_per_s,
+        "burst": cfg.burst,
+        "admission_throttled": result.admission_throttled,
+    }
+    if result.holds is not None:
+        units = result.holds.sum(axis=0)
+        out["reserved_units"] = int(units.sum())
+        out.update({f"{name}_units": int(u) for name, u in zip(END_NAMES, units, strict=True)})
+        back = result.stock.first_back_ns
+        out["skus_available_again"] = int(
+            (back.reshape(len(result.scenario.products), -1) < INF).any(axis=1).sum()
+        )
+    return out
+
+
+def _flow_sku(result: ModelResult, i: int) -> dict[str, Any]:
+    """One SKU with the flow: its holds' ends and when it was sold out, then available again.
+
+    Per (product, shard) stock group: ``sold_out_intervals`` counts the times it ran out,
+    ``sold_out_spans`` lists the first few as [start, end] seconds (end None: still out at the
+    end), ``sold_out_total_s`` adds up their lengths. With several shards, lists per shard.
+    """
+    assert result.holds is not None
+    book, k = result.stock, result.config.shards
+    g = slice(i * k, (i + 1) * k)
+    h = result.holds[i]
+    end_s = result.schedule.duration_s
+
+    def spans(j: int) -> list[list[float | None]]:
+        n = min(int(book.outages[j]), book.spans.shape[1])
+        return [[_seconds(int(a)), _seconds(int(z))] for a, z in book.spans[j, :n]]
+
+    def total(j: int) -> float:
+        open_ns = 0 if book.out_since[j] >= INF else max(0, round(end_s * _NS) - book.out_since[j])
+        return round((int(book.out_ns[j]) + int(open_ns)) / _NS, 4)
+
+    groups = range(g.start, g.stop)
+    one = k == 1
+    return {
+        "reserved_units": int(h.sum()),
+        **{f"{name}_units": int(u) for name, u in zip(END_NAMES, h, strict=True)},
+        "free_units": int(book.left[g].sum()),
+        "sold_out_intervals": int(book.outages[g][0]) if one else book.outages[g].tolist(),
+        "first_available_again_s": (
+            _seconds(int(book.first_back_ns[g][0]))
+            if one
+            else [_seconds(int(x)) for x in book.first_back_ns[g]]
+        ),
+        "sold_out_spans": spans(g.start) if one else [spans(j) for j in groups],
+        "sold_out_total_s": total(g.start) if one else [total(j) for j in groups],
+    }
 
 
 def build_report(result: ModelResult) -> dict[str, Any]:

@@ -16,10 +16,20 @@ Time advances in fixed windows [kW, (k+1)W). Per window, vectorised over all its
 5. stock: every admitted request completing by (k+1)W is decided in completion order
    (:mod:`simulator.model.stock`), per-buyer limits first; later arrivals cannot complete
    before (k+1)W, so this order is final, and results do not depend on chunk size or on W
-   (while W ≤ the shortest backoff).
+   (while W ≤ the shortest backoff);
+6. the flash-sale flow (a reservation TTL, :mod:`simulator.model.flow`): each order that took
+   stock holds it; its end (paid, cancelled, expired) and when are drawn at once, and the
+   units of cancelled and expired holds come back at that time, merged into the completion
+   order of their group's later orders. W ≤ the shortest time from a reservation to its
+   return, so a window's returns land in later windows; a batch spanning more than that (the
+   end of the run, an overload's early decision) is decided in slices that long. A token
+   bucket (``admit_per_s``, ``burst``) in front of the servers throttles arrivals as the
+   storefront's does: it is a single FIFO server of service 1/rate with room for ``burst``
+   (GCRA), so the exact admission kernel serves it.
 
 Memory: one window of requests, the servers' state, the requests still queued, the idempotency
-ring and fixed-size histograms — not the number of orders. A server's backlog is one number (its
+ring and fixed-size histograms — not the number of orders; with the flow, also the holds that
+will come back (16 bytes each, for up to the TTL). A server's backlog is one number (its
 last departure); the requests queued behind it wait in a heap of batches by earliest completion,
 so a window only touches the batches due in it. When servers fall so far behind that more than
 ``backlog_rows`` requests are queued (an overload), they are decided at once: with one server per
@@ -44,6 +54,7 @@ import numpy.typing as npt
 from simulator.model import requests as rq
 from simulator.model import service
 from simulator.model.config import ModelConfig
+from simulator.model.flow import CANCELLED, EXPIRED, FlowSettings, Returns
 from simulator.model.kernels import (
     NEVER,
     admit_fifo,
@@ -56,7 +67,7 @@ from simulator.model.overload import Overload, check_state_size
 from simulator.model.requests import Requests
 from simulator.model.stats import ModelStats
 from simulator.model.stock import RING_OVER_LIMIT, StockBook
-from simulator.outcomes import REJECTED, SOLD_OUT, THROTTLED, TIMEOUT
+from simulator.outcomes import CONFIRMED, REJECTED, SOLD_OUT, THROTTLED, TIMEOUT
 from simulator.scenario import Scenario
 from simulator.schedule import (
     FLAG_REPEAT,
@@ -68,6 +79,10 @@ from simulator.schedule import (
 )
 
 I64 = npt.NDArray[np.int64]
+U8 = npt.NDArray[np.uint8]
+Bool = npt.NDArray[np.bool_]
+#: the watermark that decides everything left
+NO_END = np.iinfo(np.int64).max
 Progress = Callable[[int], None]
 
 MS = 1_000_000
@@ -90,6 +105,8 @@ class ModelResult:
     elapsed_s: float
     window_ns: int
     overload: Overload
+    holds: I64 | None = None  # with a TTL: units per (product, end: paid/cancelled/expired)
+    admission_throttled: int = 0  # attempts the token bucket refused
 
 
 def _grouped(key: I64) -> tuple[npt.NDArray[np.intp], I64]:
@@ -111,14 +128,32 @@ def _grouped(key: I64) -> tuple[npt.NDArray[np.intp], I64]:
     return o, packed
 
 
-def _window_ns(scenario: Scenario, config: ModelConfig) -> int:
+def _window_ns(scenario: Scenario, config: ModelConfig, flow: FlowSettings | None) -> int:
     if config.window_s is not None:
-        return max(1, round(config.window_s * SECOND))
-    retry = scenario.buyers.retry
-    if retry.retries() == 0:
-        return MAX_WINDOW_NS
-    shortest = config.throttle_ms * MS + retry.shortest_s() * SECOND
-    return int(min(MAX_WINDOW_NS, max(MIN_WINDOW_NS, shortest)))
+        w = max(1, round(config.window_s * SECOND))
+    else:
+        retry = scenario.buyers.retry
+        w = MAX_WINDOW_NS
+        if retry.retries():
+            shortest = config.throttle_ms * MS + retry.shortest_s() * SECOND
+            w = int(min(MAX_WINDOW_NS, max(MIN_WINDOW_NS, shortest)))
+    if flow is not None:  # a window's returns land after it (≥ 1 ms: ModelConfig, Buyers)
+        w = min(w, flow.min_lag_ns())
+    return w
+
+
+def flow_settings(scenario: Scenario, config: ModelConfig) -> FlowSettings | None:
+    """The flow's settings from the TTL and the scenario's buyers (None: orders are final)."""
+    if config.reservation_ttl_s is None:
+        return None
+    b = scenario.buyers
+    lo, hi = b.pay_delay_s
+    return FlowSettings(
+        ttl_ns=round(config.reservation_ttl_s * SECOND),
+        pay_share=b.pay_share,
+        delay_ns=(round(lo * SECOND), round(hi * SECOND)),
+        abandon_share=b.abandon_share,
+    )
 
 
 def _ring_bits(schedule: Schedule, config: ModelConfig) -> int:
@@ -152,7 +187,8 @@ class Model:
             self.table = service.empirical_table(config.service_samples_ms)
         else:
             self.table = service.lognormal_table(config.service_median_ms, config.service_sigma)
-        self.window_ns = _window_ns(scenario, config)
+        self.flow = flow_settings(scenario, config)
+        self.window_ns = _window_ns(scenario, config, self.flow)
         self.throttle_ns = round(config.throttle_ms * MS)
         self.overhead_ns = round(config.overhead_ms * MS)
         self.timeout_ns = round(config.timeout_s * SECOND)
@@ -178,6 +214,7 @@ class Model:
                 progress(len(rows))
         state.retries_before(None)
         state.resolve(np.iinfo(np.int64).max)
+        state.settle()
         return ModelResult(
             scenario=self.scenario,
             config=self.config,
@@ -187,6 +224,8 @@ class Model:
             elapsed_s=time.perf_counter() - started,
             window_ns=self.window_ns,
             overload=state.overload(),
+            holds=state.holds,
+            admission_throttled=state.admission_throttled,
         )
 
     def _stream_windows(self, chunk_orders: int) -> Iterator[tuple[int, npt.NDArray[np.void]]]:
@@ -252,6 +291,17 @@ class _Run:
         self.retry = sc.buyers.retry
         limits = np.array([p.per_buyer_limit for p in sc.products], dtype=np.int64)
         self.limits = limits if limits.any() else None  # per product, 0 = none
+        self.returns = Returns(model.window_ns)
+        self.holds = np.zeros((model.n_products, 3), dtype=np.int64) if model.flow else None
+        self.n_groups = model.n_products * cfg.shards
+        self.admission_throttled = 0
+        self.watermark = 0
+        self.bucket: I64 | None = None
+        if cfg.admit_per_s > 0:
+            # GCRA: one FIFO server of service 1/rate with room for `burst` in the system
+            self.bucket_ns = max(1, round(SECOND / cfg.admit_per_s))
+            width = cfg.burst or max(1, round(cfg.admit_per_s))
+            self.bucket = np.full((1, width), NEVER, dtype=np.int64)
 
     # -- retries ---------------------------------------------------------------------------
 
@@ -309,6 +359,8 @@ class _Run:
         end = (k + 1) * self.m.window_ns
         if len(req) and self.limits is not None:
             req = self._reject_over_limit(req)
+        if len(req) and self.bucket is not None:
+            req = self._admit(req, end)
         if len(req):
             self._serve(req, end)
         self.resolve(end)
@@ -333,6 +385,35 @@ class _Run:
             bad.t, bad.first, bad.t, zero, np.full(len(bad), REJECTED, np.uint8), bad.product
         )
         return req.take(~over)
+
+    def _admit(self, req: Requests, window_end: int) -> Requests:
+        """The token bucket (checked on arrival, after validation): the requests it lets in."""
+        assert self.bucket is not None
+        n = len(req)
+        adm, _, self.bucket = admit_fifo(
+            np.zeros(n, dtype=np.int64), req.t, np.full(n, self.bucket_ns, np.int64), self.bucket
+        )
+        if adm.all():
+            return req
+        thr = req.take(~adm)
+        self.admission_throttled += len(thr)
+        self._throttled(thr, window_end)
+        return req.take(adm)
+
+    def _throttled(self, thr: Requests, window_end: int) -> None:
+        """Answer 429 to these requests; the buyers who retry come back later."""
+        thr.done = thr.t + self.m.throttle_ns
+        self.stats.add_attempts(thr.t, thr.done, np.full(len(thr), THROTTLED, np.uint8))
+        can = ((thr.flags & FLAG_RETRIES) != 0) & (thr.attempt + 1 < self.retry.max_attempts)
+        final = thr.take(~can)
+        self.stats.add_final(
+            final.first,
+            final.done,
+            np.full(len(final), THROTTLED, np.uint8),
+            final.product,
+        )
+        if can.any():
+            self._spawn(thr.take(can), window_end)
 
     def _route(self, req: Requests) -> I64:
         """The queue of each request: its shard, or with ``hot_row`` its (product, shard)."""
@@ -383,19 +464,7 @@ class _Run:
         req.queue = queue
         self.stats.add_service(s if all_in else s[admitted])
         if not all_in:
-            thr = req.take(~admitted)
-            thr.done = thr.t + self.m.throttle_ns
-            self.stats.add_attempts(thr.t, thr.done, np.full(len(thr), THROTTLED, np.uint8))
-            can = ((thr.flags & FLAG_RETRIES) != 0) & (thr.attempt + 1 < self.retry.max_attempts)
-            final = thr.take(~can)
-            self.stats.add_final(
-                final.first,
-                final.done,
-                np.full(len(final), THROTTLED, np.uint8),
-                final.product,
-            )
-            if can.any():
-                self._spawn(thr.take(can), window_end)
+            self._throttled(req.take(~admitted), window_end)
             req = req.take(admitted)
         self._hold(req)
 
@@ -410,6 +479,7 @@ class _Run:
 
     def resolve(self, watermark: int) -> None:
         """Decide every request that completes by ``watermark`` (in completion order)."""
+        self.watermark = watermark
         due: list[Requests] = []
         while self.pending and self.pending[0][0] <= watermark:
             due.append(heapq.heappop(self.pending)[2])
@@ -421,7 +491,7 @@ class _Run:
         if len(late_rows):
             self._hold(p.take(late_rows))
             p = p.drop(late_rows)  # the few still in service: O(their number), order changes
-        self._decide(p)
+        self._decide(p, watermark)
 
     def _decide_early(self) -> None:
         """Decide every queued request now: the servers are too far behind to keep them."""
@@ -429,10 +499,41 @@ class _Run:
         self.pending = []
         self.decided_early += self.pending_rows
         self.pending_rows = 0
-        self._decide(rq.concat(batches))
+        self._decide(rq.concat(batches), self.watermark)
 
-    def _decide(self, p: Requests) -> None:
-        """Stock, replays and answers of admitted requests, in completion order."""
+    def _decide(self, p: Requests, watermark: int) -> None:
+        """Stock, replays and answers of admitted requests completing by ``watermark`` (or,
+        decided early, later), in completion order.
+
+        With the flow, a batch spanning more than the shortest reservation-to-return time is
+        decided in slices that long, in time order, so that every return lands after the
+        slice that made it.
+        """
+        flow = self.m.flow
+        if flow is None or not len(p):
+            self._decide_batch(p, watermark)
+            return
+        lag = flow.min_lag_ns()
+        lo, hi = int(p.done.min()), int(p.done.max())
+        if hi - lo < lag:
+            self._decide_batch(p, watermark)
+            return
+        o = np.argsort(p.done, kind="stable")
+        d = p.done[o]
+        a = 0
+        while a < len(o):  # one slice per pass: bounded by the span over the lag
+            cut = int(d[a]) + lag
+            b = int(np.searchsorted(d, cut, side="left"))
+            bound = watermark if b == len(o) else min(watermark, cut - 1)
+            self._decide_batch(p.take(o[a:b]), bound)
+            a = b
+
+    def _decide_batch(self, p: Requests, watermark: int) -> None:
+        """Stock, replays and answers of one batch; with the flow, its holds and returns.
+
+        ``watermark``: every order decided later completes after it, so units coming back by
+        then to a group with no later order in this batch can go straight back to stock.
+        """
         group = self._group(p)
         done = p.done
         candidate = p.duplicate()
@@ -444,22 +545,99 @@ class _Run:
             # such buyers' orders (and their double clicks and retries carry the flags)
             check = (p.flags & (FLAG_REPEAT | FLAG_REPEATED)) != 0
             buyers = (p.product, p.buyer, check)
+        returns = direct = None
+        if self.m.flow is not None and len(p):
+            returns, direct = self._returns_due(group, done, p.qty, watermark)
         outcome, replayed, false = self.stock.resolve(
-            group, done, p.qty, p.order, candidate, None, buyers
+            group, done, p.qty, p.order, candidate, None, buyers, returns
         )
+        if direct is not None:
+            self.stock.give_back(*direct)
         outcome[outcome == RING_OVER_LIMIT] = REJECTED
+        t = p.t
+        lat = done - t
+        late = lat > self.m.timeout_ns
+        any_late = bool(late.any())
+        if self.m.flow is not None:
+            self._hold_stock(p, group, outcome, replayed, late if any_late else None)
         self.stats.replays += int(np.count_nonzero(replayed))
         so = np.flatnonzero(outcome == SOLD_OUT)
         if len(so):
             self.stats.add_sold_out(p.product[so], false[so])
-        t = p.t
-        lat = done - t
-        late = lat > self.m.timeout_ns
-        if late.any():
+        if any_late:
             outcome[late] = TIMEOUT
             done[late] = t[late] + self.m.timeout_ns
             lat[late] = self.m.timeout_ns
         self.stats.add_answers(t, p.first, done, lat, outcome, p.product)
+
+    # -- the flow ----------------------------------------------------------------------------
+
+    def _returns_due(
+        self, group: I64, done: I64, qty: I64, watermark: int
+    ) -> tuple[tuple[I64, I64, I64], tuple[I64, I64, I64]]:
+        """Returns to merge among this batch's orders (before a later completion of their
+        group here) and returns to give back straight (by the watermark); the rest wait.
+
+        Where a group's stock covers every order of this batch, a return changes no answer:
+        it goes back straight after the batch (the usual case while a SKU has stock).
+        """
+        # at the end (no watermark) only those before the batch's last completion: the rest
+        # is for settle(), a window at a time
+        top = int(done.max()) if watermark == NO_END else max(int(done.max()), watermark)
+        t, g, q = self.returns.take_before(top + 1)
+        if not len(t):
+            e = np.empty(0, dtype=np.int64)
+            return (e, e, e), (e, e, e)
+        demand = np.bincount(group, weights=qty, minlength=self.n_groups)
+        hard_group = self.stock.left <= demand
+        merge = np.zeros(len(t), dtype=bool)
+        h = np.flatnonzero(hard_group[g])
+        if len(h):
+            rows = np.flatnonzero(hard_group[group])
+            gmax = np.full(self.n_groups, np.iinfo(np.int64).min, dtype=np.int64)
+            np.maximum.at(gmax, group[rows], done[rows])
+            merge[h] = t[h] < gmax[g[h]]
+        now = ~merge & (t <= watermark)
+        wait = ~merge & ~now
+        if wait.any():
+            self.returns.add(t[wait], g[wait], q[wait])
+        return (t[merge], g[merge], q[merge]), (t[now], g[now], q[now])
+
+    def _hold_stock(
+        self, p: Requests, group: I64, outcome: U8, replayed: Bool, late: Bool | None
+    ) -> None:
+        """The holds this batch made: how each ends, and the units that come back.
+
+        ``late``: answers after the client's timeout; their buyers never saw the hold, which
+        expires.
+        """
+        flow, holds = self.m.flow, self.holds
+        assert flow is not None and holds is not None
+        took = outcome == CONFIRMED
+        took &= ~replayed
+        took = np.flatnonzero(took)
+        if not len(took):
+            return
+        done = p.done[took]
+        end, at = flow.ends(p.order[took], done, self.cfg.seed)
+        if late is not None and (gave_up := late[took]).any():
+            end[gave_up] = EXPIRED
+            at[gave_up] = done[gave_up] + flow.ttl_ns
+        qty = p.qty[took]
+        key = p.product[took] * 3
+        key += end
+        units = np.bincount(key, weights=qty, minlength=holds.size)
+        holds += units.reshape(holds.shape).astype(np.int64)
+        for kind in (EXPIRED, CANCELLED):  # expiries span a window: a chunk of their own
+            back = np.flatnonzero(end == kind)
+            self.returns.add(at[back], group[took[back]], qty[back])
+
+    def settle(self) -> None:
+        """At the end: every hold still open ends, its units back in stock (a window's worth
+        at a time, in time order: memory stays that of the holds themselves)."""
+        while (t0 := self.returns.earliest()) is not None:
+            horizon = t0 + self.m.window_ns
+            self.stock.give_back(*self.returns.take_before(horizon))
 
     def overload(self) -> Overload:
         """How the servers coped (call at the end of the run)."""

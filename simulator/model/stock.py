@@ -25,6 +25,13 @@ groups where a limit binds; only those groups are decided with the limit (limit 
 stock; one order at a time where the stock runs out in the batch), the others as above. Units
 held carry over in a ring indexed by buyer number (= the order number of the buyer's first
 order), for the buyers whose units could still stop an order.
+
+Units coming back (the flow's cancelled and expired holds, :mod:`simulator.model.flow`) are
+free for the orders of their group completing after them. Where a group's stock covers its
+batch anyway they are simply added after it; otherwise the group's orders and returns are
+merged in time order and decided by :func:`take_with_returns` (runs of orders that fit and runs
+that fail, found a chunk at a time), or one order at a time where a per-buyer limit binds.
+A group may then sell out, come back and sell out again: each time is logged (``_log``).
 """
 
 from __future__ import annotations
@@ -42,6 +49,9 @@ U8 = npt.NDArray[np.uint8]
 Bool = npt.NDArray[np.bool_]
 
 INF = np.iinfo(np.int64).max
+#: sold-out intervals kept per (product, shard) with their times (all are counted)
+SPANS = 4
+Returned = tuple[I64, I64, I64]  # (time, group, units) of stock coming back
 #: a ring code, not an outcome: over the buyer's per-SKU limit (the storefront's 422), which
 #: the model reports as REJECTED; 3 (THROTTLED's number) so that it fits the idempotency ring's
 #: two outcome bits beside CONFIRMED (1) and SOLD_OUT (2)
@@ -78,6 +88,77 @@ def fits_in_order(starts: I64, seg: I64, q: I64, room: I64) -> Bool:
     return conf
 
 
+def take_with_returns(starts: I64, q: I64, back: Bool, room: I64) -> tuple[Bool, I64]:
+    """Take if fits with units coming back, per segment in sequence order.
+
+    Rows are sorted by segment, then in sequence order; a ``back`` row brings its ``q`` units
+    back, any other row is an order that takes ``q`` if that many are free (``room`` free at
+    each segment's start). Returns which orders are confirmed and the free units after each
+    row. A segment alternates between runs of orders that all fit (free + cumsum ≥ 0 up to the
+    first that does not) and runs that all fail (until one fits what came back): each pass
+    looks at the next chunk of every segment's current run, the chunk doubling while the run
+    goes on, so the passes are bounded by log(rows) plus the times a segment switches.
+    """
+    n = len(q)
+    conf = np.zeros(n, dtype=bool)
+    free = np.empty(n, dtype=np.int64)
+    if n == 0:
+        return conf, free
+    ends = np.append(starts[1:], n)
+    signed = np.where(back, q, -q)
+    gain = np.where(back, q, 0)
+    pos = starts.astype(np.int64)
+    f = room.astype(np.int64)
+    refusing = np.zeros(len(starts), dtype=bool)
+    step = np.full(len(starts), 16, dtype=np.int64)
+    act = np.flatnonzero(pos < ends)
+    while len(act):
+        p = pos[act]
+        size = np.minimum(step[act], ends[act] - p)
+        k = np.repeat(np.arange(len(act)), size)
+        cstart = np.cumsum(size) - size
+        off = np.arange(len(k), dtype=np.int64) - cstart[k]
+        rows = p[k] + off
+        rk = refusing[act][k]
+        cs = seg_cumsum(np.where(rk, gain[rows], signed[rows]), cstart, k)
+        cs += f[act][k]
+        is_order = ~back[rows]
+        # a run ends at an order that does not fit (fitting run) or that fits (failing run)
+        stop = is_order & np.where(rk, q[rows] <= cs, cs < 0)
+        first = size.copy()
+        si = np.flatnonzero(stop)
+        if len(si):
+            ks = k[si]
+            head = np.concatenate(([True], ks[1:] != ks[:-1]))
+            first[ks[head]] = off[si[head]]
+        before = off < first[k]
+        rb = rows[before]
+        free[rb] = cs[before]
+        conf[rb] = ~rk[before] & is_order[before]
+        hit = first < size
+        h = np.flatnonzero(hit)
+        if len(h):
+            r = p[h] + first[h]
+            at = cs[cstart[h] + first[h]]
+            was_refusing = refusing[act[h]]
+            # a failing run's stop takes its units; a fitting run's stop is refused
+            after = np.where(was_refusing, at - q[r], at + q[r])
+            free[r] = after
+            conf[r] = was_refusing
+            f[act[h]] = after
+            pos[act[h]] = r + 1
+            refusing[act[h]] = ~was_refusing
+            step[act[h]] = 16
+        m = np.flatnonzero(~hit)
+        if len(m):
+            last = cstart[m] + size[m] - 1
+            f[act[m]] = cs[last]
+            pos[act[m]] += size[m]
+            step[act[m]] = np.minimum(step[act[m]] * 2, 1 << 20)
+        act = act[pos[act] < ends[act]]
+    return conf, free
+
+
 @dataclass(frozen=True, slots=True)
 class _Chains:
     """The rows of buyers who may meet their limit in a batch, sorted by buyer then completion:
@@ -92,7 +173,13 @@ class _Chains:
 
 
 class StockBook:
-    """Stock left per group, zero and first-sold-out times, the idempotency ring."""
+    """Stock left per group, zero and first-sold-out times, the idempotency ring.
+
+    With units coming back (the flow's cancelled and expired holds), a group can sell out,
+    get stock again and sell out again: ``outages`` counts its sold-out intervals,
+    ``out_ns`` adds up the ended ones, ``out_since`` says since when it is out now (INF:
+    it has stock), ``spans`` keeps the first :data:`SPANS` as [start, end) (INF: not ended).
+    """
 
     def __init__(
         self,
@@ -109,6 +196,12 @@ class StockBook:
         # a shard that starts empty is empty from time 0
         self.zero_ns = np.where(self.initial == 0, 0, INF).astype(np.int64)
         self.first_sold_out_ns = np.full(len(self.left), INF, dtype=np.int64)
+        self.out_since = self.zero_ns.copy()
+        self.outages = (self.initial == 0).astype(np.int64)
+        self.out_ns = np.zeros(len(self.left), dtype=np.int64)
+        self.first_back_ns = np.full(len(self.left), INF, dtype=np.int64)
+        self.spans = np.full((len(self.left), SPANS, 2), INF, dtype=np.int64)
+        self.spans[self.initial == 0, 0, 0] = 0
         self.bits = ring_bits
         self.mask = (1 << ring_bits) - 1
         # slot = order mod 2ᵇ holds ((order ≫ b) + 1)·4 + outcome (0 = decided later in this
@@ -155,6 +248,7 @@ class StockBook:
         candidate: Bool,
         sub: I64 | None = None,
         buyers: tuple[I64, I64, Bool] | None = None,
+        returns: Returned | None = None,
     ) -> tuple[U8, Bool, Bool]:
         """Decide a batch of requests: outcomes, replayed, false sold-out.
 
@@ -170,6 +264,12 @@ class StockBook:
         marks the orders of buyers who order more than once (only they can meet a limit; the
         schedule flags them). An order that would take its buyer past the SKU's limit is
         refused (RING_OVER_LIMIT) before stock is looked at, as the storefront does.
+
+        ``returns``: units coming back (time, group, units) among this batch's completions;
+        a return at r is free for the group's orders completing after r (strictly), so the
+        caller passes only returns that precede a completion of their group here (a group
+        whose orders in this batch all came before r gets it in a later batch, or from
+        :meth:`give_back`).
         """
         n = len(group)
         outcome = np.zeros(n, dtype=np.uint8)
@@ -192,6 +292,10 @@ class StockBook:
             src, src_of = self._first_of_each_id(order, done, sub, cand[~hit], replayed)
             dec = np.flatnonzero(~replayed)
         skip = None if dec is None else replayed
+        has_ret = None
+        if returns is not None and len(returns[0]):
+            has_ret = np.zeros(len(self.left), dtype=bool)
+            has_ret[returns[1]] = True
         limited = chains = None
         if self.limits is not None and buyers is not None:
             if self.all_limited:
@@ -206,12 +310,35 @@ class StockBook:
                 full = np.zeros(len(self.left), dtype=bool)
                 full[chains.binding] = True
                 in_full = limited & full[group]
+                ret = None
+                if has_ret is not None and returns is not None:
+                    ret = _pick(returns, full[returns[1]])
+                    has_ret &= ~full
                 self._decide_limited(
-                    np.flatnonzero(in_full), group, done, qty, sub, buyers, outcome
+                    np.flatnonzero(in_full), group, done, qty, sub, buyers, outcome, ret
                 )
                 limited &= ~in_full
                 skip = in_full if skip is None else skip | in_full
+        later = None
+        if has_ret is not None and has_ret.any():
+            assert returns is not None
+            # where the stock covers every order here, returns change no answer: after them
+            r = np.flatnonzero(has_ret[group] if skip is None else has_ret[group] & ~skip)
+            total = np.bincount(group[r], weights=qty[r], minlength=len(self.left))
+            easy = has_ret & (self.left > total)
+            if easy.any():
+                later = _pick(returns, easy[returns[1]])
+                has_ret &= ~easy
+        if has_ret is not None and has_ret.any():
+            assert returns is not None
+            in_ret = has_ret[group]
+            rows = np.flatnonzero(in_ret if skip is None else in_ret & ~skip)
+            ret = _pick(returns, has_ret[returns[1]])
+            outcome[rows] = self._take_returning(rows, group, done, qty, sub, ret)
+            skip = in_ret if skip is None else skip | in_ret
         self._take(group, done, qty, sub, skip, outcome)
+        if later is not None:
+            self.give_back(*later)
         if chains is not None and limited is not None and buyers is not None:
             self._hold_confirmed(limited, qty, outcome, buyers, chains)
         outcome[src_of] = outcome[src]
@@ -272,8 +399,10 @@ class StockBook:
         emptied = fits & (total == room) & (total > 0)
         if emptied.any():  # zero time: the last (latest) completion of the group's orders
             m = self._rows(emptied[group], skip)
-            self.zero_ns[emptied] = np.iinfo(np.int64).min
-            np.maximum.at(self.zero_ns, group[m], done[m])
+            last = np.full(len(room), np.iinfo(np.int64).min, dtype=np.int64)
+            np.maximum.at(last, group[m], done[m])
+            out = np.flatnonzero(emptied)
+            self._went_out(out, last[out])
         self.left -= (total * fits).astype(np.int64)
         first_out = empty & (self.first_sold_out_ns == INF)
         if first_out.any():  # first sold-out answer: the earliest completion
@@ -307,12 +436,12 @@ class StockBook:
         taken = np.bincount(seg, weights=q * conf, minlength=len(starts)).astype(np.int64)
         self.left[seg_g] -= taken
         # zero time: the completion of the last confirmed order of a group that ran out
-        emptied = (self.left[seg_g] == 0) & (self.zero_ns[seg_g] == INF)
+        emptied = (self.left[seg_g] == 0) & (taken > 0)
         if emptied.any():
             ci = np.flatnonzero(conf)
             last = np.zeros(len(starts), dtype=np.int64)
             last[seg[ci]] = d[ci]  # ascending order: the last write per group wins
-            self.zero_ns[seg_g[emptied]] = last[emptied]
+            self._went_out(seg_g[emptied], last[emptied])
         si = np.flatnonzero(~conf)
         if len(si):
             first = np.full(len(starts), INF, dtype=np.int64)
@@ -377,6 +506,7 @@ class StockBook:
         sub: I64 | None,
         buyers: tuple[I64, I64, Bool],
         outcome: U8,
+        returns: Returned | None = None,
     ) -> None:
         """Decide the rows of products with a per-buyer limit: limit first, then stock.
 
@@ -384,8 +514,8 @@ class StockBook:
         Per buyer, take-if-fits against limit − units held gives the orders within the limit if
         all of them were confirmed. A group whose orders within the limit all fit confirms
         them; a group with no stock left confirms none (then only units held before count);
-        a group in between ("contended", about once per group in a run) is decided one order
-        at a time.
+        a group in between ("contended", about once per group in a run), or one with units
+        coming back among its orders (``returns``), is decided one order at a time.
         """
         assert self.limits is not None
         product, buyer, check = buyers
@@ -413,24 +543,49 @@ class StockBook:
         left = self.left[gid]
         total = np.bincount(gseg, weights=q * ok, minlength=len(gs)).astype(np.int64)
         fits = total <= left
+        back: dict[int, tuple[list[int], list[int]]] = {}
+        if returns is not None and len(returns[0]):
+            rt, rg, rq = returns
+            ro = np.lexsort((rt, rg))
+            k_of = np.searchsorted(gid, rg[ro])  # the caller passes returns of these groups
+            for k, t, u in zip(k_of.tolist(), rt[ro].tolist(), rq[ro].tolist(), strict=True):
+                ts, us = back.setdefault(k, ([], []))
+                ts.append(t)
+                us.append(u)
+        seq = np.zeros(len(gs), dtype=bool)
+        seq[list(back)] = True
         out = np.where(ok, CONFIRMED, RING_OVER_LIMIT).astype(np.uint8)
-        empty = ~fits & (left == 0)
+        empty = ~fits & (left == 0) & ~seq
         if empty.any():
             e = empty[gseg]
             out[e] = np.where(prior[e] + q[e] > lim[e], RING_OVER_LIMIT, SOLD_OUT)
-        for k in np.flatnonzero(~fits & (left > 0)).tolist():
+        returned = np.zeros(len(gs), dtype=np.int64)
+        events: list[tuple[int, int, bool]] = []  # (group, time, back) where units come back
+        for k in np.flatnonzero((~fits & (left > 0)) | seq).tolist():
             a = int(gs[k])
             z = int(gs[k + 1]) if k + 1 < len(gs) else n
-            out[a:z] = _in_order(int(left[k]), q[a:z], lim[a:z], b[a:z], prior[a:z])
+            ts, us = back.get(k, ([], []))
+            ev: list[tuple[int, bool]] | None = [] if k in back else None
+            out[a:z] = _in_order(
+                int(left[k]), q[a:z], lim[a:z], b[a:z], prior[a:z], d[a:z], ts, us, ev
+            )
+            returned[k] = sum(us)
+            if ev:
+                events += [(int(gid[k]), t, up) for t, up in ev]
         conf = out == CONFIRMED
         taken = np.bincount(gseg, weights=q * conf, minlength=len(gs)).astype(np.int64)
-        self.left[gid] -= taken
-        emptied = (self.left[gid] == 0) & (taken > 0)
+        self.left[gid] += returned - taken
+        emptied = (self.left[gid] == 0) & (taken > 0) & ~seq
         if emptied.any():  # zero time: the last confirmed completion (rows in completion order)
             last = np.zeros(len(gs), dtype=np.int64)
             ci = np.flatnonzero(conf)
             last[gseg[ci]] = d[ci]
-            self.zero_ns[gid[emptied]] = last[emptied]
+            self._went_out(gid[emptied], last[emptied])
+        if events:  # groups with returns: their own sold-out and back events, in order
+            eg, et, eb = (np.array(c) for c in zip(*events, strict=True))
+            outs = ~eb.astype(bool)
+            self.zero_ns[eg[outs]] = np.minimum(self.zero_ns[eg[outs]], et[outs])
+            self._log(eg.astype(np.int64), et.astype(np.int64), eb.astype(bool))
         so = np.flatnonzero(out == SOLD_OUT)
         if len(so):
             first = np.full(len(gs), INF, dtype=np.int64)
@@ -443,6 +598,100 @@ class StockBook:
         keep = (bought > 0) & (units > lim[bo][starts] - self.max_qty)
         if keep.any():
             self._hold(b[bo][starts][keep], units[keep])
+
+    def _take_returning(
+        self,
+        rows: npt.NDArray[np.intp],
+        group: I64,
+        done: I64,
+        qty: I64,
+        sub: I64 | None,
+        returns: Returned,
+    ) -> U8:
+        """Decide ``rows`` (groups with units coming back among them) with those returns, in
+        completion order; an order completing at the very time of a return comes first.
+        Returns their outcomes (CONFIRMED or SOLD_OUT)."""
+        rt, rg, rq = returns
+        nr, nb = len(rows), len(rt)
+        eg = np.concatenate((group[rows], rg))
+        et = np.concatenate((done[rows], rt))
+        kind = np.concatenate((np.zeros(nr, dtype=np.int64), np.ones(nb, dtype=np.int64)))
+        es = kind if sub is None else np.concatenate((sub[rows], np.zeros(nb, np.int64)))
+        o = np.lexsort((np.arange(nr + nb), es, kind, et, eg))
+        g, t, q = eg[o], et[o], np.concatenate((qty[rows], rq))[o]
+        back = o >= nr
+        starts, seg, _ = segments(g, ranks=False)
+        seg_g = g[starts]
+        conf, free = take_with_returns(starts, q, back, self.left[seg_g])
+        ends = np.append(starts[1:], len(g)) - 1
+        self.left[seg_g] = free[ends]
+        is_order = ~back
+        result = np.empty(nr, dtype=np.uint8)
+        result[o[is_order]] = np.where(conf[is_order], CONFIRMED, SOLD_OUT)
+        refused = np.flatnonzero(is_order & ~conf)
+        if len(refused):
+            first = np.full(len(starts), INF, dtype=np.int64)
+            first[seg[refused][::-1]] = t[refused][::-1]  # reversed: the first write wins
+            self.first_sold_out_ns[seg_g] = np.minimum(self.first_sold_out_ns[seg_g], first)
+        # sold out: an order took the last unit; back: units came to a group that had none
+        out = conf & (free == 0)
+        if out.any():
+            zero = np.full(len(starts), INF, dtype=np.int64)
+            zero[seg[out][::-1]] = t[out][::-1]  # reversed: the first write wins
+            self.zero_ns[seg_g] = np.minimum(self.zero_ns[seg_g], zero)
+        came = back & (free == q) & (q > 0)
+        ev = np.flatnonzero(out | came)
+        if len(ev):
+            self._log(g[ev], t[ev], came[ev])
+        return result
+
+    def give_back(self, t: I64, group: I64, qty: I64) -> None:
+        """Units coming back to groups with no order left to decide before them."""
+        if not len(t):
+            return
+        out = np.flatnonzero(self.left[group] == 0)  # only groups out of stock log a return
+        if len(out):
+            o = out[np.lexsort((t[out], group[out]))]
+            g, tt, q = group[o], t[o], qty[o]
+            starts, seg, _ = segments(g, ranks=False)
+            before = seg_cumsum(q, starts, seg) - q
+            came = (before == 0) & (q > 0)
+            if came.any():
+                self._log(g[came], tt[came], came[came])
+        self.left += np.bincount(group, weights=qty, minlength=len(self.left)).astype(np.int64)
+
+    def _went_out(self, group: I64, t: I64) -> None:
+        """These groups (each once, sorted) sold out at ``t``."""
+        self.zero_ns[group] = np.minimum(self.zero_ns[group], t)
+        was_in = self.out_since[group] == INF  # a guard: events alternate per group
+        group, t = group[was_in], t[was_in]
+        self._log(group, t, np.zeros(len(group), dtype=bool))
+
+    def _log(self, group: I64, t: I64, back: Bool) -> None:
+        """Sold-out (``back`` False) and back-in-stock events, sorted by (group, time); per
+        group they alternate, starting from the group's state."""
+        if not len(group):
+            return
+        starts, seg, _ = segments(group, ranks=False)
+        is_out = ~back
+        n_out = seg_cumsum(is_out.astype(np.int64), starts, seg)  # outs so far, this one too
+        idx = self.outages[group] + n_out - 1  # the interval each event opens or closes
+        first = np.zeros(len(group), dtype=bool)
+        first[starts] = True
+        prev = np.concatenate(([0], t[:-1]))
+        start = np.where(first, self.out_since[group], prev)
+        b = np.flatnonzero(back)
+        if len(b):
+            np.add.at(self.out_ns, group[b], t[b] - start[b])
+            bf = np.full(len(starts), INF, dtype=np.int64)
+            bf[seg[b][::-1]] = t[b][::-1]  # the first back event per group
+            sg = group[starts]
+            self.first_back_ns[sg] = np.minimum(self.first_back_ns[sg], bf)
+        keep = idx < SPANS
+        self.spans[group[keep], idx[keep], back[keep].astype(np.intp)] = t[keep]
+        self.outages += np.bincount(group[is_out], minlength=len(self.left))
+        ends = np.append(starts[1:], len(group)) - 1
+        self.out_since[group[ends]] = np.where(back[ends], INF, t[ends])
 
     def _held(self, buyer: I64) -> I64:
         """Units the buyers held after earlier batches (0 where nothing is kept)."""
@@ -476,13 +725,36 @@ class StockBook:
         return false
 
 
-def _in_order(left: int, q: I64, lim: I64, buyer: I64, prior: I64) -> U8:
-    """One contended group, one order at a time: the storefront's decision, sequentially."""
+def _in_order(
+    left: int,
+    q: I64,
+    lim: I64,
+    buyer: I64,
+    prior: I64,
+    done: I64 | None = None,
+    back_t: list[int] | None = None,
+    back_units: list[int] | None = None,
+    events: list[tuple[int, bool]] | None = None,
+) -> U8:
+    """One contended group, one order at a time: the storefront's decision, sequentially.
+
+    ``back_t``/``back_units``: units coming back (sorted by time), free for the orders
+    completing (``done``) after them. ``events``: where to note (time, back) when the
+    group sells out (False) and when units come back to it empty (True).
+    """
     out = np.empty(len(q), dtype=np.uint8)
     units: dict[int, int] = {}
+    bt, bu = back_t or [], back_units or []
+    nb, j = len(bt), 0
+    ds = done.tolist() if done is not None else [0] * len(q)
     for i, (qi, li, bi, pi) in enumerate(
         zip(q.tolist(), lim.tolist(), buyer.tolist(), prior.tolist(), strict=True)
     ):
+        while j < nb and bt[j] < ds[i]:
+            if events is not None and left == 0 and bu[j]:
+                events.append((bt[j], True))
+            left += bu[j]
+            j += 1
         held = units.get(bi, pi)
         if held + qi > li:
             out[i] = RING_OVER_LIMIT
@@ -492,4 +764,15 @@ def _in_order(left: int, q: I64, lim: I64, buyer: I64, prior: I64) -> U8:
             out[i] = CONFIRMED
             left -= qi
             units[bi] = held + qi
+            if events is not None and left == 0:
+                events.append((ds[i], False))
+    while j < nb:  # after the group's last order here
+        if events is not None and left == 0 and bu[j]:
+            events.append((bt[j], True))
+        left += bu[j]
+        j += 1
     return out
+
+
+def _pick(r: Returned, mask: Bool) -> Returned:
+    return r[0][mask], r[1][mask], r[2][mask]

@@ -73,6 +73,8 @@ SHARE = Range(0.0, 1.0)
 #: any finite number here: demand.Bursts says "must be in [0, 1)" itself
 BRANCHING = Range(0.0, math.inf)
 DELAY_S = Range(0.0, 3600.0, why="one hour")
+#: paying (or cancelling) is a request after the reservation's answer: at least a millisecond
+PAY_DELAY_S = Range(0.001, 3600.0, why="one hour")
 MAX_ATTEMPTS = Range(1, 100)
 BACKOFF_S = Range(0.0, 3600.0, why="one hour")
 BACKOFF_FACTOR = Range(1.0, 10.0)

@@ -61,7 +61,16 @@ class Product:
 
 @dataclass(frozen=True, slots=True)
 class Buyers:
-    """Buyer behaviour: quantities, impatience, double clicks and repeat buyers."""
+    """Buyer behaviour: quantities, impatience, double clicks, repeat buyers and paying.
+
+    The pay keys matter where orders reserve stock for a payment window (``[storefront]
+    reservation_ttl_s``): of the orders that get a reservation (a hold), ``pay_share`` are paid
+    by their buyer, ``pay_delay_s`` (uniform [low, high]) after the reservation's answer; a
+    payment after the hold's TTL finds it expired. Of the holders who do not pay,
+    ``abandon_share`` leave silently (the hold expires at the TTL and its stock comes back
+    then); the others cancel it at their delay (stock back at once; at the TTL if the delay
+    is longer). Without a TTL an order is final and these keys change nothing.
+    """
 
     qty_values: tuple[int, ...] = (1,)
     qty_weights: tuple[float, ...] = (1.0,)
@@ -70,6 +79,9 @@ class Buyers:
     repeat_share: float = 0.0  # share of orders placed by a buyer who ordered earlier
     retry: Retry = field(default_factory=Retry)
     data: BuyerData | None = None  # per-buyer rows from a file; buyer k takes row k
+    pay_share: float = 1.0  # of reservations, the share whose buyer pays
+    pay_delay_s: tuple[float, float] = (5.0, 60.0)  # reservation answer → pay (or cancel)
+    abandon_share: float = 1.0  # of holders who do not pay, the share who just leave
 
 
 @dataclass(frozen=True, slots=True)

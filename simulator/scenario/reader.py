@@ -395,27 +395,37 @@ def _parse_buyers(t: _Table | None, base_dir: Path) -> Buyers:
             f"(one per qty_values entry), got {weights!r}",
         )
     _numbers(t, "qty_weights", weights, L.WEIGHT, integer=False)
-    delay = t.raw("duplicate_delay_s", [0.05, 0.5])
-    if (
-        not isinstance(delay, list)
-        or len(delay) != 2
-        or not all(isinstance(d, int | float) and not isinstance(d, bool) for d in delay)
-        or not 0 <= delay[0] <= delay[1]
-    ):
-        raise t.fail("duplicate_delay_s", f"must be [low, high] with 0 ≤ low ≤ high, got {delay!r}")
-    _numbers(t, "duplicate_delay_s", delay, L.DELAY_S, integer=False)
+    delay = _interval(t, "duplicate_delay_s", [0.05, 0.5], L.DELAY_S)
+    pay_delay = _interval(t, "pay_delay_s", [5.0, 60.0], L.PAY_DELAY_S)
     r = t.table("retry")
     buyers = Buyers(
         qty_values=tuple(qty_values),
         qty_weights=tuple(float(w) for w in weights),
         duplicate_share=t.number("duplicate_share", 0.0, L.SHARE),
-        duplicate_delay_s=(float(delay[0]), float(delay[1])),
+        duplicate_delay_s=delay,
         repeat_share=t.number("repeat_share", 0.0, L.SHARE),
         retry=_parse_retry(r) if r is not None else Retry(),
         data=_parse_buyer_data(t, base_dir),
+        pay_share=t.number("pay_share", 1.0, L.SHARE),
+        pay_delay_s=pay_delay,
+        abandon_share=t.number("abandon_share", 1.0, L.SHARE),
     )
     t.finish()
     return buyers
+
+
+def _interval(t: _Table, name: str, default: list[float], rng: L.Range) -> tuple[float, float]:
+    """A uniform distribution written ``[low, high]`` (seconds), both ends in ``rng``."""
+    value = t.raw(name, default)
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(isinstance(d, int | float) and not isinstance(d, bool) for d in value)
+        or not value[0] <= value[1]
+    ):
+        raise t.fail(name, f"must be [low, high] with low ≤ high, got {value!r}")
+    _numbers(t, name, value, rng, integer=False)
+    return float(value[0]), float(value[1])
 
 
 def _parse_buyer_data(t: _Table, base_dir: Path) -> BuyerData | None:

@@ -20,6 +20,7 @@ from simulator.model import (
     parse_vary,
     service,
 )
+from simulator.model.flow import EXPIRED, PAID
 from simulator.outcomes import OUTCOME_NAMES
 from simulator.scenario import Scenario, parse_scenario
 from simulator.schedule import FLAG_DUPLICATE, FLAG_RETRIES
@@ -72,6 +73,10 @@ def reference(scenario: Scenario, cfg: ModelConfig) -> dict[str, Any]:
     retries = 0
     limits = [p.per_buyer_limit for p in scenario.products]
     validation = 0
+    flow = model.flow
+    bucket_ns = round(1e9 / cfg.admit_per_s) if cfg.admit_per_s else 0
+    burst = cfg.burst or max(1, round(cfg.admit_per_s))
+    tat = -(1 << 62)  # the token bucket as GCRA: its theoretical arrival time
     while heap:
         t, _, row_i, attempt, _ = heapq.heappop(heap)
         r = rows[row_i]
@@ -85,7 +90,10 @@ def reference(scenario: Scenario, cfg: ModelConfig) -> dict[str, Any]:
         s = int(service.draw(table, service.uniforms(key, cfg.seed, 0))[0])
         free = free_at.setdefault(shard, [-(1 << 62)] * cfg.servers)
         held_now = in_system[shard] = [d for d in in_system.get(shard, []) if d > t]
-        if limit == 0 or len(held_now) < limit:
+        bucket_ok = not bucket_ns or tat - t <= (burst - 1) * bucket_ns
+        if bucket_ok and bucket_ns:
+            tat = max(t, tat) + bucket_ns
+        if bucket_ok and (limit == 0 or len(held_now) < limit):
             k = min(range(cfg.servers), key=lambda j: free[j])
             free[k] = max(t, free[k]) + s
             held_now.append(free[k])
@@ -106,7 +114,12 @@ def reference(scenario: Scenario, cfg: ModelConfig) -> dict[str, Any]:
     decided: dict[int, str] = {}
     held: dict[tuple[int, int], int] = {}  # (buyer, product) → units confirmed
     replays = 0
+    coming: dict[int, list[tuple[int, int]]] = {}  # group → heap of (return time, units)
+    ends = [0, 0, 0]  # units paid, cancelled, expired
     for group, d, row_i, attempt, t, qty, order in admitted:
+        back = coming.get(group, [])
+        while back and back[0][0] < d:  # units back before this completion are free again
+            left[group] += heapq.heappop(back)[1]
         dup = bool(rows[row_i]["flags"] & FLAG_DUPLICATE)
         if (dup or attempt > 0) and order in decided:
             outcome = decided[order]
@@ -120,16 +133,27 @@ def reference(scenario: Scenario, cfg: ModelConfig) -> dict[str, Any]:
                 outcome = "confirmed"
                 left[group] -= qty
                 held[key] = held.get(key, 0) + qty
+                if flow is not None:
+                    e, at = flow.ends(np.array([order]), np.array([d]), cfg.seed)
+                    end, when = int(e[0]), int(at[0])
+                    if d - t > cfg.timeout_s * 1e9:  # the buyer never saw the hold
+                        end, when = EXPIRED, d + flow.ttl_ns
+                    ends[end] += qty
+                    if end != PAID:
+                        heapq.heappush(coming.setdefault(group, []), (when, qty))
             else:
                 outcome = "sold_out"
             decided[order] = outcome
         if d - t > cfg.timeout_s * 1e9:
             outcome = "timeout"
         final[row_i] = (outcome, d - int(rows[row_i]["t_ns"]))
+    for group, back in coming.items():  # every hold ends
+        left[group] += sum(u for _, u in back)
     counts = {name: 0 for name in OUTCOME_NAMES}
     for outcome, _ in final.values():
         counts[outcome] += 1
     return {
+        "ends": ends,
         "outcomes": counts,
         "rows": len(rows),
         "retries": retries,
@@ -329,3 +353,31 @@ def test_cli_writes_the_report(tmp_path, capsys):
     saved = json.loads(out.read_text())
     assert printed["mode"] == saved["mode"] == "simulate"
     assert printed["skus"]["a"]["sold_units"] == 50
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        ModelConfig(shards=1, service_median_ms=0.4, queue_limit=8, seed=7),
+        ModelConfig(shards=3, service_median_ms=1.5, service_sigma=1.0, queue_limit=5, seed=7),
+        ModelConfig(shards=2, service_median_ms=2.0, timeout_s=0.05, seed=7),
+        ModelConfig(shards=2, service_median_ms=0.5, seed=7, admit_per_s=900.0, burst=40),
+    ],
+    ids=["one-shard", "three-shards-throttling", "timeouts", "token-bucket"],
+)
+@pytest.mark.parametrize("limit_b", [0, 2], ids=["no-limit", "b-limit-2"])
+def test_model_with_the_flow_equals_the_reference(cfg, limit_b):
+    """Holds for a 0.3 s TTL: paid, cancelled or expired as drawn, units back and sold again."""
+    scenario = small_scenario(limit_b, pay_share=0.5, pay_delay_s=[0.05, 0.6], abandon_share=0.5)
+    cfg = cfg.replace(reservation_ttl_s=0.3)
+    result = Model(scenario, cfg).run(chunk_orders=777)
+    ref = reference(scenario, cfg)
+    report = build_report(result)
+    assert report["orders"]["outcomes"] == ref["outcomes"]
+    assert report["orders"]["retries"] == ref["retries"]
+    assert report["orders"]["replays"] == ref["replays"]
+    assert result.stock.left.tolist() == [ref["left"][g] for g in range(len(result.stock.left))]
+    assert result.holds is not None
+    assert result.holds.sum(axis=0).tolist() == ref["ends"]
+    assert min(ref["ends"]) > 0  # every end happened
+    assert report["flow"]["reserved_units"] > sum(p.stock for p in scenario.products)
