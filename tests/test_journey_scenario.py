@@ -199,3 +199,30 @@ unless = "pay"
     assert abs(cancel.mean() - 0.3 * 0.5) < 0.005  # half of the 30 % who did not pay
     with pytest.raises(ScenarioError, match=r"steps\[4\].unless: names no earlier step: 'pai'"):
         read(text.replace('unless = "pay"', 'unless = "pai"'))
+
+
+def test_steps_can_read_the_buyers_flow_keys() -> None:
+    flow = """
+[buyers]
+pay_share = 0.6
+pay_delay_s = [1.0, 3.0]
+abandon_share = 0.25
+"""
+    text = GOOD.replace("probability = 0.7", 'probability = "buyers.pay_share"').replace(
+        "think_s = { median = 2.0, sigma = 0.5 }", 'think_s = "buyers.pay_delay_s"'
+    )
+    text += """
+[[journey.steps]]
+name = "cancel"
+path = "/orders/{ref}/cancel"
+probability = "1 - buyers.abandon_share"
+unless = "pay"
+"""
+    j = read(flow + text).journey
+    assert j is not None
+    assert j.steps[3].probability == 0.6 and j.steps[3].think == Think("uniform", 1.0, 3.0)
+    assert j.steps[4].probability == 0.75
+    with pytest.raises(ScenarioError, match=r"steps\[3\].probability: a share or one of"):
+        read(flow + text.replace('"buyers.pay_share"', '"buyers.pay"'))
+    with pytest.raises(ScenarioError, match=r"steps\[3\].think_s: the only name it takes"):
+        read(flow + text.replace('"buyers.pay_delay_s"', '"pay_delay"'))

@@ -8,6 +8,7 @@ from the journey's arrival to its last answer. report.json holds it under ``jour
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any
@@ -189,7 +190,9 @@ def render_text(j: JourneyReport) -> list[str]:
         if n and t != COMPLETED
     ]
     if ends:
-        lines.append("  ended       " + " · ".join(ends))
+        lines += textwrap.wrap(
+            " · ".join(ends), 80, initial_indent="  ended       ", subsequent_indent=" " * 14
+        )
     t = j.time_completed
     if t.count:
         lines.append(

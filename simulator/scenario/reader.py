@@ -726,10 +726,37 @@ def _parse_http_audit(t: _Table) -> HttpAudit:
 _STEP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,31}")
 
 
-def _parse_think(t: _Table, name: str) -> Think:
-    """``think_s``: a number (constant), [a, b] (uniform), {median, sigma} (lognormal) or
-    {mean} (exponential), in seconds."""
+#: what a step's ``probability`` may name instead of a number: the buyers' own shares
+_SHARE_REFS = {
+    "buyers.pay_share": lambda b: b.pay_share,
+    "buyers.abandon_share": lambda b: b.abandon_share,
+    "1 - buyers.pay_share": lambda b: 1.0 - b.pay_share,
+    "1 - buyers.abandon_share": lambda b: 1.0 - b.abandon_share,
+}
+
+
+def _parse_probability(t: _Table, buyers: Buyers) -> float:
+    """``probability``: a share, or one of the buyers' (``"buyers.pay_share"``,
+    ``"1 - buyers.abandon_share"``): the model (``simulate``) and the live journey then read
+    the same fact from one place."""
+    value = t.raw("probability", 1.0)
+    if isinstance(value, str):
+        ref = " ".join(value.split())
+        if ref not in _SHARE_REFS:
+            raise t.fail("probability", f"a share or one of {', '.join(map(repr, _SHARE_REFS))}")
+        return float(_SHARE_REFS[ref](buyers))
+    return t.number("probability", 1.0, L.SHARE)
+
+
+def _parse_think(t: _Table, name: str, buyers: Buyers | None = None) -> Think:
+    """``think_s``: a number (constant), [a, b] (uniform), {median, sigma} (lognormal),
+    {mean} (exponential), in seconds; or ``"buyers.pay_delay_s"`` (the buyers' pay delay)."""
     value = t.raw(name, 0.0)
+    if isinstance(value, str):
+        if value.strip() != "buyers.pay_delay_s" or buyers is None:
+            raise t.fail(name, f"the only name it takes is 'buyers.pay_delay_s', got {value!r}")
+        lo, hi = buyers.pay_delay_s
+        return Think("uniform", lo, hi)
     if isinstance(value, bool):
         raise t.fail(name, f"must be seconds, [a, b], {{median, sigma}} or {{mean}}, got {value!r}")
     if isinstance(value, int | float):
@@ -827,7 +854,7 @@ def _parse_poll(t: _Table) -> Poll | None:
     return Poll(rule, tuple(value_key(v) for v in until), every_s, most)
 
 
-def _parse_streams(top: _Table) -> tuple[Stream, ...]:
+def _parse_streams(top: _Table, buyers: Buyers) -> tuple[Stream, ...]:
     """``[[streams]]``: name, a request (as a step's, without think/extract/poll), demand."""
     out: list[Stream] = []
     for t in top.tables("streams"):
@@ -840,7 +867,7 @@ def _parse_streams(top: _Table) -> tuple[Stream, ...]:
         demand = _parse_curve(demand_t)
         if demand.is_empty:
             raise t.fail("demand", "no demand: give the stream at least one component")
-        request = _parse_step(t, set())
+        request = _parse_step(t, set(), buyers)
         if any(s.name == request.name for s in out):
             raise t.fail("name", f"{request.name!r} is the name of an earlier stream too")
         out.append(Stream(request.name, request, demand))
@@ -849,7 +876,7 @@ def _parse_streams(top: _Table) -> tuple[Stream, ...]:
     return tuple(out)
 
 
-def _parse_step(t: _Table, reserved: set[str]) -> Step:
+def _parse_step(t: _Table, reserved: set[str], buyers: Buyers) -> Step:
     name = t.text("name", required=True)
     if not _STEP_NAME.fullmatch(name):
         raise t.fail("name", f"must be 1–32 letters, digits, '_' or '-', got {name!r}")
@@ -873,8 +900,8 @@ def _parse_step(t: _Table, reserved: set[str]) -> Step:
         headers=_parse_headers(t),
         status=_parse_status(t),
         outcome=_parse_outcome(t.table("outcome")),
-        think=_parse_think(t, "think_s"),
-        probability=t.number("probability", 1.0, L.SHARE),
+        think=_parse_think(t, "think_s", buyers),
+        probability=_parse_probability(t, buyers),
         unless=t.opt_str("unless"),
         extract=_parse_extract(t, reserved),
         poll=_parse_poll(t),
@@ -888,7 +915,7 @@ def _reserved(products: list[Product], columns: tuple[str, ...]) -> set[str]:
     return {*BODY_FIELDS, *columns, *(name for p in products for name, _ in p.vars)}
 
 
-def _parse_journey(t: _Table | None, reserved: set[str]) -> Journey | None:
+def _parse_journey(t: _Table | None, reserved: set[str], buyers: Buyers) -> Journey | None:
     """``[journey]``: ``order_step`` and ``[[journey.steps]]`` (see scenario.journey)."""
     if t is None:
         return None
@@ -896,7 +923,7 @@ def _parse_journey(t: _Table | None, reserved: set[str]) -> Journey | None:
     n = len(raw_steps) if isinstance(raw_steps, list) else 1
     if (problem := L.JOURNEY_STEPS.problem(n)) is not None:
         raise t.fail("steps", problem)
-    steps = [_parse_step(s, reserved) for s in t.tables("steps")]
+    steps = [_parse_step(s, reserved, buyers) for s in t.tables("steps")]
     names = [s.name for s in steps]
     for i, name in enumerate(names):
         if name in names[:i]:
@@ -984,8 +1011,8 @@ def parse_scenario(
         run=_parse_run(top.table("run")),
         storefront=_parse_storefront(top.table("storefront")),
         audit=_parse_audit(top.table("audit")),
-        journey=_parse_journey(top.table("journey"), _reserved(products, columns)),
-        streams=_parse_streams(top),
+        journey=_parse_journey(top.table("journey"), _reserved(products, columns), buyers),
+        streams=_parse_streams(top, buyers),
         thresholds=tuple(thresholds),
         source=source,
     )

@@ -56,3 +56,21 @@ def test_the_seckill_journey_adds_up(workers: str) -> None:
         assert s["client_units"] == s["reserved"]  # each hold seen exactly once
     assert sum(s["returned"] for s in audit["skus"].values()) > 0  # expired or cancelled
     assert code == 0, stderr
+
+
+def test_the_model_reads_the_same_flow_and_agrees_with_the_run() -> None:
+    """The journey's pay/cancel steps and `simulate` read the same [buyers] keys: the units the
+    run saw paid and cancelled are what the model predicts, within sampling and timing."""
+    _, live, _ = run()
+    steps = {s["name"]: s for s in live["journey"]["steps"]}
+    sim = subprocess.run(
+        [sys.executable, "-m", "simulator", "simulate", "scenarios/seckill-journey.toml",
+         "--duration", "6", "--json"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    flow = json.loads(sim.stdout)["flow"]
+    assert flow["pay_share"] == 0.7 and flow["abandon_share"] == 0.5
+    paid_live = steps["pay"]["outcomes"]["confirmed"]
+    assert flow["paid_units"] == pytest.approx(paid_live, rel=0.2)
+    cancelled_live = steps["cancel"]["outcomes"]["confirmed"]
+    assert flow["cancelled_units"] == pytest.approx(cancelled_live, rel=0.35)
