@@ -87,7 +87,7 @@ def predict(cal: Calibration, scenario: Scenario) -> dict[str, Any]:
     return build_report(Model(scenario, config_for(scenario, **cal.overrides())).run())
 
 
-def sell_out_s(report: dict[str, Any]) -> float | None:
+def sell_out_s(report: dict[str, Any], sku: str | None = None) -> float | None:
     """When the stock ran out: the same definition for a run's report and the model's.
 
     Both reports have the initial stock (``audit.skus[sku].initial``), per-second counts of
@@ -97,12 +97,18 @@ def sell_out_s(report: dict[str, Any]) -> float | None:
     confirmed before s) of them are the last confirmations: t = s + (stock − before)/answers[s].
     Confirmed units per second: a run's ``timeline.confirmed_units_per_s[sku]``; the model's
     report has confirmed orders per second only, which are its units when every order is one
-    unit (checked: ``skus[sku].sold_units == confirmed_orders``). One SKU only, since the
-    answers per second are not per SKU. None if the stock did not run out.
+    unit (checked: ``skus[sku].sold_units == confirmed_orders``). With several SKUs, ``sku``
+    names one, and the model's report has its exact sell-out time (a run's comes from its
+    per-order records: :func:`records_sell_out_s`). None if the stock did not run out.
     """
     stocks = report["audit"]["skus"]
+    if sku is not None and len(stocks) > 1:
+        if "confirmed_units_per_s" in report["timeline"]:
+            raise ValueError("a run's sell-out time per SKU comes from its records")
+        value = report["skus"][sku]["sell_out_s"]
+        return None if value is None else float(value)
     if len(stocks) != 1:
-        raise ValueError(f"sell-out time needs a one-SKU scenario, the report has {len(stocks)}")
+        raise ValueError(f"sell-out time needs one SKU named, the report has {len(stocks)}")
     (sku,) = stocks
     stock = int(stocks[sku]["initial"])
     tl = report["timeline"]
@@ -119,6 +125,36 @@ def sell_out_s(report: dict[str, Any]) -> float | None:
             return second + (stock - before) / float(max(answers, n))
         before += n
     return None
+
+
+def records_sell_out_s(run_dir: Path, sku: str, report: dict[str, Any]) -> float | None:
+    """When ``sku``'s stock ran out in a live run, from its per-order records: the answer of
+    the confirmation that brought its confirmed units (each order id once) to the stock."""
+    import numpy as np
+
+    from simulator.outcomes import CONFIRMED
+    from simulator.records import find_orders, order_batches
+
+    path = find_orders(run_dir)
+    if path is None:
+        raise ValueError(f"{run_dir}: no per-order records (run with --orders)")
+    skus = list(report["audit"]["skus"])
+    stock = int(report["audit"]["skus"][sku]["initial"])
+    order, done, qty = [], [], []
+    for b in order_batches(path):
+        names = [str(x) for x in b["sku_names"]] if "sku_names" in b else skus
+        ok = (b["outcome"] == CONFIRMED) & (b["sku"] == names.index(sku))
+        order.append(b["order"][ok])
+        done.append(b["done_ns"][ok])
+        qty.append(b["qty"][ok])
+    o, d, q = (np.concatenate(x).astype(np.int64) for x in (order, done, qty))
+    by_time = np.argsort(d, kind="stable")
+    _, first = np.unique(o[by_time], return_index=True)
+    pick = by_time[np.sort(first)]
+    cum = np.cumsum(q[pick])
+    if not len(cum) or cum[-1] < stock:
+        return None
+    return float(d[pick][int(np.searchsorted(cum, stock))]) / 1e9
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +176,9 @@ class Row:
         return self.error <= self.goal
 
 
-def compare(predicted: dict[str, Any], measured: dict[str, Any]) -> list[Row]:
+def compare(
+    predicted: dict[str, Any], measured: dict[str, Any], measured_dir: Path | None = None
+) -> list[Row]:
     """Predicted vs measured intended-latency p50 and p99 (ms) and sell-out time (s)."""
     rows = [
         Row(
@@ -151,9 +189,17 @@ def compare(predicted: dict[str, Any], measured: dict[str, Any]) -> list[Row]:
         )
         for name, key in (("p50 ms", "p50"), ("p99 ms", "p99"))
     ]
-    got, want = sell_out_s(predicted), sell_out_s(measured)
-    got_s = math.nan if got is None else got
-    rows.append(Row("sell-out s", got_s, 0.0 if want is None else want, GOALS["sell-out s"]))
+    skus = sorted(measured["audit"]["skus"]) if len(measured["audit"]["skus"]) > 1 else [None]
+    for sku in skus:
+        got = sell_out_s(predicted, sku)
+        if sku is None:
+            want = sell_out_s(measured)
+        else:
+            assert measured_dir is not None, "several SKUs: the run's records are needed"
+            want = records_sell_out_s(measured_dir, sku, measured)
+        got_s = math.nan if got is None else got
+        name = "sell-out s" if sku is None else f"{sku} s"[:12]
+        rows.append(Row(name, got_s, 0.0 if want is None else want, GOALS["sell-out s"]))
     return rows
 
 
@@ -180,8 +226,11 @@ def check(
             print(f"{case.scenario.name}: calibrated at scale {case.low}\n  {cal.line()}")
         out = []
         for high in case.highs:
-            measured = live_run(case.scenario, high, base / f"high-{high}", quiet=True)
-            rows = compare(predict(cal, load_scenario(case.scenario, scale=high)), measured)
+            run_dir = base / f"high-{high}"
+            measured = live_run(case.scenario, high, run_dir, quiet=True)
+            rows = compare(
+                predict(cal, load_scenario(case.scenario, scale=high)), measured, run_dir
+            )
             if not quiet:
                 print(f"predicting scale {high}:\n{table(rows)}")
             out.append((high, rows))
