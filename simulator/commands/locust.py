@@ -90,8 +90,11 @@ def build_command(scenario: str, args: list[str]) -> tuple[list[str], float | No
         {"scale": limits.SCALE, "duration": limits.DURATION_S},
     )
     sc = load_scenario(scenario, scale=scale)  # bad input stops here, in one line
-    if (missing := locust_lacks(sc)) is not None:
-        raise UsageError(f"{scenario}: {missing}: not supported in Locust yet; use flashsale run")
+    if (missing := locust_lacks(sc)) is not None and "--flashsale-engine" not in args:
+        raise UsageError(
+            f"{scenario}: {missing}: Locust users send one order per row; run it with "
+            "--flashsale-engine (the engine in each worker) or with flashsale run"
+        )
     expect = _number("--expect-workers", _peek(args, "--expect-workers"), int)
     slices = _number("--flashsale-workers", _peek(args, "--flashsale-workers"), int)
     if expect is not None and slices is not None and expect != slices:

@@ -31,7 +31,8 @@ import gevent
 import numpy as np
 from gevent import monkey
 
-from simulator.load.engine import EngineConfig, Run, RunResult
+from simulator.load.engine import EngineConfig, RunResult
+from simulator.load.journey import make_run
 from simulator.load.slots import Batch
 from simulator.load.tally import Tally
 from simulator.load.transport import parse_endpoint
@@ -90,7 +91,9 @@ class EngineSlice:
             workers=slices,
             spin_s=SPIN_S,
         )
-        self.run = Run(rows, transport, config, self._on_batch)
+        endpoint = parse_endpoint(host).unverified()
+        # one order per row, or a journey per row (with the scenario's streams): as flashsale run
+        self.run = make_run(rows, transport, config, self._on_batch, sc, endpoint)
         self.start_at_wall_s = start_at_wall_s
         self.method = sc.target.method
         self.path = sc.target.orders_path

@@ -78,9 +78,9 @@ def _hist_from(v: Any, scale: Scale) -> Histogram:
 def _seconds_to(sh: SecondHistograms) -> list[Any]:
     """Per-second histograms as four flat arrays: seconds, buckets per second, bucket indexes
     and counts (narrow integer types: ~6 bytes a non-empty bucket), then the exact max and min."""
-    sh.consolidate()
-    secs = sorted(sh.per_second)
-    parts = [sh.per_second[k] for k in secs]
+    items = list(sh.seconds())  # the spilled seconds too (simulator.load.tally)
+    secs = [s for s, _, _ in items]
+    parts = [(i, c) for _, i, c in items]
     idx = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
     counts = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
     wide = len(counts) and int(counts.max()) >= 1 << 32
@@ -126,7 +126,42 @@ def tally_to_message(t: Tally) -> dict[str, Any]:
         "failed": _arr(t.failed()),
         "reasons": [[o, r, n] for (o, r), n in sorted(t.reasons.items())],
         "reason_labels": [[code, label] for code, label in sorted(t.reason_labels.items())],
+        "journey": None if t.journey is None else _journey_to(t.journey),
     }
+
+
+def _journey_to(j: Any) -> dict[str, Any]:
+    """A :class:`~simulator.load.journey.JourneyTally` as plain values (its tallies nested)."""
+    return {
+        "names": list(j.names),
+        "order_step": j.order_step,
+        "stream_names": list(j.stream_names),
+        "implicit": j.implicit,
+        "started": j.started,
+        "ends": _arr(j.ends),
+        "times": {kind: _hist_to(h) for kind, h in sorted(j.times.items())},
+        "steps": [tally_to_message(st) for st in j.steps],
+        "streams": [tally_to_message(st) for st in j.streams],
+    }
+
+
+def _journey_from(v: Mapping[str, Any], scale: Scale) -> Any:
+    from simulator.load.journey import JourneyTally
+
+    names = tuple(str(x) for x in v["names"])
+    streams = tuple(str(x) for x in v["stream_names"])
+    j = JourneyTally(names, int(v["order_step"]), streams, bool(v["implicit"]))
+    j.started = int(v["started"])
+    ends = _unarr(v["ends"], 2).astype(np.int64)
+    if ends.shape != j.ends.shape:
+        raise ValueError(f"journey ends: shape {ends.shape}, expected {j.ends.shape}")
+    j.ends = ends
+    j.times = {str(k): _hist_from(h, scale) for k, h in v["times"].items()}
+    j.steps = [tally_from_message(x) for x in v["steps"]]
+    j.streams = [tally_from_message(x) for x in v["streams"]]
+    if len(j.steps) != len(names) or len(j.streams) != len(streams):
+        raise ValueError("journey: one tally per step and per stream expected")
+    return j
 
 
 _PER_S = ("intended_per_s", "sent_per_s", "done_per_s", "outcomes_per_s")
@@ -165,6 +200,8 @@ def tally_from_message(data: Mapping[str, Any]) -> Tally:
         t.failed_orders = [failed]
     t.reasons = {(int(o), int(r)): int(c) for o, r, c in data["reasons"]}
     t.reason_labels = {int(code): str(label) for code, label in data["reason_labels"]}
+    if data.get("journey") is not None:
+        t.journey = _journey_from(data["journey"], scale)
     return t
 
 

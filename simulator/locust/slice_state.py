@@ -26,6 +26,7 @@ from simulator.outcomes import OutcomeRule
 from simulator.records import OrderStream, stream_part
 from simulator.retry import Retry
 from simulator.scenario import Scenario
+from simulator.scenario.shape import locust_lacks
 
 #: the attribute of Locust's environment that holds this process's node
 NODE_ATTR = "flashsale_node"
@@ -132,6 +133,11 @@ def start_slice(
             sc, source, host, connections, worker, plan.slices, time.time() + lead_s, counts, stream
         )
     else:
+        if (missing := locust_lacks(sc)) is not None:
+            if stream is not None:
+                stream.close(complete=False)
+            raise UsageError(f"{missing}: Locust users send one order per row; run it with "
+                             "--flashsale-engine (or flashsale run)")  # fmt: skip
         st.feed = SliceFeed(source, worker, plan.slices, counts, stream)
         st.feed.tally.reason_labels.update(rule.labels)
     return st

@@ -216,8 +216,9 @@ def check_streams(scenario: Scenario) -> None:
 
 
 def locust_lacks(scenario: Scenario) -> str | None:
-    """What of the scenario the Locust adapter does not drive yet, or None: said before Locust
-    starts (its users send the scenario's request shape, one order per row)."""
+    """What of the scenario Locust's users do not drive yet, or None: said before Locust starts
+    (they send the scenario's request shape, one order per row; ``--flashsale-engine`` runs
+    the engine in each worker, journeys and streams included)."""
     if scenario.journey is not None:
         return "a [journey]"
     if scenario.streams:

@@ -420,3 +420,20 @@ def test_an_empty_tally_travels_too() -> None:
 
     back = res.tally_from_message(res.tally_to_message(Tally()))
     assert back.scheduled == 0 and not back.latency_s.per_second and not back.hists
+
+
+def test_a_tally_with_spilled_seconds_travels_whole() -> None:
+    """An engine-mode worker's tally keeps old seconds on disk: its message still has them."""
+    from simulator.load.tally import Tally
+
+    t = Tally()
+    t.latency_s.hold_s = 5
+    for s in range(40):
+        t.latency_s.add(np.full(10, s, dtype=np.int64), np.arange(10, dtype=np.int64) + 1000 * s)
+        t.latency_s.consolidate()
+    assert t.latency_s.spill_path is not None and len(t.latency_s.per_second) <= 6
+    back = res.tally_from_message(
+        msgpack.unpackb(msgpack.packb(res.tally_to_message(t)), raw=False)
+    )
+    assert sorted(s for s, _, _ in back.latency_s.seconds()) == list(range(40))
+    assert back.latency_s.quantiles(40, (0.5,)) == t.latency_s.quantiles(40, (0.5,))
