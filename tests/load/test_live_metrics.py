@@ -61,6 +61,10 @@ drain_s = 2.0
 """
 
 
+#: report latency kind → the metric served for it
+QUANTILED = {"intended": "intended_latency_seconds", "service": "service_time_seconds"}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -280,25 +284,25 @@ def test_prometheus_scrapes_a_run_and_its_figures_match_the_report(
     assert sent == orders["sent"] == orders["attempts"] > 1000
     assert last("flashsale_orders_due_total") == orders["scheduled"]
     assert prom.value("sum(last_over_time(flashsale_attempts_total[10m]))") == orders["attempts"]
-    assert last('flashsale_attempts_total{outcome="confirmed"}') == (
-        orders["attempt_outcomes"]["confirmed"]
+    assert (
+        last('flashsale_attempts_total{outcome="confirmed"}')
+        == (orders["attempt_outcomes"]["confirmed"])
     )
     sold = report["audit"]["skus"]["manggis"]["client_units"]
     assert sold == 60  # the small SKU sells out
     assert last('flashsale_stock_left{sku="manggis"}') == 0
-    assert prom.value("sum(last_over_time(flashsale_units_confirmed_total[10m]))") == (
-        orders["confirmed_units"]
+    assert (
+        prom.value("sum(last_over_time(flashsale_units_confirmed_total[10m]))")
+        == (orders["confirmed_units"])
     )
-    assert last("flashsale_intended_latency_seconds_count") == report["latency_ms"]["intended"][
-        "count"
-    ]
+    assert (
+        last("flashsale_intended_latency_seconds_count")
+        == report["latency_ms"]["intended"]["count"]
+    )
     assert last("flashsale_in_flight") == 0
     # p99 from the buckets, by Prometheus, lies in the coarse bucket of the report's p99
-    for metric, kind in (("intended_latency_seconds", "intended"), ("service_time_seconds",
-                                                                     "service")):  # fmt: skip
-        q = prom.value(
-            f"histogram_quantile(0.99, last_over_time(flashsale_{metric}_bucket[10m]))"
-        )
+    for kind, metric in QUANTILED.items():
+        q = prom.value(f"histogram_quantile(0.99, last_over_time(flashsale_{metric}_bucket[10m]))")
         p99_s = report["latency_ms"][kind]["p99"] / 1e3
         lo, hi = _coarse_bounds(p99_s)
         assert lo * 0.998 <= q <= hi * 1.002, (kind, q, p99_s, lo, hi)
