@@ -35,8 +35,7 @@ from simulator.load.livemetrics import (
     total,
 )
 from simulator.outcomes import OUTCOME_NAMES
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.load.live import ROOT, free_port, scrape
 
 SCENARIO = """
 name = "live-metrics"
@@ -63,25 +62,6 @@ drain_s = 2.0
 
 #: report latency kind → the metric served for it
 QUANTILED = {"intended": "intended_latency_seconds", "service": "service_time_seconds"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def scrape(url: str) -> dict[str, float]:
-    """The samples of a /metrics page by their name and labels as written."""
-    with urllib.request.urlopen(url, timeout=5) as r:
-        assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        text = r.read().decode()
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            key, value = line.rsplit(" ", 1)
-            out[key] = float(value)
-    return out
 
 
 # -- the bounds and the exposition ---------------------------------------------------------------
