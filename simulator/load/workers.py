@@ -52,6 +52,7 @@ from simulator.schedule import build_schedule
 
 PROGRESS_EVERY_S = 0.5
 START_MARGIN_S = 0.5  # workers start together this long after the last one is ready
+STOP_RETRY_S = 0.01  # a stop asked before the run's first tick is tried again this often
 #: the reason code of a dead worker's rows (named through the tally's reason labels)
 R_WORKER_LOST = -14
 WORKER_LOST = "worker lost: fate unknown"
@@ -108,12 +109,17 @@ def open_stream(spec: WorkerSpec) -> OrderStream | None:
     return OrderStream(path, spec.skus)
 
 
-def _run_streaming(spec: WorkerSpec, watch: Watch, start_at: float | None) -> Totals:
+def _run_streaming(
+    spec: WorkerSpec,
+    watch: Watch,
+    start_at: float | None,
+    stop_asked: Callable[[], bool] | None = None,
+) -> Totals:
     stream = open_stream(spec)
     if stream is None:
-        return totals(_uvloop_run(_drive(spec, watch, start_at, None)))
+        return totals(_uvloop_run(_drive(spec, watch, start_at, None, stop_asked)))
     with stream:
-        return totals(_uvloop_run(_drive(spec, watch, start_at, stream)))
+        return totals(_uvloop_run(_drive(spec, watch, start_at, stream, stop_asked)))
 
 
 def make_transport(spec: WorkerSpec) -> Transport:
@@ -148,11 +154,24 @@ async def _drive(
     watch: Watch,
     start_at_wall_s: float | None,
     records: OrderStream | None,
+    stop_asked: Callable[[], bool] | None = None,
 ) -> RunResult:
     loop = asyncio.get_running_loop()
     run = Run(schedule_slice(spec), make_transport(spec), spec.engine, records)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, run.stop)
+
+    def stop() -> None:
+        # Run.stop() before the run's first tick sets no drain deadline and the run would never
+        # end: a stop asked while it connects or waits for its start waits for that tick
+        if run.progress().elapsed_s > 0:
+            run.stop()
+        else:
+            loop.call_later(STOP_RETRY_S, stop)
+
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in handlers:
+        loop.add_signal_handler(sig, stop)
+    if stop_asked is not None and stop_asked():  # asked before the handlers were there
+        stop()
     ticker: asyncio.Task[None] | None = None
     if watch.wanted:
         n_products = len(spec.scenario.products)
@@ -172,8 +191,9 @@ async def _drive(
     finally:
         if ticker is not None:
             ticker.cancel()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig, previous in handlers.items():
             loop.remove_signal_handler(sig)
+            signal.signal(sig, previous)  # not asyncio's default: a worker's own stays
 
 
 def _uvloop_run(coro: Any) -> Any:
@@ -194,18 +214,25 @@ def _worker_main(
 
     Each worker has its own pipe to the parent (not a queue shared by all): a worker killed in
     the middle of a message breaks only its own pipe, and the parent sees its end at once.
+    The start message is a wall time, or None: the run was stopped before it started. A SIGINT
+    (the parent's, or the terminal's to the whole group) is noted until the loop's handler is
+    there, which then stops the run; after the run it is ignored until the result is sent.
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # until the loop's own handler is installed
+    asked: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: asked.append(signum))
     # its own retry jitter stream and record numbers
     spec = replace(spec, engine=replace(spec.engine, worker=k, workers=spec.workers))
     try:
         out.send(("ready", None))
         start_at = start.get()
+        if start_at is None:
+            out.send(("stopped", None))
+            return
         watch = Watch(
             (lambda p: out.send(("progress", p))) if progress else None,
             (lambda f: out.send(("figures", f))) if figures else None,
         )
-        out.send(("result", _run_streaming(spec, watch, start_at)))
+        out.send(("result", _run_streaming(spec, watch, start_at, lambda: bool(asked))))
     except TargetUnreachableError as exc:
         out.send(("unreachable", str(exc)))
     except BaseException as exc:
@@ -235,7 +262,8 @@ def run_workers(spec: WorkerSpec, watch: Watch | None = None) -> tuple[Totals, l
 
     A worker that fails (dies, raises, cannot connect) does not stop the others; its slice is
     accounted for by :func:`account_lost` and the run is partial. Only when no worker could
-    connect at all is it :class:`TargetUnreachableError`.
+    connect at all is it :class:`TargetUnreachableError`. SIGINT before the start tells the
+    workers not to start (their rows are not sent); after it, it is passed on to them.
     """
     watch = watch or Watch()
     build_schedule(spec.scenario, spec.duration_s)  # TooLargeError now, not in N workers
@@ -250,9 +278,16 @@ def run_workers(spec: WorkerSpec, watch: Watch | None = None) -> tuple[Totals, l
         for k in range(spec.workers)
     ]
     interrupted = False
+    start_at: float | None = None
 
     def forward(signum: int, frame: Any) -> None:
         nonlocal interrupted
+        if start_at is None:
+            if not interrupted:
+                for q in starts:
+                    q.put(None)  # do not start
+            interrupted = True
+            return
         interrupted = True
         for p in procs:
             if p.pid is not None and p.is_alive():
@@ -262,9 +297,9 @@ def run_workers(spec: WorkerSpec, watch: Watch | None = None) -> tuple[Totals, l
     previous = signal.signal(signal.SIGINT, forward)
     results: dict[int, Totals] = {}
     failed: dict[int, _Failure] = {}
+    stopped: set[int] = set()  # stopped before the start: their rows were not sent
     latest: dict[int, Progress] = {}
     figures: dict[int, Figures] = {}
-    start_at: float | None = None
     try:
         for p in procs:
             p.start()
@@ -278,12 +313,17 @@ def run_workers(spec: WorkerSpec, watch: Watch | None = None) -> tuple[Totals, l
                 kind, payload = _receive(pipes[k][0])
                 if kind == "":  # its end: a result or error came first, or it died
                     del readers[handle]
-                    if k not in results and k not in failed:
+                    if k not in results and k not in failed and k not in stopped:
                         procs[k].join(timeout=1.0)
-                        why = f"worker {k} died (exit {procs[k].exitcode})"
-                        failed[k] = _Failure(why, time.time())
+                        code = procs[k].exitcode
+                        if code == -signal.SIGINT:  # Ctrl-C to the group, before its handler
+                            stopped.add(k)
+                        else:
+                            failed[k] = _Failure(f"worker {k} died (exit {code})", time.time())
                 elif kind == "ready":
                     ready.add(k)
+                elif kind == "stopped":
+                    stopped.add(k)
                 elif kind == "progress" and watch.progress is not None:
                     latest[k] = payload
                     watch.progress(_combine(list(latest.values())))
@@ -294,8 +334,9 @@ def run_workers(spec: WorkerSpec, watch: Watch | None = None) -> tuple[Totals, l
                     results[k] = payload
                 elif kind in ("error", "unreachable"):
                     failed[k] = _Failure(f"worker {k}: {payload}", time.time(), kind != "error")
-                if start_at is None and len(ready | set(failed)) == spec.workers:
-                    start_at = time.time() + (START_MARGIN_S if ready - set(failed) else 0.0)
+                gone = set(failed) | stopped
+                if start_at is None and not interrupted and len(ready | gone) == spec.workers:
+                    start_at = time.time() + (START_MARGIN_S if ready - gone else 0.0)
                     for q in starts:
                         q.put(start_at)
         for p in procs:
@@ -307,7 +348,7 @@ def run_workers(spec: WorkerSpec, watch: Watch | None = None) -> tuple[Totals, l
                 p.kill()
         for r, _ in pipes:
             r.close()
-    if not results and all(f.unreachable for f in failed.values()):
+    if not results and not stopped and all(f.unreachable for f in failed.values()):
         raise TargetUnreachableError("; ".join(f.why for f in failed.values()) or "no worker")
     tally = Tally()
     for k in sorted(results):
@@ -315,10 +356,12 @@ def run_workers(spec: WorkerSpec, watch: Watch | None = None) -> tuple[Totals, l
     for k in sorted(failed):
         at = start_at if start_at is not None else failed[k].at_wall_s
         account_lost(tally, spec, k, round((failed[k].at_wall_s - at) * 1e9))
+    for k in sorted(stopped):
+        account_lost(tally, spec, k, -1)
     parts = list(results.values())
     merged = Totals(
         tally=tally,
-        partial=interrupted or bool(failed) or any(part.partial for part in parts),
+        partial=interrupted or bool(failed) or bool(stopped) or any(p.partial for p in parts),
         wall_s=max((part.wall_s for part in parts), default=0.0),
         recorder_bytes=max((part.recorder_bytes for part in parts), default=0),
     )
@@ -331,7 +374,8 @@ def account_lost(tally: Tally, spec: WorkerSpec, k: int, lost_after_ns: int) -> 
     so they end as errors of unknown fate (reason :data:`WORKER_LOST`; their ids go to the
     audit's ledger check); the later rows were never sent."""
     mine = replace(spec, engine=replace(spec.engine, worker=k, workers=spec.workers))
-    tally.reason_labels[R_WORKER_LOST] = WORKER_LOST
+    if lost_after_ns >= 0:
+        tally.reason_labels[R_WORKER_LOST] = WORKER_LOST
     for chunk in schedule_slice(mine):
         t = chunk["t_ns"].astype(np.int64)
         due = t <= lost_after_ns

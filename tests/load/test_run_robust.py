@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,8 @@ NEVER_SENT = {
 
 
 def start_run(tmp_path: Path, duration: float, *args: str) -> tuple[subprocess.Popen[str], int]:
-    """``flashsale run`` in the background with live metrics; (process, metrics port)."""
+    """``flashsale run`` in the background with live metrics, in a process group of its own
+    (as a shell starts it: a terminal's Ctrl-C goes to the group); (process, metrics port)."""
     scenario = tmp_path / "robust.toml"
     scenario.write_text(SCENARIO.format(duration=duration))
     port = free_port()
@@ -58,6 +60,7 @@ def start_run(tmp_path: Path, duration: float, *args: str) -> tuple[subprocess.P
         [sys.executable, "-m", "simulator", "run", str(scenario), "--out", str(tmp_path / "out"),
          "--metrics-port", str(port), *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        start_new_session=True,
     )  # fmt: skip
     return proc, port
 
@@ -106,6 +109,29 @@ def test_ctrl_c_with_two_workers_stops_both_and_reports_the_rest_not_sent(tmp_pa
     assert stderr.strip().splitlines()[-1] == (
         "flashsale run: exit 1: the run did not complete: stopped before the end of the schedule"
     )
+
+
+def test_ctrl_c_at_the_terminal_reaches_the_workers_too_and_they_stop_once(tmp_path: Path) -> None:
+    proc, port = start_run(tmp_path, 60, "--workers", "2")
+    wait_for_sent(proc, port, 300)
+    os.killpg(proc.pid, signal.SIGINT)  # the parent and both workers, as a terminal does
+    report, _ = finish(proc, tmp_path)
+    assert report["partial"] and report["run"]["worker_errors"] == []
+    assert report["orders"]["outcomes"]["not_sent"] > 0 and answered(report) >= 300
+    assert_adds_up(report, tmp_path)
+
+
+def test_ctrl_c_while_the_workers_start_stops_the_run_before_it_sends(tmp_path: Path) -> None:
+    proc, _ = start_run(tmp_path, 60, "--workers", "2")
+    while len([pid for pid, cmd in children(proc.pid) if "spawn_main" in cmd]) < 2:
+        assert proc.poll() is None, proc.communicate()[1]
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGINT)  # the workers are still importing, or waiting to start
+    report, stderr = finish(proc, tmp_path)
+    assert report["partial"] and report["run"]["worker_errors"] == []
+    assert report["orders"]["outcomes"]["not_sent"] > 0
+    assert_adds_up(report, tmp_path)
+    assert stderr.strip().splitlines()[-1].endswith("stopped before the end of the schedule")
 
 
 def test_a_target_that_dies_mid_run_turns_the_rest_into_errors(tmp_path: Path) -> None:
