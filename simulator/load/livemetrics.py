@@ -145,41 +145,72 @@ def total(parts: Sequence[Figures]) -> Figures:
     return out
 
 
-def _tally_parts(tally: Tally, n_products: int) -> tuple[dict[str, Coarse], I64]:
-    hists = {kind: Coarse.of(tally.combined(kind)) for _, kind, _ in HISTOGRAMS}
-    units = first_confirmed(*tally.confirmed()).units_per_product(n_products)
-    return hists, units
+def _hists(tally: Tally) -> dict[str, Coarse]:
+    return {kind: Coarse.of(tally.combined(kind)) for _, kind, _ in HISTOGRAMS}
 
 
-def figures_of_run(run: Run, progress: Progress, n_products: int) -> Figures:
-    """A running engine's figures: its progress (counts including the attempts not folded
-    yet) and its tally's histograms and confirmed units (folded attempts: up to a second late).
-    """
-    hists, units = _tally_parts(run.tally, n_products)
-    attempts = _zeros(len(OUTCOME_NAMES))
-    for i, name in enumerate(OUTCOME_NAMES):
-        attempts[i] = progress.outcomes.get(name, 0)
-    return Figures(
-        due=progress.scheduled,
-        sent=progress.sent,
-        attempts=attempts,
-        hists=hists,
-        units=units,
-        in_flight=progress.in_flight,
-        queued=progress.queued,
-        elapsed_s=progress.elapsed_s,
-    )
+class UnitsSeen:
+    """Units confirmed per product, each order id once (:func:`first_confirmed`'s rule), kept
+    up to date from a growing tally: each call looks only at the confirmations added since the
+    last one (and copies the sorted ids seen once), not at all of them again."""
+
+    def __init__(self, n_products: int) -> None:
+        self.units = _zeros(n_products)
+        self._seen = _zeros(0)  # sorted order ids counted so far
+        self._done = 0  # confirmations of the tally looked at
+
+    def update(self, tally: Tally) -> I64:
+        """The units now (a copy)."""
+        order, product, qty, _ = tally.confirmed()
+        if len(order) > self._done:
+            o, p, q = order[self._done :], product[self._done :], qty[self._done :]
+            self._done = len(order)
+            ids, first = np.unique(o, return_index=True)
+            at = np.searchsorted(self._seen, ids)
+            known = np.zeros(len(ids), dtype=np.bool_)
+            inside = at < len(self._seen)
+            known[inside] = self._seen[at[inside]] == ids[inside]
+            # an order id is one product and quantity: which of its confirmations counts is moot
+            new = first[~known]
+            n = len(self.units)
+            keep = new[(p[new] >= 0) & (p[new] < n)]
+            self.units += np.bincount(p[keep], weights=q[keep], minlength=n)[:n].astype(np.int64)
+            self._seen = np.insert(self._seen, at[~known], ids[~known])
+        return self.units.copy()
+
+
+class RunFigures:
+    """A running engine's :class:`Figures`, one snapshot per call: its progress (counts with
+    the attempts not folded yet) and its tally's histograms and confirmed units (the attempts
+    folded: up to a second behind). About a millisecond a snapshot, vectorised."""
+
+    def __init__(self, n_products: int) -> None:
+        self._units = UnitsSeen(n_products)
+
+    def __call__(self, run: Run, progress: Progress) -> Figures:
+        attempts = _zeros(len(OUTCOME_NAMES))
+        for i, name in enumerate(OUTCOME_NAMES):
+            attempts[i] = progress.outcomes.get(name, 0)
+        return Figures(
+            due=progress.scheduled,
+            sent=progress.sent,
+            attempts=attempts,
+            hists=_hists(run.tally),
+            units=self._units.update(run.tally),
+            in_flight=progress.in_flight,
+            queued=progress.queued,
+            elapsed_s=progress.elapsed_s,
+        )
 
 
 def figures_of_tally(tally: Tally, n_products: int, due: int, elapsed_s: float) -> Figures:
     """A finished run's figures from its (merged) tally: the report's counts."""
-    hists, units = _tally_parts(tally, n_products)
     return Figures(
         due=due,
         sent=tally.sent,
         attempts=tally.attempt_outcomes.astype(np.int64).copy(),
-        hists=hists,
-        units=units,
+        hists=_hists(tally),
+        units=first_confirmed(*tally.confirmed()).units_per_product(n_products),
         elapsed_s=elapsed_s,
         finished=True,
     )

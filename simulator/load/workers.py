@@ -42,7 +42,7 @@ from simulator.load.engine import (
     RunResult,
     TargetUnreachableError,
 )
-from simulator.load.livemetrics import Figures, figures_of_run, total
+from simulator.load.livemetrics import Figures, RunFigures, total
 from simulator.load.tally import Tally
 from simulator.load.transport import Endpoint, Transport
 from simulator.outcomes import ERROR
@@ -174,7 +174,7 @@ async def _drive(
         stop()
     ticker: asyncio.Task[None] | None = None
     if watch.wanted:
-        n_products = len(spec.scenario.products)
+        figures_of = RunFigures(len(spec.scenario.products))
 
         async def tick() -> None:
             while True:
@@ -183,7 +183,7 @@ async def _drive(
                 if watch.progress is not None:
                     watch.progress(p)
                 if watch.figures is not None:
-                    watch.figures(figures_of_run(run, p, n_products))
+                    watch.figures(figures_of(run, p))
 
         ticker = loop.create_task(tick())
     try:

@@ -31,10 +31,12 @@ from simulator.load.livemetrics import (
     Coarse,
     Figures,
     MetricsServer,
+    UnitsSeen,
     render,
     total,
 )
-from simulator.outcomes import OUTCOME_NAMES
+from simulator.load.tally import Tally, first_confirmed
+from simulator.outcomes import CONFIRMED, OUTCOME_NAMES
 from tests.load.live import ROOT, free_port, scrape
 
 SCENARIO = """
@@ -82,6 +84,24 @@ def test_coarse_buckets_count_exactly_the_values_below_each_bound() -> None:
     ratios = EDGES_NS[1:] / EDGES_NS[:-1]
     assert EDGES_NS[0] == 8192 and EDGES_NS[-1] == 1 << 36
     assert ratios.max() == 1.25 and ratios.min() > 1.14
+
+
+def test_units_seen_counts_each_order_id_once_as_the_report_does() -> None:
+    rng = np.random.default_rng(5)
+    tally, seen = Tally(), UnitsSeen(3)
+    for _ in range(6):  # batches of confirmations, double clicks within and across them
+        order = rng.integers(0, 400, 300)
+        n = len(order)
+        tally.fold(
+            intended_ns=np.zeros(n, dtype=np.int64), dispatched_ns=np.zeros(n, dtype=np.int64),
+            sent_ns=np.zeros(n, dtype=np.int64), done_ns=rng.integers(1, 10**9, n),
+            outcome=np.full(n, CONFIRMED, dtype=np.uint8), final=np.ones(n, dtype=np.bool_),
+            first_ns=np.zeros(n, dtype=np.int64), retry=np.zeros(n, dtype=np.bool_),
+            order=order, product=order % 3, qty=1 + order % 2,
+        )  # fmt: skip
+        expected = first_confirmed(*tally.confirmed()).units_per_product(3)
+        assert seen.update(tally).tolist() == expected.tolist()
+    assert seen.update(tally).tolist() == expected.tolist()  # nothing new: the same
 
 
 def test_figures_of_workers_add_up() -> None:
@@ -171,18 +191,22 @@ class Prometheus:
              f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
             stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.api}/-/ready", timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
+        # ready, and already scraping (the target is down until the run serves): its first
+        # scrape can come seconds after it is ready (target updates are throttled)
+        deadline = time.monotonic() + 60
+        while not self._scraping():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 pytest.fail(f"prometheus did not start: {(workdir / 'prometheus.log').read_text()}")
             time.sleep(0.1)
+
+    def _scraping(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.api}/api/v1/targets", timeout=1) as r:
+                targets = json.loads(r.read())["data"]["activeTargets"]
+        except (OSError, ValueError, KeyError):
+            return False
+        return bool(targets) and not targets[0]["lastScrape"].startswith("0001-")
 
     @property
     def api(self) -> str:
