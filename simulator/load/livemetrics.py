@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import signal
 import socket
 import threading
 import time
@@ -320,10 +321,13 @@ class MetricsServer:
         except (socket.gaierror, UnicodeError) as exc:
             raise UsageError(f"{host!r}: not a host to serve on ({exc})", "metrics_host") from None
         self._httpd.owner = self
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
-        )
+        self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
+
+    def _serve(self) -> None:
+        # signals are the main thread's business (a run's Ctrl-C), never this one's
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        self._httpd.serve_forever(poll_interval=0.1)
 
     @property
     def url(self) -> str:
@@ -373,6 +377,7 @@ def serving(
     try:
         yield server
         if config.linger_s > 0:
-            time.sleep(config.linger_s)
+            with contextlib.suppress(KeyboardInterrupt):  # the report is written: just stop
+                time.sleep(config.linger_s)
     finally:
         server.close()

@@ -220,6 +220,7 @@ def _worker_main(
     """
     asked: list[int] = []
     signal.signal(signal.SIGINT, lambda signum, frame: asked.append(signum))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # held back since the start
     # its own retry jitter stream and record numbers
     spec = replace(spec, engine=replace(spec.engine, worker=k, workers=spec.workers))
     try:
@@ -301,8 +302,7 @@ def run_workers(spec: WorkerSpec, watch: Watch | None = None) -> tuple[Totals, l
     latest: dict[int, Progress] = {}
     figures: dict[int, Figures] = {}
     try:
-        for p in procs:
-            p.start()
+        _start_deaf(procs)
         for _, w in pipes:
             w.close()  # the worker holds the only writing end: its death is our EOF
         readers: dict[Any, int] = {r: k for k, (r, _) in enumerate(pipes)}
@@ -316,7 +316,7 @@ def run_workers(spec: WorkerSpec, watch: Watch | None = None) -> tuple[Totals, l
                     if k not in results and k not in failed and k not in stopped:
                         procs[k].join(timeout=1.0)
                         code = procs[k].exitcode
-                        if code == -signal.SIGINT:  # Ctrl-C to the group, before its handler
+                        if interrupted and k not in ready:  # a Ctrl-C while it was starting
                             stopped.add(k)
                         else:
                             failed[k] = _Failure(f"worker {k} died (exit {code})", time.time())
@@ -366,6 +366,22 @@ def run_workers(spec: WorkerSpec, watch: Watch | None = None) -> tuple[Totals, l
         recorder_bytes=max((part.recorder_bytes for part in parts), default=0),
     )
     return merged, [failed[k].why for k in sorted(failed)]
+
+
+def _start_deaf(procs: list[Any]) -> None:
+    """Start the workers with SIGINT blocked and ignored, which they inherit: a Ctrl-C to the
+    process group while one is still importing must not kill it; it stays pending until the
+    worker's first lines note it (:func:`_worker_main`). A SIGINT to this process meanwhile is
+    held back too (blocked, in every thread of ours) and handled once they are started."""
+    mask = {signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, mask)
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for p in procs:
+            p.start()
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, mask)
 
 
 def account_lost(tally: Tally, spec: WorkerSpec, k: int, lost_after_ns: int) -> None:
