@@ -313,13 +313,15 @@ class MetricsServer:
         try:
             server = _Server6 if ":" in host else _Server
             self._httpd = server((host, port), _Handler)
+        except (socket.gaierror, UnicodeError) as exc:
+            why = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
+            message = f"{host!r}: not an address to serve on ({why})"
+            raise UsageError(message, "metrics_host") from None
         except OSError as exc:
             why = "in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
             raise UsageError(
                 f"{host}:{port}: cannot serve metrics there ({why})", "metrics_port"
             ) from None
-        except (socket.gaierror, UnicodeError) as exc:
-            raise UsageError(f"{host!r}: not a host to serve on ({exc})", "metrics_host") from None
         self._httpd.owner = self
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()

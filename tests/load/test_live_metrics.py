@@ -161,6 +161,30 @@ def test_a_taken_port_is_a_usage_error_before_the_run(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--metrics-port", "0"], "--metrics-port: must be ≥ 1, got 0"),
+        (["--metrics-port", "70000"], "--metrics-port: must be ≤ 65535, got 70000"),
+        (["--metrics-linger", "2"], "--metrics-linger: only with --metrics-port"),
+        (["--metrics-port", "9", "--metrics-linger", "-1"], "--metrics-linger: must be ≥ 0"),
+        (["--metrics-port", "9", "--metrics-host", "no.such.invalid"], "--metrics-host: 'no.such"),
+    ],
+)
+def test_bad_metrics_flags_are_one_line_usage_errors(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    scenario = tmp_path / "s.toml"
+    scenario.write_text(SCENARIO)
+    r = subprocess.run(
+        [sys.executable, "-m", "simulator", "run", str(scenario), *args],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert r.returncode == 2
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith(f"flashsale: error: {message}"), line
+
+
 # -- a real Prometheus ---------------------------------------------------------------------------
 
 
