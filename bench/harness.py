@@ -145,6 +145,8 @@ http {{
     listen 127.0.0.1:{port} backlog=4096;
     location /orders {{ default_type application/json; return 201 '{{"ok":true}}'; }}
     location /nginx_status {{ stub_status; }}
+    location /j/ {{ default_type application/json;
+      return 200 '{{"token":"t0","ref":"r1","state":"DONE"}}'; }}
     location / {{ default_type application/json; return 200 '{{"ok":true}}'; }}
   }}
 }}

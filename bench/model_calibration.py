@@ -2,12 +2,15 @@
 
     .venv/bin/python bench/model_calibration.py --case hot-row      # ρ ≈ 0.2 … 0.9, one row
     .venv/bin/python bench/model_calibration.py --case connections  # 64 connections
+    .venv/bin/python bench/model_calibration.py --case multi-sku    # 3 hot rows, one limit
     .venv/bin/python bench/model_calibration.py [SCENARIO] [--low 0.3] [--high 1.0 …]
     .venv/bin/python bench/model_calibration.py --synthetic
 
 The cases (:data:`CASES`): ``hot-row`` (scenarios/calibration-hot-row.toml: one SKU on a hot
 row, 4 ms lognormal service, calibrated at scale 0.4 and predicting 0.2, 0.6 and 0.9) and
-``connections`` (scenarios/calibration-live.toml, calibrated at 0.3 and predicting 1.0).
+``connections`` (scenarios/calibration-live.toml, calibrated at 0.3 and predicting 1.0) and
+``multi-sku`` (scenarios/calibration-multi-sku.toml: three SKUs on their own hot rows behind
+one global concurrency limit, calibrated at 0.4 and predicting 0.2, 0.8 and 1.1).
 
 Runs the bundled storefront at both loads on 127.0.0.1 (``flashsale run SCENARIO --scale S
 --out DIR`` writes DIR/report.json), calibrates the model on the lower run (what ``flashsale
@@ -68,6 +71,7 @@ class Case:
 CASES = {
     "hot-row": Case(ROOT / "scenarios" / "calibration-hot-row.toml", 0.4, (0.2, 0.6, 0.9)),
     "connections": Case(DEFAULT_SCENARIO, DEFAULT_LOW, (DEFAULT_HIGH,)),
+    "multi-sku": Case(ROOT / "scenarios" / "calibration-multi-sku.toml", 0.4, (0.2, 0.8, 1.1)),
 }
 
 

@@ -8,6 +8,31 @@ disagreement, including sales the server made that no client heard of. It never 
 missing endpoint is reported as unavailable. The comparison itself (:func:`audit_view`) works
 from the clients' view aggregated by order id (:class:`ClientView`), so a run merged from
 several processes (the Locust master) audits the same way as ``flashsale run``.
+
+With a reservation TTL the bundled storefront's inventory also states each SKU's reservation
+lifecycle (:class:`simulator.storefront.backends.base.SkuSnapshot`), and :func:`lifecycle`
+audits it. A reservation takes units from ``free`` into ``held`` (and counts them in
+``reserved``); a payment moves them from ``held`` to ``paid``; an expiry or a cancel moves them
+back from ``held`` to ``free`` (and counts them in ``returned``). Returned units are back in
+``free``, so the two exact identities per SKU are::
+
+    initial  = paid + held + free          (stock: every unit is sold, held or on sale)
+    reserved = paid + held + returned      (holds: every held unit ended once, or is held)
+
+The issue's "initial = paid + held + free + returned" counts a returned unit twice (it is in
+``free`` again); the pair above is what the backends keep. The breakages it names:
+
+- oversell: units sold beyond the initial stock, by the store's counter or its ledger (of
+  payments). The clients' confirmations are reservations then (a journey's order step): stock
+  that expired is reserved again, so they are compared with the store's ``reserved`` instead,
+  and a confirmed reservation missing from the ledger is unpaid, not a lost confirmation;
+- undersell: units held by reservations past their expiry by more than the storefront's
+  grace (two sweep intervals, ``overdue_units``), plus units that vanished from the stock
+  identity (``initial > paid + held + free``: taken and never returned);
+- double returns: holds given back more than once (the backend's count of extra returns);
+- payments after expiry: holds both paid and returned (a payment racing the expiry);
+- excess units: ``paid + held + free > initial`` (stock on the books that was never there:
+  a double return, a paid-and-returned hold, or a lost update of the stock counter).
 """
 
 from __future__ import annotations
@@ -22,6 +47,7 @@ import numpy.typing as npt
 from simulator.load.recorder import Recorder
 from simulator.load.tally import Tally
 from simulator.outcomes import CONFIRMED, ERROR, NOT_SENT, TIMEOUT
+from simulator.report.sections import LIFECYCLE_TOTALS
 
 EXAMPLES = 5  # order ids quoted per kind of disagreement
 
@@ -42,6 +68,8 @@ class ServerState:
     ledger: list[list[Any]] | None
     errors: tuple[str, ...] = ()
     source: str = "http"
+    #: the storefront's stock over time (``GET /inventory/history``) when it has one
+    history: dict[str, Any] | None = None
 
 
 def audit_settled(result: dict[str, Any]) -> bool:
@@ -161,14 +189,19 @@ def audit_view(
     per_sku: dict[str, dict[str, Any]] = {}
     oversell_total = 0
     inv = server.inventory["skus"] if server.inventory is not None else {}
+    cycles: dict[str, dict[str, int]] = {}
     for sku in skus:
         s = inv.get(sku, {}) if isinstance(inv, dict) else {}
         initial = int(s.get("initial", stocks.get(sku, 0)))
         sold = s.get("sold")
         ledger_units = s.get("ledger_units")
         client_units = view.units.get(sku, 0)
-        seen = [client_units] + [int(x) for x in (sold, ledger_units) if x is not None]
-        oversell = max(0, max(seen) - initial)
+        reserving = isinstance(s, dict) and has_lifecycle(s)
+        # with a TTL the clients' confirmations are reservations (a journey's order step):
+        # stock that expired is reserved again, so only the store's sales measure oversell
+        seen = [] if reserving else [client_units]
+        seen += [int(x) for x in (sold, ledger_units) if x is not None]
+        oversell = max(0, max(seen, default=0) - initial)
         oversell_total += oversell
         per_sku[sku] = {
             "initial": initial,
@@ -183,23 +216,116 @@ def audit_view(
         }
         if oversell:
             problems.append(f"{sku}: oversold by {oversell} units (stock {initial})")
+        if reserving:
+            cycles[sku] = lifecycle(sku, initial, s, problems)
+            per_sku[sku].update(cycles[sku])
+            if client_units > cycles[sku]["reserved"]:
+                problems.append(
+                    f"{sku}: clients were told of {client_units} units reserved, the store "
+                    f"reserved {cycles[sku]['reserved']}"
+                )
         if sold is not None and ledger_units is not None and sold != ledger_units:
             problems.append(f"{sku}: sold counter {sold} ≠ ledger units {ledger_units}")
         if server.inventory is not None and sku not in inv:
             problems.append(f"{sku}: missing from the server's inventory")
     out["skus"] = per_sku
     out["oversell_units"] = oversell_total
+    broken = 0
+    if cycles:
+        for key in LIFECYCLE_TOTALS:
+            out[key] = sum(c[key] for c in cycles.values())
+            broken += out[key]
+        holds = server.inventory.get("holds") if server.inventory is not None else None
+        out["holds"] = holds if isinstance(holds, dict) else None
+    if server.history is not None:
+        out["stock_history"] = server.history
     if server.inventory is not None:
         out["backend"] = server.inventory.get("backend")
     if server.ledger is not None:
-        out.update(_ledger_checks(server.ledger, view.best, confirmed, limits, problems))
+        ledger = _ledger_checks(server.ledger, view.best, confirmed, limits, problems, bool(cycles))
+        out.update(ledger)
     else:
         out["ledger"] = None
     out["problems"] = problems
     # off: no verdict beyond what the clients saw (an oversell they saw is still one)
     off = server.source == "none" and oversell_total == 0
-    out["ok"] = None if off else oversell_total == 0 and server.inventory is not None
+    out["ok"] = None if off else oversell_total == broken == 0 and server.inventory is not None
     return out
+
+
+#: the lifecycle fields an inventory states per SKU with a reservation TTL
+LIFECYCLE_FIELDS = ("paid", "held", "free", "reserved", "returned")
+
+
+def has_lifecycle(numbers: dict[str, Any]) -> bool:
+    """Whether a SKU's inventory numbers carry the reservation lifecycle (a TTL is on)."""
+    return all(isinstance(numbers.get(k), int) for k in LIFECYCLE_FIELDS)
+
+
+def lifecycle(
+    sku: str, initial: int, numbers: dict[str, Any], problems: list[str]
+) -> dict[str, Any]:
+    """One SKU's reservation lifecycle checked against the two identities (module docstring).
+
+    Returns the figures the report states (the inventory's own plus ``stock_gap_units`` =
+    paid + held + free − initial, ``hold_gap_units`` = paid + held + returned − reserved,
+    ``never_returned_units``, ``undersell_units``, ``excess_units``, ``conserved``) and
+    appends one problem per breakage, naming it.
+    """
+    paid, held, free, reserved, returned = (int(numbers[k]) for k in LIFECYCLE_FIELDS)
+    doubles = int(numbers.get("double_returns") or 0)
+    late_paid = int(numbers.get("paid_after_expiry") or 0)
+    overdue = int(numbers.get("overdue_units") or 0)
+    stock_gap = paid + held + free - initial
+    hold_gap = paid + held + returned - reserved
+    never_returned = max(0, -stock_gap)
+    excess = max(0, stock_gap)
+    undersell = overdue + never_returned
+    if overdue:
+        late = numbers.get("overdue_max_s")
+        by = f", the oldest {late:g} s past its expiry" if isinstance(late, int | float) else ""
+        holds = numbers.get("overdue_holds")
+        what = f"{holds} holds" if isinstance(holds, int) else "holds"
+        problems.append(
+            f"{sku}: undersold: {overdue} units still held by {what} that should have expired{by}"
+        )
+    if never_returned:
+        problems.append(
+            f"{sku}: undersold: {never_returned} units never returned "
+            f"(paid {paid} + held {held} + free {free} < stock {initial})"
+        )
+    if doubles:
+        problems.append(f"{sku}: {doubles} double returns (a hold's stock given back twice)")
+    if late_paid:
+        problems.append(f"{sku}: {late_paid} payments after expiry (holds both paid and returned)")
+    if hold_gap < 0:
+        problems.append(
+            f"{sku}: {-hold_gap} reserved units neither paid, held nor returned "
+            f"(reserved {reserved} > paid {paid} + held {held} + returned {returned})"
+        )
+    if excess:
+        problems.append(
+            f"{sku}: {excess} units beyond the stock: paid + held + free = {initial + excess}"
+            f" > {initial} (paid {paid}, held {held}, free {free})"
+        )
+    return {
+        "paid": paid,
+        "held": held,
+        "free": free,
+        "reserved": reserved,
+        "returned": returned,
+        "overdue_units": overdue,
+        "overdue_holds": numbers.get("overdue_holds"),
+        "overdue_max_s": numbers.get("overdue_max_s"),
+        "stock_gap_units": stock_gap,
+        "hold_gap_units": hold_gap,
+        "never_returned_units": never_returned,
+        "undersell_units": undersell,
+        "double_returns": doubles,
+        "paid_after_expiry": late_paid,
+        "excess_units": excess,
+        "conserved": stock_gap == 0 and hold_gap == 0,
+    }
 
 
 def _ledger_checks(
@@ -208,15 +334,21 @@ def _ledger_checks(
     confirmed: Counter[str],
     limits: dict[str, int],
     problems: list[str],
+    reserving: bool = False,
 ) -> dict[str, Any]:
-    """Lost confirmations, phantom sales, ledger duplicates and per-buyer limit violations."""
+    """Lost confirmations, phantom sales, ledger duplicates and per-buyer limit violations.
+
+    ``reserving``: the store takes reservations (a TTL) and its ledger holds the payments, so a
+    confirmed reservation missing from it is unpaid, not lost: lost confirmations are not
+    counted then (a payment the store does not have shows in the lifecycle's identities).
+    """
     in_ledger: Counter[str] = Counter()
     per_buyer: Counter[tuple[str, str]] = Counter()
     for entry in ledger:
         oid, sku, qty, user = (str(entry[0]), str(entry[1]), int(entry[2]), str(entry[3]))
         in_ledger[oid] += 1
         per_buyer[(user, sku)] += qty
-    lost = sorted(oid for oid in confirmed if oid not in in_ledger)
+    lost = [] if reserving else sorted(oid for oid in confirmed if oid not in in_ledger)
     unanswered, phantom = [], []
     for oid in in_ledger:
         if oid in confirmed:

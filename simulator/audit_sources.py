@@ -20,6 +20,7 @@ import os
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -149,6 +150,25 @@ def _state(
 
 # -- http --------------------------------------------------------------------------------------
 
+#: where the bundled storefront serves its stock over time, under its inventory path
+HISTORY_SUFFIX = "/history"
+
+
+def stock_history(target: Target, inventory_path: str) -> dict[str, Any] | None:
+    """The storefront's stock over time (``GET <inventory>/history``), None if it has none.
+
+    Optional: a storefront without the endpoint (the user's own) or one that answers
+    something else leaves the report without the stock-over-time figure, not the audit.
+    """
+    path = inventory_path.split("?", 1)[0].rstrip("/") + HISTORY_SUFFIX
+    try:
+        doc = target.get_json(path)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("series"), dict):
+        return None
+    return doc
+
 
 def _read_http(
     src: HttpAudit,
@@ -161,7 +181,10 @@ def _read_http(
     if src.bundled:
         if target is None:
             return ServerState(None, None, ("http: no target: the inventory was not read",))
-        return target.server_state(t.inventory_path, t.ledger_path)
+        state = target.server_state(t.inventory_path, t.ledger_path)
+        if state.inventory is None:
+            return state
+        return replace(state, history=stock_history(target, t.inventory_path))
     if src.url is not None:
         url = src.url
     elif target is not None:

@@ -84,6 +84,11 @@ R_BODY_NOT_JSON = 10  # a body rule applied but the body is not JSON
 R_BODY_MISSING = 11  # the body has nothing at the rule's path
 R_BODY_UNLISTED = 12  # a non-numeric body value the rule does not list
 R_BAD_STATUS = 13  # a status outside 0…599
+R_MISSING_VALUE = 14  # a journey step needs a value no earlier answer gave (or one unsendable)
+R_POLL_LIMIT = 15  # a polling step made its most requests without its condition holding
+#: a journey's order that was never sent because the journey ended at step k (k < the order
+#: step): code R_JOURNEY_STEP + k, named by the run's labels ("journey ended at login")
+R_JOURNEY_STEP = 1 << 24
 #: 100…599: the answer's HTTP status decided ("status 409")
 R_STATUS_MIN, R_STATUS_MAX = 100, 599
 #: a body value that is an integer v decided: code R_BODY_INT + v ("body code 1001")
@@ -107,6 +112,8 @@ _CLIENT_REASONS = {
     R_BODY_MISSING: "body field missing",
     R_BODY_UNLISTED: "body value not listed",
     R_BAD_STATUS: "status out of range",
+    R_MISSING_VALUE: "a value from an earlier answer missing",
+    R_POLL_LIMIT: "polled to its limit",
 }
 
 

@@ -29,12 +29,14 @@ from simulator.load.recorder import Recorder
 from simulator.load.tally import Confirmed, first_confirmed
 from simulator.outcomes import CONFIRMED, NOT_SENT, OUTCOME_NAMES
 from simulator.report.document import Report
+from simulator.report.journeys import JourneyReport, StepReport
 from simulator.report.sections import (
     Audit,
     Distribution,
     Orders,
     RunInfo,
     ScenarioInfo,
+    StockHistory,
     TargetInfo,
     Timeline,
     sell_out_s,
@@ -210,6 +212,7 @@ class Summary:
     latency: dict[str, Distribution]
     spectrum: dict[str, list[tuple[float, float]]]
     timeline: Timeline
+    journey: JourneyReport | None = None  # a scenario with a [journey]: steps and journeys
 
     def to_json(self) -> dict[str, Any]:
         """The sections as report.json has them (``orders``, ``latency_ms``, …)."""
@@ -326,6 +329,44 @@ def measure_tally(tally: Tally, duration_s: float, skus: Sequence[str] = ()) -> 
         latency={k: distribution_of(h) for k, h in hists.items()},
         spectrum={k: v for k, v in spectrum.items() if v},
         timeline=parsed,
+        journey=journey_report(tally.journey) if tally.journey is not None else None,
+    )
+
+
+def journey_report(jt: Any) -> JourneyReport:
+    """The journey section of a run's :class:`~simulator.load.journey.JourneyTally`."""
+    from simulator.scenario.journey import TERMINALS
+
+    def step(name: str, t: Any, order: bool) -> StepReport:
+        return StepReport(
+            name=name,
+            order=order,
+            requests=int(t.attempts),
+            outcomes={n: int(t.attempt_outcomes[i]) for i, n in enumerate(OUTCOME_NAMES) if i},
+            reasons=t.reason_counts(),
+            latency=distribution_of(t.combined("intended")),
+            service=distribution_of(t.combined("service")),
+        )
+
+    steps = [
+        step(name, t, k == jt.order_step)
+        for k, (name, t) in enumerate(zip(jt.names, jt.steps, strict=True))
+    ]
+    streams = [step(n, t, False) for n, t in zip(jt.stream_names, jt.streams, strict=True)]
+    ended_at = {
+        name: {TERMINALS[i]: int(n) for i, n in enumerate(jt.ends[k]) if n}
+        for k, name in enumerate(jt.names)
+        if jt.ends[k].any()
+    }
+    return JourneyReport(
+        started=int(jt.started),
+        terminals=jt.terminals(),
+        ended_at=ended_at,
+        time_completed=distribution_of(jt.times["completed"]),
+        time_ended=distribution_of(jt.times["ended"]),
+        steps=tuple(steps),
+        streams=tuple(streams),
+        implicit=bool(jt.implicit),
     )
 
 
@@ -356,14 +397,16 @@ def run_report(
 ) -> Report:
     """A live run's :class:`Report` from its summary and audit (``flashsale run``, Locust).
 
-    The exit code is 0 for a complete run without oversell, else 1 (thresholds come later:
-    :meth:`Report.with_thresholds`). Each SKU's sell-out second is read off its confirmed units.
+    The exit code is 0 for a complete run without oversell or a broken reservation lifecycle
+    (:attr:`Audit.breakages`), else 1 (thresholds come later: :meth:`Report.with_thresholds`).
+    Each SKU's sell-out second is read off its confirmed units; the storefront's stock over
+    time, when the audit fetched it, becomes the report's ``stock_history``.
     """
     units = summary.timeline.sku_units
     initial = {str(k): v.get("initial") for k, v in audit_result.get("skus", {}).items()}
     sell_out = {sku: sell_out_s(u, initial.get(sku)) for sku, u in units.items()}
     audit_doc = Audit.from_dict(audit_result, sell_out)
-    exit_code = 0 if complete and audit_doc.oversell_units == 0 else 1
+    exit_code = 0 if complete and audit_doc.oversell_units == 0 == audit_doc.breakages else 1
     if target.backend is None and audit_doc.backend is not None:
         target = replace(target, backend=audit_doc.backend)
     return Report(
@@ -375,7 +418,9 @@ def run_report(
         latency=summary.latency,
         spectrum=summary.spectrum,
         timeline=summary.timeline,
+        journey=summary.journey,
         audit=audit_doc,
+        stock_history=StockHistory.from_json(audit_result.get("stock_history")),
         exit_code=exit_code,
         complete=complete,
         partial=partial,

@@ -125,13 +125,19 @@ def main(args: argparse.Namespace) -> int:
     if args.target is None and scenario.target.url is None:
         from simulator.storefront.config import StorefrontSettings
 
-        if StorefrontSettings.from_scenario(scenario).flow:
+        if StorefrontSettings.from_scenario(scenario).flow and scenario.journey is None:
             raise UsageError(
                 f"{args.scenario}: [storefront] turns on the flash-sale flow (reservations, "
-                "tokens, admission or a sale start), whose buyers log in and pay; flashsale run "
-                "sends one order request per buyer and does not drive that flow yet. Serve it "
-                "with 'flashsale serve --scenario FILE' for your own client, or remove those keys"
+                "tokens, admission or a sale start), whose buyers log in and pay; without a "
+                "[journey] flashsale run sends one order request per buyer. Describe the "
+                "buyers' steps in [journey] (scenarios/seckill-journey.toml is an example), "
+                "or remove those keys"
             )
+    if scenario.journey is not None and args.transport != "lean":
+        raise UsageError(
+            f"--transport {args.transport}: a scenario with a [journey] runs on the lean "
+            "transport only (it reads whole answers: values, cookies, polls)"
+        )
     check_live_run(
         scenario,
         args.duration,

@@ -22,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -49,6 +50,9 @@ CHUNK_ROWS = REGION
 JITTER_BLOCK = 4096
 #: a retry region still filling after this long is closed, so that its attempts get folded
 RETRY_REGION_S = 1.0
+#: per-second histograms kept in memory behind the newest second (older ones are spilled to
+#: a temporary file: simulator.load.tally.SecondHistograms); answers come within the timeout
+SECONDS_IN_MEMORY = 30
 
 
 class TargetUnreachableError(Exception):
@@ -162,6 +166,8 @@ class Run:
         self.config = config
         self.sink = sink
         self.tally = Tally()
+        # per-second histograms of seconds long past go to disk: memory independent of length
+        self.tally.latency_s.hold_s = self.tally.service_s.hold_s = SECONDS_IN_MEMORY
         self.slots = SlotRing()
         self._source = row_chunks(rows)
         self._rng = np.random.default_rng([config.seed, config.worker, 0x5E7])
@@ -190,7 +196,8 @@ class Run:
         self._recent_done: deque[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]] = deque()
         self._stopped = False
         self._load_chunk()
-        self._retry_heap: list[tuple[int, int, RetryOf]] = []  # (due t_ns, seq, what to retry)
+        # (due t_ns, seq, what: a RetryOf here, a journey's step in JourneyRun)
+        self._retry_heap: list[tuple[int, int, Any]] = []
         self._retry_seq = 0
         self._retry_close_ns = 0
         self._free: list[Channel] = []
@@ -200,9 +207,11 @@ class Run:
         self._live = 0
         self._t0 = 0
         self._timer: asyncio.Handle | FineTimer | None = None  # the pending tick
+        self._armed_for = 0  # when the pending tick's order or retry is due
         self._sweeper: asyncio.TimerHandle | None = None
         self._deadline_ns: int | None = None
         self._stopped = False
+        self._order_step: int | None = None  # a journey's order step (its attempts are orders)
         self._finished: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -390,11 +399,10 @@ class Run:
             due = self._retry_heap[0][0]
         if due is None:
             if self._deadline_ns is None:
-                self._deadline_ns = max(self._now(), self._max_intended) + round(
-                    self.config.drain_s * 1e9
-                )
+                self._deadline_ns = self._drain_deadline()
             self._check_done()
             return
+        self._armed_for = due
         wake_ns = due - self._spin_ns
         wait_ns = wake_ns - self._now()
         if wait_ns < self.min_sleep_ns or wait_ns <= 0:  # too short for a sleep to pay: spin
@@ -428,18 +436,29 @@ class Run:
         self._n_jitter += 1
         return u
 
-    def _maybe_retry(self, attempt: int, now: int) -> None:
+    def _maybe_retry(self, attempt: int, now: int, retry_after_s: float = -1.0) -> None:
+        """Schedule a retry of a throttled attempt of a retrying buyer: after the backoff rule's
+        delay, or the answer's ``Retry-After`` when that is longer."""
         slots, retry = self.slots, self.config.retry
         k = int(slots.tries[attempt])
         if self._stopped or not slots.flags[attempt] & FLAG_RETRIES or k >= retry.max_attempts:
             return
-        backoff_ns = retry.delay_ns(k, self._draw())
+        backoff_ns = max(retry.delay_ns(k, self._draw()), round(retry_after_s * 1e9))
         slots.final[attempt] = False
         self._retry_seq += 1
         heapq.heappush(
             self._retry_heap, (now + backoff_ns, self._retry_seq, slots.retry_of(attempt))
         )
+        self._rearm(now + backoff_ns)
+
+    def _rearm(self, due_ns: int) -> None:
+        """Something new is due at ``due_ns``: arm the tick for it unless one comes sooner."""
         if self._timer is None:
+            if self._loop is not None and not self._stopped:
+                self._arm()
+        elif due_ns < self._armed_for:
+            self._timer.cancel()
+            self._timer = None
             self._arm()
 
     # -- sink: what channels report ------------------------------------------------------------
@@ -457,7 +476,7 @@ class Run:
         slots.reason[attempt] = reason
         self._in_flight -= 1
         if outcome == THROTTLED and self._retrying:
-            self._maybe_retry(attempt, now)
+            self._maybe_retry(attempt, now, getattr(channel, "retry_after_s", -1.0))
         if channel.alive:
             self._reuse(channel, now)
         if self._deadline_ns is not None:
@@ -496,8 +515,13 @@ class Run:
             slots.done_ns[attempt] = now
             slots.outcome[attempt] = ERROR
             slots.reason[attempt] = R_CONNECT
+            self._failed(attempt, now)
         if self._deadline_ns is not None:
             self._check_done()
+
+    def _failed(self, attempt: int, now: int) -> None:
+        """An attempt failed without a channel's report (a queue timeout, no connection):
+        nothing more to do for a single order (a journey ends there)."""
 
     def _reuse(self, channel: Channel, now: int) -> None:
         if self._q_att:
@@ -524,6 +548,7 @@ class Run:
             slots.done_ns[attempt] = now
             slots.outcome[attempt] = TIMEOUT
             slots.reason[attempt] = R_QUEUE_TIMEOUT
+            self._failed(attempt, now)
         if now >= self._retry_close_ns:
             slots.close_retries()
             self._retry_close_ns = now + round(RETRY_REGION_S * 1e9)
@@ -533,19 +558,27 @@ class Run:
         if self._finished is not None and not self._finished.done():
             self._sweeper = self._loop.call_later(self.config.sweep_s, self._sweep)
 
-    def _check_done(self) -> None:
-        """Finish when everything is dispatched and answered, or at the drain deadline."""
-        fut = self._finished
-        if fut is None or fut.done() or self._deadline_ns is None:
-            return
-        idle = (
+    def _drain_deadline(self) -> int:
+        """When the run ends at the latest, once every row is dispatched: ``drain_s`` after
+        the last row's intended time (or now, if later)."""
+        return max(self._now(), self._max_intended) + round(self.config.drain_s * 1e9)
+
+    def _idle(self) -> bool:
+        """Everything dispatched and answered."""
+        return (
             self._in_flight == 0
             and not self._q_att
             and not self._retry_heap
             and self._ci >= len(self._ct)
             and not self._more
         )
-        if idle or self._now() >= self._deadline_ns:
+
+    def _check_done(self) -> None:
+        """Finish when everything is dispatched and answered, or at the drain deadline."""
+        fut = self._finished
+        if fut is None or fut.done() or self._deadline_ns is None:
+            return
+        if self._idle() or self._now() >= self._deadline_ns:
             fut.set_result(None)
 
     # -- progress ------------------------------------------------------------------------------
@@ -582,6 +615,8 @@ class Run:
         # units confirmed so far by the one rule (results.first_confirmed): the folded confirmed
         # orders (bounded by the stock) and the ones still in the slots
         ok = (pend["outcome"] == CONFIRMED) & finished
+        if self._order_step is not None:  # a journey: only its order step confirms orders
+            ok &= pend["step"] == self._order_step
         folded = t.confirmed()
         pending = (pend["order"][ok], pend["sku"][ok], pend["qty"][ok], p_done[ok])
         units = first_confirmed(

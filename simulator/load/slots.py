@@ -43,7 +43,10 @@ SLOT_FIELDS: tuple[tuple[str, str], ...] = (
     ("qty", "u2"),
     ("flags", "u1"),
     ("first_ns", "i8"),
+    ("step", "u1"),  # a journey's step (the order step, or NO_STEP); 0 without a journey
 )
+#: the ``step`` of a journey's order row that never reached its order step (ended before it)
+NO_STEP = 255
 #: bytes one slot holds
 SLOT_BYTES = sum(np.dtype(t).itemsize for _, t in SLOT_FIELDS)
 
@@ -108,6 +111,7 @@ class SlotRing:
         self.tries = new["try"]
         self.final = new["final"]
         self.flags = new["flags"]
+        self.step = new["step"]
 
     def nbytes(self) -> int:
         """Memory held by the slots."""
@@ -126,6 +130,7 @@ class SlotRing:
         self.arrays["outcome"][a:b] = 0
         self.arrays["reason"][a:b] = 0
         self.arrays["final"][a:b] = True
+        self.arrays["step"][a:b] = 0
         return r
 
     # -- filling -------------------------------------------------------------------------------
@@ -164,6 +169,33 @@ class SlotRing:
 
     def add_retry(self, of: RetryOf, intended_ns: int) -> int:
         """A slot for a retry of ``of``, due at ``intended_ns``; its number."""
+        return self.add_attempt(
+            intended_ns,
+            of.first_ns,
+            of.tries + 1,
+            of.row,
+            of.order,
+            of.buyer,
+            of.sku,
+            of.qty,
+            of.flags,
+        )
+
+    def add_attempt(
+        self,
+        intended_ns: int,
+        first_ns: int,
+        tries: int,
+        row: int,
+        order: int,
+        buyer: int,
+        sku: int,
+        qty: int,
+        flags: int,
+        step: int = 0,
+    ) -> int:
+        """A slot for an attempt outside the row regions (a retry, a journey's step), due at
+        ``intended_ns``, taken in order from the retry region being filled; its number."""
         r = self._retry_region
         if r < 0 or self._used[r] >= REGION:
             if r >= 0:
@@ -174,14 +206,15 @@ class SlotRing:
         self._used[r] += 1
         arr = self.arrays
         arr["intended_ns"][slot] = intended_ns
-        arr["first_ns"][slot] = of.first_ns
-        arr["try"][slot] = of.tries + 1
-        arr["row"][slot] = of.row
-        arr["order"][slot] = of.order
-        arr["buyer"][slot] = of.buyer
-        arr["sku"][slot] = of.sku
-        arr["qty"][slot] = of.qty
-        arr["flags"][slot] = of.flags
+        arr["first_ns"][slot] = first_ns
+        arr["try"][slot] = tries
+        arr["row"][slot] = row
+        arr["order"][slot] = order
+        arr["buyer"][slot] = buyer
+        arr["sku"][slot] = sku
+        arr["qty"][slot] = qty
+        arr["flags"][slot] = flags
+        arr["step"][slot] = step
         return slot
 
     def retry_of(self, slot: int) -> RetryOf:
@@ -230,8 +263,11 @@ class SlotRing:
                 if not everything:
                     if not self._closed[r]:
                         break
-                    a = r * REGION
-                    if self._used[r] and self.done_ns[a : a + self._used[r]].min() < 0:
+                    a, b = r * REGION, r * REGION + self._used[r]
+                    out = self.done_ns[a:b] < 0
+                    if regions is self._retries:  # taken slots are dispatched at once, except
+                        out &= self.dispatched_ns[a:b] >= 0  # a journey's unsent order row
+                    if self._used[r] and out.any():
                         break  # the oldest is still out: the newer ones wait (bounded)
                 regions.popleft()
                 if self._used[r]:

@@ -15,8 +15,13 @@ by adding counts (:meth:`Tally.merge`), exactly.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+import os
+import tempfile
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -52,12 +57,24 @@ def _bump(a: I64, seconds: I64) -> I64:
     return a
 
 
-@dataclass(slots=True)
+#: a spilled second's record: its second and number of buckets, then the bucket indexes
+#: (uint16) and their counts (int64)
+_RECORD = np.dtype([("second", "<i8"), ("n", "<i8")])
+
+
+@dataclass(slots=True, weakref_slot=True)
 class SecondHistograms:
     """One sparse histogram per second (bucket index, count), with exact per-second max and min.
 
     Values arrive in batches as (second, value) pairs; their bucket keys pile up and are
     consolidated per second now and then. A second's histogram holds only its non-empty buckets.
+
+    With ``hold_s`` > 0 (the engine's runs) memory holds only the seconds near the newest one:
+    older seconds are spilled to a temporary file as they are consolidated (10 bytes a bucket),
+    so a run's memory does not grow with its length; a late value for a spilled second is
+    another record of it, added up when read. The file goes with the object (pickled by path,
+    to a process on the same machine) and is deleted with the last one holding it, or when
+    merged into another.
     """
 
     scale: Scale = LIVE
@@ -66,6 +83,10 @@ class SecondHistograms:
     n_pending: int = 0
     max_ns: I64 = field(default_factory=lambda: np.full(0, -1, dtype=np.int64))
     min_ns: I64 = field(default_factory=lambda: np.full(0, -1, dtype=np.int64))
+    hold_s: int = 0  # seconds kept in memory behind the newest; 0: never spill
+    newest_s: int = -1
+    spill_path: str | None = None
+    _cleanup: Any = None
 
     def add(self, seconds: I64, values_ns: I64) -> None:
         """Count ``values_ns[i]`` in second ``seconds[i]`` (seconds ≥ 0)."""
@@ -75,6 +96,7 @@ class SecondHistograms:
         self.pending.append(seconds * self.scale.n_buckets + self.scale.index(v))
         self.n_pending += len(seconds)
         n = int(seconds.max()) + 1
+        self.newest_s = max(self.newest_s, n - 1)
         if len(self.max_ns) < n:
             self.max_ns = _grow_fill(self.max_ns, n)
             self.min_ns = _grow_fill(self.min_ns, n)
@@ -87,12 +109,12 @@ class SecondHistograms:
             self.consolidate()
 
     def consolidate(self) -> None:
-        """Fold the pending keys into the per-second histograms."""
-        if not self.pending:
-            return
-        keys, counts = np.unique(np.concatenate(self.pending), return_counts=True)
-        self.pending, self.n_pending = [], 0
-        self._merge_keys(keys, counts.astype(np.int64))
+        """Fold the pending keys into the per-second histograms (and spill old seconds)."""
+        if self.pending:
+            keys, counts = np.unique(np.concatenate(self.pending), return_counts=True)
+            self.pending, self.n_pending = [], 0
+            self._merge_keys(keys, counts.astype(np.int64))
+        self._spill()
 
     def _merge_keys(self, keys: I64, counts: I64) -> None:
         nb = self.scale.n_buckets
@@ -100,19 +122,124 @@ class SecondHistograms:
         cuts = np.flatnonzero(np.diff(sec)) + 1
         for ks, cs in zip(np.split(keys, cuts), np.split(counts, cuts), strict=True):
             s = int(ks[0] // nb)
-            idx = ks - s * nb
-            old = self.per_second.get(s)
-            if old is not None:
-                idx, inv = np.unique(np.concatenate([old[0], idx]), return_inverse=True)
-                cs = np.bincount(inv, weights=np.concatenate([old[1], cs])).astype(np.int64)
-            self.per_second[s] = (idx.astype(np.int64), cs.astype(np.int64))
+            self._add_second(s, ks - s * nb, cs)
+
+    def _add_second(self, s: int, idx: I64, cs: I64) -> None:
+        old = self.per_second.get(s)
+        if old is not None:
+            idx, inv = np.unique(np.concatenate([old[0], idx]), return_inverse=True)
+            cs = np.bincount(inv, weights=np.concatenate([old[1], cs])).astype(np.int64)
+        self.per_second[s] = (idx.astype(np.int64), cs.astype(np.int64))
+
+    # -- spilling ------------------------------------------------------------------------------
+
+    def _spill(self) -> None:
+        """Write the seconds older than ``hold_s`` behind the newest to the file (records)."""
+        if self.hold_s <= 0 or len(self.per_second) <= self.hold_s:
+            return
+        cut = self.newest_s - self.hold_s
+        old = sorted(s for s in self.per_second if s < cut)
+        if not old:
+            return
+        with open(self._file(), "ab") as f:
+            for s in old:
+                idx, cs = self.per_second.pop(s)
+                head = np.array([(s, len(idx))], dtype=_RECORD)
+                f.write(head.tobytes() + idx.astype("<u2").tobytes() + cs.astype("<i8").tobytes())
+
+    def _file(self) -> str:
+        if self.spill_path is None:
+            fd, path = tempfile.mkstemp(prefix="flashsale-seconds-", suffix=".bin")
+            os.close(fd)
+            self.spill_path = path
+            self._cleanup = weakref.finalize(self, _unlink, path)
+        return self.spill_path
+
+    def _index(self) -> dict[int, list[tuple[int, int]]]:
+        """Second → (file offset, buckets) of each of its spilled records (headers only)."""
+        out: dict[int, list[tuple[int, int]]] = {}
+        if self.spill_path is None:
+            return out
+        head = _RECORD.itemsize
+        with open(self.spill_path, "rb") as f:
+            at = 0
+            while True:
+                raw = f.read(head)
+                if len(raw) < head:
+                    return out
+                rec = np.frombuffer(raw, dtype=_RECORD)[0]
+                s, n = int(rec["second"]), int(rec["n"])
+                out.setdefault(s, []).append((at + head, n))
+                at += head + 10 * n
+                f.seek(at)
+
+    def seconds(self) -> Iterator[tuple[int, I64, I64]]:
+        """Every second's histogram (bucket indexes, counts), in second order, spilled ones
+        included: read back one second at a time (memory holds one second, not the file)."""
+        self.consolidate()
+        index = self._index()
+        path = self.spill_path
+        with contextlib.ExitStack() as stack:
+            f = stack.enter_context(open(path, "rb")) if index and path is not None else None
+            for s in sorted(set(index) | set(self.per_second)):
+                parts: list[tuple[I64, I64]] = []
+                for at, n in index.get(s, ()):
+                    assert f is not None
+                    f.seek(at)
+                    idx = np.frombuffer(f.read(2 * n), dtype="<u2").astype(np.int64)
+                    cs = np.frombuffer(f.read(8 * n), dtype="<i8").astype(np.int64)
+                    parts.append((idx, cs))
+                if s in self.per_second:
+                    parts.append(self.per_second[s])
+                if len(parts) == 1:
+                    yield s, parts[0][0], parts[0][1]
+                    continue
+                idx, inv = np.unique(np.concatenate([p[0] for p in parts]), return_inverse=True)
+                cs = np.bincount(inv, weights=np.concatenate([p[1] for p in parts]))
+                yield s, idx, cs.astype(np.int64)
+
+    def discard(self) -> None:
+        """Forget the spilled seconds (their file is deleted)."""
+        if self._cleanup is not None:
+            self._cleanup()
+        self._cleanup = None
+        self.spill_path = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled with its file's path: the receiver (on this machine) owns the file now."""
+        self.consolidate()
+        if self._cleanup is not None:
+            self._cleanup.detach()
+            self._cleanup = None
+        return {
+            name: getattr(self, name)
+            for name in self.__slots__
+            if name not in ("_cleanup", "__weakref__")
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
+        self._cleanup = None
+        if self.spill_path is not None:
+            self._cleanup = weakref.finalize(self, _unlink, self.spill_path)
+
+    def nbytes(self) -> int:
+        """Memory held by the seconds in memory (the spilled ones are on disk)."""
+        self.consolidate()
+        return sum(a.nbytes + b.nbytes for a, b in self.per_second.values())
+
+    # -- merging and reading -------------------------------------------------------------------
 
     def merge(self, other: SecondHistograms) -> None:
-        """Add another's counts (same scale)."""
+        """Add another's counts (same scale); its spilled seconds are read and its file deleted."""
         other.consolidate()
-        nb = self.scale.n_buckets
-        for s, (idx, cs) in sorted(other.per_second.items()):
-            self._merge_keys(idx + s * nb, cs)
+        self.hold_s = self.hold_s or other.hold_s  # a spilling part's merge spills too
+        for s, idx, cs in other.seconds():
+            self._add_second(s, idx, cs)
+            self.newest_s = max(self.newest_s, s)
+            self._spill()
+        other.discard()
         n = len(other.max_ns)
         self.max_ns = _grow_fill(self.max_ns, n)
         self.min_ns = _grow_fill(self.min_ns, n)
@@ -126,9 +253,8 @@ class SecondHistograms:
 
     def quantiles(self, n: int, qs: tuple[float, ...]) -> list[list[float | None]]:
         """Per second 0…n−1, each quantile (0…1; 1.0 is the exact max) in ms; None when empty."""
-        self.consolidate()
         out: list[list[float | None]] = [[None] * n for _ in qs]
-        for s, (idx, cs) in self.per_second.items():
+        for s, idx, cs in self.seconds():
             if not 0 <= s < n:
                 continue
             order = np.argsort(idx)
@@ -144,6 +270,11 @@ class SecondHistograms:
                     v = min(max(float(self.scale.mid(idx[b : b + 1])[0]), lo), hi)
                 out[k][s] = round(v / 1e6, 4)
         return out
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
 
 
 def _grow_fill(a: I64, n: int) -> I64:
@@ -181,6 +312,8 @@ class Tally:
     last_ns: int = 0  # latest time anything happened (intended or done)
     reasons: dict[tuple[int, int], int] = field(default_factory=dict)  # (outcome, reason) → n
     reason_labels: dict[int, str] = field(default_factory=dict)  # the outcome rule's own names
+    # a journey's steps and ends (simulator.load.journey.JourneyTally); None without a journey
+    journey: Any = None
 
     def hist(self, kind: str, outcome: int) -> Histogram:
         """The histogram of one kind and outcome (created empty on first use)."""
@@ -371,13 +504,16 @@ class Tally:
         for pair, n in other.reasons.items():
             self.reasons[pair] = self.reasons.get(pair, 0) + n
         self.reason_labels.update(other.reason_labels)
+        if other.journey is not None:
+            if self.journey is None:
+                o = other.journey
+                self.journey = type(o)(o.names, o.order_step, o.stream_names, o.implicit)
+            self.journey.merge(other.journey)
 
     def nbytes(self) -> int:
         """Memory held by the counts (what a worker sends back)."""
         n = sum(h.counts.nbytes for h in self.hists.values())
-        for s in (self.latency_s, self.service_s):
-            s.consolidate()
-            n += sum(a.nbytes + b.nbytes for a, b in s.per_second.values())
+        n += self.latency_s.nbytes() + self.service_s.nbytes()
         c = self.confirmed()
         return n + sum(a.nbytes for a in c) + self.failed().nbytes + self.outcomes_per_s.nbytes
 

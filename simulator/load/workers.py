@@ -38,10 +38,10 @@ from simulator.load.engine import (
     CHUNK_ROWS,
     EngineConfig,
     Progress,
-    Run,
     RunResult,
     TargetUnreachableError,
 )
+from simulator.load.journey import make_run
 from simulator.load.livemetrics import Figures, RunFigures, total
 from simulator.load.tally import Tally
 from simulator.load.transport import Endpoint, Transport
@@ -140,7 +140,7 @@ def make_transport(spec: WorkerSpec) -> Transport:
         return AiohttpTransport(*args)
     from simulator.load.transport.lean import LeanTransport
 
-    return LeanTransport(*args)
+    return LeanTransport(*args, retry_after=spec.engine.retry.retries() > 0)
 
 
 def schedule_slice(spec: WorkerSpec) -> Iterator[np.ndarray[Any, Any]]:
@@ -157,7 +157,16 @@ async def _drive(
     stop_asked: Callable[[], bool] | None = None,
 ) -> RunResult:
     loop = asyncio.get_running_loop()
-    run = Run(schedule_slice(spec), make_transport(spec), spec.engine, records)
+    sc = spec.scenario
+    run = make_run(
+        schedule_slice(spec),
+        make_transport(spec),
+        spec.engine,
+        records,
+        sc,
+        spec.endpoint,
+        spec.duration_s,
+    )
 
     def stop() -> None:
         # Run.stop() before the run's first tick sets no drain deadline and the run would never

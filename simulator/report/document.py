@@ -13,6 +13,12 @@ Version 2 (against 1): ``orders.confirmed_units`` counts each order id once (ver
 double clicks twice); ``target.storefront`` states the bundled storefront's settings;
 ``thresholds`` are in the one write; ``audit.skus.*.sell_out_s`` is stated; an integer too wide
 for JSON readers (beyond 64 bits, e.g. a seed) is written as a string.
+
+Optional sections added within version 2 (a reader of an older file finds them missing, and
+an older reader keeps them verbatim): ``stock_history`` (the bundled storefront's free / held /
+sold units over time) and, with a reservation TTL, the audit's lifecycle figures
+(``audit.undersell_units``, ``double_returns``, ``paid_after_expiry``, ``excess_units``,
+``holds`` and per SKU the fields of :class:`~simulator.report.sections.Lifecycle`).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from simulator.outcomes import OUTCOME_NAMES
+from simulator.report.journeys import JourneyReport
 from simulator.report.sections import (
     Audit,
     CheckedThreshold,
@@ -31,6 +38,7 @@ from simulator.report.sections import (
     RunInfo,
     ScenarioInfo,
     SkuStock,
+    StockHistory,
     TargetInfo,
     Timeline,
     _dict,
@@ -51,7 +59,7 @@ _TOP_LEVEL_LATENCY = ("dispatch_lag", "queue_wait")
 _KNOWN = {
     "flashsale_report", "mode", "partial", "complete", "exit_code", "scenario", "target", "run",
     "orders", "latency_ms", "dispatch_lag_ms", "queue_wait_ms", "latency_spectrum", "timeline",
-    "audit", "thresholds",
+    "audit", "thresholds", "journey", "stock_history",
 }  # fmt: skip
 
 
@@ -73,7 +81,10 @@ class Report:
     latency: dict[str, Distribution] = field(default_factory=dict)
     spectrum: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     timeline: Timeline | None = None
+    journey: JourneyReport | None = None  # steps and journeys (a scenario with a [journey])
     audit: Audit | None = None
+    #: the storefront's free / held / sold units over time (bundled storefront only)
+    stock_history: StockHistory | None = None
     thresholds: tuple[CheckedThreshold, ...] = ()
     exit_code: int = 0
     complete: bool = True
@@ -136,7 +147,11 @@ class Report:
             out["latency_spectrum"] = {k: [list(p) for p in v] for k, v in self.spectrum.items()}
         if self.timeline is not None:
             out["timeline"] = self.timeline.to_json()
+        if self.journey is not None:
+            out["journey"] = self.journey.to_json()
         out["audit"] = None if self.audit is None else self.audit.to_json()
+        if self.stock_history is not None:
+            out["stock_history"] = self.stock_history.to_json()
         out["thresholds"] = [t.to_json() for t in self.thresholds]
         for key, value in self.extra.items():
             out.setdefault(key, value)
@@ -248,7 +263,9 @@ def _read(data: dict[str, Any], orders: dict[str, Any], source: str, strict: boo
         latency=latency,
         spectrum=_spectrum(data.get("latency_spectrum")),
         timeline=timeline,
+        journey=JourneyReport.from_json(data.get("journey")),
         audit=audit,
+        stock_history=StockHistory.from_json(data.get("stock_history")),
         thresholds=_thresholds(data.get("thresholds")),
         exit_code=exit_code if exit_code is not None else 0,
         complete=complete if isinstance(complete, bool) else not partial,

@@ -4,10 +4,12 @@ Headline numbers sit in elements ``id="metric-<name>"`` with ``data-metric`` and
 (the exact number from the report, as :mod:`.metrics` names it) so that a test or a scraper
 reads them without parsing the display text. Each figure is a ``<figure data-plot="<key>">``
 holding an inline ``<svg>``, or ``class="missing"`` and a note when the report lacks its data.
-The audit table marks oversold products with ``class="oversell"``. The run's metadata (target,
-backend, date, connections, …) is a ``<dl id="run-meta">`` whose entries carry
-``data-field``; the thresholds checked at the end of the run are a table ``id="thresholds"``
-with one row per threshold, ``data-passed="true|false"``.
+The audit table marks oversold products with ``class="oversell"``; with a reservation TTL the
+lifecycle verdict is ``id="lifecycle-verdict"`` and the table ``id="lifecycle-table"`` marks a
+product whose lifecycle broke with ``class="broken"`` (its cells carry ``data-field``). The
+run's metadata (target, backend, date, connections, …) is a ``<dl id="run-meta">`` whose
+entries carry ``data-field``; the thresholds checked at the end of the run are a table
+``id="thresholds"`` with one row per threshold, ``data-passed="true|false"``.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from pathlib import Path
 from typing import IO
 
 from simulator.files import atomic_write
+from simulator.report import journeys
 from simulator.report.document import Report
 from simulator.report.metrics import metric_values
 from simulator.report.plots import Plot, render_plots
-from simulator.report.terminal import count, share
+from simulator.report.terminal import count, lifecycle_verdict, share
 
 #: headline metrics in page order: (metric, label, format)
 HEADLINE: tuple[tuple[str, str, str], ...] = (
@@ -35,7 +38,14 @@ HEADLINE: tuple[tuple[str, str, str], ...] = (
     ("achieved_rate_ratio", "sent on time", "pct"),
     ("throughput_peak_per_s", "peak answers / s", "count"),
     ("oversell_units", "oversell units", "count"),
+    ("undersell_units", "undersell units", "count"),
+    ("double_returns", "double returns", "count"),
+    ("paid_after_expiry", "paid after expiry", "count"),
 )
+#: headline metrics shown only when the report has them (the reservation lifecycle)
+OPTIONAL_HEADLINE = frozenset({"undersell_units", "double_returns", "paid_after_expiry"})
+#: metrics whose tile is red when above zero
+BAD_ABOVE_ZERO = frozenset({"oversell_units", "errors"}) | OPTIONAL_HEADLINE
 
 CSS = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em auto; max-width: 64em;
@@ -55,7 +65,9 @@ figcaption { font-weight: 600; margin-bottom: 0.3em; }
 table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
 th, td { padding: 0.25em 0.7em; border-bottom: 1px solid #eee; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
-tr.oversell td { background: #fdecea; color: #a50e0e; font-weight: 600; }
+tr.oversell td, tr.broken td { background: #fdecea; color: #a50e0e; font-weight: 600; }
+#lifecycle-verdict.ok { color: #1a7f37; }
+#lifecycle-verdict.bad { color: #a50e0e; font-weight: 700; }
 #audit-verdict.ok { color: #1a7f37; } #audit-verdict.bad { color: #a50e0e; font-weight: 700; }
 dl.meta { display: grid; grid-template-columns: max-content 1fr; gap: 0.15em 1em; }
 dl.meta dt { color: #666; } dl.meta dd { margin: 0; }
@@ -85,10 +97,12 @@ def _headline(view: Report) -> str:
     items = []
     for metric, label, fmt in HEADLINE:
         x = values[metric]
+        if x is None and metric in OPTIONAL_HEADLINE:
+            continue
         cls = "stat"
         if x is None:
             cls += " missing"
-        elif (metric == "oversell_units" and x > 0) or (metric == "errors" and x > 0):
+        elif metric in BAD_ABOVE_ZERO and x > 0:
             cls += " bad"
         items.append(
             f'<div class="{cls}" id="metric-{metric}" data-metric="{metric}" '
@@ -169,9 +183,53 @@ def _audit(view: Report) -> str:
     if rows:
         ths = "".join(f"<th>{h}</th>" for h in head)
         parts.append(f'<table id="audit-table"><tr>{ths}</tr>{"".join(rows)}</table>')
+    parts.append(_lifecycle(view))
     if view.audit.problems:
         items = "".join(f"<li>{escape(p)}</li>" for p in view.audit.problems)
         parts.append(f'<ul id="audit-problems">{items}</ul>')
+    return "".join(parts)
+
+
+_LIFECYCLE_COLUMNS = (
+    ("paid", "paid"), ("held", "held"), ("free", "free"), ("reserved", "reserved"),
+    ("returned", "returned"), ("overdue_units", "held past expiry"),
+    ("never_returned_units", "never returned"), ("undersell_units", "undersell"),
+    ("double_returns", "double returns"), ("paid_after_expiry", "paid after expiry"),
+    ("stock_gap_units", "paid + held + free − stock"),
+)  # fmt: skip
+
+
+def _lifecycle(view: Report) -> str:
+    """The reservation lifecycle: verdict line and per-SKU table (nothing without a TTL)."""
+    verdict = lifecycle_verdict(view)
+    if verdict is None:
+        return ""
+    text, sound = verdict
+    cls = "ok" if sound else "bad"
+    parts = [f'<p id="lifecycle-verdict" class="{cls}">reservations: {escape(text)}</p>']
+    holds = view.audit.holds if view.audit is not None else None
+    if holds:
+        facts = [
+            f"{label} {holds[key]:g} s"
+            for key, label in (("reservation_ttl_s", "TTL"), ("sweep_interval_s", "sweep every"),
+                               ("grace_s", "grace"))
+            if isinstance(holds.get(key), int | float)
+        ]  # fmt: skip
+        parts.append(f'<p class="sub" id="lifecycle-clock">{escape(" · ".join(facts))}</p>')
+    rows = []
+    for s in view.skus:
+        c = s.cycle
+        if c is None:
+            continue
+        cells = "".join(
+            f'<td data-field="{key}">{count(getattr(c, key))}</td>' for key, _ in _LIFECYCLE_COLUMNS
+        )
+        cls_attr = ' class="broken"' if c.broken else ""
+        rows.append(
+            f'<tr{cls_attr} data-sku="{escape(s.sku)}"><td>{escape(s.sku)}</td>{cells}</tr>'
+        )
+    ths = "".join(f"<th>{escape(label)}</th>" for _, label in _LIFECYCLE_COLUMNS)
+    parts.append(f'<table id="lifecycle-table"><tr><th>sku</th>{ths}</tr>{"".join(rows)}</table>')
     return "".join(parts)
 
 
@@ -267,6 +325,11 @@ def render_html(view: Report, source: str = "") -> str:
             _latency_table(view),
             "<h2>Outcomes and reasons</h2>",
             _reasons(view),
+            *(
+                ("<h2>Journeys</h2>", journeys.render_html(view.journey))
+                if view.journey is not None
+                else ()
+            ),
             "<h2>Figures</h2>",
             *(_figure(p) for p in plots),
             "<h2>Audit</h2>",

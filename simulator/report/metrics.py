@@ -18,6 +18,10 @@ Definitions (all from the report, nothing re-measured):
   sending; ``throughput_peak_per_s``: the most answers in one second.
 - ``oversell_units``: from the audit (units sold beyond the initial stock, summed over SKUs);
   unavailable when the report has no audit.
+- ``undersell_units``, ``double_returns``, ``paid_after_expiry``: the reservation lifecycle's
+  breakages from the audit (:mod:`simulator.audit`), summed over SKUs: units held past their
+  expiry beyond the sweep's grace or never returned; holds given back twice; holds both paid
+  and returned. Only a storefront with a reservation TTL states them (n/a otherwise).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from simulator.outcomes import OUTCOME_NAMES
 from simulator.report.document import Report
 
 LOWER, HIGHER, NEUTRAL = "lower", "higher", ""
+#: the reservation lifecycle's metrics (from the audit, with a TTL only)
+LIFECYCLE_METRICS = ("undersell_units", "double_returns", "paid_after_expiry")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +80,14 @@ def _catalogue() -> dict[str, Metric]:
         Metric("throughput_peak_per_s", "most answers in one second", "/s", HIGHER),
         Metric("oversell_units", "units sold beyond the initial stock", "units", LOWER),
         Metric("audit_problems", "disagreements the audit listed", "", LOWER),
+        Metric(
+            "undersell_units",
+            "units held past expiry (beyond the sweep's grace) or never returned",
+            "units",
+            LOWER,
+        ),
+        Metric("double_returns", "reservations whose stock was given back twice", "", LOWER),
+        Metric("paid_after_expiry", "reservations both paid and returned", "", LOWER),
     ]
     return {m.name: m for m in out}
 
@@ -137,4 +151,7 @@ def metric_values(view: Report) -> dict[str, float | None]:
         out["oversell_units"] = float(view.oversell_units)
     if view.audit is not None:
         out["audit_problems"] = float(len(view.audit.problems))
+        for name in LIFECYCLE_METRICS:
+            if name in view.audit.lifecycle:
+                out[name] = float(view.audit.lifecycle[name])
     return out

@@ -246,7 +246,62 @@ def stock(view: Report) -> Plot:
     ax.axhline(0, color="black", lw=0.8)
     _seconds_axis(ax, "units left", len(t.second))
     _legend(ax, len(drawn))
+    if view.audit is not None and view.audit.lifecycle:
+        note = (f"{note}; " if note else "") + (
+            "with reservations the clients' confirmations are holds, and expired holds are "
+            "reserved again (below 0 is not an oversell): the store's own stock is the next figure"
+        )
     return Plot("stock", title, _svg(fig, "stock"), note)
+
+
+#: SKUs drawn one by one under the totals in the stock-over-time figure
+MAX_HISTORY_PANELS = 3
+STOCK_COLORS = {"sold": "#2ca02c", "held": "#ff7f0e", "free": "#1f77b4"}
+
+
+def stock_history(view: Report) -> Plot:
+    """The storefront's units sold, held and free over time, stacked (totals, then SKUs).
+
+    The stack's height is the stock on the storefront's books: flat at the initial stock while
+    the lifecycle is conserved; a step up is stock that was never there (a double return).
+    """
+    title = "Stock over time: sold, held, free (the storefront's samples)"
+    h = view.stock_history
+    if h is None:
+        return Plot("history", title, None, "stock over time not in this report")
+    panels = ["total", *[s for s in h.skus if s in h.series][:MAX_HISTORY_PANELS]]
+    if len(h.skus) == 1:
+        panels = ["total"]
+    fig = _figure(2.4 * len(panels))
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+    for i, (ax, name) in enumerate(zip(axes, panels, strict=True)):
+        series = h.series[name]
+        kinds = ("sold", "held", "free")
+        ax.stackplot(
+            h.t_s,
+            *(series[k] for k in kinds),
+            labels=list(kinds),
+            colors=[STOCK_COLORS[k] for k in kinds],
+            step="post",
+            alpha=0.85,
+        )
+        if name == "total" and h.initial_total is not None:
+            ax.axhline(h.initial_total, color="black", lw=0.8, ls="--", label="initial stock")
+        ax.set_ylabel("units")
+        label = "all products" if name == "total" else name
+        ax.text(0.01, 0.95, label, transform=ax.transAxes, va="top", fontsize=8,
+                bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})  # fmt: skip
+        ax.set_ylim(bottom=0)
+        if i == 0:
+            _legend(ax, 4 if name == "total" and h.initial_total is not None else 3)
+    axes[-1].set_xlabel("seconds since the storefront's reset")
+    axes[-1].set_xlim(0, max(1.0, h.t_s[-1]))
+    notes = []
+    if h.dropped:
+        notes.append(f"the first {h.dropped:,} samples fell off the storefront's ring")
+    if len(h.skus) > MAX_HISTORY_PANELS:
+        notes.append(f"the {MAX_HISTORY_PANELS} largest products of {len(h.skus)} sampled")
+    return Plot("history", title, _svg(fig, "history"), "; ".join(notes) or None)
 
 
 def _percent_label(x: float) -> str:
@@ -287,7 +342,14 @@ def spectrum(view: Report) -> Plot:
     return Plot("spectrum", title, _svg(fig, "spectrum"))
 
 
-FIGURES: tuple[Callable[[Report], Plot], ...] = (demand, latency, outcomes, stock, spectrum)
+FIGURES: tuple[Callable[[Report], Plot], ...] = (
+    demand,
+    latency,
+    outcomes,
+    stock,
+    stock_history,
+    spectrum,
+)
 
 
 def render_plots(view: Report) -> list[Plot]:

@@ -405,6 +405,84 @@ def sell_out_s(units: Sequence[int] | None, initial: int | None) -> float | None
 
 
 @dataclass(frozen=True, slots=True)
+class Lifecycle:
+    """One SKU's reservation lifecycle as the audit checked it (bundled storefront, a TTL).
+
+    ``paid``/``held``/``free``/``reserved``/``returned`` are the storefront's numbers;
+    ``stock_gap_units`` = paid + held + free − initial and ``hold_gap_units`` = paid + held +
+    returned − reserved (both 0 when conserved); the breakages: ``undersell_units`` (overdue
+    held units + units never returned), ``double_returns``, ``paid_after_expiry`` and
+    ``excess_units`` (units on the books beyond the stock). See :mod:`simulator.audit`.
+    """
+
+    paid: int
+    held: int
+    free: int
+    reserved: int
+    returned: int
+    stock_gap_units: int = 0
+    hold_gap_units: int = 0
+    overdue_units: int = 0
+    overdue_holds: int | None = None
+    overdue_max_s: float | None = None
+    never_returned_units: int = 0
+    undersell_units: int = 0
+    double_returns: int = 0
+    paid_after_expiry: int = 0
+    excess_units: int = 0
+
+    @property
+    def conserved(self) -> bool:
+        """Both identities hold."""
+        return self.stock_gap_units == 0 and self.hold_gap_units == 0
+
+    @property
+    def broken(self) -> bool:
+        """Any breakage the audit fails on."""
+        return bool(
+            self.undersell_units or self.double_returns or self.paid_after_expiry
+            or self.excess_units
+        )  # fmt: skip
+
+    def to_json(self) -> dict[str, Any]:
+        """The lifecycle fields of one ``audit.skus`` entry."""
+        out: dict[str, Any] = {name: getattr(self, name) for name in LIFECYCLE_KEYS}
+        out["conserved"] = self.conserved
+        return out
+
+    @classmethod
+    def from_json(cls, s: Mapping[str, Any]) -> Lifecycle | None:
+        """Read the fields from an ``audit.skus`` entry; None when it has none (no TTL)."""
+        base = [_int(s.get(k)) for k in ("paid", "held", "free", "reserved", "returned")]
+        if any(v is None for v in base):
+            return None
+        paid, held, free, reserved, returned = (v or 0 for v in base)
+        return cls(
+            paid, held, free, reserved, returned,
+            stock_gap_units=_int(s.get("stock_gap_units")) or 0,
+            hold_gap_units=_int(s.get("hold_gap_units")) or 0,
+            overdue_units=_int(s.get("overdue_units")) or 0,
+            overdue_holds=_int(s.get("overdue_holds")),
+            overdue_max_s=_float(s.get("overdue_max_s")),
+            never_returned_units=_int(s.get("never_returned_units")) or 0,
+            undersell_units=_int(s.get("undersell_units")) or 0,
+            double_returns=_int(s.get("double_returns")) or 0,
+            paid_after_expiry=_int(s.get("paid_after_expiry")) or 0,
+            excess_units=_int(s.get("excess_units")) or 0,
+        )  # fmt: skip
+
+
+#: a lifecycle's JSON fields in ``audit.skus`` entries, in order
+LIFECYCLE_KEYS = (
+    "paid", "held", "free", "reserved", "returned", "stock_gap_units", "hold_gap_units",
+    "overdue_units", "overdue_holds", "overdue_max_s", "never_returned_units",
+    "undersell_units", "double_returns", "paid_after_expiry", "excess_units",
+)  # fmt: skip
+#: the audit's lifecycle totals over SKUs (each non-zero one fails the audit)
+LIFECYCLE_TOTALS = ("undersell_units", "double_returns", "paid_after_expiry", "excess_units")
+
+
+@dataclass(frozen=True, slots=True)
 class SkuStock:
     """One product's stock and what was sold of it (None where the report does not say)."""
 
@@ -419,10 +497,12 @@ class SkuStock:
     scenario_stock: int | None = None
     ledger_orders: int | None = None
     client_orders: int | None = None
+    #: the reservation lifecycle (:func:`simulator.audit.lifecycle`), None without a TTL
+    cycle: Lifecycle | None = None
 
     def to_json(self) -> dict[str, Any]:
         """One entry of ``audit.skus``."""
-        return {
+        out = {
             "initial": self.initial,
             "scenario_stock": self.scenario_stock,
             "sold": self.sold,
@@ -434,6 +514,9 @@ class SkuStock:
             "oversell_units": self.oversell_units,
             "sell_out_s": self.sell_out_s,
         }
+        if self.cycle is not None:
+            out.update(self.cycle.to_json())
+        return out
 
     @classmethod
     def from_json(cls, sku: str, x: Any, sell_out: float | None) -> SkuStock:
@@ -452,6 +535,7 @@ class SkuStock:
             scenario_stock=_int(s.get("scenario_stock")),
             ledger_orders=_int(s.get("ledger_orders")),
             client_orders=_int(s.get("client_orders")),
+            cycle=Lifecycle.from_json(s),
         )
 
 
@@ -471,6 +555,15 @@ class Audit:
     backend: str | None = None
     source: str | None = None  # "model" for the offline model's
     checks: dict[str, Any] = field(default_factory=dict)
+    #: the lifecycle breakages summed over SKUs (:data:`LIFECYCLE_TOTALS`); empty without a TTL
+    lifecycle: dict[str, int] = field(default_factory=dict)
+    #: the storefront's clock, sweep interval and grace the overdue holds were judged by
+    holds: dict[str, Any] | None = None
+
+    @property
+    def breakages(self) -> int:
+        """Oversold units plus every lifecycle breakage: 0 for a sound sale (None counts 0)."""
+        return (self.oversell_units or 0) + sum(self.lifecycle.values())
 
     def to_json(self) -> dict[str, Any]:
         """The ``audit`` section."""
@@ -480,6 +573,9 @@ class Audit:
         out.update(self.checks)
         out["skus"] = {s.sku: s.to_json() for s in self.skus}
         out["oversell_units"] = self.oversell_units
+        if self.lifecycle:
+            out.update(self.lifecycle)
+            out["holds"] = self.holds
         out["backend"] = self.backend
         out["problems"] = list(self.problems)
         out["ok"] = self.ok
@@ -496,7 +592,17 @@ class Audit:
         if oversell is None and skus:
             oversell = sum(s.oversell_units for s in skus)
         plain = {"available", "source", "skus", "oversell_units", "backend", "problems", "ok"}
+        plain |= {"holds", "stock_history", *LIFECYCLE_TOTALS}
         ok = a.get("ok")
+        totals = {k: _int(a.get(k)) for k in LIFECYCLE_TOTALS}
+        cycles = [s.cycle for s in skus if s.cycle is not None]
+        lifecycle = (
+            {k: v if v is not None else sum(getattr(c, k) for c in cycles)
+             for k, v in totals.items()}
+            if cycles or any(v is not None for v in totals.values())
+            else {}
+        )  # fmt: skip
+        holds = a.get("holds")
         return cls(
             available=bool(a.get("available", True)),
             skus=skus,
@@ -506,6 +612,67 @@ class Audit:
             backend=_str(a.get("backend")),
             source=_str(a.get("source")),
             checks={k: v for k, v in a.items() if k not in plain},
+            lifecycle=lifecycle,
+            holds=holds if isinstance(holds, dict) else None,
+        )
+
+
+STOCK_KINDS = ("free", "held", "sold")
+
+
+@dataclass(frozen=True, slots=True)
+class StockHistory:
+    """The storefront's stock over time (``stock_history``; optional, since report version 2).
+
+    ``t_s``: when each sample was taken, seconds after the storefront's start or reset (the
+    run's reset, so about the run's clock); ``series``: ``"total"`` and up to a few SKUs, each
+    ``{"free": [...], "held": [...], "sold": [...]}`` with one value per sample. ``dropped``:
+    samples the storefront's bounded ring no longer had (a run longer than its capacity).
+    """
+
+    t_s: list[float]
+    series: dict[str, dict[str, list[int]]]
+    skus: tuple[str, ...] = ()
+    dropped: int = 0
+    interval_s: float | None = None
+    initial_total: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``stock_history`` section."""
+        return {
+            "t_s": self.t_s,
+            "series": self.series,
+            "skus": list(self.skus),
+            "dropped": self.dropped,
+            "interval_s": self.interval_s,
+            "initial_total": self.initial_total,
+        }
+
+    @classmethod
+    def from_json(cls, x: Any) -> StockHistory | None:
+        """Read the section (or the storefront's answer); None when it has no samples."""
+        h = _dict(x)
+        t = h.get("t_s")
+        if not isinstance(t, list) or not t:
+            return None
+        times = [v for v in (_float(v) for v in t) if v is not None]
+        if len(times) != len(t):
+            return None
+        n = len(times)
+        series: dict[str, dict[str, list[int]]] = {}
+        for name, kinds in _dict(h.get("series")).items():
+            cols = {k: _counts(_dict(kinds).get(k), n) for k in STOCK_KINDS}
+            if all(c is not None for c in cols.values()):
+                series[str(name)] = {k: c for k, c in cols.items() if c is not None}
+        if "total" not in series:
+            return None
+        return cls(
+            t_s=times,
+            series=series,
+            skus=tuple(s for s in _strings(h.get("skus")) if s in series),
+            dropped=_int(h.get("dropped")) or 0,
+            interval_s=_float(h.get("interval_s")),
+            initial_total=_int(h.get("initial_total")),
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
+from simulator.report import journeys
 from simulator.report.document import Report
 from simulator.report.metrics import metric_values
 
@@ -90,6 +91,8 @@ def render_text(view: Report) -> str:
         rates.append(f"sent on time {share(v['achieved_rate_ratio'])}")
     if rates:
         lines += ["", *_wrap("rates", rates)]
+    if view.journey is not None:
+        lines += ["", *journeys.render_text(view.journey)]
     lines += ["", *_audit(view)]
     if view.remarks():
         lines.append("")
@@ -163,6 +166,47 @@ def _audit(view: Report) -> list[str]:
             )
         if len(view.skus) > MAX_SKUS:
             lines.append(f"  … and {len(view.skus) - MAX_SKUS} more SKUs")
+    lines += _lifecycle(view)
     for p in view.audit.problems:
         lines.append(f"  ! {p}"[:WIDTH])
+    return lines
+
+
+def lifecycle_verdict(view: Report) -> tuple[str, bool] | None:
+    """The reservation lifecycle's verdict line and whether it is sound (None: no TTL)."""
+    audit = view.audit
+    if audit is None or not audit.lifecycle:
+        return None
+    life = audit.lifecycle
+    named = [
+        (life.get("undersell_units", 0), "units undersold"),
+        (life.get("double_returns", 0), "double returns"),
+        (life.get("paid_after_expiry", 0), "payments after expiry"),
+        (life.get("excess_units", 0), "units beyond the stock"),
+    ]
+    broken = [f"{n:,} {what}" for n, what in named if n]
+    if not broken:
+        return "conserved (initial = paid + held + free), nothing undersold", True
+    return "BROKEN: " + ", ".join(broken), False
+
+
+def _lifecycle(view: Report) -> list[str]:
+    """The reservation lifecycle: its verdict, then per SKU paid/held/free and the breakages."""
+    verdict = lifecycle_verdict(view)
+    if verdict is None:
+        return []
+    lines = [f"{'lifecycle':<12}{verdict[0]}"[:WIDTH]]
+    cycles = [(s.sku, s.cycle) for s in view.skus if s.cycle is not None]
+    lines.append(
+        f"  {'sku':<16}{'paid':>8}{'held':>7}{'free':>8}{'returned':>9}"
+        f"{'under':>7}{'dbl ret':>8}{'late pay':>9}{'gap':>6}"
+    )
+    for sku, c in cycles[:MAX_SKUS]:
+        lines.append(
+            f"  {sku[:15]:<16}{c.paid:>8,}{c.held:>7,}{c.free:>8,}{c.returned:>9,}"
+            f"{c.undersell_units:>7,}{c.double_returns:>8,}{c.paid_after_expiry:>9,}"
+            f"{c.stock_gap_units:>+6,}"
+        )
+    if len(cycles) > MAX_SKUS:
+        lines.append(f"  … and {len(cycles) - MAX_SKUS} more SKUs")
     return lines

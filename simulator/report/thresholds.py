@@ -20,7 +20,13 @@ from typing import Any
 
 from simulator.errors import UsageError
 from simulator.report.document import Report
-from simulator.report.metrics import METRICS, canonical, metric_values, nearest
+from simulator.report.metrics import (
+    LIFECYCLE_METRICS,
+    METRICS,
+    canonical,
+    metric_values,
+    nearest,
+)
 from simulator.report.sections import CheckedThreshold
 
 OPS: dict[str, Callable[[float, float], bool]] = {
@@ -32,7 +38,7 @@ OPS: dict[str, Callable[[float, float], bool]] = {
     "!=": operator.ne,
 }
 #: metrics that only the storefront's records can vouch for
-AUDIT_METRICS = ("oversell_units", "audit_problems")
+AUDIT_METRICS = ("oversell_units", "audit_problems", *LIFECYCLE_METRICS)
 _MISTAKES = {"=": "==", "=<": "<=", "=>": ">=", "<>": "!=", "===": "==", "!": "!="}
 _SHAPE = re.compile(r"\s*([^<>=!\s]*)\s*([<>=!]+)\s*(.*?)\s*", re.DOTALL)
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
@@ -95,6 +101,8 @@ def missing_reason(metric: str, report: Report | None) -> str:
         if audit.source == "none":
             return 'the audit is off ([audit] source = "none")'
         return "the audit could not read the storefront's records"
+    if metric in LIFECYCLE_METRICS and audit is not None and not audit.lifecycle:
+        return "no reservation lifecycle in this audit (the storefront has no reservation TTL)"
     return "not in this report"
 
 

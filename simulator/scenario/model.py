@@ -12,6 +12,7 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 from simulator.demand import Curve
 from simulator.errors import ScenarioError
@@ -19,6 +20,9 @@ from simulator.outcomes import DEFAULT_STATUS
 from simulator.retry import Retry
 from simulator.scenario.buyerdata import BuyerData, check_buyer_rows
 from simulator.scenario.limits import MAX_INT64, SCALE
+
+if TYPE_CHECKING:
+    from simulator.scenario.journey import Journey, Stream
 
 #: variables every request template may use (per order); a product's ``vars`` and the columns
 #: of the buyers data file add more. Everything else in a template is literal text
@@ -263,6 +267,8 @@ class Scenario:
     run: RunSettings = field(default_factory=RunSettings)
     storefront: StorefrontConfig = field(default_factory=StorefrontConfig)
     audit: AuditSource = field(default_factory=HttpAudit)
+    journey: Journey | None = None  # the buyer's steps; None: one order request per row
+    streams: tuple[Stream, ...] = ()  # background traffic on curves of its own
     thresholds: tuple[str, ...] = ()
     source: str = ""  # the file it came from, for messages
 

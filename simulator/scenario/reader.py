@@ -21,10 +21,20 @@ from simulator.demand import Baseline, Bursts, Component, Countdown, Curve, Spik
 from simulator.errors import ScenarioError
 from simulator.files import read_regular_file
 from simulator.jsonpath import JsonPathError, parse_path
-from simulator.outcomes import ANSWER_OUTCOMES, DEFAULT_STATUS, merged_status
+from simulator.outcomes import ANSWER_OUTCOMES, DEFAULT_STATUS, merged_status, value_key
 from simulator.retry import Retry
 from simulator.scenario import limits as L
 from simulator.scenario.buyerdata import BuyerData, load_buyer_data
+from simulator.scenario.journey import (
+    EXTRACT_KINDS,
+    STEP_METHODS,
+    Extract,
+    Journey,
+    Poll,
+    Step,
+    Stream,
+    Think,
+)
 from simulator.scenario.model import (
     AUDIT_SOURCES,
     BODY_FIELDS,
@@ -50,6 +60,8 @@ from simulator.scenario.model import (
 from simulator.scenario.shape import (
     check_content_type,
     check_header_name,
+    check_journey,
+    check_streams,
     check_templates,
     literal_problem,
     path_problem,
@@ -164,6 +176,8 @@ _TOP_KEYS = {
     "storefront",
     "audit",
     "thresholds",
+    "journey",
+    "streams",
 }
 
 
@@ -442,31 +456,34 @@ def _parse_target(t: _Table | None) -> Target:
     content_type = t.text("content_type", "application/json")
     if (problem := check_content_type(content_type)) is not None:
         raise t.fail("content_type", problem)
-    status = DEFAULT_STATUS
-    if (s := t.table("status")) is not None:
-        pairs = []
-        for code_text, outcome in s.data.items():
-            s.seen.add(code_text)
-            if not code_text.isdigit() or not 100 <= int(code_text) <= 599:
-                raise s.fail(code_text, "must be an HTTP status code (100–599)")
-            if outcome not in ANSWER_OUTCOMES:
-                raise s.fail(
-                    code_text, f"must be one of {', '.join(ANSWER_OUTCOMES)}, got {outcome!r}"
-                )
-            pairs.append((int(code_text), outcome))
-        status = merged_status(tuple(pairs))
     target = Target(
         url=url,
         method=method,
         body=body,
         content_type=content_type,
-        status=status,
+        status=_parse_status(t),
         headers=_parse_headers(t),
         outcome=_parse_outcome(t.table("outcome")),
         **paths,
     )
     t.finish()
     return target
+
+
+def _parse_status(t: _Table) -> tuple[tuple[int, str], ...]:
+    """``status``: HTTP status → outcome name, extending the defaults."""
+    s = t.table("status")
+    if s is None:
+        return DEFAULT_STATUS
+    pairs = []
+    for code_text, outcome in s.data.items():
+        s.seen.add(code_text)
+        if not code_text.isdigit() or not 100 <= int(code_text) <= 599:
+            raise s.fail(code_text, "must be an HTTP status code (100–599)")
+        if outcome not in ANSWER_OUTCOMES:
+            raise s.fail(code_text, f"must be one of {', '.join(ANSWER_OUTCOMES)}, got {outcome!r}")
+        pairs.append((int(code_text), outcome))
+    return merged_status(tuple(pairs))
 
 
 def _parse_headers(t: _Table) -> tuple[tuple[str, str], ...]:
@@ -696,6 +713,206 @@ def _parse_http_audit(t: _Table) -> HttpAudit:
     )
 
 
+_STEP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,31}")
+
+
+def _parse_think(t: _Table, name: str) -> Think:
+    """``think_s``: a number (constant), [a, b] (uniform), {median, sigma} (lognormal) or
+    {mean} (exponential), in seconds."""
+    value = t.raw(name, 0.0)
+    if isinstance(value, bool):
+        raise t.fail(name, f"must be seconds, [a, b], {{median, sigma}} or {{mean}}, got {value!r}")
+    if isinstance(value, int | float):
+        a = t.number(name, 0.0, L.THINK_S)
+        return Think("constant", a)
+    if isinstance(value, list):
+        if len(value) != 2:
+            raise t.fail(name, f"a uniform range is [a, b], got {value!r}")
+        lo, hi = _numbers(t, name, value, L.THINK_S, integer=False)
+        if hi < lo:
+            raise t.fail(name, f"[a, b] needs a ≤ b, got {value!r}")
+        return Think("uniform", float(lo), float(hi))
+    d = t.table(name)
+    assert d is not None
+    if d.has("mean"):
+        mean = d.number("mean", None, L.THINK_S, required=True)
+        d.finish()
+        return Think("exponential", mean)
+    if d.has("median"):
+        median = d.number("median", None, L.THINK_S, required=True)
+        sigma = d.number("sigma", 0.5, L.SIGMA)
+        d.finish()
+        return Think("lognormal", median, sigma)
+    raise t.fail(name, "a table needs mean (exponential) or median and sigma (lognormal)")
+
+
+def _parse_rule(t: _Table, var: str) -> Extract:
+    """One extract rule: exactly one of json, header, cookie, regex."""
+    kinds = [k for k in EXTRACT_KINDS if t.has(k)]
+    if len(kinds) != 1:
+        got = ", ".join(kinds) or "none"
+        raise ScenarioError(
+            f"{t.file}: {t.path}: give exactly one of {', '.join(EXTRACT_KINDS)} (got {got})"
+        )
+    kind = kinds[0]
+    expr = t.text(kind, required=True)
+    path: tuple[str | int, ...] = ()
+    if kind == "json":
+        try:
+            path = parse_path(expr)
+        except JsonPathError as exc:
+            raise t.fail(kind, str(exc)) from None
+    elif kind == "regex":
+        try:
+            compiled = re.compile(expr)
+        except re.error as exc:
+            raise t.fail(kind, f"not a regular expression: {exc}") from None
+        if compiled.groups > 1:
+            raise t.fail(kind, "at most one group (the value); the whole match without one")
+    elif kind == "header":
+        if (problem := check_header_name(expr)) is not None and "written by" not in problem:
+            raise t.fail(kind, problem)
+    elif not expr or any(ch in expr for ch in "=; ,\t"):
+        raise t.fail(kind, f"not a cookie name: {expr!r}")
+    return Extract(var, kind, expr, path)
+
+
+def _parse_extract(t: _Table, reserved: set[str]) -> tuple[Extract, ...]:
+    e = t.table("extract")
+    if e is None:
+        return ()
+    out = []
+    for var in e.data:
+        sub = e.table(var)
+        if sub is None:
+            continue
+        if not PLACEHOLDER.fullmatch("{" + var + "}"):
+            raise e.fail(var, "a variable name is letters, digits and _ (not first a digit)")
+        if var in reserved:
+            raise e.fail(var, f"{{{var}}} is a built-in, product or data variable; pick another")
+        out.append(_parse_rule(sub, var))
+        sub.finish()
+    e.finish()
+    return tuple(out)
+
+
+def _parse_poll(t: _Table) -> Poll | None:
+    p = t.table("poll")
+    if p is None:
+        return None
+    until = p.raw("until", required=True)
+    if not isinstance(until, list) or not until:
+        raise p.fail("until", f"must be a non-empty list of values, got {until!r}")
+    if not all(isinstance(v, str | int | float | bool) for v in until):
+        raise p.fail("until", f"values must be strings, numbers or booleans, got {until!r}")
+    every_s = p.number("every_s", 0.5, L.POLL_EVERY_S)
+    most = p.integer("max", 20, L.POLL_MAX)
+    rule = _parse_rule(
+        _Table(p.file, p.path, {k: v for k, v in p.data.items() if k in EXTRACT_KINDS}), ""
+    )
+    for k in EXTRACT_KINDS:
+        if p.has(k):
+            p.seen.add(k)
+    p.finish()
+    return Poll(rule, tuple(value_key(v) for v in until), every_s, most)
+
+
+def _parse_streams(top: _Table) -> tuple[Stream, ...]:
+    """``[[streams]]``: name, a request (as a step's, without think/extract/poll), demand."""
+    out: list[Stream] = []
+    for t in top.tables("streams"):
+        for key in ("think_s", "probability", "extract", "poll"):
+            if t.has(key):
+                raise t.fail(key, "a stream is one request on its own curve: no " + key)
+        demand_t = t.table("demand")
+        if demand_t is None:
+            raise t.fail("demand", "is required: the stream's own curve (as [demand])")
+        demand = _parse_curve(demand_t)
+        if demand.is_empty:
+            raise t.fail("demand", "no demand: give the stream at least one component")
+        request = _parse_step(t, set())
+        if any(s.name == request.name for s in out):
+            raise t.fail("name", f"{request.name!r} is the name of an earlier stream too")
+        out.append(Stream(request.name, request, demand))
+    if len(out) > L.STREAMS.hi:
+        raise top.fail("streams", L.STREAMS.problem(len(out)) or "too many")
+    return tuple(out)
+
+
+def _parse_step(t: _Table, reserved: set[str]) -> Step:
+    name = t.text("name", required=True)
+    if not _STEP_NAME.fullmatch(name):
+        raise t.fail("name", f"must be 1–32 letters, digits, '_' or '-', got {name!r}")
+    path = t.text("path", required=True)
+    if not path.startswith("/"):
+        raise t.fail("path", f"must start with '/', got {path!r}")
+    if (problem := path_problem(path, query=True)) is not None:
+        raise t.fail("path", problem)
+    method = t.text("method", "POST").upper()
+    if method not in STEP_METHODS:
+        raise t.fail("method", f"must be one of {', '.join(STEP_METHODS)}, got {method!r}")
+    content_type = t.text("content_type", "application/json")
+    if (problem := check_content_type(content_type)) is not None:
+        raise t.fail("content_type", problem)
+    step = Step(
+        name=name,
+        path=path,
+        method=method,
+        body=t.text("body", ""),
+        content_type=content_type,
+        headers=_parse_headers(t),
+        status=_parse_status(t),
+        outcome=_parse_outcome(t.table("outcome")),
+        think=_parse_think(t, "think_s"),
+        probability=t.number("probability", 1.0, L.SHARE),
+        unless=t.opt_str("unless"),
+        extract=_parse_extract(t, reserved),
+        poll=_parse_poll(t),
+    )
+    t.finish()
+    return step
+
+
+def _reserved(products: list[Product], columns: tuple[str, ...]) -> set[str]:
+    """Variable names a journey may not extract into: built-ins, product vars, data columns."""
+    return {*BODY_FIELDS, *columns, *(name for p in products for name, _ in p.vars)}
+
+
+def _parse_journey(t: _Table | None, reserved: set[str]) -> Journey | None:
+    """``[journey]``: ``order_step`` and ``[[journey.steps]]`` (see scenario.journey)."""
+    if t is None:
+        return None
+    raw_steps = t.raw("steps", required=True)
+    n = len(raw_steps) if isinstance(raw_steps, list) else 1
+    if (problem := L.JOURNEY_STEPS.problem(n)) is not None:
+        raise t.fail("steps", problem)
+    steps = [_parse_step(s, reserved) for s in t.tables("steps")]
+    names = [s.name for s in steps]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise t.fail(f"steps[{i}].name", f"{name!r} is the name of an earlier step too")
+    for i, step in enumerate(steps):
+        if step.unless is not None and step.unless not in names[:i]:
+            raise t.fail(
+                f"steps[{i}].unless",
+                f"names no earlier step: {step.unless!r} (steps before it: "
+                f"{', '.join(names[:i]) or 'none'})",
+            )
+    order = t.text("order_step", required=True)
+    if order not in names:
+        raise t.fail("order_step", f"no step is named {order!r}; steps: {', '.join(names)}")
+    k = names.index(order)
+    if steps[k].probability < 1.0 or steps[k].unless is not None:
+        key = "probability" if steps[k].probability < 1.0 else "unless"
+        raise t.fail(f"steps[{k}].{key}", "the order step is taken by every buyer")
+    if steps[k].poll is not None:
+        raise t.fail(f"steps[{k}].poll", "the order step is not a polling step")
+    if not steps[k].body and steps[k].method != "GET":
+        steps[k] = dataclasses.replace(steps[k], body=DEFAULT_BODY)
+    t.finish()
+    return Journey(tuple(steps), k)
+
+
 def _parse_products(top: _Table) -> list[Product]:
     products = [_parse_product(p) for p in top.tables("products")]
     if len(products) > L.MAX_SKUS:
@@ -742,6 +959,8 @@ def parse_scenario(
     thresholds = top.raw("thresholds", [])
     if not isinstance(thresholds, list) or not all(isinstance(x, str) for x in thresholds):
         raise top.fail("thresholds", f"must be a list of strings, got {thresholds!r}")
+    buyers = _parse_buyers(top.table("buyers"), base_dir or Path.cwd())
+    columns = buyers.data.columns if buyers.data is not None else ()
     scenario = Scenario(
         name=name,
         description=top.text("description", ""),
@@ -750,11 +969,13 @@ def parse_scenario(
         scale=scale,
         products=tuple(products),
         demand=demand,
-        buyers=_parse_buyers(top.table("buyers"), base_dir or Path.cwd()),
+        buyers=buyers,
         target=_parse_target(top.table("target")),
         run=_parse_run(top.table("run")),
         storefront=_parse_storefront(top.table("storefront")),
         audit=_parse_audit(top.table("audit")),
+        journey=_parse_journey(top.table("journey"), _reserved(products, columns)),
+        streams=_parse_streams(top),
         thresholds=tuple(thresholds),
         source=source,
     )
@@ -762,6 +983,8 @@ def parse_scenario(
     assert top.seen <= _TOP_KEYS
     check_total_stock(scenario)
     check_templates(scenario)
+    check_journey(scenario)
+    check_streams(scenario)
     check_buyers_data(scenario)
     return scenario
 

@@ -146,9 +146,82 @@ def check_templates(scenario: Scenario) -> None:
                     )
 
 
+def check_journey(scenario: Scenario) -> None:
+    """ScenarioError unless every variable of every journey step is defined before it is used:
+    the order's own, the products' ``vars``, the buyers data columns, and the values an
+    *earlier* step extracts (a step's own extracts come from its answer, after it is sent)."""
+    journey = scenario.journey
+    if journey is None:
+        return
+    data = scenario.buyers.data
+    columns = data.columns if data is not None else ()
+    pvars = _product_vars(scenario)
+    extracted: list[str] = []
+    later = {e.var: s.name for s in journey.steps for e in s.extract}
+    for i, step in enumerate(journey.steps):
+        known = (*BODY_FIELDS, *pvars, *columns, *extracted)
+        for key, text in step.templates():
+            where = f"journey.steps[{i}].{key}"
+            for name in PLACEHOLDER.findall(text):
+                if name in known:
+                    if name in pvars:
+                        for k, p in enumerate(scenario.products):
+                            if name not in dict(p.vars):
+                                raise _fail(
+                                    scenario,
+                                    f"products[{k}].vars",
+                                    f"no {name}, which {where} uses (every product needs it)",
+                                )
+                    continue
+                if name in later:
+                    raise _fail(
+                        scenario,
+                        where,
+                        f"{{{name}}} is extracted by step {later[name]!r}, which does not come "
+                        "before this one",
+                    )
+                listing = " ".join("{" + k + "}" for k in known)
+                raise _fail(scenario, where, f"unknown variable {{{name}}}; variables: {listing}")
+            if key != "body" and re.search(r"[{}]", PLACEHOLDER.sub("", text)):
+                raise _fail(scenario, where, f"a brace that is not a {{variable}} in {text!r}")
+        extracted += [e.var for e in step.extract if e.var not in extracted]
+
+
+def check_streams(scenario: Scenario) -> None:
+    """ScenarioError unless every variable of every stream's request is defined: the order's
+    own, the products' ``vars`` and the buyers data columns (a stream extracts nothing)."""
+    data = scenario.buyers.data
+    columns = data.columns if data is not None else ()
+    pvars = _product_vars(scenario)
+    known = (*BODY_FIELDS, *pvars, *columns)
+    for i, stream in enumerate(scenario.streams):
+        for key, text in stream.request.templates():
+            where = f"streams[{i}].{key}"
+            for name in PLACEHOLDER.findall(text):
+                if name not in known:
+                    listing = " ".join("{" + k + "}" for k in known)
+                    raise _fail(
+                        scenario, where, f"unknown variable {{{name}}}; variables: {listing}"
+                    )
+                if name in pvars:
+                    for k, p in enumerate(scenario.products):
+                        if name not in dict(p.vars):
+                            raise _fail(
+                                scenario,
+                                f"products[{k}].vars",
+                                f"no {name}, which {where} uses (every product needs it)",
+                            )
+            if key != "body" and re.search(r"[{}]", PLACEHOLDER.sub("", text)):
+                raise _fail(scenario, where, f"a brace that is not a {{variable}} in {text!r}")
+
+
 def locust_lacks(scenario: Scenario) -> str | None:
     """What of the scenario's request shape the Locust adapter does not send yet (it renders
     the default head and the body's built-in fields), or None: said before Locust starts."""
+    if scenario.journey is not None:
+        return "a [journey]"
+    if scenario.streams:
+        return "[[streams]]"
     t = scenario.target
     if scenario.buyers.data is not None:
         return "buyers.data"

@@ -25,7 +25,8 @@ from simulator.storefront.backends import (
     create_backend,
 )
 from simulator.storefront.config import StorefrontSettings
-from simulator.storefront.flow import Flow
+from simulator.storefront.flow import Flow, sweep_interval_s
+from simulator.storefront.history import Sampler, StockHistory
 from simulator.storefront.openapi import PATHS, openapi_document
 from simulator.storefront.protocol import error_body
 from simulator.storefront.validate import (
@@ -51,7 +52,9 @@ class Storefront:
         self.settings = settings
         self.backend = backend
         self.stats = metrics.OrderStats()
-        self.registry, self._collector = metrics.new_registry(self.stats, backend.name)
+        self.registry, self._collector = metrics.new_registry(
+            self.stats, backend.name, lifecycle=settings.reservation_ttl_s is not None
+        )
         self._max_in_flight = settings.max_concurrency
         self._max_body = settings.client_max_size
         self._read_timeout_s = settings.read_timeout_s
@@ -72,6 +75,8 @@ class Storefront:
         self._row_locks: dict[str, asyncio.Lock] = {}
         self._openapi = orjson.dumps(openapi_document(__version__))
         self.flow = Flow(self)
+        self.history = StockHistory()
+        self.sampler = Sampler(backend, self.history, self.flow.clock)
 
     # -- POST /orders: the hot path --------------------------------------------------------
 
@@ -206,9 +211,16 @@ class Storefront:
     # -- the other routes -----------------------------------------------------------------
 
     async def get_inventory(self, request: web.Request) -> web.Response:
-        """Per-SKU initial, sold, ledger units/orders and remaining (and holds, with a TTL)."""
+        """Per-SKU initial, sold, ledger units/orders and remaining (and holds, with a TTL).
+
+        With a TTL, ``holds`` states the storefront's clock, its sweep interval and the grace
+        (two sweep intervals: one to reach the next sweep, one for it to finish), and each SKU
+        its ``overdue_units``/``overdue_holds``: units still held by reservations whose expiry
+        is more than the grace before now, which the sweeper should have given back (the
+        audit's undersell), with ``overdue_max_s``, how late the oldest of them is.
+        """
         snapshot = await self.backend.snapshot()
-        skus: dict[str, dict[str, int]] = {
+        skus: dict[str, dict[str, int | float]] = {
             sku: {
                 "initial": s.initial,
                 "sold": s.sold,
@@ -218,9 +230,15 @@ class Storefront:
             }
             for sku, s in sorted(snapshot.items())
         }
-        if self.settings.reservation_ttl_s is not None:
+        doc: dict[str, object] = {"backend": self.backend.name, "skus": skus}
+        ttl_s = self.settings.reservation_ttl_s
+        if ttl_s is not None:
+            now = self.flow.clock()
+            grace_s = 2 * sweep_interval_s(ttl_s)
+            overdue = await self.backend.overdue_holds(now - grace_s)
             for sku, numbers in skus.items():
                 s = snapshot[sku]
+                late = overdue.get(sku)
                 numbers.update(
                     paid=s.paid,
                     held=s.held,
@@ -229,9 +247,21 @@ class Storefront:
                     returned=s.returned,
                     double_returns=s.double_returns,
                     paid_after_expiry=s.paid_after_expiry,
+                    overdue_units=0 if late is None else late.units,
+                    overdue_holds=0 if late is None else late.holds,
+                    overdue_max_s=0.0 if late is None else round(now - late.oldest_expires_at, 3),
                 )
-        body = orjson.dumps({"backend": self.backend.name, "skus": skus})
-        return web.Response(body=body, content_type=JSON)
+            doc["holds"] = {
+                "now": now,
+                "reservation_ttl_s": ttl_s,
+                "sweep_interval_s": sweep_interval_s(ttl_s),
+                "grace_s": grace_s,
+            }
+        return web.Response(body=orjson.dumps(doc), content_type=JSON)
+
+    async def get_inventory_history(self, request: web.Request) -> web.Response:
+        """Free, held and sold units about once a second since the start or the last reset."""
+        return web.Response(body=orjson.dumps(self.history.to_json()), content_type=JSON)
 
     async def get_ledger(self, request: web.Request) -> web.Response:
         """Every confirmed ledger entry as [order_id, sku, qty, user_id]."""
@@ -252,6 +282,7 @@ class Storefront:
         stocks: Mapping[str, int] = {**self.settings.stocks, **(given or {})}
         await self.backend.reset(stocks)
         self.stats.clear()
+        await self.sampler.restart(stocks)
         return web.Response(body=orjson.dumps({"ok": True, "stock": stocks}), content_type=JSON)
 
     async def get_healthz(self, request: web.Request) -> web.Response:
@@ -284,13 +315,16 @@ class Storefront:
     # -- life -----------------------------------------------------------------------------
 
     async def on_startup(self, app: web.Application) -> None:
-        """Connect the backend and load its initial stock; start the sale's clock and sweeper."""
+        """Connect the backend, load its initial stock; start the clock, sweeper and sampler."""
         await self.backend.start()
         self.flow.start()
+        self.history.clear(self.flow.clock(), self.settings.stocks)
+        self.sampler.start()
 
     async def on_cleanup(self, app: web.Application) -> None:
-        """Stop the sweeper, close the backend's connections."""
+        """Stop the sweeper and the stock sampler, close the backend's connections."""
         await self.flow.stop()
+        await self.sampler.stop()
         await self.backend.close()
 
 
@@ -321,6 +355,7 @@ def make_app(settings: StorefrontSettings, backend: Backend | None = None) -> we
         ("get", "/products/{sku}"): flow.get_product,
         ("get", "/time"): flow.get_time,
         ("get", "/inventory"): shop.get_inventory,
+        ("get", "/inventory/history"): shop.get_inventory_history,
         ("get", "/ledger"): shop.get_ledger,
         ("post", "/reset"): shop.post_reset,
         ("get", "/healthz"): shop.get_healthz,

@@ -41,9 +41,11 @@ class OrderStats:
 class StorefrontCollector(Collector):
     """Turns :class:`OrderStats` and the latest inventory snapshot into metric families."""
 
-    def __init__(self, stats: OrderStats, backend: str) -> None:
+    def __init__(self, stats: OrderStats, backend: str, lifecycle: bool = False) -> None:
         self.stats = stats
         self.backend = backend
+        #: with a reservation TTL: the lifecycle's numbers too (held, paid, returned, …)
+        self.lifecycle = lifecycle
         #: set by the /metrics handler just before each scrape (backends are async)
         self.snapshot: Mapping[str, SkuSnapshot] = {}
 
@@ -68,17 +70,26 @@ class StorefrontCollector(Collector):
             "Orders being processed now (the load-shedding limit applies to this)",
             value=stats.in_flight,
         )
+        names = [
+            ("initial", "Initial stock of the SKU"),
+            ("sold", "Units sold by the backend's counter"),
+            ("ledger_units", "Units summed from the ledger of confirmed orders"),
+            ("ledger_orders", "Confirmed orders in the ledger"),
+            ("remaining", "Stock left"),
+        ]
+        if self.lifecycle:
+            names += [
+                ("held", "Units held by live reservations"),
+                ("reserved", "Units ever reserved"),
+                ("returned", "Units given back by expiries and cancels"),
+                ("double_returns", "Reservations given back more than once (racy stores)"),
+                ("paid_after_expiry", "Reservations both paid and given back (racy stores)"),
+            ]
         gauges = {
             name: GaugeMetricFamily(
                 f"flashsale_storefront_sku_{name}", help_text, labels=["backend", "sku"]
             )
-            for name, help_text in (
-                ("initial", "Initial stock of the SKU"),
-                ("sold", "Units sold by the backend's counter"),
-                ("ledger_units", "Units summed from the ledger of confirmed orders"),
-                ("ledger_orders", "Confirmed orders in the ledger"),
-                ("remaining", "Stock left"),
-            )
+            for name, help_text in names
         }
         for sku, snap in self.snapshot.items():
             for name, gauge in gauges.items():
@@ -86,10 +97,12 @@ class StorefrontCollector(Collector):
         yield from gauges.values()
 
 
-def new_registry(stats: OrderStats, backend: str) -> tuple[CollectorRegistry, StorefrontCollector]:
+def new_registry(
+    stats: OrderStats, backend: str, lifecycle: bool = False
+) -> tuple[CollectorRegistry, StorefrontCollector]:
     """A registry of its own for one app (never the global one), with its collector."""
     registry = CollectorRegistry(auto_describe=False)
-    collector = StorefrontCollector(stats, backend)
+    collector = StorefrontCollector(stats, backend, lifecycle)
     registry.register(collector)
     return registry, collector
 

@@ -78,6 +78,64 @@ SCHEMAS: dict[str, Any] = {
             "returned": {"type": "integer", "description": "with a TTL: units given back"},
             "double_returns": {"type": "integer", "description": "holds returned again"},
             "paid_after_expiry": {"type": "integer", "description": "holds paid and returned"},
+            "overdue_units": {
+                "type": "integer",
+                "description": "with a TTL: units held past their expiry by over holds.grace_s",
+            },
+            "overdue_holds": {"type": "integer", "description": "with a TTL: those holds"},
+            "overdue_max_s": {
+                "type": "number",
+                "description": "with a TTL: seconds the oldest overdue hold is past its expiry",
+            },
+        },
+    },
+    "Holds": {
+        "type": "object",
+        "description": "with a TTL: the clock the overdue holds were judged by",
+        "required": ["now", "reservation_ttl_s", "sweep_interval_s", "grace_s"],
+        "properties": {
+            "now": {"type": "number", "description": "Unix seconds"},
+            "reservation_ttl_s": {"type": "number"},
+            "sweep_interval_s": {"type": "number"},
+            "grace_s": {"type": "number", "description": "two sweep intervals"},
+        },
+    },
+    "StockSeries": {
+        "type": "object",
+        "required": ["free", "held", "sold"],
+        "properties": {
+            k: {"type": "array", "items": {"type": "integer"}, "description": d}
+            for k, d in (
+                ("free", "units on sale, per sample"),
+                ("held", "units in live reservations, per sample"),
+                ("sold", "units paid (or confirmed without a TTL), per sample"),
+            )
+        },
+    },
+    "StockHistory": {
+        "type": "object",
+        "required": ["started_at", "interval_s", "capacity", "dropped", "skus", "t_s", "series"],
+        "properties": {
+            "started_at": {"type": "number", "description": "Unix seconds of the start or reset"},
+            "interval_s": {"type": "number", "description": "the least time between samples"},
+            "capacity": {"type": "integer", "description": "samples kept at most (a ring)"},
+            "dropped": {"type": "integer", "description": "oldest samples no longer kept"},
+            "initial_total": {"type": "integer"},
+            "skus": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "the SKUs kept one by one (the largest stocks); all are in total",
+            },
+            "t_s": {
+                "type": "array",
+                "items": {"type": "number"},
+                "description": "when each sample was taken, seconds after started_at",
+            },
+            "series": {
+                "type": "object",
+                "description": "'total' and each SKU of skus",
+                "additionalProperties": _ref("StockSeries"),
+            },
         },
     },
     "Held": {
@@ -160,6 +218,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "backend": {"type": "string"},
             "skus": {"type": "object", "additionalProperties": _ref("SkuNumbers")},
+            "holds": _ref("Holds"),
         },
     },
     "Ledger": {
@@ -345,6 +404,13 @@ PATHS: dict[str, Any] = {
             "summary": "Per-SKU initial, sold, ledger and remaining units",
             "operationId": "getInventory",
             "responses": {"200": _json("Inventory", "inventory"), "405": _BAD_METHOD},
+        }
+    },
+    "/inventory/history": {
+        "get": {
+            "summary": "Free, held and sold units about once a second (a bounded ring)",
+            "operationId": "getInventoryHistory",
+            "responses": {"200": _json("StockHistory", "stock over time"), "405": _BAD_METHOD},
         }
     },
     "/ledger": {

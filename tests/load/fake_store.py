@@ -8,6 +8,7 @@ GET /healthz). Modes misbehave on purpose:
 - ``ok``: atomic stock, idempotent order ids;
 - ``oversell``: confirms every order whatever the stock (and counts it sold);
 - ``throttle``: answers 429 to the first attempt of every order id, then behaves;
+- ``throttle-wait``: as ``throttle``, its 429 saying ``Retry-After: 1``;
 - ``chunked``: answers with chunked bodies;
 - ``close``: answers with ``Connection: close``;
 - ``garbage``: every 10th order gets bytes that are not HTTP; ``reset``: every 10th order's
@@ -54,9 +55,10 @@ def build_app(stock: dict[str, int], mode: str) -> web.Application:
                 transport.abort()
             await asyncio.sleep(10)
         oid, sku, qty = str(body["order_id"]), body["sku"], int(body["qty"])
-        if mode == "throttle" and oid not in seen_throttle:
+        if mode in ("throttle", "throttle-wait") and oid not in seen_throttle:
             seen_throttle.add(oid)
-            return web.json_response({"error": "busy"}, status=429)
+            wait = {"Retry-After": "1"} if mode == "throttle-wait" else None
+            return web.json_response({"error": "busy"}, status=429, headers=wait)
         if sku not in stock:
             return web.json_response({"error": "no sku"}, status=422)
         if oid in decided:

@@ -98,12 +98,12 @@ def test_a_bad_value_from_the_scenario_is_not_blamed_on_a_flag(scenario_file, tm
     assert r.returncode == 2 and "ftp://nope" in r.stderr and "--target" not in r.stderr
 
 
-def test_the_bundled_flow_is_refused_by_run_until_journeys_drive_it(scenario_file, tmp_path):
+def test_the_bundled_flow_needs_a_journey(scenario_file, tmp_path):
     path = tmp_path / "flow.toml"
     path.write_text(scenario_file().read_text() + "\n[storefront]\nreservation_ttl_s = 600.0\n")
     r = flashsale(str(path))
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
-    assert "flash-sale flow" in r.stderr and "flashsale serve --scenario" in r.stderr
+    assert "flash-sale flow" in r.stderr and "[journey]" in r.stderr
 
 
 def test_unreachable_target_exits_2(scenario_file) -> None:

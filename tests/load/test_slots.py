@@ -170,7 +170,9 @@ def test_retries_and_a_chunked_schedule_add_up() -> None:
     rows = constant_rows(4 * REGION, 5_000, flags=2)  # every buyer retries
     chunks = [rows[i : i + 3000] for i in range(0, len(rows), 3000)]  # as a generator would
     retry = Retry(share=1.0, max_attempts=2, backoff_s=0.001, jitter=0.5)
-    cfg = EngineConfig(timeout_s=1.0, drain_s=0.5, retry=retry)
+    # 65,536 attempts in 0.16 s of schedule: the run ends when all are answered; the drain only
+    # bounds it (a short one cut retries off on a loaded machine)
+    cfg = EngineConfig(timeout_s=1.0, drain_s=10.0, retry=retry)
     run = Run(iter(chunks), _Echo(8, stock=10**9, throttle_first=True), cfg)
     t = uvloop.run(run.execute()).tally
     assert t.scheduled == len(rows) and t.retries == len(rows)

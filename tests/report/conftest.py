@@ -21,14 +21,16 @@ def write(report: dict[str, Any], path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def clean_run() -> Synthetic:
-    """A synthetic run with every report section (spectrum, per-SKU series) and no oversell."""
-    return synthetic_run()
+    """A synthetic run with every report section (spectrum, per-SKU series, the reservation
+    lifecycle and the stock over time) and no oversell."""
+    return synthetic_run(reservations=True)
 
 
 @pytest.fixture(scope="session")
 def oversold_run() -> Synthetic:
-    """The same run against a racy toy backend that confirms 7 units past one SKU's stock."""
-    return synthetic_run(oversell=7)
+    """The same run against a racy toy backend that confirms 7 units past one SKU's stock (and
+    returns two holds twice)."""
+    return synthetic_run(oversell=7, reservations=True)
 
 
 @pytest.fixture(scope="session")

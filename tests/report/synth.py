@@ -41,7 +41,10 @@ def synthetic_run(
     oversell: int = 0,
     seed: int = 3,
     series: bool = True,
+    reservations: bool = False,
 ) -> Synthetic:
+    """A run against a toy backend; ``reservations``: with a TTL's lifecycle and stock history
+    (each SKU had a few holds expire and go back on sale; a second's sales are first held)."""
     sc = load_scenario(ROOT / "scenarios" / "durian-1111.toml", scale=scale)
     rows = build_schedule(sc, duration_s).materialize()
     rng = np.random.default_rng(seed)
@@ -103,8 +106,29 @@ def synthetic_run(
             for i, s in enumerate(skus)
         },
     }
+    history = None
+    if reservations:
+        for i, sku in enumerate(skus):
+            returned, doubles = 3 + i, 0
+            free = stocks[sku] - sold[i]
+            if oversell and i == 0:  # the racy toy also returned two 1-unit holds twice
+                free, returned, doubles = max(0, free), returned + 2, 2
+            inventory["skus"][sku].update(
+                paid=sold[i], held=0, free=free,
+                reserved=sold[i] + 3 + i, returned=returned,
+                double_returns=doubles, paid_after_expiry=0,
+                overdue_units=0, overdue_holds=0, overdue_max_s=0.0,
+            )  # fmt: skip
+        inventory["holds"] = {"now": 0.0, "reservation_ttl_s": 2.0, "sweep_interval_s": 0.2,
+                              "grace_s": 0.4}  # fmt: skip
+        history = stock_history(summary, stocks, skus)
     audit_result = audit(
-        rows, rec, skus, stocks, sc.per_buyer_limits(), ServerState(inventory, None)
+        rows,
+        rec,
+        skus,
+        stocks,
+        sc.per_buyer_limits(),
+        ServerState(inventory, None, history=history),
     )
     report = {
         "flashsale_report": 1,
@@ -122,4 +146,35 @@ def synthetic_run(
         **summary,
         "audit": audit_result,
     }
+    if "stock_history" in audit_result:  # where run_report puts it
+        report["stock_history"] = audit_result.pop("stock_history")
     return Synthetic(report, rows, rec, skus)
+
+
+def stock_history(
+    summary: dict[str, Any], stocks: dict[str, int], skus: tuple[str, ...]
+) -> dict[str, Any]:
+    """What the storefront's sampler would have served: units sold by the end of each second,
+    each second's sales held during that second, the rest free."""
+    units = summary["timeline"]["confirmed_units_per_s"]
+    n = len(summary["timeline"]["second"])
+    series: dict[str, dict[str, list[int]]] = {}
+    for sku in skus:
+        per_s = units.get(sku, [0] * n)
+        sold = np.cumsum(per_s).tolist()
+        held = [int(u) for u in per_s]
+        free = [max(0, stocks[sku] - s - h) for s, h in zip(sold, held, strict=True)]
+        series[sku] = {"free": free, "held": held, "sold": sold}
+    series["total"] = {
+        k: [sum(series[s][k][i] for s in skus) for i in range(n)] for k in ("free", "held", "sold")
+    }
+    return {
+        "started_at": 0.0,
+        "interval_s": 1.0,
+        "capacity": 3600,
+        "dropped": 0,
+        "initial_total": sum(stocks.values()),
+        "skus": list(skus),
+        "t_s": [float(i + 1) for i in range(n)],
+        "series": series,
+    }

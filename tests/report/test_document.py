@@ -151,3 +151,41 @@ def test_confirmed_units_count_each_order_id_once() -> None:
     assert a["skus"]["a"]["client_units"] == 5 and a["skus"]["a"]["client_orders"] == 2
     assert sum(sku_units_per_s(rows, rec, ("a", "b"), 1)["a"]) == 5
     assert summary.timeline.sku_units["a"] == [5]
+
+
+def test_a_report_from_before_the_lifecycle_and_history_reads(oversold_run: Synthetic) -> None:
+    """Written before the reservation lifecycle and the stock history: both absent, nothing
+    lost, the page says the figure is missing; a malformed history is skipped, not fatal."""
+    from simulator.report.html import render_html
+    from simulator.report.sections import LIFECYCLE_KEYS, LIFECYCLE_TOTALS
+
+    old = copy.deepcopy(oversold_run.report)
+    del old["stock_history"]
+    for key in (*LIFECYCLE_TOTALS, "holds"):
+        del old["audit"][key]
+    for s in old["audit"]["skus"].values():
+        for key in (*LIFECYCLE_KEYS, "conserved"):
+            s.pop(key)
+    doc = Report.from_json(old)
+    assert doc.stock_history is None and doc.audit is not None and doc.audit.lifecycle == {}
+    assert all(s.cycle is None for s in doc.skus)
+    assert doc.audit.breakages == doc.oversell_units == 7
+    assert "lifecycle" not in render_text(doc)
+    page = render_html(doc)
+    assert "stock over time not in this report" in page and 'id="lifecycle-verdict"' not in page
+    assert "stock_history" not in doc.to_json()
+    for bad in ({"t_s": [0, "x"], "series": {}}, {"t_s": [1.0], "series": {"a": {}}}, [1]):
+        assert Report.from_json({**oversold_run.report, "stock_history": bad}).stock_history is None
+
+
+def test_the_lifecycle_and_the_history_round_trip(oversold_run: Synthetic) -> None:
+    doc = Report.from_json(oversold_run.report)
+    assert doc.stock_history is not None and doc.audit is not None
+    assert doc.audit.lifecycle == {
+        "undersell_units": 0, "double_returns": 2, "paid_after_expiry": 0, "excess_units": 7,
+    }  # fmt: skip
+    assert doc.audit.breakages == 7 + 2 + 7
+    again = Report.from_json(orjson.loads(report_bytes(doc)))
+    assert again.stock_history == doc.stock_history and again.audit == doc.audit
+    cycle = dict((s.sku, s.cycle) for s in again.skus)["durian-musang-king"]
+    assert cycle is not None and cycle.double_returns == 2 and not cycle.conserved

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from simulator.report.document import Report
-from simulator.report.html import HEADLINE, write_html
+from simulator.report.html import HEADLINE, OPTIONAL_HEADLINE, write_html
 
 from .conftest import write
 from .synth import ROOT, Synthetic
@@ -79,6 +79,9 @@ def check_page(browser: Any, report: dict[str, Any], page: Path, shot: Path) -> 
         drawn.append(key)
     expected = expected_headline(report)
     for metric, _, _ in HEADLINE:
+        if metric in OPTIONAL_HEADLINE and metric not in expected:  # no reservation TTL
+            assert not browser.find_elements(By.ID, f"metric-{metric}"), metric
+            continue
         el = browser.find_element(By.ID, f"metric-{metric}")
         assert el.get_attribute("data-metric") == metric
         assert el.find_element(By.CLASS_NAME, "value").is_displayed()
@@ -106,6 +109,7 @@ def test_real_run_report_in_chromium(browser: Any, real_report: Path, tmp_path: 
     # the figures whose data the report has are all drawn
     assert ("stock" in drawn) == ("confirmed_units_per_s" in report["timeline"])
     assert ("spectrum" in drawn) == ("latency_spectrum" in report)
+    assert ("history" in drawn) == ("stock_history" in report)
 
 
 def test_every_figure_in_chromium(browser: Any, oversold_run: Synthetic, tmp_path: Path) -> None:
@@ -120,6 +124,17 @@ def test_every_figure_in_chromium(browser: Any, oversold_run: Synthetic, tmp_pat
     cell = row.find_element(By.TAG_NAME, "td")  # highlighted: a red tint, bold red text
     assert cell.value_of_css_property("background-color") == "rgba(253, 236, 234, 1)"
     assert cell.value_of_css_property("font-weight") == "600"
+    # the reservation lifecycle: a red verdict naming the breakage, the product's row marked
+    verdict = browser.find_element(By.ID, "lifecycle-verdict")
+    assert "BROKEN: 2 double returns" in verdict.text and verdict.is_displayed()
+    assert verdict.value_of_css_property("color") == "rgba(165, 14, 14, 1)"
+    (row,) = browser.find_elements(By.CSS_SELECTOR, "#lifecycle-table tr.broken")
+    assert row.get_attribute("data-sku") == "durian-musang-king"
+    assert row.find_element(By.CSS_SELECTOR, 'td[data-field="double_returns"]').text == "2"
+    # the stock over time: one stacked panel per series (totals, then each product)
+    history = browser.find_element(By.CSS_SELECTOR, 'figure[data-plot="history"] svg')
+    panels = history.find_elements(By.CSS_SELECTOR, 'g[id^="history-axes_"]')
+    assert len(panels) == 3
 
 
 def test_run_metadata_and_thresholds_in_chromium(

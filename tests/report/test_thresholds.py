@@ -142,3 +142,20 @@ def test_model_report_metrics(model_report: dict[str, Any]) -> None:
     assert values["confirmed"] == model_report["orders"]["outcomes"]["confirmed"]
     (ok,) = evaluate(model_report, ["oversell_units == 0"])
     assert ok.passed
+
+
+def test_lifecycle_thresholds(clean_run: Synthetic, oversold_run: Synthetic) -> None:
+    gates = ["undersell_units == 0", "double_returns == 0", "paid_after_expiry == 0"]
+    assert all(r.passed for r in evaluate(clean_run.report, gates))
+    results = evaluate(oversold_run.report, gates)  # two holds returned twice
+    assert [(r.passed, r.value) for r in results] == [(True, 0.0), (False, 2.0), (True, 0.0)]
+    # without a reservation TTL: n/a, with the reason, never a PASS
+    r: dict[str, Any] = copy.deepcopy(clean_run.report)
+    for key in ("undersell_units", "double_returns", "paid_after_expiry", "excess_units"):
+        del r["audit"][key]
+    for s in r["audit"]["skus"].values():
+        del s["paid"]
+    doc = Report.from_json(r)
+    (result,) = evaluate(doc, ["undersell_units == 0"])
+    assert not result.passed and result.value is None
+    assert "no reservation TTL" in render_results([result], doc)

@@ -13,7 +13,10 @@ oversell, as a careless shop does. ``open_orders`` adds ``POST /api/v1/open/orde
 load engine's default body (order_id, sku, qty, user_id, no token) and answering with an HTTP
 status as well (201 / 409 / 422): today's engine reads outcomes from the status alone, and
 these answers keep its count honest. ``GET /api/v1/admin/stock`` lists stock per SKU as a
-storefront's admin API might (``data.items[*].{sku, remaining, sold}``).
+storefront's admin API might (``data.items[*].{sku, remaining, sold}``). For buyer journeys:
+login also sets a session cookie ``sid``; an order's answer carries its ref in ``X-Order-Ref``
+too; ``GET /api/v1/orders/{ref}`` (Bearer) says ``PENDING`` on the first look and ``DONE``
+after (``PAID`` once paid); ``POST /api/v1/orders/{ref}/pay`` goes by the ``sid`` cookie.
 """
 
 from __future__ import annotations
@@ -190,6 +193,8 @@ class RedisStore:
 def make_app(config: ShopConfig, store: Store) -> web.Application:
     """The shop's aiohttp application over ``store``."""
     tokens: dict[str, str] = {}  # token → user id (per app: no module state)
+    sessions: dict[str, str] = {}  # session cookie → user id
+    refs: dict[str, list[Any]] = {}  # order ref → [user, polls so far, paid]
 
     async def on_startup(_: web.Application) -> None:
         await store.open(config.stock)
@@ -205,7 +210,11 @@ def make_app(config: ShopConfig, store: Store) -> web.Application:
             return web.json_response({"code": 400, "msg": "user_id required"})
         token = secrets.token_hex(16)
         tokens[token] = user
-        return web.json_response({"code": 0, "data": {"token": token}})
+        sid = secrets.token_hex(8)
+        sessions[sid] = user
+        response = web.json_response({"code": 0, "data": {"token": token}})
+        response.set_cookie("sid", sid, httponly=True)
+        return response
 
     async def place(sku: str, qty: int, user: str, client_ref: str | None) -> dict[str, Any]:
         if config.per_buyer_limit and await store.bought(user, sku) + qty > config.per_buyer_limit:
@@ -226,7 +235,32 @@ def make_app(config: ShopConfig, store: Store) -> web.Application:
             qty = int(body.get("qty", 1))
         except (ValueError, TypeError, AttributeError):
             return web.json_response({"code": 400, "msg": "bad body"})
-        return web.json_response(await place(request.match_info["sku"], qty, user, None))
+        answer = await place(request.match_info["sku"], qty, user, None)
+        if answer["code"] != 0:
+            return web.json_response(answer)
+        ref = answer["data"]["order_ref"]
+        refs[ref] = [user, 0, False]
+        return web.json_response(answer, headers={"X-Order-Ref": ref})
+
+    def owner(request: web.Request) -> str | None:
+        auth = request.headers.get("Authorization", "")
+        return tokens.get(auth.removeprefix("Bearer ")) if auth.startswith("Bearer ") else None
+
+    async def order_state(request: web.Request) -> web.Response:
+        entry = refs.get(request.match_info["ref"])
+        if entry is None or entry[0] != owner(request):
+            return web.json_response({"code": 404, "msg": "no such order"})
+        entry[1] += 1  # the order settles on the second look, as an async pipeline would
+        state = "PAID" if entry[2] else "DONE" if entry[1] >= 2 else "PENDING"
+        return web.json_response({"code": 0, "data": {"state": state}})
+
+    async def pay(request: web.Request) -> web.Response:
+        entry = refs.get(request.match_info["ref"])
+        user = sessions.get(request.cookies.get("sid", ""))
+        if entry is None or user is None or entry[0] != user:
+            return web.json_response(BAD_TOKEN)  # the session cookie is what pays
+        entry[2] = True
+        return web.json_response({"code": 0, "data": {"paid": True}})
 
     async def open_order(request: web.Request) -> web.Response:
         try:
@@ -248,6 +282,8 @@ def make_app(config: ShopConfig, store: Store) -> web.Application:
     app.router.add_post("/api/v1/login", login)
     app.router.add_post("/api/v1/seckill/{sku}/order", seckill)
     app.router.add_get("/api/v1/admin/stock", admin_stock)
+    app.router.add_get("/api/v1/orders/{ref}", order_state)
+    app.router.add_post("/api/v1/orders/{ref}/pay", pay)
     if config.open_orders:
         app.router.add_post("/api/v1/open/order", open_order)
     return app

@@ -66,6 +66,7 @@ async def test_reserve_poll_pay_cancel_and_expire(start: Any, http: Any) -> None
         "initial": 5, "sold": 2, "ledger_units": 2, "ledger_orders": 1, "remaining": 3,
         "paid": 2, "held": 0, "free": 3, "reserved": 4, "returned": 2,
         "double_returns": 0, "paid_after_expiry": 0,
+        "overdue_units": 0, "overdue_holds": 0, "overdue_max_s": 0.0,
     }  # fmt: skip
     assert (await http.get(sf.url + "/ledger"))["orders"] == [["a", "durian", 2, "ann"]]
 

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import email.utils
 import socket
 import ssl
+import time
 from collections.abc import Sequence
 
 import httptools
@@ -50,7 +52,16 @@ def failure_reason(exc: BaseException | None) -> int:
 class _Conn(asyncio.Protocol):
     """One keep-alive connection; also the httptools callback object for its responses."""
 
-    __slots__ = ("alive", "attempt", "bad", "parser", "pool", "sent_ns", "transport")
+    __slots__ = (
+        "alive",
+        "attempt",
+        "bad",
+        "parser",
+        "pool",
+        "retry_after_s",
+        "sent_ns",
+        "transport",
+    )
 
     def __init__(self, pool: LeanTransport) -> None:
         self.pool = pool
@@ -60,6 +71,7 @@ class _Conn(asyncio.Protocol):
         self.sent_ns = 0
         self.alive = False
         self.bad = False  # aborted on garbage: the in-flight attempt's reason is a bad response
+        self.retry_after_s = -1.0  # the last answer's Retry-After in seconds (−1: none, or unread)
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -164,6 +176,83 @@ class _BodyConn(_Conn):
         self._answer(attempt, status, outcome, reason)
 
 
+class _RetryAfterConn(_Conn):
+    """A connection that reads each answer's ``Retry-After`` (retrying buyers honour it)."""
+
+    __slots__ = ()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(name) == 11 and name.lower() == b"retry-after":
+            self.retry_after_s = retry_after_seconds(value)
+
+    def on_message_begin(self) -> None:
+        self.retry_after_s = -1.0
+
+
+class _RetryAfterBodyConn(_BodyConn):
+    """:class:`_BodyConn` that reads ``Retry-After`` too."""
+
+    __slots__ = ()
+
+    on_header = _RetryAfterConn.on_header
+    on_message_begin = _RetryAfterConn.on_message_begin
+
+
+class _AnswerConn(_Conn):
+    """A connection that hands the whole answer (status, headers, body) to the sink's
+    ``on_answer``: a journey classifies it by its step's rule and takes values from it."""
+
+    __slots__ = ("chunks", "headers")
+
+    def __init__(self, pool: LeanTransport) -> None:
+        self.chunks: list[bytes] = []
+        self.headers: list[tuple[bytes, bytes]] = []
+        super().__init__(pool)
+
+    def on_message_begin(self) -> None:
+        self.chunks = []
+        self.headers = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value))
+
+    def on_body(self, body: bytes) -> None:
+        self.chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        attempt, self.attempt = self.attempt, -1
+        chunks, headers = self.chunks, self.headers
+        if attempt < 0:
+            self._drop()
+            return
+        status = self.parser.get_status_code()
+        sink = self.pool.sink
+        body = b"".join(chunks)
+        if not self.parser.should_keep_alive():
+            self.alive = False
+            sink.on_answer(self, attempt, status, headers, body)  # type: ignore[attr-defined]
+            sink.on_lost(self)
+            if self.transport is not None:
+                self.transport.close()
+            return
+        sink.on_answer(self, attempt, status, headers, body)  # type: ignore[attr-defined]
+
+
+def retry_after_seconds(value: bytes) -> float:
+    """A ``Retry-After`` value in seconds from now: delay-seconds or an HTTP date; −1 when it
+    is neither (RFC 9110 §10.2.3)."""
+    text = value.strip()
+    if text.isdigit():
+        return float(int(text))
+    try:
+        when = email.utils.parsedate_to_datetime(text.decode("latin-1"))
+    except (TypeError, ValueError, IndexError):
+        return -1.0
+    if when.tzinfo is None:
+        return -1.0
+    return max(0.0, when.timestamp() - time.time())
+
+
 class LeanTransport:
     """A pool of ``connections`` lean keep-alive connections to one HTTP or HTTPS target."""
 
@@ -193,6 +282,8 @@ class LeanTransport:
         timeout_s: float,
         connect_timeout_s: float,
         data: BuyerData | None = None,
+        *,
+        retry_after: bool = False,
     ) -> None:
         self.endpoint = endpoint
         path = endpoint.base_path + target.orders_path
@@ -200,7 +291,12 @@ class LeanTransport:
         self.rule = outcome_rule(target)
         self.table = self.rule.table
         self.reason_labels = dict(self.rule.labels)
-        self._conn_class = _BodyConn if self.rule.has_body_rule else _Conn
+        body = self.rule.has_body_rule
+        self._conn_class: type[_Conn]
+        if retry_after:  # retrying buyers wait at least what a 429/503 asks
+            self._conn_class = _RetryAfterBodyConn if body else _RetryAfterConn
+        else:
+            self._conn_class = _BodyConn if body else _Conn
         self.n = connections
         self.timeout_ns = round(timeout_s * 1e9)
         self.connect_timeout_s = connect_timeout_s
@@ -209,6 +305,12 @@ class LeanTransport:
         self._closing = False
         self._ssl = endpoint.ssl_context()  # None: plain HTTP
         self.sink: Sink
+
+    def deliver_answers(self) -> None:
+        """Hand every whole answer to the sink's ``on_answer(channel, attempt, status, headers,
+        body)`` instead of classifying it here (a journey's steps have rules of their own);
+        before :meth:`start`."""
+        self._conn_class = _AnswerConn
 
     def build(self, sku: int, order: int, qty: int, buyer: int) -> bytes:
         """The request bytes of one order."""

@@ -16,6 +16,7 @@ default shape (no holes outside the body) keeps the two-format fast path of the 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from operator import itemgetter
 from typing import Any
@@ -74,6 +75,7 @@ class _Compiled:
         products: Sequence[dict[str, str]],
         content_type: str,
         data_columns: tuple[str, ...],
+        dynamic: tuple[str, ...] = (),
     ) -> None:
         self.keys: list[tuple[str, str]] = []  # holes in order: (variable, context)
         self.formats: list[bytes] = []
@@ -86,7 +88,7 @@ class _Compiled:
                     out.append(b"%d")
                     if k == 0:
                         self.keys.append((text, context))
-                elif text in data_columns:
+                elif text in data_columns or text in dynamic:  # per row / per request
                     out.append(b"%b")
                     if k == 0:
                         self.keys.append((text, context))
@@ -204,3 +206,113 @@ def _product_values(p: str | Product) -> dict[str, str]:
     if isinstance(p, str):
         return {"sku": p}
     return {"sku": p.id, **dict(p.vars)}
+
+
+#: methods whose step without a body sends no Content-Type/Content-Length
+_BODILESS = ("GET", "DELETE")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _journey_encoder(context: str, content_type: str) -> Callable[[str], bytes]:
+    """As :func:`_encoder`, for values taken from answers: a header value must be one line
+    of Latin-1 (ValueError otherwise: the request cannot be sent)."""
+    if context != "header":
+        return _encoder(context, content_type)
+
+    def header(v: str) -> bytes:
+        if _CONTROL.search(v):
+            raise ValueError(f"control character in a header value: {v!r}")
+        return v.encode("latin-1")
+
+    return header
+
+
+class StepTemplate:
+    """The request of one journey step, encoded once like :class:`RequestTemplate`'s, with
+    holes for the journey's variables (values taken from earlier answers, encoded per request
+    for where they go) and for the buyer's cookies (a ``Cookie:`` line or nothing).
+
+    ``variables`` are the journey's variable names in the order of the journey's value list.
+    """
+
+    __slots__ = ("_body_pick", "_data", "_dyn", "_head_pick", "_wrap_n", "bodiless", "formats")
+
+    def __init__(
+        self,
+        step: Any,
+        skus: Sequence[str] | Sequence[Product],
+        host: str,
+        base_path: str,
+        variables: tuple[str, ...],
+        data: BuyerData | None = None,
+    ) -> None:
+        products = [_product_values(p) for p in skus]
+        columns = data.columns if data is not None else ()
+        ct = step.content_type
+        self.bodiless = not step.body and step.method in _BODILESS
+        head: list[tuple[str, str | None]] = [(f"{step.method} ", None)]
+        head += _pieces(base_path + step.path, "path")
+        head.append((f" HTTP/1.1\r\nHost: {host}\r\n", None))
+        for name, value in step.headers:
+            head.append((f"{name}: ", None))
+            head += _pieces(value, "header")
+            head.append(("\r\n", None))
+        h = _Compiled(head, products, ct, columns, variables)
+        b = _Compiled(_pieces(step.body, "body"), products, ct, columns, variables)
+        if self.bodiless:
+            self.formats = tuple((f + b"%b\r\n", b"") for f in h.formats)
+        else:
+            tail = f"Content-Type: {_escape(ct).decode()}\r\nContent-Length: %d\r\n\r\n%b"
+            self.formats = tuple(
+                (f + b"%b" + tail.encode("latin-1"), body)
+                for f, body in zip(h.formats, b.formats, strict=True)
+            )
+        data_keys = sorted({k for k in h.keys + b.keys if k[0] in columns})
+        dyn_keys = sorted({k for k in h.keys + b.keys if k[0] in variables})
+        slot = {k: 3 + i for i, k in enumerate(data_keys)}
+        slot.update({k: 3 + len(data_keys) + i for i, k in enumerate(dyn_keys)})
+        slot.update({(name, ctx): i for name, i in _ORDER_SLOTS.items() for ctx in _CONTEXTS})
+        self._head_pick = _picker([slot[k] for k in h.keys])
+        self._body_pick = _picker([slot[k] for k in b.keys])
+        self._dyn = [(variables.index(name), _journey_encoder(ctx, ct)) for name, ctx in dyn_keys]
+        self._data: list[tuple[bytes, ...]] = []
+        self._wrap_n = 0
+        if data_keys and data is not None:
+            encoded = [[_encoder(ctx, ct)(v) for v in data.column(name)] for name, ctx in data_keys]
+            self._data = list(zip(*encoded, strict=True))
+            self._wrap_n = len(self._data) if data.wrap else 0
+
+    def needs(self) -> tuple[int, ...]:
+        """Indexes of the journey variables this request uses."""
+        return tuple(i for i, _ in self._dyn)
+
+    def render(
+        self,
+        product: int,
+        order: int,
+        qty: int,
+        buyer: int,
+        values: list[str | None],
+        cookie: bytes = b"",
+    ) -> bytes | None:
+        """The request bytes; None when a variable it needs has no value (or one that cannot
+        go where it goes: a header value with a line break)."""
+        base: tuple[Any, ...] = (order, qty, buyer)
+        if self._data:
+            base += self._data[buyer % self._wrap_n if self._wrap_n else buyer]
+        if self._dyn:
+            dyn = []
+            for i, enc in self._dyn:
+                v = values[i]
+                if v is None:
+                    return None
+                try:
+                    dyn.append(enc(v))
+                except (ValueError, UnicodeEncodeError):
+                    return None
+            base += tuple(dyn)
+        head, body_format = self.formats[product]
+        if self.bodiless:
+            return head % (*self._head_pick(base), cookie)
+        body = body_format % self._body_pick(base)
+        return head % (*self._head_pick(base), cookie, len(body), body)

@@ -106,6 +106,31 @@ class SkuSnapshot:
     paid_after_expiry: int = 0
 
 
+class Overdue(NamedTuple):
+    """One SKU's holds still held past a moment (``Backend.overdue_holds``).
+
+    ``units``/``holds``: what they hold and how many; ``oldest_expires_at``: the earliest
+    expiry among them (clock seconds), so a reader can say how late the sweep is.
+    """
+
+    units: int
+    holds: int
+    oldest_expires_at: float
+
+
+def overdue_totals(holds: Iterable[tuple[str, int, float]]) -> dict[str, Overdue]:
+    """Per SKU totals of held holds given as (sku, qty, expires_at)."""
+    out: dict[str, Overdue] = {}
+    for sku, qty, expires_at in holds:
+        o = out.get(sku)
+        out[sku] = (
+            Overdue(qty, 1, expires_at)
+            if o is None
+            else Overdue(o.units + qty, o.holds + 1, min(o.oldest_expires_at, expires_at))
+        )
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class BackendOptions:
     """Store connection and racing settings that only some backends use.
@@ -174,6 +199,14 @@ class Backend(Protocol):
         """Expire every held reservation whose time is up, each with its stock return.
 
         Returns how many it expired. The storefront's sweeper calls it periodically.
+        """
+        ...
+
+    async def overdue_holds(self, before: float) -> dict[str, Overdue]:
+        """Per SKU, the holds still held whose expiry is before ``before`` (clock seconds).
+
+        Stock the sweeper should have given back by then: the audit's undersell. Empty in
+        confirm-on-order mode. Costs the holds due by ``before``, not every hold ever made.
         """
         ...
 

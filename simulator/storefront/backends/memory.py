@@ -37,9 +37,11 @@ from simulator.storefront.backends.base import (
     BackendOptions,
     LedgerEntry,
     OrderState,
+    Overdue,
     Reservation,
     SkuSnapshot,
     next_limits,
+    overdue_totals,
 )
 
 # a row's code: SKU index << _SKU_SHIFT | qty << 2 | outcome (qty < 2**32, validated ≤ 2**31 - 1)
@@ -286,6 +288,25 @@ class MemoryBackend:
     async def expire_due(self) -> int:
         """Expire the due holds in one synchronous step (see :meth:`expire_due_now`)."""
         return self.expire_due_now()
+
+    async def overdue_holds(self, before: float) -> dict[str, Overdue]:
+        """The holds on the heap of expiries due before ``before`` and still held.
+
+        Walks only the heap's entries due before then (a heap's children are never due
+        earlier than their parent), so it costs the overdue holds, not every hold.
+        """
+        state, codes, names, due = self._state, self._codes, self._sku_names, self._due
+        found: list[tuple[str, int, float]] = []
+        stack = [0]
+        while stack:
+            i = stack.pop()
+            if i < len(due) and due[i][0] < before:
+                expires_at, row = due[i]
+                if state[row] == _HELD:
+                    code = codes[row]
+                    found.append((names[code >> _SKU_SHIFT], code >> 2 & _QTY_MASK, expires_at))
+                stack += (2 * i + 1, 2 * i + 2)
+        return overdue_totals(found)
 
     async def stock_left(self, sku: str) -> int:
         """The SKU's remaining stock."""

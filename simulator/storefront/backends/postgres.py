@@ -31,6 +31,7 @@ from simulator.storefront.backends.base import (
     BackendOptions,
     LedgerEntry,
     OrderState,
+    Overdue,
     Reservation,
     SkuSnapshot,
     StoreUnavailableError,
@@ -359,6 +360,17 @@ class PostgresBackend:
             return 0
         count: int = await self._pool.fetchval(_EXPIRE_SQL.format(s=self._s), self._clock())
         return count
+
+    async def overdue_holds(self, before: float) -> dict[str, Overdue]:
+        """Held rows of ``holds`` due before ``before`` (the sweeper's own partial index)."""
+        if self._ttl_s is None:
+            return {}
+        rows = await self._pool.fetch(
+            f"SELECT sku, sum(qty) AS units, count(*) AS n, min(expires_at) AS oldest"
+            f" FROM {self._s}.holds WHERE state = 'h' AND expires_at < $1 GROUP BY sku",
+            before,
+        )
+        return {r["sku"]: Overdue(int(r["units"]), int(r["n"]), float(r["oldest"])) for r in rows}
 
     async def stock_left(self, sku: str) -> int:
         """The SKU's remaining stock (one SELECT)."""

@@ -28,12 +28,14 @@ from simulator.storefront.backends.base import (
     BackendOptions,
     LedgerEntry,
     OrderState,
+    Overdue,
     Reservation,
     SkuSnapshot,
     StoreUnavailableError,
     cancel_until_done,
     hold_value,
     next_limits,
+    overdue_totals,
     parse_hold,
     parse_hold_record,
     parse_refused,
@@ -386,6 +388,19 @@ class RedisBackend:
             expired += int(n)
             if int(looked) < EXPIRE_BATCH:
                 return expired
+
+    async def overdue_holds(self, before: float) -> dict[str, Overdue]:
+        """The ids on the sorted set of expiries before ``before`` whose hold is still held."""
+        if self._ttl_s is None:
+            return {}
+        ids = await self._client.zrangebyscore(self._k_expiries, "-inf", f"({before!r}")
+        values = await self._client.hmget(self._k_holds, ids) if ids else []
+        states = (
+            parse_hold(order_id, value, False, NEVER)
+            for order_id, value in zip(ids, values, strict=True)
+            if value is not None and value[0] == "h"
+        )
+        return overdue_totals((s.sku, s.qty, s.expires_at) for s in states)
 
     async def stock_left(self, sku: str) -> int:
         """The SKU's remaining stock (one HGET)."""
