@@ -15,6 +15,8 @@ FLAGS = {
     "backend": "--backend",
     "transport": "--transport",
     "orders_path": "--orders",
+    "metrics_port": "--metrics-port",
+    "metrics_host": "--metrics-host",
 }
 
 
@@ -62,6 +64,25 @@ def configure(p: argparse.ArgumentParser) -> None:
         "timerfd: a whole core below saturation, but answers are seen ~20-30 µs sooner",
     )
     p.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="N",
+        help="serve live Prometheus metrics at http://HOST:N/metrics while the run goes",
+    )
+    p.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="address to serve --metrics-port on (default 127.0.0.1: loopback only)",
+    )
+    p.add_argument(
+        "--metrics-linger",
+        type=float,
+        metavar="S",
+        help="keep serving the final figures S seconds after the report is written, so that "
+        "a scraper takes them (default 0; set it to your scrape interval)",
+    )
+    p.add_argument(
         "--no-reset",
         action="store_true",
         help="do not POST the target's reset path before the run (for your own storefront)",
@@ -76,6 +97,7 @@ def main(args: argparse.Namespace) -> int:
     from simulator.commands.checks import check_flags, check_live_run
     from simulator.commands.hints import target_error
     from simulator.errors import UsageError
+    from simulator.load import livemetrics
     from simulator.load.console import LiveProgress
     from simulator.load.runner import RunConfig, execute, exit_reasons
     from simulator.load.target import TargetError
@@ -91,8 +113,12 @@ def main(args: argparse.Namespace) -> int:
             "connections": limits.CONNECTIONS,
             "duration": limits.DURATION_S,
             "scale": limits.SCALE,
+            "metrics_port": livemetrics.PORT,
+            "metrics_linger": livemetrics.LINGER_S,
         },
     )
+    if args.metrics_linger is not None and args.metrics_port is None:
+        raise UsageError("--metrics-linger: only with --metrics-port")
     if args.backend is not None and args.backend not in BACKEND_NAMES:
         raise UsageError(f"--backend: unknown {args.backend!r} (one of {', '.join(BACKEND_NAMES)})")
     scenario = load_scenario(args.scenario, scale=args.scale)
@@ -136,6 +162,11 @@ def main(args: argparse.Namespace) -> int:
         ca_file=args.ca_file,
         insecure=args.insecure,
         thresholds=tuple(checks),
+        metrics=None
+        if args.metrics_port is None
+        else livemetrics.MetricsConfig(
+            args.metrics_port, args.metrics_host, args.metrics_linger or 0.0
+        ),
     )
     console = Console(stderr=args.json)
     try:

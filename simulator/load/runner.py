@@ -22,9 +22,10 @@ from simulator.audit import ServerState, audit_settled, audit_view, client_view_
 from simulator.audit_sources import check_secrets, read_records
 from simulator.errors import UsageError
 from simulator.load.engine import EngineConfig, Progress, TargetUnreachableError
+from simulator.load.livemetrics import MetricsConfig, MetricsServer, figures_of_tally, serving
 from simulator.load.target import Target, TargetError
 from simulator.load.transport import parse_endpoint
-from simulator.load.workers import WorkerSpec, run_local, run_workers
+from simulator.load.workers import Totals, Watch, WorkerSpec, run_local, run_workers
 from simulator.records import ORDERS_FILE, clear_stream, save_order_arrays
 from simulator.report.document import Report
 from simulator.report.sections import RunInfo, ScenarioInfo, StorefrontSettings, TargetInfo
@@ -55,6 +56,7 @@ class RunConfig:
     ca_file: str | None = None  # https target: trust the CAs in this PEM file
     insecure: bool = False  # https target: do not check its certificate
     thresholds: tuple[Threshold, ...] = ()  # parsed before the run; checked on its report
+    metrics: MetricsConfig | None = None  # serve live Prometheus metrics (livemetrics)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +120,32 @@ def _target(config: RunConfig) -> Iterator[tuple[str, bool, str | None]]:
 
 
 def execute(config: RunConfig, report: Callable[[Progress], None] | None = None) -> RunOutcome:
-    """Run the scenario at its target, audit it and build (and write) the report."""
+    """Run the scenario at its target, audit it and build (and write) the report.
+
+    With ``config.metrics`` the live metrics are served from before the target is prepared
+    (a port in use stops the run before it starts) until the report is written, plus the
+    linger; their last figures are the report's.
+    """
+    sc = config.scenario
+    skus = tuple(p.id for p in sc.products)
+    stocks = sc.stocks()
+    with serving(config.metrics, skus, [stocks[s] for s in skus]) as live:
+        return _execute(config, report, live)
+
+
+def _final_figures(live: MetricsServer, result: Totals, skus: tuple[str, ...]) -> None:
+    """Serve the finished run's figures (its tally's: the report's). A stopped run's due count
+    stays the last live one (the rows never reached were not due), so counters never go back."""
+    t = result.tally
+    due = t.scheduled
+    if result.partial:
+        due = min(t.scheduled, max(live.figures.due, t.sent - t.retries))
+    live.publish(figures_of_tally(t, len(skus), due, result.wall_s))
+
+
+def _execute(
+    config: RunConfig, report: Callable[[Progress], None] | None, live: MetricsServer | None
+) -> RunOutcome:
     sc = config.scenario
     workers = config.workers or sc.run.workers
     connections = config.connections or sc.run.connections
@@ -158,13 +185,16 @@ def execute(config: RunConfig, report: Callable[[Progress], None] | None = None)
             skus=tuple(p.id for p in sc.products),
         )
         errors: list[str] = []
+        watch = Watch(report, None if live is None else live.publish)
         try:
             if workers == 1:
-                result = run_local(spec, report)
+                result = run_local(spec, watch)
             else:
-                result, errors = run_workers(spec, report)
+                result, errors = run_workers(spec, watch)
         except TargetUnreachableError as exc:
             raise TargetError(url, str(exc)) from None
+        if live is not None:
+            _final_figures(live, result, spec.skus)
         state = read_records(sc, target) if config.audit else ServerState(None, None, (), "none")
     duration_s = config.duration_s or sc.duration_s
     skus = tuple(p.id for p in sc.products)

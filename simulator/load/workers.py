@@ -8,6 +8,13 @@ percentile is computed: exact, and no per-order array crosses the process bounda
 keeps per-order records (``WorkerSpec.orders_path``) each worker streams its own part to disk
 (:class:`~simulator.records.OrderStream`). SIGINT to the parent is passed to the
 workers, which stop dispatching, drain briefly and report as usual.
+
+While they run, workers send a small snapshot a couple of times a second (:class:`Watch`: the
+live progress and, with ``--metrics-port``, the :class:`~simulator.load.livemetrics.Figures`),
+which the parent adds up. A worker that dies (killed, crashed) loses its tally; the parent
+then accounts for its slice of the schedule (:func:`account_lost`), so that the report still
+adds up to the schedule: rows due before the parent saw it die are errors whose fate is
+unknown (reason "worker lost"; their ids go to the audit's ledger check), the rest not sent.
 """
 
 from __future__ import annotations
@@ -16,11 +23,12 @@ import asyncio
 import contextlib
 import multiprocessing as mp
 import os
-import queue
+import pickle
 import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +42,20 @@ from simulator.load.engine import (
     TargetUnreachableError,
 )
 from simulator.load.journey import make_run
+from simulator.load.livemetrics import Figures, RunFigures, total
 from simulator.load.tally import Tally
 from simulator.load.transport import Endpoint, Transport
+from simulator.outcomes import ERROR
 from simulator.records import OrderStream, stream_part
 from simulator.scenario import Scenario
 from simulator.schedule import build_schedule
 
 PROGRESS_EVERY_S = 0.5
 START_MARGIN_S = 0.5  # workers start together this long after the last one is ready
+STOP_RETRY_S = 0.01  # a stop asked before the run's first tick is tried again this often
+#: the reason code of a dead worker's rows (named through the tally's reason labels)
+R_WORKER_LOST = -14
+WORKER_LOST = "worker lost: fate unknown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +71,19 @@ class WorkerSpec:
     workers: int = 1
     orders_path: str | None = None  # stream the per-attempt records here (a part per worker)
     skus: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    """Who gets a running engine's snapshots (every :data:`PROGRESS_EVERY_S`): the live
+    display's :class:`Progress`, the metrics' :class:`Figures`; None = not wanted."""
+
+    progress: Callable[[Progress], None] | None = None
+    figures: Callable[[Figures], None] | None = None
+
+    @property
+    def wanted(self) -> bool:
+        return self.progress is not None or self.figures is not None
 
 
 @dataclass(slots=True)
@@ -83,13 +110,16 @@ def open_stream(spec: WorkerSpec) -> OrderStream | None:
 
 
 def _run_streaming(
-    spec: WorkerSpec, report: Callable[[Progress], None] | None, start_at: float | None
+    spec: WorkerSpec,
+    watch: Watch,
+    start_at: float | None,
+    stop_asked: Callable[[], bool] | None = None,
 ) -> Totals:
     stream = open_stream(spec)
     if stream is None:
-        return totals(_uvloop_run(_drive(spec, report, start_at, None)))
+        return totals(_uvloop_run(_drive(spec, watch, start_at, None, stop_asked)))
     with stream:
-        return totals(_uvloop_run(_drive(spec, report, start_at, stream)))
+        return totals(_uvloop_run(_drive(spec, watch, start_at, stream, stop_asked)))
 
 
 def make_transport(spec: WorkerSpec) -> Transport:
@@ -121,9 +151,10 @@ def schedule_slice(spec: WorkerSpec) -> Iterator[np.ndarray[Any, Any]]:
 
 async def _drive(
     spec: WorkerSpec,
-    report: Callable[[Progress], None] | None,
+    watch: Watch,
     start_at_wall_s: float | None,
     records: OrderStream | None,
+    stop_asked: Callable[[], bool] | None = None,
 ) -> RunResult:
     loop = asyncio.get_running_loop()
     sc = spec.scenario
@@ -136,15 +167,32 @@ async def _drive(
         spec.endpoint,
         spec.duration_s,
     )
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, run.stop)
+
+    def stop() -> None:
+        # Run.stop() before the run's first tick sets no drain deadline and the run would never
+        # end: a stop asked while it connects or waits for its start waits for that tick
+        if run.progress().elapsed_s > 0:
+            run.stop()
+        else:
+            loop.call_later(STOP_RETRY_S, stop)
+
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in handlers:
+        loop.add_signal_handler(sig, stop)
+    if stop_asked is not None and stop_asked():  # asked before the handlers were there
+        stop()
     ticker: asyncio.Task[None] | None = None
-    if report is not None:
+    if watch.wanted:
+        figures_of = RunFigures(len(spec.scenario.products))
 
         async def tick() -> None:
             while True:
                 await asyncio.sleep(PROGRESS_EVERY_S)
-                report(run.progress())
+                p = run.progress()
+                if watch.progress is not None:
+                    watch.progress(p)
+                if watch.figures is not None:
+                    watch.figures(figures_of(run, p))
 
         ticker = loop.create_task(tick())
     try:
@@ -152,8 +200,9 @@ async def _drive(
     finally:
         if ticker is not None:
             ticker.cancel()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig, previous in handlers.items():
             loop.remove_signal_handler(sig)
+            signal.signal(sig, previous)  # not asyncio's default: a worker's own stays
 
 
 def _uvloop_run(coro: Any) -> Any:
@@ -162,47 +211,93 @@ def _uvloop_run(coro: Any) -> Any:
     return uvloop.run(coro)
 
 
-def run_local(spec: WorkerSpec, report: Callable[[Progress], None] | None = None) -> Totals:
+def run_local(spec: WorkerSpec, watch: Watch | None = None) -> Totals:
     """The whole schedule on one event loop in this process."""
-    return _run_streaming(spec, report, None)
+    return _run_streaming(spec, watch or Watch(), None)
 
 
-def _worker_main(spec: WorkerSpec, k: int, out: Any, start: Any, progress: bool) -> None:
-    """Entry point of worker process k: wait for the start, run its slice, send back."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # until the loop's own handler is installed
+def _worker_main(
+    spec: WorkerSpec, k: int, out: Connection, start: Any, progress: bool, figures: bool
+) -> None:
+    """Entry point of worker process k: wait for the start, run its slice, send back.
+
+    Each worker has its own pipe to the parent (not a queue shared by all): a worker killed in
+    the middle of a message breaks only its own pipe, and the parent sees its end at once.
+    The start message is a wall time, or None: the run was stopped before it started. A SIGINT
+    (the parent's, or the terminal's to the whole group) is noted until the loop's handler is
+    there, which then stops the run; after the run it is ignored until the result is sent.
+    """
+    asked: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: asked.append(signum))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # held back since the start
     # its own retry jitter stream and record numbers
     spec = replace(spec, engine=replace(spec.engine, worker=k, workers=spec.workers))
     try:
-        out.put(("ready", k, None))
+        out.send(("ready", None))
         start_at = start.get()
-        report = (lambda p: out.put(("progress", k, p))) if progress else None
-        out.put(("result", k, _run_streaming(spec, report, start_at)))
+        if start_at is None:
+            out.send(("stopped", None))
+            return
+        watch = Watch(
+            (lambda p: out.send(("progress", p))) if progress else None,
+            (lambda f: out.send(("figures", f))) if figures else None,
+        )
+        out.send(("result", _run_streaming(spec, watch, start_at, lambda: bool(asked))))
     except TargetUnreachableError as exc:
-        out.put(("error", k, str(exc)))
+        out.send(("unreachable", str(exc)))
     except BaseException as exc:
-        out.put(("error", k, f"{type(exc).__name__}: {exc}"))
+        out.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        out.close()
 
 
-def run_workers(
-    spec: WorkerSpec, report: Callable[[Progress], None] | None = None
-) -> tuple[Totals, list[str]]:
-    """N worker processes, each its slice; returns the merged result and worker errors."""
+def _receive(conn: Connection) -> tuple[str, Any]:
+    """The next message from a worker's pipe; ``("", None)`` at its end (or a broken one)."""
+    try:
+        kind, payload = conn.recv()
+    except (EOFError, OSError, pickle.UnpicklingError):
+        return "", None
+    return str(kind), payload
+
+
+@dataclass(slots=True)
+class _Failure:
+    why: str
+    at_wall_s: float  # when the parent learnt of it (time.time())
+    unreachable: bool = False  # the worker could not open a single connection
+
+
+def run_workers(spec: WorkerSpec, watch: Watch | None = None) -> tuple[Totals, list[str]]:
+    """N worker processes, each its slice; returns the merged result and worker errors.
+
+    A worker that fails (dies, raises, cannot connect) does not stop the others; its slice is
+    accounted for by :func:`account_lost` and the run is partial. Only when no worker could
+    connect at all is it :class:`TargetUnreachableError`. SIGINT before the start tells the
+    workers not to start (their rows are not sent); after it, it is passed on to them.
+    """
+    watch = watch or Watch()
     build_schedule(spec.scenario, spec.duration_s)  # TooLargeError now, not in N workers
     ctx = mp.get_context("spawn")
-    out = ctx.Queue()
+    pipes = [ctx.Pipe(duplex=False) for _ in range(spec.workers)]
     starts = [ctx.Queue() for _ in range(spec.workers)]
+    wants = (watch.progress is not None, watch.figures is not None)
     procs = [
         ctx.Process(
-            target=_worker_main,
-            args=(spec, k, out, starts[k], report is not None),
-            daemon=True,
+            target=_worker_main, args=(spec, k, pipes[k][1], starts[k], *wants), daemon=True
         )
         for k in range(spec.workers)
     ]
     interrupted = False
+    start_at: float | None = None
 
     def forward(signum: int, frame: Any) -> None:
         nonlocal interrupted
+        if start_at is None:
+            if not interrupted:
+                for q in starts:
+                    q.put(None)  # do not start
+            interrupted = True
+            return
         interrupted = True
         for p in procs:
             if p.pid is not None and p.is_alive():
@@ -211,40 +306,48 @@ def run_workers(
 
     previous = signal.signal(signal.SIGINT, forward)
     results: dict[int, Totals] = {}
-    errors: list[str] = []
+    failed: dict[int, _Failure] = {}
+    stopped: set[int] = set()  # stopped before the start: their rows were not sent
     latest: dict[int, Progress] = {}
+    figures: dict[int, Figures] = {}
     try:
-        for p in procs:
-            p.start()
-        ready = 0
-        started = False
-        while len(results) + len(errors) < spec.workers:
-            try:
-                kind, k, payload = out.get(timeout=0.25)
-            except queue.Empty:
-                dead = [p for p in procs if not p.is_alive() and p.exitcode not in (0, None)]
-                if dead and out.empty():
-                    errors.extend(f"worker died (exit {p.exitcode})" for p in dead)
-                    break
-                continue
-            if kind == "ready":
-                ready += 1
-                if ready == spec.workers and not started:
-                    started = True
-                    at = time.time() + START_MARGIN_S
+        _start_deaf(procs)
+        for _, w in pipes:
+            w.close()  # the worker holds the only writing end: its death is our EOF
+        readers: dict[Any, int] = {r: k for k, (r, _) in enumerate(pipes)}
+        ready: set[int] = set()
+        while readers:
+            for handle in wait(list(readers), timeout=0.25):
+                k = readers[handle]
+                kind, payload = _receive(pipes[k][0])
+                if kind == "":  # its end: a result or error came first, or it died
+                    del readers[handle]
+                    if k not in results and k not in failed and k not in stopped:
+                        procs[k].join(timeout=1.0)
+                        code = procs[k].exitcode
+                        if interrupted and k not in ready:  # a Ctrl-C while it was starting
+                            stopped.add(k)
+                        else:
+                            failed[k] = _Failure(f"worker {k} died (exit {code})", time.time())
+                elif kind == "ready":
+                    ready.add(k)
+                elif kind == "stopped":
+                    stopped.add(k)
+                elif kind == "progress" and watch.progress is not None:
+                    latest[k] = payload
+                    watch.progress(_combine(list(latest.values())))
+                elif kind == "figures" and watch.figures is not None:
+                    figures[k] = payload
+                    watch.figures(total(list(figures.values())))
+                elif kind == "result":
+                    results[k] = payload
+                elif kind in ("error", "unreachable"):
+                    failed[k] = _Failure(f"worker {k}: {payload}", time.time(), kind != "error")
+                gone = set(failed) | stopped
+                if start_at is None and not interrupted and len(ready | gone) == spec.workers:
+                    start_at = time.time() + (START_MARGIN_S if ready - gone else 0.0)
                     for q in starts:
-                        q.put(at)
-            elif kind == "progress" and report is not None:
-                latest[k] = payload
-                report(_combine(list(latest.values())))
-            elif kind == "result":
-                results[k] = payload
-            elif kind == "error":
-                errors.append(f"worker {k}: {payload}")
-                if not started:  # no point waiting for the start: release the others
-                    for q in starts:
-                        q.put(time.time())
-                    started = True
+                        q.put(start_at)
         for p in procs:
             p.join(timeout=5.0)
     finally:
@@ -252,19 +355,73 @@ def run_workers(
         for p in procs:
             if p.is_alive():
                 p.kill()
-    parts = [results[k] for k in sorted(results)]
-    if not parts:
-        raise TargetUnreachableError("; ".join(errors) or "no worker finished")
+        for r, _ in pipes:
+            r.close()
+    if not results and not stopped and all(f.unreachable for f in failed.values()):
+        raise TargetUnreachableError("; ".join(f.why for f in failed.values()) or "no worker")
     tally = Tally()
-    for part in parts:
-        tally.merge(part.tally)
+    for k in sorted(results):
+        tally.merge(results[k].tally)
+    for k in sorted(failed):
+        at = start_at if start_at is not None else failed[k].at_wall_s
+        account_lost(tally, spec, k, round((failed[k].at_wall_s - at) * 1e9))
+    for k in sorted(stopped):
+        account_lost(tally, spec, k, -1)
+    parts = list(results.values())
     merged = Totals(
         tally=tally,
-        partial=interrupted or any(part.partial for part in parts) or len(parts) < spec.workers,
-        wall_s=max(part.wall_s for part in parts),
-        recorder_bytes=max(part.recorder_bytes for part in parts),
+        partial=interrupted or bool(failed) or bool(stopped) or any(p.partial for p in parts),
+        wall_s=max((part.wall_s for part in parts), default=0.0),
+        recorder_bytes=max((part.recorder_bytes for part in parts), default=0),
     )
-    return merged, errors
+    return merged, [failed[k].why for k in sorted(failed)]
+
+
+def _start_deaf(procs: list[Any]) -> None:
+    """Start the workers with SIGINT blocked and ignored, which they inherit: a Ctrl-C to the
+    process group while one is still importing must not kill it; it stays pending until the
+    worker's first lines note it (:func:`_worker_main`). A SIGINT to this process meanwhile is
+    held back too (blocked, in every thread of ours) and handled once they are started."""
+    mask = {signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, mask)
+    handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for p in procs:
+            p.start()
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, mask)
+
+
+def account_lost(tally: Tally, spec: WorkerSpec, k: int, lost_after_ns: int) -> None:
+    """Count worker k's slice of the schedule into ``tally`` for a worker whose own tally is
+    lost: rows due by ``lost_after_ns`` (since the run's start) may have been sent and answered,
+    so they end as errors of unknown fate (reason :data:`WORKER_LOST`; their ids go to the
+    audit's ledger check); the later rows were never sent."""
+    mine = replace(spec, engine=replace(spec.engine, worker=k, workers=spec.workers))
+    if lost_after_ns >= 0:
+        tally.reason_labels[R_WORKER_LOST] = WORKER_LOST
+    for chunk in schedule_slice(mine):
+        t = chunk["t_ns"].astype(np.int64)
+        due = t <= lost_after_ns
+        n = int(np.count_nonzero(due))
+        if n:
+            never = np.full(n, -1, dtype=np.int64)
+            tally.fold(
+                intended_ns=t[due],
+                dispatched_ns=never,
+                sent_ns=never,
+                done_ns=never,
+                outcome=np.full(n, ERROR, dtype=np.uint8),
+                final=np.ones(n, dtype=np.bool_),
+                first_ns=t[due],
+                retry=np.zeros(n, dtype=np.bool_),
+                order=chunk["order"][due].astype(np.int64),
+                product=chunk["product"][due].astype(np.int64),
+                qty=chunk["qty"][due].astype(np.int64),
+                reason=np.full(n, R_WORKER_LOST, dtype=np.int32),
+            )
+        tally.add_unsent_rows(t[~due])
 
 
 def _combine(parts: list[Progress]) -> Progress:
