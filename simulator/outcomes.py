@@ -86,6 +86,7 @@ R_BODY_UNLISTED = 12  # a non-numeric body value the rule does not list
 R_BAD_STATUS = 13  # a status outside 0…599
 R_MISSING_VALUE = 14  # a journey step needs a value no earlier answer gave (or one unsendable)
 R_POLL_LIMIT = 15  # a polling step made its most requests without its condition holding
+R_WORKER_LOST = 16  # sent by a worker process that died: answered or not, nobody knows
 #: a journey's order that was never sent because the journey ended at step k (k < the order
 #: step): code R_JOURNEY_STEP + k, named by the run's labels ("journey ended at login")
 R_JOURNEY_STEP = 1 << 24
@@ -114,6 +115,7 @@ _CLIENT_REASONS = {
     R_BAD_STATUS: "status out of range",
     R_MISSING_VALUE: "a value from an earlier answer missing",
     R_POLL_LIMIT: "polled to its limit",
+    R_WORKER_LOST: "worker lost: fate unknown",
 }
 
 

@@ -240,6 +240,8 @@ class Run:
         self._spin_ns = round(spin_s * 1e9)
         started = time.perf_counter()
         self._t0 = time.perf_counter_ns()
+        if self._stopped:  # stopped while connecting or waiting for the start: drain and end
+            self._deadline_ns = round(self.config.stop_drain_s * 1e9)
         try:
             if not self._stopped:
                 self._tick()

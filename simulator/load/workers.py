@@ -45,17 +45,13 @@ from simulator.load.journey import make_run
 from simulator.load.livemetrics import Figures, RunFigures, total
 from simulator.load.tally import Tally
 from simulator.load.transport import Endpoint, Transport
-from simulator.outcomes import ERROR
+from simulator.outcomes import ERROR, R_WORKER_LOST
 from simulator.records import OrderStream, stream_part
 from simulator.scenario import Scenario
 from simulator.schedule import build_schedule
 
 PROGRESS_EVERY_S = 0.5
 START_MARGIN_S = 0.5  # workers start together this long after the last one is ready
-STOP_RETRY_S = 0.01  # a stop asked before the run's first tick is tried again this often
-#: the reason code of a dead worker's rows (named through the tally's reason labels)
-R_WORKER_LOST = -14
-WORKER_LOST = "worker lost: fate unknown"
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,12 +165,7 @@ async def _drive(
     )
 
     def stop() -> None:
-        # Run.stop() before the run's first tick sets no drain deadline and the run would never
-        # end: a stop asked while it connects or waits for its start waits for that tick
-        if run.progress().elapsed_s > 0:
-            run.stop()
-        else:
-            loop.call_later(STOP_RETRY_S, stop)
+        run.stop()  # at any moment, before its first tick too (it then ends at once)
 
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     for sig in handlers:
@@ -396,11 +387,9 @@ def _start_deaf(procs: list[Any]) -> None:
 def account_lost(tally: Tally, spec: WorkerSpec, k: int, lost_after_ns: int) -> None:
     """Count worker k's slice of the schedule into ``tally`` for a worker whose own tally is
     lost: rows due by ``lost_after_ns`` (since the run's start) may have been sent and answered,
-    so they end as errors of unknown fate (reason :data:`WORKER_LOST`; their ids go to the
-    audit's ledger check); the later rows were never sent."""
+    so they end as errors of unknown fate (reason :data:`~simulator.outcomes.R_WORKER_LOST`;
+    their ids go to the audit's ledger check); the later rows were never sent."""
     mine = replace(spec, engine=replace(spec.engine, worker=k, workers=spec.workers))
-    if lost_after_ns >= 0:
-        tally.reason_labels[R_WORKER_LOST] = WORKER_LOST
     for chunk in schedule_slice(mine):
         t = chunk["t_ns"].astype(np.int64)
         due = t <= lost_after_ns

@@ -167,8 +167,8 @@ def _audit(view: Report) -> list[str]:
         if len(view.skus) > MAX_SKUS:
             lines.append(f"  … and {len(view.skus) - MAX_SKUS} more SKUs")
     lines += _lifecycle(view)
-    for p in view.audit.problems:
-        lines.append(f"  ! {p}"[:WIDTH])
+    for p in view.audit.problems:  # wrapped, not cut: the numbers are at the end
+        lines += textwrap.wrap(p, WIDTH, initial_indent="  ! ", subsequent_indent="    ")
     return lines
 
 

@@ -240,3 +240,20 @@ def test_progress_counts_only_answered_attempts() -> None:
     p = run.progress()
     assert p.achieved_rate_per_s == 10 and p.done == 10
     assert p.p99_ms == 5.0
+
+
+def test_a_stop_before_the_first_tick_ends_the_run_at_once(fake_store) -> None:
+    """Ctrl-C while the engine connects or waits for its start: it ends, every row not sent."""
+    import asyncio
+
+    url, _ = fake_store()
+    t = LeanTransport(parse_endpoint(url), Target(), ("a", "b"), 4, 2.0, 1.0)
+    run = Run(constant_rows(100, 10_000_000), t, EngineConfig())
+    run.stop()
+
+    async def go() -> RunResult:
+        return await asyncio.wait_for(run.execute(), 10)
+
+    result = uvloop.run(go())
+    assert result.partial and result.tally.scheduled == 100
+    assert int(result.tally.row_outcomes[OUTCOME_CODES["not_sent"]]) == 100

@@ -74,3 +74,11 @@ def test_the_model_reads_the_same_flow_and_agrees_with_the_run() -> None:
     assert flow["paid_units"] == pytest.approx(paid_live, rel=0.2)
     cancelled_live = steps["cancel"]["outcomes"]["confirmed"]
     assert flow["cancelled_units"] == pytest.approx(cancelled_live, rel=0.35)
+
+
+def test_a_racy_store_breaks_the_lifecycle_and_says_so_in_the_exit_line() -> None:
+    code, report, stderr = run("--backend", "memory-racy")
+    assert not report["audit"]["ok"]
+    assert code == 1
+    (line,) = [x for x in stderr.splitlines() if x.startswith("flashsale run: exit 1:")]
+    assert "reservations BROKEN:" in line or "oversold by" in line
