@@ -416,9 +416,13 @@ class Run:
             self._timer = self._loop.call_later(wait_ns / 1e9, self._tick)
 
     def _dispatch_retry(self, due_ns: int, of: RetryOf) -> None:
+        attempt = self.slots.add_retry(of, due_ns)
+        self._dispatch(attempt, self._build(of.sku, of.order, of.qty, of.buyer))
+
+    def _dispatch(self, attempt: int, payload: bytes) -> None:
+        """Send an attempt taken outside the row loop on a free channel, or queue it (the
+        row loop in :meth:`_tick` does the same inline, its hot path)."""
         slots = self.slots
-        attempt = slots.add_retry(of, due_ns)
-        payload = self._build(of.sku, of.order, of.qty, of.buyer)
         now = self._now()
         slots.dispatched_ns[attempt] = now
         if self._free:

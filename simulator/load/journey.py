@@ -459,19 +459,15 @@ class JourneyRun(Run):
         attempt = slots.add_attempt(
             t_row, t_row, 1, -1, self._co[i], self._cb[i], self._cp[i], self._cq[i], 0, k
         )
+        self._own(attempt, -1)
+        self._dispatch(attempt, payload)
+
+    def _own(self, attempt: int, j: int) -> None:
+        """Note whose the attempt is: journey ``j`` (−1: a stream's request)."""
         owner = self._owner
         if attempt >= len(owner):
-            owner.extend([0] * (len(slots.intended_ns) - len(owner)))
-        owner[attempt] = -1
-        now = self._now()
-        slots.dispatched_ns[attempt] = now
-        if self._free:
-            slots.sent_ns[attempt] = now
-            self._in_flight += 1
-            self._free.pop().send(attempt, payload, now)
-        else:
-            self._q_att.append(attempt)
-            self._q_pay.append(payload)
+            owner.extend([0] * (len(self.slots.intended_ns) - len(owner)))
+        owner[attempt] = j
 
     def _next_step(self, j: int, k: int) -> int:
         """The next step journey ``j`` takes after step ``k`` (−1: none left)."""
@@ -524,20 +520,10 @@ class JourneyRun(Run):
             self._j_flags[j],
             k,
         )
-        owner = self._owner
-        if attempt >= len(owner):
-            owner.extend([0] * (len(slots.intended_ns) - len(owner)))
-        owner[attempt] = j
+        self._own(attempt, j)
         if k == self._order_step:
             self._j_ordered[j] = True
-        slots.dispatched_ns[attempt] = now
-        if self._free:
-            slots.sent_ns[attempt] = now
-            self._in_flight += 1
-            self._free.pop().send(attempt, payload, now)
-        else:
-            self._q_att.append(attempt)
-            self._q_pay.append(payload)
+        self._dispatch(attempt, payload)
 
     def _end(self, j: int, k: int, terminal: int, outcome: int, reason: int, now: int) -> None:
         """Journey ``j`` ends at step ``k`` in ``terminal``; an order never sent ends its row

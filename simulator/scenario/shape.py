@@ -84,6 +84,44 @@ def _product_vars(scenario: Scenario) -> dict[str, int]:
     return names
 
 
+def _check_text(
+    scenario: Scenario,
+    where: str,
+    key: str,
+    text: str,
+    known: tuple[str, ...],
+    pvars: dict[str, int],
+    later: dict[str, str] | None = None,
+) -> list[str]:
+    """The one check of a template at scenario key ``where`` (its ``key`` under the request):
+    every variable is one of ``known`` (or, in ``later``, extracted by a step that comes after:
+    said so), every product has each product variable it uses, no stray brace outside the body.
+    Returns the variables it uses."""
+    used = PLACEHOLDER.findall(text)
+    for name in used:
+        if name not in known:
+            if later and name in later:
+                raise _fail(
+                    scenario,
+                    where,
+                    f"{{{name}}} is extracted by step {later[name]!r}, which does not come "
+                    "before this one",
+                )
+            listing = " ".join("{" + k + "}" for k in known)
+            raise _fail(scenario, where, f"unknown variable {{{name}}}; variables: {listing}")
+        if name in pvars:
+            for i, p in enumerate(scenario.products):
+                if name not in dict(p.vars):
+                    raise _fail(
+                        scenario,
+                        f"products[{i}].vars",
+                        f"no {name}, which {where} uses (every product needs it)",
+                    )
+    if key != "body" and re.search(r"[{}]", PLACEHOLDER.sub("", text)):
+        raise _fail(scenario, where, f"a brace that is not a {{variable}} in {text!r}")
+    return used
+
+
 def check_templates(scenario: Scenario) -> None:
     """ScenarioError unless every variable of every template of the target is defined.
 
@@ -108,25 +146,7 @@ def check_templates(scenario: Scenario) -> None:
     known = (*BODY_FIELDS, *pvars, *columns)
     header_columns: set[str] = set()
     for key, text in target.templates():
-        used = PLACEHOLDER.findall(text)
-        for name in used:
-            if name not in known:
-                listing = " ".join("{" + k + "}" for k in known)
-                raise _fail(
-                    scenario, f"target.{key}", f"unknown variable {{{name}}}; variables: {listing}"
-                )
-            if name in pvars:
-                for i, p in enumerate(scenario.products):
-                    if name not in dict(p.vars):
-                        raise _fail(
-                            scenario,
-                            f"products[{i}].vars",
-                            f"no {name}, which target.{key} uses (every product needs it)",
-                        )
-        if key != "body" and re.search(r"[{}]", PLACEHOLDER.sub("", text)):
-            raise _fail(
-                scenario, f"target.{key}", f"a brace that is not a {{variable}} in {text!r}"
-            )
+        used = _check_text(scenario, f"target.{key}", key, text, known, pvars)
         if key.startswith("headers."):
             header_columns.update(n for n in used if n in columns)
             for name in used:
@@ -161,29 +181,7 @@ def check_journey(scenario: Scenario) -> None:
     for i, step in enumerate(journey.steps):
         known = (*BODY_FIELDS, *pvars, *columns, *extracted)
         for key, text in step.templates():
-            where = f"journey.steps[{i}].{key}"
-            for name in PLACEHOLDER.findall(text):
-                if name in known:
-                    if name in pvars:
-                        for k, p in enumerate(scenario.products):
-                            if name not in dict(p.vars):
-                                raise _fail(
-                                    scenario,
-                                    f"products[{k}].vars",
-                                    f"no {name}, which {where} uses (every product needs it)",
-                                )
-                    continue
-                if name in later:
-                    raise _fail(
-                        scenario,
-                        where,
-                        f"{{{name}}} is extracted by step {later[name]!r}, which does not come "
-                        "before this one",
-                    )
-                listing = " ".join("{" + k + "}" for k in known)
-                raise _fail(scenario, where, f"unknown variable {{{name}}}; variables: {listing}")
-            if key != "body" and re.search(r"[{}]", PLACEHOLDER.sub("", text)):
-                raise _fail(scenario, where, f"a brace that is not a {{variable}} in {text!r}")
+            _check_text(scenario, f"journey.steps[{i}].{key}", key, text, known, pvars, later)
         extracted += [e.var for e in step.extract if e.var not in extracted]
 
 
@@ -196,23 +194,7 @@ def check_streams(scenario: Scenario) -> None:
     known = (*BODY_FIELDS, *pvars, *columns)
     for i, stream in enumerate(scenario.streams):
         for key, text in stream.request.templates():
-            where = f"streams[{i}].{key}"
-            for name in PLACEHOLDER.findall(text):
-                if name not in known:
-                    listing = " ".join("{" + k + "}" for k in known)
-                    raise _fail(
-                        scenario, where, f"unknown variable {{{name}}}; variables: {listing}"
-                    )
-                if name in pvars:
-                    for k, p in enumerate(scenario.products):
-                        if name not in dict(p.vars):
-                            raise _fail(
-                                scenario,
-                                f"products[{k}].vars",
-                                f"no {name}, which {where} uses (every product needs it)",
-                            )
-            if key != "body" and re.search(r"[{}]", PLACEHOLDER.sub("", text)):
-                raise _fail(scenario, where, f"a brace that is not a {{variable}} in {text!r}")
+            _check_text(scenario, f"streams[{i}].{key}", key, text, known, pvars)
 
 
 def locust_lacks(scenario: Scenario) -> str | None:

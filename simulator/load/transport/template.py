@@ -100,6 +100,18 @@ class _Compiled:
             self.formats.append(b"".join(out))
 
 
+def _data_rows(
+    data: BuyerData | None, keys: list[tuple[str, str]], content_type: str
+) -> tuple[list[tuple[bytes, ...]], int]:
+    """The buyers' rows encoded once for the holes ``keys`` (column, context) use, and the
+    number rows wrap at (0: buyer k takes row k)."""
+    if not keys or data is None:
+        return [], 0
+    encoded = [[_encoder(ctx, content_type)(v) for v in data.column(n)] for n, ctx in keys]
+    rows = list(zip(*encoded, strict=True))
+    return rows, len(rows) if data.wrap else 0
+
+
 def _picker(slots: list[int]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
     """A C-speed ``base → tuple(base[i] for i in slots)`` (itemgetter of one gives a scalar)."""
     if not slots:
@@ -160,12 +172,7 @@ class RequestTemplate:
         slot.update({(name, ctx): i for name, i in _ORDER_SLOTS.items() for ctx in _CONTEXTS})
         self._head_pick = _picker([slot[k] for k in h.keys])
         self._body_pick = _picker([slot[k] for k in b.keys])
-        self._data: list[tuple[bytes, ...]] = []
-        self._wrap_n = 0
-        if data_keys and data is not None:
-            encoded = [[_encoder(ctx, ct)(v) for v in data.column(name)] for name, ctx in data_keys]
-            self._data = list(zip(*encoded, strict=True))
-            self._wrap_n = len(self._data) if data.wrap else 0
+        self._data, self._wrap_n = _data_rows(data, data_keys, ct)
         self.fast = not h.keys and [k[0] for k in b.keys] == list(_DEFAULT_FIELDS)
         self.head = self.head_formats[0]
         if self.fast:
@@ -299,16 +306,7 @@ class StepTemplate:
         self._head_pick = _picker([slot[k] for k in h.keys])
         self._body_pick = _picker([slot[k] for k in b.keys])
         self._dyn = [(variables.index(name), _journey_encoder(ctx, ct)) for name, ctx in dyn_keys]
-        self._data: list[tuple[bytes, ...]] = []
-        self._wrap_n = 0
-        if data_keys and data is not None:
-            encoded = [[_encoder(ctx, ct)(v) for v in data.column(name)] for name, ctx in data_keys]
-            self._data = list(zip(*encoded, strict=True))
-            self._wrap_n = len(self._data) if data.wrap else 0
-
-    def needs(self) -> tuple[int, ...]:
-        """Indexes of the journey variables this request uses."""
-        return tuple(i for i, _ in self._dyn)
+        self._data, self._wrap_n = _data_rows(data, data_keys, ct)
 
     def render(
         self,
