@@ -349,11 +349,17 @@ class Run:
         self._cq = chunk["qty"].tolist()
         self._cb = chunk["buyer"].tolist()
         self._max_intended = max(self._max_intended, self._ct[-1])
+        self._note_due(local, t.astype(np.int64))
+        return True
+
+    def _note_due(self, local: int, t: npt.NDArray[np.int64]) -> None:
+        """Keep a chunk's due times (its first row's number among this worker's rows ``local``)
+        for the live progress, the last two windows of them."""
         due = self._recent_due
-        due.append((local, t.astype(np.int64)))
+        if len(t):
+            due.append((local, t))
         while len(due) > 1 and int(due[1][1][0]) < self._ct[0] - 2 * WINDOW_NS:
             due.popleft()
-        return True
 
     def _tick(self) -> None:
         """Send every order that is due (rows, then retries) and arm the next tick."""

@@ -66,7 +66,7 @@ from simulator.scenario.journey import (
     Stream,
     order_journey,
 )
-from simulator.schedule import BLOCK_NS, FLAG_RETRIES, ORDER_DTYPE, build_schedule
+from simulator.schedule import FLAG_RETRIES, ORDER_DTYPE, build_schedule
 
 I64 = npt.NDArray[np.int64]
 _TERMINAL = {name: i for i, name in enumerate(TERMINALS)}
@@ -363,12 +363,7 @@ class JourneyRun(Run):
         self._cthink = think_ns(self.journey, self._seed, rows).tolist()
         self._ctake = takes(self.journey, self._seed, rows).tolist()
         self._max_intended = max(self._max_intended, self._ct[-1])
-        due = self._recent_due
-        tb = t[buyer].astype(np.int64)
-        if len(tb):
-            due.append((local, tb))
-        while len(due) > 1 and int(due[1][1][0]) < self._ct[0] - 2 * BLOCK_NS:
-            due.popleft()
+        self._note_due(local, t[buyer].astype(np.int64))
         return True
 
     def _tick(self) -> None:
@@ -507,9 +502,16 @@ class JourneyRun(Run):
         if payload is None:
             self._end(j, k, _TERMINAL[MISSING], ERROR, R_MISSING_VALUE, now)
             return
-        slots = self.slots
-        attempt = slots.add_attempt(
-            due_ns,
+        attempt = self._slot(j, due_ns, first_ns, tries, k)
+        self._own(attempt, j)
+        if k == self._order_step:
+            self._j_ordered[j] = True
+        self._dispatch(attempt, payload)
+
+    def _slot(self, j: int, intended_ns: int, first_ns: int, tries: int, step: int) -> int:
+        """An attempt slot for journey ``j``'s row (a step's request, or its order row)."""
+        return self.slots.add_attempt(
+            intended_ns,
             first_ns,
             tries,
             self._j_row[j],
@@ -518,12 +520,8 @@ class JourneyRun(Run):
             self._j_prod[j],
             self._j_qty[j],
             self._j_flags[j],
-            k,
+            step,
         )
-        self._own(attempt, j)
-        if k == self._order_step:
-            self._j_ordered[j] = True
-        self._dispatch(attempt, payload)
 
     def _end(self, j: int, k: int, terminal: int, outcome: int, reason: int, now: int) -> None:
         """Journey ``j`` ends at step ``k`` in ``terminal``; an order never sent ends its row
@@ -533,18 +531,7 @@ class JourneyRun(Run):
         if not self._j_ordered[j]:
             slots = self.slots
             start = self._j_start[j]
-            attempt = slots.add_attempt(
-                start,
-                start,
-                1,
-                self._j_row[j],
-                self._j_order[j],
-                self._j_buyer[j],
-                self._j_prod[j],
-                self._j_qty[j],
-                self._j_flags[j],
-                NO_STEP,
-            )
+            attempt = self._slot(j, start, start, 1, NO_STEP)
             slots.outcome[attempt] = NOT_SENT if terminal == _TERMINAL[STOPPED] else outcome
             slots.reason[attempt] = R_JOURNEY_STEP + max(k, 0)
         self._ends.append((max(k, 0), terminal, now - self._j_start[j]))
