@@ -69,6 +69,7 @@ class EngineSlice:
         start_at_wall_s: float,
         counts: SliceCounts | None = None,
         stream: Sink | None = None,
+        duration_s: float | None = None,
     ) -> None:
         from simulator.load.transport.lean import LeanTransport
 
@@ -93,7 +94,7 @@ class EngineSlice:
         )
         endpoint = parse_endpoint(host).unverified()
         # one order per row, or a journey per row (with the scenario's streams): as flashsale run
-        self.run = make_run(rows, transport, config, self._on_batch, sc, endpoint)
+        self.run = make_run(rows, transport, config, self._on_batch, sc, endpoint, duration_s)
         self.start_at_wall_s = start_at_wall_s
         self.method = sc.target.method
         self.path = sc.target.orders_path

@@ -129,9 +129,11 @@ def start_slice(
                 stream.close(complete=False)
             raise UsageError("--flashsale-engine: no host to send to (pass --host)")
         connections = max(1, math.ceil(sc.run.connections / plan.slices))
+        start_at = time.time() + lead_s
         st.engine = EngineSlice(
-            sc, source, host, connections, worker, plan.slices, time.time() + lead_s, counts, stream
-        )
+            sc, source, host, connections, worker, plan.slices, start_at, counts, stream,
+            duration_s=plan.duration_s,
+        )  # fmt: skip
     else:
         if (missing := locust_lacks(sc)) is not None:
             if stream is not None:
