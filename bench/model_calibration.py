@@ -132,6 +132,7 @@ def records_sell_out_s(run_dir: Path, sku: str, report: dict[str, Any]) -> float
     the confirmation that brought its confirmed units (each order id once) to the stock."""
     import numpy as np
 
+    from simulator.load.tally import first_confirmed
     from simulator.outcomes import CONFIRMED
     from simulator.records import find_orders, order_batches
 
@@ -148,13 +149,11 @@ def records_sell_out_s(run_dir: Path, sku: str, report: dict[str, Any]) -> float
         done.append(b["done_ns"][ok])
         qty.append(b["qty"][ok])
     o, d, q = (np.concatenate(x).astype(np.int64) for x in (order, done, qty))
-    by_time = np.argsort(d, kind="stable")
-    _, first = np.unique(o[by_time], return_index=True)
-    pick = by_time[np.sort(first)]
-    cum = np.cumsum(q[pick])
+    c = first_confirmed(o, np.zeros_like(o), q, d)  # each order id once, in time order
+    cum = np.cumsum(c.qty)
     if not len(cum) or cum[-1] < stock:
         return None
-    return float(d[pick][int(np.searchsorted(cum, stock))]) / 1e9
+    return float(c.done_ns[int(np.searchsorted(cum, stock))]) / 1e9
 
 
 @dataclass(frozen=True, slots=True)

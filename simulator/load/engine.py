@@ -341,16 +341,19 @@ class Run:
         local = self._rows_loaded
         self._cbase = self.slots.load_rows(chunk, cfg.worker + local * cfg.workers, cfg.workers)
         self._rows_loaded += len(chunk)
-        t = chunk["t_ns"]
+        self._take_lists(chunk)
+        self._note_due(local, chunk["t_ns"].astype(np.int64))
+        return True
+
+    def _take_lists(self, chunk: Orders) -> None:
+        """The chunk's fields as Python lists (cheap per-row access in the tick), from row 0."""
         self._ci = 0
-        self._ct = t.tolist()
+        self._ct = chunk["t_ns"].tolist()
         self._cp = chunk["product"].tolist()
         self._co = chunk["order"].tolist()
         self._cq = chunk["qty"].tolist()
         self._cb = chunk["buyer"].tolist()
         self._max_intended = max(self._max_intended, self._ct[-1])
-        self._note_due(local, t.astype(np.int64))
-        return True
 
     def _note_due(self, local: int, t: npt.NDArray[np.int64]) -> None:
         """Keep a chunk's due times (its first row's number among this worker's rows ``local``)

@@ -351,19 +351,12 @@ class JourneyRun(Run):
         rows = cfg.worker + nth.astype(np.int64) * cfg.workers
         self._buyer_rows += int(np.count_nonzero(buyer))
         self._rows_loaded += n
-        t = chunk["t_ns"]
-        self._ci = 0
-        self._ct = t.tolist()
-        self._cp = chunk["product"].tolist()
-        self._co = chunk["order"].tolist()
-        self._cq = chunk["qty"].tolist()
-        self._cb = chunk["buyer"].tolist()
+        self._take_lists(chunk)
         self._cf = chunk["flags"].tolist()
         self._crow = rows.tolist()
         self._cthink = think_ns(self.journey, self._seed, rows).tolist()
         self._ctake = takes(self.journey, self._seed, rows).tolist()
-        self._max_intended = max(self._max_intended, self._ct[-1])
-        self._note_due(local, t[buyer].astype(np.int64))
+        self._note_due(local, chunk["t_ns"][buyer].astype(np.int64))
         return True
 
     def _tick(self) -> None:
@@ -535,8 +528,7 @@ class JourneyRun(Run):
             slots.outcome[attempt] = NOT_SENT if terminal == _TERMINAL[STOPPED] else outcome
             slots.reason[attempt] = R_JOURNEY_STEP + max(k, 0)
         self._ends.append((max(k, 0), terminal, now - self._j_start[j]))
-        self._j_live[j] = False
-        self._j_vars[j] = [None] * self._n_vars
+        self._j_live[j] = False  # (its values are cleared when the slot starts a journey)
         self._j_jar[j] = None
         self._live_journeys -= 1
         self._j_free.append(j)

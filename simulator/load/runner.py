@@ -30,7 +30,6 @@ from simulator.records import ORDERS_FILE, clear_stream, save_order_arrays
 from simulator.report.document import Report
 from simulator.report.sections import RunInfo, ScenarioInfo, StorefrontSettings, TargetInfo
 from simulator.report.store import REPORT_FILE, report_bytes, write_bytes
-from simulator.report.terminal import lifecycle_verdict
 from simulator.report.thresholds import Threshold, check, missing_reason
 from simulator.results import measure_tally, run_report
 from simulator.scenario import Scenario
@@ -255,7 +254,7 @@ def exit_reasons(doc: Report) -> list[str]:
         reasons.append(f"the audit could not read the storefront's records: {why}")
     if doc.oversell_units:
         reasons.append(f"oversold by {doc.oversell_units:,} units")
-    verdict = lifecycle_verdict(doc)
+    verdict = audit_doc.lifecycle_verdict() if audit_doc is not None else None
     if verdict is not None and not verdict[1]:
         reasons.append(f"reservations {verdict[0]}")
     failed = [t for t in doc.thresholds if not t.passed]

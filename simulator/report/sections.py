@@ -560,6 +560,22 @@ class Audit:
     #: the storefront's clock, sweep interval and grace the overdue holds were judged by
     holds: dict[str, Any] | None = None
 
+    def lifecycle_verdict(self) -> tuple[str, bool] | None:
+        """The reservation lifecycle's verdict line and whether it is sound (None: no TTL)."""
+        life = self.lifecycle
+        if not life:
+            return None
+        named = [
+            (life.get("undersell_units", 0), "units undersold"),
+            (life.get("double_returns", 0), "double returns"),
+            (life.get("paid_after_expiry", 0), "payments after expiry"),
+            (life.get("excess_units", 0), "units beyond the stock"),
+        ]
+        broken = [f"{n:,} {what}" for n, what in named if n]
+        if not broken:
+            return "conserved (initial = paid + held + free), nothing undersold", True
+        return "BROKEN: " + ", ".join(broken), False
+
     @property
     def breakages(self) -> int:
         """Oversold units plus every lifecycle breakage: 0 for a sound sale (None counts 0)."""

@@ -173,21 +173,9 @@ def _audit(view: Report) -> list[str]:
 
 
 def lifecycle_verdict(view: Report) -> tuple[str, bool] | None:
-    """The reservation lifecycle's verdict line and whether it is sound (None: no TTL)."""
-    audit = view.audit
-    if audit is None or not audit.lifecycle:
-        return None
-    life = audit.lifecycle
-    named = [
-        (life.get("undersell_units", 0), "units undersold"),
-        (life.get("double_returns", 0), "double returns"),
-        (life.get("paid_after_expiry", 0), "payments after expiry"),
-        (life.get("excess_units", 0), "units beyond the stock"),
-    ]
-    broken = [f"{n:,} {what}" for n, what in named if n]
-    if not broken:
-        return "conserved (initial = paid + held + free), nothing undersold", True
-    return "BROKEN: " + ", ".join(broken), False
+    """The report's reservation verdict (:meth:`~simulator.report.sections.Audit.lifecycle_verdict`;
+    None without an audit or a TTL)."""
+    return view.audit.lifecycle_verdict() if view.audit is not None else None
 
 
 def _lifecycle(view: Report) -> list[str]:
