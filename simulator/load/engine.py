@@ -69,6 +69,9 @@ COARSE_SPIN_S = 0.001
 SLEEP_PAYS_FACTOR = 2.0
 #: bounds of the measured shortest sleep (a noisy measurement must not make it absurd)
 MIN_SLEEP_BOUNDS_S = (10e-6, 500e-6)
+#: with a wait too short for a sleep and answers on their way, an order leaves with the first
+#: answer after its time (no spinning through the loop), or this long after it at the latest
+COALESCE_S = 100e-6
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +95,11 @@ class EngineConfig:
     # with a timerfd, the shortest wait worth a sleep; shorter ones are spun through. None:
     # measured at start (SLEEP_PAYS_FACTOR × this host's CPU per timerfd sleep and wake-up)
     min_sleep_s: float | None = None
+    # with a timerfd, a wait too short for a sleep and requests in flight: the order leaves
+    # when the next answer comes in (the loop wakes for it anyway), or ``coalesce_s`` after its
+    # time at the latest (a backstop timerfd). None: spin through the loop as with no requests
+    # in flight (orders leave within µs of their time, for a whole core)
+    coalesce_s: float | None = COALESCE_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +216,11 @@ class Run:
         self._t0 = 0
         self._timer: asyncio.Handle | FineTimer | None = None  # the pending tick
         self._armed_for = 0  # when the pending tick's order or retry is due
+        # coalescing (EngineConfig.coalesce_s): the next answer sends what is due; the fine
+        # timer is armed as a backstop at _backstop_at (ns of the run; 0: not armed by it)
+        self._coalescing = False
+        self._coalesce_ns = -1 if config.coalesce_s is None else round(config.coalesce_s * 1e9)
+        self._backstop_at = 0
         self._sweeper: asyncio.TimerHandle | None = None
         self._deadline_ns: int | None = None
         self._stopped = False
@@ -273,6 +286,7 @@ class Run:
         if self._stopped:
             return
         self._stopped = True
+        self._coalescing = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -403,12 +417,23 @@ class Run:
         self._arm()
 
     def _arm(self) -> None:
-        """Schedule the next tick for the next due order, or note that all are dispatched."""
+        """Schedule the next tick for the next due order, or note that all are dispatched.
+
+        A wait long enough for a sleep to pay sleeps (on the timerfd, until ``spin_s`` before
+        the order). A shorter one, with requests in flight and a timerfd, *coalesces*: the next
+        answer sends what is due (:meth:`_due_on_answer`), a backstop wakes the loop
+        ``coalesce_s`` after the order's time if no answer came. Otherwise the loop is spun
+        through (``call_soon``) until the order is due.
+        """
         assert self._loop is not None
         due: int | None = self._ct[self._ci] if self._ci < len(self._ct) else None
         if self._retry_heap and (due is None or self._retry_heap[0][0] < due):
             due = self._retry_heap[0][0]
+        fine = self._fine
+        self._coalescing = False
         if due is None:
+            if fine is not None and fine.armed:
+                fine.cancel()
             if self._deadline_ns is None:
                 self._deadline_ns = self._drain_deadline()
             self._check_done()
@@ -416,13 +441,32 @@ class Run:
         self._armed_for = due
         wake_ns = due - self._spin_ns
         wait_ns = wake_ns - self._now()
-        if wait_ns < self.min_sleep_ns or wait_ns <= 0:  # too short for a sleep to pay: spin
-            self._timer = self._loop.call_soon(self._tick)
-        elif self._fine is not None:
-            self._fine.arm_at(self._t0 + wake_ns)
-            self._timer = self._fine
-        else:
-            self._timer = self._loop.call_later(wait_ns / 1e9, self._tick)
+        if wait_ns >= self.min_sleep_ns and wait_ns > 0:  # a sleep pays
+            if fine is not None:
+                fine.arm_at(self._t0 + wake_ns)
+                self._backstop_at = 0
+                self._timer = fine
+            else:
+                self._timer = self._loop.call_later(wait_ns / 1e9, self._tick)
+            return
+        if fine is not None and self._in_flight > 0 and self._coalesce_ns >= 0:
+            backstop = due + self._coalesce_ns
+            # an armed backstop that comes no later stays (no syscall per order)
+            if not (fine.armed and 0 < self._backstop_at <= backstop):
+                fine.arm_at(self._t0 + backstop)
+                self._backstop_at = backstop
+            self._coalescing = True
+            self._timer = fine
+            return
+        if fine is not None and fine.armed:
+            fine.cancel()
+        self._timer = self._loop.call_soon(self._tick)
+
+    def _due_on_answer(self, now: int) -> None:
+        """Coalescing, an answer came in at ``now``: send what has come due, and wait anew (the
+        last answer in flight came: no other will send what is due next, see :meth:`_arm`)."""
+        if not self._stopped:
+            self._tick()
 
     def _dispatch_retry(self, due_ns: int, of: RetryOf) -> None:
         attempt = self.slots.add_retry(of, due_ns)
@@ -494,6 +538,8 @@ class Run:
             self._maybe_retry(attempt, now, getattr(channel, "retry_after_s", -1.0))
         if channel.alive:
             self._reuse(channel, now)
+        if self._coalescing and (now >= self._armed_for or self._in_flight == 0):
+            self._due_on_answer(now)
         if self._deadline_ns is not None:
             self._check_done()
 

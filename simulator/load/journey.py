@@ -563,6 +563,8 @@ class JourneyRun(Run):
         j = self._owner[attempt]
         if j >= 0:  # a journey's step (a stream's request is only recorded)
             self._answered(j, k, attempt, outcome, reason, headers, body, now)
+        if self._coalescing and (now >= self._armed_for or self._in_flight == 0):
+            self._due_on_answer(now)
         if self._deadline_ns is not None:
             self._check_done()
 

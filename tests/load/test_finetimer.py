@@ -4,6 +4,7 @@ sleeps on it between orders and still sends none early."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 import time
 
@@ -126,11 +127,12 @@ def test_wake_cost_is_measured_in_plausible_units() -> None:
 def test_short_waits_are_spun_through_and_long_ones_slept(
     fake_store, min_sleep_s: float | None, sleeps: bool | None
 ) -> None:
-    """Waits below the shortest sleep that pays are spun through, longer ones slept; on time."""
+    """Waits below the shortest sleep that pays are spun through, longer ones slept; on time.
+    (Coalescing off: with it, a short wait with requests in flight arms a backstop.)"""
     url, _ = fake_store("ok", ("a=100000", "b=100000"))
     rows = constant_rows(300, 2_000_000)  # 0.6 s at 500/s
     transport = LeanTransport(parse_endpoint(url), Target(), ("a", "b"), 4, 2.0, 1.0)
-    config = EngineConfig(timeout_s=2.0, drain_s=1.0, min_sleep_s=min_sleep_s)
+    config = EngineConfig(timeout_s=2.0, drain_s=1.0, min_sleep_s=min_sleep_s, coalesce_s=None)
     records = MemoryRecords()
     run = Run(rows, transport, config, records)
     arms = 0
@@ -160,3 +162,40 @@ def test_short_waits_are_spun_through_and_long_ones_slept(
     lag = rec["dispatched_ns"] - rec["intended_ns"]
     assert len(lag) == len(rows) and lag.min() >= 0
     assert np.count_nonzero(rec["done_ns"] >= 0) == len(rows)
+
+
+@pytest.mark.parametrize("coalesce_s", [1e-3, None], ids=["1ms", "default"])
+def test_short_waits_with_answers_coming_coalesce(fake_store, coalesce_s: float | None) -> None:
+    """Orders closer together than a sleep pays, with requests in flight, leave with the answers
+    (no spinning, no timerfd per order): never early, every one sent and answered once, and the
+    backstop armed far less often than once per order."""
+    url, _ = fake_store("ok", ("a=1000000", "b=1000000"))
+    rows = constant_rows(4_000, 100_000)  # 0.4 s at 10,000/s: 100 µs apart
+    transport = LeanTransport(parse_endpoint(url), Target(), ("a", "b"), 16, 2.0, 1.0)
+    config = EngineConfig(timeout_s=2.0, drain_s=3.0, min_sleep_s=0.001)
+    if coalesce_s is not None:
+        config = dataclasses.replace(config, coalesce_s=coalesce_s)
+    records = MemoryRecords()
+    run = Run(rows, transport, config, records)
+    arms = 0
+    real_arm = FineTimer.arm_at
+
+    def counting_arm(self: FineTimer, deadline_ns: int) -> None:
+        nonlocal arms
+        arms += 1
+        real_arm(self, deadline_ns)
+
+    FineTimer.arm_at = counting_arm  # type: ignore[method-assign]
+    try:
+        uvloop.run(run.execute())
+    finally:
+        FineTimer.arm_at = real_arm  # type: ignore[method-assign]
+    rec = records.arrays(("a", "b"))
+    lag = rec["dispatched_ns"] - rec["intended_ns"]
+    assert len(lag) == len(rows) and lag.min() >= 0  # never before its time
+    assert np.count_nonzero(rec["done_ns"] >= 0) == len(rows)
+    assert np.array_equal(np.sort(rec["row"]), np.arange(len(rows)))  # each row once
+    assert arms > 0  # 1 ms min sleep: every wait is short, so only backstops were armed
+    if coalesce_s is not None:  # answers come far more often than the 1 ms backstop: a
+        assert arms < len(rows) // 4  # backstop per order would be 4,000 arms
+    assert np.median(lag) < 1_000_000
