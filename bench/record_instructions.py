@@ -1,10 +1,15 @@
-"""Instructions per answer the engine spends recording it (``Run.on_response``), by callgrind.
+"""Instructions the engine spends per order, by callgrind: recording an answer
+(``Run.on_response``), and an order's whole Python path (dispatch, the answer's parse, record).
 
 Instruction counts do not depend on what else the machine is doing, so two trees compare
-exactly where timings on a shared 2-vCPU host swing by 2×. The child answers 8,000 attempts
-(201, 201, 201, 409, 429, 500 in turn) ``n`` times; this runs it under ``valgrind
---tool=callgrind`` with n = 1 and n = 11 and divides the difference by 80,000: the imports and
-set-up cancel out.
+exactly where timings on a shared 2-vCPU host swing by 2×. The ``record`` child answers 8,000
+attempts (201, 201, 201, 409, 429, 500 in turn) ``n`` times. The ``path`` child sends 8,000
+orders ``n`` times, 25 µs apart on a clock it sets, through ``Run._tick`` to a lean connection
+whose socket write is a no-op, and feeds each one's answer (HTTP/1.1 201, 15 body bytes) to its
+connection as uvloop would (``data_received``) half-way to the next order (two connections:
+the next order is in flight when an answer comes): the engine's own Python per order, without the
+kernel and the event loop's C. Each child runs under ``valgrind --tool=callgrind`` with n = 1
+and n = 11 and the difference is divided by 80,000: imports and set-up cancel out.
 
     .venv/bin/python bench/record_instructions.py [--tree PATH …]
 
@@ -57,13 +62,81 @@ def child(n: int) -> None:
         free.clear()
 
 
-def instructions(tree: Path, n: int) -> int:
-    """Instructions callgrind counts for the child of ``tree`` answering ``n`` rounds."""
+ANSWER = (
+    b"HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n"
+    b'{"status":"ok"}'
+)
+
+
+def child_path(n: int) -> None:
+    """Send ``ANSWERS`` orders ``n`` times through the dispatcher and answer each (see module)."""
+    import functools
+    import operator
+    import types
+
+    import numpy as np
+    import uvloop
+
+    import simulator.load.engine as engine
+    from simulator.load.engine import EngineConfig, Run
+    from simulator.load.transport import parse_endpoint
+    from simulator.load.transport.lean import LeanTransport
+    from simulator.scenario import Target
+    from simulator.schedule import ORDER_DTYPE
+
+    gap = 25_000
+    rows = np.zeros(ANSWERS * n, dtype=ORDER_DTYPE)
+    rows["t_ns"] = np.arange(len(rows)) * gap
+    rows["order"] = rows["buyer"] = np.arange(len(rows))
+    rows["qty"] = 1
+    clock = [0]
+    now = functools.partial(operator.getitem, clock, 0)  # a clock in C, as perf_counter_ns is
+    engine.time = types.SimpleNamespace(perf_counter_ns=now)  # type: ignore[assignment]
+    transport = LeanTransport(parse_endpoint("http://127.0.0.1:9"), Target(), ("a",), 1, 5.0, 1.0)
+    run = Run(rows, transport, EngineConfig())
+    loop = uvloop.new_event_loop()
+    run._loop = loop  # the loop is never run: a spin's call_soon only queues a handle
+
+    class Timer:  # the timerfd's place: arming is recorded, nothing fires
+        armed = False
+
+        def arm_at(self, deadline_ns: int) -> None:
+            self.armed = True
+
+        def cancel(self) -> None:
+            self.armed = False
+
+    run._fine = Timer()  # type: ignore[assignment]
+    transport.sink = run
+    conns = []
+    for _ in range(2):  # two connections: an answer comes while the next order is in flight
+        conn = transport._conn_class(transport)
+        conn.transport = types.SimpleNamespace(write=len)  # type: ignore[assignment]
+        conn.alive = True
+        conns.append(conn)
+        run._free.append(conn)
+    run._t0 = 0
+    run._spin_ns, run.min_sleep_ns = 50_000, 56_000  # as execute sets them (this host's wake cost)
+    tick = run._tick
+    for i in range(len(rows)):
+        clock[0] = i * gap
+        if run._timer is not None and run._timer is not run._fine:
+            run._timer.cancel()
+        tick()
+        clock[0] = i * gap + gap // 2
+        if i:  # the answer to the order before
+            next(c for c in conns if c.attempt == i - 1).data_received(ANSWER)
+    assert run._in_flight == 1 and len(run._free) == 1
+    loop.close()
+
+
+def instructions(tree: Path, n: int, what: str = "record") -> int:
+    """Instructions callgrind counts for the ``what`` child of ``tree`` doing ``n`` rounds."""
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, PYTHONPATH=str(tree))
         out = subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg.out",
-             sys.executable, str(Path(__file__).resolve()), "child", str(n)],
+             sys.executable, str(Path(__file__).resolve()), what, str(n)],
             capture_output=True, text=True, env=env, cwd=tree, timeout=1800,
         )  # fmt: skip
     m = re.search(r"Collected\s*:\s*(\d+)", out.stderr)
@@ -73,8 +146,8 @@ def instructions(tree: Path, n: int) -> int:
 
 
 def main() -> int:
-    if len(sys.argv) == 3 and sys.argv[1] == "child":
-        child(int(sys.argv[2]))
+    if len(sys.argv) == 3 and sys.argv[1] in ("record", "path"):
+        (child if sys.argv[1] == "record" else child_path)(int(sys.argv[2]))
         return 0
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tree", type=Path, action="append", default=[], help="another checkout")
@@ -84,7 +157,9 @@ def main() -> int:
         return 0
     for tree in [ROOT, *args.tree]:
         per = (instructions(tree, 11) - instructions(tree, 1)) / (10 * ANSWERS)
-        print(f"{tree!s:<30} {per:8,.0f} instructions per answer recorded")
+        print(f"{tree!s:<30} {per:8,.0f} instructions per answer recorded (Run.on_response)")
+        per = (instructions(tree, 11, "path") - instructions(tree, 1, "path")) / (10 * ANSWERS)
+        print(f"{tree!s:<30} {per:8,.0f} instructions per order: dispatch, parse, record")
     return 0
 
 

@@ -440,7 +440,7 @@ class Run:
             return
         self._armed_for = due
         wake_ns = due - self._spin_ns
-        wait_ns = wake_ns - self._now()
+        wait_ns = wake_ns - (time.perf_counter_ns() - self._t0)  # (self._now(), inline)
         if wait_ns >= self.min_sleep_ns and wait_ns > 0:  # a sleep pays
             if fine is not None:
                 fine.arm_at(self._t0 + wake_ns)

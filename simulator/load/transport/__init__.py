@@ -10,6 +10,7 @@ and :mod:`simulator.load.transport.aio` (aiohttp's client, for proxies and unusu
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -62,9 +63,9 @@ class Transport(Protocol):
     """
 
     reason_labels: dict[int, str]
-
-    def build(self, sku: int, order: int, qty: int, buyer: int) -> bytes:
-        """The payload of one order (the product index, order number, quantity, buyer)."""
+    #: the payload of one order from (the product index, order number, quantity, buyer): the
+    #: template's own renderer, called directly on the hot path
+    build: Callable[[int, int, int, int], bytes]
 
     async def start(self, sink: Sink, now_ns: int) -> int:
         """Open the channels and announce each with ``sink.on_ready``; return how many opened."""

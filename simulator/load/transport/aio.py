@@ -88,6 +88,7 @@ class AiohttpTransport:
     """A pool of request slots on one aiohttp ``ClientSession``."""
 
     __slots__ = (
+        "build",
         "closing",
         "connect_timeout_s",
         "n",
@@ -114,6 +115,7 @@ class AiohttpTransport:
     ) -> None:
         path = endpoint.base_path + target.orders_path
         self.template = RequestTemplate(target, skus, endpoint.host_header, path, data)
+        self.build = self.template.render  # the request bytes of one order (split again when sent)
         self.origin = endpoint.url_for("")[: -len(endpoint.base_path) or None]
         self.rule = outcome_rule(target)
         self.reason_labels = dict(self.rule.labels)
@@ -125,10 +127,6 @@ class AiohttpTransport:
         self.session: aiohttp.ClientSession | None = None
         self.ssl = endpoint.ssl_context()
         self.sink: Sink
-
-    def build(self, sku: int, order: int, qty: int, buyer: int) -> bytes:
-        """The request bytes of one order (split again when sent)."""
-        return self.template.render(sku, order, qty, buyer)
 
     async def start(self, sink: Sink, now_ns: int) -> int:
         """Open the session and check that the target answers at all; announce the slots."""

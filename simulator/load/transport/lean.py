@@ -118,10 +118,14 @@ class _Conn(asyncio.Protocol):
         if attempt < 0:  # an answer nobody asked for
             self._drop()
             return
-        status = self.parser.get_status_code()
+        parser = self.parser
+        status = parser.get_status_code()
         # the status map inline (a list lookup): the rule's of_status, without a call
         outcome = self.pool.table[status] if 0 <= status < 600 else ERROR
-        self._answer(attempt, status, outcome, status)
+        if parser.should_keep_alive():  # _answer's usual case inline (one call less an answer)
+            self.pool.sink.on_response(self, attempt, status, outcome, status)
+        else:
+            self._answer(attempt, status, outcome, status)
 
     def _answer(self, attempt: int, status: int, outcome: int, reason: int) -> None:
         sink = self.pool.sink
@@ -261,6 +265,7 @@ class LeanTransport:
         "_conn_class",
         "_reconnects",
         "_ssl",
+        "build",
         "connect_timeout_s",
         "conns",
         "endpoint",
@@ -288,6 +293,7 @@ class LeanTransport:
         self.endpoint = endpoint
         path = endpoint.base_path + target.orders_path
         self.template = RequestTemplate(target, skus, endpoint.host_header, path, data)
+        self.build = self.template.render  # the request bytes of one order
         self.rule = outcome_rule(target)
         self.table = self.rule.table
         self.reason_labels = dict(self.rule.labels)
@@ -311,10 +317,6 @@ class LeanTransport:
         body)`` instead of classifying it here (a journey's steps have rules of their own);
         before :meth:`start`."""
         self._conn_class = _AnswerConn
-
-    def build(self, sku: int, order: int, qty: int, buyer: int) -> bytes:
-        """The request bytes of one order."""
-        return self.template.render(sku, order, qty, buyer)
 
     async def _open(self) -> _Conn:
         loop = asyncio.get_running_loop()

@@ -175,6 +175,7 @@ class RequestTemplate:
         self._data, self._wrap_n = _data_rows(data, data_keys, ct)
         self.fast = not h.keys and [k[0] for k in b.keys] == list(_DEFAULT_FIELDS)
         self.head = self.head_formats[0]
+        self.render: Callable[[int, int, int, int], bytes]  # (product, order, qty, buyer)
         if self.fast:
             self.render = self._render_fast
         elif self._data:
