@@ -9,6 +9,12 @@ enough (see :func:`simulator.locust.plan.users_at`); when it is not, orders go o
 Two entries reach Locust's statistics per order: ``order (service)`` (from the actual send, as
 Locust measures it) and ``order (intended)`` (from the intended send time: what a buyer waits).
 Sold out is a success (a correct answer); throttled, rejected, errors and timeouts are failures.
+
+With a journey or background streams the users work through a
+:class:`~simulator.locust.journey_feed.JourneyFeed` instead: what they claim is a row (a journey's
+start, a stream's request) or a step of a journey under way, and the feed decides from each
+answer what comes next, by the engine's rules. Each step and stream has its two entries
+(``<step> (intended)``, ``<step> (service)``); the order step keeps the orders' names.
 """
 
 from __future__ import annotations
