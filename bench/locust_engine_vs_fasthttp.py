@@ -1,6 +1,7 @@
 """Generator CPU per order in Locust: FastHttpUser senders vs ``--flashsale-engine``.
 
     .venv/bin/python bench/locust_engine_vs_fasthttp.py [--rate 3000] [--seconds 10] [--reps 2]
+    .venv/bin/python bench/locust_engine_vs_fasthttp.py --journey --rate 500   # 4-step journeys
 
 Every cell drives the same open-loop schedule (a constant RATE orders/s for SECONDS s) at nginx
 (one process, ``return 201``; ``bench/harness.py``) pinned to core 0; the generator is pinned to
@@ -17,7 +18,10 @@ core 1, all on 127.0.0.1. Cells, round-robin, REPS times, medians printed:
 The figure that carries over to other machines is the generator's CPU time per request (user +
 system of the whole process, threads included, from /proc/PID/stat over the steady middle of the
 run), and its inverse, requests a second per core. Each Locust cell checks from its report that
-every order was sent. Kills only the processes it started; without nginx or taskset it says so.
+every order was sent. ``--journey``: every row is the 4-step journey of ``bench/journey_cpu.py``
+(login → order → poll → pay, against nginx's ``/j/`` answers: 4 requests a row), RATE rows/s,
+the two Locust cells only (the journey's steps run in Locust's users, or in the engine). Kills
+only the processes it started; without nginx or taskset it says so.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import time
 from pathlib import Path
 
 import harness
+from journey_cpu import JOURNEY_4
 
 ROOT = harness.ROOT
 SCENARIO = """
@@ -144,8 +149,10 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--reps", type=int, default=2)
     p.add_argument("--cells", default=",".join(CELLS), help="comma-separated subset of the cells")
+    p.add_argument("--journey", action="store_true", help="a 4-step journey per row")
     p.add_argument("--engine-child", nargs=2, metavar=("SCENARIO", "HOST"))
     a = p.parse_args()
+    per_row = 4 if a.journey else 1  # requests a row makes (the journey's poll settles at once)
     if a.engine_child:
         engine_child(*a.engine_child)
         return
@@ -154,11 +161,14 @@ def main() -> None:
         print(f"skipped: {reason}")
         return
     chosen = [c for c in CELLS if c in a.cells.split(",")]
+    if a.journey:
+        chosen = [c for c in chosen if c != "engine alone"]
     cells: dict[str, list[tuple[float, float, float | None]]] = {c: [] for c in chosen}
     with tempfile.TemporaryDirectory(prefix="flashsale-bench-locust-") as tmp:
         workdir = Path(tmp)
         scenario = workdir / "bench.toml"
-        scenario.write_text(SCENARIO.format(seconds=a.seconds, rate=a.rate))
+        text = SCENARIO.format(seconds=a.seconds, rate=a.rate)
+        scenario.write_text(text + (JOURNEY_4 if a.journey else ""))
         with harness.nginx(workdir) as (_proc, host):
             for rep in range(a.reps):
                 for name in chosen:
@@ -168,14 +178,15 @@ def main() -> None:
                         out = workdir / f"{rep}-{len(cells[name])}-{name[-6:]}"
                         engine = name.endswith("engine")
                         cells[name].append(locust_cell(scenario, host, out, a.seconds, engine))
-    print(f"open loop at nginx, {a.rate:g} orders/s for {a.seconds:g} s, {a.reps} reps (median);")
+    what = "4-step journeys" if a.journey else "orders"
+    print(f"open loop at nginx, {a.rate:g} {what}/s for {a.seconds:g} s, {a.reps} reps (median);")
     print("generator pinned to core 1, nginx to core 0")
     head = f"{'generator':<26} {'CPU share':>9} {'µs/request':>11} {'req/s/core':>11}"
     print(head + f" {'lag p99 ms':>11}")
     per_req = {}
     for name, runs in cells.items():
         # open loop at a fixed rate: requests in the steady window = rate × its length
-        us = statistics.median(cpu / (a.rate * wall) * 1e6 for cpu, wall, _ in runs)
+        us = statistics.median(cpu / (a.rate * per_row * wall) * 1e6 for cpu, wall, _ in runs)
         share = statistics.median(cpu / wall for cpu, wall, _ in runs)
         lags = [lag for _, _, lag in runs if lag is not None]
         lag = f"{statistics.median(lags):.2f}" if lags else "-"

@@ -104,7 +104,7 @@ class AliasSampler:
         if w.ndim != 1 or len(w) == 0 or np.any(w < 0) or w.sum() <= 0:
             raise ValueError("weights must be a non-empty list of non-negative numbers")
         k = len(w)
-        scaled = w * (k / w.sum())
+        scaled = (w / w.sum()) * k  # normalised first: k / sum overflows for subnormal sums
         prob = np.ones(k)
         alias = np.arange(k)
         small = [i for i in range(k) if scaled[i] < 1.0]

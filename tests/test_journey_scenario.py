@@ -174,12 +174,6 @@ def test_draws_follow_the_distributions() -> None:
     assert took[:, :3].all() and abs(took[:, 3].mean() - 0.7) < 0.005
 
 
-def test_locust_says_it_does_not_drive_journeys_yet() -> None:
-    from simulator.scenario.shape import locust_lacks
-
-    assert locust_lacks(read(GOOD)) == "a [journey]"
-
-
 def test_unless_makes_steps_exclusive() -> None:
     text = (
         GOOD

@@ -81,7 +81,6 @@ def build_command(scenario: str, args: list[str]) -> tuple[list[str], float | No
     from simulator.errors import UsageError
     from simulator.locust import LOCUSTFILE
     from simulator.scenario import limits, load_scenario
-    from simulator.scenario.shape import locust_lacks
 
     scale = _number("--scale", _take(args, "--scale"), float)
     duration = _number("--duration", _take(args, "--duration"), float)
@@ -89,12 +88,7 @@ def build_command(scenario: str, args: list[str]) -> tuple[list[str], float | No
         argparse.Namespace(scale=scale, duration=duration),
         {"scale": limits.SCALE, "duration": limits.DURATION_S},
     )
-    sc = load_scenario(scenario, scale=scale)  # bad input stops here, in one line
-    if (missing := locust_lacks(sc)) is not None and "--flashsale-engine" not in args:
-        raise UsageError(
-            f"{scenario}: {missing}: Locust users send one order per row; run it with "
-            "--flashsale-engine (the engine in each worker) or with flashsale run"
-        )
+    load_scenario(scenario, scale=scale)  # bad input stops here, in one line
     expect = _number("--expect-workers", _peek(args, "--expect-workers"), int)
     slices = _number("--flashsale-workers", _peek(args, "--flashsale-workers"), int)
     if expect is not None and slices is not None and expect != slices:

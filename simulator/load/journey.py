@@ -53,6 +53,7 @@ from simulator.outcomes import (
     OutcomeRule,
     value_key,
 )
+from simulator.retry import Retry
 from simulator.scenario import Scenario
 from simulator.scenario.journey import (
     COMPLETED,
@@ -176,7 +177,7 @@ class JourneyTally:
             self.times[kind].merge(h)
 
 
-def _extract(rule: Extract, headers: list[tuple[bytes, bytes]], body: bytes) -> str | None:
+def extract_value(rule: Extract, headers: list[tuple[bytes, bytes]], body: bytes) -> str | None:
     """The value ``rule`` takes from an answer, or None when it is not there."""
     kind = rule.kind
     if kind == "json":
@@ -207,7 +208,7 @@ def _extract(rule: Extract, headers: list[tuple[bytes, bytes]], body: bytes) -> 
     return m.group(1) if m.groups() else m.group(0)
 
 
-def _cookies(headers: list[tuple[bytes, bytes]], jar: dict[str, str] | None) -> dict[str, str]:
+def cookie_jar(headers: list[tuple[bytes, bytes]], jar: dict[str, str] | None) -> dict[str, str]:
     """The buyer's cookies after an answer's ``Set-Cookie`` headers (an empty value or a
     Max-Age of 0 deletes one)."""
     out = dict(jar or {})
@@ -227,7 +228,7 @@ def _cookies(headers: list[tuple[bytes, bytes]], jar: dict[str, str] | None) -> 
     return out
 
 
-def _cookie_line(jar: dict[str, str]) -> bytes:
+def cookie_line(jar: dict[str, str]) -> bytes:
     if not jar:
         return b""
     text = "; ".join(f"{k}={v}" for k, v in jar.items())
@@ -248,6 +249,32 @@ def _think_bound_s(step: Step) -> float:
     return float(t.a * np.exp(4.0 * t.b))
 
 
+def allowance_s(journey: Journey, timeout_s: float, retry: Retry) -> float:
+    """How long after its start a journey could still be going (think times, timeouts and
+    retries, polls): what a run waits beyond its drain for the last journeys to end."""
+    return sum(
+        _think_bound_s(s)
+        + timeout_s * retry.max_attempts
+        + (s.poll.max * (s.poll.every_s + timeout_s) if s.poll else 0.0)
+        for s in journey.steps
+    )
+
+
+def step_rules(steps: Iterable[Step]) -> list[OutcomeRule]:
+    """Each step's outcome rule: its status map (extending the defaults), and its body rule."""
+    return [
+        OutcomeRule(
+            s.status,
+            *(
+                (s.outcome.path, s.outcome.statuses, s.outcome.values, s.outcome.other)
+                if s.outcome is not None
+                else ()
+            ),
+        )
+        for s in steps
+    ]
+
+
 class JourneyRun(Run):
     """One event loop's open-loop run of journeys over a slice of the schedule (see module)."""
 
@@ -266,17 +293,7 @@ class JourneyRun(Run):
         self._steps = journey.steps
         self._n_steps = len(journey.steps)
         self._templates = list(templates)  # the steps', then the streams'
-        self._rules = [
-            OutcomeRule(
-                s.status,
-                *(
-                    (s.outcome.path, s.outcome.statuses, s.outcome.values, s.outcome.other)
-                    if s.outcome is not None
-                    else ()
-                ),
-            )
-            for s in (*journey.steps, *(x.request for x in streams))
-        ]
+        self._rules = step_rules((*journey.steps, *(x.request for x in streams)))
         variables = journey.variables()
         self._extracts = [[(variables.index(e.var), e) for e in s.extract] for s in journey.steps]
         self._n_vars = len(variables)
@@ -311,13 +328,7 @@ class JourneyRun(Run):
         self._cf: list[int] = []
         self._cthink: list[list[int]] = []
         self._ctake: list[list[bool]] = []
-        per_step_s = [
-            _think_bound_s(s)
-            + config.timeout_s * config.retry.max_attempts
-            + (s.poll.max * (s.poll.every_s + config.timeout_s) if s.poll else 0.0)
-            for s in journey.steps
-        ]
-        self._allowance_ns = round(sum(per_step_s) * 1e9)
+        self._allowance_ns = round(allowance_s(journey, config.timeout_s, config.retry) * 1e9)
         super().__init__(rows, transport, config, sink)
         self._order_step = journey.order_step
         self.tally.journey = self.journeys
@@ -600,16 +611,16 @@ class JourneyRun(Run):
         if self._extracts[k]:
             values = self._j_vars[j]
             for idx, rule in self._extracts[k]:
-                values[idx] = _extract(rule, headers, body)
+                values[idx] = extract_value(rule, headers, body)
         if any(name == b"set-cookie" for name, _ in headers):
-            jar = _cookies(headers, self._j_jar[j])
+            jar = cookie_jar(headers, self._j_jar[j])
             self._j_jar[j] = jar
-            self._j_cookie[j] = _cookie_line(jar)
+            self._j_cookie[j] = cookie_line(jar)
         if outcome != CONFIRMED:
             self._end(j, k, _TERMINAL[OUTCOME_NAMES[outcome]], outcome, reason, now)
             return
         poll = step.poll
-        if poll is not None and _extract(poll.rule, headers, body) not in poll.until:
+        if poll is not None and extract_value(poll.rule, headers, body) not in poll.until:
             self._j_polls[j] += 1
             if self._j_polls[j] >= poll.max:
                 self._end(j, k, _TERMINAL[POLL_LIMIT], TIMEOUT, R_POLL_LIMIT, now)

@@ -162,3 +162,9 @@ class SliceFeed:
         for chunk in self._source:
             self.tally.add_unsent_rows(chunk["t_ns"].astype(np.int64))
             self.counts.outcomes[0] += len(chunk)
+
+
+def retry_uniform(seed: int, order: int, flags: int, tries: int) -> float:
+    """The uniform of a retry's delay in users mode: a draw per (order, flags, retry) from the
+    scenario's seed, so the same scenario and seed give the same delays."""
+    return float(np.random.default_rng([seed, order, flags, tries]).random())

@@ -33,6 +33,7 @@ import gevent.event
 from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 
 from simulator.errors import FlashsaleError
+from simulator.load.journey import allowance_s
 from simulator.load.target import Target
 from simulator.load.transport import parse_endpoint
 from simulator.locust import finish, live
@@ -113,9 +114,14 @@ class Node:
 
     @property
     def drain_s(self) -> float:
-        """How long after the last intended send the run waits for answers."""
+        """How long after the last intended send the run waits for answers (and, with a
+        journey, for the journeys under way to end: the engine's allowance)."""
         d = self.options.drain_s
-        return self.scenario.run.drain_s if d is None else d
+        drain = self.scenario.run.drain_s if d is None else d
+        journey, run = self.scenario.journey, self.scenario.run
+        if journey is not None:  # the last journeys' think times, timeouts and polls, as the
+            drain += allowance_s(journey, run.timeout_s, self.scenario.buyers.retry)  # engine
+        return drain
 
     @property
     def sale_s(self) -> float:

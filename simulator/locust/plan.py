@@ -20,6 +20,7 @@ from simulator.errors import UsageError
 from simulator.load.slots import REGION
 from simulator.load.tally import Tally
 from simulator.scenario import Scenario, limits
+from simulator.scenario.journey import Journey
 from simulator.schedule import Orders, build_schedule
 
 FloatArray = npt.NDArray[np.float64]
@@ -75,18 +76,52 @@ def demand_rate(scenario: Scenario, t_s: npt.ArrayLike) -> FloatArray:
     return np.where(inside, total * (1.0 + scenario.buyers.duplicate_share), 0.0)
 
 
+def requests_per_row(journey: Journey | None) -> float:
+    """Requests a buyer's row makes on average: 1 without a journey; with one, a request per
+    step it takes (by the steps' probabilities, ``unless`` included), a polling step counted
+    twice (its first answer and one more, on average about what a short settle takes)."""
+    if journey is None:
+        return 1.0
+    names = journey.names()
+    p: list[float] = []
+    for s in journey.steps:
+        q = s.probability
+        if s.unless is not None:
+            q *= 1.0 - p[names.index(s.unless)]
+        p.append(q)
+    return sum(
+        q * (2.0 if s.poll is not None else 1.0) for q, s in zip(p, journey.steps, strict=True)
+    )
+
+
+def request_rate(scenario: Scenario, t_s: npt.ArrayLike) -> FloatArray:
+    """Expected requests a second at times ``t_s``: the buyers' rows (:func:`demand_rate`)
+    times :func:`requests_per_row`, plus every background stream's own curve."""
+    t = np.asarray(t_s, dtype=np.float64)
+    total = demand_rate(scenario, t) * requests_per_row(scenario.journey)
+    inside = (t >= 0) & (t < scenario.duration_s)
+    for stream in scenario.streams:
+        curve = stream.demand
+        if curve.is_empty:
+            continue
+        eta = curve.bursts.branching_ratio if curve.bursts is not None else 0.0
+        total = total + np.where(inside, curve.scaled(scenario.scale).rate(t) / (1.0 - eta), 0.0)
+    return total
+
+
 def users_at(scenario: Scenario, t_s: float, sizing: PoolSizing) -> int:
     """The user pool at ``t_s`` seconds into the sale (all workers together).
 
     users(t) = clamp(⌈headroom · busy_s · max λ(s) for s in [t − hold_s, t + lookahead_s]⌉ +
-    min_users, min_users, max_users) — Little's law: a user carries one order at a time for
-    about ``busy_s``, so λ orders a second keep λ·busy_s users busy on average.
+    min_users, min_users, max_users) — Little's law: a user carries one request at a time for
+    about ``busy_s``, so λ requests a second (:func:`request_rate`: the orders, or the
+    journeys' steps and the streams' requests) keep λ·busy_s users busy on average.
     """
     lo, hi = t_s - sizing.hold_s, t_s + sizing.lookahead_s
     # a grid anchored at multiples of step_s (the same points whatever t is), plus both ends
     k = np.arange(math.ceil(lo / sizing.step_s), math.floor(hi / sizing.step_s) + 1)
     grid = np.concatenate([[lo, t_s, hi], k * sizing.step_s])
-    peak = float(demand_rate(scenario, grid).max())
+    peak = float(request_rate(scenario, grid).max())
     users = math.ceil(sizing.headroom * sizing.busy_s * peak) + sizing.min_users
     return max(sizing.min_users, min(sizing.max_users, users))
 

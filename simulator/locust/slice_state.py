@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from simulator.errors import UsageError
+from simulator.load.journey import merged_rows, stream_schedules
 from simulator.load.transport import outcome_rule
-from simulator.load.transport.template import RequestTemplate
+from simulator.load.transport.template import RequestTemplate, StepTemplate
 from simulator.locust.engine_mode import EngineSlice
 from simulator.locust.feed import SliceFeed
+from simulator.locust.journey_feed import JourneyFeed
 from simulator.locust.live import SliceCounts
 from simulator.locust.plan import RunPlan, SliceDigest, digesting, slice_chunks
 from simulator.locust.stats import Failures
@@ -26,7 +29,8 @@ from simulator.outcomes import OutcomeRule
 from simulator.records import OrderStream, stream_part
 from simulator.retry import Retry
 from simulator.scenario import Scenario
-from simulator.scenario.shape import locust_lacks
+from simulator.scenario.journey import order_journey
+from simulator.schedule import Orders
 
 #: the attribute of Locust's environment that holds this process's node
 NODE_ATTR = "flashsale_node"
@@ -47,7 +51,7 @@ class SliceState:
     seed: int  # the scenario's: retry delays are drawn from it
     digest: SliceDigest  # the rows taken from the schedule so far
     counts: SliceCounts = field(default_factory=SliceCounts)
-    feed: SliceFeed | None = None  # users mode: the users send from it
+    feed: SliceFeed | JourneyFeed | None = None  # users mode: the users send from it
     engine: EngineSlice | None = None  # engine mode: the engine's thread does the sending
     stream: OrderStream | None = None  # the per-attempt records, when asked for
 
@@ -134,12 +138,42 @@ def start_slice(
             sc, source, host, connections, worker, plan.slices, start_at, counts, stream,
             duration_s=plan.duration_s,
         )  # fmt: skip
+    elif sc.journey is not None or sc.streams:
+        st.feed = journey_feed(sc, plan, worker, source, counts, stream)
+        st.feed.tally.reason_labels.update(rule.labels)
+        st.failure = Failures(st.feed.tally.reason_labels)
     else:
-        if (missing := locust_lacks(sc)) is not None:
-            if stream is not None:
-                stream.close(complete=False)
-            raise UsageError(f"{missing}: Locust users send one order per row; run it with "
-                             "--flashsale-engine (or flashsale run)")  # fmt: skip
         st.feed = SliceFeed(source, worker, plan.slices, counts, stream)
         st.feed.tally.reason_labels.update(rule.labels)
     return st
+
+
+def journey_feed(
+    scenario: Scenario,
+    plan: RunPlan,
+    worker: int,
+    buyers: Iterator[Orders],
+    counts: SliceCounts,
+    stream: OrderStream | None,
+) -> JourneyFeed:
+    """Users mode of a scenario with a journey or streams: the slice's buyer rows merged with
+    its share of the streams' rows (as the engine merges them,
+    :func:`~simulator.load.journey.merged_rows`), the steps' and streams' templates with paths
+    under Locust's host (the target's order as a one-step journey when there is none)."""
+    sc = scenario
+    journey = sc.journey if sc.journey is not None else order_journey(sc.target)
+    rows: Iterator[Orders] = buyers
+    if sc.streams:
+        rows = merged_rows(
+            [buyers, *stream_schedules(sc.with_scale(plan.scale), plan.duration_s, worker,
+                                       plan.slices)]
+        )  # fmt: skip
+    variables = journey.variables()
+    templates = [
+        StepTemplate(s, sc.products, "locust", "", variables, sc.buyers.data)
+        for s in (*journey.steps, *(x.request for x in sc.streams))
+    ]
+    return JourneyFeed(
+        rows, journey, sc.streams, templates, sc.seed, sc.buyers.retry, worker, plan.slices,
+        counts, stream,
+    )  # fmt: skip

@@ -9,6 +9,12 @@ enough (see :func:`simulator.locust.plan.users_at`); when it is not, orders go o
 Two entries reach Locust's statistics per order: ``order (service)`` (from the actual send, as
 Locust measures it) and ``order (intended)`` (from the intended send time: what a buyer waits).
 Sold out is a success (a correct answer); throttled, rejected, errors and timeouts are failures.
+
+With a journey or background streams the users work through a
+:class:`~simulator.locust.journey_feed.JourneyFeed` instead: what they claim is a row (a journey's
+start, a stream's request) or a step of a journey under way, and the feed decides from each
+answer what comes next, by the engine's rules. Each step and stream has its two entries
+(``<step> (intended)``, ``<step> (service)``); the order step keeps the orders' names.
 """
 
 from __future__ import annotations
@@ -17,11 +23,11 @@ import ssl
 import time
 
 import gevent
-import numpy as np
 from locust import FastHttpUser, constant, task
 
-from simulator.load.transport.template import SplitRequest
-from simulator.locust.feed import Claim, SliceFeed
+from simulator.load.transport.template import SplitRequest, split_request
+from simulator.locust.feed import Claim, SliceFeed, retry_uniform
+from simulator.locust.journey_feed import JourneyFeed, Send, Start
 from simulator.locust.slice_state import SliceState, current
 from simulator.locust.stats import INTENDED, SERVICE
 from simulator.outcomes import (
@@ -50,27 +56,55 @@ class ScheduleUser(FastHttpUser):
     network_timeout = 5.0
     connection_timeout = 2.0
 
+    def on_start(self) -> None:
+        """No cookie jar of the sender's own: cookies belong to buyers (a journey keeps each
+        buyer's and sends them itself), and a user sends for many buyers."""
+        self.client.cookiejar = None  # type: ignore[assignment]
+        self.client.client.cookiejar = None
+
     @task
     def send_next(self) -> None:
-        """Claim the next order, wait for its time, send it (retrying if the buyer would)."""
+        """Claim what is due next, wait for its time, send it: an order (retrying if the buyer
+        would), or a journey's request or a stream's."""
         st = current(self.environment)
         feed = st.feed if st is not None else None
+        if isinstance(feed, JourneyFeed):
+            assert st is not None
+            self._journey_next(st, feed)
+            return
         claim = feed.claim() if feed is not None else None
         if st is None or feed is None or claim is None:
             gevent.sleep(_IDLE_S)
             return
         due_ns = st.t0_ns + claim.t_ns
-        try:
-            delay_s = (due_ns - time.perf_counter_ns()) / 1e9
-            if delay_s > 0:
-                gevent.sleep(delay_s)
-        except BaseException:  # stopped while waiting: the order is still to send
-            feed.give_back(claim)
-            raise
+        _wait_until(feed, claim, due_ns)
         try:
             send_order(self, st, feed, claim, due_ns)
         finally:
             feed.release()
+
+    def _journey_next(self, st: SliceState, feed: JourneyFeed) -> None:
+        claim = feed.claim()
+        if claim is None:
+            gevent.sleep(_IDLE_S)
+            return
+        _wait_until(feed, claim, st.t0_ns + claim.t_ns)
+        try:
+            send_journey(self, st, feed, claim)
+        finally:
+            feed.release()
+
+
+def _wait_until(feed: SliceFeed | JourneyFeed, claim: Claim | Start | Send, due_ns: int) -> None:
+    """Sleep until ``due_ns``; a user stopped while waiting gives its claim back (still to
+    send)."""
+    try:
+        delay_s = (due_ns - time.perf_counter_ns()) / 1e9
+        if delay_s > 0:
+            gevent.sleep(delay_s)
+    except BaseException:
+        feed.give_back(claim)  # type: ignore[arg-type]  # a claim goes back where it came from
+        raise
 
 
 def send_order(
@@ -119,8 +153,7 @@ def send_order(
         tries = int(ring.tries[attempt])
         if code != THROTTLED or not claim.flags & FLAG_RETRIES or tries >= r.max_attempts:
             return
-        # the same scenario and seed give the same delays: a draw per (order, flags, retry)
-        u = np.random.default_rng([st.seed, claim.order, claim.flags, tries]).random()
+        u = retry_uniform(st.seed, claim.order, claim.flags, tries)
         due_ns = done_ns + r.delay_ns(tries, u)
         of = feed.retry_of(attempt)
         try:
@@ -130,6 +163,90 @@ def send_order(
             raise
         attempt = feed.add_retry(of, due_ns - t0)
         ring = feed.ring  # the ring may have grown (new arrays)
+
+
+def send_journey(
+    user: FastHttpUser, st: SliceState, feed: JourneyFeed, claim: Start | Send
+) -> None:
+    """Send the claimed row or step now, and what its journey makes due at once after it
+    (the next step without think time); a step due later stays in the feed for any user.
+
+    A stream's row is its one request; a buyer's row starts its journey (its first step may
+    be due later). The feed decides everything from the answers (:mod:`simulator.locust.
+    journey_feed`); this sends, times and reports each request to Locust's statistics.
+    """
+    clock = time.perf_counter_ns
+    t0 = st.t0_ns
+    send: Send | None
+    if isinstance(claim, Start):
+        if claim.stream:
+            attempt, payload = feed.stream_request(claim)
+            _exchange(user, st, feed, attempt, payload)
+            return
+        send = feed.start(claim, clock() - t0)
+    else:
+        send = claim
+    while send is not None:
+        got = feed.request(send, clock() - t0)
+        if got is None:  # a value it needs is missing: the journey ended there
+            return
+        send = _exchange(user, st, feed, *got)
+
+
+def _exchange(
+    user: FastHttpUser, st: SliceState, feed: JourneyFeed, attempt: int, payload: bytes
+) -> Send | None:
+    """One request of a journey or a stream, recorded in its slot like the engine's attempts
+    and reported to Locust under its step's names; the journey's next request, if due now."""
+    clock = time.perf_counter_ns
+    t0 = st.t0_ns
+    ring = feed.ring
+    k = int(ring.step[attempt])
+    intended_name, service_name = feed.stat_names[k]
+    method = feed.methods[k]
+    request = split_request(payload)
+    sent_ns = clock() - t0
+    ring.dispatched_ns[attempt] = ring.sent_ns[attempt] = sent_ns
+    nxt: Send | None = None
+    try:
+        with user.client.request(
+            method,
+            request.target,
+            data=request.body,  # type: ignore[arg-type]  # bytes are sent as they are
+            headers=request.headers,
+            name=service_name,
+            catch_response=True,
+        ) as resp:
+            status = resp.status_code or 0
+            done_ns = clock() - t0
+            body = resp.content or b"" if status else b""
+            if 0 < status < 600:
+                headers = [
+                    (name.encode("latin-1"), value.encode("latin-1"))
+                    for name, value in (resp.headers.iterlower() if resp.headers else ())
+                ]
+                code, reason, nxt = feed.answered(attempt, status, headers, body, done_ns)
+            else:
+                code, reason = failure_of(resp.error)
+                feed.failed(attempt, code, reason, done_ns)
+            if code in (CONFIRMED, SOLD_OUT):
+                resp.success()
+            else:
+                resp.failure(st.failure(code, reason))
+    except BaseException:  # stopped mid-request: the answer is never read
+        feed.interrupted(attempt, clock() - t0)
+        raise
+    user.environment.events.request.fire(
+        request_type=method,
+        name=intended_name,
+        response_time=(done_ns - int(ring.intended_ns[attempt])) / 1e6,
+        response_length=len(body),
+        response=None,
+        context={},
+        exception=None if code in (CONFIRMED, SOLD_OUT) else st.failure(code, reason),
+        url=request.target,
+    )
+    return nxt
 
 
 def _request(

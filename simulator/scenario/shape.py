@@ -195,14 +195,3 @@ def check_streams(scenario: Scenario) -> None:
     for i, stream in enumerate(scenario.streams):
         for key, text in stream.request.templates():
             _check_text(scenario, f"streams[{i}].{key}", key, text, known, pvars)
-
-
-def locust_lacks(scenario: Scenario) -> str | None:
-    """What of the scenario Locust's users do not drive yet, or None: said before Locust starts
-    (they send the scenario's request shape, one order per row; ``--flashsale-engine`` runs
-    the engine in each worker, journeys and streams included)."""
-    if scenario.journey is not None:
-        return "a [journey]"
-    if scenario.streams:
-        return "[[streams]]"
-    return None

@@ -41,9 +41,3 @@ def test_engine_workers_drive_the_journey(tmp_path: Path, flow_storefront: str) 
     audit = report["audit"]
     assert audit["ok"] and all(s["conserved"] for s in audit["skus"].values())
     assert code == 0, log[-2000:]
-
-
-def test_users_mode_refuses_a_journey_in_one_line(tmp_path: Path) -> None:
-    from simulator.cli import main as cli_main
-
-    assert cli_main(["locust", str(SCENARIO), "--headless"]) == 2

@@ -23,6 +23,8 @@ from simulator.locust.plan import (
     SliceDigest,
     demand_rate,
     digesting,
+    request_rate,
+    requests_per_row,
     scan_slices,
     slice_chunks,
     users_at,
@@ -96,6 +98,21 @@ def test_users_at_holds_the_pool_after_a_peak() -> None:
     held = dataclasses.replace(SIZING, hold_s=10.0, lookahead_s=0.0)
     assert users_at(scenario, 15.0, held) == users_at(scenario, 10.0, held)
     assert users_at(scenario, 15.0, held) > users_at(scenario, 15.0, SIZING)
+
+
+def test_a_journey_sizes_the_pool_by_its_requests_and_its_streams() -> None:
+    """login 1 + reserve 1 + poll 2 (counted twice) + pay 0.7 + cancel 0.5 of the other 0.3:
+    4.85 requests a buyer; the streams add their own curves (100/s and 50/s after the drop)."""
+    sc = load_scenario(ROOT / "scenarios" / "seckill-journey.toml")
+    assert sc.journey is not None
+    assert requests_per_row(None) == 1.0
+    assert requests_per_row(sc.journey) == pytest.approx(4.85)
+    t = np.array([-1.0, 5.0, 9.5, 20.0])
+    want = demand_rate(sc, t) * 4.85 + np.array([0.0, 150.0, 150.0, 0.0])
+    assert request_rate(sc, t) == pytest.approx(want)
+    sizing = PoolSizing(busy_s=0.05, hold_s=0.0, lookahead_s=0.0)
+    plain = dataclasses.replace(sc, journey=None, streams=())
+    assert users_at(sc, 5.0, sizing) > users_at(plain, 5.0, sizing)
 
 
 def test_demand_rate_includes_double_clicks_and_is_zero_outside_the_sale() -> None:

@@ -209,15 +209,7 @@ class RequestTemplate:
         """One order as (request target, headers, body) for a client that writes its own
         request line, ``Host`` and ``Content-Length`` (Locust's FastHttpUser): the request
         :meth:`render` makes, taken apart; headers in the template's order, Content-Type last."""
-        head, _, body = self.render(product, order, qty, buyer).partition(b"\r\n\r\n")
-        lines = head.split(b"\r\n")
-        target = lines[0].split(b" ", 2)[1].decode("ascii")
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            if name.lower() not in _CLIENT_HEADERS:
-                headers[name.decode("latin-1")] = value.strip().decode("latin-1")
-        return SplitRequest(target, headers, body)
+        return split_request(self.render(product, order, qty, buyer))
 
 
 _CONTEXTS = ("path", "header", "body")
@@ -231,6 +223,21 @@ class SplitRequest(NamedTuple):
     target: str  # the request target: path and query, percent-encoded
     headers: dict[str, str]
     body: bytes
+
+
+def split_request(raw: bytes) -> SplitRequest:
+    """A whole rendered request (:meth:`RequestTemplate.render`, :meth:`StepTemplate.render`)
+    taken apart for a client that writes its own request line, ``Host`` and
+    ``Content-Length``: headers in the request's order."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    target = lines[0].split(b" ", 2)[1].decode("ascii")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        if name.lower() not in _CLIENT_HEADERS:
+            headers[name.decode("latin-1")] = value.strip().decode("latin-1")
+    return SplitRequest(target, headers, body)
 
 
 def _product_values(p: str | Product) -> dict[str, str]:

@@ -1,0 +1,582 @@
+"""A worker's slice in users mode when its scenario has a journey or background streams: what
+is due next, every buyer's state, every request's slot, the tallies. No locust import (tested as
+plain code).
+
+The rules are the engine's (:class:`simulator.load.journey.JourneyRun`), from the same objects:
+a schedule row starts a journey at its intended time; step k+1 is due at the answer of step k
+plus its think time (drawn per row from the seed, :func:`~simulator.load.journey.think_ns`) and
+taken or skipped by the row's draw (:func:`~simulator.load.journey.takes`); each request goes
+out from the step's :class:`~simulator.load.transport.template.StepTemplate`, its answer is
+classified by the step's own rule (:func:`~simulator.load.journey.step_rules`), its values and
+cookies taken by :func:`~simulator.load.journey.extract_value` and
+:func:`~simulator.load.journey.cookie_jar`; a polling step is due again ``every_s`` after an
+answer that does not meet its condition; a throttled answer of a retrying buyer is tried again
+after the retry's delay (or the answer's Retry-After, whichever is longer). Every request takes
+an attempt slot of a :class:`~simulator.load.slots.SlotRing` (its ``step`` saying which); the
+order step's attempts, and the order rows of journeys that ended before it, are the run's
+orders (its :class:`Tally`), every step's and stream's attempts are also folded into a
+:class:`~simulator.load.journey.JourneyTally`, and every journey ends in exactly one terminal
+state. A stream's row is one request, recorded under its stream.
+
+The Locust users (:mod:`simulator.locust.users`) are senders, not buyers: a user
+:meth:`~JourneyFeed.claim`\\ s whatever is due first (a row, or a step of a journey under way),
+sleeps until its time, sends it and hands the answer back here; a step due later is kept in a
+heap until a user claims it. Claims go in due order and the user that hands an answer back is
+free to claim at once, so the items held by users are always the earliest ones: a step never
+waits behind a later one, and the pool only needs to be as large as the requests in flight
+(not one user per buyer, asleep through its think times). Buyer state lives in per-journey
+slots (lists indexed by slot, recycled), as in the engine.
+
+Under gevent a method runs without a switch, so no lock is needed.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from simulator.load.journey import (
+    JourneyTally,
+    cookie_jar,
+    cookie_line,
+    extract_value,
+    step_rules,
+    takes,
+    think_ns,
+)
+from simulator.load.slots import NO_STEP, Batch, SlotRing
+from simulator.load.tally import Tally
+from simulator.load.transport.lean import retry_after_seconds
+from simulator.load.transport.template import StepTemplate
+from simulator.locust.feed import retry_uniform
+from simulator.locust.live import SliceCounts
+from simulator.locust.stats import INTENDED, SERVICE
+from simulator.outcomes import (
+    CONFIRMED,
+    ERROR,
+    NOT_SENT,
+    OUTCOME_NAMES,
+    R_JOURNEY_STEP,
+    R_MISSING_VALUE,
+    R_POLL_LIMIT,
+    R_UNANSWERED,
+    THROTTLED,
+    TIMEOUT,
+)
+from simulator.retry import Retry
+from simulator.scenario.journey import (
+    COMPLETED,
+    MISSING,
+    POLL_LIMIT,
+    STOPPED,
+    TERMINALS,
+    Journey,
+    Stream,
+)
+from simulator.schedule import FLAG_RETRIES, Orders
+
+#: a retry region still filling after this long is closed, so that its attempts get folded
+RETRY_REGION_NS = 1_000_000_000
+_TERMINAL = {name: i for i, name in enumerate(TERMINALS)}
+
+Headers = list[tuple[bytes, bytes]]  # an answer's headers: (lower-case name, value)
+
+
+class Start(NamedTuple):
+    """A schedule row handed to a user: a buyer's journey start, or a stream's request."""
+
+    t_ns: int  # intended time, ns from the slice's sale start
+    product: int
+    order: int
+    qty: int
+    buyer: int
+    flags: int
+    row: int  # the row's number in the buyers' schedule (−1: a stream's row)
+    stream: int  # 0: a buyer; s + 1: a request of stream s
+    think: list[int]  # the row's think time before each step (ns)
+    take: list[bool]  # whether the row's journey takes each step
+
+
+class Send(NamedTuple):
+    """A request of a journey under way, due at ``t_ns``."""
+
+    t_ns: int
+    j: int  # the journey's slot
+    k: int  # its step
+    tries: int
+    first_ns: int  # the first attempt's due time (retries keep it)
+
+
+Claim = Start | Send
+
+
+class JourneyFeed:
+    """The slice's rows and journeys for the users (see the module)."""
+
+    def __init__(
+        self,
+        source: Iterator[Orders],
+        journey: Journey,
+        streams: Sequence[Stream],
+        templates: Sequence[StepTemplate],
+        seed: int,
+        retry: Retry,
+        worker: int,
+        slices: int,
+        counts: SliceCounts,
+        sink: Callable[[Batch], None] | None = None,
+    ) -> None:
+        steps = journey.steps
+        self.journey = journey
+        self.ring = SlotRing()
+        self.tally = Tally()
+        self.journeys = JourneyTally(
+            journey.names(), journey.order_step, tuple(x.name for x in streams), journey.implicit
+        )
+        self.tally.journey = self.journeys
+        for k, name in enumerate(journey.names()):
+            self.tally.reason_labels[R_JOURNEY_STEP + k] = f"journey ended at {name}"
+        requests = (*steps, *(x.request for x in streams))
+        self.rules = step_rules(requests)
+        for rule in self.rules:
+            self.tally.reason_labels.update(rule.labels)
+        self.methods = [s.method for s in requests]
+        # what each request is called in Locust's statistics: the order step as the orders are
+        # (flashsale's two entries), every other step and stream by its name
+        self.stat_names = [
+            (INTENDED, SERVICE)
+            if k == journey.order_step
+            else (f"{s.name} (intended)", f"{s.name} (service)")
+            for k, s in enumerate(requests)
+        ]
+        self.templates = list(templates)
+        variables = journey.variables()
+        self._extracts = [[(variables.index(e.var), e) for e in s.extract] for s in steps]
+        self._n_vars = len(variables)
+        self._steps = steps
+        self._n_steps = len(steps)
+        self._order_step = journey.order_step
+        self._seed = seed
+        self._retry = retry
+        self.counts = counts
+        self.sink = sink  # the per-attempt orders stream, if any
+        self.rows_sent_twice = 0  # (a row is started once by construction; kept for the report)
+        self.busy = 0  # claims held by users
+        self.live = 0  # journeys started and not ended
+        # per-journey slots (recycled)
+        self._j_free: list[int] = []
+        self._j_row: list[int] = []
+        self._j_prod: list[int] = []
+        self._j_order: list[int] = []
+        self._j_qty: list[int] = []
+        self._j_buyer: list[int] = []
+        self._j_flags: list[int] = []
+        self._j_start: list[int] = []
+        self._j_think: list[list[int]] = []
+        self._j_take: list[list[bool]] = []
+        self._j_vars: list[list[str | None]] = []
+        self._j_jar: list[dict[str, str] | None] = []
+        self._j_cookie: list[bytes] = []
+        self._j_polls: list[int] = []
+        self._j_ordered: list[bool] = []
+        self._j_live: list[bool] = []
+        self._owner: list[int] = []  # attempt slot → journey slot (−1: a stream's request)
+        self._ends: list[tuple[int, int, int]] = []  # (step, terminal, time ns), not folded yet
+        self._heap: list[tuple[int, int, Send]] = []  # steps due later: (due, seq, send)
+        self._seq = 0
+        self._given_back: deque[Claim] = deque()
+        # the rows: the chunk being handed out, as lists
+        self._source = source
+        self._worker = worker
+        self._slices = slices
+        self._more = True
+        self._buyer_rows = 0  # buyer rows taken so far
+        self._rows: list[tuple[int, int, int, int, int, int, int, int]] = []
+        self._think: list[list[int]] = []
+        self._take: list[list[bool]] = []
+        self._i = 0
+        self._retry_close_ns = 0
+
+    # -- handing out -------------------------------------------------------------------------
+
+    def _load(self) -> bool:
+        chunk = next(self._source, None) if self._more else None
+        if chunk is None:
+            self._more = False
+            self._rows, self._think, self._take, self._i = [], [], [], 0
+            return False
+        n = len(chunk)
+        if "stream" in (chunk.dtype.names or ()):
+            kind = chunk["stream"].astype(np.int64)
+        else:
+            kind = np.zeros(n, dtype=np.int64)
+        buyer = kind == 0
+        nth = self._buyer_rows + np.cumsum(buyer) - 1  # each buyer row's number among ours
+        rows = self._worker + nth.astype(np.int64) * self._slices
+        rows[~buyer] = -1
+        self._buyer_rows += int(np.count_nonzero(buyer))
+        cols = [chunk[c].tolist() for c in ("t_ns", "product", "order", "qty", "buyer", "flags")]
+        self._rows = list(zip(*cols, rows.tolist(), kind.tolist(), strict=True))
+        draw_rows = np.where(buyer, rows, 0)
+        self._think = think_ns(self.journey, self._seed, draw_rows).tolist()
+        self._take = takes(self.journey, self._seed, draw_rows).tolist()
+        self._i = 0
+        return True
+
+    def claim(self) -> Claim | None:
+        """What is due first (a given-back claim before anything), or None when nothing is
+        left to hand out now (rows all handed out, no step waiting)."""
+        if self._given_back:
+            self.busy += 1
+            return self._given_back.popleft()
+        if self._i >= len(self._rows) and self._more:
+            self._load()
+        heap = self._heap
+        i = self._i
+        if heap and (i >= len(self._rows) or heap[0][0] <= self._rows[i][0]):
+            self.busy += 1
+            return heapq.heappop(heap)[2]
+        if i >= len(self._rows):
+            return None
+        self._i = i + 1
+        self.busy += 1
+        t, product, order, qty, buyer, flags, row, stream = self._rows[i]
+        return Start(
+            t, product, order, qty, buyer, flags, row, stream, self._think[i], self._take[i]
+        )
+
+    def give_back(self, claim: Claim) -> None:
+        """A claim its user could not send (stopped while waiting): handed out again first."""
+        self.busy -= 1
+        self._given_back.appendleft(claim)
+
+    def release(self) -> None:
+        """A user is done with its claim."""
+        self.busy -= 1
+
+    @property
+    def exhausted(self) -> bool:
+        """Every row has been handed out (and none is waiting to be again)."""
+        return not self._more and self._i >= len(self._rows) and not self._given_back
+
+    @property
+    def settled(self) -> bool:
+        """Every row handed out, every journey ended, every request answered."""
+        return self.exhausted and self.busy == 0 and self.live == 0
+
+    # -- journeys ------------------------------------------------------------------------------
+
+    def _alloc(self) -> int:
+        if self._j_free:
+            return self._j_free.pop()
+        j = len(self._j_row)
+        for ints in (
+            self._j_row,
+            self._j_prod,
+            self._j_order,
+            self._j_qty,
+            self._j_buyer,
+            self._j_flags,
+            self._j_start,
+            self._j_polls,
+        ):
+            ints.append(0)
+        self._j_ordered.append(False)
+        self._j_live.append(False)
+        self._j_cookie.append(b"")
+        self._j_think.append([])
+        self._j_take.append([])
+        self._j_vars.append([None] * self._n_vars)
+        self._j_jar.append(None)
+        return j
+
+    def start(self, row: Start, now_ns: int) -> Send | None:
+        """The row's journey starts (at its intended time): its first step to send now, or
+        None (due later: kept until claimed; or no step taken)."""
+        j = self._alloc()
+        self._j_row[j] = row.row
+        self._j_prod[j] = row.product
+        self._j_order[j] = row.order
+        self._j_qty[j] = row.qty
+        self._j_buyer[j] = row.buyer
+        self._j_flags[j] = row.flags
+        self._j_start[j] = row.t_ns
+        self._j_think[j] = row.think
+        self._j_take[j] = row.take
+        values = self._j_vars[j]
+        for v in range(self._n_vars):
+            values[v] = None
+        self._j_jar[j] = None
+        self._j_cookie[j] = b""
+        self._j_polls[j] = 0
+        self._j_ordered[j] = False
+        self._j_live[j] = True
+        self.live += 1
+        self.journeys.started += 1
+        k = self._next_step(j, -1)
+        if k < 0:
+            self._end(j, 0, _TERMINAL[COMPLETED], CONFIRMED, 0, now_ns)
+            return None
+        return self._go(j, k, row.t_ns, now_ns)
+
+    def _next_step(self, j: int, k: int) -> int:
+        take = self._j_take[j]
+        for n in range(k + 1, self._n_steps):
+            if take[n]:
+                return n
+        return -1
+
+    def _go(self, j: int, k: int, base_ns: int, now_ns: int) -> Send | None:
+        """Step ``k`` of journey ``j`` is due its think time after ``base_ns``."""
+        self._j_polls[j] = 0
+        due = base_ns + self._j_think[j][k]
+        return self._due(Send(due, j, k, 1, due), now_ns)
+
+    def _due(self, send: Send, now_ns: int) -> Send | None:
+        """``send`` to send now (due already), or kept until a user claims it."""
+        if send.t_ns <= now_ns:
+            return send
+        self._seq += 1
+        heapq.heappush(self._heap, (send.t_ns, self._seq, send))
+        return None
+
+    def request(self, send: Send, now_ns: int) -> tuple[int, bytes] | None:
+        """The attempt slot and request bytes of ``send``; None when its journey cannot send
+        it (a value it needs is missing: the journey ends there) or has ended."""
+        j, k = send.j, send.k
+        if not self._j_live[j]:
+            return None
+        payload = self.templates[k].render(
+            self._j_prod[j],
+            self._j_order[j],
+            self._j_qty[j],
+            self._j_buyer[j],
+            self._j_vars[j],
+            self._j_cookie[j],
+        )
+        if payload is None:
+            self._end(j, k, _TERMINAL[MISSING], ERROR, R_MISSING_VALUE, now_ns)
+            return None
+        attempt = self._slot(j, send.t_ns, send.first_ns, send.tries, k)
+        self._own(attempt, j)
+        if k == self._order_step:
+            self._j_ordered[j] = True
+        return attempt, payload
+
+    def stream_request(self, row: Start) -> tuple[int, bytes]:
+        """The attempt slot and request bytes of a stream's row."""
+        k = self._n_steps + row.stream - 1
+        payload = self.templates[k].render(row.product, row.order, row.qty, row.buyer, [])
+        assert payload is not None  # a stream's template has no journey variables
+        attempt = self.ring.add_attempt(
+            row.t_ns, row.t_ns, 1, -1, row.order, row.buyer, row.product, row.qty, 0, k
+        )
+        self._own(attempt, -1)
+        return attempt, payload
+
+    def _slot(self, j: int, intended_ns: int, first_ns: int, tries: int, step: int) -> int:
+        return self.ring.add_attempt(
+            intended_ns,
+            first_ns,
+            tries,
+            self._j_row[j],
+            self._j_order[j],
+            self._j_buyer[j],
+            self._j_prod[j],
+            self._j_qty[j],
+            self._j_flags[j],
+            step,
+        )
+
+    def _own(self, attempt: int, j: int) -> None:
+        owner = self._owner
+        if attempt >= len(owner):
+            owner.extend([0] * (len(self.ring.intended_ns) - len(owner)))
+        owner[attempt] = j
+
+    def _end(self, j: int, k: int, terminal: int, outcome: int, reason: int, now_ns: int) -> None:
+        """Journey ``j`` ends at step ``k`` in ``terminal``; an order never sent ends its row
+        with ``outcome`` (not sent, when the run stopped first)."""
+        if not self._j_live[j]:
+            return
+        if not self._j_ordered[j]:
+            start = self._j_start[j]
+            attempt = self._slot(j, start, start, 1, NO_STEP)
+            self.ring.outcome[attempt] = NOT_SENT if terminal == _TERMINAL[STOPPED] else outcome
+            self.ring.reason[attempt] = R_JOURNEY_STEP + k
+        self._ends.append((k, terminal, now_ns - self._j_start[j]))
+        self._j_live[j] = False
+        self._j_jar[j] = None
+        self.live -= 1
+        self._j_free.append(j)
+
+    # -- answers -------------------------------------------------------------------------------
+
+    def answered(
+        self, attempt: int, status: int, headers: Headers, body: bytes, now_ns: int
+    ) -> tuple[int, int, Send | None]:
+        """A whole answer to the request in ``attempt``, read at ``now_ns``: its outcome and
+        reason (by its step's rule), and its journey's next request if due at once."""
+        ring = self.ring
+        k = int(ring.step[attempt])
+        rule = self.rules[k]
+        if rule.reads_body(status):
+            outcome, reason = rule.of_body(status, body)
+        else:
+            outcome, reason = rule.of_status(status)
+        ring.done_ns[attempt] = now_ns
+        ring.status[attempt] = status
+        ring.outcome[attempt] = outcome
+        ring.reason[attempt] = reason
+        j = self._owner[attempt]
+        if j < 0 or not self._j_live[j]:  # a stream's request is only recorded
+            return outcome, reason, None
+        return (
+            outcome,
+            reason,
+            self._answered(j, k, attempt, outcome, reason, headers, body, now_ns),
+        )
+
+    def _answered(
+        self,
+        j: int,
+        k: int,
+        attempt: int,
+        outcome: int,
+        reason: int,
+        headers: Headers,
+        body: bytes,
+        now: int,
+    ) -> Send | None:
+        ring = self.ring
+        if outcome == THROTTLED:
+            tries = int(ring.tries[attempt])
+            retry = self._retry
+            if self._j_flags[j] & FLAG_RETRIES and tries < retry.max_attempts:
+                wait_s = -1.0
+                for name, value in headers:
+                    if name == b"retry-after":
+                        wait_s = retry_after_seconds(value)
+                u = retry_uniform(self._seed, self._j_order[j], self._j_flags[j], tries)
+                delay = max(retry.delay_ns(tries, u), round(wait_s * 1e9))
+                ring.final[attempt] = False
+                first = int(ring.arrays["first_ns"][attempt])
+                return self._due(Send(now + delay, j, k, tries + 1, first), now)
+        if self._extracts[k]:
+            values = self._j_vars[j]
+            for idx, rule in self._extracts[k]:
+                values[idx] = extract_value(rule, headers, body)
+        if any(name == b"set-cookie" for name, _ in headers):
+            jar = cookie_jar(headers, self._j_jar[j])
+            self._j_jar[j] = jar
+            self._j_cookie[j] = cookie_line(jar)
+        if outcome != CONFIRMED:
+            self._end(j, k, _TERMINAL[OUTCOME_NAMES[outcome]], outcome, reason, now)
+            return None
+        poll = self._steps[k].poll
+        if poll is not None and extract_value(poll.rule, headers, body) not in poll.until:
+            self._j_polls[j] += 1
+            if self._j_polls[j] >= poll.max:
+                self._end(j, k, _TERMINAL[POLL_LIMIT], TIMEOUT, R_POLL_LIMIT, now)
+                return None
+            due = now + round(poll.every_s * 1e9)
+            return self._due(Send(due, j, k, 1, due), now)
+        n = self._next_step(j, k)
+        if n < 0:
+            self._end(j, k, _TERMINAL[COMPLETED], CONFIRMED, 0, now)
+            return None
+        return self._go(j, n, now, now)
+
+    def failed(self, attempt: int, outcome: int, reason: int, now_ns: int) -> None:
+        """The request in ``attempt`` got no answer (an error or a timeout): its journey ends
+        there with that outcome."""
+        ring = self.ring
+        ring.done_ns[attempt] = now_ns
+        ring.outcome[attempt] = outcome
+        ring.reason[attempt] = reason
+        j = self._owner[attempt]
+        if j >= 0:
+            k = int(ring.step[attempt])
+            self._end(j, k, _TERMINAL[OUTCOME_NAMES[outcome]], outcome, reason, now_ns)
+
+    def interrupted(self, attempt: int, now_ns: int) -> None:
+        """Its user was stopped while the request in ``attempt`` was out: the answer is never
+        read (a timeout, "unanswered", as at the end of an engine's run) and its journey ends
+        as stopped."""
+        ring = self.ring
+        ring.done_ns[attempt] = now_ns
+        ring.outcome[attempt] = TIMEOUT
+        ring.reason[attempt] = R_UNANSWERED
+        j = self._owner[attempt]
+        if j >= 0:
+            self._end(j, int(ring.step[attempt]), _TERMINAL[STOPPED], NOT_SENT, 0, now_ns)
+
+    # -- folding -------------------------------------------------------------------------------
+
+    def fold(self, now_ns: int, everything: bool = False) -> None:
+        """Fold the attempts that are over: the order step's (and the order rows of journeys
+        that ended before it) into the run's tally, the live counts and the stream; every
+        step's and stream's into its own tally; then the journeys' ends."""
+        if now_ns >= self._retry_close_ns:
+            self.ring.close_retries()
+            self._retry_close_ns = now_ns + RETRY_REGION_NS
+        order = self._order_step
+        per_step = (*self.journeys.steps, *self.journeys.streams)
+        for batch in self.ring.collect(everything):
+            step = batch["step"]
+            main = (step == order) | (step == NO_STEP)
+            orders = batch if main.all() else {n: a[main] for n, a in batch.items()}
+            if len(orders["step"]):
+                self.tally.fold_batch(orders)
+                self.counts.fold(orders)
+                if self.sink is not None:
+                    self.sink(orders)
+            for k, t in enumerate(per_step):
+                mine = step == k
+                if mine.any():
+                    t.fold_batch({n: a[mine] for n, a in batch.items()})
+        if self._ends:
+            ends = np.array(self._ends, dtype=np.int64)
+            self._ends = []
+            self.journeys.add_ends(ends[:, 0], ends[:, 1], ends[:, 2])
+
+    def finish(self, now_ns: int) -> None:
+        """The end of the run: requests out and unanswered time out now, steps waiting are not
+        sent (their journeys end as stopped; an order's retry dropped ends its order on the
+        answer before), journeys under way end as stopped, the rows never handed out count as
+        not sent; everything is folded."""
+        self.ring.finalize(now_ns, TIMEOUT, R_UNANSWERED)
+        unsent: list[int] = []
+        waiting = [*self._given_back, *(item for _, _, item in self._heap)]
+        self._given_back.clear()
+        self._heap.clear()
+        for item in waiting:
+            if isinstance(item, Start):
+                if item.stream == 0:
+                    unsent.append(item.t_ns)
+                continue
+            if item.k == self._order_step and item.tries > 1:
+                self.tally.add_dropped_retry(THROTTLED, item.first_ns, -1)
+                self.counts.add_dropped_retry(THROTTLED)
+            self._end(item.j, item.k, _TERMINAL[STOPPED], NOT_SENT, 0, now_ns)
+        for j, live in enumerate(self._j_live):
+            if live:
+                self._end(j, 0, _TERMINAL[STOPPED], NOT_SENT, 0, now_ns)
+        self.fold(now_ns, everything=True)
+        unsent += [r[0] for r in self._rows[self._i :] if r[7] == 0]
+        self._rows, self._i = [], 0
+        self._more = False
+        chunks = [np.array(unsent, dtype=np.int64)]
+        for chunk in self._source:
+            t = chunk["t_ns"].astype(np.int64)
+            if "stream" in (chunk.dtype.names or ()):
+                t = t[chunk["stream"] == 0]
+            chunks.append(t)
+        for t in chunks:
+            if len(t):
+                self.tally.add_unsent_rows(t)
+                self.counts.outcomes[NOT_SENT] += len(t)
