@@ -306,7 +306,8 @@ def render(r: dict[str, Any]) -> str:
         f"{r['scenario']['duration_s']:g} s)  mode simulate",
         f"model      {m['shards']} shard(s) × {m['servers']} server(s), service median "
         f"{m['service_median_ms']:g} ms σ {m['service_sigma']:g}, queue limit "
-        f"{m['queue_limit'] or '∞'}{', hot row' if m['hot_row'] else ''}",
+        f"{m['queue_limit'] or '∞'}{', hot row' if m['hot_row'] else ''}"
+        f"{f', ≤ {n} in flight' if (n := m.get('max_in_flight')) else ''}",
         f"orders     {orders['scheduled']:,}  (attempts {orders['attempts']:,}, retries "
         f"{orders['retries']:,}, replays {orders['replays']:,})",
         "outcomes   " + ", ".join(f"{k} {v:,}" for k, v in orders["outcomes"].items() if v),

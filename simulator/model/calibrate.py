@@ -8,7 +8,7 @@ Instead, in three steps:
    (``target.storefront``, :class:`simulator.report.document.StorefrontSettings`): with
    ``hot_row`` every SKU is one FIFO server (orders serialise on its row), otherwise the
    run's ``connections`` are the servers (a client queue in front of c connections);
-   ``max_concurrency`` is the queue limit.
+   ``max_concurrency`` is the limit on orders in flight across all SKUs (``max_in_flight``).
 2. **Service times net of queueing**, from the run's per-order records (``orders.npz`` or the
    ``orders.npys`` stream beside the report, :mod:`simulator.records`), where one FIFO server
    per SKU makes it exact: with a fixed overhead o around the service (request and answer
@@ -59,7 +59,7 @@ class Calibration:
     service_median_ms: float
     service_sigma: float
     service_samples_ms: tuple[float, ...] = ()
-    queue_limit: int | None = None
+    max_in_flight: int | None = None
     servers: int | None = None
     hot_row: bool | None = None
     overhead_ms: float = 0.0
@@ -74,7 +74,7 @@ class Calibration:
             "service_median_ms": self.service_median_ms,
             "service_sigma": self.service_sigma,
             "service_samples_ms": self.service_samples_ms,
-            "queue_limit": self.queue_limit,
+            "max_in_flight": self.max_in_flight,
             "servers": self.servers,
             "hot_row": self.hot_row,
             "overhead_ms": self.overhead_ms,
@@ -90,7 +90,7 @@ class Calibration:
             "overhead_ms": self.overhead_ms,
             "servers": self.servers,
             "hot_row": self.hot_row,
-            "queue_limit": self.queue_limit,
+            "max_in_flight": self.max_in_flight,
             "service_orders": self.service_orders,
             "residual": self.residual,
         }
@@ -101,8 +101,8 @@ class Calibration:
         return (
             f"calibrated service median {self.service_median_ms:.3f} ms σ "
             f"{self.service_sigma:.3f}, overhead {self.overhead_ms:.3f} ms, servers "
-            f"{self.servers or '-'}{' per SKU (hot row)' if self.hot_row else ''}, queue limit "
-            f"{self.queue_limit or '∞'}; residual {res} ({self.fitted_from})"
+            f"{self.servers or '-'}{' per SKU (hot row)' if self.hot_row else ''}, in-flight "
+            f"limit {self.max_in_flight or '∞'}; residual {res} ({self.fitted_from})"
         )
 
 
@@ -158,14 +158,14 @@ def calibrate(
 def _start(report: Report, source: str, records: Records | None) -> Calibration:
     """The fit before the search: settings, and service times from records or the report."""
     sf = report.target.storefront
-    queue_limit = sf.max_concurrency if sf is not None and sf.max_concurrency else None
+    max_in_flight = sf.max_concurrency if sf is not None and sf.max_concurrency else None
     hot_row = bool(sf is not None and sf.hot_row)
     connections = report.run.connections
     servers = 1 if hot_row else (connections if connections and connections > 0 else None)
     base = Calibration(
         service_median_ms=1.0,
         service_sigma=0.0,
-        queue_limit=queue_limit,
+        max_in_flight=max_in_flight,
         servers=servers,
         hot_row=hot_row if sf is not None and sf.hot_row is not None else None,
         source=source,

@@ -24,6 +24,9 @@ class ModelConfig:
     shard its buyer number hashes to. ``servers`` c: servers per shard sharing one FIFO queue
     (an order goes to the earliest-free server). ``queue_limit`` N: orders a shard holds at
     once (in service + waiting), beyond which an arrival is throttled (429); 0 = no limit.
+    ``max_in_flight``: orders the storefront holds at once across *all* its queues (the
+    scenario's ``max_concurrency``: counted from arrival to the end of service, waiting
+    included), beyond which an arrival is throttled (429) at once; 0 = no limit.
     ``hot_row``: every (product, shard) has its own servers (orders for one SKU serialise, as
     on one database row) instead of all products of a shard sharing them.
     Service times are lognormal (``service_median_ms``, ``service_sigma``) unless
@@ -47,6 +50,7 @@ class ModelConfig:
     service_sigma: float = DEFAULT_SIGMA
     service_samples_ms: tuple[float, ...] = ()
     queue_limit: int = 0
+    max_in_flight: int = 0
     hot_row: bool = False
     throttle_ms: float = 0.0
     overhead_ms: float = 0.0
@@ -62,6 +66,7 @@ class ModelConfig:
             ("shards", self.shards >= 1, "must be ≥ 1"),
             ("servers", self.servers >= 1, "must be ≥ 1"),
             ("queue_limit", self.queue_limit >= 0, "must be ≥ 0"),
+            ("max_in_flight", self.max_in_flight >= 0, "must be ≥ 0"),
             ("service_median_ms", _pos(self.service_median_ms), "must be > 0"),
             ("service_sigma", _nonneg(self.service_sigma), "must be ≥ 0"),
             ("throttle_ms", _nonneg(self.throttle_ms), "must be ≥ 0"),
@@ -106,7 +111,7 @@ def config_for(scenario: Scenario, **overrides: Any) -> ModelConfig:
     base = ModelConfig(
         service_median_ms=sf.service_time_median_ms or DEFAULT_SERVICE_MS,
         service_sigma=sf.service_time_sigma if sf.service_time_median_ms else DEFAULT_SIGMA,
-        queue_limit=sf.max_concurrency,
+        max_in_flight=sf.max_concurrency,
         hot_row=sf.hot_row,
         timeout_s=scenario.run.timeout_s,
         seed=scenario.seed,

@@ -387,3 +387,122 @@ def _walk(
         adm.append(True)
         dep.append(d)
     return adm, dep, top
+
+
+def serve_queues(
+    queue: I64, arrive: I64, service: I64, state: I64, servers: int, queue_limit: int
+) -> tuple[Bool, I64, I64]:
+    """Rows in arrival order (any queue order) through their queues: (admitted, departures,
+    the new state), both in the rows' order.
+
+    ``state``: per queue, the last departure (1-D: one server, no limit), the last L
+    departures (one server with a limit L: :func:`admit_fifo`) or the K largest (c > 1
+    servers: :func:`shared_fifo`).
+    """
+    o = np.argsort(queue, kind="stable")
+    q, a, s = queue[o], arrive[o], service[o]
+    if servers > 1:
+        adm_q, dep_q, new_state = shared_fifo(q, a, s, state, servers, queue_limit)
+    elif state.ndim == 2:
+        adm_q, dep_q, new_state = admit_fifo(q, a, s, state)
+    else:
+        starts, seg = seg_bounds(q)
+        dep_q = fifo_departures(q, a, s, state, (starts, seg))
+        adm_q = np.ones(len(q), dtype=bool)
+        new_state = state.copy()
+        if len(q):
+            last = np.append(starts[1:], len(q)) - 1
+            new_state[q[last]] = dep_q[last]
+    admitted = np.empty(len(o), dtype=bool)
+    depart = np.empty(len(o), dtype=np.int64)
+    admitted[o] = adm_q
+    depart[o] = dep_q
+    return admitted, depart, new_state
+
+
+def _in_system(inflight: I64, arrive: I64, admitted: Bool, depart: I64) -> I64:
+    """Orders in the system at each arrival (before it): the carried ones not yet departed,
+    plus the earlier admitted rows not yet departed (a row departing by A_i came before i)."""
+    carried = len(inflight) - np.searchsorted(inflight, arrive, side="right")
+    gone = np.searchsorted(np.sort(depart[admitted]), arrive, side="right")
+    before: I64 = np.cumsum(admitted, dtype=np.int64) - admitted
+    out: I64 = carried + before - gone
+    return out
+
+
+def _merge(inflight: I64, depart: I64, floor: int) -> I64:
+    """The sorted departures after ``floor`` (no later arrival sees the others)."""
+    d = np.sort(np.concatenate((inflight, depart)))
+    return d[np.searchsorted(d, floor, side="right") :]
+
+
+def global_limit(
+    queue: I64,
+    arrive: I64,
+    service: I64,
+    state: I64,
+    servers: int,
+    queue_limit: int,
+    inflight: I64,
+    limit: int,
+    block: int = 256,
+) -> tuple[Bool, I64, I64, I64]:
+    """Queues behind one limit on the orders in the system across *all* of them.
+
+    Rows in arrival order; an arrival finding ``limit`` orders in the system (admitted, not
+    departed, in any queue) is throttled, as the storefront's ``max_concurrency`` does, and
+    otherwise goes to its queue (:func:`serve_queues`, which may still refuse it by the
+    queue's own limit). ``inflight``: the sorted departures still ahead of earlier calls'
+    admitted orders. Returns (admitted, departures, the queues' new state, the new
+    ``inflight``); exact, equal to the arrival-by-arrival rule.
+
+    In rounds over a block of rows from a pointer p, everything tentatively admitted: the
+    block's departures and the orders in the system at each arrival (:func:`_in_system`).
+    Up to the first row f finding ``limit`` the answers are exact. From f on, no row that
+    arrives departs before A_j + S_j, so for rows f … h−1 with A_r < min_{f ≤ j < r}(A_j +
+    S_j) every row admitted from f stays in the system: the count at r is E_r (the orders
+    admitted before f still there, non-increasing) plus k_r, the rows admitted from f. Admit
+    iff E_r + k_r < L, i.e. k_{r+1} = min(k_r + 1, c_r) with c_r = max(0, L − E_r)
+    non-decreasing, so k_{r+1} = min(r + 1, r + min_{j ≤ r}(c_j − j)) — one running minimum.
+    Rows f … h−1 are decided (a queue's own limit cuts h at its first refusal there), the
+    queues are served with them and p = h. Every round decides at least one row; rounds ≈
+    the stretches where the limit binds, each of about a service time.
+    """
+    n = len(arrive)
+    admitted = np.zeros(n, dtype=bool)
+    depart = arrive.copy()
+    p, b = 0, block
+    while p < n:
+        e = min(n, p + b)
+        a = arrive[p:e]
+        adm, dep, new_state = serve_queues(queue[p:e], a, service[p:e], state, servers, queue_limit)
+        bad = np.flatnonzero(adm & (_in_system(inflight, a, adm, dep) >= limit))
+        if not len(bad):  # nobody met the limit: the block is final
+            admitted[p:e], depart[p:e], state = adm, dep, new_state
+            inflight = _merge(inflight, dep[adm], int(a[-1]))
+            p, b = e, 2 * b
+            continue
+        f = int(bad[0])
+        reach = np.minimum.accumulate(a[f:] + service[p + f : e])
+        stop = np.flatnonzero(a[f + 1 :] >= reach[:-1])
+        h = f + 1 + int(stop[0]) if len(stop) else e - p
+        if queue_limit:
+            refused = np.flatnonzero(~adm[f + 1 : h])
+            if len(refused):
+                h = f + 1 + int(refused[0])
+        before = _merge(inflight, dep[:f][adm[:f]], NEVER)
+        room = limit - (len(before) - np.searchsorted(before, a[f:h], side="right"))
+        np.maximum(room, 0, out=room)
+        r = np.arange(h - f)
+        k_next = np.minimum(r + 1, r + np.minimum.accumulate(room - r))
+        keep = adm[:h].copy()
+        keep[f:h] = k_next > np.concatenate(([0], k_next[:-1]))
+        rows = p + np.flatnonzero(keep)
+        adm2, dep2, state = serve_queues(
+            queue[rows], arrive[rows], service[rows], state, servers, queue_limit
+        )
+        assert adm2.all(), "a row the queue let in tentatively is let in with fewer ahead"
+        admitted[rows], depart[rows] = True, dep2
+        inflight = _merge(inflight, dep2, int(a[h - 1]))
+        p, b = p + h, max(block, 2 * h)
+    return admitted, depart, state, inflight

@@ -8,6 +8,8 @@ Time advances in fixed windows [kW, (k+1)W). Per window, vectorised over all its
 3. serve: with one server per queue, FIFO departures in closed form, or with an admission limit
    the exact block rounds of :mod:`simulator.model.kernels`; with c > 1 servers one shared FIFO
    queue (each order to the earliest-free server, :func:`~simulator.model.kernels.shared_fifo`);
+   with the storefront's limit on orders in flight across all queues (``max_in_flight``),
+   exact rounds over the stretches where it binds (:func:`~simulator.model.kernels.global_limit`);
    state carried per queue (its last departures); an answer leaves the storefront
    ``overhead_ms`` after its service ends (the handling around the service, outside the queue);
 4. throttled requests of retrying buyers come back after backoff·factor^(attempt−1)·(1 ± jitter);
@@ -59,6 +61,7 @@ from simulator.model.kernels import (
     NEVER,
     admit_fifo,
     fifo_departures,
+    global_limit,
     seg_bounds,
     segments,
     shared_fifo,
@@ -265,6 +268,8 @@ class _Run:
         # c > 1: the K = max(c, N) latest departures per queue (shared_fifo); c = 1: the last N
         width = max(cfg.servers, limit) if cfg.servers > 1 else limit
         self.tail = np.full((model.n_queues, width), NEVER, dtype=np.int64) if width else None
+        # with the storefront's limit across all queues: the departures still ahead, sorted
+        self.inflight = np.empty(0, dtype=np.int64) if cfg.max_in_flight else None
         sc = model.scenario
         stocks = np.array([sc.stock_of(p) for p in sc.products], dtype=np.int64)
         limits = np.array([p.per_buyer_limit for p in sc.products], dtype=np.int64)
@@ -433,7 +438,11 @@ class _Run:
         s = service.draw(self.m.table, service.uniforms(key, self.cfg.seed, 0))
         t_q, s_q = req.t[o], s[o]
         done = np.empty(len(o), dtype=np.int64)
-        if self.tail is not None:
+        if self.inflight is not None:
+            admitted, done = self._in_flight(queue, req.t, s)
+            adm_q, depart = admitted[o], done[o]
+            all_in = bool(admitted.all())
+        elif self.tail is not None:
             if self.cfg.servers > 1:
                 adm_q, depart, self.tail = shared_fifo(
                     q, t_q, s_q, self.tail, self.cfg.servers, self.cfg.queue_limit
@@ -467,6 +476,21 @@ class _Run:
             self._throttled(req.take(~admitted), window_end)
             req = req.take(admitted)
         self._hold(req)
+
+    def _in_flight(self, queue: I64, t: I64, s: I64) -> tuple[Bool, I64]:
+        """The queues behind the storefront's limit on orders in flight across all of them
+        (:func:`~simulator.model.kernels.global_limit`): admitted, departures, in row order."""
+        assert self.inflight is not None
+        c, n, limit = self.cfg.servers, self.cfg.queue_limit, self.cfg.max_in_flight
+        if self.tail is not None:
+            admitted, depart, self.tail, self.inflight = global_limit(
+                queue, t, s, self.tail, c, n, self.inflight, limit
+            )
+        else:
+            admitted, depart, self.last, self.inflight = global_limit(
+                queue, t, s, self.last, c, n, self.inflight, limit
+            )
+        return admitted, depart
 
     # -- stock -----------------------------------------------------------------------------
 

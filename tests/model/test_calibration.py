@@ -27,7 +27,7 @@ def test_calibrate_on_low_load_predicts_the_higher_load(tmp_path):
     path = tmp_path / "report.json"
     path.write_text(json.dumps(low))
     cal = calibrate(load_report(path), str(path))
-    assert cal.servers == TRUTH.servers and cal.queue_limit == TRUTH.queue_limit
+    assert cal.servers == TRUTH.servers and cal.max_in_flight == TRUTH.max_in_flight
     assert cal.service_median_ms == pytest.approx(TRUTH.service_median_ms, rel=0.03)
     assert cal.service_sigma == pytest.approx(TRUTH.service_sigma, rel=0.08)
     sc = synthetic_scenario(1.0)
@@ -110,7 +110,7 @@ def test_calibration_uses_the_storefronts_settings_and_records():
         },
     }
     cal = calibrate(report, "run", records)
-    assert (cal.servers, cal.hot_row, cal.queue_limit) == (1, True, 40)  # the row serialises
+    assert (cal.servers, cal.hot_row, cal.max_in_flight) == (1, True, 40)  # the row serialises
     assert cal.service_median_ms == pytest.approx(4.0, rel=0.05)
     assert cal.service_orders > 1900 and "records" in cal.fitted_from
     without = calibrate(report, "run")  # no records: the configured service time

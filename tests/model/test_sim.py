@@ -68,6 +68,7 @@ def reference(scenario: Scenario, cfg: ModelConfig) -> dict[str, Any]:
     overhead = round(cfg.overhead_ms * 1e6)
     free_at: dict[int, list[int]] = {}  # per shard: when each server is free
     in_system: dict[int, list[int]] = {}  # per shard: departures of admitted orders
+    in_flight: list[int] = []  # all shards: departures of admitted orders (max_in_flight)
     admitted: list[tuple[int, int, int, int, int, int, int]] = []  # group, D, row, attempt, t
     final: dict[int, tuple[str, int]] = {}
     retries = 0
@@ -93,10 +94,13 @@ def reference(scenario: Scenario, cfg: ModelConfig) -> dict[str, Any]:
         bucket_ok = not bucket_ns or tat - t <= (burst - 1) * bucket_ns
         if bucket_ok and bucket_ns:
             tat = max(t, tat) + bucket_ns
-        if bucket_ok and (limit == 0 or len(held_now) < limit):
+        in_flight = [d for d in in_flight if d > t]
+        room = cfg.max_in_flight == 0 or len(in_flight) < cfg.max_in_flight
+        if bucket_ok and room and (limit == 0 or len(held_now) < limit):
             k = min(range(cfg.servers), key=lambda j: free[j])
             free[k] = max(t, free[k]) + s
             held_now.append(free[k])
+            in_flight.append(free[k])
             d = free[k] + overhead
             group = int(r["product"]) * cfg.shards + shard
             admitted.append((group, d, row_i, attempt, t, int(r["qty"]), int(r["order"])))
@@ -181,6 +185,9 @@ def model_stock(scenario: Scenario, shards: int) -> np.ndarray:
         ModelConfig(shards=2, servers=3, service_median_ms=3.0, queue_limit=7, seed=7),
         ModelConfig(shards=1, servers=4, service_median_ms=4.0, service_sigma=0.8, seed=7),
         ModelConfig(shards=2, service_median_ms=0.8, queue_limit=4, overhead_ms=1.5, seed=7),
+        # the storefront's limit on orders in flight across all shards (max_concurrency)
+        ModelConfig(shards=3, service_median_ms=1.5, service_sigma=1.0, max_in_flight=6, seed=7),
+        ModelConfig(shards=2, servers=3, service_median_ms=3.0, queue_limit=4, max_in_flight=7),
     ],
     ids=[
         "one-shard",
@@ -190,6 +197,8 @@ def model_stock(scenario: Scenario, shards: int) -> np.ndarray:
         "shared-queue-limited",
         "shared-queue",
         "overhead",
+        "in-flight-limit",
+        "in-flight-and-queue-limits",
     ],
 )
 @pytest.mark.parametrize("limit_b", [0, 1, 2], ids=["no-limit", "b-limit-1", "b-limit-2"])
