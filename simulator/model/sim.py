@@ -66,7 +66,7 @@ from simulator.model.kernels import (
 from simulator.model.overload import Overload, check_state_size
 from simulator.model.requests import Requests
 from simulator.model.stats import ModelStats
-from simulator.model.stock import RING_OVER_LIMIT, StockBook
+from simulator.model.stock import RING_OVER_LIMIT, StockBook, sum_by
 from simulator.outcomes import CONFIRMED, REJECTED, SOLD_OUT, THROTTLED, TIMEOUT
 from simulator.scenario import Scenario
 from simulator.schedule import (
@@ -588,7 +588,7 @@ class _Run:
         if not len(t):
             e = np.empty(0, dtype=np.int64)
             return (e, e, e), (e, e, e)
-        demand = np.bincount(group, weights=qty, minlength=self.n_groups)
+        demand = sum_by(group, qty, self.n_groups)
         hard_group = self.stock.left <= demand
         merge = np.zeros(len(t), dtype=bool)
         h = np.flatnonzero(hard_group[g])
@@ -626,8 +626,7 @@ class _Run:
         qty = p.qty[took]
         key = p.product[took] * 3
         key += end
-        units = np.bincount(key, weights=qty, minlength=holds.size)
-        holds += units.reshape(holds.shape).astype(np.int64)
+        holds += sum_by(key, qty, holds.size).reshape(holds.shape)
         for kind in (EXPIRED, CANCELLED):  # expiries span a window: a chunk of their own
             back = np.flatnonzero(end == kind)
             self.returns.add(at[back], group[took[back]], qty[back])
