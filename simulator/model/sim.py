@@ -166,6 +166,13 @@ def _ring_bits(schedule: Schedule, config: ModelConfig) -> int:
     return int(min(24, max(12, math.ceil(math.log2(need)))))
 
 
+def _pick(t: I64, g: I64, q: I64, mask: Bool) -> tuple[I64, I64, I64]:
+    """The rows of (t, g, q) where ``mask`` is set (indices once: a boolean index per column
+    costs several times a gather)."""
+    i = np.flatnonzero(mask)
+    return t[i], g[i], q[i]
+
+
 class Model:
     """The offline model of one scenario; :meth:`run` streams it once, start to finish."""
 
@@ -590,8 +597,11 @@ class _Run:
             return (e, e, e), (e, e, e)
         demand = sum_by(group, qty, self.n_groups)
         hard_group = self.stock.left <= demand
-        merge = np.zeros(len(t), dtype=bool)
         h = np.flatnonzero(hard_group[g])
+        if not len(h) and top <= watermark:  # the usual case: every return straight back
+            e = np.empty(0, dtype=np.int64)
+            return (e, e, e), (t, g, q)
+        merge = np.zeros(len(t), dtype=bool)
         if len(h):
             rows = np.flatnonzero(hard_group[group])
             gmax = np.full(self.n_groups, np.iinfo(np.int64).min, dtype=np.int64)
@@ -601,7 +611,7 @@ class _Run:
         wait = ~merge & ~now
         if wait.any():
             self.returns.add(t[wait], g[wait], q[wait])
-        return (t[merge], g[merge], q[merge]), (t[now], g[now], q[now])
+        return _pick(t, g, q, merge), _pick(t, g, q, now)
 
     def _hold_stock(
         self, p: Requests, group: I64, outcome: U8, replayed: Bool, late: Bool | None
@@ -619,17 +629,20 @@ class _Run:
         if not len(took):
             return
         done = p.done[took]
-        end, at = flow.ends(p.order[took], done, self.cfg.seed)
+        end, words = flow.draw(p.order[took], self.cfg.seed)
         if late is not None and (gave_up := late[took]).any():
             end[gave_up] = EXPIRED
-            at[gave_up] = done[gave_up] + flow.ttl_ns
         qty = p.qty[took]
         key = p.product[took] * 3
         key += end
         holds += sum_by(key, qty, holds.size).reshape(holds.shape)
-        for kind in (EXPIRED, CANCELLED):  # expiries span a window: a chunk of their own
-            back = np.flatnonzero(end == kind)
-            self.returns.add(at[back], group[took[back]], qty[back])
+        # expiries span a window: a chunk of their own
+        back = np.flatnonzero(end == EXPIRED)
+        self.returns.add(done[back] + flow.ttl_ns, group[took[back]], qty[back])
+        back = np.flatnonzero(end == CANCELLED)
+        if len(back):
+            at = done[back] + flow.delay(words[back])
+            self.returns.add(at, group[took[back]], qty[back])
 
     def settle(self) -> None:
         """At the end: every hold still open ends, its units back in stock (a window's worth

@@ -660,8 +660,9 @@ class StockBook:
         """Units coming back to groups with no order left to decide before them."""
         if not len(t):
             return
-        out = np.flatnonzero(self.left[group] == 0)  # only groups out of stock log a return
-        if len(out):
+        back = sum_by(group, qty, len(self.left))
+        if ((self.left == 0) & (back > 0)).any():  # only groups out of stock log a return
+            out = np.flatnonzero(self.left[group] == 0)
             o = out[np.lexsort((t[out], group[out]))]
             g, tt, q = group[o], t[o], qty[o]
             starts, seg, _ = segments(g, ranks=False)
@@ -669,7 +670,7 @@ class StockBook:
             came = (before == 0) & (q > 0)
             if came.any():
                 self._log(g[came], tt[came], came[came])
-        self.left += sum_by(group, qty, len(self.left))
+        self.left += back
 
     def _went_out(self, group: I64, t: I64) -> None:
         """These groups (each once, sorted) sold out at ``t``."""
