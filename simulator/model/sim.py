@@ -59,6 +59,7 @@ from simulator.model.kernels import (
     NEVER,
     admit_fifo,
     fifo_departures,
+    lex_order,
     seg_bounds,
     segments,
     shared_fifo,
@@ -323,7 +324,7 @@ class _Run:
     def _due(self, k: int) -> Requests:
         due = rq.concat(self.retry_bins.pop(k, []))
         if len(due) > 1:
-            due = due.take(np.lexsort((due.attempt, due.order, due.t)))
+            due = due.take(lex_order((due.attempt, due.order, due.t)))
         return due
 
     def _spawn(self, again: Requests, window_end: int) -> None:
@@ -360,7 +361,7 @@ class _Run:
         due = self._due(k)
         if len(due) and len(stream):
             req = rq.concat([stream, due])
-            req = req.take(np.argsort(req.t, kind="stable"))
+            req = req.take(lex_order((req.t,)))
         else:
             req = stream if len(stream) else due
         end = (k + 1) * self.m.window_ns
@@ -525,7 +526,7 @@ class _Run:
         if hi - lo < lag:
             self._decide_batch(p, watermark)
             return
-        o = np.argsort(p.done, kind="stable")
+        o = lex_order((p.done,))
         d = p.done[o]
         a = 0
         while a < len(o):  # one slice per pass: bounded by the span over the lag

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from simulator.model.kernels import seg_cumsum, segments
+from simulator.model.kernels import lex_order, seg_cumsum, segments
 from simulator.outcomes import CONFIRMED, SOLD_OUT
 
 I64 = npt.NDArray[np.int64]
@@ -369,7 +369,7 @@ class StockBook:
             e = np.empty(0, dtype=np.int64)
             return e, e
         keys = (free, done[free]) if sub is None else (free, sub[free], done[free])
-        f = free[np.lexsort((*keys, order[free]))]
+        f = free[lex_order((*keys, order[free]))]
         same = np.concatenate(([False], order[f[1:]] == order[f[:-1]]))
         head = np.maximum.accumulate(np.where(same, 0, np.arange(len(f))))
         replayed[f[same]] = True
@@ -430,8 +430,9 @@ class StockBook:
         self, group: I64, done: I64, qty: I64, sub: I64 | None, rows: npt.NDArray[np.intp], out: U8
     ) -> None:
         """Take if fits for ``rows``, sorted into (group, completion) order; outcomes to out."""
-        keys = (rows, done[rows]) if sub is None else (rows, sub[rows], done[rows])
-        rows = rows[np.lexsort((*keys, group[rows]))]
+        # rows ascend: lex_order's stability keeps their order among ties
+        keys = (done[rows],) if sub is None else (sub[rows], done[rows])
+        rows = rows[lex_order((*keys, group[rows]))]
         conf = self._take_in_order(group[rows], done[rows], qty[rows])
         out[rows] = np.subtract(SOLD_OUT, conf, dtype=np.uint8)
 
@@ -483,7 +484,7 @@ class StockBook:
             return None
         # by buyer, then completion (lexsort is stable: ties stay in row order)
         keys = (done[rows],) if sub is None else (sub[rows], done[rows])
-        rows = rows[np.lexsort((*keys, buyer[rows]))]
+        rows = rows[lex_order((*keys, buyer[rows]))]
         b = buyer[rows]
         starts, seg, _ = segments(b, ranks=False)
         held = self._held(b[starts])
@@ -530,13 +531,13 @@ class StockBook:
         """
         assert self.limits is not None
         product, buyer, check = buyers
-        keys = (rows, done[rows]) if sub is None else (rows, sub[rows], done[rows])
-        rows = rows[np.lexsort((*keys, group[rows]))]
+        keys = (done[rows],) if sub is None else (sub[rows], done[rows])  # rows ascend
+        rows = rows[lex_order((*keys, group[rows]))]
         g, d, q, b = group[rows], done[rows], qty[rows], buyer[rows]
         lim = self.limits[product[rows]]
         n = len(rows)
         # each buyer's orders in completion order: chains
-        bo = np.lexsort((np.arange(n), b))
+        bo = lex_order((b,))  # stable: a buyer's orders stay in completion order
         starts, seg, _ = segments(b[bo])
         need = check[rows][bo]  # only flagged buyers (returning ones) can hold units
         held = np.zeros(n, dtype=np.int64)
@@ -557,7 +558,7 @@ class StockBook:
         back: dict[int, tuple[list[int], list[int]]] = {}
         if returns is not None and len(returns[0]):
             rt, rg, rq = returns
-            ro = np.lexsort((rt, rg))
+            ro = lex_order((rt, rg))
             k_of = np.searchsorted(gid, rg[ro])  # the caller passes returns of these groups
             for k, t, u in zip(k_of.tolist(), rt[ro].tolist(), rq[ro].tolist(), strict=True):
                 ts, us = back.setdefault(k, ([], []))
@@ -628,7 +629,7 @@ class StockBook:
         et = np.concatenate((done[rows], rt))
         kind = np.concatenate((np.zeros(nr, dtype=np.int64), np.ones(nb, dtype=np.int64)))
         es = kind if sub is None else np.concatenate((sub[rows], np.zeros(nb, np.int64)))
-        o = np.lexsort((np.arange(nr + nb), es, kind, et, eg))
+        o = lex_order((es, kind, et, eg))
         g, t, q = eg[o], et[o], np.concatenate((qty[rows], rq))[o]
         back = o >= nr
         starts, seg, _ = segments(g, ranks=False)
@@ -663,7 +664,7 @@ class StockBook:
         back = sum_by(group, qty, len(self.left))
         if ((self.left == 0) & (back > 0)).any():  # only groups out of stock log a return
             out = np.flatnonzero(self.left[group] == 0)
-            o = out[np.lexsort((t[out], group[out]))]
+            o = out[lex_order((t[out], group[out]))]
             g, tt, q = group[o], t[o], qty[o]
             starts, seg, _ = segments(g, ranks=False)
             before = seg_cumsum(q, starts, seg) - q
