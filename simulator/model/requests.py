@@ -101,15 +101,16 @@ def empty(n: int = 0) -> Requests:
     return Requests(z(), z(), z(), z(), z(), z(), z(), b(), b(), z(), z())
 
 
-def from_rows(rows: npt.NDArray[np.void], shard: I64) -> Requests:
-    """First attempts of schedule rows (ORDER_DTYPE), with their buyers' shards."""
+def from_rows(rows: npt.NDArray[np.void], shard: I64, buyer: I64 | None = None) -> Requests:
+    """First attempts of schedule rows (ORDER_DTYPE), with their buyers' shards (and the
+    buyer column, when the caller has copied it out already)."""
     n = len(rows)
     t = np.ascontiguousarray(rows["t_ns"])
     return Requests(
         t,
         t,  # a first attempt's intended time is its order's first
         np.ascontiguousarray(rows["order"]),
-        np.ascontiguousarray(rows["buyer"]),
+        np.ascontiguousarray(rows["buyer"]) if buyer is None else buyer,
         rows["product"].astype(np.int64),
         shard,
         rows["qty"].astype(np.int64),

@@ -124,7 +124,7 @@ def _grouped(key: I64) -> tuple[npt.NDArray[np.intp], I64]:
     packed = key << 32
     packed |= np.arange(n, dtype=np.int64)
     packed.sort()
-    o = (packed & 0xFFFFFFFF).astype(np.intp)
+    o = (packed & 0xFFFFFFFF).astype(np.intp, copy=False)
     packed >>= 32
     return o, packed
 
@@ -216,8 +216,9 @@ class Model:
         state = _Run(self, backlog_rows)
         for k, rows in self._stream_windows(chunk_orders):
             state.retries_before(k)
-            shard = service.shard_of(rows["buyer"], self.config.shards, self.config.seed)
-            state.window(k, rq.from_rows(rows, shard))
+            buyer = np.ascontiguousarray(rows["buyer"])
+            shard = service.shard_of(buyer, self.config.shards, self.config.seed)
+            state.window(k, rq.from_rows(rows, shard, buyer))
             if progress is not None:
                 progress(len(rows))
         state.retries_before(None)

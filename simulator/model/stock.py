@@ -227,8 +227,12 @@ class StockBook:
         self.all_limited = limits is not None and bool((limits > 0).all())
         self.max_qty = max_qty
         self.units_shift = 8 if limits is None or int(limits.max()) < 255 else 32
-        dtype = np.uint32 if self.units_shift == 8 else np.uint64
-        self.held = np.zeros(1 << ring_bits if limits is not None else 0, dtype)
+        # two bytes a slot while the tags fit (widened as ids grow, as the idempotency ring):
+        # the first writes map the ring's pages, and fewer bytes are fewer pages
+        dtype = np.uint16 if self.units_shift == 8 else np.uint64
+        self.held: npt.NDArray[np.unsignedinteger] = np.zeros(
+            1 << ring_bits if limits is not None else 0, dtype
+        )
 
     def _words(self, order: I64, outcome: U8 | None = None) -> I64:
         """Ring words of these ids (outcome 0: not decided yet)."""
@@ -718,6 +722,10 @@ class StockBook:
         """Keep the units these buyers now hold (saturating at the slot's width)."""
         top = (1 << self.units_shift) - 1
         tag = (buyer >> self.bits) + 1
+        if len(tag):
+            word_max = (int(tag.max()) << self.units_shift) | top
+            if word_max > np.iinfo(self.held.dtype).max:
+                self.held = self.held.astype(np.uint32 if word_max < 1 << 32 else np.uint64)
         self.held[buyer & self.mask] = (tag << self.units_shift) | np.minimum(units, top)
 
     def _false_sold_out(self, group: I64, done: I64, outcome: U8) -> Bool:
