@@ -285,7 +285,6 @@ class _Run:
             cfg.shards,
             model.ring_bits,
             limits if track else None,
-            max(sc.buyers.qty_values),
         )
         self.stats = ModelStats(model.n_products, math.ceil(model.schedule.duration_s) + 1)
         # admitted requests not decided yet: a heap of (earliest completion, number, batch)

@@ -24,7 +24,8 @@ every order within the limit were confirmed, take-if-fits against limit − unit
 groups where a limit binds; only those groups are decided with the limit (limit first, then
 stock; one order at a time where the stock runs out in the batch), the others as above. Units
 held carry over in a ring indexed by buyer number (= the order number of the buyer's first
-order), for the buyers whose units could still stop an order.
+order), for every flagged buyer who bought (units add up: two orders under the limit and a
+third may pass it together).
 
 Units coming back (the flow's cancelled and expired holds, :mod:`simulator.model.flow`) are
 free for the orders of their group completing after them. Where a group's stock covers its
@@ -198,7 +199,6 @@ class StockBook:
         shards: int,
         ring_bits: int,
         limits: I64 | None = None,
-        max_qty: int = 1,
     ) -> None:
         self.shards = shards
         self.n_products = len(stock)
@@ -220,12 +220,10 @@ class StockBook:
         self.ring: npt.NDArray[np.integer] = np.zeros(1 << ring_bits, np.uint8)
         # per-buyer limits: units each buyer holds, in a ring like the idempotency one, indexed
         # by the buyer number (the order number of the buyer's first order); a slot holds
-        # ((buyer ≫ b) + 1) ≪ shift | units, written only for buyers whose units could still
-        # stop a later order (units > limit − max qty), read only for orders that could meet
-        # them (see resolve)
+        # ((buyer ≫ b) + 1) ≪ shift | units, written for the buyers who order more than once
+        # and bought, read only for their orders (see resolve)
         self.limits = limits
         self.all_limited = limits is not None and bool((limits > 0).all())
-        self.max_qty = max_qty
         self.units_shift = 8 if limits is None or int(limits.max()) < 255 else 32
         # two bytes a slot while the tags fit (widened as ids grow, as the idempotency ring):
         # the first writes map the ring's pages, and fewer bytes are fewer pages
@@ -509,7 +507,7 @@ class StockBook:
         bought = sum_by(c.seg, got, len(c.starts))
         first = c.rows[c.starts]
         units = c.held + bought
-        keep = (bought > 0) & (units > self.limits[product[first]] - self.max_qty)
+        keep = bought > 0
         if keep.any():
             self._hold(buyer[first][keep], units[keep])
 
@@ -608,10 +606,10 @@ class StockBook:
             first[gseg[so][::-1]] = d[so][::-1]  # reversed: the first write wins
             self.first_sold_out_ns[gid] = np.minimum(self.first_sold_out_ns[gid], first)
         outcome[rows] = out
-        # units now held by each buyer who bought here, kept where they could stop an order
+        # units now held by each buyer who bought here, kept for those who order again
         bought = sum_by(seg, (q * conf)[bo], len(starts))
         units = chain_held + bought
-        keep = (bought > 0) & (units > lim[bo][starts] - self.max_qty)
+        keep = (bought > 0) & need[starts]
         if keep.any():
             self._hold(b[bo][starts][keep], units[keep])
 

@@ -106,7 +106,7 @@ def test_stock_book_with_returns_matches_the_reference(stock, orders, returns):
     n = len(stock)
     orders = [(g % n, d * 2, q) for g, d, q in orders]  # even times for orders,
     returns = [(g % n, t * 2 + 1, q) for g, t, q in returns]  # odd for returns: no ties
-    book = StockBook(np.array(stock, dtype=np.int64), 1, 12, max_qty=3)
+    book = StockBook(np.array(stock, dtype=np.int64), 1, 12)
     g = np.array([o[0] for o in orders], dtype=np.int64)
     d = np.array([o[1] for o in orders], dtype=np.int64)
     q = np.array([o[2] for o in orders], dtype=np.int64)
