@@ -144,11 +144,13 @@ class Returns:
         else:
             o = np.argsort(b, kind="stable")
         bs = b[o]
-        cuts = np.flatnonzero(bs[1:] != bs[:-1]) + 1
-        for a, z in zip([0, *cuts.tolist()], [*cuts.tolist(), len(o)], strict=True):
-            i = o[a:z]
-            ti = t[i]
-            self._push(ti, packed[i], int(ti.min()), int(ti.max()))
+        starts = np.concatenate(([0], np.flatnonzero(bs[1:] != bs[:-1]) + 1))
+        ts, ps = t[o], packed[o]  # a chunk per bin: slices (views) of these
+        lo_s = np.minimum.reduceat(ts, starts).tolist()
+        hi_s = np.maximum.reduceat(ts, starts).tolist()
+        cuts = [*starts.tolist(), len(o)]
+        for k, (lo, hi) in enumerate(zip(lo_s, hi_s, strict=True)):
+            self._push(ts[cuts[k] : cuts[k + 1]], ps[cuts[k] : cuts[k + 1]], lo, hi)
 
     def _push(self, t: I64, packed: I64, lo: int, hi: int) -> None:
         heapq.heappush(self._heap, (lo, self._n, hi, t, packed))

@@ -182,6 +182,7 @@ class _Chains:
     seg: I64
     held: I64
     binding: I64
+    ok: Bool  # per row: within the limit, were every earlier order of its buyer confirmed
 
 
 class StockBook:
@@ -323,6 +324,13 @@ class StockBook:
                 full = np.zeros(len(self.left), dtype=bool)
                 full[chains.binding] = True
                 in_full = limited & full[group]
+                if sub is None:
+                    fit = self._fitting_limited(chains, full, has_ret, in_full, group, done, qty)
+                    if fit is not None:  # decided: their rows leave the others' decision
+                        outcome[fit[0]] = fit[1]
+                        in_full[fit[0]] = False
+                        full[fit[2]] = False
+                        skip = _with(skip, fit[0], n)
                 ret = None
                 if has_ret is not None and returns is not None:
                     ret = _pick(returns, full[returns[1]])
@@ -493,7 +501,45 @@ class StockBook:
         room = self.limits[product[rows[starts]]] - held
         ok = fits_in_order(starts, seg, qty[rows], room)
         binding = np.unique(group[rows[~ok]])
-        return _Chains(rows, starts, seg, held, binding)
+        return _Chains(rows, starts, seg, held, binding, ok)
+
+    def _fitting_limited(
+        self,
+        c: _Chains,
+        full: Bool,
+        has_ret: Bool | None,
+        in_full: Bool,
+        group: I64,
+        done: I64,
+        qty: I64,
+    ) -> tuple[npt.NDArray[np.intp], U8, I64] | None:
+        """Of the groups where a limit binds, those whose stock covers every order within the
+        limit (the usual case), decided from the chains at once: (rows, their outcomes, the
+        groups). Their orders within the limit are confirmed, the others refused, as
+        :meth:`_decide_limited` would; groups with no stock or with units coming back among
+        their orders are left to it. A buyer's orders all name one product (the schedule's
+        repeat buyers copy their first order's), so the chains are per (buyer, product)."""
+        rows = np.flatnonzero(in_full)
+        ok = np.ones(len(group), dtype=bool)  # one order of a buyer is within the limit
+        ok[c.rows] = c.ok
+        total = sum_by(group[rows], qty[rows] * ok[rows], len(self.left))
+        fit = full & (total <= self.left) & (self.left > 0)
+        if has_ret is not None:
+            fit &= ~has_ret
+        if not fit.any():
+            return None
+        rows = rows[fit[group[rows]]]
+        conf = ok[rows]
+        out = np.where(conf, np.uint8(CONFIRMED), np.uint8(RING_OVER_LIMIT))
+        groups = np.flatnonzero(fit)
+        self.left[groups] -= total[groups]
+        emptied = groups[(self.left[groups] == 0) & (total[groups] > 0)]
+        if len(emptied):  # zero time: the last confirmed completion of the group
+            last = np.full(len(self.left), np.iinfo(np.int64).min, dtype=np.int64)
+            ci = rows[conf]
+            np.maximum.at(last, group[ci], done[ci])
+            self._went_out(emptied, last[emptied])
+        return rows, out, groups
 
     def _hold_confirmed(
         self, limited: Bool, qty: I64, outcome: U8, buyers: tuple[I64, I64, Bool], c: _Chains
@@ -790,6 +836,13 @@ def _in_order(
             events.append((bt[j], True))
         left += bu[j]
         j += 1
+    return out
+
+
+def _with(mask: Bool | None, rows: npt.NDArray[np.intp], n: int) -> Bool:
+    """``mask`` (None: all False) with ``rows`` set."""
+    out = np.zeros(n, dtype=bool) if mask is None else mask.copy()
+    out[rows] = True
     return out
 
 
