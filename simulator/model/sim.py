@@ -110,14 +110,20 @@ class ModelResult:
     admission_throttled: int = 0  # attempts the token bucket refused
 
 
-def _grouped(key: I64) -> tuple[npt.NDArray[np.intp], I64]:
-    """A stable grouping by ``key`` (≥ 0, < 2³¹): (permutation, sorted keys).
+def _grouped(key: I64, bound: int | None = None) -> tuple[npt.NDArray[np.intp], I64]:
+    """A stable grouping by ``key`` (≥ 0, < 2³¹; < ``bound`` when given): (permutation,
+    sorted keys).
 
-    Sorts key·2³² + row number with NumPy's default sort: SIMD-vectorised for int64, and
-    ~3x faster than a stable argsort (a radix sort that scatters row by row); the row number
-    in the low bits makes the order stable.
+    Keys that fit in one or two bytes (``bound`` ≤ 2¹⁶: the queues, usually): NumPy's stable
+    sort of uint8/uint16 is a radix sort, linear. Otherwise sorts key·2³² + row number with
+    NumPy's default sort: SIMD-vectorised for int64, and ~3x faster than a stable argsort of
+    int64 (a merge sort); the row number in the low bits makes the order stable.
     """
     n = len(key)
+    if bound is not None and bound <= 1 << 16:
+        small = key.astype(np.uint8 if bound <= 1 << 8 else np.uint16)
+        o = np.argsort(small, kind="stable")
+        return o, key[o]
     if n >= 1 << 32 or (n and int(key.max()) >= 1 << 31):
         o = np.argsort(key, kind="stable")
         return o, key[o]
@@ -436,7 +442,7 @@ class _Run:
         results are scattered back, so every other column stays in arrival order.
         """
         queue = self._route(req)
-        o, q = _grouped(queue)
+        o, q = _grouped(queue, self.m.n_queues)
         key = service.order_key(req.order, req.attempt, req.duplicate())
         s = service.draw(self.m.table, service.uniforms(key, self.cfg.seed, 0))
         t_q, s_q = req.t[o], s[o]
