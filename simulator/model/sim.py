@@ -222,9 +222,7 @@ class Model:
         state = _Run(self, backlog_rows)
         for k, rows in self._stream_windows(chunk_orders):
             state.retries_before(k)
-            buyer = np.ascontiguousarray(rows["buyer"])
-            shard = service.shard_of(buyer, self.config.shards, self.config.seed)
-            state.window(k, rq.from_rows(rows, shard, buyer))
+            state.window(k, rq.from_rows(rows, self._shard_of))
             if progress is not None:
                 progress(len(rows))
         state.retries_before(None)
@@ -242,6 +240,9 @@ class Model:
             holds=state.holds,
             admission_throttled=state.admission_throttled,
         )
+
+    def _shard_of(self, buyer: I64) -> I64:
+        return service.shard_of(buyer, self.config.shards, self.config.seed)
 
     def _stream_windows(self, chunk_orders: int) -> Iterator[tuple[int, npt.NDArray[np.void]]]:
         """The schedule cut at window boundaries: (window number, its rows), non-empty only."""

@@ -219,6 +219,7 @@ class StockBook:
         # slot = order mod 2ᵇ holds ((order ≫ b) + 1)·4 + outcome (0 = decided later in this
         # batch); 0 = empty, so np.zeros can map the ring lazily (untouched pages cost nothing)
         self.ring: npt.NDArray[np.integer] = np.zeros(1 << ring_bits, np.uint8)
+        self._ring_top = 255  # the largest word the ring's slots hold
         # per-buyer limits: units each buyer holds, in a ring like the idempotency one, indexed
         # by the buyer number (the order number of the buyer's first order); a slot holds
         # ((buyer ≫ b) + 1) ≪ shift | units, written for the buyers who order more than once
@@ -245,13 +246,17 @@ class StockBook:
     def _fit_ring(self, order: I64) -> None:
         """Widen the ring's slots when the largest id's word does not fit (values unchanged)."""
         top = ((int(order.max()) >> self.bits) + 1) << 2 | 3
+        if top <= self._ring_top:
+            return
         for dt in (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.uint32)):
             if top <= np.iinfo(dt).max:
                 if dt.itemsize > self.ring.itemsize:
                     self.ring = self.ring.astype(dt)
+                    self._ring_top = int(np.iinfo(dt).max)
                 return
         if self.ring.dtype != np.int64:
             self.ring = self.ring.astype(np.int64)
+            self._ring_top = int(np.iinfo(np.int64).max)
 
     def resolve(
         self,
