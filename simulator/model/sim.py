@@ -584,6 +584,17 @@ class _Run:
             done[late] = t[late] + self.m.timeout_ns
             lat[late] = self.m.timeout_ns
         self.stats.add_answers(t, p.first, done, lat, outcome, p.product)
+        self._log_skus(watermark)
+
+    def _log_skus(self, bound: int) -> None:
+        """The SKUs' sold-out events up to ``bound``, and no later than anything still to be
+        decided (queued orders, returns on their way): those may come before later ones."""
+        before = bound + 1 if bound < NO_END else NO_END
+        if self.pending:
+            before = min(before, self.pending[0][0])
+        if (r := self.returns.earliest()) is not None:
+            before = min(before, r)
+        self.stock.log_skus(before)
 
     # -- the flow ----------------------------------------------------------------------------
 
@@ -658,6 +669,8 @@ class _Run:
         while (t0 := self.returns.earliest()) is not None:
             horizon = t0 + self.m.window_ns
             self.stock.give_back(*self.returns.take_before(horizon))
+            self._log_skus(horizon - 1)
+        self.stock.log_skus()  # every event is final now
 
     def overload(self) -> Overload:
         """How the servers coped (call at the end of the run)."""

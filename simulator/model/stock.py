@@ -185,13 +185,58 @@ class _Chains:
     ok: Bool  # per row: within the limit, were every earlier order of its buyer confirmed
 
 
+class Outages:
+    """Sold-out intervals of some stock units (the (product, shard) groups, or the SKUs):
+    ``outages`` counts each one's sold-out intervals, ``out_ns`` adds up the ended ones,
+    ``out_since`` says since when it is out now (INF: it has stock), ``first_back_ns`` when
+    it first had stock again, ``spans`` keeps the first :data:`SPANS` as [start, end) (INF:
+    not ended)."""
+
+    def __init__(self, out_at_start: Bool) -> None:
+        n = len(out_at_start)
+        self.out_since = np.where(out_at_start, 0, INF).astype(np.int64)
+        self.outages = out_at_start.astype(np.int64)
+        self.out_ns = np.zeros(n, dtype=np.int64)
+        self.first_back_ns = np.full(n, INF, dtype=np.int64)
+        self.spans = np.full((n, SPANS, 2), INF, dtype=np.int64)
+        self.spans[out_at_start, 0, 0] = 0
+
+    def log(self, unit: I64, t: I64, back: Bool) -> None:
+        """Sold-out (``back`` False) and back-in-stock events, sorted by (unit, time); per
+        unit they alternate, starting from the unit's state."""
+        if not len(unit):
+            return
+        starts, seg, _ = segments(unit, ranks=False)
+        is_out = ~back
+        n_out = seg_cumsum(is_out.astype(np.int64), starts, seg)  # outs so far, this one too
+        idx = self.outages[unit] + n_out - 1  # the interval each event opens or closes
+        first = np.zeros(len(unit), dtype=bool)
+        first[starts] = True
+        prev = np.concatenate(([0], t[:-1]))
+        start = np.where(first, self.out_since[unit], prev)
+        b = np.flatnonzero(back)
+        if len(b):
+            np.add.at(self.out_ns, unit[b], t[b] - start[b])
+            bf = np.full(len(starts), INF, dtype=np.int64)
+            bf[seg[b][::-1]] = t[b][::-1]  # the first back event per unit
+            su = unit[starts]
+            self.first_back_ns[su] = np.minimum(self.first_back_ns[su], bf)
+        keep = idx < SPANS
+        self.spans[unit[keep], idx[keep], back[keep].astype(np.intp)] = t[keep]
+        self.outages += np.bincount(unit[is_out], minlength=len(self.outages))
+        ends = np.append(starts[1:], len(unit)) - 1
+        self.out_since[unit[ends]] = np.where(back[ends], INF, t[ends])
+
+
 class StockBook:
     """Stock left per group, zero and first-sold-out times, the idempotency ring.
 
     With units coming back (the flow's cancelled and expired holds), a group can sell out,
-    get stock again and sell out again: ``outages`` counts its sold-out intervals,
-    ``out_ns`` adds up the ended ones, ``out_since`` says since when it is out now (INF:
-    it has stock), ``spans`` keeps the first :data:`SPANS` as [start, end) (INF: not ended).
+    get stock again and sell out again: ``groups`` logs its sold-out intervals
+    (:class:`Outages`; ``outages``, ``out_ns``, ``out_since``, ``first_back_ns`` and ``spans``
+    are its arrays). A SKU is sold out while all its shards are: ``skus`` logs those
+    intervals, from the groups' events merged in time order once a batch is done
+    (:meth:`log_skus`; with one shard a SKU's intervals are its group's).
     """
 
     def __init__(
@@ -208,12 +253,15 @@ class StockBook:
         # a shard that starts empty is empty from time 0
         self.zero_ns = np.where(self.initial == 0, 0, INF).astype(np.int64)
         self.first_sold_out_ns = np.full(len(self.left), INF, dtype=np.int64)
-        self.out_since = self.zero_ns.copy()
-        self.outages = (self.initial == 0).astype(np.int64)
-        self.out_ns = np.zeros(len(self.left), dtype=np.int64)
-        self.first_back_ns = np.full(len(self.left), INF, dtype=np.int64)
-        self.spans = np.full((len(self.left), SPANS, 2), INF, dtype=np.int64)
-        self.spans[self.initial == 0, 0, 0] = 0
+        self.groups = Outages(self.initial == 0)
+        g = self.groups  # its arrays, updated in place
+        self.out_since, self.outages, self.out_ns = g.out_since, g.outages, g.out_ns
+        self.first_back_ns, self.spans = g.first_back_ns, g.spans
+        # per SKU: shards out of stock now, and the events of the batch not yet merged
+        empty = (self.initial == 0).reshape(self.n_products, shards)
+        self._shards_out = empty.sum(axis=1)
+        self.skus = Outages(empty.all(axis=1)) if shards > 1 else self.groups
+        self._events: list[tuple[I64, I64, Bool]] = []
         self.bits = ring_bits
         self.mask = (1 << ring_bits) - 1
         # slot = order mod 2ᵇ holds ((order ≫ b) + 1)·4 + outcome (0 = decided later in this
@@ -736,28 +784,44 @@ class StockBook:
     def _log(self, group: I64, t: I64, back: Bool) -> None:
         """Sold-out (``back`` False) and back-in-stock events, sorted by (group, time); per
         group they alternate, starting from the group's state."""
-        if not len(group):
+        self.groups.log(group, t, back)
+        if self.shards > 1 and len(group):
+            self._events.append((group, t, back))
+
+    def log_skus(self, before: int = INF) -> None:
+        """Merge the groups' events before ``before`` into the SKUs' (the caller's bound: no
+        event still to come is earlier). A SKU is out while all its shards are; events at one
+        time count together (no zero-length intervals). Later events wait for a later call."""
+        if not self._events:
             return
-        starts, seg, _ = segments(group, ranks=False)
-        is_out = ~back
-        n_out = seg_cumsum(is_out.astype(np.int64), starts, seg)  # outs so far, this one too
-        idx = self.outages[group] + n_out - 1  # the interval each event opens or closes
-        first = np.zeros(len(group), dtype=bool)
-        first[starts] = True
-        prev = np.concatenate(([0], t[:-1]))
-        start = np.where(first, self.out_since[group], prev)
-        b = np.flatnonzero(back)
-        if len(b):
-            np.add.at(self.out_ns, group[b], t[b] - start[b])
-            bf = np.full(len(starts), INF, dtype=np.int64)
-            bf[seg[b][::-1]] = t[b][::-1]  # the first back event per group
-            sg = group[starts]
-            self.first_back_ns[sg] = np.minimum(self.first_back_ns[sg], bf)
-        keep = idx < SPANS
-        self.spans[group[keep], idx[keep], back[keep].astype(np.intp)] = t[keep]
-        self.outages += np.bincount(group[is_out], minlength=len(self.left))
-        ends = np.append(starts[1:], len(group)) - 1
-        self.out_since[group[ends]] = np.where(back[ends], INF, t[ends])
+        group, t, back = (np.concatenate(c) for c in zip(*self._events, strict=True))
+        self._events = []
+        if before < INF and (t >= before).any():
+            wait = t >= before
+            self._events.append((group[wait], t[wait], back[wait]))
+            now = np.flatnonzero(~wait)
+            group, t, back = group[now], t[now], back[now]
+            if not len(group):
+                return
+        product = group // self.shards
+        o = lex_order((t, product))
+        product, t = product[o], t[o]
+        starts, seg, _ = segments(product, ranks=False)
+        out_now = self._shards_out[product] + seg_cumsum(np.where(back[o], -1, 1), starts, seg)
+        # the shards out after each (SKU, time), and before it
+        last = np.flatnonzero(np.append((product[1:] != product[:-1]) | (t[1:] != t[:-1]), True))
+        after = out_now[last]
+        before = np.concatenate(([0], after[:-1]))
+        first = np.append(True, product[last][1:] != product[last][:-1])
+        before[first] = self._shards_out[product[last][first]]
+        k = self.shards
+        went = (before < k) & (after == k)
+        came = (before == k) & (after < k)
+        ev = np.flatnonzero(went | came)
+        pl = product[last]
+        self.skus.log(pl[ev], t[last][ev], came[ev])
+        end = np.append(pl[1:] != pl[:-1], True)  # each SKU's last time: its count now
+        self._shards_out[pl[end]] = after[end]
 
     def _held(self, buyer: I64) -> I64:
         """Units the buyers held after earlier batches (0 where nothing is kept)."""
