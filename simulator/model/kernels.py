@@ -404,8 +404,8 @@ def lex_order(keys: tuple[npt.NDArray[np.integer], ...]) -> npt.NDArray[np.intp]
     idx_bits = (n - 1).bit_length()
     room = 63 - idx_bits
     spans = []
-    for k in keys:
-        lo, hi = int(k.min()), int(k.max())
+    for key in keys:
+        lo, hi = int(key.min()), int(key.max())
         bits = (hi - lo).bit_length()
         if bits > room:
             return np.lexsort(keys)
@@ -419,9 +419,9 @@ def lex_order(keys: tuple[npt.NDArray[np.integer], ...]) -> npt.NDArray[np.intp]
             used += spans[j][1]
             j += 1
         packed: I64 | None = None
-        for k in range(j - 1, i - 1, -1):  # most significant of the pass first
-            lo, bits = spans[k]
-            col = keys[k] if order is None else keys[k][order]
+        for m in range(j - 1, i - 1, -1):  # most significant of the pass first
+            lo, bits = spans[m]
+            col = keys[m] if order is None else keys[m][order]
             v = col.astype(np.int64) - lo
             if packed is None:
                 packed = v

@@ -21,17 +21,18 @@ U8 = npt.NDArray[np.uint8]
 Index = npt.NDArray[np.intp] | npt.NDArray[np.int64] | npt.NDArray[np.bool_]
 
 #: whether schedule rows are the four little-endian words :func:`from_rows` reads at once
-_PACKED = sys.byteorder == "little" and ORDER_DTYPE.itemsize == 32 and [
-    (name, ORDER_DTYPE.fields[name][0].str, ORDER_DTYPE.fields[name][1])
-    for name in ORDER_DTYPE.names
-] == [
-    ("t_ns", "<i8", 0),
-    ("order", "<i8", 8),
-    ("buyer", "<i8", 16),
-    ("product", "<i4", 24),
-    ("qty", "<u2", 28),
-    ("flags", "|u1", 30),
-]
+_PACKED = (
+    sys.byteorder == "little"
+    and np.dtype(
+        {
+            "names": ["t_ns", "order", "buyer", "product", "qty", "flags"],
+            "formats": ["<i8", "<i8", "<i8", "<i4", "<u2", "u1"],
+            "offsets": [0, 8, 16, 24, 28, 30],
+            "itemsize": 32,
+        }
+    )
+    == ORDER_DTYPE
+)
 
 
 @dataclass(slots=True)

@@ -599,10 +599,9 @@ class StockBook:
     ) -> None:
         """Keep the units each buyer who orders again holds now (outside the binding groups,
         which keep their own): units held before plus those confirmed here."""
-        assert self.limits is not None
-        product, buyer, _ = buyers
+        buyer = buyers[1]
         conf = limited[c.rows] & (outcome[c.rows] == CONFIRMED)
-        got = (qty[c.rows] * conf).astype(np.int64)
+        got = qty[c.rows] * conf
         bought = sum_by(c.seg, got, len(c.starts))
         first = c.rows[c.starts]
         units = c.held + bought
@@ -811,12 +810,12 @@ class StockBook:
         # the shards out after each (SKU, time), and before it
         last = np.flatnonzero(np.append((product[1:] != product[:-1]) | (t[1:] != t[:-1]), True))
         after = out_now[last]
-        before = np.concatenate(([0], after[:-1]))
+        prior = np.concatenate(([0], after[:-1]))
         first = np.append(True, product[last][1:] != product[last][:-1])
-        before[first] = self._shards_out[product[last][first]]
+        prior[first] = self._shards_out[product[last][first]]
         k = self.shards
-        went = (before < k) & (after == k)
-        came = (before == k) & (after < k)
+        went = (prior < k) & (after == k)
+        came = (prior == k) & (after < k)
         ev = np.flatnonzero(went | came)
         pl = product[last]
         self.skus.log(pl[ev], t[last][ev], came[ev])

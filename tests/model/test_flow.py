@@ -4,6 +4,7 @@ holds ending exactly once, conservation, the token bucket, and ``simulate`` with
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from typing import Any
 
@@ -358,7 +359,7 @@ def _all_out(per_shard: list[list[list[int]]]) -> list[list[int]]:
     """Times every shard is out at once, as [start, end) intervals (none of zero length)."""
     edges = sorted({x for spans in per_shard for span in spans for x in span})
     out: list[list[int]] = []
-    for a, b in zip(edges, edges[1:], strict=False):
+    for a, b in itertools.pairwise(edges):
         if all(any(s <= a and b <= e for s, e in spans) for spans in per_shard):
             if out and out[-1][1] == a:
                 out[-1][1] = b
