@@ -83,13 +83,14 @@ class FlowSettings:
         in_time = (w & np.uint64(_DELAY_MASK)) < np.uint64(self._in_time_below() << 22)
         pay = round(self.pay_share * (1 << 21))
         paid = in_time if pay >= 1 << 21 else (w < np.uint64(pay << 43)) & in_time
-        if not self.cancels:  # a hold not paid in time expires
-            return np.where(paid, np.uint8(PAID), np.uint8(EXPIRED)), w
+        # arithmetic on the masks (np.where on a random mask is several times slower)
+        if not self.cancels:  # a hold not paid in time expires: EXPIRED (2) or PAID (0)
+            return np.multiply(np.uint8(EXPIRED), ~paid, dtype=np.uint8), w
         leaves = (w & np.uint64((1 << 22) - 1)) < np.uint64(round(self.abandon_share * (1 << 22)))
         # in time: paid → PAID (0); not paid: cancels → CANCELLED (1), leaves → EXPIRED (2)
-        end = np.where(in_time, np.uint8(CANCELLED), np.uint8(EXPIRED))
+        end = np.subtract(np.uint8(EXPIRED), in_time, dtype=np.uint8)
         end += leaves & in_time
-        end = np.where(paid, np.uint8(PAID), end)
+        end *= ~paid
         return end, w
 
     def delay(self, w: U64) -> I64:

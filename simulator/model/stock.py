@@ -583,7 +583,8 @@ class StockBook:
             return None
         rows = rows[fit[group[rows]]]
         conf = ok[rows]
-        out = np.where(conf, np.uint8(CONFIRMED), np.uint8(RING_OVER_LIMIT))
+        out = np.subtract(np.uint8(RING_OVER_LIMIT), conf, dtype=np.uint8)  # 3 − 2·conf
+        out -= conf
         groups = np.flatnonzero(fit)
         self.left[groups] -= total[groups]
         emptied = groups[(self.left[groups] == 0) & (total[groups] > 0)]
