@@ -113,6 +113,11 @@ def test_model_throughput_with_the_flow(benchmark):
 
     The flow's run checks conservation (initial = paid + free once every hold has ended) and
     that holds came back before the end (units reserved beyond what was paid).
+
+    Where the flow run's time goes (cProfile, 2026-12-06, shared 2-vCPU Xeon): stock decisions
+    27 % (the per-buyer limit chains 7 %), serving 22 % (FIFO kernel 5 %, hashing and the
+    service table 5 %, grouping by queue 3 %), the holds' ends and returns 26 %, reading the
+    schedule rows 8 %, stats 5 %, joining batches 4 %: no single pass dominates.
     """
     import dataclasses
 

@@ -26,6 +26,7 @@ from simulator.model import service
 
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
+U64 = npt.NDArray[np.uint64]
 
 SECOND = 1_000_000_000
 #: a hold's end
@@ -33,6 +34,8 @@ PAID, CANCELLED, EXPIRED = 0, 1, 2
 END_NAMES = ("paid", "cancelled", "expired")
 #: the hashed-draw stream of the holds' ends (0 service, 1 retry jitter, 7 shards)
 _FLOW = 3
+#: the 21 delay bits of a hold's hashed word (bits 22…42)
+_DELAY_MASK = ((1 << 21) - 1) << 22
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,24 +65,56 @@ class FlowSettings:
         One hashed word per order gives three uniforms: whether the buyer pays (its top 21
         bits), the delay (the next 21) and whether a non-payer leaves or cancels (the low 22).
         """
-        w = service.uniforms(order.astype(np.uint64), seed, _FLOW)
-        # shares as integer thresholds on the bits: no conversion to float
-        pays = (w >> np.uint64(43)) < np.uint64(round(self.pay_share * (1 << 21)))
+        end, w = self.draw(order, seed)
+        at = done + self.ttl_ns
+        hit = np.flatnonzero(end != EXPIRED)
+        at[hit] = done[hit] + self.delay(w[hit])
+        return end, at
+
+    def draw(self, order: I64, seed: int) -> tuple[U8, U64]:
+        """Each hold's end and its hashed word (:meth:`delay` turns words into delays).
+
+        Integer thresholds on the word's bits, no float: the delay is a non-decreasing function
+        of its 21 bits, so "paid or cancelled before the TTL" is those bits below the first
+        value whose delay reaches the TTL (:meth:`_in_time_below`).
+        """
+        key = order.view(np.uint64) if order.dtype == np.int64 else order.astype(np.uint64)
+        w = service.uniforms(key, seed, _FLOW)
+        in_time = (w & np.uint64(_DELAY_MASK)) < np.uint64(self._in_time_below() << 22)
+        pay = round(self.pay_share * (1 << 21))
+        paid = in_time if pay >= 1 << 21 else (w < np.uint64(pay << 43)) & in_time
+        # arithmetic on the masks (np.where on a random mask is several times slower)
+        if not self.cancels:  # a hold not paid in time expires: EXPIRED (2) or PAID (0)
+            return np.multiply(np.uint8(EXPIRED), ~paid, dtype=np.uint8), w
+        leaves = (w & np.uint64((1 << 22) - 1)) < np.uint64(round(self.abandon_share * (1 << 22)))
+        # in time: paid → PAID (0); not paid: cancels → CANCELLED (1), leaves → EXPIRED (2)
+        end = np.subtract(np.uint8(EXPIRED), in_time, dtype=np.uint8)
+        end += leaves & in_time
+        end *= ~paid
+        return end, w
+
+    def delay(self, w: U64) -> I64:
+        """The pay (or cancel) delay (ns) of hashed words: uniform in ``delay_ns``."""
         lo, hi = self.delay_ns
         u = ((w >> np.uint64(22)) & np.uint64((1 << 21) - 1)).astype(np.float64)
         u *= (hi - lo) / (1 << 21)
         delay = u.astype(np.int64)
         delay += lo
-        in_time = delay < self.ttl_ns
-        end = np.full(len(order), EXPIRED, dtype=np.uint8)
-        end[pays & in_time] = PAID
-        if self.cancels:
-            leaves = (w & np.uint64((1 << 22) - 1)) < np.uint64(
-                round(self.abandon_share * (1 << 22))
-            )
-            end[~pays & ~leaves & in_time] = CANCELLED
-        at = done + np.where(end == EXPIRED, self.ttl_ns, delay)
-        return end, at
+        return delay
+
+    def _in_time_below(self) -> int:
+        """The first 21-bit delay draw whose delay is ≥ the TTL (2²¹: none), by bisection on
+        :meth:`delay`'s own arithmetic (float64 product, truncated)."""
+        lo, hi = self.delay_ns
+        scale = (hi - lo) / (1 << 21)
+        a, b = 0, 1 << 21
+        while a < b:
+            mid = (a + b) // 2
+            if int(mid * scale) + lo >= self.ttl_ns:
+                b = mid
+            else:
+                a = mid + 1
+        return a
 
 
 class Returns:
@@ -110,11 +145,13 @@ class Returns:
         else:
             o = np.argsort(b, kind="stable")
         bs = b[o]
-        cuts = np.flatnonzero(bs[1:] != bs[:-1]) + 1
-        for a, z in zip([0, *cuts.tolist()], [*cuts.tolist(), len(o)], strict=True):
-            i = o[a:z]
-            ti = t[i]
-            self._push(ti, packed[i], int(ti.min()), int(ti.max()))
+        starts = np.concatenate(([0], np.flatnonzero(bs[1:] != bs[:-1]) + 1))
+        ts, ps = t[o], packed[o]  # a chunk per bin: slices (views) of these
+        lo_s = np.minimum.reduceat(ts, starts).tolist()
+        hi_s = np.maximum.reduceat(ts, starts).tolist()
+        cuts = [*starts.tolist(), len(o)]
+        for k, (lo, hi) in enumerate(zip(lo_s, hi_s, strict=True)):
+            self._push(ts[cuts[k] : cuts[k + 1]], ps[cuts[k] : cuts[k + 1]], lo, hi)
 
     def _push(self, t: I64, packed: I64, lo: int, hi: int) -> None:
         heapq.heappush(self._heap, (lo, self._n, hi, t, packed))

@@ -213,49 +213,49 @@ def _flow(result: ModelResult) -> dict[str, Any]:
         units = result.holds.sum(axis=0)
         out["reserved_units"] = int(units.sum())
         out.update({f"{name}_units": int(u) for name, u in zip(END_NAMES, units, strict=True)})
-        back = result.stock.first_back_ns
-        out["skus_available_again"] = int(
-            (back.reshape(len(result.scenario.products), -1) < INF).any(axis=1).sum()
-        )
+        out["skus_available_again"] = int((result.stock.skus.first_back_ns < INF).sum())
     return out
 
 
 def _flow_sku(result: ModelResult, i: int) -> dict[str, Any]:
     """One SKU with the flow: its holds' ends and when it was sold out, then available again.
 
-    Per (product, shard) stock group: ``sold_out_intervals`` counts the times it ran out,
-    ``sold_out_spans`` lists the first few as [start, end] seconds (end None: still out at the
-    end), ``sold_out_total_s`` adds up their lengths. With several shards, lists per shard.
+    A SKU is sold out while every shard of it is: ``sold_out_intervals`` counts the times it
+    ran out, ``sold_out_spans`` lists the first few as [start, end] seconds (end None: still
+    out at the end), ``sold_out_total_s`` adds up their lengths. With several shards,
+    ``shard_sold_out_intervals`` and ``shard_first_available_again_s`` give each shard's own
+    (a buyer sees only their shard).
     """
     assert result.holds is not None
     book, k = result.stock, result.config.shards
     g = slice(i * k, (i + 1) * k)
     h = result.holds[i]
     end_s = result.schedule.duration_s
+    out = book.skus
 
     def spans(j: int) -> list[list[float | None]]:
-        n = min(int(book.outages[j]), book.spans.shape[1])
-        return [[_seconds(int(a)), _seconds(int(z))] for a, z in book.spans[j, :n]]
+        n = min(int(out.outages[j]), out.spans.shape[1])
+        return [[_seconds(int(a)), _seconds(int(z))] for a, z in out.spans[j, :n]]
 
     def total(j: int) -> float:
-        open_ns = 0 if book.out_since[j] >= INF else max(0, round(end_s * _NS) - book.out_since[j])
-        return round((int(book.out_ns[j]) + int(open_ns)) / _NS, 4)
+        open_ns = 0 if out.out_since[j] >= INF else max(0, round(end_s * _NS) - out.out_since[j])
+        return round((int(out.out_ns[j]) + int(open_ns)) / _NS, 4)
 
-    groups = range(g.start, g.stop)
-    one = k == 1
-    return {
+    sku: dict[str, Any] = {
         "reserved_units": int(h.sum()),
         **{f"{name}_units": int(u) for name, u in zip(END_NAMES, h, strict=True)},
         "free_units": int(book.left[g].sum()),
-        "sold_out_intervals": int(book.outages[g][0]) if one else book.outages[g].tolist(),
-        "first_available_again_s": (
-            _seconds(int(book.first_back_ns[g][0]))
-            if one
-            else [_seconds(int(x)) for x in book.first_back_ns[g]]
-        ),
-        "sold_out_spans": spans(g.start) if one else [spans(j) for j in groups],
-        "sold_out_total_s": total(g.start) if one else [total(j) for j in groups],
+        "sold_out_intervals": int(out.outages[i]),
+        "first_available_again_s": _seconds(int(out.first_back_ns[i])),
+        "sold_out_spans": spans(i),
+        "sold_out_total_s": total(i),
     }
+    if k > 1:
+        sku["shard_sold_out_intervals"] = book.groups.outages[g].tolist()
+        sku["shard_first_available_again_s"] = [
+            _seconds(int(x)) for x in book.groups.first_back_ns[g]
+        ]
+    return sku
 
 
 def build_report(result: ModelResult) -> dict[str, Any]:

@@ -25,14 +25,21 @@ _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 
 
-def splitmix64(x: U64) -> U64:
-    """The splitmix64 finaliser of ``x + golden``: a bijective, well-mixed 64-bit hash."""
-    z = x + _GOLDEN
-    z ^= z >> np.uint64(30)
+def splitmix64(x: U64, out: U64 | None = None) -> U64:
+    """The splitmix64 finaliser of ``x + golden``: a bijective, well-mixed 64-bit hash.
+
+    In place in ``out`` when given (it may be ``x``), with one scratch array: the hash runs on
+    every request, and each array it allocates is another pass over fresh memory.
+    """
+    z = np.add(x, _GOLDEN, out=out)
+    t = z >> np.uint64(30)
+    z ^= t
     z *= _M1
-    z ^= z >> np.uint64(27)
+    np.right_shift(z, np.uint64(27), out=t)
+    z ^= t
     z *= _M2
-    z ^= z >> np.uint64(31)
+    np.right_shift(z, np.uint64(31), out=t)
+    z ^= t
     return z
 
 
@@ -40,16 +47,18 @@ def order_key(
     order: I64, attempt: npt.NDArray[np.integer], duplicate: npt.NDArray[np.bool_]
 ) -> U64:
     """One 64-bit key per request: order·32 + attempt·2 + double-click bit."""
-    key = order.astype(np.uint64) << np.uint64(5)
-    key |= attempt.astype(np.uint64) << np.uint64(1)
-    key |= duplicate.astype(np.uint64)
+    key = order.view(np.uint64) << np.uint64(5)  # order numbers are ≥ 0
+    if attempt.any():
+        key |= attempt.astype(np.uint64) << np.uint64(1)
+    np.bitwise_or(key, duplicate, out=key, casting="unsafe")
     return key
 
 
 def uniforms(key: U64, seed: int, stream: int) -> U64:
     """Hashed 64-bit words for ``key`` in an independent ``stream`` (0 = service, 1 = jitter …)."""
     salt = np.uint64((seed * 0x100000001B3 + stream * 0xD6E8FEB86659FD93) & (2**64 - 1))
-    return splitmix64(key ^ salt)
+    z = key ^ salt
+    return splitmix64(z, out=z)
 
 
 def norm_ppf(p: F64) -> F64:
@@ -108,7 +117,8 @@ def empirical_table(samples_ms: npt.ArrayLike) -> I64:
 
 def draw(table: I64, words: U64) -> I64:
     """Service times (ns) for hashed words: the table entry of each word's top 16 bits."""
-    return table[(words >> np.uint64(64 - TABLE_BITS)).astype(np.intp)]
+    idx = (words >> np.uint64(64 - TABLE_BITS)).view(np.intp)  # < 2¹⁶: the same bits
+    return table.take(idx)
 
 
 def unit(words: U64) -> F64:
@@ -120,9 +130,9 @@ def shard_of(buyer: I64, shards: int, seed: int) -> I64:
     """The shard of each buyer: a hash of the buyer number, so a buyer always hits one shard."""
     if shards == 1:
         return np.zeros(len(buyer), dtype=np.int64)
-    h = uniforms(buyer.astype(np.uint64), seed, 7)
+    h = uniforms(buyer.view(np.uint64), seed, 7)  # buyer numbers are ≥ 0
     if shards & (shards - 1) == 0:  # a power of two: a mask, far cheaper than a uint64 modulo
         h &= np.uint64(shards - 1)
     else:
         h %= np.uint64(shards)
-    return h.astype(np.int64)
+    return h.view(np.int64)  # < shards: the same bits

@@ -62,6 +62,7 @@ from simulator.model.kernels import (
     admit_fifo,
     fifo_departures,
     global_limit,
+    lex_order,
     seg_bounds,
     segments,
     shared_fifo,
@@ -69,7 +70,7 @@ from simulator.model.kernels import (
 from simulator.model.overload import Overload, check_state_size
 from simulator.model.requests import Requests
 from simulator.model.stats import ModelStats
-from simulator.model.stock import RING_OVER_LIMIT, StockBook
+from simulator.model.stock import RING_OVER_LIMIT, StockBook, sum_by
 from simulator.outcomes import CONFIRMED, REJECTED, SOLD_OUT, THROTTLED, TIMEOUT
 from simulator.scenario import Scenario
 from simulator.schedule import (
@@ -112,21 +113,27 @@ class ModelResult:
     admission_throttled: int = 0  # attempts the token bucket refused
 
 
-def _grouped(key: I64) -> tuple[npt.NDArray[np.intp], I64]:
-    """A stable grouping by ``key`` (≥ 0, < 2³¹): (permutation, sorted keys).
+def _grouped(key: I64, bound: int | None = None) -> tuple[npt.NDArray[np.intp], I64]:
+    """A stable grouping by ``key`` (≥ 0, < 2³¹; < ``bound`` when given): (permutation,
+    sorted keys).
 
-    Sorts key·2³² + row number with NumPy's default sort: SIMD-vectorised for int64, and
-    ~3x faster than a stable argsort (a radix sort that scatters row by row); the row number
-    in the low bits makes the order stable.
+    Keys that fit in one or two bytes (``bound`` ≤ 2¹⁶: the queues, usually): NumPy's stable
+    sort of uint8/uint16 is a radix sort, linear. Otherwise sorts key·2³² + row number with
+    NumPy's default sort: SIMD-vectorised for int64, and ~3x faster than a stable argsort of
+    int64 (a merge sort); the row number in the low bits makes the order stable.
     """
     n = len(key)
+    if bound is not None and bound <= 1 << 16:
+        small = key.astype(np.uint8 if bound <= 1 << 8 else np.uint16)
+        o = np.argsort(small, kind="stable")
+        return o, key[o]
     if n >= 1 << 32 or (n and int(key.max()) >= 1 << 31):
         o = np.argsort(key, kind="stable")
         return o, key[o]
     packed = key << 32
     packed |= np.arange(n, dtype=np.int64)
     packed.sort()
-    o = (packed & 0xFFFFFFFF).astype(np.intp)
+    o = (packed & 0xFFFFFFFF).astype(np.intp, copy=False)
     packed >>= 32
     return o, packed
 
@@ -167,6 +174,13 @@ def _ring_bits(schedule: Schedule, config: ModelConfig) -> int:
     rate = schedule.expected_orders() / schedule.duration_s * 8  # peaks run well above average
     need = max(1.0, rate * (horizon_s + 1) * 2)
     return int(min(24, max(12, math.ceil(math.log2(need)))))
+
+
+def _pick(t: I64, g: I64, q: I64, mask: Bool) -> tuple[I64, I64, I64]:
+    """The rows of (t, g, q) where ``mask`` is set (indices once: a boolean index per column
+    costs several times a gather)."""
+    i = np.flatnonzero(mask)
+    return t[i], g[i], q[i]
 
 
 class Model:
@@ -211,8 +225,7 @@ class Model:
         state = _Run(self, backlog_rows)
         for k, rows in self._stream_windows(chunk_orders):
             state.retries_before(k)
-            shard = service.shard_of(rows["buyer"], self.config.shards, self.config.seed)
-            state.window(k, rq.from_rows(rows, shard))
+            state.window(k, rq.from_rows(rows, self._shard_of))
             if progress is not None:
                 progress(len(rows))
         state.retries_before(None)
@@ -230,6 +243,9 @@ class Model:
             holds=state.holds,
             admission_throttled=state.admission_throttled,
         )
+
+    def _shard_of(self, buyer: I64) -> I64:
+        return service.shard_of(buyer, self.config.shards, self.config.seed)
 
     def _stream_windows(self, chunk_orders: int) -> Iterator[tuple[int, npt.NDArray[np.void]]]:
         """The schedule cut at window boundaries: (window number, its rows), non-empty only."""
@@ -281,7 +297,6 @@ class _Run:
             cfg.shards,
             model.ring_bits,
             limits if track else None,
-            max(sc.buyers.qty_values),
         )
         self.stats = ModelStats(model.n_products, math.ceil(model.schedule.duration_s) + 1)
         # admitted requests not decided yet: a heap of (earliest completion, number, batch)
@@ -321,7 +336,7 @@ class _Run:
     def _due(self, k: int) -> Requests:
         due = rq.concat(self.retry_bins.pop(k, []))
         if len(due) > 1:
-            due = due.take(np.lexsort((due.attempt, due.order, due.t)))
+            due = due.take(lex_order((due.attempt, due.order, due.t)))
         return due
 
     def _spawn(self, again: Requests, window_end: int) -> None:
@@ -358,7 +373,7 @@ class _Run:
         due = self._due(k)
         if len(due) and len(stream):
             req = rq.concat([stream, due])
-            req = req.take(np.argsort(req.t, kind="stable"))
+            req = req.take(lex_order((req.t,)))
         else:
             req = stream if len(stream) else due
         end = (k + 1) * self.m.window_ns
@@ -433,7 +448,7 @@ class _Run:
         results are scattered back, so every other column stays in arrival order.
         """
         queue = self._route(req)
-        o, q = _grouped(queue)
+        o, q = _grouped(queue, self.m.n_queues)
         key = service.order_key(req.order, req.attempt, req.duplicate())
         s = service.draw(self.m.table, service.uniforms(key, self.cfg.seed, 0))
         t_q, s_q = req.t[o], s[o]
@@ -542,7 +557,7 @@ class _Run:
         if hi - lo < lag:
             self._decide_batch(p, watermark)
             return
-        o = np.argsort(p.done, kind="stable")
+        o = lex_order((p.done,))
         d = p.done[o]
         a = 0
         while a < len(o):  # one slice per pass: bounded by the span over the lag
@@ -593,6 +608,17 @@ class _Run:
             done[late] = t[late] + self.m.timeout_ns
             lat[late] = self.m.timeout_ns
         self.stats.add_answers(t, p.first, done, lat, outcome, p.product)
+        self._log_skus(watermark)
+
+    def _log_skus(self, bound: int) -> None:
+        """The SKUs' sold-out events up to ``bound``, and no later than anything still to be
+        decided (queued orders, returns on their way): those may come before later ones."""
+        before = bound + 1 if bound < NO_END else NO_END
+        if self.pending:
+            before = min(before, self.pending[0][0])
+        if (r := self.returns.earliest()) is not None:
+            before = min(before, r)
+        self.stock.log_skus(before)
 
     # -- the flow ----------------------------------------------------------------------------
 
@@ -612,10 +638,13 @@ class _Run:
         if not len(t):
             e = np.empty(0, dtype=np.int64)
             return (e, e, e), (e, e, e)
-        demand = np.bincount(group, weights=qty, minlength=self.n_groups)
+        demand = sum_by(group, qty, self.n_groups)
         hard_group = self.stock.left <= demand
-        merge = np.zeros(len(t), dtype=bool)
         h = np.flatnonzero(hard_group[g])
+        if not len(h) and top <= watermark:  # the usual case: every return straight back
+            e = np.empty(0, dtype=np.int64)
+            return (e, e, e), (t, g, q)
+        merge = np.zeros(len(t), dtype=bool)
         if len(h):
             rows = np.flatnonzero(hard_group[group])
             gmax = np.full(self.n_groups, np.iinfo(np.int64).min, dtype=np.int64)
@@ -625,7 +654,7 @@ class _Run:
         wait = ~merge & ~now
         if wait.any():
             self.returns.add(t[wait], g[wait], q[wait])
-        return (t[merge], g[merge], q[merge]), (t[now], g[now], q[now])
+        return _pick(t, g, q, merge), _pick(t, g, q, now)
 
     def _hold_stock(
         self, p: Requests, group: I64, outcome: U8, replayed: Bool, late: Bool | None
@@ -643,18 +672,20 @@ class _Run:
         if not len(took):
             return
         done = p.done[took]
-        end, at = flow.ends(p.order[took], done, self.cfg.seed)
+        end, words = flow.draw(p.order[took], self.cfg.seed)
         if late is not None and (gave_up := late[took]).any():
             end[gave_up] = EXPIRED
-            at[gave_up] = done[gave_up] + flow.ttl_ns
         qty = p.qty[took]
         key = p.product[took] * 3
         key += end
-        units = np.bincount(key, weights=qty, minlength=holds.size)
-        holds += units.reshape(holds.shape).astype(np.int64)
-        for kind in (EXPIRED, CANCELLED):  # expiries span a window: a chunk of their own
-            back = np.flatnonzero(end == kind)
-            self.returns.add(at[back], group[took[back]], qty[back])
+        holds += sum_by(key, qty, holds.size).reshape(holds.shape)
+        # expiries span a window: a chunk of their own
+        back = np.flatnonzero(end == EXPIRED)
+        self.returns.add(done[back] + flow.ttl_ns, group[took[back]], qty[back])
+        back = np.flatnonzero(end == CANCELLED)
+        if len(back):
+            at = done[back] + flow.delay(words[back])
+            self.returns.add(at, group[took[back]], qty[back])
 
     def settle(self) -> None:
         """At the end: every hold still open ends, its units back in stock (a window's worth
@@ -662,6 +693,8 @@ class _Run:
         while (t0 := self.returns.earliest()) is not None:
             horizon = t0 + self.m.window_ns
             self.stock.give_back(*self.returns.take_before(horizon))
+            self._log_skus(horizon - 1)
+        self.stock.log_skus()  # every event is final now
 
     def overload(self) -> Overload:
         """How the servers coped (call at the end of the run)."""

@@ -144,13 +144,16 @@ class ModelStats:
         self.latency_max_ns = max(self.latency_max_ns, lat_max)
         self.latency_min_ns = min(self.latency_min_ns, lat_min)
         b = hist.bucket_of(lat)
-        sec = intended // _NS
-        s0, s1 = int(sec.min()), int(sec.max()) + 1
-        sec -= s0
-        sec *= hist.N_BUCKETS
-        sec += b
-        counts = np.bincount(sec, minlength=(s1 - s0) * hist.N_BUCKETS)
-        counts = counts.reshape(s1 - s0, hist.N_BUCKETS)
+        s0, s1 = int(intended.min()) // _NS, int(intended.max()) // _NS + 1
+        if s1 - s0 == 1:  # within one second (the usual window): no division per row
+            counts = np.bincount(b, minlength=hist.N_BUCKETS).reshape(1, hist.N_BUCKETS)
+        else:
+            sec = intended // _NS
+            sec -= s0
+            sec *= hist.N_BUCKETS
+            sec += b
+            counts = np.bincount(sec, minlength=(s1 - s0) * hist.N_BUCKETS)
+            counts = counts.reshape(s1 - s0, hist.N_BUCKETS)
         lat_counts = counts.sum(axis=0)
         self.latency += lat_counts
         self.latency_s = _grow(self.latency_s, s1)  # type: ignore[assignment]
@@ -172,15 +175,21 @@ class ModelStats:
             self.order_latency += np.bincount(b, minlength=hist.N_BUCKETS)
         # outcomes by second of answer and product
         n_out, n_prod = len(OUTCOME_NAMES), self.n_products
-        dsec = done // _NS
-        d0, d1 = int(dsec.min()), int(dsec.max()) + 1
+        d0, d1 = int(done.min()) // _NS, int(done.max()) // _NS + 1
         self.outcomes_s = _grow(self.outcomes_s, d1)  # type: ignore[assignment]
         self.completed_s = _grow(self.completed_s, d1)  # type: ignore[assignment]
+        # (second of answer − d0, product, outcome) of each answer; within one second (the
+        # usual window) no division per row
+        one = d1 - d0 == 1
         if (d1 - d0) * n_prod <= n:
-            dsec -= d0
-            dsec *= n_prod
-            dsec += product
-            dsec *= n_out
+            if one:
+                dsec = product * n_out
+            else:
+                dsec = done // _NS
+                dsec -= d0
+                dsec *= n_prod
+                dsec += product
+                dsec *= n_out
             dsec += outcome
             c3 = np.bincount(dsec, minlength=(d1 - d0) * n_prod * n_out)
             c3 = c3.reshape(d1 - d0, n_prod, n_out)
@@ -189,9 +198,13 @@ class ModelStats:
             total = by_prod.sum(axis=0)
             self.confirmed_orders += by_prod[:, 1]
         else:  # many products: two smaller histograms
-            dsec -= d0
-            dsec *= n_out
-            dsec += outcome
+            if one:
+                dsec = outcome.astype(np.int64)
+            else:
+                dsec = done // _NS
+                dsec -= d0
+                dsec *= n_out
+                dsec += outcome
             by_sec = np.bincount(dsec, minlength=(d1 - d0) * n_out).reshape(d1 - d0, n_out)
             total = by_sec.sum(axis=0)
             self.confirmed_orders += np.bincount(product[outcome == 1], minlength=n_prod)

@@ -24,7 +24,8 @@ every order within the limit were confirmed, take-if-fits against limit − unit
 groups where a limit binds; only those groups are decided with the limit (limit first, then
 stock; one order at a time where the stock runs out in the batch), the others as above. Units
 held carry over in a ring indexed by buyer number (= the order number of the buyer's first
-order), for the buyers whose units could still stop an order.
+order), for every flagged buyer who bought (units add up: two orders under the limit and a
+third may pass it together).
 
 Units coming back (the flow's cancelled and expired holds, :mod:`simulator.model.flow`) are
 free for the orders of their group completing after them. Where a group's stock covers its
@@ -41,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from simulator.model.kernels import seg_cumsum, segments
+from simulator.model.kernels import lex_order, seg_cumsum, segments
 from simulator.outcomes import CONFIRMED, SOLD_OUT
 
 I64 = npt.NDArray[np.int64]
@@ -56,6 +57,17 @@ Returned = tuple[I64, I64, I64]  # (time, group, units) of stock coming back
 #: the model reports as REJECTED; 3 (THROTTLED's number) so that it fits the idempotency ring's
 #: two outcome bits beside CONFIRMED (1) and SOLD_OUT (2)
 RING_OVER_LIMIT = 3
+
+
+def sum_by(key: npt.NDArray[np.integer], weights: npt.NDArray[np.integer], size: int) -> I64:
+    """Per key (0 ≤ key < size), the sum of its rows' integer ``weights``: exact int64.
+
+    ``np.add.at`` on an int64 array: several times faster than ``np.bincount`` with weights,
+    which converts them to float64 and takes a slow path.
+    """
+    out = np.zeros(size, dtype=np.int64)
+    np.add.at(out, key, weights)
+    return out
 
 
 def split_stock(stock: I64, shards: int) -> I64:
@@ -75,7 +87,7 @@ def fits_in_order(starts: I64, seg: I64, q: I64, room: I64) -> Bool:
     conf = seg_cumsum(q, starts, seg) <= room[seg]
     if not conf.all() and int(q.max()) > 1:
         while True:
-            taken = np.bincount(seg, weights=q * conf, minlength=len(starts)).astype(np.int64)
+            taken = sum_by(seg, q * conf, len(starts))
             r = room - taken
             more = np.flatnonzero(~conf & (q <= r[seg]))
             if not len(more):
@@ -170,15 +182,61 @@ class _Chains:
     seg: I64
     held: I64
     binding: I64
+    ok: Bool  # per row: within the limit, were every earlier order of its buyer confirmed
+
+
+class Outages:
+    """Sold-out intervals of some stock units (the (product, shard) groups, or the SKUs):
+    ``outages`` counts each one's sold-out intervals, ``out_ns`` adds up the ended ones,
+    ``out_since`` says since when it is out now (INF: it has stock), ``first_back_ns`` when
+    it first had stock again, ``spans`` keeps the first :data:`SPANS` as [start, end) (INF:
+    not ended)."""
+
+    def __init__(self, out_at_start: Bool) -> None:
+        n = len(out_at_start)
+        self.out_since = np.where(out_at_start, 0, INF).astype(np.int64)
+        self.outages = out_at_start.astype(np.int64)
+        self.out_ns = np.zeros(n, dtype=np.int64)
+        self.first_back_ns = np.full(n, INF, dtype=np.int64)
+        self.spans = np.full((n, SPANS, 2), INF, dtype=np.int64)
+        self.spans[out_at_start, 0, 0] = 0
+
+    def log(self, unit: I64, t: I64, back: Bool) -> None:
+        """Sold-out (``back`` False) and back-in-stock events, sorted by (unit, time); per
+        unit they alternate, starting from the unit's state."""
+        if not len(unit):
+            return
+        starts, seg, _ = segments(unit, ranks=False)
+        is_out = ~back
+        n_out = seg_cumsum(is_out.astype(np.int64), starts, seg)  # outs so far, this one too
+        idx = self.outages[unit] + n_out - 1  # the interval each event opens or closes
+        first = np.zeros(len(unit), dtype=bool)
+        first[starts] = True
+        prev = np.concatenate(([0], t[:-1]))
+        start = np.where(first, self.out_since[unit], prev)
+        b = np.flatnonzero(back)
+        if len(b):
+            np.add.at(self.out_ns, unit[b], t[b] - start[b])
+            bf = np.full(len(starts), INF, dtype=np.int64)
+            bf[seg[b][::-1]] = t[b][::-1]  # the first back event per unit
+            su = unit[starts]
+            self.first_back_ns[su] = np.minimum(self.first_back_ns[su], bf)
+        keep = idx < SPANS
+        self.spans[unit[keep], idx[keep], back[keep].astype(np.intp)] = t[keep]
+        self.outages += np.bincount(unit[is_out], minlength=len(self.outages))
+        ends = np.append(starts[1:], len(unit)) - 1
+        self.out_since[unit[ends]] = np.where(back[ends], INF, t[ends])
 
 
 class StockBook:
     """Stock left per group, zero and first-sold-out times, the idempotency ring.
 
     With units coming back (the flow's cancelled and expired holds), a group can sell out,
-    get stock again and sell out again: ``outages`` counts its sold-out intervals,
-    ``out_ns`` adds up the ended ones, ``out_since`` says since when it is out now (INF:
-    it has stock), ``spans`` keeps the first :data:`SPANS` as [start, end) (INF: not ended).
+    get stock again and sell out again: ``groups`` logs its sold-out intervals
+    (:class:`Outages`; ``outages``, ``out_ns``, ``out_since``, ``first_back_ns`` and ``spans``
+    are its arrays). A SKU is sold out while all its shards are: ``skus`` logs those
+    intervals, from the groups' events merged in time order once a batch is done
+    (:meth:`log_skus`; with one shard a SKU's intervals are its group's).
     """
 
     def __init__(
@@ -187,7 +245,6 @@ class StockBook:
         shards: int,
         ring_bits: int,
         limits: I64 | None = None,
-        max_qty: int = 1,
     ) -> None:
         self.shards = shards
         self.n_products = len(stock)
@@ -196,28 +253,34 @@ class StockBook:
         # a shard that starts empty is empty from time 0
         self.zero_ns = np.where(self.initial == 0, 0, INF).astype(np.int64)
         self.first_sold_out_ns = np.full(len(self.left), INF, dtype=np.int64)
-        self.out_since = self.zero_ns.copy()
-        self.outages = (self.initial == 0).astype(np.int64)
-        self.out_ns = np.zeros(len(self.left), dtype=np.int64)
-        self.first_back_ns = np.full(len(self.left), INF, dtype=np.int64)
-        self.spans = np.full((len(self.left), SPANS, 2), INF, dtype=np.int64)
-        self.spans[self.initial == 0, 0, 0] = 0
+        self.groups = Outages(self.initial == 0)
+        g = self.groups  # its arrays, updated in place
+        self.out_since, self.outages, self.out_ns = g.out_since, g.outages, g.out_ns
+        self.first_back_ns, self.spans = g.first_back_ns, g.spans
+        # per SKU: shards out of stock now, and the events of the batch not yet merged
+        empty = (self.initial == 0).reshape(self.n_products, shards)
+        self._shards_out = empty.sum(axis=1)
+        self.skus = Outages(empty.all(axis=1)) if shards > 1 else self.groups
+        self._events: list[tuple[I64, I64, Bool]] = []
         self.bits = ring_bits
         self.mask = (1 << ring_bits) - 1
         # slot = order mod 2ᵇ holds ((order ≫ b) + 1)·4 + outcome (0 = decided later in this
         # batch); 0 = empty, so np.zeros can map the ring lazily (untouched pages cost nothing)
         self.ring: npt.NDArray[np.integer] = np.zeros(1 << ring_bits, np.uint8)
+        self._ring_top = 255  # the largest word the ring's slots hold
         # per-buyer limits: units each buyer holds, in a ring like the idempotency one, indexed
         # by the buyer number (the order number of the buyer's first order); a slot holds
-        # ((buyer ≫ b) + 1) ≪ shift | units, written only for buyers whose units could still
-        # stop a later order (units > limit − max qty), read only for orders that could meet
-        # them (see resolve)
+        # ((buyer ≫ b) + 1) ≪ shift | units, written for the buyers who order more than once
+        # and bought, read only for their orders (see resolve)
         self.limits = limits
         self.all_limited = limits is not None and bool((limits > 0).all())
-        self.max_qty = max_qty
         self.units_shift = 8 if limits is None or int(limits.max()) < 255 else 32
-        dtype = np.uint32 if self.units_shift == 8 else np.uint64
-        self.held = np.zeros(1 << ring_bits if limits is not None else 0, dtype)
+        # two bytes a slot while the tags fit (widened as ids grow, as the idempotency ring):
+        # the first writes map the ring's pages, and fewer bytes are fewer pages
+        dtype = np.uint16 if self.units_shift == 8 else np.uint64
+        self.held: npt.NDArray[np.unsignedinteger] = np.zeros(
+            1 << ring_bits if limits is not None else 0, dtype
+        )
 
     def _words(self, order: I64, outcome: U8 | None = None) -> I64:
         """Ring words of these ids (outcome 0: not decided yet)."""
@@ -231,13 +294,17 @@ class StockBook:
     def _fit_ring(self, order: I64) -> None:
         """Widen the ring's slots when the largest id's word does not fit (values unchanged)."""
         top = ((int(order.max()) >> self.bits) + 1) << 2 | 3
+        if top <= self._ring_top:
+            return
         for dt in (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.uint32)):
             if top <= np.iinfo(dt).max:
                 if dt.itemsize > self.ring.itemsize:
                     self.ring = self.ring.astype(dt)
+                    self._ring_top = int(np.iinfo(dt).max)
                 return
         if self.ring.dtype != np.int64:
             self.ring = self.ring.astype(np.int64)
+            self._ring_top = int(np.iinfo(np.int64).max)
 
     def resolve(
         self,
@@ -310,6 +377,13 @@ class StockBook:
                 full = np.zeros(len(self.left), dtype=bool)
                 full[chains.binding] = True
                 in_full = limited & full[group]
+                if sub is None:
+                    fit = self._fitting_limited(chains, full, has_ret, in_full, group, done, qty)
+                    if fit is not None:  # decided: their rows leave the others' decision
+                        outcome[fit[0]] = fit[1]
+                        in_full[fit[0]] = False
+                        full[fit[2]] = False
+                        skip = _with(skip, fit[0], n)
                 ret = None
                 if has_ret is not None and returns is not None:
                     ret = _pick(returns, full[returns[1]])
@@ -324,7 +398,7 @@ class StockBook:
             assert returns is not None
             # where the stock covers every order here, returns change no answer: after them
             r = np.flatnonzero(has_ret[group] if skip is None else has_ret[group] & ~skip)
-            total = np.bincount(group[r], weights=qty[r], minlength=len(self.left))
+            total = sum_by(group[r], qty[r], len(self.left))
             easy = has_ret & (self.left > total)
             if easy.any():
                 later = _pick(returns, easy[returns[1]])
@@ -358,7 +432,7 @@ class StockBook:
             e = np.empty(0, dtype=np.int64)
             return e, e
         keys = (free, done[free]) if sub is None else (free, sub[free], done[free])
-        f = free[np.lexsort((*keys, order[free]))]
+        f = free[lex_order((*keys, order[free]))]
         same = np.concatenate(([False], order[f[1:]] == order[f[:-1]]))
         head = np.maximum.accumulate(np.where(same, 0, np.arange(len(f))))
         replayed[f[same]] = True
@@ -382,10 +456,10 @@ class StockBook:
             ci = np.arange(len(group)) if skip is None else np.flatnonzero(~skip)
             self._decide_in_order(group, done, qty, sub, ci, outcome)
             return
-        total = np.bincount(group, weights=qty, minlength=len(room))  # float64: exact < 2**53
+        total = sum_by(group, qty, len(room))
         if skip is not None:
             sk = np.flatnonzero(skip)
-            total -= np.bincount(group[sk], weights=qty[sk], minlength=len(room))
+            total -= sum_by(group[sk], qty[sk], len(room))
         fits = total <= room
         if int(qty.min()) >= 1:
             empty = ~fits & (room == 0)
@@ -403,7 +477,7 @@ class StockBook:
             np.maximum.at(last, group[m], done[m])
             out = np.flatnonzero(emptied)
             self._went_out(out, last[out])
-        self.left -= (total * fits).astype(np.int64)
+        self.left -= total * fits
         first_out = empty & (self.first_sold_out_ns == INF)
         if first_out.any():  # first sold-out answer: the earliest completion
             m = self._rows(first_out[group], skip)
@@ -419,8 +493,9 @@ class StockBook:
         self, group: I64, done: I64, qty: I64, sub: I64 | None, rows: npt.NDArray[np.intp], out: U8
     ) -> None:
         """Take if fits for ``rows``, sorted into (group, completion) order; outcomes to out."""
-        keys = (rows, done[rows]) if sub is None else (rows, sub[rows], done[rows])
-        rows = rows[np.lexsort((*keys, group[rows]))]
+        # rows ascend: lex_order's stability keeps their order among ties
+        keys = (done[rows],) if sub is None else (sub[rows], done[rows])
+        rows = rows[lex_order((*keys, group[rows]))]
         conf = self._take_in_order(group[rows], done[rows], qty[rows])
         out[rows] = np.subtract(SOLD_OUT, conf, dtype=np.uint8)
 
@@ -433,7 +508,7 @@ class StockBook:
         starts, seg, _ = segments(g)
         seg_g = g[starts]
         conf = fits_in_order(starts, seg, q, self.left[seg_g])
-        taken = np.bincount(seg, weights=q * conf, minlength=len(starts)).astype(np.int64)
+        taken = sum_by(seg, q * conf, len(starts))
         self.left[seg_g] -= taken
         # zero time: the completion of the last confirmed order of a group that ran out
         emptied = (self.left[seg_g] == 0) & (taken > 0)
@@ -472,28 +547,66 @@ class StockBook:
             return None
         # by buyer, then completion (lexsort is stable: ties stay in row order)
         keys = (done[rows],) if sub is None else (sub[rows], done[rows])
-        rows = rows[np.lexsort((*keys, buyer[rows]))]
+        rows = rows[lex_order((*keys, buyer[rows]))]
         b = buyer[rows]
         starts, seg, _ = segments(b, ranks=False)
         held = self._held(b[starts])
         room = self.limits[product[rows[starts]]] - held
         ok = fits_in_order(starts, seg, qty[rows], room)
         binding = np.unique(group[rows[~ok]])
-        return _Chains(rows, starts, seg, held, binding)
+        return _Chains(rows, starts, seg, held, binding, ok)
+
+    def _fitting_limited(
+        self,
+        c: _Chains,
+        full: Bool,
+        has_ret: Bool | None,
+        in_full: Bool,
+        group: I64,
+        done: I64,
+        qty: I64,
+    ) -> tuple[npt.NDArray[np.intp], U8, I64] | None:
+        """Of the groups where a limit binds, those whose stock covers every order within the
+        limit (the usual case), decided from the chains at once: (rows, their outcomes, the
+        groups). Their orders within the limit are confirmed, the others refused, as
+        :meth:`_decide_limited` would; groups with no stock or with units coming back among
+        their orders are left to it. A buyer's orders all name one product (the schedule's
+        repeat buyers copy their first order's), so the chains are per (buyer, product)."""
+        rows = np.flatnonzero(in_full)
+        ok = np.ones(len(group), dtype=bool)  # one order of a buyer is within the limit
+        ok[c.rows] = c.ok
+        total = sum_by(group[rows], qty[rows] * ok[rows], len(self.left))
+        fit = full & (total <= self.left) & (self.left > 0)
+        if has_ret is not None:
+            fit &= ~has_ret
+        if not fit.any():
+            return None
+        rows = rows[fit[group[rows]]]
+        conf = ok[rows]
+        out = np.subtract(np.uint8(RING_OVER_LIMIT), conf, dtype=np.uint8)  # 3 − 2·conf
+        out -= conf
+        groups = np.flatnonzero(fit)
+        self.left[groups] -= total[groups]
+        emptied = groups[(self.left[groups] == 0) & (total[groups] > 0)]
+        if len(emptied):  # zero time: the last confirmed completion of the group
+            last = np.full(len(self.left), np.iinfo(np.int64).min, dtype=np.int64)
+            ci = rows[conf]
+            np.maximum.at(last, group[ci], done[ci])
+            self._went_out(emptied, last[emptied])
+        return rows, out, groups
 
     def _hold_confirmed(
         self, limited: Bool, qty: I64, outcome: U8, buyers: tuple[I64, I64, Bool], c: _Chains
     ) -> None:
         """Keep the units each buyer who orders again holds now (outside the binding groups,
         which keep their own): units held before plus those confirmed here."""
-        assert self.limits is not None
-        product, buyer, _ = buyers
+        buyer = buyers[1]
         conf = limited[c.rows] & (outcome[c.rows] == CONFIRMED)
-        got = (qty[c.rows] * conf).astype(np.int64)
-        bought = np.bincount(c.seg, weights=got, minlength=len(c.starts)).astype(np.int64)
+        got = qty[c.rows] * conf
+        bought = sum_by(c.seg, got, len(c.starts))
         first = c.rows[c.starts]
         units = c.held + bought
-        keep = (bought > 0) & (units > self.limits[product[first]] - self.max_qty)
+        keep = bought > 0
         if keep.any():
             self._hold(buyer[first][keep], units[keep])
 
@@ -519,13 +632,13 @@ class StockBook:
         """
         assert self.limits is not None
         product, buyer, check = buyers
-        keys = (rows, done[rows]) if sub is None else (rows, sub[rows], done[rows])
-        rows = rows[np.lexsort((*keys, group[rows]))]
+        keys = (done[rows],) if sub is None else (sub[rows], done[rows])  # rows ascend
+        rows = rows[lex_order((*keys, group[rows]))]
         g, d, q, b = group[rows], done[rows], qty[rows], buyer[rows]
         lim = self.limits[product[rows]]
         n = len(rows)
         # each buyer's orders in completion order: chains
-        bo = np.lexsort((np.arange(n), b))
+        bo = lex_order((b,))  # stable: a buyer's orders stay in completion order
         starts, seg, _ = segments(b[bo])
         need = check[rows][bo]  # only flagged buyers (returning ones) can hold units
         held = np.zeros(n, dtype=np.int64)
@@ -541,12 +654,12 @@ class StockBook:
         gs, gseg, _ = segments(g, ranks=False)
         gid = g[gs]
         left = self.left[gid]
-        total = np.bincount(gseg, weights=q * ok, minlength=len(gs)).astype(np.int64)
+        total = sum_by(gseg, q * ok, len(gs))
         fits = total <= left
         back: dict[int, tuple[list[int], list[int]]] = {}
         if returns is not None and len(returns[0]):
             rt, rg, rq = returns
-            ro = np.lexsort((rt, rg))
+            ro = lex_order((rt, rg))
             k_of = np.searchsorted(gid, rg[ro])  # the caller passes returns of these groups
             for k, t, u in zip(k_of.tolist(), rt[ro].tolist(), rq[ro].tolist(), strict=True):
                 ts, us = back.setdefault(k, ([], []))
@@ -573,7 +686,7 @@ class StockBook:
             if ev:
                 events += [(int(gid[k]), t, up) for t, up in ev]
         conf = out == CONFIRMED
-        taken = np.bincount(gseg, weights=q * conf, minlength=len(gs)).astype(np.int64)
+        taken = sum_by(gseg, q * conf, len(gs))
         self.left[gid] += returned - taken
         emptied = (self.left[gid] == 0) & (taken > 0) & ~seq
         if emptied.any():  # zero time: the last confirmed completion (rows in completion order)
@@ -592,10 +705,10 @@ class StockBook:
             first[gseg[so][::-1]] = d[so][::-1]  # reversed: the first write wins
             self.first_sold_out_ns[gid] = np.minimum(self.first_sold_out_ns[gid], first)
         outcome[rows] = out
-        # units now held by each buyer who bought here, kept where they could stop an order
-        bought = np.bincount(seg, weights=(q * conf)[bo], minlength=len(starts)).astype(np.int64)
+        # units now held by each buyer who bought here, kept for those who order again
+        bought = sum_by(seg, (q * conf)[bo], len(starts))
         units = chain_held + bought
-        keep = (bought > 0) & (units > lim[bo][starts] - self.max_qty)
+        keep = (bought > 0) & need[starts]
         if keep.any():
             self._hold(b[bo][starts][keep], units[keep])
 
@@ -617,7 +730,7 @@ class StockBook:
         et = np.concatenate((done[rows], rt))
         kind = np.concatenate((np.zeros(nr, dtype=np.int64), np.ones(nb, dtype=np.int64)))
         es = kind if sub is None else np.concatenate((sub[rows], np.zeros(nb, np.int64)))
-        o = np.lexsort((np.arange(nr + nb), es, kind, et, eg))
+        o = lex_order((es, kind, et, eg))
         g, t, q = eg[o], et[o], np.concatenate((qty[rows], rq))[o]
         back = o >= nr
         starts, seg, _ = segments(g, ranks=False)
@@ -649,16 +762,17 @@ class StockBook:
         """Units coming back to groups with no order left to decide before them."""
         if not len(t):
             return
-        out = np.flatnonzero(self.left[group] == 0)  # only groups out of stock log a return
-        if len(out):
-            o = out[np.lexsort((t[out], group[out]))]
+        back = sum_by(group, qty, len(self.left))
+        if ((self.left == 0) & (back > 0)).any():  # only groups out of stock log a return
+            out = np.flatnonzero(self.left[group] == 0)
+            o = out[lex_order((t[out], group[out]))]
             g, tt, q = group[o], t[o], qty[o]
             starts, seg, _ = segments(g, ranks=False)
             before = seg_cumsum(q, starts, seg) - q
             came = (before == 0) & (q > 0)
             if came.any():
                 self._log(g[came], tt[came], came[came])
-        self.left += np.bincount(group, weights=qty, minlength=len(self.left)).astype(np.int64)
+        self.left += back
 
     def _went_out(self, group: I64, t: I64) -> None:
         """These groups (each once, sorted) sold out at ``t``."""
@@ -670,28 +784,44 @@ class StockBook:
     def _log(self, group: I64, t: I64, back: Bool) -> None:
         """Sold-out (``back`` False) and back-in-stock events, sorted by (group, time); per
         group they alternate, starting from the group's state."""
-        if not len(group):
+        self.groups.log(group, t, back)
+        if self.shards > 1 and len(group):
+            self._events.append((group, t, back))
+
+    def log_skus(self, before: int = INF) -> None:
+        """Merge the groups' events before ``before`` into the SKUs' (the caller's bound: no
+        event still to come is earlier). A SKU is out while all its shards are; events at one
+        time count together (no zero-length intervals). Later events wait for a later call."""
+        if not self._events:
             return
-        starts, seg, _ = segments(group, ranks=False)
-        is_out = ~back
-        n_out = seg_cumsum(is_out.astype(np.int64), starts, seg)  # outs so far, this one too
-        idx = self.outages[group] + n_out - 1  # the interval each event opens or closes
-        first = np.zeros(len(group), dtype=bool)
-        first[starts] = True
-        prev = np.concatenate(([0], t[:-1]))
-        start = np.where(first, self.out_since[group], prev)
-        b = np.flatnonzero(back)
-        if len(b):
-            np.add.at(self.out_ns, group[b], t[b] - start[b])
-            bf = np.full(len(starts), INF, dtype=np.int64)
-            bf[seg[b][::-1]] = t[b][::-1]  # the first back event per group
-            sg = group[starts]
-            self.first_back_ns[sg] = np.minimum(self.first_back_ns[sg], bf)
-        keep = idx < SPANS
-        self.spans[group[keep], idx[keep], back[keep].astype(np.intp)] = t[keep]
-        self.outages += np.bincount(group[is_out], minlength=len(self.left))
-        ends = np.append(starts[1:], len(group)) - 1
-        self.out_since[group[ends]] = np.where(back[ends], INF, t[ends])
+        group, t, back = (np.concatenate(c) for c in zip(*self._events, strict=True))
+        self._events = []
+        if before < INF and (t >= before).any():
+            wait = t >= before
+            self._events.append((group[wait], t[wait], back[wait]))
+            now = np.flatnonzero(~wait)
+            group, t, back = group[now], t[now], back[now]
+            if not len(group):
+                return
+        product = group // self.shards
+        o = lex_order((t, product))
+        product, t = product[o], t[o]
+        starts, seg, _ = segments(product, ranks=False)
+        out_now = self._shards_out[product] + seg_cumsum(np.where(back[o], -1, 1), starts, seg)
+        # the shards out after each (SKU, time), and before it
+        last = np.flatnonzero(np.append((product[1:] != product[:-1]) | (t[1:] != t[:-1]), True))
+        after = out_now[last]
+        prior = np.concatenate(([0], after[:-1]))
+        first = np.append(True, product[last][1:] != product[last][:-1])
+        prior[first] = self._shards_out[product[last][first]]
+        k = self.shards
+        went = (prior < k) & (after == k)
+        came = (prior == k) & (after < k)
+        ev = np.flatnonzero(went | came)
+        pl = product[last]
+        self.skus.log(pl[ev], t[last][ev], came[ev])
+        end = np.append(pl[1:] != pl[:-1], True)  # each SKU's last time: its count now
+        self._shards_out[pl[end]] = after[end]
 
     def _held(self, buyer: I64) -> I64:
         """Units the buyers held after earlier batches (0 where nothing is kept)."""
@@ -705,6 +835,10 @@ class StockBook:
         """Keep the units these buyers now hold (saturating at the slot's width)."""
         top = (1 << self.units_shift) - 1
         tag = (buyer >> self.bits) + 1
+        if len(tag):
+            word_max = (int(tag.max()) << self.units_shift) | top
+            if word_max > np.iinfo(self.held.dtype).max:
+                self.held = self.held.astype(np.uint32 if word_max < 1 << 32 else np.uint64)
         self.held[buyer & self.mask] = (tag << self.units_shift) | np.minimum(units, top)
 
     def _false_sold_out(self, group: I64, done: I64, outcome: U8) -> Bool:
@@ -771,6 +905,13 @@ def _in_order(
             events.append((bt[j], True))
         left += bu[j]
         j += 1
+    return out
+
+
+def _with(mask: Bool | None, rows: npt.NDArray[np.intp], n: int) -> Bool:
+    """``mask`` (None: all False) with ``rows`` set."""
+    out = np.zeros(n, dtype=bool) if mask is None else mask.copy()
+    out[rows] = True
     return out
 
 

@@ -4,6 +4,7 @@ holds ending exactly once, conservation, the token bucket, and ``simulate`` with
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from typing import Any
 
@@ -16,7 +17,7 @@ from simulator.cli import main as cli_main
 from simulator.model import Model, build_report, config_for
 from simulator.model.flow import CANCELLED, EXPIRED, PAID, FlowSettings
 from simulator.model.kernels import admit_fifo, segments
-from simulator.model.stock import INF, StockBook, take_with_returns
+from simulator.model.stock import INF, Outages, StockBook, take_with_returns
 from simulator.outcomes import CONFIRMED, SOLD_OUT
 from simulator.scenario import Scenario, parse_scenario
 from simulator.storefront.admission import TokenBucket
@@ -106,7 +107,7 @@ def test_stock_book_with_returns_matches_the_reference(stock, orders, returns):
     n = len(stock)
     orders = [(g % n, d * 2, q) for g, d, q in orders]  # even times for orders,
     returns = [(g % n, t * 2 + 1, q) for g, t, q in returns]  # odd for returns: no ties
-    book = StockBook(np.array(stock, dtype=np.int64), 1, 12, max_qty=3)
+    book = StockBook(np.array(stock, dtype=np.int64), 1, 12)
     g = np.array([o[0] for o in orders], dtype=np.int64)
     d = np.array([o[1] for o in orders], dtype=np.int64)
     q = np.array([o[2] for o in orders], dtype=np.int64)
@@ -341,3 +342,71 @@ def test_an_overload_decided_early_keeps_the_flow_exact():
     assert [s["sold_out_intervals"] for s in a["skus"].values()] == [
         s["sold_out_intervals"] for s in b["skus"].values()
     ]
+
+
+def _intervals(events: list[tuple[int, bool]], out_at_start: bool) -> list[list[int]]:
+    """[start, end) sold-out intervals from one unit's alternating events (end INF: open)."""
+    spans: list[list[int]] = [[0, INF]] if out_at_start else []
+    for t, back in sorted(events):
+        if back:
+            spans[-1][1] = t
+        else:
+            spans.append([t, INF])
+    return spans
+
+
+def _all_out(per_shard: list[list[list[int]]]) -> list[list[int]]:
+    """Times every shard is out at once, as [start, end) intervals (none of zero length)."""
+    edges = sorted({x for spans in per_shard for span in spans for x in span})
+    out: list[list[int]] = []
+    for a, b in itertools.pairwise(edges):
+        if all(any(s <= a and b <= e for s, e in spans) for spans in per_shard):
+            if out and out[-1][1] == a:
+                out[-1][1] = b
+            else:
+                out.append([a, b])
+    return out
+
+
+@pytest.mark.parametrize(
+    ("shards", "service_ms", "backlog_rows"), [(3, 1.0, 1 << 20), (2, 2.5, 50)]
+)
+def test_a_sku_is_sold_out_while_all_its_shards_are(shards, service_ms, backlog_rows):
+    """The SKU's sold-out intervals are the intersection of its shards' (every shard's events
+    recorded as they are logged), also when an overload decides orders early and out of
+    time order across shards."""
+    sc = flow_scenario(ttl=0.5)
+    cfg = config_for(sc, shards=shards, service_median_ms=service_ms, timeout_s=30.0)
+    model = Model(sc, cfg)
+    seen: dict[int, list[tuple[int, bool]]] = {}
+    log = Outages.log
+
+    def record(self: Outages, unit: np.ndarray, t: np.ndarray, back: np.ndarray) -> None:
+        if self.spans.shape[0] == len(sc.products) * shards:  # the groups' log
+            for u, ti, b in zip(unit.tolist(), t.tolist(), back.tolist(), strict=True):
+                seen.setdefault(u, []).append((ti, b))
+        log(self, unit, t, back)
+
+    Outages.log = record  # type: ignore[method-assign]
+    try:
+        result = model.run(backlog_rows=backlog_rows)
+    finally:
+        Outages.log = log  # type: ignore[method-assign]
+    book = result.stock
+    report = build_report(result)
+    checked = 0
+    for i, p in enumerate(sc.products):
+        groups = range(i * shards, (i + 1) * shards)
+        per_shard = [_intervals(seen.get(g, []), bool(book.initial[g] == 0)) for g in groups]
+        want = _all_out(per_shard)
+        got = book.skus.spans[i][: min(len(want), book.skus.spans.shape[1])].tolist()
+        assert got == want[: len(got)] and int(book.skus.outages[i]) == len(want)
+        sku = report["skus"][p.id]
+        assert sku["sold_out_intervals"] == len(want)
+        assert sku["shard_sold_out_intervals"] == [len(s) for s in per_shard]
+        back = [s[1] for s in want if s[1] < INF][:1]
+        assert sku["first_available_again_s"] == (round(back[0] / 1e9, 4) if back else None)
+        checked += len(want)
+    assert checked > 0  # SKUs did sell out (and came back)
+    if backlog_rows < 1 << 20:
+        assert report["overload"]["decided_early"] > 0

@@ -8,8 +8,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator import histogram as hist
-from simulator.model.kernels import NEVER, admit_fifo, fifo_departures, seg_maxacc, shared_fifo
-from simulator.model.stock import CONFIRMED, SOLD_OUT, StockBook, split_stock
+from simulator.model.kernels import (
+    NEVER,
+    admit_fifo,
+    fifo_departures,
+    lex_order,
+    seg_maxacc,
+    shared_fifo,
+)
+from simulator.model.stock import CONFIRMED, SOLD_OUT, StockBook, split_stock, sum_by
 
 
 def ref_fifo(queue, arrive, service, tail):
@@ -263,3 +270,56 @@ def test_stock_in_any_row_order_with_replays_and_a_widening_ring(seed):
     never = np.iinfo(np.int64).max
     assert book.zero_ns.tolist() == [never if z is None else z for z in zero]
     assert book.first_sold_out_ns.tolist() == [never if f is None else f for f in first_out]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(0, 300),
+    st.lists(st.sampled_from([1, 7, 1000, 1 << 30, 1 << 40, 1 << 62]), min_size=1, max_size=4),
+    st.integers(0, 2**32 - 1),
+)
+def test_lex_order_is_lexsorts_order(n, spans, seed):
+    """Packed SIMD sorts, a pass per 63 bits, give lexsort's stable order for any spans."""
+    rng = np.random.default_rng(seed)
+    keys = tuple(rng.integers(-(s // 2), s // 2 + 1, n, dtype=np.int64) for s in spans)
+    assert lex_order(keys).tolist() == np.lexsort(keys).tolist()
+
+
+def test_sum_by_is_an_exact_integer_bincount():
+    key = np.array([3, 0, 3, 1, 3], dtype=np.int64)
+    w = np.array([1, 2, 3, (1 << 60), 5], dtype=np.int64)
+    assert sum_by(key, w, 5).tolist() == [2, 1 << 60, 0, 9, 0]  # exact beyond 2⁵³
+
+
+def test_the_held_units_ring_widens_when_buyer_tags_grow():
+    """Two bytes a slot while tags fit; a buyer number far beyond the ring widens it, and
+    every unit kept before reads back the same."""
+    book = StockBook(np.array([100], dtype=np.int64), 1, 4, limits=np.array([5]))
+    assert book.held.dtype == np.uint16
+    book._hold(np.array([3, 6]), np.array([2, 4]))
+    far = 5 + (300 << 4)  # tag 301: past one byte beside the units' byte
+    book._hold(np.array([far]), np.array([1]))
+    assert book.held.dtype == np.uint32
+    assert book._held(np.array([3, 6, far, 5, 3 + (1 << 4)])).tolist() == [2, 4, 1, 0, 0]
+
+
+def test_schedule_rows_read_at_once_equal_a_read_per_field():
+    """from_rows' one transposing copy of the rows' words against the copy per field it
+    falls back to (rows not contiguous), on every field's range."""
+    from simulator.model.requests import from_rows
+    from simulator.schedule import ORDER_DTYPE
+
+    rng = np.random.default_rng(5)
+    rows = np.zeros(2000, dtype=ORDER_DTYPE)
+    rows["t_ns"] = np.sort(rng.integers(0, 1 << 62, len(rows)))
+    rows["order"] = rng.integers(0, 1 << 62, len(rows))
+    rows["buyer"] = rng.integers(0, 1 << 62, len(rows))
+    rows["product"] = rng.integers(0, (1 << 31) - 1, len(rows))
+    rows["qty"] = rng.integers(0, 1 << 16, len(rows))
+    rows["flags"] = rng.integers(0, 256, len(rows))
+    every_other = rows[::2]  # strided: the per-field read
+    a = from_rows(every_other.copy(), lambda b: b % 7)
+    b = from_rows(every_other, lambda b: b % 7)
+    for name in ("t", "order", "buyer", "product", "shard", "qty", "flags"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.dtype == y.dtype and x.tolist() == y.tolist(), name

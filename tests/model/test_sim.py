@@ -201,7 +201,13 @@ def model_stock(scenario: Scenario, shards: int) -> np.ndarray:
         "in-flight-and-queue-limits",
     ],
 )
-@pytest.mark.parametrize("limit_b", [0, 1, 2], ids=["no-limit", "b-limit-1", "b-limit-2"])
+@pytest.mark.parametrize(
+    "limit_b",
+    [0, 1, 2, 3],
+    # limit 3 > the largest quantity (2): a buyer's units must be remembered from the first
+    # one on, or a third order (1 + 2 + 1 > 3) gets through
+    ids=["no-limit", "b-limit-1", "b-limit-2", "b-limit-3"],
+)
 def test_model_equals_a_per_request_reference_simulation(cfg, limit_b):
     scenario = small_scenario(limit_b)
     result = Model(scenario, cfg).run(chunk_orders=777)
