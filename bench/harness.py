@@ -476,7 +476,8 @@ def host_since(before: dict[str, float]) -> dict[str, float]:
 #: the search rule, printed with its figures
 SEARCH_RULE = (
     "rate search: start, then ×{factor:g} per step; each step runs {reps} times and passes on "
-    "the median (a majority of its runs pass); the search ends at the first step that fails"
+    "the median (a majority of its runs pass); the search ends at the first step that fails "
+    "(if the start fails, it steps down ÷{factor:g} until a step passes, at most 8 steps)"
 )
 
 
@@ -495,10 +496,11 @@ def max_rate(
     ``step(rate)`` runs one cell and returns its figures, ``passes(figures)`` judges one run,
     ``describe(figures)`` is a one-line summary. A step stops early once its majority is
     decided. Returns the median passing run of the best step (with ``host``: load and steal
-    over the step), None if the first step fails.
+    over the step), None if no step passed.
     """
     best = None
     rate = start_rate
+    downs = 0  # steps taken down from a start that failed
     need = reps // 2 + 1
     while rate <= max_rate:
         before = host_sample()
@@ -516,8 +518,14 @@ def max_rate(
         report(f"  {rate:>9,.0f}/s: {'pass' if ok else 'FAIL'} [{marks}]  {describe(median)}  "
                f"load {host['load1']:.2f} steal {host['steal_share']:.1%}")  # fmt: skip
         if not ok:
+            if best is None and downs < 8:  # the start was too high: look below it
+                downs += 1
+                rate /= factor
+                continue
             break
         best = {"figures": median, "host": host, "runs": marks}
+        if downs:  # the step above this one failed already
+            break
         rate *= factor
     return best
 

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 ANSWERS = 8_000
@@ -118,14 +119,16 @@ def child_path(n: int) -> None:
     run._t0 = 0
     run._spin_ns, run.min_sleep_ns = 50_000, 56_000  # as execute sets them (this host's wake cost)
     tick = run._tick
+    busy: list[Any] = []  # connections in the order their requests went out
     for i in range(len(rows)):
         clock[0] = i * gap
         if run._timer is not None and run._timer is not run._fine:
             run._timer.cancel()
+        busy.append(run._free[-1])  # the free connection the tick sends this order on
         tick()
         clock[0] = i * gap + gap // 2
         if i:  # the answer to the order before
-            next(c for c in conns if c.attempt == i - 1).data_received(ANSWER)
+            busy.pop(0).data_received(ANSWER)
     assert run._in_flight == 1 and len(run._free) == 1
     loop.close()
 
