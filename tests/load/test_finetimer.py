@@ -120,6 +120,24 @@ def test_wake_cost_is_measured_in_plausible_units() -> None:
     assert late_ns >= 0  # a wake-up is never early
 
 
+def _run_counting_arms(run: Run) -> int:
+    """Run ``run`` to its end; how many times a timerfd was armed meanwhile."""
+    arms = 0
+    real_arm = FineTimer.arm_at
+
+    def counting_arm(self: FineTimer, deadline_ns: int) -> None:
+        nonlocal arms
+        arms += 1
+        real_arm(self, deadline_ns)
+
+    FineTimer.arm_at = counting_arm  # type: ignore[method-assign]
+    try:
+        uvloop.run(run.execute())
+    finally:
+        FineTimer.arm_at = real_arm  # type: ignore[method-assign]
+    return arms
+
+
 @pytest.mark.parametrize(
     ("min_sleep_s", "sleeps"), [(None, None), (0.0, True), (10.0, False)],
     ids=["measured", "always-sleep", "never-sleep"],
@@ -135,19 +153,7 @@ def test_short_waits_are_spun_through_and_long_ones_slept(
     config = EngineConfig(timeout_s=2.0, drain_s=1.0, min_sleep_s=min_sleep_s, coalesce_s=None)
     records = MemoryRecords()
     run = Run(rows, transport, config, records)
-    arms = 0
-    real_arm = FineTimer.arm_at
-
-    def counting_arm(self: FineTimer, deadline_ns: int) -> None:
-        nonlocal arms
-        arms += 1
-        real_arm(self, deadline_ns)
-
-    FineTimer.arm_at = counting_arm  # type: ignore[method-assign]
-    try:
-        uvloop.run(run.execute())
-    finally:
-        FineTimer.arm_at = real_arm  # type: ignore[method-assign]
+    arms = _run_counting_arms(run)
     lo, hi = MIN_SLEEP_BOUNDS_S
     if min_sleep_s is None:
         assert lo * 1e9 <= run.min_sleep_ns <= hi * 1e9
@@ -177,19 +183,7 @@ def test_short_waits_with_answers_coming_coalesce(fake_store, coalesce_s: float 
         config = dataclasses.replace(config, coalesce_s=coalesce_s)
     records = MemoryRecords()
     run = Run(rows, transport, config, records)
-    arms = 0
-    real_arm = FineTimer.arm_at
-
-    def counting_arm(self: FineTimer, deadline_ns: int) -> None:
-        nonlocal arms
-        arms += 1
-        real_arm(self, deadline_ns)
-
-    FineTimer.arm_at = counting_arm  # type: ignore[method-assign]
-    try:
-        uvloop.run(run.execute())
-    finally:
-        FineTimer.arm_at = real_arm  # type: ignore[method-assign]
+    arms = _run_counting_arms(run)
     rec = records.arrays(("a", "b"))
     lag = rec["dispatched_ns"] - rec["intended_ns"]
     assert len(lag) == len(rows) and lag.min() >= 0  # never before its time
