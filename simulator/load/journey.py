@@ -24,8 +24,9 @@ from __future__ import annotations
 import heapq
 import re
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -34,7 +35,7 @@ import orjson
 from simulator import jsonpath
 from simulator.histogram import LIVE, Histogram, Scale
 from simulator.load.engine import CHUNK_ROWS, EngineConfig, Orders, Run, Sink
-from simulator.load.slots import NO_STEP
+from simulator.load.slots import NO_STEP, SlotRing
 from simulator.load.tally import Tally
 from simulator.load.transport import Channel, Endpoint, Transport
 from simulator.load.transport.lean import retry_after_seconds
@@ -275,33 +276,39 @@ def step_rules(steps: Iterable[Step]) -> list[OutcomeRule]:
     ]
 
 
-class JourneyRun(Run):
-    """One event loop's open-loop run of journeys over a slice of the schedule (see module)."""
+class Next(NamedTuple):
+    """A journey's next request: step ``k``'s attempt ``tries``, due at ``due_ns`` (its
+    order's first intended time ``first_ns``, for a retry)."""
 
-    def __init__(
-        self,
-        rows: Orders | Iterable[Orders],
-        transport: Transport,
-        config: EngineConfig,
-        sink: Sink | None,
-        journey: Journey,
-        templates: Sequence[StepTemplate],
-        seed: int,
-        streams: Sequence[Stream] = (),
-    ) -> None:
-        self.journey = journey
-        self._steps = journey.steps
-        self._n_steps = len(journey.steps)
-        self._templates = list(templates)  # the steps', then the streams'
-        self._rules = step_rules((*journey.steps, *(x.request for x in streams)))
+    due_ns: int
+    k: int
+    tries: int
+    first_ns: int
+
+
+class JourneyBook:
+    """Journeys under way, in recycled per-journey slots (lists indexed by slot: the row's
+    numbers, its draws, the values and cookies taken so far, the progress), and the rule that
+    moves a journey on at each answer: one owner for the engine (:class:`JourneyRun`) and
+    Locust's users (:class:`simulator.locust.journey_feed.JourneyFeed`), which differ only in
+    how they send what :meth:`_after_answer` returns. ``slots`` is the attempts' ring; the
+    subclass sets the requests' templates and rules, the retry rule and the journeys' tally."""
+
+    slots: SlotRing
+    journeys: JourneyTally
+    _templates: list[StepTemplate]  # the steps', then the streams'
+    _rules: list[OutcomeRule]
+    _retry: Retry
+    _order_step: int | None
+
+    def _book_init(self, journey: Journey) -> None:
+        steps = journey.steps
+        self._steps = steps
+        self._n_steps = len(steps)
+        self._order_step = journey.order_step
         variables = journey.variables()
-        self._extracts = [[(variables.index(e.var), e) for e in s.extract] for s in journey.steps]
+        self._extracts = [[(variables.index(e.var), e) for e in s.extract] for s in steps]
         self._n_vars = len(variables)
-        self._seed = seed
-        self.journeys = JourneyTally(
-            journey.names(), journey.order_step, tuple(x.name for x in streams), journey.implicit
-        )
-        # per-journey slots (recycled): the row's numbers, draws, values, cookies, progress
         self._j_free: list[int] = []
         self._j_row: list[int] = []
         self._j_prod: list[int] = []
@@ -318,9 +325,265 @@ class JourneyRun(Run):
         self._j_polls: list[int] = []
         self._j_ordered: list[bool] = []
         self._j_live: list[bool] = []
-        self._live_journeys = 0
-        self._owner: list[int] = []  # attempt slot → journey slot
+        self._live_journeys = 0  # journeys started and not ended
+        self._owner: list[int] = []  # attempt slot → journey slot (−1: a stream's request)
         self._ends: list[tuple[int, int, int]] = []  # (step, terminal, time ns), not folded yet
+
+    def _alloc(self) -> int:
+        if self._j_free:
+            return self._j_free.pop()
+        j = len(self._j_row)
+        for ints in (
+            self._j_row,
+            self._j_prod,
+            self._j_order,
+            self._j_qty,
+            self._j_buyer,
+            self._j_flags,
+            self._j_start,
+            self._j_polls,
+        ):
+            ints.append(0)
+        self._j_ordered.append(False)
+        self._j_live.append(False)
+        self._j_cookie.append(b"")
+        self._j_think.append([])
+        self._j_take.append([])
+        self._j_vars.append([None] * self._n_vars)
+        self._j_jar.append(None)
+        return j
+
+    def _begin(
+        self,
+        row: int,
+        product: int,
+        order: int,
+        qty: int,
+        buyer: int,
+        flags: int,
+        t_row: int,
+        think: list[int],
+        take: list[bool],
+    ) -> int:
+        """A journey starts for schedule row ``row`` (intended at ``t_row``): its slot."""
+        j = self._alloc()
+        self._j_row[j] = row
+        self._j_prod[j] = product
+        self._j_order[j] = order
+        self._j_qty[j] = qty
+        self._j_buyer[j] = buyer
+        self._j_flags[j] = flags
+        self._j_start[j] = t_row
+        self._j_think[j] = think
+        self._j_take[j] = take
+        values = self._j_vars[j]
+        for v in range(self._n_vars):
+            values[v] = None
+        self._j_jar[j] = None
+        self._j_cookie[j] = b""
+        self._j_polls[j] = 0
+        self._j_ordered[j] = False
+        self._j_live[j] = True
+        self._live_journeys += 1
+        self.journeys.started += 1
+        return j
+
+    def _own(self, attempt: int, j: int) -> None:
+        """Note whose the attempt is: journey ``j`` (−1: a stream's request)."""
+        owner = self._owner
+        if attempt >= len(owner):
+            owner.extend([0] * (len(self.slots.intended_ns) - len(owner)))
+        owner[attempt] = j
+
+    def _next_step(self, j: int, k: int) -> int:
+        """The next step journey ``j`` takes after step ``k`` (−1: none left)."""
+        take = self._j_take[j]
+        for n in range(k + 1, self._n_steps):
+            if take[n]:
+                return n
+        return -1
+
+    def _step_request(
+        self, j: int, k: int, intended_ns: int, first_ns: int, tries: int, now: int
+    ) -> tuple[int, bytes] | None:
+        """The attempt slot and request bytes of step ``k`` of journey ``j``; None when the
+        journey has ended, or cannot send it (a value it needs is missing: it ends there)."""
+        if not self._j_live[j]:
+            return None
+        payload = self._templates[k].render(
+            self._j_prod[j],
+            self._j_order[j],
+            self._j_qty[j],
+            self._j_buyer[j],
+            self._j_vars[j],
+            self._j_cookie[j],
+        )
+        if payload is None:
+            self._end(j, k, _TERMINAL[MISSING], ERROR, R_MISSING_VALUE, now)
+            return None
+        attempt = self._slot(j, intended_ns, first_ns, tries, k)
+        self._own(attempt, j)
+        if k == self._order_step:
+            self._j_ordered[j] = True
+        return attempt, payload
+
+    def _stream_request(
+        self, t_row: int, stream: int, product: int, order: int, qty: int, buyer: int
+    ) -> tuple[int, bytes]:
+        """The attempt slot and request bytes of a background stream's row (stream ≥ 1)."""
+        k = self._n_steps + stream - 1
+        payload = self._templates[k].render(product, order, qty, buyer, [])
+        assert payload is not None  # a stream's template has no journey variables
+        attempt = self.slots.add_attempt(t_row, t_row, 1, -1, order, buyer, product, qty, 0, k)
+        self._own(attempt, -1)
+        return attempt, payload
+
+    def _slot(self, j: int, intended_ns: int, first_ns: int, tries: int, step: int) -> int:
+        """An attempt slot for journey ``j``'s row (a step's request, or its order row)."""
+        return self.slots.add_attempt(
+            intended_ns,
+            first_ns,
+            tries,
+            self._j_row[j],
+            self._j_order[j],
+            self._j_buyer[j],
+            self._j_prod[j],
+            self._j_qty[j],
+            self._j_flags[j],
+            step,
+        )
+
+    def _end(self, j: int, k: int, terminal: int, outcome: int, reason: int, now: int) -> None:
+        """Journey ``j`` ends at step ``k`` in ``terminal``; an order never sent ends its row
+        with ``outcome`` (not sent, when the run stopped first)."""
+        if not self._j_live[j]:
+            return
+        k = max(k, 0)
+        if not self._j_ordered[j]:
+            slots = self.slots
+            start = self._j_start[j]
+            attempt = self._slot(j, start, start, 1, NO_STEP)
+            slots.outcome[attempt] = NOT_SENT if terminal == _TERMINAL[STOPPED] else outcome
+            slots.reason[attempt] = R_JOURNEY_STEP + k
+        self._ends.append((k, terminal, now - self._j_start[j]))
+        self._j_live[j] = False  # (its values are cleared when the slot starts a journey)
+        self._j_jar[j] = None
+        self._live_journeys -= 1
+        self._j_free.append(j)
+
+    def _classify(self, attempt: int, status: int, body: bytes, now: int) -> tuple[int, int]:
+        """Record a whole answer to ``attempt`` by its step's rule: (outcome, reason)."""
+        slots = self.slots
+        rule = self._rules[int(slots.step[attempt])]
+        if rule.reads_body(status):
+            outcome, reason = rule.of_body(status, body)
+        else:
+            outcome, reason = rule.of_status(status)
+        slots.done_ns[attempt] = now
+        slots.status[attempt] = status
+        slots.outcome[attempt] = outcome
+        slots.reason[attempt] = reason
+        return outcome, reason
+
+    def _first_step(self, j: int, now: int) -> Next | None:
+        """The first request of journey ``j`` just begun (None: it takes no step at all)."""
+        k = self._next_step(j, -1)
+        if k < 0:
+            self._end(j, 0, _TERMINAL[COMPLETED], CONFIRMED, 0, now)
+            return None
+        self._j_polls[j] = 0
+        due = self._j_start[j] + self._j_think[j][k]
+        return Next(due, k, 1, due)
+
+    def _after_answer(
+        self,
+        j: int,
+        k: int,
+        attempt: int,
+        outcome: int,
+        reason: int,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        now: int,
+        retry_u: Callable[[int], float] | None,
+        stopped: bool,
+    ) -> Next | None:
+        """Journey ``j``'s answer to step ``k`` (in ``attempt``) at ``now``: the journey's next
+        request (a retry after the backoff or ``Retry-After``, the poll again, or the next step
+        after its think time), or None when the journey ended here. ``retry_u(tries)``: the
+        uniform draw of a retry's jitter (None: throttled answers are not retried);
+        ``stopped``: the run stopped, nothing more is sent."""
+        if not self._j_live[j]:
+            return None
+        slots = self.slots
+        if outcome == THROTTLED and retry_u is not None and not stopped:
+            tries = int(slots.tries[attempt])
+            retry = self._retry
+            if self._j_flags[j] & FLAG_RETRIES and tries < retry.max_attempts:
+                wait_s = -1.0
+                for name, value in headers:
+                    if name == b"retry-after":
+                        wait_s = retry_after_seconds(value)
+                delay = max(retry.delay_ns(tries, retry_u(tries)), round(wait_s * 1e9))
+                slots.final[attempt] = False
+                return Next(now + delay, k, tries + 1, int(slots.arrays["first_ns"][attempt]))
+        if self._extracts[k]:
+            values = self._j_vars[j]
+            for idx, rule in self._extracts[k]:
+                values[idx] = extract_value(rule, headers, body)
+        if any(name == b"set-cookie" for name, _ in headers):
+            jar = cookie_jar(headers, self._j_jar[j])
+            self._j_jar[j] = jar
+            self._j_cookie[j] = cookie_line(jar)
+        if outcome != CONFIRMED:
+            self._end(j, k, _TERMINAL[OUTCOME_NAMES[outcome]], outcome, reason, now)
+            return None
+        poll = self._steps[k].poll
+        if poll is not None and extract_value(poll.rule, headers, body) not in poll.until:
+            self._j_polls[j] += 1
+            if self._j_polls[j] >= poll.max:
+                self._end(j, k, _TERMINAL[POLL_LIMIT], TIMEOUT, R_POLL_LIMIT, now)
+                return None
+            if stopped:  # answers drain after a stop; nothing more is sent
+                self._end(j, k, _TERMINAL[STOPPED], NOT_SENT, 0, now)
+                return None
+            due = now + round(poll.every_s * 1e9)
+            return Next(due, k, 1, due)
+        n = self._next_step(j, k)
+        if n < 0:
+            self._end(j, k, _TERMINAL[COMPLETED], CONFIRMED, 0, now)
+            return None
+        if stopped:
+            self._end(j, k, _TERMINAL[STOPPED], NOT_SENT, 0, now)
+            return None
+        self._j_polls[j] = 0
+        due = now + self._j_think[j][n]
+        return Next(due, n, 1, due)
+
+
+class JourneyRun(Run, JourneyBook):
+    """One event loop's open-loop run of journeys over a slice of the schedule (see module)."""
+
+    def __init__(
+        self,
+        rows: Orders | Iterable[Orders],
+        transport: Transport,
+        config: EngineConfig,
+        sink: Sink | None,
+        journey: Journey,
+        templates: Sequence[StepTemplate],
+        seed: int,
+        streams: Sequence[Stream] = (),
+    ) -> None:
+        self.journey = journey
+        self._templates = list(templates)  # the steps', then the streams'
+        self._rules = step_rules((*journey.steps, *(x.request for x in streams)))
+        self._seed = seed
+        self._retry = config.retry
+        self.journeys = JourneyTally(
+            journey.names(), journey.order_step, tuple(x.name for x in streams), journey.implicit
+        )
+        self._book_init(journey)
         # the current chunk's rows beyond the engine's lists
         self._crow: list[int] = []
         self._cs: list[int] = []  # per row: 0 a buyer, s + 1 a request of stream s
@@ -330,7 +593,7 @@ class JourneyRun(Run):
         self._ctake: list[list[bool]] = []
         self._allowance_ns = round(allowance_s(journey, config.timeout_s, config.retry) * 1e9)
         super().__init__(rows, transport, config, sink)
-        self._order_step = journey.order_step
+        self._order_step = journey.order_step  # (Run's own is None: no journey)
         self.tally.journey = self.journeys
         for k, name in enumerate(journey.names()):
             self.tally.reason_labels[R_JOURNEY_STEP + k] = f"journey ended at {name}"
@@ -401,148 +664,45 @@ class JourneyRun(Run):
 
     # -- journeys ------------------------------------------------------------------------------
 
-    def _alloc(self) -> int:
-        if self._j_free:
-            return self._j_free.pop()
-        j = len(self._j_row)
-        for ints in (
-            self._j_row,
-            self._j_prod,
-            self._j_order,
-            self._j_qty,
-            self._j_buyer,
-            self._j_flags,
-            self._j_start,
-            self._j_polls,
-        ):
-            ints.append(0)
-        self._j_ordered.append(False)
-        self._j_live.append(False)
-        self._j_cookie.append(b"")
-        self._j_think.append([])
-        self._j_take.append([])
-        self._j_vars.append([None] * self._n_vars)
-        self._j_jar.append(None)
-        return j
-
     def _start(self, i: int, t_row: int, now: int) -> None:
         """Row ``i`` of the chunk starts its journey (intended at ``t_row``)."""
-        j = self._alloc()
-        self._j_row[j] = self._crow[i]
-        self._j_prod[j] = self._cp[i]
-        self._j_order[j] = self._co[i]
-        self._j_qty[j] = self._cq[i]
-        self._j_buyer[j] = self._cb[i]
-        self._j_flags[j] = self._cf[i]
-        self._j_start[j] = t_row
-        self._j_think[j] = self._cthink[i]
-        self._j_take[j] = self._ctake[i]
-        values = self._j_vars[j]
-        for v in range(self._n_vars):
-            values[v] = None
-        self._j_jar[j] = None
-        self._j_cookie[j] = b""
-        self._j_polls[j] = 0
-        self._j_ordered[j] = False
-        self._j_live[j] = True
-        self._live_journeys += 1
-        self.journeys.started += 1
-        self._go(j, self._next_step(j, -1), t_row, now)
+        j = self._begin(
+            self._crow[i],
+            self._cp[i],
+            self._co[i],
+            self._cq[i],
+            self._cb[i],
+            self._cf[i],
+            t_row,
+            self._cthink[i],
+            self._ctake[i],
+        )
+        self._go(j, self._first_step(j, now), now)
 
     def _background(self, i: int, t_row: int) -> None:
         """Row ``i`` of the chunk is a request of a background stream: send it (or queue it)."""
-        k = self._n_steps + self._cs[i] - 1
-        payload = self._templates[k].render(self._cp[i], self._co[i], self._cq[i], self._cb[i], [])
-        assert payload is not None  # a stream's template has no journey variables
-        slots = self.slots
-        attempt = slots.add_attempt(
-            t_row, t_row, 1, -1, self._co[i], self._cb[i], self._cp[i], self._cq[i], 0, k
+        attempt, payload = self._stream_request(
+            t_row, self._cs[i], self._cp[i], self._co[i], self._cq[i], self._cb[i]
         )
-        self._own(attempt, -1)
         self._dispatch(attempt, payload)
 
-    def _own(self, attempt: int, j: int) -> None:
-        """Note whose the attempt is: journey ``j`` (−1: a stream's request)."""
-        owner = self._owner
-        if attempt >= len(owner):
-            owner.extend([0] * (len(self.slots.intended_ns) - len(owner)))
-        owner[attempt] = j
-
-    def _next_step(self, j: int, k: int) -> int:
-        """The next step journey ``j`` takes after step ``k`` (−1: none left)."""
-        take = self._j_take[j]
-        for n in range(k + 1, self._n_steps):
-            if take[n]:
-                return n
-        return -1
-
-    def _go(self, j: int, k: int, base_ns: int, now: int) -> None:
-        """Step ``k`` of journey ``j`` is due its think time after ``base_ns``."""
-        self._j_polls[j] = 0
-        due = base_ns + self._j_think[j][k]
-        if due <= now:
-            self._dispatch_step(j, k, 1, due, due)
+    def _go(self, j: int, nxt: Next | None, now: int) -> None:
+        """Send journey ``j``'s next request now if it is due, or when it is."""
+        if nxt is None:
+            return
+        item = (j, nxt.k, nxt.tries, nxt.first_ns)
+        if nxt.due_ns <= now:
+            self._dispatch_step(*item, nxt.due_ns)
         else:
-            self._schedule(due, (j, k, 1, due))
-
-    def _schedule(self, due: int, item: tuple[int, int, int, int]) -> None:
-        self._retry_seq += 1
-        heapq.heappush(self._retry_heap, (due, self._retry_seq, item))
-        self._rearm(due)
+            self._retry_seq += 1
+            heapq.heappush(self._retry_heap, (nxt.due_ns, self._retry_seq, item))
+            self._rearm(nxt.due_ns)
 
     def _dispatch_step(self, j: int, k: int, tries: int, first_ns: int, due_ns: int) -> None:
         """Send (or queue) a request of step ``k`` for journey ``j``, intended at ``due_ns``."""
-        if not self._j_live[j]:
-            return
-        payload = self._templates[k].render(
-            self._j_prod[j],
-            self._j_order[j],
-            self._j_qty[j],
-            self._j_buyer[j],
-            self._j_vars[j],
-            self._j_cookie[j],
-        )
-        now = self._now()
-        if payload is None:
-            self._end(j, k, _TERMINAL[MISSING], ERROR, R_MISSING_VALUE, now)
-            return
-        attempt = self._slot(j, due_ns, first_ns, tries, k)
-        self._own(attempt, j)
-        if k == self._order_step:
-            self._j_ordered[j] = True
-        self._dispatch(attempt, payload)
-
-    def _slot(self, j: int, intended_ns: int, first_ns: int, tries: int, step: int) -> int:
-        """An attempt slot for journey ``j``'s row (a step's request, or its order row)."""
-        return self.slots.add_attempt(
-            intended_ns,
-            first_ns,
-            tries,
-            self._j_row[j],
-            self._j_order[j],
-            self._j_buyer[j],
-            self._j_prod[j],
-            self._j_qty[j],
-            self._j_flags[j],
-            step,
-        )
-
-    def _end(self, j: int, k: int, terminal: int, outcome: int, reason: int, now: int) -> None:
-        """Journey ``j`` ends at step ``k`` in ``terminal``; an order never sent ends its row
-        with ``outcome`` (not sent, when the run stopped first)."""
-        if not self._j_live[j]:
-            return
-        if not self._j_ordered[j]:
-            slots = self.slots
-            start = self._j_start[j]
-            attempt = self._slot(j, start, start, 1, NO_STEP)
-            slots.outcome[attempt] = NOT_SENT if terminal == _TERMINAL[STOPPED] else outcome
-            slots.reason[attempt] = R_JOURNEY_STEP + max(k, 0)
-        self._ends.append((max(k, 0), terminal, now - self._j_start[j]))
-        self._j_live[j] = False  # (its values are cleared when the slot starts a journey)
-        self._j_jar[j] = None
-        self._live_journeys -= 1
-        self._j_free.append(j)
+        got = self._step_request(j, k, due_ns, first_ns, tries, self._now())
+        if got is not None:
+            self._dispatch(*got)
 
     # -- answers -------------------------------------------------------------------------------
 
@@ -557,87 +717,26 @@ class JourneyRun(Run):
         """A whole answer to a step's request: classify it by the step's rule, take its values
         and cookies, and move the journey on (or end it)."""
         now = self._now()
-        slots = self.slots
-        k = int(slots.step[attempt])
-        rule = self._rules[k]
-        if rule.reads_body(status):
-            outcome, reason = rule.of_body(status, body)
-        else:
-            outcome, reason = rule.of_status(status)
-        slots.done_ns[attempt] = now
-        slots.status[attempt] = status
-        slots.outcome[attempt] = outcome
-        slots.reason[attempt] = reason
+        outcome, reason = self._classify(attempt, status, body, now)
         self._in_flight -= 1
         if channel.alive:
             self._reuse(channel, now)
         j = self._owner[attempt]
         if j >= 0:  # a journey's step (a stream's request is only recorded)
-            self._answered(j, k, attempt, outcome, reason, headers, body, now)
+            k = int(self.slots.step[attempt])
+            draw = self._retry_draw if self._retrying else None
+            nxt = self._after_answer(
+                j, k, attempt, outcome, reason, headers, body, now, draw, self._stopped
+            )
+            self._go(j, nxt, now)
         if self._coalescing and (now >= self._armed_for or self._in_flight == 0):
             self._due_on_answer(now)
         if self._deadline_ns is not None:
             self._check_done()
 
-    def _answered(
-        self,
-        j: int,
-        k: int,
-        attempt: int,
-        outcome: int,
-        reason: int,
-        headers: list[tuple[bytes, bytes]],
-        body: bytes,
-        now: int,
-    ) -> None:
-        if not self._j_live[j]:
-            return
-        slots = self.slots
-        if outcome == THROTTLED and self._retrying and not self._stopped:
-            tries = int(slots.tries[attempt])
-            retry = self.config.retry
-            if self._j_flags[j] & FLAG_RETRIES and tries < retry.max_attempts:
-                wait_s = -1.0
-                for name, value in headers:
-                    if name == b"retry-after":
-                        wait_s = retry_after_seconds(value)
-                delay = max(retry.delay_ns(tries, self._draw()), round(wait_s * 1e9))
-                slots.final[attempt] = False
-                self._schedule(
-                    now + delay, (j, k, tries + 1, int(slots.arrays["first_ns"][attempt]))
-                )
-                return
-        step = self._steps[k]
-        if self._extracts[k]:
-            values = self._j_vars[j]
-            for idx, rule in self._extracts[k]:
-                values[idx] = extract_value(rule, headers, body)
-        if any(name == b"set-cookie" for name, _ in headers):
-            jar = cookie_jar(headers, self._j_jar[j])
-            self._j_jar[j] = jar
-            self._j_cookie[j] = cookie_line(jar)
-        if outcome != CONFIRMED:
-            self._end(j, k, _TERMINAL[OUTCOME_NAMES[outcome]], outcome, reason, now)
-            return
-        poll = step.poll
-        if poll is not None and extract_value(poll.rule, headers, body) not in poll.until:
-            self._j_polls[j] += 1
-            if self._j_polls[j] >= poll.max:
-                self._end(j, k, _TERMINAL[POLL_LIMIT], TIMEOUT, R_POLL_LIMIT, now)
-                return
-            if self._stopped:  # answers drain after a stop; nothing more is sent
-                self._end(j, k, _TERMINAL[STOPPED], NOT_SENT, 0, now)
-                return
-            due = now + round(poll.every_s * 1e9)
-            self._schedule(due, (j, k, 1, due))
-            return
-        n = self._next_step(j, k)
-        if n < 0:
-            self._end(j, k, _TERMINAL[COMPLETED], CONFIRMED, 0, now)
-        elif self._stopped:
-            self._end(j, k, _TERMINAL[STOPPED], NOT_SENT, 0, now)
-        else:
-            self._go(j, n, now, now)
+    def _retry_draw(self, tries: int) -> float:
+        """A retry's jitter: the next draw of this worker's retry stream (as for orders)."""
+        return self._draw()
 
     def on_response(
         self, channel: Channel, attempt: int, status: int, outcome: int, reason: int

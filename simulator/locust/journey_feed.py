@@ -40,44 +40,35 @@ from typing import NamedTuple
 import numpy as np
 
 from simulator.load.journey import (
+    JourneyBook,
     JourneyTally,
-    cookie_jar,
-    cookie_line,
-    extract_value,
+    Next,
     step_rules,
     takes,
     think_ns,
 )
 from simulator.load.slots import NO_STEP, Batch, SlotRing
 from simulator.load.tally import Tally
-from simulator.load.transport.lean import retry_after_seconds
 from simulator.load.transport.template import StepTemplate
 from simulator.locust.feed import retry_uniform
 from simulator.locust.live import SliceCounts
 from simulator.locust.stats import INTENDED, SERVICE
 from simulator.outcomes import (
-    CONFIRMED,
-    ERROR,
     NOT_SENT,
     OUTCOME_NAMES,
     R_JOURNEY_STEP,
-    R_MISSING_VALUE,
-    R_POLL_LIMIT,
     R_UNANSWERED,
     THROTTLED,
     TIMEOUT,
 )
 from simulator.retry import Retry
 from simulator.scenario.journey import (
-    COMPLETED,
-    MISSING,
-    POLL_LIMIT,
     STOPPED,
     TERMINALS,
     Journey,
     Stream,
 )
-from simulator.schedule import FLAG_RETRIES, Orders
+from simulator.schedule import Orders
 
 #: a retry region still filling after this long is closed, so that its attempts get folded
 RETRY_REGION_NS = 1_000_000_000
@@ -114,7 +105,7 @@ class Send(NamedTuple):
 Claim = Start | Send
 
 
-class JourneyFeed:
+class JourneyFeed(JourneyBook):
     """The slice's rows and journeys for the users (see the module)."""
 
     def __init__(
@@ -130,9 +121,8 @@ class JourneyFeed:
         counts: SliceCounts,
         sink: Callable[[Batch], None] | None = None,
     ) -> None:
-        steps = journey.steps
         self.journey = journey
-        self.ring = SlotRing()
+        self.slots = SlotRing()
         self.tally = Tally()
         self.journeys = JourneyTally(
             journey.names(), journey.order_step, tuple(x.name for x in streams), journey.implicit
@@ -140,9 +130,9 @@ class JourneyFeed:
         self.tally.journey = self.journeys
         for k, name in enumerate(journey.names()):
             self.tally.reason_labels[R_JOURNEY_STEP + k] = f"journey ended at {name}"
-        requests = (*steps, *(x.request for x in streams))
-        self.rules = step_rules(requests)
-        for rule in self.rules:
+        requests = (*journey.steps, *(x.request for x in streams))
+        self._rules = step_rules(requests)
+        for rule in self._rules:
             self.tally.reason_labels.update(rule.labels)
         self.methods = [s.method for s in requests]
         # what each request is called in Locust's statistics: the order step as the orders are
@@ -153,39 +143,14 @@ class JourneyFeed:
             else (f"{s.name} (intended)", f"{s.name} (service)")
             for k, s in enumerate(requests)
         ]
-        self.templates = list(templates)
-        variables = journey.variables()
-        self._extracts = [[(variables.index(e.var), e) for e in s.extract] for s in steps]
-        self._n_vars = len(variables)
-        self._steps = steps
-        self._n_steps = len(steps)
-        self._order_step = journey.order_step
+        self._templates = list(templates)  # the steps', then the streams'
         self._seed = seed
         self._retry = retry
+        self._book_init(journey)
         self.counts = counts
         self.sink = sink  # the per-attempt orders stream, if any
         self.rows_sent_twice = 0  # (a row is started once by construction; kept for the report)
         self.busy = 0  # claims held by users
-        self.live = 0  # journeys started and not ended
-        # per-journey slots (recycled)
-        self._j_free: list[int] = []
-        self._j_row: list[int] = []
-        self._j_prod: list[int] = []
-        self._j_order: list[int] = []
-        self._j_qty: list[int] = []
-        self._j_buyer: list[int] = []
-        self._j_flags: list[int] = []
-        self._j_start: list[int] = []
-        self._j_think: list[list[int]] = []
-        self._j_take: list[list[bool]] = []
-        self._j_vars: list[list[str | None]] = []
-        self._j_jar: list[dict[str, str] | None] = []
-        self._j_cookie: list[bytes] = []
-        self._j_polls: list[int] = []
-        self._j_ordered: list[bool] = []
-        self._j_live: list[bool] = []
-        self._owner: list[int] = []  # attempt slot → journey slot (−1: a stream's request)
-        self._ends: list[tuple[int, int, int]] = []  # (step, terminal, time ns), not folded yet
         self._heap: list[tuple[int, int, Send]] = []  # steps due later: (due, seq, send)
         self._seq = 0
         self._given_back: deque[Claim] = deque()
@@ -259,6 +224,16 @@ class JourneyFeed:
         self.busy -= 1
 
     @property
+    def ring(self) -> SlotRing:
+        """The attempts' slots (as the orders' feed names them)."""
+        return self.slots
+
+    @property
+    def live(self) -> int:
+        """Journeys started and not ended."""
+        return self._live_journeys
+
+    @property
     def exhausted(self) -> bool:
         """Every row has been handed out (and none is waiting to be again)."""
         return not self._more and self._i >= len(self._rows) and not self._given_back
@@ -270,74 +245,21 @@ class JourneyFeed:
 
     # -- journeys ------------------------------------------------------------------------------
 
-    def _alloc(self) -> int:
-        if self._j_free:
-            return self._j_free.pop()
-        j = len(self._j_row)
-        for ints in (
-            self._j_row,
-            self._j_prod,
-            self._j_order,
-            self._j_qty,
-            self._j_buyer,
-            self._j_flags,
-            self._j_start,
-            self._j_polls,
-        ):
-            ints.append(0)
-        self._j_ordered.append(False)
-        self._j_live.append(False)
-        self._j_cookie.append(b"")
-        self._j_think.append([])
-        self._j_take.append([])
-        self._j_vars.append([None] * self._n_vars)
-        self._j_jar.append(None)
-        return j
-
     def start(self, row: Start, now_ns: int) -> Send | None:
         """The row's journey starts (at its intended time): its first step to send now, or
         None (due later: kept until claimed; or no step taken)."""
-        j = self._alloc()
-        self._j_row[j] = row.row
-        self._j_prod[j] = row.product
-        self._j_order[j] = row.order
-        self._j_qty[j] = row.qty
-        self._j_buyer[j] = row.buyer
-        self._j_flags[j] = row.flags
-        self._j_start[j] = row.t_ns
-        self._j_think[j] = row.think
-        self._j_take[j] = row.take
-        values = self._j_vars[j]
-        for v in range(self._n_vars):
-            values[v] = None
-        self._j_jar[j] = None
-        self._j_cookie[j] = b""
-        self._j_polls[j] = 0
-        self._j_ordered[j] = False
-        self._j_live[j] = True
-        self.live += 1
-        self.journeys.started += 1
-        k = self._next_step(j, -1)
-        if k < 0:
-            self._end(j, 0, _TERMINAL[COMPLETED], CONFIRMED, 0, now_ns)
+        j = self._begin(
+            row.row, row.product, row.order, row.qty, row.buyer, row.flags, row.t_ns,
+            row.think, row.take,
+        )  # fmt: skip
+        return self._due(j, self._first_step(j, now_ns), now_ns)
+
+    def _due(self, j: int, nxt: Next | None, now_ns: int) -> Send | None:
+        """Journey ``j``'s next request to send now (due already), or None: kept until a
+        user claims it (or there is none: the journey ended)."""
+        if nxt is None:
             return None
-        return self._go(j, k, row.t_ns, now_ns)
-
-    def _next_step(self, j: int, k: int) -> int:
-        take = self._j_take[j]
-        for n in range(k + 1, self._n_steps):
-            if take[n]:
-                return n
-        return -1
-
-    def _go(self, j: int, k: int, base_ns: int, now_ns: int) -> Send | None:
-        """Step ``k`` of journey ``j`` is due its think time after ``base_ns``."""
-        self._j_polls[j] = 0
-        due = base_ns + self._j_think[j][k]
-        return self._due(Send(due, j, k, 1, due), now_ns)
-
-    def _due(self, send: Send, now_ns: int) -> Send | None:
-        """``send`` to send now (due already), or kept until a user claims it."""
+        send = Send(nxt.due_ns, j, nxt.k, nxt.tries, nxt.first_ns)
         if send.t_ns <= now_ns:
             return send
         self._seq += 1
@@ -347,72 +269,13 @@ class JourneyFeed:
     def request(self, send: Send, now_ns: int) -> tuple[int, bytes] | None:
         """The attempt slot and request bytes of ``send``; None when its journey cannot send
         it (a value it needs is missing: the journey ends there) or has ended."""
-        j, k = send.j, send.k
-        if not self._j_live[j]:
-            return None
-        payload = self.templates[k].render(
-            self._j_prod[j],
-            self._j_order[j],
-            self._j_qty[j],
-            self._j_buyer[j],
-            self._j_vars[j],
-            self._j_cookie[j],
-        )
-        if payload is None:
-            self._end(j, k, _TERMINAL[MISSING], ERROR, R_MISSING_VALUE, now_ns)
-            return None
-        attempt = self._slot(j, send.t_ns, send.first_ns, send.tries, k)
-        self._own(attempt, j)
-        if k == self._order_step:
-            self._j_ordered[j] = True
-        return attempt, payload
+        return self._step_request(send.j, send.k, send.t_ns, send.first_ns, send.tries, now_ns)
 
     def stream_request(self, row: Start) -> tuple[int, bytes]:
         """The attempt slot and request bytes of a stream's row."""
-        k = self._n_steps + row.stream - 1
-        payload = self.templates[k].render(row.product, row.order, row.qty, row.buyer, [])
-        assert payload is not None  # a stream's template has no journey variables
-        attempt = self.ring.add_attempt(
-            row.t_ns, row.t_ns, 1, -1, row.order, row.buyer, row.product, row.qty, 0, k
+        return self._stream_request(
+            row.t_ns, row.stream, row.product, row.order, row.qty, row.buyer
         )
-        self._own(attempt, -1)
-        return attempt, payload
-
-    def _slot(self, j: int, intended_ns: int, first_ns: int, tries: int, step: int) -> int:
-        return self.ring.add_attempt(
-            intended_ns,
-            first_ns,
-            tries,
-            self._j_row[j],
-            self._j_order[j],
-            self._j_buyer[j],
-            self._j_prod[j],
-            self._j_qty[j],
-            self._j_flags[j],
-            step,
-        )
-
-    def _own(self, attempt: int, j: int) -> None:
-        owner = self._owner
-        if attempt >= len(owner):
-            owner.extend([0] * (len(self.ring.intended_ns) - len(owner)))
-        owner[attempt] = j
-
-    def _end(self, j: int, k: int, terminal: int, outcome: int, reason: int, now_ns: int) -> None:
-        """Journey ``j`` ends at step ``k`` in ``terminal``; an order never sent ends its row
-        with ``outcome`` (not sent, when the run stopped first)."""
-        if not self._j_live[j]:
-            return
-        if not self._j_ordered[j]:
-            start = self._j_start[j]
-            attempt = self._slot(j, start, start, 1, NO_STEP)
-            self.ring.outcome[attempt] = NOT_SENT if terminal == _TERMINAL[STOPPED] else outcome
-            self.ring.reason[attempt] = R_JOURNEY_STEP + k
-        self._ends.append((k, terminal, now_ns - self._j_start[j]))
-        self._j_live[j] = False
-        self._j_jar[j] = None
-        self.live -= 1
-        self._j_free.append(j)
 
     # -- answers -------------------------------------------------------------------------------
 
@@ -421,80 +284,25 @@ class JourneyFeed:
     ) -> tuple[int, int, Send | None]:
         """A whole answer to the request in ``attempt``, read at ``now_ns``: its outcome and
         reason (by its step's rule), and its journey's next request if due at once."""
-        ring = self.ring
-        k = int(ring.step[attempt])
-        rule = self.rules[k]
-        if rule.reads_body(status):
-            outcome, reason = rule.of_body(status, body)
-        else:
-            outcome, reason = rule.of_status(status)
-        ring.done_ns[attempt] = now_ns
-        ring.status[attempt] = status
-        ring.outcome[attempt] = outcome
-        ring.reason[attempt] = reason
+        outcome, reason = self._classify(attempt, status, body, now_ns)
         j = self._owner[attempt]
         if j < 0 or not self._j_live[j]:  # a stream's request is only recorded
             return outcome, reason, None
-        return (
-            outcome,
-            reason,
-            self._answered(j, k, attempt, outcome, reason, headers, body, now_ns),
-        )
+        k = int(self.slots.step[attempt])
+        order, flags, seed = self._j_order[j], self._j_flags[j], self._seed
 
-    def _answered(
-        self,
-        j: int,
-        k: int,
-        attempt: int,
-        outcome: int,
-        reason: int,
-        headers: Headers,
-        body: bytes,
-        now: int,
-    ) -> Send | None:
-        ring = self.ring
-        if outcome == THROTTLED:
-            tries = int(ring.tries[attempt])
-            retry = self._retry
-            if self._j_flags[j] & FLAG_RETRIES and tries < retry.max_attempts:
-                wait_s = -1.0
-                for name, value in headers:
-                    if name == b"retry-after":
-                        wait_s = retry_after_seconds(value)
-                u = retry_uniform(self._seed, self._j_order[j], self._j_flags[j], tries)
-                delay = max(retry.delay_ns(tries, u), round(wait_s * 1e9))
-                ring.final[attempt] = False
-                first = int(ring.arrays["first_ns"][attempt])
-                return self._due(Send(now + delay, j, k, tries + 1, first), now)
-        if self._extracts[k]:
-            values = self._j_vars[j]
-            for idx, rule in self._extracts[k]:
-                values[idx] = extract_value(rule, headers, body)
-        if any(name == b"set-cookie" for name, _ in headers):
-            jar = cookie_jar(headers, self._j_jar[j])
-            self._j_jar[j] = jar
-            self._j_cookie[j] = cookie_line(jar)
-        if outcome != CONFIRMED:
-            self._end(j, k, _TERMINAL[OUTCOME_NAMES[outcome]], outcome, reason, now)
-            return None
-        poll = self._steps[k].poll
-        if poll is not None and extract_value(poll.rule, headers, body) not in poll.until:
-            self._j_polls[j] += 1
-            if self._j_polls[j] >= poll.max:
-                self._end(j, k, _TERMINAL[POLL_LIMIT], TIMEOUT, R_POLL_LIMIT, now)
-                return None
-            due = now + round(poll.every_s * 1e9)
-            return self._due(Send(due, j, k, 1, due), now)
-        n = self._next_step(j, k)
-        if n < 0:
-            self._end(j, k, _TERMINAL[COMPLETED], CONFIRMED, 0, now)
-            return None
-        return self._go(j, n, now, now)
+        def retry_u(tries: int) -> float:  # per (order, flags, try), as for the users' orders
+            return retry_uniform(seed, order, flags, tries)
+
+        nxt = self._after_answer(
+            j, k, attempt, outcome, reason, headers, body, now_ns, retry_u, False
+        )
+        return outcome, reason, self._due(j, nxt, now_ns)
 
     def failed(self, attempt: int, outcome: int, reason: int, now_ns: int) -> None:
         """The request in ``attempt`` got no answer (an error or a timeout): its journey ends
         there with that outcome."""
-        ring = self.ring
+        ring = self.slots
         ring.done_ns[attempt] = now_ns
         ring.outcome[attempt] = outcome
         ring.reason[attempt] = reason
@@ -507,7 +315,7 @@ class JourneyFeed:
         """Its user was stopped while the request in ``attempt`` was out: the answer is never
         read (a timeout, "unanswered", as at the end of an engine's run) and its journey ends
         as stopped."""
-        ring = self.ring
+        ring = self.slots
         ring.done_ns[attempt] = now_ns
         ring.outcome[attempt] = TIMEOUT
         ring.reason[attempt] = R_UNANSWERED
@@ -522,11 +330,11 @@ class JourneyFeed:
         that ended before it) into the run's tally, the live counts and the stream; every
         step's and stream's into its own tally; then the journeys' ends."""
         if now_ns >= self._retry_close_ns:
-            self.ring.close_retries()
+            self.slots.close_retries()
             self._retry_close_ns = now_ns + RETRY_REGION_NS
         order = self._order_step
         per_step = (*self.journeys.steps, *self.journeys.streams)
-        for batch in self.ring.collect(everything):
+        for batch in self.slots.collect(everything):
             step = batch["step"]
             main = (step == order) | (step == NO_STEP)
             orders = batch if main.all() else {n: a[main] for n, a in batch.items()}
@@ -549,7 +357,7 @@ class JourneyFeed:
         sent (their journeys end as stopped; an order's retry dropped ends its order on the
         answer before), journeys under way end as stopped, the rows never handed out count as
         not sent; everything is folded."""
-        self.ring.finalize(now_ns, TIMEOUT, R_UNANSWERED)
+        self.slots.finalize(now_ns, TIMEOUT, R_UNANSWERED)
         unsent: list[int] = []
         waiting = [*self._given_back, *(item for _, _, item in self._heap)]
         self._given_back.clear()
