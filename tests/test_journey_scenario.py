@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from simulator.errors import ScenarioError
 from simulator.load.journey import row_uniforms, takes, think_ns
-from simulator.scenario.journey import Think
+from simulator.scenario.model import Think
 from simulator.scenario.reader import parse_scenario
 
 BASE = """

@@ -20,6 +20,7 @@ from simulator.model.kernels import admit_fifo, segments
 from simulator.model.stock import INF, Outages, StockBook, take_with_returns
 from simulator.outcomes import CONFIRMED, SOLD_OUT
 from simulator.scenario import Scenario, parse_scenario
+from simulator.scenario.model import Think
 from simulator.storefront.admission import TokenBucket
 
 # -- the kernel against one event at a time ---------------------------------------------------
@@ -140,7 +141,8 @@ def test_stock_book_with_returns_matches_the_reference(stock, orders, returns):
 
 
 def test_each_hold_ends_exactly_once_as_its_draws_say():
-    flow = FlowSettings(ttl_ns=10_000, pay_share=0.5, delay_ns=(1_000, 20_000), abandon_share=0.5)
+    delay = Think("uniform", 1e-6, 2e-5)  # 1 000 … 20 000 ns
+    flow = FlowSettings(ttl_ns=10_000, pay_share=0.5, pay_delay=delay, abandon_share=0.5)
     order = np.arange(20_000, dtype=np.int64)
     done = np.full(len(order), 5_000, dtype=np.int64)
     end, at = flow.ends(order, done, seed=3)
@@ -312,7 +314,9 @@ def test_cli_simulates_the_flow(tmp_path, capsys):
     [
         ({"pay_share": 1.5}, "flow.toml: buyers.pay_share: must be ≤ 1, got 1.5"),
         ({"pay_delay_s": "[0, 2]"}, "flow.toml: buyers.pay_delay_s: every entry must be ≥ 0.001"),
-        ({"pay_delay_s": "[3, 2]"}, "flow.toml: buyers.pay_delay_s: must be [low, high]"),
+        ({"pay_delay_s": "[3, 2]"}, "flow.toml: buyers.pay_delay_s: [a, b] needs a ≤ b"),
+        ({"pay_delay_s": "{ mean = 2.0 }"}, "flow.toml: buyers.pay_delay_s: an exponential delay"),
+        ({"pay_delay_s": "{ median = 1, min = 0 }"}, "buyers.pay_delay_s.min: must be ≥ 0.001"),
         ({"ttl": "0.0005"}, "reservation_ttl_s must be ≥ 0.001 s in the model"),
         ({"ttl": "-1"}, "flow.toml: storefront.reservation_ttl_s: must be > 0, got -1"),
     ],
