@@ -20,6 +20,7 @@ import pytest
 from simulator.model import Model, ModelConfig, ModelResult, build_report, config_for
 from simulator.model.kernels import admit_fifo, fifo_departures
 from simulator.scenario import load_scenario
+from simulator.scenario.model import Think
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 
@@ -103,7 +104,7 @@ def test_model_throughput_peak_minute(benchmark, queue_limit):
 #: the flash-sale flow on singles-day-peak: 10 s holds, 70 % pay after 2–30 s (so many pay
 #: too late), half the others cancel: units come back from the third second on
 FLOW = {"reservation_ttl_s": 10.0}
-FLOW_BUYERS = {"pay_share": 0.7, "pay_delay_s": (2.0, 30.0), "abandon_share": 0.5}
+FLOW_BUYERS = {"pay_share": 0.7, "pay_delay_s": Think("uniform", 2.0, 30.0), "abandon_share": 0.5}
 
 
 @pytest.mark.benchmark(group="targeted")
@@ -183,6 +184,7 @@ FULL_SCALE = """
 import sys, time
 from simulator.model import Model, build_report, config_for
 from simulator.scenario import load_scenario
+from simulator.scenario.model import Think
 sc = load_scenario(sys.argv[1])
 duration_s = float(sys.argv[2]) if len(sys.argv) > 2 else None
 t = time.perf_counter()
@@ -225,6 +227,7 @@ OVERLOADED = """
 import sys, time
 from simulator.model import Model, build_report, config_for
 from simulator.scenario import load_scenario
+from simulator.scenario.model import Think
 sc = load_scenario(sys.argv[1])
 t = time.perf_counter()
 r = build_report(Model(sc, config_for(sc), float(sys.argv[2])).run())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from statistics import NormalDist
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 
 from simulator.errors import ScenarioError
 from simulator.load.journey import row_uniforms, takes, think_ns
-from simulator.scenario.journey import Think
+from simulator.scenario.model import Think
 from simulator.scenario.reader import parse_scenario
 
 BASE = """
@@ -220,3 +221,43 @@ unless = "pay"
         read(flow + text.replace('"buyers.pay_share"', '"buyers.pay"'))
     with pytest.raises(ScenarioError, match=r"steps\[3\].think_s: the only name it takes"):
         read(flow + text.replace('"buyers.pay_delay_s"', '"pay_delay"'))
+
+
+@pytest.mark.parametrize(
+    ("pay_delay", "think"),
+    [
+        ("{ median = 2.0, sigma = 0.8, min = 0.5 }", Think("lognormal", 2.0, 0.8, 0.5)),
+        ("{ mean = 1.5, min = 0.25 }", Think("exponential", 1.5, 0.0, 0.25)),
+        ("1.25", Think("constant", 1.25)),
+    ],
+)
+def test_a_step_naming_the_pay_delay_draws_from_its_distribution(pay_delay, think) -> None:
+    """``think_s = "buyers.pay_delay_s"``: the step's think time *is* the buyers' pay delay
+    (one Think), its draws follow it and never go below its ``min``."""
+    text = GOOD.replace("think_s = { median = 2.0, sigma = 0.5 }", 'think_s = "buyers.pay_delay_s"')
+    sc = read(f"[buyers]\npay_delay_s = {pay_delay}\n" + text)
+    j = sc.journey
+    assert j is not None
+    assert j.steps[3].think == think == sc.buyers.pay_delay_s
+    pay = think_ns(j, 1, np.arange(100_000, dtype=np.int64))[:, 3] / 1e9
+    assert pay.min() >= think.lowest - 1e-9
+    if think.kind == "lognormal":  # the median (above min): as the distribution's
+        assert abs(np.median(pay) - 2.0) < 0.05
+        assert abs((pay == 0.5).mean() - NormalDist().cdf(np.log(0.5 / 2.0) / 0.8)) < 0.01
+    elif think.kind == "exponential":  # min + the mass below it raised: mean + min·P(x < min)
+        want = 1.5 * np.exp(-0.25 / 1.5) + 0.25
+        assert abs(pay.mean() - want) < 0.02
+    else:
+        assert (pay == 1.25).all()
+
+
+def test_think_s_takes_a_min_too() -> None:
+    text = GOOD.replace(
+        "think_s = { median = 2.0, sigma = 0.5 }",
+        "think_s = { median = 2.0, sigma = 0.5, min = 1 }",
+    )
+    j = read(text).journey
+    assert j is not None and j.steps[3].think == Think("lognormal", 2.0, 0.5, 1.0)
+    assert (think_ns(j, 1, np.arange(10_000, dtype=np.int64))[:, 3] >= 1_000_000_000).all()
+    with pytest.raises(ScenarioError, match=r"steps\[3\].think_s: min must be ≤ the median"):
+        read(text.replace("min = 1 ", "min = 3 "))

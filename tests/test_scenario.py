@@ -21,6 +21,7 @@ from simulator.scenario import (
     scaled_stock,
     sku_problem,
 )
+from simulator.scenario.model import Think
 
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 
@@ -140,8 +141,14 @@ def test_scale_multiplies_stock_but_keeps_at_least_one_unit():
         ("buyers.pay_share", -0.1, "buyers.pay_share: must be ≥ 0, got -0.1"),
         ("buyers.pay_share", "most", "buyers.pay_share: must be a number, got 'most'"),
         ("buyers.abandon_share", 2, "buyers.abandon_share: must be ≤ 1, got 2"),
-        ("buyers.pay_delay_s", [30, 5], "buyers.pay_delay_s: must be [low, high] with low ≤ high"),
-        ("buyers.pay_delay_s", 10, "buyers.pay_delay_s: must be [low, high]"),
+        ("buyers.pay_delay_s", [30, 5], "buyers.pay_delay_s: [a, b] needs a ≤ b, got [30, 5]"),
+        ("buyers.pay_delay_s", "x", "buyers.pay_delay_s: must be seconds, [a, b], {median"),
+        ("buyers.pay_delay_s", 0, "buyers.pay_delay_s: must be ≥ 0.001, got 0"),
+        ("buyers.pay_delay_s", {"mean": 2}, "buyers.pay_delay_s: an exponential delay needs min"),
+        ("buyers.pay_delay_s", {"median": 2}, "buyers.pay_delay_s: a lognormal delay needs min"),
+        ("buyers.pay_delay_s", {"mean": 2, "min": 3}, "pay_delay_s: min must be ≤ the mean"),
+        ("buyers.pay_delay_s", {"mean": 2, "min": 0}, "buyers.pay_delay_s.min: must be ≥ 0.001"),
+        ("buyers.pay_delay_s", {"sigma": 1}, "buyers.pay_delay_s: a table needs mean"),
         ("buyers.pay_delay_s", [0, 5], "buyers.pay_delay_s: every entry must be ≥ 0.001, got 0"),
         ("buyers.pay_delay_s", [1, 1e6], "buyers.pay_delay_s: every entry must be ≤ 3600"),
         ("buyers.pay_dealy_s", [1, 2], "buyers.pay_dealy_s: unknown key; did you mean 'pay_de"),
@@ -367,9 +374,30 @@ def test_the_storefront_flow_keys_reach_the_bundled_storefront() -> None:
 def test_buyers_pay_keys_parse_with_defaults():
     """No pay keys: everyone pays (an order is final without a TTL anyway)."""
     b = parse_scenario(_with("buyers", {}), "t.toml").buyers
-    assert (b.pay_share, b.pay_delay_s, b.abandon_share) == (1.0, (5.0, 60.0), 1.0)
+    assert (b.pay_share, b.pay_delay_s, b.abandon_share) == (1.0, Think("uniform", 5, 60), 1.0)
     b = parse_scenario(
         _with("buyers", {"pay_share": 0.7, "pay_delay_s": [2, 30.5], "abandon_share": 0.25}),
         "t.toml",
     ).buyers
-    assert (b.pay_share, b.pay_delay_s, b.abandon_share) == (0.7, (2.0, 30.5), 0.25)
+    assert (b.pay_share, b.pay_delay_s, b.abandon_share) == (0.7, Think("uniform", 2, 30.5), 0.25)
+
+
+@pytest.mark.parametrize(
+    ("value", "think"),
+    [
+        (2.5, Think("constant", 2.5)),
+        ([1, 4], Think("uniform", 1.0, 4.0)),
+        ({"median": 3, "sigma": 0.8, "min": 0.5}, Think("lognormal", 3.0, 0.8, 0.5)),
+        ({"median": 3, "min": 0.5}, Think("lognormal", 3.0, 0.5, 0.5)),  # sigma 0.5 by default
+        ({"mean": 10, "min": 1}, Think("exponential", 10.0, 0.0, 1.0)),
+    ],
+)
+def test_pay_delay_takes_the_forms_of_a_think_time(value, think):
+    """``pay_delay_s`` is a :class:`Think` written as a step's ``think_s``; its lowest value
+    (the model's bound) is the uniform's low end, the constant, or the ``min``."""
+    b = parse_scenario(_with("buyers", {"pay_delay_s": value}), "t.toml").buyers
+    assert b.pay_delay_s == think
+    assert b.pay_delay_s.lowest >= 0.001
+    assert b.pay_delay_s.as_toml() == (
+        {"median": 3.0, "sigma": think.b, "min": 0.5} if think.kind == "lognormal" else value
+    )

@@ -1,28 +1,37 @@
 """The flash-sale flow in the model: reserve → pay, cancel or expire, and the stock coming back.
 
-With a reservation TTL an order that gets stock holds it (pre-deduct). Each hold's end is a
-pure function of its order (hashed draws, as :mod:`simulator.model.service`), known when the
-hold is made: its buyer pays with probability ``pay_share`` after a delay uniform in
-``pay_delay_s``, counted from the reservation (the model's completion time of the order). A
-payment before the TTL settles the hold (paid, no stock back). A buyer who does not pay either
-leaves silently (``abandon_share``: the hold expires at reservation + TTL and its units return
-then) or cancels at the same delay (units back at once); a cancel or payment at or after the
-TTL finds the hold expired. Returned units are free again for orders completing strictly
-after the return (a second wave of sales); :mod:`simulator.model.stock` merges them into the
-completion order. Paying and cancelling are not queued at the model's servers (they take no
-stock; the model's servers serve orders). A hold whose answer came after the client's timeout
-is one its buyer never saw: it expires (:mod:`simulator.model.sim`).
+With a reservation TTL an order that gets stock holds it (pre-deduct). Each hold's end is a pure
+function of its order (hashed draws, as :mod:`simulator.model.service`), known when the hold is
+made: its buyer pays with probability ``pay_share`` after a delay drawn from ``pay_delay_s`` (a
+:class:`~simulator.scenario.model.Think`: uniform, constant, lognormal or exponential, the last two
+with a ``min``), counted from the reservation (the model's completion time of the order). A payment
+before the TTL settles the hold (paid, no stock back). A buyer who does not pay either leaves
+silently (``abandon_share``: the hold expires at reservation + TTL and its units return then) or
+cancels at the same delay (units back at once); a cancel or payment at or after the TTL finds the
+hold expired. Returned units are free again for orders completing strictly after the return (a
+second wave of sales); :mod:`simulator.model.stock` merges them into the completion order. Paying
+and cancelling are not queued at the model's servers (they take no stock; the model's servers serve
+orders). A hold whose answer came after the client's timeout is one its buyer never saw: it expires
+(:mod:`simulator.model.sim`).
+
+The delay is a non-decreasing function of 21 hashed bits (the distribution's inverse CDF at
+the bits' midpoint, in whole ns; a uniform as lo + ⌊bits·(hi − lo)/2²¹⌋), never below its
+lowest value: the lower end of [lo, hi], the constant, or the ``min`` a lognormal or
+exponential delay must give. That lowest value bounds the model's windows
+(:meth:`FlowSettings.min_lag_ns`), so a cancel's units always come back in a later window
+than the reservation's: a delay that could reach 0 has no such bound and is refused.
 """
 
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
 from simulator.model import service
+from simulator.scenario.model import Think
 
 I64 = npt.NDArray[np.int64]
 U8 = npt.NDArray[np.uint8]
@@ -36,6 +45,8 @@ END_NAMES = ("paid", "cancelled", "expired")
 _FLOW = 3
 #: the 21 delay bits of a hold's hashed word (bits 22…42)
 _DELAY_MASK = ((1 << 21) - 1) << 22
+#: the longest delay the model keeps (s): later is "after any TTL" (and fits int64 ns)
+_LONGEST_S = 1e9
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +55,24 @@ class FlowSettings:
 
     ttl_ns: int
     pay_share: float = 1.0
-    delay_ns: tuple[int, int] = (5 * SECOND, 60 * SECOND)
+    pay_delay: Think = field(default_factory=lambda: Think("uniform", 5.0, 60.0))
     abandon_share: float = 1.0
+    # derived: the delay's lowest value, a uniform's ends (ns), the in-time threshold
+    _lo_ns: int = field(init=False, repr=False, compare=False)
+    _hi_ns: int = field(init=False, repr=False, compare=False)
+    _below: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        d = self.pay_delay
+        lo = round(d.lowest * SECOND)
+        hi = round(d.b * SECOND) if d.kind == "uniform" else lo
+        object.__setattr__(self, "_lo_ns", lo)
+        object.__setattr__(self, "_hi_ns", hi)
+        if self.cancels and lo < 1:
+            raise ValueError(
+                f"the pay delay {d.as_toml()!r} can be 0: give a lowest delay (min) ≥ 1 ns"
+            )
+        object.__setattr__(self, "_below", self._in_time_below())
 
     @property
     def cancels(self) -> bool:
@@ -56,7 +83,7 @@ class FlowSettings:
         """The shortest time from a reservation to its stock coming back."""
         lag = self.ttl_ns
         if self.cancels:
-            lag = min(lag, self.delay_ns[0])
+            lag = min(lag, self._lo_ns)
         return max(1, lag)
 
     def ends(self, order: I64, done: I64, seed: int) -> tuple[U8, I64]:
@@ -80,7 +107,7 @@ class FlowSettings:
         """
         key = order.view(np.uint64) if order.dtype == np.int64 else order.astype(np.uint64)
         w = service.uniforms(key, seed, _FLOW)
-        in_time = (w & np.uint64(_DELAY_MASK)) < np.uint64(self._in_time_below() << 22)
+        in_time = (w & np.uint64(_DELAY_MASK)) < np.uint64(self._below << 22)
         pay = round(self.pay_share * (1 << 21))
         paid = in_time if pay >= 1 << 21 else (w < np.uint64(pay << 43)) & in_time
         # arithmetic on the masks (np.where on a random mask is several times slower)
@@ -94,23 +121,29 @@ class FlowSettings:
         return end, w
 
     def delay(self, w: U64) -> I64:
-        """The pay (or cancel) delay (ns) of hashed words: uniform in ``delay_ns``."""
-        lo, hi = self.delay_ns
-        u = ((w >> np.uint64(22)) & np.uint64((1 << 21) - 1)).astype(np.float64)
-        u *= (hi - lo) / (1 << 21)
-        delay = u.astype(np.int64)
-        delay += lo
-        return delay
+        """The pay (or cancel) delay (ns) of hashed words, from their 21 delay bits."""
+        bits = ((w >> np.uint64(22)) & np.uint64((1 << 21) - 1)).astype(np.float64)
+        d = self.pay_delay
+        if d.kind == "uniform":  # lo + ⌊bits·(hi − lo)/2²¹⌋ (float64 product, truncated)
+            lo, hi = self._lo_ns, self._hi_ns
+            bits *= (hi - lo) / (1 << 21)
+            delay = bits.astype(np.int64)
+            delay += lo
+            return delay
+        bits += 0.5
+        bits *= 1.0 / (1 << 21)
+        s = np.minimum(d.quantile(bits), _LONGEST_S)
+        s *= SECOND
+        delay = np.rint(s).astype(np.int64)
+        return np.maximum(delay, self._lo_ns, out=delay)
 
     def _in_time_below(self) -> int:
         """The first 21-bit delay draw whose delay is ≥ the TTL (2²¹: none), by bisection on
-        :meth:`delay`'s own arithmetic (float64 product, truncated)."""
-        lo, hi = self.delay_ns
-        scale = (hi - lo) / (1 << 21)
+        :meth:`delay`'s own arithmetic (non-decreasing in the bits)."""
         a, b = 0, 1 << 21
         while a < b:
             mid = (a + b) // 2
-            if int(mid * scale) + lo >= self.ttl_ns:
+            if int(self.delay(np.array([mid << 22], dtype=np.uint64))[0]) >= self.ttl_ns:
                 b = mid
             else:
                 a = mid + 1

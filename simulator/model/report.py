@@ -203,7 +203,7 @@ def _flow(result: ModelResult) -> dict[str, Any]:
     out: dict[str, Any] = {
         "reservation_ttl_s": cfg.reservation_ttl_s,
         "pay_share": b.pay_share,
-        "pay_delay_s": list(b.pay_delay_s),
+        "pay_delay_s": b.pay_delay_s.as_toml(),
         "abandon_share": b.abandon_share,
         "admit_per_s": cfg.admit_per_s,
         "burst": cfg.burst,

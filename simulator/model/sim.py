@@ -147,7 +147,9 @@ def _window_ns(scenario: Scenario, config: ModelConfig, flow: FlowSettings | Non
         if retry.retries():
             shortest = config.throttle_ms * MS + retry.shortest_s() * SECOND
             w = int(min(MAX_WINDOW_NS, max(MIN_WINDOW_NS, shortest)))
-    if flow is not None:  # a window's returns land after it (≥ 1 ms: ModelConfig, Buyers)
+    # a window's returns land after it: W ≤ the TTL and the pay delay's lowest value (both
+    # ≥ 1 ms: ModelConfig, Buyers; a lognormal or exponential delay gives its min)
+    if flow is not None:
         w = min(w, flow.min_lag_ns())
     return w
 
@@ -157,11 +159,10 @@ def flow_settings(scenario: Scenario, config: ModelConfig) -> FlowSettings | Non
     if config.reservation_ttl_s is None:
         return None
     b = scenario.buyers
-    lo, hi = b.pay_delay_s
     return FlowSettings(
         ttl_ns=round(config.reservation_ttl_s * SECOND),
         pay_share=b.pay_share,
-        delay_ns=(round(lo * SECOND), round(hi * SECOND)),
+        pay_delay=b.pay_delay_s,
         abandon_share=b.abandon_share,
     )
 

@@ -5,8 +5,8 @@ one, every row starts a journey: step after step, each due at the previous answe
 think time, its latency counted from that due time (open loop within the journey too). One step
 is the *order step*: its outcome is the buyer's outcome in the counts and the audit.
 
-- ``think_s`` before a step: a :class:`Think` distribution, drawn per journey from the
-  scenario's seed and the row (the same draws whatever the target does);
+- ``think_s`` before a step: a :class:`~simulator.scenario.model.Think` distribution, drawn
+  per journey from the scenario's seed and the row (the same draws whatever the target does);
 - ``probability``: the share of journeys that take the step (the rest skip it); ``unless``
   names an earlier step: only journeys that did not take that one may take this one (70 % pay;
   of the others, half cancel: ``probability = 0.5, unless = "pay"``);
@@ -24,15 +24,11 @@ find. Every started journey ends in exactly one terminal state (:data:`TERMINALS
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
-import numpy as np
-import numpy.typing as npt
+from dataclasses import dataclass, field
 
 from simulator.demand import Curve
 from simulator.outcomes import DEFAULT_STATUS, OUTCOME_NAMES
-from simulator.scenario.model import BodyOutcome, Target
+from simulator.scenario.model import BodyOutcome, Target, Think
 
 #: how a value is taken from an answer
 EXTRACT_KINDS = ("json", "header", "cookie", "regex")
@@ -45,33 +41,6 @@ MISSING = "missing_value"  # an extract rule found nothing that a later step nee
 STOPPED = "stopped"  # the run ended (or was stopped) before the journey did
 #: every terminal state a journey can end in: completed, or at a step by one of these
 TERMINALS = (COMPLETED, *OUTCOME_NAMES[1:], POLL_LIMIT, MISSING, STOPPED)
-
-
-@dataclass(frozen=True, slots=True)
-class Think:
-    """A think-time distribution in seconds: ``constant`` (a), ``uniform`` [a, b],
-    ``lognormal`` (median a, sigma b) or ``exponential`` (mean a)."""
-
-    kind: str = "constant"
-    a: float = 0.0
-    b: float = 0.0
-
-    def draw(self, u1: npt.NDArray[np.float64], u2: npt.NDArray[np.float64]) -> npt.NDArray[Any]:
-        """Draws in seconds from two arrays of uniforms in (0, 1) (inverse CDF; a lognormal
-        takes its normal from both by Box–Muller)."""
-        if self.kind == "constant":
-            return np.full(len(u1), self.a)
-        if self.kind == "uniform":
-            return self.a + (self.b - self.a) * u1
-        if self.kind == "exponential":
-            return -self.a * np.log1p(-u1)
-        z = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
-        return self.a * np.exp(self.b * z)
-
-    @property
-    def is_zero(self) -> bool:
-        """Whether every draw is 0 (no draw needed)."""
-        return self.kind == "constant" and self.a == 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +78,7 @@ class Step:
     headers: tuple[tuple[str, str], ...] = ()
     status: tuple[tuple[int, str], ...] = DEFAULT_STATUS
     outcome: BodyOutcome | None = None
-    think: Think = Think()
+    think: Think = field(default_factory=Think)
     probability: float = 1.0
     unless: str | None = None  # taken only by journeys that did not take this (earlier) step
     extract: tuple[Extract, ...] = ()

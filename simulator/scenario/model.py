@@ -12,7 +12,10 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
 
 from simulator.demand import Curve
 from simulator.errors import ScenarioError
@@ -59,13 +62,104 @@ class Product:
     vars: tuple[tuple[str, str], ...] = ()
 
 
+#: the kinds of :class:`Think` (a think time or the buyers' pay delay)
+THINK_KINDS = ("constant", "uniform", "lognormal", "exponential")
+
+
+@dataclass(frozen=True, slots=True)
+class Think:
+    """A delay distribution in seconds: ``constant`` (a), ``uniform`` [a, b], ``lognormal``
+    (median a, sigma b) or ``exponential`` (mean a); draws below ``floor`` (TOML ``min``) are
+    raised to it. A journey step's think time, and the buyers' pay delay (``pay_delay_s``)."""
+
+    kind: str = "constant"
+    a: float = 0.0
+    b: float = 0.0
+    floor: float = 0.0
+
+    def draw(self, u1: npt.NDArray[np.float64], u2: npt.NDArray[np.float64]) -> npt.NDArray[Any]:
+        """Draws in seconds from two arrays of uniforms in (0, 1) (inverse CDF; a lognormal
+        takes its normal from both by Box–Muller)."""
+        if self.kind == "lognormal":
+            z = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+            out = self.a * np.exp(self.b * z)
+        else:
+            out = self.quantile(u1)
+        return np.maximum(out, self.floor) if self.floor > 0.0 else out
+
+    def quantile(self, u: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """The inverse CDF at ``u`` in (0, 1), in seconds, ``floor`` applied: a non-decreasing
+        function of one uniform (the model draws pay delays from 21 hashed bits with it)."""
+        if self.kind == "constant":
+            out = np.full(len(u), self.a)
+        elif self.kind == "uniform":
+            out = self.a + (self.b - self.a) * u
+        elif self.kind == "exponential":
+            out = -self.a * np.log1p(-u)
+        else:
+            out = self.a * np.exp(self.b * normal_quantile(u))
+        return np.maximum(out, self.floor) if self.floor > 0.0 else out
+
+    @property
+    def lowest(self) -> float:
+        """The smallest value a draw can take (seconds)."""
+        if self.kind in ("constant", "uniform"):
+            return max(self.a, self.floor)
+        return self.floor
+
+    @property
+    def is_zero(self) -> bool:
+        """Whether every draw is 0 (no draw needed)."""
+        return self.kind == "constant" and self.a == 0.0 and self.floor == 0.0
+
+    def as_toml(self) -> float | list[float] | dict[str, float]:
+        """The value as a scenario writes it (seconds; reports echo it)."""
+        if self.kind == "constant":
+            return self.a
+        if self.kind == "uniform":
+            return [self.a, self.b]
+        out = {"median": self.a, "sigma": self.b} if self.kind == "lognormal" else {"mean": self.a}
+        return {**out, "min": self.floor} if self.floor > 0.0 else out
+
+
+# Acklam's rational approximation of the standard normal quantile (relative error < 1.2e-9)
+_NA = (-3.969683028665376e01, 2.209460984245205e02, -2.759285104469687e02,
+       1.383577518672690e02, -3.066479806614716e01, 2.506628277459239e00)  # fmt: skip
+_NB = (-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02,
+       6.680131188771972e01, -1.328068155288572e01)  # fmt: skip
+_NC = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00,
+       -2.549732539343734e00, 4.374664141464968e00, 2.938163982698783e00)  # fmt: skip
+_ND = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00,
+       3.754408661907416e00)  # fmt: skip
+_P_LOW = 0.02425
+
+
+def normal_quantile(u: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """The standard normal's inverse CDF at ``u`` in (0, 1), vectorised (Acklam)."""
+    u = np.asarray(u, dtype=np.float64)
+    q = u - 0.5
+    r = q * q
+    num = ((((_NA[0] * r + _NA[1]) * r + _NA[2]) * r + _NA[3]) * r + _NA[4]) * r + _NA[5]
+    den = ((((_NB[0] * r + _NB[1]) * r + _NB[2]) * r + _NB[3]) * r + _NB[4]) * r + 1.0
+    z = num * q / den
+    tail = np.flatnonzero((u < _P_LOW) | (u > 1.0 - _P_LOW))
+    if len(tail):
+        ut = u[tail]
+        s = np.sqrt(-2.0 * np.log(np.minimum(ut, 1.0 - ut)))
+        num = ((((_NC[0] * s + _NC[1]) * s + _NC[2]) * s + _NC[3]) * s + _NC[4]) * s + _NC[5]
+        den = (((_ND[0] * s + _ND[1]) * s + _ND[2]) * s + _ND[3]) * s + 1.0
+        z[tail] = np.where(ut < 0.5, num / den, -num / den)
+    return z
+
+
 @dataclass(frozen=True, slots=True)
 class Buyers:
     """Buyer behaviour: quantities, impatience, double clicks, repeat buyers and paying.
 
     The pay keys matter where orders reserve stock for a payment window (``[storefront]
     reservation_ttl_s``): of the orders that get a reservation (a hold), ``pay_share`` are paid
-    by their buyer, ``pay_delay_s`` (uniform [low, high]) after the reservation's answer; a
+    by their buyer, ``pay_delay_s`` (a :class:`Think`: [low, high] uniform, a constant, a
+    lognormal or an exponential with a ``min``) after the reservation's answer; a
     payment after the hold's TTL finds it expired. Of the holders who do not pay,
     ``abandon_share`` leave silently (the hold expires at the TTL and its stock comes back
     then); the others cancel it at their delay (stock back at once; at the TTL if the delay
@@ -80,7 +174,8 @@ class Buyers:
     retry: Retry = field(default_factory=Retry)
     data: BuyerData | None = None  # per-buyer rows from a file; buyer k takes row k
     pay_share: float = 1.0  # of reservations, the share whose buyer pays
-    pay_delay_s: tuple[float, float] = (5.0, 60.0)  # reservation answer → pay (or cancel)
+    # reservation answer → pay (or cancel); never below 1 ms (the model's windows need a bound)
+    pay_delay_s: Think = Think("uniform", 5.0, 60.0)
     abandon_share: float = 1.0  # of holders who do not pay, the share who just leave
 
 

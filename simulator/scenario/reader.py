@@ -33,7 +33,6 @@ from simulator.scenario.journey import (
     Poll,
     Step,
     Stream,
-    Think,
 )
 from simulator.scenario.model import (
     AUDIT_SOURCES,
@@ -53,6 +52,7 @@ from simulator.scenario.model import (
     SqlAudit,
     StorefrontConfig,
     Target,
+    Think,
     check_buyers_data,
     check_total_stock,
     sku_problem,
@@ -396,7 +396,7 @@ def _parse_buyers(t: _Table | None, base_dir: Path) -> Buyers:
         )
     _numbers(t, "qty_weights", weights, L.WEIGHT, integer=False)
     delay = _interval(t, "duplicate_delay_s", [0.05, 0.5], L.DELAY_S)
-    pay_delay = _interval(t, "pay_delay_s", [5.0, 60.0], L.PAY_DELAY_S)
+    pay_delay = _parse_pay_delay(t)
     r = t.table("retry")
     buyers = Buyers(
         qty_values=tuple(qty_values),
@@ -748,39 +748,69 @@ def _parse_probability(t: _Table, buyers: Buyers) -> float:
     return t.number("probability", 1.0, L.SHARE)
 
 
-def _parse_think(t: _Table, name: str, buyers: Buyers | None = None) -> Think:
+def _parse_think(
+    t: _Table,
+    name: str,
+    buyers: Buyers | None = None,
+    rng: L.Range = L.THINK_S,
+    default: Any = 0.0,
+) -> Think:
     """``think_s``: a number (constant), [a, b] (uniform), {median, sigma} (lognormal),
-    {mean} (exponential), in seconds; or ``"buyers.pay_delay_s"`` (the buyers' pay delay)."""
-    value = t.raw(name, 0.0)
+    {mean} (exponential), in seconds, a table with an optional ``min`` (draws below it are
+    raised to it); or ``"buyers.pay_delay_s"`` (the buyers' pay delay, where ``buyers`` is
+    given). Every number in ``rng``."""
+    forms = "seconds, [a, b], {median, sigma, min} or {mean, min}"
+    value = t.raw(name, default)
     if isinstance(value, str):
-        if value.strip() != "buyers.pay_delay_s" or buyers is None:
+        if buyers is None:
+            raise t.fail(name, f"must be {forms}, got {value!r}")
+        if value.strip() != "buyers.pay_delay_s":
             raise t.fail(name, f"the only name it takes is 'buyers.pay_delay_s', got {value!r}")
-        lo, hi = buyers.pay_delay_s
-        return Think("uniform", lo, hi)
+        return buyers.pay_delay_s
     if isinstance(value, bool):
-        raise t.fail(name, f"must be seconds, [a, b], {{median, sigma}} or {{mean}}, got {value!r}")
+        raise t.fail(name, f"must be {forms}, got {value!r}")
     if isinstance(value, int | float):
-        a = t.number(name, 0.0, L.THINK_S)
+        a = t.number(name, 0.0, rng)
         return Think("constant", a)
     if isinstance(value, list):
         if len(value) != 2:
             raise t.fail(name, f"a uniform range is [a, b], got {value!r}")
-        lo, hi = _numbers(t, name, value, L.THINK_S, integer=False)
+        lo, hi = _numbers(t, name, value, rng, integer=False)
         if hi < lo:
             raise t.fail(name, f"[a, b] needs a ≤ b, got {value!r}")
         return Think("uniform", float(lo), float(hi))
+    if not isinstance(value, dict):
+        raise t.fail(name, f"must be {forms}, got {value!r}")
     d = t.table(name)
     assert d is not None
     if d.has("mean"):
-        mean = d.number("mean", None, L.THINK_S, required=True)
-        d.finish()
-        return Think("exponential", mean)
-    if d.has("median"):
-        median = d.number("median", None, L.THINK_S, required=True)
-        sigma = d.number("sigma", 0.5, L.SIGMA)
-        d.finish()
-        return Think("lognormal", median, sigma)
-    raise t.fail(name, "a table needs mean (exponential) or median and sigma (lognormal)")
+        kind, a, b = "exponential", d.number("mean", None, rng, required=True), 0.0
+    elif d.has("median"):
+        kind, a = "lognormal", d.number("median", None, rng, required=True)
+        b = d.number("sigma", 0.5, L.SIGMA)
+    else:
+        raise t.fail(name, "a table needs mean (exponential) or median and sigma (lognormal)")
+    floor = d.number("min", 0.0, rng) if d.has("min") else 0.0
+    d.finish()
+    if floor > a:
+        what = "mean" if kind == "exponential" else "median"
+        raise t.fail(name, f"min must be ≤ the {what}, got min = {floor:g} > {a:g}")
+    return Think(kind, a, b, floor)
+
+
+def _parse_pay_delay(t: _Table) -> Think:
+    """``pay_delay_s``: a distribution as a step's ``think_s`` ([low, high] uniform, the
+    default [5, 60]), every value ≥ 1 ms; a lognormal or exponential needs its ``min``: the
+    model's windows are no longer than the shortest delay (:mod:`simulator.model.flow`)."""
+    think = _parse_think(t, "pay_delay_s", None, L.PAY_DELAY_S, [5.0, 60.0])
+    if think.lowest < L.PAY_DELAY_S.lo:
+        raise t.fail(
+            "pay_delay_s",
+            f"{'an' if think.kind == 'exponential' else 'a'} {think.kind} delay needs min "
+            f"(its shortest delay, seconds ≥ {L.PAY_DELAY_S.lo:g}): the model's windows are "
+            "no longer than it",
+        )
+    return think
 
 
 def _parse_rule(t: _Table, var: str) -> Extract:

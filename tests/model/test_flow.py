@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,7 @@ from simulator.model.kernels import admit_fifo, segments
 from simulator.model.stock import INF, Outages, StockBook, take_with_returns
 from simulator.outcomes import CONFIRMED, SOLD_OUT
 from simulator.scenario import Scenario, parse_scenario
+from simulator.scenario.model import Think, normal_quantile
 from simulator.storefront.admission import TokenBucket
 
 # -- the kernel against one event at a time ---------------------------------------------------
@@ -140,7 +142,8 @@ def test_stock_book_with_returns_matches_the_reference(stock, orders, returns):
 
 
 def test_each_hold_ends_exactly_once_as_its_draws_say():
-    flow = FlowSettings(ttl_ns=10_000, pay_share=0.5, delay_ns=(1_000, 20_000), abandon_share=0.5)
+    delay = Think("uniform", 1e-6, 2e-5)  # 1 000 … 20 000 ns
+    flow = FlowSettings(ttl_ns=10_000, pay_share=0.5, pay_delay=delay, abandon_share=0.5)
     order = np.arange(20_000, dtype=np.int64)
     done = np.full(len(order), 5_000, dtype=np.int64)
     end, at = flow.ends(order, done, seed=3)
@@ -151,6 +154,80 @@ def test_each_hold_ends_exactly_once_as_its_draws_say():
     assert abs((end == PAID).mean() - 0.5 * 9 / 19) < 0.02
     end2, at2 = flow.ends(order, done, seed=3)
     assert (end2 == end).all() and (at2 == at).all()  # a pure function of the order
+
+
+def test_the_normal_quantile_is_accurate_and_monotone_on_the_model_grid():
+    u = (np.arange(1 << 21, dtype=np.float64) + 0.5) / (1 << 21)  # the model's delay grid
+    z = normal_quantile(u)
+    assert (np.diff(z) > 0).all()
+    for x in [1e-6, 0.001, 0.02425, 0.1, 0.3, 0.5, 0.77, 0.97575, 0.999, 1 - 1e-6]:
+        assert abs(float(normal_quantile(np.array([x]))[0]) - NormalDist().inv_cdf(x)) < 1e-8
+
+
+delays = st.one_of(
+    st.tuples(st.just("uniform"), st.integers(1, 5_000), st.integers(0, 40_000)).map(
+        lambda x: Think("uniform", x[1] * 1e-6, (x[1] + x[2]) * 1e-6)
+    ),
+    st.integers(1, 40_000).map(lambda a: Think("constant", a * 1e-6)),
+    st.tuples(st.integers(1, 20_000), st.floats(0.0, 3.0), st.integers(1, 20_000)).map(
+        lambda x: Think("lognormal", max(x) * 1e-6, x[1], min(x[0], x[2]) * 1e-6)
+    ),
+    st.tuples(st.integers(1, 20_000), st.integers(1, 20_000)).map(
+        lambda x: Think("exponential", max(x) * 1e-6, 0.0, min(x) * 1e-6)
+    ),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(delays, st.integers(1_000, 30_000), st.integers(0, 2**31))
+def test_delays_are_bounded_below_and_in_time_means_before_the_ttl(delay, ttl, seed):
+    """Every delay ≥ the distribution's lowest value (the windows' bound); a buyer who pays
+    (everyone here) pays in time exactly when the delay is < the TTL."""
+    flow = FlowSettings(ttl_ns=ttl, pay_share=1.0, pay_delay=delay, abandon_share=0.0)
+    order = np.arange(3_000, dtype=np.int64)
+    end, w = flow.draw(order, seed)
+    d = flow.delay(w)
+    lowest = round(delay.lowest * 1e9)
+    assert (d >= lowest).all() and flow.min_lag_ns() == ttl
+    assert ((end == PAID) == (d < ttl)).all()
+    cancels = FlowSettings(ttl_ns=ttl, pay_share=0.5, pay_delay=delay, abandon_share=0.5)
+    assert cancels.min_lag_ns() == min(ttl, lowest)
+    end, at = cancels.ends(order, np.zeros(len(order), dtype=np.int64), seed)
+    assert (at[end != EXPIRED] >= cancels.min_lag_ns()).all()
+    assert (at[end != EXPIRED] < ttl).all() and (at[end == EXPIRED] == ttl).all()
+
+
+@pytest.mark.parametrize(
+    ("delay", "check"),
+    [
+        (Think("lognormal", 2.0, 0.8, 0.5), lambda s: abs(np.median(s) - 2.0) < 0.02),
+        (
+            Think("exponential", 1.5, 0.0, 0.25),
+            lambda s: abs(s.mean() - 1.5 * np.exp(-1 / 6) - 0.25) < 0.02,
+        ),
+        (Think("uniform", 1.0, 3.0), lambda s: abs(s.mean() - 2.0) < 0.01),
+    ],
+    ids=["lognormal", "exponential", "uniform"],
+)
+def test_the_models_delays_follow_the_distribution(delay, check):
+    flow = FlowSettings(ttl_ns=100 * 10**9, pay_share=1.0, pay_delay=delay)
+    _, w = flow.draw(np.arange(200_000, dtype=np.int64), 11)
+    s = flow.delay(w) / 1e9
+    assert check(s) and s.min() >= delay.lowest
+    # the journey's draws (Box–Muller for a lognormal) have the same quartiles
+    rng = np.random.default_rng(2)
+    j = delay.draw(rng.random(200_000), rng.random(200_000))
+    assert np.allclose(
+        np.quantile(s, [0.25, 0.5, 0.75]), np.quantile(j, [0.25, 0.5, 0.75]), rtol=0.02
+    )
+
+
+def test_a_delay_that_can_reach_zero_is_refused_when_buyers_cancel():
+    with pytest.raises(ValueError, match="can be 0: give a lowest delay"):
+        FlowSettings(
+            ttl_ns=10**9, pay_share=0.5, pay_delay=Think("exponential", 1.0), abandon_share=0.5
+        )
+    FlowSettings(ttl_ns=10**9, pay_share=0.5, pay_delay=Think("exponential", 1.0))  # all leave
 
 
 @settings(max_examples=100, deadline=None)
@@ -245,8 +322,13 @@ def test_everyone_paying_in_time_is_the_model_without_the_flow():
     assert "flow" not in plain
 
 
-def test_results_do_not_depend_on_the_window():
-    sc = flow_scenario()
+@pytest.mark.parametrize(
+    "pay_delay",
+    [[0.2, 3.0], {"median": 0.8, "sigma": 1.0, "min": 0.05}, {"mean": 1.0, "min": 0.04}],
+    ids=["uniform", "lognormal", "exponential"],
+)
+def test_results_do_not_depend_on_the_window(pay_delay):
+    sc = flow_scenario(pay_delay_s=pay_delay)
     cfg = config_for(sc)
     a = build_report(Model(sc, cfg).run())
     b = build_report(Model(sc, cfg.replace(window_s=0.013)).run())
@@ -307,12 +389,28 @@ def test_cli_simulates_the_flow(tmp_path, capsys):
     assert "flow       TTL 1.5 s:" in text and "token bucket 500/s:" in text
 
 
+def test_cli_simulates_a_lognormal_pay_delay(tmp_path, capsys):
+    path = tmp_path / "flow.toml"
+    delay = "{ median = 1.0, sigma = 0.7, min = 0.1 }"
+    path.write_text(FLOW_TOML.format(pay_share=0.4, pay_delay_s=delay, ttl=1.5))
+    assert cli_main(["simulate", str(path), "--json"]) == 0
+    flow = json.loads(capsys.readouterr().out)["flow"]
+    assert flow["pay_delay_s"] == {"median": 1.0, "sigma": 0.7, "min": 0.1}
+    assert (
+        flow["reserved_units"]
+        == flow["paid_units"] + flow["cancelled_units"] + flow["expired_units"]
+    )
+    assert flow["paid_units"] > 0 and flow["cancelled_units"] > 0
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
         ({"pay_share": 1.5}, "flow.toml: buyers.pay_share: must be ≤ 1, got 1.5"),
         ({"pay_delay_s": "[0, 2]"}, "flow.toml: buyers.pay_delay_s: every entry must be ≥ 0.001"),
-        ({"pay_delay_s": "[3, 2]"}, "flow.toml: buyers.pay_delay_s: must be [low, high]"),
+        ({"pay_delay_s": "[3, 2]"}, "flow.toml: buyers.pay_delay_s: [a, b] needs a ≤ b"),
+        ({"pay_delay_s": "{ mean = 2.0 }"}, "flow.toml: buyers.pay_delay_s: an exponential delay"),
+        ({"pay_delay_s": "{ median = 1, min = 0 }"}, "buyers.pay_delay_s.min: must be ≥ 0.001"),
         ({"ttl": "0.0005"}, "reservation_ttl_s must be ≥ 0.001 s in the model"),
         ({"ttl": "-1"}, "flow.toml: storefront.reservation_ttl_s: must be > 0, got -1"),
     ],

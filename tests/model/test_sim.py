@@ -381,9 +381,20 @@ def test_cli_writes_the_report(tmp_path, capsys):
     ids=["one-shard", "three-shards-throttling", "timeouts", "token-bucket"],
 )
 @pytest.mark.parametrize("limit_b", [0, 2], ids=["no-limit", "b-limit-2"])
-def test_model_with_the_flow_equals_the_reference(cfg, limit_b):
-    """Holds for a 0.3 s TTL: paid, cancelled or expired as drawn, units back and sold again."""
-    scenario = small_scenario(limit_b, pay_share=0.5, pay_delay_s=[0.05, 0.6], abandon_share=0.5)
+@pytest.mark.parametrize(
+    "pay_delay",
+    [
+        [0.05, 0.6],
+        {"median": 0.15, "sigma": 1.0, "min": 0.02},
+        {"mean": 0.2, "min": 0.03},
+        0.1,
+    ],
+    ids=["uniform", "lognormal", "exponential", "constant"],
+)
+def test_model_with_the_flow_equals_the_reference(cfg, limit_b, pay_delay):
+    """Holds for a 0.3 s TTL: paid, cancelled or expired as drawn, units back and sold again;
+    with every form of pay delay (the windows no longer than its lowest value)."""
+    scenario = small_scenario(limit_b, pay_share=0.5, pay_delay_s=pay_delay, abandon_share=0.5)
     cfg = cfg.replace(reservation_ttl_s=0.3)
     result = Model(scenario, cfg).run(chunk_orders=777)
     ref = reference(scenario, cfg)
