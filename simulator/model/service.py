@@ -15,6 +15,8 @@ import math
 import numpy as np
 import numpy.typing as npt
 
+from simulator.scenario.model import normal_quantile
+
 I64 = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
 F64 = npt.NDArray[np.float64]
@@ -61,35 +63,6 @@ def uniforms(key: U64, seed: int, stream: int) -> U64:
     return splitmix64(z, out=z)
 
 
-def norm_ppf(p: F64) -> F64:
-    """Φ⁻¹(p), the standard normal quantile (Acklam's rational approximation, rel. err < 1.2e-9)."""
-    a = (-3.969683028665376e01, 2.209460984245205e02, -2.759285104469687e02,
-         1.383577518672690e02, -3.066479806614716e01, 2.506628277459239e00)  # fmt: skip
-    b = (-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02,
-         6.680131188771972e01, -1.328068155288572e01)  # fmt: skip
-    c = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00,
-         -2.549732539343734e00, 4.374664141464968e00, 2.938163982698783e00)  # fmt: skip
-    d = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00,
-         3.754408661907416e00)  # fmt: skip
-    p = np.asarray(p, dtype=np.float64)
-    out = np.empty_like(p)
-    lo = p < 0.02425
-    hi = p > 1 - 0.02425
-    mid = ~(lo | hi)
-    q = p[mid] - 0.5
-    r = q * q
-    num = ((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]
-    den = ((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1
-    out[mid] = num * q / den
-    for mask, sign in ((lo, 1.0), (hi, -1.0)):
-        pp = p[mask] if sign > 0 else 1 - p[mask]
-        q = np.sqrt(-2 * np.log(pp))
-        num = ((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]
-        den = (((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1
-        out[mask] = sign * num / den
-    return out
-
-
 def _midpoints() -> F64:
     n = 1 << TABLE_BITS
     return (np.arange(n) + 0.5) / n
@@ -101,7 +74,7 @@ def lognormal_table(median_ms: float, sigma: float) -> I64:
         raise ValueError(f"service median must be > 0 ms, got {median_ms}")
     if not (sigma >= 0 and math.isfinite(sigma)):
         raise ValueError(f"service sigma must be ≥ 0, got {sigma}")
-    ns = median_ms * 1e6 * np.exp(sigma * norm_ppf(_midpoints()))
+    ns = median_ms * 1e6 * np.exp(sigma * normal_quantile(_midpoints()))
     return np.maximum(np.rint(ns), 1).astype(np.int64)
 
 
