@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from simulator.load.engine import EngineConfig, Run
+from simulator.load.slots import REGION, SlotRing
 from simulator.load.transport import parse_endpoint
 from simulator.load.transport.lean import LeanTransport, _Conn
 from simulator.load.transport.template import RequestTemplate
@@ -129,6 +130,7 @@ def test_record_a_result(benchmark):
     rows["qty"] = 1
     transport = LeanTransport(parse_endpoint("http://127.0.0.1:9"), Target(), SKUS, 1, 5.0, 1.0)
     run = Run(rows, transport, EngineConfig())
+    run.slots = SlotRing(regions=-(-n // REGION))  # room for n attempts (regions of REGION)
     channel = SimpleNamespace(alive=True)
     statuses = [(201, 201, 201, 409, 429, 500)[i % 6] for i in range(n)]
     table = status_table(DEFAULT_STATUS)
@@ -141,7 +143,7 @@ def test_record_a_result(benchmark):
         free.clear()  # every answer handed the channel back to the free list
 
     benchmark(record)
-    slots = run.slots  # the first n slots: the rows' first attempts (regions 0 and 1)
+    slots = run.slots  # the first n slots: the attempts answered
     outcome_of = {201: CONFIRMED, 409: SOLD_OUT, 429: THROTTLED, 500: ERROR}
     expected = np.bincount([outcome_of[s] for s in statuses], minlength=7)
     assert (np.bincount(slots.outcome[:n], minlength=7) == expected).all()
