@@ -336,7 +336,8 @@ class Run:
         """Send what has come due, from outside the tick (housekeeping between two batches)."""
         if self._timer is None or self._stopped or self._armed_for > self._now():
             return
-        self._timer.cancel()  # the tick re-arms: no second chain of ticks
+        if self._timer is not self._fine:  # a spin's handle: no second chain of ticks (the
+            self._timer.cancel()  # timerfd needs no cancel: the tick's _arm re-arms it)
         self._tick()
 
     def _note(self, batch: Batch) -> None:

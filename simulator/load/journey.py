@@ -35,7 +35,7 @@ import orjson
 from simulator import jsonpath
 from simulator.histogram import LIVE, Histogram, Scale
 from simulator.load.engine import CHUNK_ROWS, EngineConfig, Orders, Run, Sink
-from simulator.load.slots import NO_STEP, SlotRing
+from simulator.load.slots import NO_STEP, Batch, SlotRing
 from simulator.load.tally import Tally
 from simulator.load.transport import Channel, Endpoint, Transport
 from simulator.load.transport.lean import retry_after_seconds
@@ -485,6 +485,25 @@ class JourneyBook:
         slots.reason[attempt] = reason
         return outcome, reason
 
+    def _split_batch(self, batch: Batch) -> Batch:
+        """A batch of finished attempts into each step's and stream's own tally; returns the
+        order rows (the order step's attempts, and the rows of journeys ended before it):
+        what the run's tally and the orders' sink take."""
+        step = batch["step"]
+        for k, t in enumerate((*self.journeys.steps, *self.journeys.streams)):
+            mine = step == k
+            if mine.any():
+                t.fold_batch({n: a[mine] for n, a in batch.items()})
+        main = (step == self._order_step) | (step == NO_STEP)
+        return batch if main.all() else {n: a[main] for n, a in batch.items()}
+
+    def _fold_ends(self) -> None:
+        """The journeys ended since the last fold into the journeys' tally."""
+        if self._ends:
+            ends = np.array(self._ends, dtype=np.int64)
+            self._ends = []
+            self.journeys.add_ends(ends[:, 0], ends[:, 1], ends[:, 2])
+
     def _first_step(self, j: int, now: int) -> Next | None:
         """The first request of journey ``j`` just begun (None: it takes no step at all)."""
         k = self._next_step(j, -1)
@@ -813,24 +832,16 @@ class JourneyRun(Run, JourneyBook):
     def _fold(self, everything: bool = False) -> None:
         """Fold the attempts that are over: the order step's (and rows ended before it) into
         the run's tally and sink, every step's into its own tally; then the journeys' ends."""
-        order = self._order_step
         for batch in self.slots.collect(everything):
-            step = batch["step"]
-            main = (step == order) | (step == NO_STEP)
-            orders = batch if main.all() else {n: a[main] for n, a in batch.items()}
+            orders = self._split_batch(batch)
             if len(orders["step"]):
                 self.tally.fold_batch(orders)
                 if self.sink is not None:
                     self.sink(orders)
                 self._note(orders)
-            for k, t in enumerate((*self.journeys.steps, *self.journeys.streams)):
-                mine = step == k
-                if mine.any():
-                    t.fold_batch({n: a[mine] for n, a in batch.items()})
-        if self._ends:
-            ends = np.array(self._ends, dtype=np.int64)
-            self._ends = []
-            self.journeys.add_ends(ends[:, 0], ends[:, 1], ends[:, 2])
+            if not everything:
+                self._send_due()  # as Run._fold: a fold must not hold what comes due back
+        self._fold_ends()
 
 
 #: a row of a run with background streams: a schedule row and whose it is (0: a buyer's)

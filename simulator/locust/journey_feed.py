@@ -47,7 +47,7 @@ from simulator.load.journey import (
     takes,
     think_ns,
 )
-from simulator.load.slots import NO_STEP, Batch, SlotRing
+from simulator.load.slots import Batch, SlotRing
 from simulator.load.tally import Tally
 from simulator.load.transport.template import StepTemplate
 from simulator.locust.feed import retry_uniform
@@ -332,25 +332,14 @@ class JourneyFeed(JourneyBook):
         if now_ns >= self._retry_close_ns:
             self.slots.close_retries()
             self._retry_close_ns = now_ns + RETRY_REGION_NS
-        order = self._order_step
-        per_step = (*self.journeys.steps, *self.journeys.streams)
         for batch in self.slots.collect(everything):
-            step = batch["step"]
-            main = (step == order) | (step == NO_STEP)
-            orders = batch if main.all() else {n: a[main] for n, a in batch.items()}
+            orders = self._split_batch(batch)
             if len(orders["step"]):
                 self.tally.fold_batch(orders)
                 self.counts.fold(orders)
                 if self.sink is not None:
                     self.sink(orders)
-            for k, t in enumerate(per_step):
-                mine = step == k
-                if mine.any():
-                    t.fold_batch({n: a[mine] for n, a in batch.items()})
-        if self._ends:
-            ends = np.array(self._ends, dtype=np.int64)
-            self._ends = []
-            self.journeys.add_ends(ends[:, 0], ends[:, 1], ends[:, 2])
+        self._fold_ends()
 
     def finish(self, now_ns: int) -> None:
         """The end of the run: requests out and unanswered time out now, steps waiting are not

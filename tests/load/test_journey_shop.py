@@ -18,9 +18,9 @@ import pytest
 
 from tests.shop.app import MariaStore, ShopConfig, running_shop
 from tests.shop.db import dsn_of, query, scratch_database
+from tests.shop.journey import JOURNEY, SOLD
 
 ROOT = Path(__file__).resolve().parents[2]
-SOLD = "SELECT sku, SUM(qty) FROM orders GROUP BY sku"
 
 SCENARIO = """
 name = "shop-journey"
@@ -53,51 +53,13 @@ source = "sql"
 dsn = "{dsn}"
 query = "{sold}"
 
-[journey]
-order_step = "order"
-
-[[journey.steps]]
-name = "login"
-path = "/api/v1/login"
-body = '{{"user_id":"u{{user_id}}"}}'
-extract = {{ token = {{ json = "data.token" }}, sid = {{ cookie = "sid" }} }}
-[journey.steps.outcome]
-path = "code"
-values = {{ "0" = "confirmed" }}
-
-[[journey.steps]]
-name = "order"
-path = "/api/v1/seckill/{{goods_id}}/order"
-headers = {{ Authorization = "Bearer {{token}}" }}
-body = '{{"qty":{{qty}}}}'
-think_s = [0.0, 0.05]
-extract = {{ ref = {{ header = "X-Order-Ref" }}, ref_body = {{ json = "data.order_ref" }} }}
-[journey.steps.outcome]
-path = "code"
-values = {{ "0" = "confirmed", "1001" = "sold_out", "1002" = "rejected", "401" = "error" }}
-
-[[journey.steps]]
-name = "poll"
-method = "GET"
-path = "/api/v1/orders/{{ref}}?check={{ref_body}}"
-headers = {{ Authorization = "Bearer {{token}}" }}
-poll = {{ json = "data.state", until = ["DONE", "PAID"], every_s = 0.05, max = 5 }}
-
-[[journey.steps]]
-name = "pay"
-path = "/api/v1/orders/{{ref}}/pay"
-probability = 0.5
-think_s = {{ mean = 0.05 }}
-[journey.steps.outcome]
-path = "code"
-values = {{ "0" = "confirmed", "401" = "rejected" }}
 """
 
 
 def run_journey(tmp_path: Path, url: str, db: dict[str, Any], **kw: Any) -> tuple[int, dict, str]:
     path = tmp_path / "journey.toml"
     values = {"rate": 120, "connections": 32, **kw}
-    path.write_text(SCENARIO.format(url=url, dsn=dsn_of(db), sold=SOLD, **values))
+    path.write_text(SCENARIO.format(url=url, dsn=dsn_of(db), sold=SOLD, **values) + JOURNEY)
     r = subprocess.run(
         [sys.executable, "-m", "simulator", "run", str(path), "--json", "--no-reset"],
         capture_output=True,

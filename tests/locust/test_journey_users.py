@@ -21,6 +21,7 @@ from simulator.load.journey import takes
 from simulator.scenario import load_scenario
 from simulator.schedule import build_schedule
 from tests.procs import stop
+from tests.shop.journey import JOURNEY, SOLD
 
 from .test_distributed import _serve, locust, run_master_and_workers
 from .test_own_shop import run_locust
@@ -181,46 +182,7 @@ source = "sql"
 dsn = "{dsn}"
 query = "{sold}"
 
-[journey]
-order_step = "order"
-
-[[journey.steps]]
-name = "login"
-path = "/api/v1/login"
-body = '{{"user_id":"u{{user_id}}"}}'
-extract = {{ token = {{ json = "data.token" }}, sid = {{ cookie = "sid" }} }}
-[journey.steps.outcome]
-path = "code"
-values = {{ "0" = "confirmed" }}
-
-[[journey.steps]]
-name = "order"
-path = "/api/v1/seckill/{{goods_id}}/order"
-headers = {{ Authorization = "Bearer {{token}}" }}
-body = '{{"qty":{{qty}}}}'
-think_s = [0.0, 0.05]
-extract = {{ ref = {{ header = "X-Order-Ref" }}, ref_body = {{ json = "data.order_ref" }} }}
-[journey.steps.outcome]
-path = "code"
-values = {{ "0" = "confirmed", "1001" = "sold_out", "1002" = "rejected", "401" = "error" }}
-
-[[journey.steps]]
-name = "poll"
-method = "GET"
-path = "/api/v1/orders/{{ref}}?check={{ref_body}}"
-headers = {{ Authorization = "Bearer {{token}}" }}
-poll = {{ json = "data.state", until = ["DONE", "PAID"], every_s = 0.05, max = 5 }}
-
-[[journey.steps]]
-name = "pay"
-path = "/api/v1/orders/{{ref}}/pay"
-probability = 0.5
-think_s = {{ mean = 0.05 }}
-[journey.steps.outcome]
-path = "code"
-values = {{ "0" = "confirmed", "401" = "rejected" }}
 """
-SOLD = "SELECT sku, SUM(qty) FROM orders GROUP BY sku"
 
 
 @pytest.mark.services
@@ -237,7 +199,7 @@ def test_users_drive_the_shops_journey(mariadb_dsn: str, tmp_path: Path, mode: s
         store = MariaStore(db, racy=False, racy_delay_s=0)
         with running_shop(ShopConfig({"A1": 40, "B2": 30}), store) as url:
             path = tmp_path / "shop.toml"
-            path.write_text(SHOP_SCENARIO.format(url=url, dsn=dsn_of(db), sold=SOLD))
+            path.write_text(SHOP_SCENARIO.format(url=url, dsn=dsn_of(db), sold=SOLD) + JOURNEY)
             code, log = run_locust(tmp_path, path, mode)
             sold = {k: int(v) for k, v in query(db, SOLD)}
     assert code == 0, log[-3000:]
