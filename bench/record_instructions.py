@@ -69,8 +69,9 @@ ANSWER = (
 )
 
 
-def child_path(n: int) -> None:
-    """Send ``ANSWERS`` orders ``n`` times through the dispatcher and answer each (see module)."""
+def child_path(n: int, behind: bool = False) -> None:
+    """Send ``ANSWERS`` orders ``n`` times through the dispatcher and answer each (see module);
+    ``behind``: each answer comes after the next order's time (the saturated case)."""
     import functools
     import operator
     import types
@@ -119,6 +120,20 @@ def child_path(n: int) -> None:
     run._t0 = 0
     run._spin_ns, run.min_sleep_ns = 50_000, 56_000  # as execute sets them (this host's wake cost)
     tick = run._tick
+    if behind:  # each answer comes after the next order's time: the answer sends it (coalescing)
+        busy = conns[0]  # the connection the order in flight went out on
+        for i in range(len(rows)):
+            clock[0] = i * gap + gap // 4
+            if i:
+                busy.data_received(ANSWER)
+            if run._in_flight == 0:  # not sent from the answer (a chunk's end): the tick's
+                if run._timer is not None and run._timer is not run._fine:
+                    run._timer.cancel()
+                tick()
+                busy = conns[0] if conns[0].attempt >= 0 else conns[1]
+        assert run._in_flight == 1
+        loop.close()
+        return
     busy: list[Any] = []  # connections in the order their requests went out
     for i in range(len(rows)):
         clock[0] = i * gap
@@ -149,8 +164,11 @@ def instructions(tree: Path, n: int, what: str = "record") -> int:
 
 
 def main() -> int:
-    if len(sys.argv) == 3 and sys.argv[1] in ("record", "path"):
-        (child if sys.argv[1] == "record" else child_path)(int(sys.argv[2]))
+    if len(sys.argv) == 3 and sys.argv[1] in ("record", "path", "behind"):
+        if sys.argv[1] == "record":
+            child(int(sys.argv[2]))
+        else:
+            child_path(int(sys.argv[2]), behind=sys.argv[1] == "behind")
         return 0
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tree", type=Path, action="append", default=[], help="another checkout")
@@ -163,6 +181,8 @@ def main() -> int:
         print(f"{tree!s:<30} {per:8,.0f} instructions per answer recorded (Run.on_response)")
         per = (instructions(tree, 11, "path") - instructions(tree, 1, "path")) / (10 * ANSWERS)
         print(f"{tree!s:<30} {per:8,.0f} instructions per order: dispatch, parse, record")
+        per = (instructions(tree, 11, "behind") - instructions(tree, 1, "behind")) / (10 * ANSWERS)
+        print(f"{tree!s:<30} {per:8,.0f} instructions per order, each answer after the next due")
     return 0
 
 

@@ -536,21 +536,54 @@ class Run:
     def on_response(
         self, channel: Channel, attempt: int, status: int, outcome: int, reason: int
     ) -> None:
-        """Record an answer (classified by the transport's outcome rule); hand the channel the
-        next queued order."""
+        """Record an answer (classified by the transport's outcome rule); the channel takes the
+        oldest queued order, or the row that has come due (coalescing), or goes back free."""
         now = time.perf_counter_ns() - self._t0
         slots = self.slots
         slots.done_ns[attempt] = now
         slots.status[attempt] = status
         slots.outcome[attempt] = outcome
         slots.reason[attempt] = reason
-        self._in_flight -= 1
         if outcome == THROTTLED and self._retrying:
             self._maybe_retry(attempt, now, getattr(channel, "retry_after_s", -1.0))
-        if channel.alive:
-            self._reuse(channel, now)
-        if self._coalescing and (now >= self._armed_for or self._in_flight == 0):
-            self._due_on_answer(now)
+        # (one request in flight ended; where the channel sends another, the count stays)
+        if not channel.alive:
+            self._in_flight -= 1
+            if self._coalescing and (now >= self._armed_for or self._in_flight == 0):
+                self._due_on_answer(now)
+        elif self._q_att:  # _reuse, inline
+            attempt = self._q_att.popleft()
+            slots.sent_ns[attempt] = now
+            channel.send(attempt, self._q_pay.popleft(), now)
+        elif self._coalescing and now >= self._armed_for:
+            # coalescing and an order has come due: when it is the one row due before the next
+            # (no retry due sooner), it goes out on the channel this answer freed — the tick's
+            # work without the tick; anything else is the tick's
+            i, ts, heap = self._ci, self._ct, self._retry_heap
+            if (
+                i + 1 < len(ts)
+                and ts[i] <= now < ts[i + 1]
+                and not (heap and heap[0][0] <= ts[i + 1])
+            ):
+                attempt = self._cbase + i
+                payload = self._build(self._cp[i], self._co[i], self._cq[i], self._cb[i])
+                slots.dispatched_ns[attempt] = now
+                slots.sent_ns[attempt] = now
+                channel.send(attempt, payload, now)
+                self._ci = i + 1
+                if ts[i + 1] - self._spin_ns - now >= self.min_sleep_ns:
+                    self._arm()  # a sleep pays until the next one: the tick's rule decides
+                else:  # the backstop armed for this row comes sooner than the next one's
+                    self._armed_for = ts[i + 1]
+            else:
+                self._in_flight -= 1
+                self._free.append(channel)
+                self._due_on_answer(now)
+        else:
+            self._in_flight -= 1
+            self._free.append(channel)
+            if self._coalescing and self._in_flight == 0:
+                self._due_on_answer(now)
         if self._deadline_ns is not None:
             self._check_done()
 

@@ -285,7 +285,7 @@ def _grow_fill(a: I64, n: int) -> I64:
     return out
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False)
 class Tally:
     """Counts and histograms of a run (or a worker's share, or a part of it); see the module."""
 
@@ -314,6 +314,14 @@ class Tally:
     reason_labels: dict[int, str] = field(default_factory=dict)  # the outcome rule's own names
     # a journey's steps and ends (simulator.load.journey.JourneyTally); None without a journey
     journey: Any = None
+
+    def __repr__(self) -> str:
+        # short: asyncio's runner formats the finished task, result included, at the end of a
+        # run (signal.getsignal); the dataclass's repr printed every array (tens of ms)
+        return (
+            f"Tally(scheduled={self.scheduled}, attempts={self.attempts}, "
+            f"retries={self.retries}, sent={self.sent})"
+        )
 
     def hist(self, kind: str, outcome: int) -> Histogram:
         """The histogram of one kind and outcome (created empty on first use)."""

@@ -58,8 +58,10 @@ class _Conn(asyncio.Protocol):
         "bad",
         "parser",
         "pool",
+        "respond",
         "retry_after_s",
         "sent_ns",
+        "table",
         "transport",
     )
 
@@ -72,6 +74,8 @@ class _Conn(asyncio.Protocol):
         self.alive = False
         self.bad = False  # aborted on garbage: the in-flight attempt's reason is a bad response
         self.retry_after_s = -1.0  # the last answer's Retry-After in seconds (−1: none, or unread)
+        self.table = pool.table  # the outcome rule's status map, and the sink's on_response:
+        self.respond = pool.sink.on_response  # looked up once, used on every answer
 
     # -- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -121,9 +125,9 @@ class _Conn(asyncio.Protocol):
         parser = self.parser
         status = parser.get_status_code()
         # the status map inline (a list lookup): the rule's of_status, without a call
-        outcome = self.pool.table[status] if 0 <= status < 600 else ERROR
+        outcome = self.table[status] if 0 <= status < 600 else ERROR
         if parser.should_keep_alive():  # _answer's usual case inline (one call less an answer)
-            self.pool.sink.on_response(self, attempt, status, outcome, status)
+            self.respond(self, attempt, status, outcome, status)
         else:
             self._answer(attempt, status, outcome, status)
 
