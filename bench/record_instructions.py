@@ -8,8 +8,10 @@ orders ``n`` times, 25 µs apart on a clock it sets, through ``Run._tick`` to a 
 whose socket write is a no-op, and feeds each one's answer (HTTP/1.1 201, 15 body bytes) to its
 connection as uvloop would (``data_received``) half-way to the next order (two connections:
 the next order is in flight when an answer comes): the engine's own Python per order, without the
-kernel and the event loop's C. Each child runs under ``valgrind --tool=callgrind`` with n = 1
-and n = 11 and the difference is divided by 80,000: imports and set-up cancel out.
+kernel and the event loop's C. The ``behind`` child is the saturated case: each answer comes a
+quarter of a gap after the next order's time, so the answer sends it (coalescing) and no tick
+runs. Each child runs under ``valgrind --tool=callgrind`` (PYTHONHASHSEED=0) with n = 1 and
+n = 11 and the difference is divided by 80,000: imports and set-up cancel out.
 
     .venv/bin/python bench/record_instructions.py [--tree PATH …]
 
@@ -151,7 +153,7 @@ def child_path(n: int, behind: bool = False) -> None:
 def instructions(tree: Path, n: int, what: str = "record") -> int:
     """Instructions callgrind counts for the ``what`` child of ``tree`` doing ``n`` rounds."""
     with tempfile.TemporaryDirectory() as tmp:
-        env = dict(os.environ, PYTHONPATH=str(tree))
+        env = dict(os.environ, PYTHONPATH=str(tree), PYTHONHASHSEED="0")  # same dicts each run
         out = subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg.out",
              sys.executable, str(Path(__file__).resolve()), what, str(n)],

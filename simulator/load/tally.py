@@ -339,8 +339,14 @@ class Tally:
         return out
 
     def _add_by_outcome(self, kind: str, outcome: npt.NDArray[np.uint8], values: I64) -> None:
-        for code in np.unique(outcome).tolist():
-            self.hist(kind, int(code)).add(values[outcome == code])
+        if len(outcome) == 0:
+            return
+        first = int(outcome[0])
+        if (outcome == first).all():  # the usual batch: one outcome (no sort, no masks)
+            self.hist(kind, first).add(values)
+            return
+        for code in np.flatnonzero(np.bincount(outcome)).tolist():
+            self.hist(kind, code).add(values[outcome == code])
 
     def fold(
         self,

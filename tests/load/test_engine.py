@@ -233,8 +233,8 @@ def test_progress_counts_only_answered_attempts() -> None:
     p = run.progress()  # before the run: nothing answered (done = −1 everywhere)
     assert p.achieved_rate_per_s == 0 and p.done == 0
     assert p.p99_ms != p.p99_ms  # NaN: no latency yet
-    run.slots.done_ns[:10] = 5_000_000  # ten answers at 5 ms (in slots not folded yet)…
-    run.slots.outcome[:10] = OUTCOME_CODES["confirmed"]
+    run.slots.arrays["done_ns"][:10] = 5_000_000  # ten answers at 5 ms (in slots not folded yet)…
+    run.slots.arrays["outcome"][:10] = OUTCOME_CODES["confirmed"]
     run._t0 = 1  # …seen at "now" = clock − 1 ns, well within the last second
     run._now = lambda: 100_000_000  # type: ignore[method-assign]
     p = run.progress()

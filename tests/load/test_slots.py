@@ -38,12 +38,12 @@ def test_a_region_is_collected_only_when_closed_and_over() -> None:
     assert list(ring.collect()) == []  # still open: the dispatcher may be in it
     b = ring.load_rows(_rows(5), first_row=10, row_step=1)  # closes the first
     assert list(ring.collect()) == []  # closed, but nothing answered
-    ring.done_ns[a : a + 9] = 7
+    ring.arrays["done_ns"][a : a + 9] = 7
     assert list(ring.collect()) == []  # one attempt still out
     ring.done_ns[a + 9] = 8
     (batch,) = ring.collect()
     assert batch["row"].tolist() == list(range(10)) and (batch["done_ns"] >= 7).all()
-    ring.done_ns[b : b + 5] = 9
+    ring.arrays["done_ns"][b : b + 5] = 9
     assert list(ring.collect()) == []  # the second is still the open one
     (last,) = ring.collect(everything=True)
     assert last["row"].tolist() == list(range(10, 15))
@@ -78,7 +78,7 @@ def test_retries_take_their_own_slots_and_carry_the_order() -> None:
 def test_the_end_of_a_run_times_out_what_was_sent_and_unanswered_with_its_reason() -> None:
     ring = SlotRing(regions=1)
     a = ring.load_rows(_rows(3), first_row=0, row_step=1)
-    ring.sent_ns[a : a + 2] = 10
+    ring.arrays["sent_ns"][a : a + 2] = 10
     ring.done_ns[a] = 20
     ring.outcome[a], ring.reason[a] = CONFIRMED, 201
     ring.finalize(99, TIMEOUT, R_UNANSWERED)
