@@ -140,6 +140,7 @@ class RequestTemplate:
         "fast",
         "head",
         "head_formats",
+        "heads",
         "render",
     )
 
@@ -175,6 +176,10 @@ class RequestTemplate:
         self._data, self._wrap_n = _data_rows(data, data_keys, ct)
         self.fast = not h.keys and [k[0] for k in b.keys] == list(_DEFAULT_FIELDS)
         self.head = self.head_formats[0]
+        # the fast shape's head (it has no holes) for every body length it can have (three
+        # integers of at most 20 characters in a body format): a list index and a concatenation
+        longest = max((len(f) for f in self.body_formats), default=0) + 3 * 20
+        self.heads = [self.head[: -len(b"%b")] % n for n in range(longest + 1)] if self.fast else []
         self.render: Callable[[int, int, int, int], bytes]  # (product, order, qty, buyer)
         if self.fast:
             self.render = self._render_fast
@@ -184,9 +189,9 @@ class RequestTemplate:
             self.render = self._render_order
 
     def _render_fast(self, product: int, order: int, qty: int, buyer: int) -> bytes:
-        """The default shape: the body's three numbers, then one format for the head."""
+        """The default shape: the body's three numbers, then the head for its length."""
         body = self.body_formats[product] % (order, qty, buyer)
-        return self.head % (len(body), body)
+        return self.heads[len(body)] + body
 
     def _render_order(self, product: int, order: int, qty: int, buyer: int) -> bytes:
         """Holes for the order's numbers anywhere (path, headers, body); no buyer data."""
