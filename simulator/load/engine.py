@@ -555,6 +555,8 @@ class Run:
             attempt = self._q_att.popleft()
             slots.sent_ns[attempt] = now
             channel.send(attempt, self._q_pay.popleft(), now)
+            if self._coalescing and now >= self._armed_for:
+                self._due_on_answer(now)  # what has come due is taken (and queued) now
         elif self._coalescing and now >= self._armed_for:
             # coalescing and an order has come due: when it is the one row due before the next
             # (no retry due sooner), it goes out on the channel this answer freed — the tick's
