@@ -573,10 +573,16 @@ class Run:
                 slots.sent_ns[attempt] = now
                 channel.send(attempt, payload, now)
                 self._ci = i + 1
-                if ts[i + 1] - self._spin_ns - now >= self.min_sleep_ns:
+                nxt = ts[i + 1]
+                if nxt - self._spin_ns - now >= self.min_sleep_ns:
                     self._arm()  # a sleep pays until the next one: the tick's rule decides
-                else:  # the backstop armed for this row comes sooner than the next one's
-                    self._armed_for = ts[i + 1]
+                else:
+                    self._armed_for = nxt
+                    if self._backstop_at < nxt and self._fine is not None:
+                        # the backstop would wake the loop before the next row is even due
+                        # (a timerfd read, a tick, a re-arm): moved now, one syscall instead
+                        self._backstop_at = nxt + self._coalesce_ns
+                        self._fine.arm_at(self._t0 + self._backstop_at)
             else:
                 self._in_flight -= 1
                 self._free.append(channel)
