@@ -124,8 +124,7 @@ class _Conn(asyncio.Protocol):
             return
         parser = self.parser
         status = parser.get_status_code()
-        # the status map inline (a list lookup): the rule's of_status, without a call
-        outcome = self.table[status] if 0 <= status < 600 else ERROR
+        outcome = self.table[status]  # the rule's of_status inline (status: 3 digits)
         if parser.should_keep_alive():  # _answer's usual case inline (one call less an answer)
             self.respond(self, attempt, status, outcome, status)
         else:
@@ -299,7 +298,9 @@ class LeanTransport:
         self.template = RequestTemplate(target, skus, endpoint.host_header, path, data)
         self.build = self.template.render  # the request bytes of one order
         self.rule = outcome_rule(target)
-        self.table = self.rule.table
+        # the status map over every status llhttp can parse (three digits: 0…999), unmapped ones
+        # errors as the rule's own map has them: an answer's outcome is one list index
+        self.table = self.rule.table + [ERROR] * (1000 - len(self.rule.table))
         self.reason_labels = dict(self.rule.labels)
         body = self.rule.has_body_rule
         self._conn_class: type[_Conn]
