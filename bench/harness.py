@@ -101,6 +101,11 @@ def children_cpu_s() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
+def children_sys_s() -> float:
+    """The kernel's part of :func:`children_cpu_s` (system time)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_stime
+
+
 def stop(proc: subprocess.Popen[Any]) -> None:
     """Stop a process we started: SIGCONT (in case we paused it), SIGTERM, then SIGKILL."""
     if proc.poll() is None:
@@ -246,10 +251,17 @@ class Figures:
     p99_ms: float | None = None
     p999_ms: float | None = None
     max_ms: float | None = None
+    sys_s: float | None = None  # the kernel's part of cpu_s (system time)
 
     @property
     def cpu_us_per_request(self) -> float:
         return self.cpu_s / self.requests * 1e6 if self.requests else float("nan")
+
+    @property
+    def sys_us_per_request(self) -> float:
+        if self.sys_s is None or not self.requests:
+            return float("nan")
+        return self.sys_s / self.requests * 1e6
 
 
 #: wrk: an order id unique per run and request (RUN is replaced), figures printed by done() in µs
@@ -270,14 +282,14 @@ end
 """.replace("SKU", SKU)
 
 
-def parse_wrk(out: str, cpu_s: float) -> Figures:
+def parse_wrk(out: str, cpu_s: float, sys_s: float | None = None) -> Figures:
     """Figures from wrk's output with WRK_LUA's done() line (wrk prints µs)."""
     m = re.search(r"^FLASHSALE (\d+) (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)$", out, re.M)
     if not m:
         raise RuntimeError(f"wrk printed no figures:\n{out}")
     n, dur_us, errors, p50, p99, p999, top = (int(x) for x in m.groups())
     return Figures("wrk", n / (dur_us / 1e6), n, errors, cpu_s,
-                   p50 / 1e3, p99 / 1e3, p999 / 1e3, top / 1e3)  # fmt: skip
+                   p50 / 1e3, p99 / 1e3, p999 / 1e3, top / 1e3, sys_s)  # fmt: skip
 
 
 def run_wrk(url: str, seconds: float, connections: int, workdir: Path) -> Figures:
@@ -286,13 +298,13 @@ def run_wrk(url: str, seconds: float, connections: int, workdir: Path) -> Figure
 
     script = workdir / "order.lua"
     script.write_text(WRK_LUA.replace("RUN", uuid.uuid4().hex[:12]))
-    cpu0 = children_cpu_s()
+    cpu0, sys0 = children_cpu_s(), children_sys_s()
     out = subprocess.run(
         pinned(GENERATOR_CORE, ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s",
                                 "-s", str(script), url + "/orders"]),
         capture_output=True, text=True, timeout=seconds + 30, check=True,
     ).stdout  # fmt: skip
-    return parse_wrk(out, children_cpu_s() - cpu0)
+    return parse_wrk(out, children_cpu_s() - cpu0, children_sys_s() - sys0)
 
 
 LOCUSTFILE = """
@@ -331,7 +343,7 @@ def run_locust(
     locustfile = workdir / "locustfile.py"
     locustfile.write_text(LOCUSTFILE.replace("WAIT", wait).replace("SKU", SKU))
     csv = workdir / "locust"
-    cpu0 = children_cpu_s()
+    cpu0, sys0 = children_cpu_s(), children_sys_s()
     subprocess.run(
         pinned(GENERATOR_CORE, [str(VENV_BIN / "locust"), "-f", str(locustfile), "--headless",
                                 "-u", str(users), "-r", str(users), "-t", f"{seconds:g}s",
@@ -339,7 +351,7 @@ def run_locust(
                                 "--loglevel", "ERROR"]),
         capture_output=True, text=True, timeout=seconds + 60, check=False,
     )  # fmt: skip
-    cpu_s = children_cpu_s() - cpu0
+    cpu_s, sys_s = children_cpu_s() - cpu0, children_sys_s() - sys0
     rows = (workdir / "locust_stats.csv").read_text().splitlines()
     header = rows[0].split(",")
     for line in rows[1:]:
@@ -348,7 +360,7 @@ def run_locust(
             n = int(cells["Request Count"])
             p50, p99, p999, top = (_ms(cells, k) for k in ("50%", "99%", "99.9%", "100%"))
             return Figures("locust", float(cells["Requests/s"]), n, int(cells["Failure Count"]),
-                           cpu_s, p50, p99, p999, top)  # fmt: skip
+                           cpu_s, p50, p99, p999, top, sys_s)  # fmt: skip
     raise RuntimeError("Locust wrote no aggregated row")
 
 
@@ -400,14 +412,14 @@ def run_k6(url: str, rate: float, seconds: float, vus: int, workdir: Path) -> di
     summary = workdir / "k6-summary.json"
     summary.unlink(missing_ok=True)
     env = {**os.environ, "GOMAXPROCS": "1", "K6_NO_USAGE_REPORT": "true"}
-    cpu0 = children_cpu_s()
+    cpu0, sys0 = children_cpu_s(), children_sys_s()
     out = subprocess.run(
         pinned(GENERATOR_CORE, [str(k6_binary()), "run", "--quiet", "--no-usage-report",
                                 "--summary-trend-stats", "med,p(99),p(99.9),max",
                                 "--summary-export", str(summary), str(script)]),
         capture_output=True, text=True, timeout=seconds + 60, check=False, env=env,
     )  # fmt: skip
-    cpu_s = children_cpu_s() - cpu0
+    cpu_s, sys_s = children_cpu_s() - cpu0, children_sys_s() - sys0
     if not summary.exists():
         raise RuntimeError(f"k6 wrote no summary (exit {out.returncode}):\n{out.stderr[-2000:]}")
     metrics = json.loads(summary.read_text())["metrics"]
@@ -422,7 +434,7 @@ def run_k6(url: str, rate: float, seconds: float, vus: int, workdir: Path) -> di
         return None if v is None else float(v)
 
     fig = Figures("k6", reqs / seconds, reqs, errors, cpu_s,
-                  ms("med"), ms("p(99)"), ms("p(99.9)"), ms("max"))  # fmt: skip
+                  ms("med"), ms("p(99)"), ms("p(99.9)"), ms("max"), sys_s)  # fmt: skip
     return {"figures": fig, "dropped": dropped, "due": round(rate * seconds)}
 
 
@@ -603,9 +615,9 @@ def engine_step_main(
     rows["qty"] = 1
     transport = LeanTransport(parse_endpoint(url), Target(), (sku,), connections, 5.0, 2.0)
     run = Run(rows, transport, EngineConfig(timeout_s=5.0, drain_s=2.0, **config))
-    cpu0 = time.process_time()
+    cpu0, sys0 = time.process_time(), os.times().system
     result = uvloop.run(run.execute())
-    cpu_s = time.process_time() - cpu0
+    cpu_s, sys_s = time.process_time() - cpu0, os.times().system - sys0
     t = result.tally  # what the engine recorded: histograms (0.1 %) and per-second counts
     lag_p50, lag_p99 = t.combined("dispatch_lag").percentiles((50.0, 99.0)) / 1e6
     lat = t.combined("intended")
@@ -624,6 +636,7 @@ def engine_step_main(
         "latency_p999_ms": float(p999),
         "latency_max_ms": lat.max_ns / 1e6 if lat.total else float("nan"),
         "cpu_s": cpu_s,
+        "sys_s": sys_s,
         "cpu_us_per_order": cpu_s / n * 1e6,
         "recorder_bytes_per_order": result.slot_bytes / n,
         "min_sleep_us": run.min_sleep_ns / 1e3,

@@ -80,7 +80,7 @@ def engine_figures(step: dict[str, float], seconds: float) -> Figures:
     return Figures(
         "engine", step["rate"], int(step["orders"]), int(step["orders"] - step["confirmed"]),
         step["cpu_s"], step["latency_p50_ms"], step["latency_p99_ms"], step["latency_p999_ms"],
-        step["latency_max_ms"],
+        step["latency_max_ms"], step.get("sys_s"),
     )  # fmt: skip
 
 
@@ -101,8 +101,10 @@ def throughput(
             counted[name] = server_count() - before - 1  # minus our own status request
         cells[name] = fig
         extra = f"  server counted {counted[name]:,}" if name in counted else ""
+        kernel = f" ({fig.sys_us_per_request:.1f} in the kernel)" if fig.sys_s is not None else ""
         print(f"{name:<28} {fig.rps:>10,.0f} req/s  {fig.requests:>9,} requests  "
-              f"{fig.errors} errors  {fig.cpu_us_per_request:6.1f} µs CPU/req{extra}")  # fmt: skip
+              f"{fig.errors} errors  {fig.cpu_us_per_request:6.1f} µs CPU/req"
+              f"{kernel}{extra}")  # fmt: skip
 
     if peers["wrk"] is None:
         cell("wrk (closed)", lambda: harness.run_wrk(url, args.seconds, args.connections, workdir))
