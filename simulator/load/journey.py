@@ -67,6 +67,7 @@ from simulator.scenario.journey import (
     Step,
     Stream,
     order_journey,
+    requests_of,
 )
 from simulator.schedule import FLAG_RETRIES, ORDER_DTYPE, build_schedule
 
@@ -596,7 +597,7 @@ class JourneyRun(Run, JourneyBook):
     ) -> None:
         self.journey = journey
         self._templates = list(templates)  # the steps', then the streams'
-        self._rules = step_rules((*journey.steps, *(x.request for x in streams)))
+        self._rules = step_rules(requests_of(journey, streams))
         self._seed = seed
         self._retry = config.retry
         self.journeys = JourneyTally(
@@ -614,6 +615,8 @@ class JourneyRun(Run, JourneyBook):
         super().__init__(rows, transport, config, sink)
         self._order_step = journey.order_step  # (Run's own is None: no journey)
         self.tally.journey = self.journeys
+        for rule in self._rules:  # the steps' own reason names (as users mode has them)
+            self.tally.reason_labels.update(rule.labels)
         for k, name in enumerate(journey.names()):
             self.tally.reason_labels[R_JOURNEY_STEP + k] = f"journey ended at {name}"
         deliver = getattr(transport, "deliver_answers", None)
@@ -936,7 +939,7 @@ def make_run(
     data, host, base = scenario.buyers.data, endpoint.host_header, endpoint.base_path
     templates = [
         StepTemplate(s, scenario.products, host, base, variables, data)
-        for s in (*journey.steps, *(x.request for x in scenario.streams))
+        for s in requests_of(journey, scenario.streams)
     ]
     return JourneyRun(
         rows, transport, config, sink, journey, templates, scenario.seed, scenario.streams

@@ -37,7 +37,7 @@ from simulator.load.slots import Batch
 from simulator.load.tally import Tally
 from simulator.load.transport import parse_endpoint
 from simulator.locust.live import SliceCounts
-from simulator.locust.stats import INTENDED, SERVICE, Failures
+from simulator.locust.stats import INTENDED, SERVICE, Failures, order_method
 from simulator.outcomes import CONFIRMED, NOT_SENT, SOLD_OUT
 from simulator.scenario import Scenario
 from simulator.schedule import Orders
@@ -96,11 +96,16 @@ class EngineSlice:
         # one order per row, or a journey per row (with the scenario's streams): as flashsale run
         self.run = make_run(rows, transport, config, self._on_batch, sc, endpoint, duration_s)
         self.start_at_wall_s = start_at_wall_s
-        self.method = sc.target.method
-        self.path = sc.target.orders_path
+        # the orders' entries in Locust's statistics (the run's sink gets the order rows: a
+        # journey's other steps are in the report's journey section), under the method and path
+        # they go out with (a journey's order step's), as users mode and the live view name them
+        self.method = order_method(sc)
+        self.path = (
+            sc.journey.steps[sc.journey.order_step].path if sc.journey else sc.target.orders_path
+        )
         self.counts = counts if counts is not None else SliceCounts()
         self.stream = stream
-        self.failure = Failures(transport.reason_labels)
+        self.failure = Failures(self.run.tally.reason_labels)  # the order step's rule's too
         self.fire: Fire | None = None
         self.error: str | None = None
         self.result: RunResult | None = None

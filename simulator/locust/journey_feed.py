@@ -52,7 +52,7 @@ from simulator.load.tally import Tally
 from simulator.load.transport.template import StepTemplate
 from simulator.locust.feed import retry_uniform
 from simulator.locust.live import SliceCounts
-from simulator.locust.stats import INTENDED, SERVICE
+from simulator.locust.stats import request_names
 from simulator.outcomes import (
     NOT_SENT,
     OUTCOME_NAMES,
@@ -67,6 +67,7 @@ from simulator.scenario.journey import (
     TERMINALS,
     Journey,
     Stream,
+    requests_of,
 )
 from simulator.schedule import Orders
 
@@ -130,19 +131,12 @@ class JourneyFeed(JourneyBook):
         self.tally.journey = self.journeys
         for k, name in enumerate(journey.names()):
             self.tally.reason_labels[R_JOURNEY_STEP + k] = f"journey ended at {name}"
-        requests = (*journey.steps, *(x.request for x in streams))
+        requests = requests_of(journey, streams)
         self._rules = step_rules(requests)
         for rule in self._rules:
             self.tally.reason_labels.update(rule.labels)
         self.methods = [s.method for s in requests]
-        # what each request is called in Locust's statistics: the order step as the orders are
-        # (flashsale's two entries), every other step and stream by its name
-        self.stat_names = [
-            (INTENDED, SERVICE)
-            if k == journey.order_step
-            else (f"{s.name} (intended)", f"{s.name} (service)")
-            for k, s in enumerate(requests)
-        ]
+        self.stat_names = request_names(requests, journey.order_step)  # Locust's names
         self._templates = list(templates)  # the steps', then the streams'
         self._seed = seed
         self._retry = retry

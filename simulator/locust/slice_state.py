@@ -29,7 +29,7 @@ from simulator.outcomes import OutcomeRule
 from simulator.records import OrderStream, stream_part
 from simulator.retry import Retry
 from simulator.scenario import Scenario
-from simulator.scenario.journey import order_journey
+from simulator.scenario.journey import order_journey, requests_of
 from simulator.schedule import Orders
 
 #: the attribute of Locust's environment that holds this process's node
@@ -171,7 +171,7 @@ def journey_feed(
     variables = journey.variables()
     templates = [
         StepTemplate(s, sc.products, "locust", "", variables, sc.buyers.data)
-        for s in (*journey.steps, *(x.request for x in sc.streams))
+        for s in requests_of(journey, sc.streams)
     ]
     return JourneyFeed(
         rows, journey, sc.streams, templates, sc.seed, sc.buyers.retry, worker, plan.slices,

@@ -6,14 +6,32 @@ mode, its tests) does not import locust, whose import monkey-patches the whole p
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from simulator.outcomes import OUTCOME_NAMES, reason_name
+from simulator.scenario import Scenario
+from simulator.scenario.journey import Step
 
 #: per HTTP attempt, latency from the attempt's intended send time (what a buyer waits)
 INTENDED = "order (intended)"
 #: per HTTP attempt, latency from the actual send (what the target took)
 SERVICE = "order (service)"
+
+
+def request_names(requests: Sequence[Step], order_step: int) -> list[tuple[str, str]]:
+    """Each request's two names in Locust's statistics (intended, service): the order step
+    under the orders' names, every other step and stream by its own name."""
+    return [
+        (INTENDED, SERVICE) if k == order_step else (f"{s.name} (intended)", f"{s.name} (service)")
+        for k, s in enumerate(requests)
+    ]
+
+
+def order_method(scenario: Scenario) -> str:
+    """The method the orders go out with (the journey's order step's, or the target's): the
+    request type of the orders' entries in Locust's statistics."""
+    journey = scenario.journey
+    return journey.steps[journey.order_step].method if journey else scenario.target.method
 
 
 class OrderFailed(Exception):

@@ -24,6 +24,7 @@ find. Every started journey ends in exactly one terminal state (:data:`TERMINALS
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from simulator.demand import Curve
@@ -128,6 +129,12 @@ class Journey:
             for e in s.extract:
                 out.setdefault(e.var, None)
         return tuple(out)
+
+
+def requests_of(journey: Journey, streams: Sequence[Stream]) -> tuple[Step, ...]:
+    """The requests a journey run sends, in the order of its attempts' ``step`` numbers: the
+    journey's steps, then the streams' requests."""
+    return (*journey.steps, *(x.request for x in streams))
 
 
 def order_journey(target: Target) -> Journey:
