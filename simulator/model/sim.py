@@ -53,6 +53,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from simulator import histogram as hist
 from simulator.model import requests as rq
 from simulator.model import service
 from simulator.model.config import ModelConfig
@@ -205,6 +206,8 @@ class Model:
             self.table = service.empirical_table(config.service_samples_ms)
         else:
             self.table = service.lognormal_table(config.service_median_ms, config.service_sigma)
+        # each entry's histogram bucket: a service time's bucket is a lookup by its draw
+        self.table_buckets = hist.bucket_of(self.table).astype(np.uint16)
         self.flow = flow_settings(scenario, config)
         self.window_ns = _window_ns(scenario, config, self.flow)
         self.throttle_ns = round(config.throttle_ms * MS)
@@ -451,7 +454,8 @@ class _Run:
         queue = self._route(req)
         o, q = _grouped(queue, self.m.n_queues)
         key = service.order_key(req.order, req.attempt, req.duplicate())
-        s = service.draw(self.m.table, service.uniforms(key, self.cfg.seed, 0))
+        drawn = service.table_index(service.uniforms(key, self.cfg.seed, 0))
+        s = self.m.table.take(drawn)
         t_q, s_q = req.t[o], s[o]
         done = np.empty(len(o), dtype=np.int64)
         if self.inflight is not None:
@@ -487,7 +491,11 @@ class _Run:
             done += self.m.overhead_ns
         req.done = done
         req.queue = queue
-        self.stats.add_service(s if all_in else s[admitted])
+        b = self.m.table_buckets.take(drawn)
+        if all_in:
+            self.stats.add_service(s, b)
+        else:
+            self.stats.add_service(s[admitted], b[admitted])
         if not all_in:
             self._throttled(req.take(~admitted), window_end)
             req = req.take(admitted)
@@ -585,11 +593,11 @@ class _Run:
             # such buyers' orders (and their double clicks and retries carry the flags)
             check = (p.flags & (FLAG_REPEAT | FLAG_REPEATED)) != 0
             buyers = (p.product, p.buyer, check)
-        returns = direct = None
+        returns = direct = demand = None
         if self.m.flow is not None and len(p):
-            returns, direct = self._returns_due(group, done, p.qty, watermark)
+            returns, direct, demand = self._returns_due(group, done, p.qty, watermark)
         outcome, replayed, false = self.stock.resolve(
-            group, done, p.qty, p.order, candidate, None, buyers, returns
+            group, done, p.qty, p.order, candidate, None, buyers, returns, demand
         )
         if direct is not None:
             self.stock.give_back(*direct)
@@ -625,9 +633,11 @@ class _Run:
 
     def _returns_due(
         self, group: I64, done: I64, qty: I64, watermark: int
-    ) -> tuple[tuple[I64, I64, I64], tuple[I64, I64, I64]]:
+    ) -> tuple[tuple[I64, I64, I64], tuple[I64, I64, I64], I64 | None]:
         """Returns to merge among this batch's orders (before a later completion of their
         group here) and returns to give back straight (by the watermark); the rest wait.
+        Third: the units this batch asks per group, when there were returns to weigh
+        (:meth:`StockBook.resolve` reuses them).
 
         Where a group's stock covers every order of this batch, a return changes no answer:
         it goes back straight after the batch (the usual case while a SKU has stock).
@@ -638,13 +648,13 @@ class _Run:
         t, g, q = self.returns.take_before(top + 1)
         if not len(t):
             e = np.empty(0, dtype=np.int64)
-            return (e, e, e), (e, e, e)
+            return (e, e, e), (e, e, e), None
         demand = sum_by(group, qty, self.n_groups)
         hard_group = self.stock.left <= demand
-        h = np.flatnonzero(hard_group[g])
+        h = np.flatnonzero(hard_group[g]) if hard_group.any() else np.empty(0, np.intp)
         if not len(h) and top <= watermark:  # the usual case: every return straight back
             e = np.empty(0, dtype=np.int64)
-            return (e, e, e), (t, g, q)
+            return (e, e, e), (t, g, q), demand
         merge = np.zeros(len(t), dtype=bool)
         if len(h):
             rows = np.flatnonzero(hard_group[group])
@@ -655,7 +665,7 @@ class _Run:
         wait = ~merge & ~now
         if wait.any():
             self.returns.add(t[wait], g[wait], q[wait])
-        return _pick(t, g, q, merge), _pick(t, g, q, now)
+        return _pick(t, g, q, merge), _pick(t, g, q, now), demand
 
     def _hold_stock(
         self, p: Requests, group: I64, outcome: U8, replayed: Bool, late: Bool | None
@@ -664,29 +674,42 @@ class _Run:
 
         ``late``: answers after the client's timeout; their buyers never saw the hold, which
         expires.
+
+        While most rows took stock (the usual case) the ends are drawn for every row and
+        the others marked "no hold" (3): gathering four columns by the rows that took
+        costs more than hashing the few others.
         """
         flow, holds = self.m.flow, self.holds
         assert flow is not None and holds is not None
         took = outcome == CONFIRMED
         took &= ~replayed
-        took = np.flatnonzero(took)
-        if not len(took):
+        k = int(np.count_nonzero(took))
+        if not k:
             return
-        done = p.done[took]
-        end, words = flow.draw(p.order[took], self.cfg.seed)
-        if late is not None and (gave_up := late[took]).any():
-            end[gave_up] = EXPIRED
-        qty = p.qty[took]
-        key = p.product[took] * 3
+        done, qty, product, order = p.done, p.qty, p.product, p.order
+        none: Bool | None = None
+        if 4 * k < 3 * len(took):  # few holds (stock running out): their rows only
+            rows = np.flatnonzero(took)
+            done, qty, product, order = done[rows], qty[rows], product[rows], order[rows]
+            group = group[rows]
+            late = None if late is None else late[rows]
+        elif k < len(took):
+            none = ~took
+        end, words = flow.draw(order, self.cfg.seed)
+        if late is not None:
+            end[late] = EXPIRED
+        if none is not None:  # no hold: 3 (EXPIRED | CANCELLED | 3 = 3)
+            end |= np.multiply(none, np.uint8(3), dtype=np.uint8)
+        key = product * 4
         key += end
-        holds += sum_by(key, qty, holds.size).reshape(holds.shape)
+        holds += sum_by(key, qty, 4 * len(holds)).reshape(-1, 4)[:, :3]
         # expiries span a window: a chunk of their own
         back = np.flatnonzero(end == EXPIRED)
-        self.returns.add(done[back] + flow.ttl_ns, group[took[back]], qty[back])
+        self.returns.add(done[back] + flow.ttl_ns, group[back], qty[back])
         back = np.flatnonzero(end == CANCELLED)
         if len(back):
             at = done[back] + flow.delay(words[back])
-            self.returns.add(at, group[took[back]], qty[back])
+            self.returns.add(at, group[back], qty[back])
 
     def settle(self) -> None:
         """At the end: every hold still open ends, its units back in stock (a window's worth

@@ -213,10 +213,12 @@ class ModelStats:
         self.attempt_outcomes += total
         self.outcomes += total
 
-    def add_service(self, service_ns: I64) -> None:
-        """Service times of admitted requests (time at the server, queueing excluded)."""
+    def add_service(self, service_ns: I64, buckets: npt.NDArray[np.integer] | None = None) -> None:
+        """Service times of admitted requests (time at the server, queueing excluded);
+        ``buckets``: their histogram buckets, when the caller has them."""
         if len(service_ns):
-            self.service += np.bincount(hist.bucket_of(service_ns), minlength=hist.N_BUCKETS)
+            b = hist.bucket_of(service_ns) if buckets is None else buckets
+            self.service += np.bincount(b, minlength=hist.N_BUCKETS)
             self.service_max_ns = max(self.service_max_ns, int(service_ns.max()))
             self.service_min_ns = min(self.service_min_ns, int(service_ns.min()))
             self.service_sum_ns += int(service_ns.sum())

@@ -316,6 +316,7 @@ class StockBook:
         sub: I64 | None = None,
         buyers: tuple[I64, I64, Bool] | None = None,
         returns: Returned | None = None,
+        demand: I64 | None = None,
     ) -> tuple[U8, Bool, Bool]:
         """Decide a batch of requests: outcomes, replayed, false sold-out.
 
@@ -337,6 +338,8 @@ class StockBook:
         caller passes only returns that precede a completion of their group here (a group
         whose orders in this batch all came before r gets it in a later batch, or from
         :meth:`give_back`).
+
+        ``demand``: the units asked per group by all these rows, when the caller has them.
         """
         n = len(group)
         outcome = np.zeros(n, dtype=np.uint8)
@@ -410,7 +413,7 @@ class StockBook:
             ret = _pick(returns, has_ret[returns[1]])
             outcome[rows] = self._take_returning(rows, group, done, qty, sub, ret)
             skip = in_ret if skip is None else skip | in_ret
-        self._take(group, done, qty, sub, skip, outcome)
+        self._take(group, done, qty, sub, skip, outcome, demand)
         if later is not None:
             self.give_back(*later)
         if chains is not None and limited is not None and buyers is not None:
@@ -439,7 +442,14 @@ class StockBook:
         return f[head[same]], f[same]
 
     def _take(
-        self, group: I64, done: I64, qty: I64, sub: I64 | None, skip: Bool | None, outcome: U8
+        self,
+        group: I64,
+        done: I64,
+        qty: I64,
+        sub: I64 | None,
+        skip: Bool | None,
+        outcome: U8,
+        demand: I64 | None = None,
     ) -> None:
         """Take if fits, in completion order, for every row but the ``skip`` ones (replays,
         whose outcome is left as it is).
@@ -447,7 +457,8 @@ class StockBook:
         Order matters only in a group whose requests this batch exceed its stock while some
         is left ("contended", once per group in a run): every other group confirms all its
         requests (enough stock) or none (none left; quantities are ≥ 1), so only the
-        contended groups' rows are sorted into completion order.
+        contended groups' rows are sorted into completion order. ``demand``: the units
+        every row asks per group (skipped ones too), when known.
         """
         if not len(group):
             return
@@ -456,7 +467,7 @@ class StockBook:
             ci = np.arange(len(group)) if skip is None else np.flatnonzero(~skip)
             self._decide_in_order(group, done, qty, sub, ci, outcome)
             return
-        total = sum_by(group, qty, len(room))
+        total = sum_by(group, qty, len(room)) if demand is None else demand.copy()
         if skip is not None:
             sk = np.flatnonzero(skip)
             total -= sum_by(group[sk], qty[sk], len(room))
