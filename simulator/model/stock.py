@@ -345,23 +345,24 @@ class StockBook:
         outcome = np.zeros(n, dtype=np.uint8)
         replayed = np.zeros(n, dtype=bool)
         cand = np.flatnonzero(candidate)
-        in_batch = src = src_of = np.empty(0, dtype=np.int64)
-        dec: npt.NDArray[np.intp] | None = None  # deciding rows; None: all of them
+        in_batch = first_row = src = src_of = np.empty(0, dtype=np.int64)
         if n:
             self._fit_ring(order)
         if len(cand):
-            first = order[~candidate]
-            self.ring[first & self.mask] = self._words(first)
+            # the ring holds every id decided in earlier batches (with its outcome)
             oc = order[cand]
             word = self.ring[oc & self.mask].astype(np.int64)
-            hit = (word | 3) == (self._words(oc) | 3)
-            known = hit & ((word & 3) != 0)
+            known = (word | 3) == (self._words(oc) | 3)
+            known &= (word & 3) != 0
             outcome[cand[known]] = (word[known] & 3).astype(np.uint8)
-            replayed[cand[hit]] = True
-            in_batch = cand[hit & ~known]  # their first attempt is decided in this batch
-            src, src_of = self._first_of_each_id(order, done, sub, cand[~hit], replayed)
-            dec = np.flatnonzero(~replayed)
-        skip = None if dec is None else replayed
+            replayed[cand[known]] = True
+            free = cand[~known]
+            if len(free):  # those whose first attempt is decided in this batch replay it
+                inb, first_row = _first_attempts(order, candidate, free)
+                in_batch, free = free[inb], free[~inb]
+                replayed[in_batch] = True
+            src, src_of = self._first_of_each_id(order, done, sub, free, replayed)
+        skip = replayed if len(cand) else None
         has_ret = None
         if returns is not None and len(returns[0]):
             has_ret = np.zeros(len(self.left), dtype=bool)
@@ -419,10 +420,9 @@ class StockBook:
         if chains is not None and limited is not None and buyers is not None:
             self._hold_confirmed(limited, qty, outcome, buyers, chains)
         outcome[src_of] = outcome[src]
-        od, oo = (order, outcome) if dec is None else (order[dec], outcome[dec])
-        self.ring[od & self.mask] = self._words(od, oo)
-        if len(in_batch):  # now the ring holds their first attempt's outcome
-            outcome[in_batch] = (self.ring[order[in_batch] & self.mask] & 3).astype(np.uint8)
+        outcome[in_batch] = outcome[first_row]
+        # every row now has its id's outcome: replays write the word their id has already
+        self.ring[order & self.mask] = self._words(order, outcome)
         return outcome, replayed, self._false_sold_out(group, done, outcome)
 
     @staticmethod
@@ -917,6 +917,38 @@ def _in_order(
         left += bu[j]
         j += 1
     return out
+
+
+def _first_attempts(
+    order: I64, candidate: Bool, free: npt.NDArray[np.intp]
+) -> tuple[Bool, npt.NDArray[np.intp]]:
+    """Of the rows ``free`` (candidates whose id no earlier batch decided), which have a first
+    attempt of their id (a row not a candidate) among these rows, and those first rows.
+
+    The ids of ``free`` are marked in a table over their range (a gather per row), or found by
+    binary search where that range is wide.
+    """
+    ids = order[free]
+    lo, hi = int(ids.min()), int(ids.max())
+    if hi - lo <= 4 * len(order) + (1 << 16):
+        mark = np.zeros(hi - lo + 3, dtype=bool)  # 0 and the last: out of range
+        mark[ids - (lo - 1)] = True
+        rel = order - (lo - 1)
+        np.clip(rel, 0, hi - lo + 2, out=rel)
+        hit = mark[rel]
+    else:
+        u = np.unique(ids)
+        j = np.minimum(np.searchsorted(u, order), len(u) - 1)
+        hit = u[j] == order
+    hit &= ~candidate
+    f = np.flatnonzero(hit)  # first attempts of those ids (one per id)
+    if not len(f):
+        return np.zeros(len(free), dtype=bool), f
+    fo = np.argsort(order[f], kind="stable")
+    fid = order[f][fo]
+    j = np.minimum(np.searchsorted(fid, ids), len(fid) - 1)
+    inb: Bool = fid[j] == ids
+    return inb, f[fo[j[inb]]]
 
 
 def _with(mask: Bool | None, rows: npt.NDArray[np.intp], n: int) -> Bool:
