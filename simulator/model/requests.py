@@ -41,8 +41,9 @@ class Requests:
 
     ``t`` intended send time of this attempt, ``first`` intended time of the order's first
     attempt (its schedule row; the same array as ``t`` while every row is a first attempt),
-    ``done`` its answer time once served, ``queue`` the server it went to, ``attempt`` 0 for
-    the first, ``buyer`` the buyer number (for per-buyer limits).
+    ``done`` its answer time once served, ``attempt`` 0 for the first, ``buyer`` the buyer
+    number (for per-buyer limits). The server a request goes to follows from its product and
+    shard (``sim``), so it is not a column: fewer columns to join and gather per batch.
     """
 
     t: I64
@@ -55,7 +56,6 @@ class Requests:
     flags: U8
     attempt: U8
     done: I64
-    queue: I64
 
     def __len__(self) -> int:
         return len(self.t)
@@ -75,7 +75,6 @@ class Requests:
             self.flags[index],
             self.attempt[index],
             self.done[index],
-            self.queue[index],
         )
 
     def drop(self, gone: npt.NDArray[np.intp]) -> Requests:
@@ -114,7 +113,7 @@ def empty(n: int = 0) -> Requests:
     def b() -> U8:
         return np.zeros(n, dtype=np.uint8)
 
-    return Requests(z(), z(), z(), z(), z(), z(), z(), b(), b(), z(), z())
+    return Requests(z(), z(), z(), z(), z(), z(), z(), b(), b(), z())
 
 
 def from_rows(rows: npt.NDArray[np.void], shard_of: Callable[[I64], I64]) -> Requests:
@@ -150,7 +149,6 @@ def from_rows(rows: npt.NDArray[np.void], shard_of: Callable[[I64], I64]) -> Req
         qty,
         flags,
         np.zeros(n, dtype=np.uint8),
-        np.zeros(n, dtype=np.int64),
         np.zeros(n, dtype=np.int64),
     )
 

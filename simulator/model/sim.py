@@ -315,6 +315,8 @@ class _Run:
         self.retry = sc.buyers.retry
         limits = np.array([p.per_buyer_limit for p in sc.products], dtype=np.int64)
         self.limits = limits if limits.any() else None  # per product, 0 = none
+        # no quantity above the lowest limit: no order is over its limit (the usual case)
+        self.lowest_limit = int(limits[limits > 0].min()) if limits.any() else 0
         self.returns = Returns(model.window_ns)
         self.holds = np.zeros((model.n_products, 3), dtype=np.int64) if model.flow else None
         self.n_groups = model.n_products * cfg.shards
@@ -360,7 +362,6 @@ class _Run:
             again.flags,
             again.attempt + 1,
             again.done,
-            again.queue,
         )
         self.stats.retries += len(t)
         o, win_sorted = _grouped(t // self.m.window_ns)
@@ -399,6 +400,8 @@ class _Run:
         The requests left are returned.
         """
         assert self.limits is not None
+        if int(req.qty.max()) <= self.lowest_limit:
+            return req
         limit = self.limits[req.product]
         over = (limit > 0) & (req.qty > limit)
         if not over.any():
@@ -485,12 +488,12 @@ class _Run:
             adm_q = np.ones(1, dtype=bool)  # every row (broadcast)
         wait = depart - s_q  # the longest wait in a queue: departure − service − arrival
         wait -= t_q
-        self.backlog_max_ns = max(self.backlog_max_ns, int(wait.max(where=adm_q, initial=0)))
+        longest = wait.max(initial=0) if all_in else wait.max(where=adm_q, initial=0)
+        self.backlog_max_ns = max(self.backlog_max_ns, int(longest))
         self.last_arrival_ns = max(self.last_arrival_ns, int(req.t[-1]))
         if self.m.overhead_ns:
             done += self.m.overhead_ns
         req.done = done
-        req.queue = queue
         b = self.m.table_buckets.take(drawn)
         if all_in:
             self.stats.add_service(s, b)
@@ -737,6 +740,4 @@ class _Run:
 
     def _group(self, p: Requests) -> I64:
         """Stock group (product, shard) of each request: product·K + shard."""
-        if self.cfg.hot_row:
-            return p.queue
         return p.product * self.cfg.shards + p.shard

@@ -377,26 +377,32 @@ class StockBook:
                     limited &= ~skip
             chains = self._chains(limited, group, done, qty, sub, buyers)
             if chains is not None and len(chains.binding):
-                # groups where a limit binds: decided here, limit first, then stock
+                # groups where a limit binds: where the stock covers every order within the
+                # limit (the usual case) those over it are refused and the rest decided as
+                # usual; the others ("contended") here, limit first, then stock
+                bad = chains.rows[~chains.ok]
+                outcome[bad] = RING_OVER_LIMIT
                 full = np.zeros(len(self.left), dtype=bool)
                 full[chains.binding] = True
-                in_full = limited & full[group]
                 if sub is None:
-                    fit = self._fitting_limited(chains, full, has_ret, in_full, group, done, qty)
-                    if fit is not None:  # decided: their rows leave the others' decision
-                        outcome[fit[0]] = fit[1]
-                        in_full[fit[0]] = False
-                        full[fit[2]] = False
-                        skip = _with(skip, fit[0], n)
-                ret = None
-                if has_ret is not None and returns is not None:
-                    ret = _pick(returns, full[returns[1]])
-                    has_ret &= ~full
-                self._decide_limited(
-                    np.flatnonzero(in_full), group, done, qty, sub, buyers, outcome, ret
-                )
-                limited &= ~in_full
-                skip = in_full if skip is None else skip | in_full
+                    if demand is None:
+                        demand = sum_by(group, qty, len(self.left))
+                    fit = self._fit_within_limits(chains.binding, group, qty, skip, bad, demand)
+                    if has_ret is not None:
+                        fit &= ~has_ret[chains.binding]
+                    full[chains.binding[fit]] = False
+                skip = _with(skip, bad, n)
+                if full.any():
+                    in_full = limited & full[group]
+                    ret = None
+                    if has_ret is not None and returns is not None:
+                        ret = _pick(returns, full[returns[1]])
+                        has_ret &= ~full
+                    self._decide_limited(
+                        np.flatnonzero(in_full), group, done, qty, sub, buyers, outcome, ret
+                    )
+                    limited &= ~in_full
+                    skip |= in_full
         later = None
         if has_ret is not None and has_ret.any():
             assert returns is not None
@@ -567,44 +573,29 @@ class StockBook:
         binding = np.unique(group[rows[~ok]])
         return _Chains(rows, starts, seg, held, binding, ok)
 
-    def _fitting_limited(
+    def _fit_within_limits(
         self,
-        c: _Chains,
-        full: Bool,
-        has_ret: Bool | None,
-        in_full: Bool,
+        binding: I64,
         group: I64,
-        done: I64,
         qty: I64,
-    ) -> tuple[npt.NDArray[np.intp], U8, I64] | None:
-        """Of the groups where a limit binds, those whose stock covers every order within the
-        limit (the usual case), decided from the chains at once: (rows, their outcomes, the
-        groups). Their orders within the limit are confirmed, the others refused, as
-        :meth:`_decide_limited` would; groups with no stock or with units coming back among
-        their orders are left to it. A buyer's orders all name one product (the schedule's
-        repeat buyers copy their first order's), so the chains are per (buyer, product)."""
-        rows = np.flatnonzero(in_full)
-        ok = np.ones(len(group), dtype=bool)  # one order of a buyer is within the limit
-        ok[c.rows] = c.ok
-        total = sum_by(group[rows], qty[rows] * ok[rows], len(self.left))
-        fit = full & (total <= self.left) & (self.left > 0)
-        if has_ret is not None:
-            fit &= ~has_ret
-        if not fit.any():
-            return None
-        rows = rows[fit[group[rows]]]
-        conf = ok[rows]
-        out = np.subtract(np.uint8(RING_OVER_LIMIT), conf, dtype=np.uint8)  # 3 − 2·conf
-        out -= conf
-        groups = np.flatnonzero(fit)
-        self.left[groups] -= total[groups]
-        emptied = groups[(self.left[groups] == 0) & (total[groups] > 0)]
-        if len(emptied):  # zero time: the last confirmed completion of the group
-            last = np.full(len(self.left), np.iinfo(np.int64).min, dtype=np.int64)
-            ci = rows[conf]
-            np.maximum.at(last, group[ci], done[ci])
-            self._went_out(emptied, last[emptied])
-        return rows, out, groups
+        skip: Bool | None,
+        bad: npt.NDArray[np.intp],
+        demand: I64,
+    ) -> Bool:
+        """Of the groups where a limit binds, which have stock for every order within the
+        limit (``bad``: the orders over it, were the others confirmed); ``demand``: the units
+        every row asks per group. Those groups' other orders all fit: they are decided as
+        usual, as :meth:`_decide_limited` would (a buyer's orders all name one product, the
+        schedule's repeat buyers copy their first order's, so the chains are per
+        (buyer, product))."""
+        asked = demand[binding]
+        if skip is not None:  # replays take nothing
+            sk = np.flatnonzero(skip)
+            asked -= sum_by(group[sk], qty[sk], len(self.left))[binding]
+        asked -= sum_by(group[bad], qty[bad], len(self.left))[binding]
+        left = self.left[binding]
+        fit: Bool = (asked <= left) & (left > 0)
+        return fit
 
     def _hold_confirmed(
         self, limited: Bool, qty: I64, outcome: U8, buyers: tuple[I64, I64, Bool], c: _Chains
