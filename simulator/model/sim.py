@@ -229,7 +229,8 @@ class Model:
         state = _Run(self, backlog_rows)
         for k, rows in self._stream_windows(chunk_orders):
             state.retries_before(k)
-            state.window(k, rq.from_rows(rows, self._shard_of))
+            # room after the window's rows for the requests queued before it (rq.join)
+            state.window(k, rq.from_rows(rows, self._shard_of, state.pending_rows))
             if progress is not None:
                 progress(len(rows))
         state.retries_before(None)
@@ -460,7 +461,7 @@ class _Run:
         drawn = service.table_index(service.uniforms(key, self.cfg.seed, 0))
         s = self.m.table.take(drawn)
         t_q, s_q = req.t[o], s[o]
-        done = np.empty(len(o), dtype=np.int64)
+        done = req.done  # written in place: a batch with room keeps it (rq.join)
         if self.inflight is not None:
             admitted, done = self._in_flight(queue, req.t, s)
             adm_q, depart = admitted[o], done[o]
@@ -537,7 +538,9 @@ class _Run:
             self.pending_rows -= len(due[-1])
         if not due:
             return
-        p = rq.concat(due)
+        # with one server per queue a group's completions differ, so the rows' order does not
+        # matter: the batch queued before joins the window's in its room
+        p = rq.join(due) if self.cfg.servers == 1 else rq.concat(due)
         late_rows = np.flatnonzero(p.done > watermark)
         if len(late_rows):
             self._hold(p.take(late_rows))
