@@ -229,8 +229,10 @@ class Model:
         state = _Run(self, backlog_rows)
         for k, rows in self._stream_windows(chunk_orders):
             state.retries_before(k)
-            # room after the window's rows for the requests queued before it (rq.join)
-            state.window(k, rq.from_rows(rows, self._shard_of, state.pending_rows))
+            # room after the window's rows for the requests queued before it (rq.join): a
+            # few per server, unless the servers fall behind (then rq.concat joins them)
+            spare = min(state.pending_rows, 1024 + len(rows) // 8)
+            state.window(k, rq.from_rows(rows, self._shard_of, spare))
             if progress is not None:
                 progress(len(rows))
         state.retries_before(None)
