@@ -36,6 +36,14 @@ Bool = npt.NDArray[np.bool_]
 NEVER = -(1 << 62)
 
 
+def seg_starts(queue: npt.NDArray[np.integer]) -> I64:
+    """Segment starts: the first element and every element that differs from the one before."""
+    if len(queue) == 0:
+        return np.empty(0, np.int64)
+    change = np.flatnonzero(queue[1:] != queue[:-1]) + 1
+    return np.concatenate(([0], change)).astype(np.int64)
+
+
 def segments(queue: npt.NDArray[np.integer], ranks: bool = True) -> tuple[I64, I64, I64]:
     """Segment starts, segment number of each element, and each element's rank in its segment
     (empty unless ``ranks``)."""
@@ -43,8 +51,7 @@ def segments(queue: npt.NDArray[np.integer], ranks: bool = True) -> tuple[I64, I
     if n == 0:
         e = np.empty(0, np.int64)
         return e, e, e
-    change = np.flatnonzero(queue[1:] != queue[:-1]) + 1
-    starts = np.concatenate(([0], change)).astype(np.int64)
+    starts = seg_starts(queue)
     lengths = np.diff(np.append(starts, n))
     seg = np.repeat(np.arange(len(starts), dtype=np.int64), lengths)
     if not ranks:
@@ -116,7 +123,7 @@ def fifo_departures(
     n = len(arrive)
     if n == 0:
         return np.empty(0, np.int64)
-    starts = seg_bounds(queue)[0] if segs is None else segs[0]
+    starts = seg_starts(queue) if segs is None else segs[0]
     g = np.cumsum(service)
     u = arrive - g
     u += service

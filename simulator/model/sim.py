@@ -53,7 +53,6 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from simulator import histogram as hist
 from simulator.model import requests as rq
 from simulator.model import service
 from simulator.model.config import ModelConfig
@@ -64,7 +63,7 @@ from simulator.model.kernels import (
     fifo_departures,
     global_limit,
     lex_order,
-    seg_bounds,
+    seg_starts,
     segments,
     shared_fifo,
 )
@@ -206,8 +205,6 @@ class Model:
             self.table = service.empirical_table(config.service_samples_ms)
         else:
             self.table = service.lognormal_table(config.service_median_ms, config.service_sigma)
-        # each entry's histogram bucket: a service time's bucket is a lookup by its draw
-        self.table_buckets = hist.bucket_of(self.table).astype(np.uint16)
         self.flow = flow_settings(scenario, config)
         self.window_ns = _window_ns(scenario, config, self.flow)
         self.throttle_ns = round(config.throttle_ms * MS)
@@ -238,6 +235,7 @@ class Model:
         state.retries_before(None)
         state.resolve(np.iinfo(np.int64).max)
         state.settle()
+        state.stats.fold_service(self.table)
         return ModelResult(
             scenario=self.scenario,
             config=self.config,
@@ -481,9 +479,9 @@ class _Run:
             if not all_in:
                 admitted[o] = adm_q
         else:
-            segs = seg_bounds(q)
-            depart = fifo_departures(q, t_q, s_q, self.last, segs)
-            ends = np.append(segs[0][1:], len(q)) - 1
+            starts = seg_starts(q)
+            depart = fifo_departures(q, t_q, s_q, self.last, (starts,))
+            ends = np.append(starts[1:], len(q)) - 1
             self.last[q[ends]] = depart[ends]
             done[o] = depart
             all_in = True
@@ -497,11 +495,7 @@ class _Run:
         if self.m.overhead_ns:
             done += self.m.overhead_ns
         req.done = done
-        b = self.m.table_buckets.take(drawn)
-        if all_in:
-            self.stats.add_service(s, b)
-        else:
-            self.stats.add_service(s[admitted], b[admitted])
+        self.stats.add_service(drawn if all_in else drawn[admitted], len(self.m.table))
         if not all_in:
             self._throttled(req.take(~admitted), window_end)
             req = req.take(admitted)
