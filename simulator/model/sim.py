@@ -56,7 +56,7 @@ import numpy.typing as npt
 from simulator.model import requests as rq
 from simulator.model import service
 from simulator.model.config import ModelConfig
-from simulator.model.flow import CANCELLED, EXPIRED, FlowSettings, Returns
+from simulator.model.flow import CANCELLED, EXPIRED, FlowSettings, Returns, pack
 from simulator.model.kernels import (
     NEVER,
     admit_fifo,
@@ -705,13 +705,14 @@ class _Run:
         key = product * 4
         key += end
         holds += sum_by(key, qty, 4 * len(holds)).reshape(-1, 4)[:, :3]
+        packed = pack(group, qty)  # packed before the gathers: one gather, not two
         # expiries span a window: a chunk of their own
         back = np.flatnonzero(end == EXPIRED)
-        self.returns.add(done[back] + flow.ttl_ns, group[back], qty[back])
+        self.returns.add_packed(done[back] + flow.ttl_ns, packed[back])
         back = np.flatnonzero(end == CANCELLED)
         if len(back):
             at = done[back] + flow.delay(words[back])
-            self.returns.add(at, group[back], qty[back])
+            self.returns.add_packed(at, packed[back])
 
     def settle(self) -> None:
         """At the end: every hold still open ends, its units back in stock (a window's worth
