@@ -115,10 +115,15 @@ def test_model_throughput_with_the_flow(benchmark):
     The flow's run checks conservation (initial = paid + free once every hold has ended) and
     that holds came back before the end (units reserved beyond what was paid).
 
-    Where the flow run's time goes (cProfile, 2026-12-06, shared 2-vCPU Xeon): stock decisions
-    27 % (the per-buyer limit chains 7 %), serving 22 % (FIFO kernel 5 %, hashing and the
-    service table 5 %, grouping by queue 3 %), the holds' ends and returns 26 %, reading the
-    schedule rows 8 %, stats 5 %, joining batches 4 %: no single pass dominates.
+    Where the flow run's time goes (py-spy samples, 2026-12-06 03:15 UTC, shared 2-vCPU Xeon,
+    after the second round of model speed-ups): serving 27 % (FIFO kernel 8 %, grouping by
+    queue 3 %, the service draw's hash and table ~4 %), stock decisions 24 % (the per-buyer
+    limit chains 11 %, the idempotency ring 3.5 %), the holds' ends 16 % (their hash 4 %) and
+    their returns 9 %, stats 10 %, reading the schedule rows 9 % (the buyers' shard hash
+    2.4 %), joining batches 2 %: no single pass dominates; the three hashes (splitmix64, ~10
+    passes each: shard, service draw, hold's end) are ~6 % together. Before that round
+    (cProfile, same day): stock 27 %, serving 22 %, holds and returns 26 %, rows 8 %, stats
+    5 %, joining 4 %.
     """
     import dataclasses
 

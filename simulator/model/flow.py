@@ -150,6 +150,13 @@ class FlowSettings:
         return a
 
 
+def pack(group: I64, qty: I64) -> I64:
+    """Group·2¹⁶ + units: a return's group and units in one word (quantities are < 2¹⁶)."""
+    packed = group << 16
+    packed |= qty
+    return packed
+
+
 class Returns:
     """Units on their way back to stock, in chunks no wider than ``bin_ns`` (the model's
     window) kept in a heap by their earliest time, so a window touches only the chunks due
@@ -163,10 +170,12 @@ class Returns:
 
     def add(self, t: I64, group: I64, qty: I64) -> None:
         """Units ``qty`` of ``group`` come back at ``t``."""
+        self.add_packed(t, pack(group, qty))
+
+    def add_packed(self, t: I64, packed: I64) -> None:
+        """Returns at ``t`` of :func:`pack`'s words (group·2¹⁶ + units)."""
         if not len(t):
             return
-        packed = group << 16
-        packed |= qty
         lo, hi = int(t.min()), int(t.max())
         if hi - lo < self.bin_ns:  # e.g. a window's expiries: its completions + the TTL
             self._push(t, packed, lo, hi)

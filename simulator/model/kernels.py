@@ -36,6 +36,23 @@ Bool = npt.NDArray[np.bool_]
 NEVER = -(1 << 62)
 
 
+def seg_starts(queue: npt.NDArray[np.integer]) -> I64:
+    """Segment starts: the first element and every element that differs from the one before."""
+    if len(queue) == 0:
+        return np.empty(0, np.int64)
+    change = np.flatnonzero(queue[1:] != queue[:-1]) + 1
+    return np.concatenate(([0], change)).astype(np.int64)
+
+
+def seg_lengths(starts: I64, n: int) -> I64:
+    """Segment lengths from their starts (≥ 1 segment) in ``n`` elements (np.diff and
+    np.append cost several times more on the few segments of a window)."""
+    lengths = np.empty(len(starts), dtype=np.int64)
+    lengths[:-1] = starts[1:] - starts[:-1]
+    lengths[-1] = n - starts[-1]
+    return lengths
+
+
 def segments(queue: npt.NDArray[np.integer], ranks: bool = True) -> tuple[I64, I64, I64]:
     """Segment starts, segment number of each element, and each element's rank in its segment
     (empty unless ``ranks``)."""
@@ -43,9 +60,8 @@ def segments(queue: npt.NDArray[np.integer], ranks: bool = True) -> tuple[I64, I
     if n == 0:
         e = np.empty(0, np.int64)
         return e, e, e
-    change = np.flatnonzero(queue[1:] != queue[:-1]) + 1
-    starts = np.concatenate(([0], change)).astype(np.int64)
-    lengths = np.diff(np.append(starts, n))
+    starts = seg_starts(queue)
+    lengths = seg_lengths(starts, n)
     seg = np.repeat(np.arange(len(starts), dtype=np.int64), lengths)
     if not ranks:
         return starts, seg, np.empty(0, np.int64)
@@ -116,13 +132,13 @@ def fifo_departures(
     n = len(arrive)
     if n == 0:
         return np.empty(0, np.int64)
-    starts = seg_bounds(queue)[0] if segs is None else segs[0]
+    starts = seg_starts(queue) if segs is None else segs[0]
     g = np.cumsum(service)
     u = arrive - g
     u += service
     base = g[starts] - service[starts]  # B per segment
     u[starts] = np.maximum(u[starts], last[queue[starts]] - base)
-    lengths = np.diff(np.append(starts, n))
+    lengths = seg_lengths(starts, n)
     lo, hi = int(u.min()), int(u.max())
     span = hi - lo + 1
     if len(starts) == 1:

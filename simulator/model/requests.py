@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -41,8 +42,9 @@ class Requests:
 
     ``t`` intended send time of this attempt, ``first`` intended time of the order's first
     attempt (its schedule row; the same array as ``t`` while every row is a first attempt),
-    ``done`` its answer time once served, ``queue`` the server it went to, ``attempt`` 0 for
-    the first, ``buyer`` the buyer number (for per-buyer limits).
+    ``done`` its answer time once served, ``attempt`` 0 for the first, ``buyer`` the buyer
+    number (for per-buyer limits). The server a request goes to follows from its product and
+    shard (``sim``), so it is not a column: fewer columns to join and gather per batch.
     """
 
     t: I64
@@ -55,7 +57,13 @@ class Requests:
     flags: U8
     attempt: U8
     done: I64
-    queue: I64
+    #: where the columns are the first rows of longer arrays (``from_rows`` with spare rows):
+    #: those arrays, so :func:`join` can add other requests after these without copying them
+    room: tuple[npt.NDArray[Any], ...] | None = field(default=None, compare=False, kw_only=True)
+
+    def columns(self) -> list[npt.NDArray[Any]]:
+        """The columns, in field order (``first`` may be ``t`` itself)."""
+        return [getattr(self, name) for name in COLUMNS]
 
     def __len__(self) -> int:
         return len(self.t)
@@ -75,7 +83,6 @@ class Requests:
             self.flags[index],
             self.attempt[index],
             self.done[index],
-            self.queue[index],
         )
 
     def drop(self, gone: npt.NDArray[np.intp]) -> Requests:
@@ -90,7 +97,7 @@ class Requests:
         tail[gone[gone >= keep] - keep] = False
         fill = keep + np.flatnonzero(tail)
         aliased = self.first is self.t
-        cols = [getattr(self, f.name) for f in fields(self)]
+        cols = self.columns()
         for i, col in enumerate(cols):
             if not (i == 1 and aliased):  # `first` aliasing `t` moves with it
                 col[holes] = col[fill]
@@ -114,18 +121,26 @@ def empty(n: int = 0) -> Requests:
     def b() -> U8:
         return np.zeros(n, dtype=np.uint8)
 
-    return Requests(z(), z(), z(), z(), z(), z(), z(), b(), b(), z(), z())
+    return Requests(z(), z(), z(), z(), z(), z(), z(), b(), b(), z())
 
 
-def from_rows(rows: npt.NDArray[np.void], shard_of: Callable[[I64], I64]) -> Requests:
+#: the column fields of :class:`Requests`, in order
+COLUMNS = ("t", "first", "order", "buyer", "product", "shard", "qty", "flags", "attempt", "done")
+
+
+def from_rows(
+    rows: npt.NDArray[np.void], shard_of: Callable[[I64], I64], spare: int = 0
+) -> Requests:
     """First attempts of schedule rows (ORDER_DTYPE), with their buyers' shards
-    (``shard_of(buyer)``).
+    (``shard_of(buyer)``); ``spare``: rows of room after them for :func:`join`.
 
     The rows are 32-byte records: four int64 words (time, order, buyer, then product, qty
     and flags packed in the fourth). One transposing copy reads them once, where a copy per
     field would read every record once per field (2.6x faster on a window of rows).
     """
     n = len(rows)
+    if _PACKED and rows.flags.c_contiguous and spare > 0:
+        return _with_room(rows, shard_of, spare)
     if not _PACKED or not rows.flags.c_contiguous:
         t = np.ascontiguousarray(rows["t_ns"])
         buyer = np.ascontiguousarray(rows["buyer"])
@@ -151,8 +166,33 @@ def from_rows(rows: npt.NDArray[np.void], shard_of: Callable[[I64], I64]) -> Req
         flags,
         np.zeros(n, dtype=np.uint8),
         np.zeros(n, dtype=np.int64),
-        np.zeros(n, dtype=np.int64),
     )
+
+
+def _with_room(rows: npt.NDArray[np.void], shard_of: Callable[[I64], I64], spare: int) -> Requests:
+    """:func:`from_rows` into columns with ``spare`` rows of room after them (unwritten room
+    costs nothing: its pages are mapped when first written)."""
+    n = len(rows)
+    cap = n + spare
+    words = np.empty((4, cap), dtype=np.int64)
+    np.copyto(words[:, :n], rows.view(np.int64).reshape(n, 4).T)
+    buyer, last = words[2, :n], words[3, :n]
+    product = np.empty(cap, dtype=np.int64)
+    np.bitwise_and(last, 0xFFFFFFFF, out=product[:n])  # bytes 24–27 (≥ 0)
+    qty = np.empty(cap, dtype=np.int64)
+    np.right_shift(last, 32, out=qty[:n])
+    qty[:n] &= 0xFFFF  # bytes 28–29
+    flags = np.empty(cap, dtype=np.uint8)
+    flags[:n] = last >> 48  # byte 30 (the cast keeps the low byte)
+    shard = np.empty(cap, dtype=np.int64)
+    shard[:n] = shard_of(buyer)
+    attempt = np.zeros(cap, dtype=np.uint8)
+    done = np.zeros(cap, dtype=np.int64)
+    full: tuple[npt.NDArray[Any], ...] = (words[0], words[0], words[1], words[2], product)
+    full += (shard, qty, flags, attempt, done)
+    cols = [c[:n] for c in full]
+    cols[1] = cols[0]  # a first attempt's intended time is its order's first
+    return Requests(*cols, room=full)
 
 
 def concat(parts: list[Requests]) -> Requests:
@@ -162,10 +202,39 @@ def concat(parts: list[Requests]) -> Requests:
         return empty()
     if len(parts) == 1:
         return parts[0]
-    cols = [np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Requests)]
+    cols = [np.concatenate([getattr(p, name) for p in parts]) for name in COLUMNS]
     if all(p.first is p.t for p in parts):
         cols[1] = cols[0]
     return Requests(*cols)
+
+
+def join(parts: list[Requests]) -> Requests:
+    """All requests of ``parts`` in some order, for callers that do not depend on the order
+    of rows: the others are written into the room after the largest part that has room
+    (:func:`from_rows` with spare rows), which is not copied; otherwise :func:`concat`."""
+    parts = [p for p in parts if len(p)]
+    host = max(parts, key=lambda p: len(p) if p.room is not None else -1, default=None)
+    total = sum(len(p) for p in parts)
+    if host is None or host.room is None or len(host.room[0]) < total or len(parts) == 1:
+        return concat(parts)
+    if not all(p.first is p.t for p in parts) or not all(
+        c.__array_interface__["data"][0] == r.__array_interface__["data"][0]
+        for c, r in zip(host.columns(), host.room, strict=True)
+    ):  # a column replaced since (a served batch's own answer times): not in the room
+        return concat(parts)
+    n = len(host)
+    others = [p for p in parts if p is not host]
+    for i, full in enumerate(host.room):
+        if i == 1:  # ``first`` is ``t``
+            continue
+        at = n
+        for p in others:
+            col = getattr(p, COLUMNS[i])
+            full[at : at + len(col)] = col
+            at += len(col)
+    cols = [c[:total] for c in host.room]
+    cols[1] = cols[0]
+    return Requests(*cols, room=host.room)
 
 
 def take(r: Requests, index: Index) -> Requests:

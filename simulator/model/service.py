@@ -88,10 +88,15 @@ def empirical_table(samples_ms: npt.ArrayLike) -> I64:
     return np.maximum(np.rint(ns), 1).astype(np.int64)
 
 
+def table_index(words: U64) -> npt.NDArray[np.intp]:
+    """The table entry of each hashed word: its top 16 bits."""
+    idx: npt.NDArray[np.intp] = (words >> np.uint64(64 - TABLE_BITS)).view(np.intp)  # < 2¹⁶
+    return idx
+
+
 def draw(table: I64, words: U64) -> I64:
     """Service times (ns) for hashed words: the table entry of each word's top 16 bits."""
-    idx = (words >> np.uint64(64 - TABLE_BITS)).view(np.intp)  # < 2¹⁶: the same bits
-    return table.take(idx)
+    return table.take(table_index(words))
 
 
 def unit(words: U64) -> F64:

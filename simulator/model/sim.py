@@ -56,14 +56,14 @@ import numpy.typing as npt
 from simulator.model import requests as rq
 from simulator.model import service
 from simulator.model.config import ModelConfig
-from simulator.model.flow import CANCELLED, EXPIRED, FlowSettings, Returns
+from simulator.model.flow import CANCELLED, EXPIRED, FlowSettings, Returns, pack
 from simulator.model.kernels import (
     NEVER,
     admit_fifo,
     fifo_departures,
     global_limit,
     lex_order,
-    seg_bounds,
+    seg_starts,
     segments,
     shared_fifo,
 )
@@ -226,12 +226,16 @@ class Model:
         state = _Run(self, backlog_rows)
         for k, rows in self._stream_windows(chunk_orders):
             state.retries_before(k)
-            state.window(k, rq.from_rows(rows, self._shard_of))
+            # room after the window's rows for the requests queued before it (rq.join): a
+            # few per server, unless the servers fall behind (then rq.concat joins them)
+            spare = min(state.pending_rows, 1024 + len(rows) // 8)
+            state.window(k, rq.from_rows(rows, self._shard_of, spare))
             if progress is not None:
                 progress(len(rows))
         state.retries_before(None)
         state.resolve(np.iinfo(np.int64).max)
         state.settle()
+        state.stats.fold_service(self.table)
         return ModelResult(
             scenario=self.scenario,
             config=self.config,
@@ -312,6 +316,8 @@ class _Run:
         self.retry = sc.buyers.retry
         limits = np.array([p.per_buyer_limit for p in sc.products], dtype=np.int64)
         self.limits = limits if limits.any() else None  # per product, 0 = none
+        # no quantity above the lowest limit: no order is over its limit (the usual case)
+        self.lowest_limit = int(limits[limits > 0].min()) if limits.any() else 0
         self.returns = Returns(model.window_ns)
         self.holds = np.zeros((model.n_products, 3), dtype=np.int64) if model.flow else None
         self.n_groups = model.n_products * cfg.shards
@@ -357,7 +363,6 @@ class _Run:
             again.flags,
             again.attempt + 1,
             again.done,
-            again.queue,
         )
         self.stats.retries += len(t)
         o, win_sorted = _grouped(t // self.m.window_ns)
@@ -396,6 +401,8 @@ class _Run:
         The requests left are returned.
         """
         assert self.limits is not None
+        if int(req.qty.max()) <= self.lowest_limit:
+            return req
         limit = self.limits[req.product]
         over = (limit > 0) & (req.qty > limit)
         if not over.any():
@@ -451,9 +458,10 @@ class _Run:
         queue = self._route(req)
         o, q = _grouped(queue, self.m.n_queues)
         key = service.order_key(req.order, req.attempt, req.duplicate())
-        s = service.draw(self.m.table, service.uniforms(key, self.cfg.seed, 0))
+        drawn = service.table_index(service.uniforms(key, self.cfg.seed, 0))
+        s = self.m.table.take(drawn)
         t_q, s_q = req.t[o], s[o]
-        done = np.empty(len(o), dtype=np.int64)
+        done = req.done  # written in place: a batch with room keeps it (rq.join)
         if self.inflight is not None:
             admitted, done = self._in_flight(queue, req.t, s)
             adm_q, depart = admitted[o], done[o]
@@ -471,9 +479,9 @@ class _Run:
             if not all_in:
                 admitted[o] = adm_q
         else:
-            segs = seg_bounds(q)
-            depart = fifo_departures(q, t_q, s_q, self.last, segs)
-            ends = np.append(segs[0][1:], len(q)) - 1
+            starts = seg_starts(q)
+            depart = fifo_departures(q, t_q, s_q, self.last, (starts,))
+            ends = np.append(starts[1:], len(q)) - 1
             self.last[q[ends]] = depart[ends]
             done[o] = depart
             all_in = True
@@ -481,13 +489,13 @@ class _Run:
             adm_q = np.ones(1, dtype=bool)  # every row (broadcast)
         wait = depart - s_q  # the longest wait in a queue: departure − service − arrival
         wait -= t_q
-        self.backlog_max_ns = max(self.backlog_max_ns, int(wait.max(where=adm_q, initial=0)))
+        longest = wait.max(initial=0) if all_in else wait.max(where=adm_q, initial=0)
+        self.backlog_max_ns = max(self.backlog_max_ns, int(longest))
         self.last_arrival_ns = max(self.last_arrival_ns, int(req.t[-1]))
         if self.m.overhead_ns:
             done += self.m.overhead_ns
         req.done = done
-        req.queue = queue
-        self.stats.add_service(s if all_in else s[admitted])
+        self.stats.add_service(drawn if all_in else drawn[admitted], len(self.m.table))
         if not all_in:
             self._throttled(req.take(~admitted), window_end)
             req = req.take(admitted)
@@ -526,7 +534,9 @@ class _Run:
             self.pending_rows -= len(due[-1])
         if not due:
             return
-        p = rq.concat(due)
+        # with one server per queue a group's completions differ, so the rows' order does not
+        # matter: the batch queued before joins the window's in its room
+        p = rq.join(due) if self.cfg.servers == 1 else rq.concat(due)
         late_rows = np.flatnonzero(p.done > watermark)
         if len(late_rows):
             self._hold(p.take(late_rows))
@@ -585,11 +595,11 @@ class _Run:
             # such buyers' orders (and their double clicks and retries carry the flags)
             check = (p.flags & (FLAG_REPEAT | FLAG_REPEATED)) != 0
             buyers = (p.product, p.buyer, check)
-        returns = direct = None
+        returns = direct = demand = None
         if self.m.flow is not None and len(p):
-            returns, direct = self._returns_due(group, done, p.qty, watermark)
+            returns, direct, demand = self._returns_due(group, done, p.qty, watermark)
         outcome, replayed, false = self.stock.resolve(
-            group, done, p.qty, p.order, candidate, None, buyers, returns
+            group, done, p.qty, p.order, candidate, None, buyers, returns, demand
         )
         if direct is not None:
             self.stock.give_back(*direct)
@@ -625,9 +635,11 @@ class _Run:
 
     def _returns_due(
         self, group: I64, done: I64, qty: I64, watermark: int
-    ) -> tuple[tuple[I64, I64, I64], tuple[I64, I64, I64]]:
+    ) -> tuple[tuple[I64, I64, I64], tuple[I64, I64, I64], I64 | None]:
         """Returns to merge among this batch's orders (before a later completion of their
         group here) and returns to give back straight (by the watermark); the rest wait.
+        Third: the units this batch asks per group, when there were returns to weigh
+        (:meth:`StockBook.resolve` reuses them).
 
         Where a group's stock covers every order of this batch, a return changes no answer:
         it goes back straight after the batch (the usual case while a SKU has stock).
@@ -638,13 +650,13 @@ class _Run:
         t, g, q = self.returns.take_before(top + 1)
         if not len(t):
             e = np.empty(0, dtype=np.int64)
-            return (e, e, e), (e, e, e)
+            return (e, e, e), (e, e, e), None
         demand = sum_by(group, qty, self.n_groups)
         hard_group = self.stock.left <= demand
-        h = np.flatnonzero(hard_group[g])
+        h = np.flatnonzero(hard_group[g]) if hard_group.any() else np.empty(0, np.intp)
         if not len(h) and top <= watermark:  # the usual case: every return straight back
             e = np.empty(0, dtype=np.int64)
-            return (e, e, e), (t, g, q)
+            return (e, e, e), (t, g, q), demand
         merge = np.zeros(len(t), dtype=bool)
         if len(h):
             rows = np.flatnonzero(hard_group[group])
@@ -655,7 +667,7 @@ class _Run:
         wait = ~merge & ~now
         if wait.any():
             self.returns.add(t[wait], g[wait], q[wait])
-        return _pick(t, g, q, merge), _pick(t, g, q, now)
+        return _pick(t, g, q, merge), _pick(t, g, q, now), demand
 
     def _hold_stock(
         self, p: Requests, group: I64, outcome: U8, replayed: Bool, late: Bool | None
@@ -664,29 +676,43 @@ class _Run:
 
         ``late``: answers after the client's timeout; their buyers never saw the hold, which
         expires.
+
+        While most rows took stock (the usual case) the ends are drawn for every row and
+        the others marked "no hold" (3): gathering four columns by the rows that took
+        costs more than hashing the few others.
         """
         flow, holds = self.m.flow, self.holds
         assert flow is not None and holds is not None
         took = outcome == CONFIRMED
         took &= ~replayed
-        took = np.flatnonzero(took)
-        if not len(took):
+        k = int(np.count_nonzero(took))
+        if not k:
             return
-        done = p.done[took]
-        end, words = flow.draw(p.order[took], self.cfg.seed)
-        if late is not None and (gave_up := late[took]).any():
-            end[gave_up] = EXPIRED
-        qty = p.qty[took]
-        key = p.product[took] * 3
+        done, qty, product, order = p.done, p.qty, p.product, p.order
+        none: Bool | None = None
+        if 4 * k < 3 * len(took):  # few holds (stock running out): their rows only
+            rows = np.flatnonzero(took)
+            done, qty, product, order = done[rows], qty[rows], product[rows], order[rows]
+            group = group[rows]
+            late = None if late is None else late[rows]
+        elif k < len(took):
+            none = ~took
+        end, words = flow.draw(order, self.cfg.seed)
+        if late is not None:
+            end[late] = EXPIRED
+        if none is not None:  # no hold: 3 (EXPIRED | CANCELLED | 3 = 3)
+            end |= np.multiply(none, np.uint8(3), dtype=np.uint8)
+        key = product * 4
         key += end
-        holds += sum_by(key, qty, holds.size).reshape(holds.shape)
+        holds += sum_by(key, qty, 4 * len(holds)).reshape(-1, 4)[:, :3]
+        packed = pack(group, qty)  # packed before the gathers: one gather, not two
         # expiries span a window: a chunk of their own
         back = np.flatnonzero(end == EXPIRED)
-        self.returns.add(done[back] + flow.ttl_ns, group[took[back]], qty[back])
+        self.returns.add_packed(done[back] + flow.ttl_ns, packed[back])
         back = np.flatnonzero(end == CANCELLED)
         if len(back):
             at = done[back] + flow.delay(words[back])
-            self.returns.add(at, group[took[back]], qty[back])
+            self.returns.add_packed(at, packed[back])
 
     def settle(self) -> None:
         """At the end: every hold still open ends, its units back in stock (a window's worth
@@ -714,6 +740,4 @@ class _Run:
 
     def _group(self, p: Requests) -> I64:
         """Stock group (product, shard) of each request: product·K + shard."""
-        if self.cfg.hot_row:
-            return p.queue
         return p.product * self.cfg.shards + p.shard

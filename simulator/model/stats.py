@@ -67,6 +67,8 @@ class ModelStats:
     confirmed_orders: I64 = field(init=False)
     sold_out_answers: I64 = field(init=False)
     false_sold_out: I64 = field(init=False)
+    #: service times drawn from a table, counted per entry until :meth:`fold_service`
+    service_draws: I64 | None = None
 
     def __post_init__(self) -> None:
         s = max(1, self.seconds)
@@ -213,13 +215,29 @@ class ModelStats:
         self.attempt_outcomes += total
         self.outcomes += total
 
-    def add_service(self, service_ns: I64) -> None:
-        """Service times of admitted requests (time at the server, queueing excluded)."""
-        if len(service_ns):
-            self.service += np.bincount(hist.bucket_of(service_ns), minlength=hist.N_BUCKETS)
-            self.service_max_ns = max(self.service_max_ns, int(service_ns.max()))
-            self.service_min_ns = min(self.service_min_ns, int(service_ns.min()))
-            self.service_sum_ns += int(service_ns.sum())
+    def add_service(self, entry: npt.NDArray[np.intp], entries: int) -> None:
+        """Service times of admitted requests (time at the server, queueing excluded), as the
+        entries of a table of ``entries`` service times they were drawn from
+        (:mod:`simulator.model.service`): counted per entry, and turned into the histogram,
+        sum, minimum and maximum once, by :meth:`fold_service` (not a bucket per request)."""
+        if len(entry):
+            counts = np.bincount(entry, minlength=entries)
+            if self.service_draws is None:
+                self.service_draws = counts
+            else:
+                self.service_draws += counts
+
+    def fold_service(self, table: I64) -> None:
+        """The service times counted per entry of ``table`` into the histogram, sum, minimum
+        and maximum (call once the draws are counted, e.g. at the end of a run)."""
+        counts, self.service_draws = self.service_draws, None
+        if counts is None or not counts.any():
+            return
+        np.add.at(self.service, hist.bucket_of(table), counts)
+        self.service_sum_ns += int(counts @ table)
+        drawn = table[counts > 0]
+        self.service_max_ns = max(self.service_max_ns, int(drawn.max()))
+        self.service_min_ns = min(self.service_min_ns, int(drawn.min()))
 
     def add_final(
         self,

@@ -316,6 +316,7 @@ class StockBook:
         sub: I64 | None = None,
         buyers: tuple[I64, I64, Bool] | None = None,
         returns: Returned | None = None,
+        demand: I64 | None = None,
     ) -> tuple[U8, Bool, Bool]:
         """Decide a batch of requests: outcomes, replayed, false sold-out.
 
@@ -337,28 +338,31 @@ class StockBook:
         caller passes only returns that precede a completion of their group here (a group
         whose orders in this batch all came before r gets it in a later batch, or from
         :meth:`give_back`).
+
+        ``demand``: the units asked per group by all these rows, when the caller has them.
         """
         n = len(group)
         outcome = np.zeros(n, dtype=np.uint8)
         replayed = np.zeros(n, dtype=bool)
         cand = np.flatnonzero(candidate)
-        in_batch = src = src_of = np.empty(0, dtype=np.int64)
-        dec: npt.NDArray[np.intp] | None = None  # deciding rows; None: all of them
+        in_batch = first_row = src = src_of = np.empty(0, dtype=np.int64)
         if n:
             self._fit_ring(order)
         if len(cand):
-            first = order[~candidate]
-            self.ring[first & self.mask] = self._words(first)
+            # the ring holds every id decided in earlier batches (with its outcome)
             oc = order[cand]
             word = self.ring[oc & self.mask].astype(np.int64)
-            hit = (word | 3) == (self._words(oc) | 3)
-            known = hit & ((word & 3) != 0)
+            known = (word | 3) == (self._words(oc) | 3)
+            known &= (word & 3) != 0
             outcome[cand[known]] = (word[known] & 3).astype(np.uint8)
-            replayed[cand[hit]] = True
-            in_batch = cand[hit & ~known]  # their first attempt is decided in this batch
-            src, src_of = self._first_of_each_id(order, done, sub, cand[~hit], replayed)
-            dec = np.flatnonzero(~replayed)
-        skip = None if dec is None else replayed
+            replayed[cand[known]] = True
+            free = cand[~known]
+            if len(free):  # those whose first attempt is decided in this batch replay it
+                inb, first_row = _first_attempts(order, candidate, free)
+                in_batch, free = free[inb], free[~inb]
+                replayed[in_batch] = True
+            src, src_of = self._first_of_each_id(order, done, sub, free, replayed)
+        skip = replayed if len(cand) else None
         has_ret = None
         if returns is not None and len(returns[0]):
             has_ret = np.zeros(len(self.left), dtype=bool)
@@ -373,26 +377,32 @@ class StockBook:
                     limited &= ~skip
             chains = self._chains(limited, group, done, qty, sub, buyers)
             if chains is not None and len(chains.binding):
-                # groups where a limit binds: decided here, limit first, then stock
+                # groups where a limit binds: where the stock covers every order within the
+                # limit (the usual case) those over it are refused and the rest decided as
+                # usual; the others ("contended") here, limit first, then stock
+                bad = chains.rows[~chains.ok]
+                outcome[bad] = RING_OVER_LIMIT
                 full = np.zeros(len(self.left), dtype=bool)
                 full[chains.binding] = True
-                in_full = limited & full[group]
                 if sub is None:
-                    fit = self._fitting_limited(chains, full, has_ret, in_full, group, done, qty)
-                    if fit is not None:  # decided: their rows leave the others' decision
-                        outcome[fit[0]] = fit[1]
-                        in_full[fit[0]] = False
-                        full[fit[2]] = False
-                        skip = _with(skip, fit[0], n)
-                ret = None
-                if has_ret is not None and returns is not None:
-                    ret = _pick(returns, full[returns[1]])
-                    has_ret &= ~full
-                self._decide_limited(
-                    np.flatnonzero(in_full), group, done, qty, sub, buyers, outcome, ret
-                )
-                limited &= ~in_full
-                skip = in_full if skip is None else skip | in_full
+                    if demand is None:
+                        demand = sum_by(group, qty, len(self.left))
+                    fit = self._fit_within_limits(chains.binding, group, qty, skip, bad, demand)
+                    if has_ret is not None:
+                        fit &= ~has_ret[chains.binding]
+                    full[chains.binding[fit]] = False
+                skip = _with(skip, bad, n)
+                if full.any():
+                    in_full = limited & full[group]
+                    ret = None
+                    if has_ret is not None and returns is not None:
+                        ret = _pick(returns, full[returns[1]])
+                        has_ret &= ~full
+                    self._decide_limited(
+                        np.flatnonzero(in_full), group, done, qty, sub, buyers, outcome, ret
+                    )
+                    limited &= ~in_full
+                    skip |= in_full
         later = None
         if has_ret is not None and has_ret.any():
             assert returns is not None
@@ -410,16 +420,15 @@ class StockBook:
             ret = _pick(returns, has_ret[returns[1]])
             outcome[rows] = self._take_returning(rows, group, done, qty, sub, ret)
             skip = in_ret if skip is None else skip | in_ret
-        self._take(group, done, qty, sub, skip, outcome)
+        self._take(group, done, qty, sub, skip, outcome, demand)
         if later is not None:
             self.give_back(*later)
         if chains is not None and limited is not None and buyers is not None:
             self._hold_confirmed(limited, qty, outcome, buyers, chains)
         outcome[src_of] = outcome[src]
-        od, oo = (order, outcome) if dec is None else (order[dec], outcome[dec])
-        self.ring[od & self.mask] = self._words(od, oo)
-        if len(in_batch):  # now the ring holds their first attempt's outcome
-            outcome[in_batch] = (self.ring[order[in_batch] & self.mask] & 3).astype(np.uint8)
+        outcome[in_batch] = outcome[first_row]
+        # every row now has its id's outcome: replays write the word their id has already
+        self.ring[order & self.mask] = self._words(order, outcome)
         return outcome, replayed, self._false_sold_out(group, done, outcome)
 
     @staticmethod
@@ -439,7 +448,14 @@ class StockBook:
         return f[head[same]], f[same]
 
     def _take(
-        self, group: I64, done: I64, qty: I64, sub: I64 | None, skip: Bool | None, outcome: U8
+        self,
+        group: I64,
+        done: I64,
+        qty: I64,
+        sub: I64 | None,
+        skip: Bool | None,
+        outcome: U8,
+        demand: I64 | None = None,
     ) -> None:
         """Take if fits, in completion order, for every row but the ``skip`` ones (replays,
         whose outcome is left as it is).
@@ -447,7 +463,8 @@ class StockBook:
         Order matters only in a group whose requests this batch exceed its stock while some
         is left ("contended", once per group in a run): every other group confirms all its
         requests (enough stock) or none (none left; quantities are ≥ 1), so only the
-        contended groups' rows are sorted into completion order.
+        contended groups' rows are sorted into completion order. ``demand``: the units
+        every row asks per group (skipped ones too), when known.
         """
         if not len(group):
             return
@@ -456,7 +473,7 @@ class StockBook:
             ci = np.arange(len(group)) if skip is None else np.flatnonzero(~skip)
             self._decide_in_order(group, done, qty, sub, ci, outcome)
             return
-        total = sum_by(group, qty, len(room))
+        total = sum_by(group, qty, len(room)) if demand is None else demand.copy()
         if skip is not None:
             sk = np.flatnonzero(skip)
             total -= sum_by(group[sk], qty[sk], len(room))
@@ -556,44 +573,29 @@ class StockBook:
         binding = np.unique(group[rows[~ok]])
         return _Chains(rows, starts, seg, held, binding, ok)
 
-    def _fitting_limited(
+    def _fit_within_limits(
         self,
-        c: _Chains,
-        full: Bool,
-        has_ret: Bool | None,
-        in_full: Bool,
+        binding: I64,
         group: I64,
-        done: I64,
         qty: I64,
-    ) -> tuple[npt.NDArray[np.intp], U8, I64] | None:
-        """Of the groups where a limit binds, those whose stock covers every order within the
-        limit (the usual case), decided from the chains at once: (rows, their outcomes, the
-        groups). Their orders within the limit are confirmed, the others refused, as
-        :meth:`_decide_limited` would; groups with no stock or with units coming back among
-        their orders are left to it. A buyer's orders all name one product (the schedule's
-        repeat buyers copy their first order's), so the chains are per (buyer, product)."""
-        rows = np.flatnonzero(in_full)
-        ok = np.ones(len(group), dtype=bool)  # one order of a buyer is within the limit
-        ok[c.rows] = c.ok
-        total = sum_by(group[rows], qty[rows] * ok[rows], len(self.left))
-        fit = full & (total <= self.left) & (self.left > 0)
-        if has_ret is not None:
-            fit &= ~has_ret
-        if not fit.any():
-            return None
-        rows = rows[fit[group[rows]]]
-        conf = ok[rows]
-        out = np.subtract(np.uint8(RING_OVER_LIMIT), conf, dtype=np.uint8)  # 3 − 2·conf
-        out -= conf
-        groups = np.flatnonzero(fit)
-        self.left[groups] -= total[groups]
-        emptied = groups[(self.left[groups] == 0) & (total[groups] > 0)]
-        if len(emptied):  # zero time: the last confirmed completion of the group
-            last = np.full(len(self.left), np.iinfo(np.int64).min, dtype=np.int64)
-            ci = rows[conf]
-            np.maximum.at(last, group[ci], done[ci])
-            self._went_out(emptied, last[emptied])
-        return rows, out, groups
+        skip: Bool | None,
+        bad: npt.NDArray[np.intp],
+        demand: I64,
+    ) -> Bool:
+        """Of the groups where a limit binds, which have stock for every order within the
+        limit (``bad``: the orders over it, were the others confirmed); ``demand``: the units
+        every row asks per group. Those groups' other orders all fit: they are decided as
+        usual, as :meth:`_decide_limited` would (a buyer's orders all name one product, the
+        schedule's repeat buyers copy their first order's, so the chains are per
+        (buyer, product))."""
+        asked = demand[binding]
+        if skip is not None:  # replays take nothing
+            sk = np.flatnonzero(skip)
+            asked -= sum_by(group[sk], qty[sk], len(self.left))[binding]
+        asked -= sum_by(group[bad], qty[bad], len(self.left))[binding]
+        left = self.left[binding]
+        fit: Bool = (asked <= left) & (left > 0)
+        return fit
 
     def _hold_confirmed(
         self, limited: Bool, qty: I64, outcome: U8, buyers: tuple[I64, I64, Bool], c: _Chains
@@ -906,6 +908,38 @@ def _in_order(
         left += bu[j]
         j += 1
     return out
+
+
+def _first_attempts(
+    order: I64, candidate: Bool, free: npt.NDArray[np.intp]
+) -> tuple[Bool, npt.NDArray[np.intp]]:
+    """Of the rows ``free`` (candidates whose id no earlier batch decided), which have a first
+    attempt of their id (a row not a candidate) among these rows, and those first rows.
+
+    The ids of ``free`` are marked in a table over their range (a gather per row), or found by
+    binary search where that range is wide.
+    """
+    ids = order[free]
+    lo, hi = int(ids.min()), int(ids.max())
+    if hi - lo <= 4 * len(order) + (1 << 16):
+        mark = np.zeros(hi - lo + 3, dtype=bool)  # 0 and the last: out of range
+        mark[ids - (lo - 1)] = True
+        rel = order - (lo - 1)
+        np.clip(rel, 0, hi - lo + 2, out=rel)
+        hit = mark[rel]
+    else:
+        u = np.unique(ids)
+        j = np.minimum(np.searchsorted(u, order), len(u) - 1)
+        hit = u[j] == order
+    hit &= ~candidate
+    f = np.flatnonzero(hit)  # first attempts of those ids (one per id)
+    if not len(f):
+        return np.zeros(len(free), dtype=bool), f
+    fo = np.argsort(order[f], kind="stable")
+    fid = order[f][fo]
+    j = np.minimum(np.searchsorted(fid, ids), len(fid) - 1)
+    inb: Bool = fid[j] == ids
+    return inb, f[fo[j[inb]]]
 
 
 def _with(mask: Bool | None, rows: npt.NDArray[np.intp], n: int) -> Bool:

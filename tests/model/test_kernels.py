@@ -291,6 +291,54 @@ def test_sum_by_is_an_exact_integer_bincount():
     assert sum_by(key, w, 5).tolist() == [2, 1 << 60, 0, 9, 0]  # exact beyond 2⁵³
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 40), st.booleans()), min_size=1, max_size=120),
+    st.sampled_from([0, 10**9]),
+)
+def test_candidates_find_their_first_attempt_in_the_batch(rows, spread):
+    """_first_attempts (a table over the ids' range, or binary search where it is wide)
+    against a scan: which candidates have a first attempt of their id among the rows, and
+    which row that is."""
+    from simulator.model.stock import _first_attempts
+
+    order = np.array([i * (spread + 1) for i, _ in rows], dtype=np.int64)
+    candidate = np.array([c for _, c in rows], dtype=bool)
+    seen: set[int] = set()
+    for i, o in enumerate(order.tolist()):  # one first attempt per id: later ones repeat it
+        if not candidate[i]:
+            candidate[i] = o in seen
+            seen.add(o)
+    free = np.flatnonzero(candidate)
+    if not len(free):
+        return
+    inb, first = _first_attempts(order, candidate, free)
+    firsts = {int(order[j]): j for j in np.flatnonzero(~candidate).tolist()}
+    assert inb.tolist() == [int(order[i]) in firsts for i in free]
+    assert first.tolist() == [firsts[int(order[i])] for i in free[inb]]
+
+
+def test_service_times_counted_per_table_entry_fold_into_the_histogram():
+    """ModelStats.add_service counts draws per table entry; fold_service gives the histogram,
+    sum, minimum and maximum of the service times themselves."""
+    from simulator.model.stats import ModelStats
+
+    table = np.array([5, 9, 9, 120, 7_000, 1 << 40], dtype=np.int64)
+    draws = [np.array([0, 3, 3, 5], dtype=np.intp), np.array([2, 3], dtype=np.intp)]
+    st = ModelStats(1, 1)
+    for d in draws:
+        st.add_service(d, len(table))
+    st.fold_service(table)
+    s = table[np.concatenate(draws)]
+    assert st.service.tolist() == np.bincount(hist.bucket_of(s), minlength=hist.N_BUCKETS).tolist()
+    assert (st.service_sum_ns, st.service_min_ns, st.service_max_ns) == (
+        int(s.sum()),
+        int(s.min()),
+        int(s.max()),
+    )
+    assert st.service_draws is None
+
+
 def test_the_held_units_ring_widens_when_buyer_tags_grow():
     """Two bytes a slot while tags fit; a buyer number far beyond the ring widens it, and
     every unit kept before reads back the same."""
