@@ -85,6 +85,12 @@ def test_engine_vs_peers_script_quick():
     assert "engine max sustained open-loop rate" in out
 
 
+@needs_peers
+def test_closed_loop_floor_script_quick():
+    out = _script("closed_loop_floor.py", "--seconds", "1", "--reps", "1")
+    assert "medians of 1" in out and "uvloop + httptools" in out and "µs CPU per request" in out
+
+
 @pytest.mark.skipif(harness.missing("wrk") is not None, reason=str(harness.missing("wrk")))
 def test_storefront_vs_bare_script_quick():
     out = _script("storefront_vs_bare.py", "--seconds", "1", "--reps", "1", "--skip-stores")
