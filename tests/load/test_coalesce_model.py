@@ -13,6 +13,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import types
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -67,17 +68,29 @@ class _Socket:
         self.writes += 1
 
 
+@dataclass(frozen=True)
+class Case:
+    """A run on the simulated loop: the rows' gaps, each request's answer delay and whether it
+    is throttled (taken in turn, again from the first when used up), the connections and the
+    waiting parameters (µs), and whether the buyers retry a 429."""
+
+    gaps_us: list[int]
+    delays_us: list[int]
+    throttle: list[bool]
+    conns: int = 1
+    coalesce_us: int = 100
+    min_sleep_us: int = 500
+    retrying: bool = False
+
+
 def _drive(
-    gaps_us: list[int],
-    delays_us: list[int],
-    throttle: list[bool],
-    conns: int,
-    coalesce_us: int,
-    min_sleep_us: int,
-    retrying: bool,
-    monkeypatch: pytest.MonkeyPatch,
+    case: Case, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[dict[str, Any], Run, dict[str, int]]:
     """Run the rows to their end on the simulated loop; (records, run, counters)."""
+    gaps_us, conns, retrying = case.gaps_us, case.conns, case.retrying
+    coalesce_us, min_sleep_us = case.coalesce_us, case.min_sleep_us
+    n_draws = min(len(case.delays_us), len(case.throttle))
+    delays_us, throttle = case.delays_us[:n_draws], case.throttle[:n_draws]
     n = len(gaps_us)
     rows = np.zeros(n, dtype=ORDER_DTYPE)
     rows["t_ns"] = np.cumsum(np.asarray(gaps_us, dtype=np.int64)) * US
@@ -176,28 +189,21 @@ def _drive(
 
 @settings(max_examples=150, deadline=None)
 @given(
-    gaps_us=st.lists(st.integers(0, 400), min_size=1, max_size=120),
-    delays_us=st.lists(st.integers(1, 600), min_size=1, max_size=40),
-    throttle=st.lists(st.booleans(), min_size=1, max_size=40),
-    conns=st.integers(1, 4),
-    coalesce_us=st.integers(1, 300),
-    min_sleep_us=st.integers(0, 500),
-    retrying=st.booleans(),
+    st.builds(
+        Case,
+        gaps_us=st.lists(st.integers(0, 400), min_size=1, max_size=120),
+        delays_us=st.lists(st.integers(1, 600), min_size=1, max_size=40),
+        throttle=st.lists(st.booleans(), min_size=1, max_size=40),
+        conns=st.integers(1, 4),
+        coalesce_us=st.integers(1, 300),
+        min_sleep_us=st.integers(0, 500),
+        retrying=st.booleans(),
+    )
 )
-def test_every_row_leaves_once_in_order_never_early_and_within_the_backstop(
-    gaps_us: list[int],
-    delays_us: list[int],
-    throttle: list[bool],
-    conns: int,
-    coalesce_us: int,
-    min_sleep_us: int,
-    retrying: bool,
-) -> None:
-    n = min(len(delays_us), len(throttle))
+def test_every_row_leaves_once_in_order_never_early_and_within_the_backstop(case: Case) -> None:
     with pytest.MonkeyPatch.context() as mp:
-        rec, run, _ = _drive(
-            gaps_us, delays_us[:n], throttle[:n], conns, coalesce_us, min_sleep_us, retrying, mp
-        )
+        rec, run, _ = _drive(case, mp)
+    gaps_us, coalesce_us, retrying = case.gaps_us, case.coalesce_us, case.retrying
     first = rec["try"] == 1
     rows = rec["row"][first]
     assert np.array_equal(np.sort(rows), np.arange(len(gaps_us)))  # each row once
@@ -232,7 +238,7 @@ def test_an_answer_after_the_next_rows_time_sends_it_without_a_tick(
     tick runs after the start: the backstop, about to wake the loop before the next row is even
     due, is moved instead (one timerfd arm per ``coalesce_s``, not one per row)."""
     gaps = [0] + [20] * 299
-    rec, _, counts = _drive(gaps, [20], [False], 1, 100, 500, False, monkeypatch)
+    rec, _, counts = _drive(Case(gaps, [20], [False]), monkeypatch)
     assert counts["answers"] == 300 and counts["spins"] == 0
     assert counts["ticks"] <= 2
     span_us = sum(gaps) + 20
@@ -246,7 +252,7 @@ def test_the_next_row_far_off_is_slept_for_not_coalesced(monkeypatch: pytest.Mon
     """An answer that sends the due row when the row after is further than a sleep pays: the
     timer is armed for that row (a sleep until shortly before it), and it leaves on time."""
     gaps = [0, 10, 10, 2_000, 10, 10]
-    rec, _, counts = _drive(gaps, [12], [False], 1, 100, 200, False, monkeypatch)
+    rec, _, counts = _drive(Case(gaps, [12], [False], min_sleep_us=200), monkeypatch)
     lag = rec["dispatched_ns"] - rec["intended_ns"]
     assert lag.max() <= 100 * US
     assert counts["arms"] >= 1  # the 2 ms wait was slept on the timer
@@ -264,6 +270,6 @@ def test_the_driver_sees_a_broken_rule(monkeypatch: pytest.MonkeyPatch) -> None:
             self._ci += 1
 
     monkeypatch.setattr(Run, "on_response", early)
-    rec, _, _ = _drive([0, 10, 300, 300, 300], [5], [False], 2, 100, 0, False, monkeypatch)
+    rec, _, _ = _drive(Case([0, 10, 300, 300, 300], [5], [False], 2, 100, 0), monkeypatch)
     lag = rec["dispatched_ns"] - rec["intended_ns"]
     assert lag.min() < 0
