@@ -143,12 +143,12 @@ def test_record_a_result(benchmark):
         free.clear()  # every answer handed the channel back to the free list
 
     benchmark(record)
-    slots = run.slots  # the first n slots: the attempts answered
+    slots = run.slots.arrays  # the first n slots: the attempts answered
     outcome_of = {201: CONFIRMED, 409: SOLD_OUT, 429: THROTTLED, 500: ERROR}
     expected = np.bincount([outcome_of[s] for s in statuses], minlength=7)
-    assert (np.bincount(slots.outcome[:n], minlength=7) == expected).all()
-    assert (slots.done_ns[:n] != -1).all() and (slots.status[:n] == statuses).all()
-    assert (slots.reason[:n] == statuses).all()  # the status decided: its reason code
+    assert (np.bincount(slots["outcome"][:n], minlength=7) == expected).all()
+    assert (slots["done_ns"][:n] != -1).all() and (slots["status"][:n] == statuses).all()
+    assert (slots["reason"][:n] == statuses).all()  # the status decided: its reason code
     harness.record_rate(benchmark, n, "answers_per_s")
 
 
