@@ -20,10 +20,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simulator.load.engine import EngineConfig
-from simulator.load.journey import JourneyRun, make_run
+from simulator.load.journey import JourneyRun, make_run, step_rules
 from simulator.load.transport import parse_endpoint
 from simulator.outcomes import CONFIRMED, OUTCOME_NAMES, R_TIMEOUT, TIMEOUT
 from simulator.retry import Retry
+from simulator.scenario.journey import requests_of
 from simulator.scenario.reader import parse_scenario
 from simulator.schedule import FLAG_RETRIES
 from tests.load.conftest import constant_rows
@@ -262,3 +263,28 @@ def test_a_stop_part_way_still_ends_every_journey_once(
     assert tally.scheduled == n_rows and int(tally.row_outcomes.sum()) == n_rows
     for k, name in enumerate(STEPS):
         assert jt.steps[k].sent == transport.seen[name]
+
+
+def test_a_steps_own_reason_codes_are_named_in_the_runs_tally() -> None:
+    """A step whose rule reads words from the body (not the target's rule): the run's tally
+    names its reason codes as users mode's feed does, not as bare numbers."""
+    text = JOURNEY.replace(
+        'extract = { ref = { json = "ref" } }',
+        'extract = { ref = { json = "ref" } }\n'
+        "[journey.steps.outcome]\n"
+        'path = "code"\n'
+        'values = { "OK" = "confirmed", "SOLD_OUT" = "sold_out" }',
+    )
+    scenario = parse_scenario(tomllib.loads(text), "machine.toml")
+    assert scenario.journey is not None
+    run = make_run(
+        constant_rows(4, 2_000_000),
+        FakeTransport({name: ["ok"] for name in STEPS}),  # type: ignore[arg-type]
+        EngineConfig(fine_timer=False),
+        None,
+        scenario,
+        parse_endpoint("http://127.0.0.1:9"),
+    )
+    order = step_rules(requests_of(scenario.journey, ()))[scenario.journey.order_step]
+    assert order.labels and "SOLD_OUT" in " ".join(order.labels.values())
+    assert order.labels.items() <= run.tally.reason_labels.items()
