@@ -83,11 +83,9 @@ def main() -> int:
     rows: dict[str, list[tuple[float, float, float]]] = {"wrk": [], "uvloop + httptools": []}
     with tempfile.TemporaryDirectory() as d, harness.nginx(Path(d)) as (_, url):
         for _ in range(args.reps):
-            user0, sys0 = harness.children_cpu_s(), harness.children_sys_s()
             fig = harness.run_wrk(url, args.seconds, args.connections, Path(d))
-            cpu, kernel = harness.children_cpu_s() - user0, harness.children_sys_s() - sys0
-            rows["wrk"].append((fig.rps, (cpu - kernel) / fig.requests * 1e6,
-                                kernel / fig.requests * 1e6))  # fmt: skip
+            kernel = fig.sys_us_per_request
+            rows["wrk"].append((fig.rps, fig.cpu_us_per_request - kernel, kernel))
             out = subprocess.run(
                 harness.pinned(harness.GENERATOR_CORE, [sys.executable, __file__, "client", url,
                                                         str(args.seconds), str(args.connections)]),

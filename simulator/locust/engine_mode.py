@@ -37,7 +37,7 @@ from simulator.load.slots import Batch
 from simulator.load.tally import Tally
 from simulator.load.transport import parse_endpoint
 from simulator.locust.live import SliceCounts
-from simulator.locust.stats import INTENDED, SERVICE, Failures, order_method
+from simulator.locust.stats import INTENDED, SERVICE, Failures, order_request
 from simulator.outcomes import CONFIRMED, NOT_SENT, SOLD_OUT
 from simulator.scenario import Scenario
 from simulator.schedule import Orders
@@ -99,10 +99,8 @@ class EngineSlice:
         # the orders' entries in Locust's statistics (the run's sink gets the order rows: a
         # journey's other steps are in the report's journey section), under the method and path
         # they go out with (a journey's order step's), as users mode and the live view name them
-        self.method = order_method(sc)
-        self.path = (
-            sc.journey.steps[sc.journey.order_step].path if sc.journey else sc.target.orders_path
-        )
+        order = order_request(sc)
+        self.method, self.path = order.method, order.path
         self.counts = counts if counts is not None else SliceCounts()
         self.stream = stream
         self.failure = Failures(self.run.tally.reason_labels)  # the order step's rule's too

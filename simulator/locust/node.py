@@ -40,7 +40,7 @@ from simulator.locust import finish, live
 from simulator.locust import results as res
 from simulator.locust.plan import Options, RunPlan, file_digest, users_at
 from simulator.locust.slice_state import NODE_ATTR, SliceState, start_slice
-from simulator.locust.stats import INTENDED, order_method
+from simulator.locust.stats import INTENDED, order_request
 from simulator.records import clear_stream
 from simulator.scenario import Scenario, load_scenario
 
@@ -329,7 +329,7 @@ class Node:
 
     def live_view(self) -> dict[str, Any]:
         """Everything the Flash sale page shows, as one JSON-able dict."""
-        stats = self.env.runner.stats.get(INTENDED, order_method(self.scenario))
+        stats = self.env.runner.stats.get(INTENDED, order_request(self.scenario).method)
         snap = live.Snapshot(
             host=self.env.host,
             state=str(self.env.runner.state),

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 from simulator.outcomes import OUTCOME_NAMES, reason_name
 from simulator.scenario import Scenario
-from simulator.scenario.journey import Step
+from simulator.scenario.journey import Step, order_journey
 
 #: per HTTP attempt, latency from the attempt's intended send time (what a buyer waits)
 INTENDED = "order (intended)"
@@ -27,11 +27,11 @@ def request_names(requests: Sequence[Step], order_step: int) -> list[tuple[str, 
     ]
 
 
-def order_method(scenario: Scenario) -> str:
-    """The method the orders go out with (the journey's order step's, or the target's): the
-    request type of the orders' entries in Locust's statistics."""
-    journey = scenario.journey
-    return journey.steps[journey.order_step].method if journey else scenario.target.method
+def order_request(scenario: Scenario) -> Step:
+    """The request the orders go out as (the journey's order step, or the target's order as
+    one): its method is the request type of the orders' entries in Locust's statistics."""
+    journey = scenario.journey or order_journey(scenario.target)
+    return journey.steps[journey.order_step]
 
 
 class OrderFailed(Exception):

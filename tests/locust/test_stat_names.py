@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from simulator.locust.stats import INTENDED, SERVICE, order_method, request_names
+from simulator.locust.stats import INTENDED, SERVICE, order_request, request_names
 from simulator.scenario import load_scenario
 from simulator.scenario.journey import order_journey, requests_of
 
@@ -36,10 +36,10 @@ def test_the_orders_method_is_the_order_steps() -> None:
     k = sc.journey.order_step
     steps[k] = dataclasses.replace(steps[k], method="PUT")
     put = dataclasses.replace(sc, journey=dataclasses.replace(sc.journey, steps=tuple(steps)))
-    assert order_method(put) == "PUT"
-    assert order_method(sc) == "POST"
+    assert order_request(put).method == "PUT"
+    assert order_request(sc).method == "POST"
     plain = dataclasses.replace(sc, journey=None, streams=())
     plain = dataclasses.replace(plain, target=dataclasses.replace(plain.target, method="PATCH"))
-    assert order_method(plain) == "PATCH"
+    assert order_request(plain).method == "PATCH"
     one = order_journey(plain.target)
     assert request_names(requests_of(one, ()), one.order_step) == [(INTENDED, SERVICE)]

@@ -131,15 +131,14 @@ class _Conn(asyncio.Protocol):
             self._answer(attempt, status, outcome, status)
 
     def _answer(self, attempt: int, status: int, outcome: int, reason: int) -> None:
-        sink = self.pool.sink
         if not self.parser.should_keep_alive():
             self.alive = False
-            sink.on_response(self, attempt, status, outcome, reason)
-            sink.on_lost(self)
+            self.respond(self, attempt, status, outcome, reason)
+            self.pool.sink.on_lost(self)
             if self.transport is not None:
                 self.transport.close()
             return
-        sink.on_response(self, attempt, status, outcome, reason)
+        self.respond(self, attempt, status, outcome, reason)
 
     # -- used by the engine --------------------------------------------------------------------
 

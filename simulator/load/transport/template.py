@@ -138,7 +138,6 @@ class RequestTemplate:
         "_wrap_n",
         "body_formats",
         "fast",
-        "head",
         "head_formats",
         "heads",
         "render",
@@ -175,11 +174,11 @@ class RequestTemplate:
         self._body_pick = _picker([slot[k] for k in b.keys])
         self._data, self._wrap_n = _data_rows(data, data_keys, ct)
         self.fast = not h.keys and [k[0] for k in b.keys] == list(_DEFAULT_FIELDS)
-        self.head = self.head_formats[0]
         # the fast shape's head (it has no holes) for every body length it can have (three
         # integers of at most 20 characters in a body format): a list index and a concatenation
         longest = max((len(f) for f in self.body_formats), default=0) + 3 * 20
-        self.heads = [self.head[: -len(b"%b")] % n for n in range(longest + 1)] if self.fast else []
+        fixed = self.head_formats[0][: -len(b"%b")]
+        self.heads = [fixed % n for n in range(longest + 1)] if self.fast else []
         self.render: Callable[[int, int, int, int], bytes]  # (product, order, qty, buyer)
         if self.fast:
             self.render = self._render_fast
