@@ -56,10 +56,11 @@ def order_key(
     return key
 
 
-def uniforms(key: U64, seed: int, stream: int) -> U64:
-    """Hashed 64-bit words for ``key`` in an independent ``stream`` (0 = service, 1 = jitter …)."""
+def uniforms(key: U64, seed: int, stream: int, out: U64 | None = None) -> U64:
+    """Hashed 64-bit words for ``key`` in an independent ``stream`` (0 = service, 1 = jitter …);
+    into ``out`` when given."""
     salt = np.uint64((seed * 0x100000001B3 + stream * 0xD6E8FEB86659FD93) & (2**64 - 1))
-    z = key ^ salt
+    z = np.bitwise_xor(key, salt, out=out)
     return splitmix64(z, out=z)
 
 
@@ -104,11 +105,16 @@ def unit(words: U64) -> F64:
     return (words >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 
-def shard_of(buyer: I64, shards: int, seed: int) -> I64:
-    """The shard of each buyer: a hash of the buyer number, so a buyer always hits one shard."""
+def shard_of(buyer: I64, shards: int, seed: int, out: I64 | None = None) -> I64:
+    """The shard of each buyer: a hash of the buyer number, so a buyer always hits one shard
+    (into ``out`` when given)."""
     if shards == 1:
-        return np.zeros(len(buyer), dtype=np.int64)
-    h = uniforms(buyer.view(np.uint64), seed, 7)  # buyer numbers are ≥ 0
+        if out is None:
+            return np.zeros(len(buyer), dtype=np.int64)
+        out[:] = 0
+        return out
+    # buyer numbers are ≥ 0
+    h = uniforms(buyer.view(np.uint64), seed, 7, None if out is None else out.view(np.uint64))
     if shards & (shards - 1) == 0:  # a power of two: a mask, far cheaper than a uint64 modulo
         h &= np.uint64(shards - 1)
     else:

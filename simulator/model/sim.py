@@ -80,7 +80,6 @@ from simulator.schedule import (
     FLAG_RETRIES,
     Schedule,
     build_schedule,
-    concat,
 )
 
 I64 = npt.NDArray[np.int64]
@@ -97,8 +96,7 @@ MIN_WINDOW_NS = MS
 #: schedule rows a window holds on average where no retry bounds its length: every window
 #: costs some fixed work (passes over the 32k (product, shard) groups of singles-day-peak,
 #: NumPy calls on its few repeat buyers), and a window of many more rows falls out of the
-#: caches (singles-day-peak's first minute with the flow: 0.5 s windows, ~93k rows, ~5 %
-#: faster than 0.25 s or 0.7 s ones)
+#: caches (singles-day-peak's first minute with the flow: 0.5 s windows, ~93k rows)
 WINDOW_ROWS = 100_000
 #: queued requests kept before an overloaded run decides them early (~80 B each)
 BACKLOG_ROWS = 1 << 20
@@ -151,13 +149,16 @@ def _window_ns(
     """The window length: ``window_s`` when given; otherwise ≤ the shortest retry backoff
     where a request can be throttled (a retry lands in a later window), and about
     :data:`WINDOW_ROWS` schedule rows at the schedule's mean rate (``rate_per_s``), in
-    [1 ms, 1 s]. With the flow, ≤ the shortest time from a reservation to its return."""
+    [1 ms, 1 s] and a whole number of them a second. With the flow, ≤ the shortest time from
+    a reservation to its return."""
     if config.window_s is not None:
         w = max(1, round(config.window_s * SECOND))
     else:
         w = MAX_WINDOW_NS
-        if rate_per_s > 0:
-            w = int(min(w, max(MIN_WINDOW_NS, WINDOW_ROWS / rate_per_s * SECOND)))
+        if rate_per_s > 0:  # a whole number of windows a second: none straddles a second
+            # of the timelines (ModelStats counts a window within one second without a pass)
+            rows_ns = max(MIN_WINDOW_NS, WINDOW_ROWS / rate_per_s * SECOND)
+            w = SECOND // math.ceil(SECOND / rows_ns)
         retry = scenario.buyers.retry
         if retry.retries() and config.throttles():
             shortest = config.throttle_ms * MS + retry.shortest_s() * SECOND
@@ -244,10 +245,11 @@ class Model:
             state.retries_before(k)
             # room after the window's rows for the requests queued before it (rq.join): a
             # few per server, unless the servers fall behind (then rq.concat joins them)
-            spare = min(state.pending_rows, 1024 + len(rows) // 8)
+            n = sum(len(r) for r in rows)
+            spare = min(state.pending_rows, 1024 + n // 8)
             state.window(k, rq.from_rows(rows, self._shard_of, spare))
             if progress is not None:
-                progress(len(rows))
+                progress(n)
         state.retries_before(None)
         state.resolve(np.iinfo(np.int64).max)
         state.settle()
@@ -265,11 +267,14 @@ class Model:
             admission_throttled=state.admission_throttled,
         )
 
-    def _shard_of(self, buyer: I64) -> I64:
-        return service.shard_of(buyer, self.config.shards, self.config.seed)
+    def _shard_of(self, buyer: I64, out: I64 | None = None) -> I64:
+        return service.shard_of(buyer, self.config.shards, self.config.seed, out)
 
-    def _stream_windows(self, chunk_orders: int) -> Iterator[tuple[int, npt.NDArray[np.void]]]:
-        """The schedule cut at window boundaries: (window number, its rows), non-empty only."""
+    def _stream_windows(
+        self, chunk_orders: int
+    ) -> Iterator[tuple[int, list[npt.NDArray[np.void]]]]:
+        """The schedule cut at window boundaries: (window number, its rows), non-empty only;
+        a window's rows as the slices of the chunks they are in (from_rows copies each)."""
         w_ns = self.window_ns
         buf: list[npt.NDArray[np.void]] = []
         cur = -1
@@ -285,12 +290,12 @@ class Model:
                 if a == b:
                     continue
                 if k != cur and buf:
-                    yield cur, buf[0] if len(buf) == 1 else concat(buf)
+                    yield cur, buf
                     buf = []
                 cur = k
                 buf.append(chunk[a:b])
         if buf:
-            yield cur, buf[0] if len(buf) == 1 else concat(buf)
+            yield cur, buf
 
 
 class _Run:
