@@ -113,7 +113,7 @@ def seg_maxacc(v: I64, seg: I64) -> I64:
 
 
 def fifo_departures(
-    queue: I64,
+    queue: I64 | None,
     arrive: I64,
     service: I64,
     last: I64,
@@ -122,7 +122,8 @@ def fifo_departures(
     """Departure times of FIFO single servers; ``last[q]`` is queue q's previous departure.
 
     ``segs``: (starts, …) of ``queue`` (:func:`segments`, :func:`seg_bounds`), when the caller
-    has them already.
+    has them already. With ``queue`` None (``segs`` given), ``last`` is each segment's queue's
+    previous departure (the caller knows the queues by their segments).
 
     With G the cumulative sum over the whole array and B = G − C the constant that turns it
     into a segment's own sum, D_i = G_i + max(d₀ − B, max_{j ≤ i} (A_j − G_j + S_j)): one
@@ -132,12 +133,17 @@ def fifo_departures(
     n = len(arrive)
     if n == 0:
         return np.empty(0, np.int64)
-    starts = seg_starts(queue) if segs is None else segs[0]
+    if segs is None:
+        assert queue is not None
+        starts = seg_starts(queue)
+    else:
+        starts = segs[0]
     g = np.cumsum(service)
     u = arrive - g
     u += service
     base = g[starts] - service[starts]  # B per segment
-    u[starts] = np.maximum(u[starts], last[queue[starts]] - base)
+    d0 = last if queue is None else last[queue[starts]]
+    u[starts] = np.maximum(u[starts], d0 - base)
     lengths = seg_lengths(starts, n)
     lo, hi = int(u.min()), int(u.max())
     span = hi - lo + 1

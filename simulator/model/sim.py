@@ -64,7 +64,6 @@ from simulator.model.kernels import (
     fifo_departures,
     global_limit,
     lex_order,
-    seg_starts,
     segments,
     shared_fifo,
 )
@@ -72,7 +71,7 @@ from simulator.model.overload import Overload, check_state_size
 from simulator.model.requests import Requests
 from simulator.model.stats import ModelStats
 from simulator.model.stock import RING_OVER_LIMIT, StockBook, sum_by
-from simulator.outcomes import CONFIRMED, REJECTED, SOLD_OUT, THROTTLED, TIMEOUT
+from simulator.outcomes import CONFIRMED, REJECTED, THROTTLED, TIMEOUT
 from simulator.scenario import Scenario
 from simulator.schedule import (
     FLAG_REPEAT,
@@ -129,8 +128,7 @@ def _grouped(key: I64, bound: int | None = None) -> tuple[npt.NDArray[np.intp], 
     """
     n = len(key)
     if bound is not None and bound <= 1 << 16:
-        small = key.astype(np.uint8 if bound <= 1 << 8 else np.uint16)
-        o = np.argsort(small, kind="stable")
+        o = _small_order(key, bound)
         return o, key[o]
     if n >= 1 << 32 or (n and int(key.max()) >= 1 << 31):
         o = np.argsort(key, kind="stable")
@@ -141,6 +139,12 @@ def _grouped(key: I64, bound: int | None = None) -> tuple[npt.NDArray[np.intp], 
     o = (packed & 0xFFFFFFFF).astype(np.intp, copy=False)
     packed >>= 32
     return o, packed
+
+
+def _small_order(key: I64, bound: int) -> npt.NDArray[np.intp]:
+    """A stable grouping by ``key`` (≥ 0, < ``bound`` ≤ 2¹⁶): NumPy's stable sort of
+    uint8/uint16 is a radix sort, linear."""
+    return np.argsort(key.astype(np.uint8 if bound <= 1 << 8 else np.uint16), kind="stable")
 
 
 def _window_ns(
@@ -477,9 +481,13 @@ class _Run:
         results are scattered back, so every other column stays in arrival order.
         """
         queue = self._route(req)
-        o, q = _grouped(queue, self.m.n_queues)
+        simple = self.inflight is None and self.tail is None  # one server a queue, no limit
+        if simple and self.m.n_queues <= 1 << 16:  # only the queues' segments, not their keys
+            o, q = _small_order(queue, self.m.n_queues), None
+        else:
+            o, q = _grouped(queue, self.m.n_queues)
         key = service.order_key(req.order, req.attempt, req.duplicate())
-        drawn = service.table_index(service.uniforms(key, self.cfg.seed, 0))
+        drawn = service.table_index(service.uniforms(key, self.cfg.seed, 0, out=key))
         s = self.m.table.take(drawn)
         t_q, s_q = req.t[o], s[o]
         done = req.done  # written in place: a batch with room keeps it (rq.join)
@@ -488,6 +496,7 @@ class _Run:
             adm_q, depart = admitted[o], done[o]
             all_in = bool(admitted.all())
         elif self.tail is not None:
+            assert q is not None
             if self.cfg.servers > 1:
                 adm_q, depart, self.tail = shared_fifo(
                     q, t_q, s_q, self.tail, self.cfg.servers, self.cfg.queue_limit
@@ -499,11 +508,14 @@ class _Run:
             admitted = adm_q if all_in else np.empty(len(o), dtype=bool)
             if not all_in:
                 admitted[o] = adm_q
-        else:
-            starts = seg_starts(q)
-            depart = fifo_departures(q, t_q, s_q, self.last, (starts,))
-            ends = np.append(starts[1:], len(q)) - 1
-            self.last[q[ends]] = depart[ends]
+        else:  # one server a queue, no limit: each queue's segment from its count
+            counts = np.bincount(queue, minlength=self.m.n_queues)
+            qid = np.flatnonzero(counts)
+            ends = np.cumsum(counts[qid])
+            starts = ends - counts[qid]
+            ends -= 1
+            depart = fifo_departures(None, t_q, s_q, self.last[qid], (starts,))
+            self.last[qid] = depart[ends]
             done[o] = depart
             all_in = True
             admitted = np.ones(0, dtype=bool)
@@ -619,23 +631,23 @@ class _Run:
         returns = direct = demand = None
         if self.m.flow is not None and len(p):
             returns, direct, demand = self._returns_due(group, done, p.qty, watermark)
-        outcome, replayed, false = self.stock.resolve(
+        outcome, replayed, (so, false) = self.stock.resolve(
             group, done, p.qty, p.order, candidate, None, buyers, returns, demand
         )
         if direct is not None:
             self.stock.give_back(*direct)
-        outcome[outcome == RING_OVER_LIMIT] = REJECTED
+        if self.stock.limits is not None:
+            outcome[outcome == RING_OVER_LIMIT] = REJECTED
         t = p.t
         lat = done - t
-        late = lat > self.m.timeout_ns
-        any_late = bool(late.any())
+        any_late = len(lat) > 0 and int(lat.max()) > self.m.timeout_ns
+        late = lat > self.m.timeout_ns if any_late else None
         if self.m.flow is not None:
-            self._hold_stock(p, group, outcome, replayed, late if any_late else None)
+            self._hold_stock(p, group, outcome, replayed, late)
         self.stats.replays += int(np.count_nonzero(replayed))
-        so = np.flatnonzero(outcome == SOLD_OUT)
         if len(so):
-            self.stats.add_sold_out(p.product[so], false[so])
-        if any_late:
+            self.stats.add_sold_out(p.product[so], false)
+        if late is not None:
             outcome[late] = TIMEOUT
             done[late] = t[late] + self.m.timeout_ns
             lat[late] = self.m.timeout_ns
@@ -705,7 +717,7 @@ class _Run:
         flow, holds = self.m.flow, self.holds
         assert flow is not None and holds is not None
         took = outcome == CONFIRMED
-        took &= ~replayed
+        np.greater(took, replayed, out=took)  # confirmed and not a replay
         k = int(np.count_nonzero(took))
         if not k:
             return
@@ -722,7 +734,7 @@ class _Run:
         if late is not None:
             end[late] = EXPIRED
         if none is not None:  # no hold: 3 (EXPIRED | CANCELLED | 3 = 3)
-            end |= np.multiply(none, np.uint8(3), dtype=np.uint8)
+            np.bitwise_or(end, np.uint8(3), out=end, where=none)
         key = product * 4
         key += end
         holds += sum_by(key, qty, 4 * len(holds)).reshape(-1, 4)[:, :3]
