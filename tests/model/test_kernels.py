@@ -75,6 +75,34 @@ def test_closed_form_departures_equal_lindley(case):
         assert depart[i] == prev[q]
 
 
+@pytest.mark.parametrize("queues", [3, 40])
+def test_closed_form_departures_long_and_short_segments(queues):
+    """Segments long enough for a running maximum each (3 queues, ~2,000 rows each) and short
+    ones (one running maximum over offset segments) equal the Lindley loop; with ``queue``
+    None the caller gives each segment's previous departure."""
+    from simulator.model.kernels import _LONG_SEGMENTS
+
+    rng = np.random.default_rng(queues)
+    n = 6000
+    queue = np.sort(rng.integers(0, queues, n)).astype(np.int64)
+    arrive = np.zeros(n, np.int64)
+    for k in range(queues):
+        m = queue == k
+        arrive[m] = np.sort(rng.integers(0, 300 * n, m.sum()))
+    service = rng.integers(1, 600, n).astype(np.int64)
+    last = rng.integers(-50, 5000, queues).astype(np.int64)
+    starts = np.concatenate(([0], np.flatnonzero(queue[1:] != queue[:-1]) + 1))
+    assert (n >= _LONG_SEGMENTS * len(starts)) == (queues == 3)
+    depart = fifo_departures(queue, arrive, service, last)
+    by_segment = fifo_departures(None, arrive, service, last[queue[starts]], (starts,))
+    prev = dict(enumerate(last.tolist()))
+    want = np.empty(n, np.int64)
+    for i in range(n):  # D_i = max(A_i, D_{i-1}) + S_i per queue
+        q = int(queue[i])
+        prev[q] = want[i] = max(int(arrive[i]), prev[q]) + int(service[i])
+    assert (depart == want).all() and (by_segment == want).all()
+
+
 def ref_shared(queue, arrive, service, servers, limit, free, in_system):
     """c servers, one FIFO queue each, arrival by arrival: throttled iff ``limit`` orders are in
     the system; otherwise served by the server free earliest, from max(arrival, its free time).
