@@ -954,7 +954,7 @@ def _first_attempts(
         u = np.unique(ids)
         j = np.minimum(np.searchsorted(u, order), len(u) - 1)
         hit = u[j] == order
-    hit &= ~candidate
+    np.greater(hit, candidate, out=hit)  # and not a candidate itself
     f = np.flatnonzero(hit)  # first attempts of those ids (one per id)
     if not len(f):
         return np.zeros(len(free), dtype=bool), f
