@@ -199,23 +199,33 @@ def _transpose(parts: list[npt.NDArray[np.void]], words: I64) -> None:
 
 def _with_room(parts: list[npt.NDArray[np.void]], shard_of: ShardOf, spare: int) -> Requests:
     """:func:`from_rows` into columns with ``spare`` rows of room after them (unwritten room
-    costs nothing: its pages are mapped when first written)."""
+    costs nothing: its pages are mapped when first written). A block of rows is transposed,
+    unpacked and its buyers' shards hashed while it is in the cache."""
     n = sum(len(r) for r in parts)
     cap = n + spare
     words = np.empty((4, cap), dtype=np.int64)
-    _transpose(parts, words)
-    buyer, last = words[2, :n], words[3, :n]
     product = np.empty(cap, dtype=np.int64)
-    np.bitwise_and(last, 0xFFFFFFFF, out=product[:n])  # bytes 24–27 (≥ 0)
     qty = np.empty(cap, dtype=np.int64)
-    qty[:n] = words[3].view(np.uint16).reshape(cap, 4)[:n, 2]  # bytes 28–29 (little-endian)
     flags = np.empty(cap, dtype=np.uint8)
-    flags[:n] = words[3].view(np.uint8).reshape(cap, 8)[:n, 6]  # byte 30
     shard = np.empty(cap, dtype=np.int64)
-    into = shard[:n]
-    got = shard_of(buyer, into)
-    if got.__array_interface__["data"][0] != into.__array_interface__["data"][0]:
-        into[:] = got  # a shard_of that does not write into ``out``
+    # the fourth word's bytes 24–27 (product, ≥ 0), 28–29 (qty), 30 (flags): little-endian
+    qty_of = words[3].view(np.uint16).reshape(cap, 4)[:, 2]
+    flags_of = words[3].view(np.uint8).reshape(cap, 8)[:, 6]
+    at = 0
+    for part in parts:
+        src = part.view(np.int64).reshape(len(part), 4)
+        for a in range(0, len(part), _BLOCK_ROWS):
+            b = min(a + _BLOCK_ROWS, len(part))
+            i, j = at + a, at + b
+            np.copyto(words[:, i:j], src[a:b].T)
+            np.bitwise_and(words[3, i:j], 0xFFFFFFFF, out=product[i:j])
+            qty[i:j] = qty_of[i:j]
+            flags[i:j] = flags_of[i:j]
+            into = shard[i:j]
+            got = shard_of(words[2, i:j], into)
+            if got.__array_interface__["data"][0] != into.__array_interface__["data"][0]:
+                into[:] = got  # a shard_of that does not write into ``out``
+        at += len(part)
     attempt = np.zeros(cap, dtype=np.uint8)
     done = np.zeros(cap, dtype=np.int64)
     full: tuple[npt.NDArray[Any], ...] = (words[0], words[0], words[1], words[2], product)
