@@ -719,7 +719,9 @@ class StockBook:
         if events:  # groups with returns: their own sold-out and back events, in order
             eg, et, eb = (np.array(c) for c in zip(*events, strict=True))
             outs = ~eb.astype(bool)
-            self.zero_ns[eg[outs]] = np.minimum(self.zero_ns[eg[outs]], et[outs])
+            # a group may sell out more than once here: its earliest (an indexed assignment
+            # would keep the last of repeated groups)
+            np.minimum.at(self.zero_ns, eg[outs], et[outs].astype(np.int64))
             self._log(eg.astype(np.int64), et.astype(np.int64), eb.astype(bool))
         so = np.flatnonzero(out == SOLD_OUT)
         if len(so):
