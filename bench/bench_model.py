@@ -115,15 +115,19 @@ def test_model_throughput_with_the_flow(benchmark):
     The flow's run checks conservation (initial = paid + free once every hold has ended) and
     that holds came back before the end (units reserved beyond what was paid).
 
-    Where the flow run's time goes (py-spy samples, 2026-12-06 03:15 UTC, shared 2-vCPU Xeon,
-    after the second round of model speed-ups): serving 27 % (FIFO kernel 8 %, grouping by
-    queue 3 %, the service draw's hash and table ~4 %), stock decisions 24 % (the per-buyer
-    limit chains 11 %, the idempotency ring 3.5 %), the holds' ends 16 % (their hash 4 %) and
-    their returns 9 %, stats 10 %, reading the schedule rows 9 % (the buyers' shard hash
-    2.4 %), joining batches 2 %: no single pass dominates; the three hashes (splitmix64, ~10
-    passes each: shard, service draw, hold's end) are ~6 % together. Before that round
-    (cProfile, same day): stock 27 %, serving 22 %, holds and returns 26 %, rows 8 %, stats
-    5 %, joining 4 %.
+    Where the flow run's time goes (py-spy samples, 2026-12-06 05:41 UTC, shared 2-vCPU Xeon
+    while other tests ran, after the third round of model speed-ups; categories overlap):
+    serving 30 % (its FIFO kernel 7 %), stock decisions 22 % (the per-buyer limit chains 12 %
+    for ~9 % of the rows, whose buyers' units are read and written at random in a 2²⁴-slot
+    ring; the idempotency ring and first attempts 5 %), the holds' ends
+    17 % (their hash 4.5 %) and their returns 7 %, stats 9 %, reading the schedule rows 11 %
+    (the buyers' shard hash 4 %); the three splitmix64 hashes 7 % together. That round cut
+    the windows (0.5 s here: about 100,000 rows where nothing can be throttled, so no retry
+    backoff bounds them; each window costs fixed work over the 32,000 (product, shard)
+    groups) and passes over the rows. After the second round (03:15 UTC): serving 27 %,
+    stock decisions 24 % (chains 11 %, ring 3.5 %), holds' ends 16 % and returns 9 %, stats
+    10 %, rows 9 %. Before it (cProfile): stock 27 %, serving 22 %, holds and returns 26 %,
+    rows 8 %, stats 5 %, joining 4 %.
     """
     import dataclasses
 

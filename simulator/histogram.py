@@ -34,10 +34,11 @@ def relative_error(sub_bits: int = SUB_BITS) -> float:
     return 1.0 / (2 << sub_bits)
 
 
-def bucket_of(x_ns: I64, sub_bits: int = SUB_BITS) -> I64:
-    """Bucket index of each value (values < 1 ns go to bucket 0)."""
-    bits = np.maximum(x_ns, 1).astype(np.float64).view(np.int64)
-    idx = bits >> (52 - sub_bits)
+def bucket_of(x_ns: I64, sub_bits: int = SUB_BITS, positive: bool = False) -> I64:
+    """Bucket index of each value (values < 1 ns go to bucket 0); ``positive``: the caller
+    knows every value is ≥ 1 (no clamp: a pass fewer)."""
+    bits = (x_ns if positive else np.maximum(x_ns, 1)).astype(np.float64).view(np.int64)
+    idx = np.right_shift(bits, 52 - sub_bits, out=bits)  # bits is a new array: in place
     idx -= 1023 << sub_bits
     return idx
 

@@ -36,8 +36,8 @@ class ModelConfig:
     storefront's and the client's handling around the service (HTTP, parsing, scheduling),
     which does not hold a server; calibration fits it (:mod:`simulator.model.calibrate`).
     ``window_s``: the model steps through time in windows no longer than the shortest retry
-    backoff (default: that, capped at 1 s); results do not depend on it as long as it is ≤
-    that backoff.
+    backoff where requests can be throttled (default: that, or about 100,000 schedule rows,
+    within [1 ms, 1 s]); results do not depend on it as long as it is ≤ that backoff.
     ``reservation_ttl_s``: orders reserve stock for this long (the flash-sale flow; None: an
     order is final); what buyers do with their holds is the scenario's ``[buyers]`` pay keys
     (:mod:`simulator.model.flow`). ``admit_per_s``/``burst``: the storefront's token bucket
@@ -85,6 +85,11 @@ class ModelConfig:
         for name, ok, rule in checks:
             if not ok:
                 raise ValueError(f"{name} {rule}, got {getattr(self, name)!r}")
+
+    def throttles(self) -> bool:
+        """Whether a request can be throttled (429): a queue limit, a limit on orders in
+        flight or a token bucket; only a throttled request is retried."""
+        return self.queue_limit > 0 or self.max_in_flight > 0 or self.admit_per_s > 0
 
     def replace(self, **changes: Any) -> ModelConfig:
         """A copy with some fields changed."""

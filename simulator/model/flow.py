@@ -106,19 +106,27 @@ class FlowSettings:
         value whose delay reaches the TTL (:meth:`_in_time_below`).
         """
         key = order.view(np.uint64) if order.dtype == np.int64 else order.astype(np.uint64)
-        w = service.uniforms(key, seed, _FLOW)
+        w = np.empty(len(key), dtype=np.uint64)
+        end = np.empty(len(key), dtype=np.uint8)
+        for a in range(0, len(key), service.BLOCK):  # a block's passes stay in the cache
+            b = a + service.BLOCK
+            self._ends(service.uniforms(key[a:b], seed, _FLOW, out=w[a:b]), end[a:b])
+        return end, w
+
+    def _ends(self, w: U64, end: U8) -> None:
+        """The ends of holds with hashed words ``w``, into ``end``."""
         in_time = (w & np.uint64(_DELAY_MASK)) < np.uint64(self._below << 22)
         pay = round(self.pay_share * (1 << 21))
         paid = in_time if pay >= 1 << 21 else (w < np.uint64(pay << 43)) & in_time
         # arithmetic on the masks (np.where on a random mask is several times slower)
         if not self.cancels:  # a hold not paid in time expires: EXPIRED (2) or PAID (0)
-            return np.multiply(np.uint8(EXPIRED), ~paid, dtype=np.uint8), w
+            np.multiply(np.uint8(EXPIRED), ~paid, out=end, dtype=np.uint8)
+            return
         leaves = (w & np.uint64((1 << 22) - 1)) < np.uint64(round(self.abandon_share * (1 << 22)))
         # in time: paid → PAID (0); not paid: cancels → CANCELLED (1), leaves → EXPIRED (2)
-        end = np.subtract(np.uint8(EXPIRED), in_time, dtype=np.uint8)
+        np.subtract(np.uint8(EXPIRED), in_time, out=end, dtype=np.uint8)
         end += leaves & in_time
         end *= ~paid
-        return end, w
 
     def delay(self, w: U64) -> I64:
         """The pay (or cancel) delay (ns) of hashed words, from their 21 delay bits."""

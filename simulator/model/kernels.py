@@ -112,8 +112,13 @@ def seg_maxacc(v: I64, seg: I64) -> I64:
     return out
 
 
+#: rows a segment on average from which :func:`fifo_departures` takes a running maximum per
+#: segment (a NumPy call each) rather than one over offset segments (four more passes)
+_LONG_SEGMENTS = 1024
+
+
 def fifo_departures(
-    queue: I64,
+    queue: I64 | None,
     arrive: I64,
     service: I64,
     last: I64,
@@ -122,36 +127,47 @@ def fifo_departures(
     """Departure times of FIFO single servers; ``last[q]`` is queue q's previous departure.
 
     ``segs``: (starts, …) of ``queue`` (:func:`segments`, :func:`seg_bounds`), when the caller
-    has them already.
+    has them already. With ``queue`` None (``segs`` given), ``last`` is each segment's queue's
+    previous departure (the caller knows the queues by their segments).
 
     With G the cumulative sum over the whole array and B = G − C the constant that turns it
     into a segment's own sum, D_i = G_i + max(d₀ − B, max_{j ≤ i} (A_j − G_j + S_j)): one
     cumulative sum, and one running maximum made segmented by adding a per-segment offset
-    (as :func:`seg_maxacc`, without a segment number per element).
+    (as :func:`seg_maxacc`, without a segment number per element) — or, where segments are
+    long (:data:`_LONG_SEGMENTS`), one running maximum per segment.
     """
     n = len(arrive)
     if n == 0:
         return np.empty(0, np.int64)
-    starts = seg_starts(queue) if segs is None else segs[0]
+    if segs is None:
+        assert queue is not None
+        starts = seg_starts(queue)
+    else:
+        starts = segs[0]
     g = np.cumsum(service)
     u = arrive - g
     u += service
     base = g[starts] - service[starts]  # B per segment
-    u[starts] = np.maximum(u[starts], last[queue[starts]] - base)
+    d0 = last if queue is None else last[queue[starts]]
+    u[starts] = np.maximum(u[starts], d0 - base)
     lengths = seg_lengths(starts, n)
-    lo, hi = int(u.min()), int(u.max())
-    span = hi - lo + 1
+    m = u  # the running maximum, in place
     if len(starts) == 1:
-        m = np.maximum.accumulate(u)
-    elif span * len(starts) < (1 << 62):
-        off = np.repeat(np.arange(len(starts), dtype=np.int64) * span - lo, lengths)
-        u += off  # each segment above the previous one: one running maximum serves all
-        m = np.maximum.accumulate(u)
-        m -= off
-    else:
-        m = np.empty_like(u)
+        np.maximum.accumulate(u, out=m)
+        m += g
+        return m
+    lo = hi = 0
+    long = n >= _LONG_SEGMENTS * len(starts)
+    if not long:
+        lo, hi = int(u.min()), int(u.max())
+    if long or (hi - lo + 1) * len(starts) >= 1 << 62:  # one running maximum per segment
         for a, b in zip(starts.tolist(), (starts + lengths).tolist(), strict=True):
-            m[a:b] = np.maximum.accumulate(u[a:b])
+            np.maximum.accumulate(u[a:b], out=m[a:b])
+    else:
+        off = np.repeat(np.arange(len(starts), dtype=np.int64) * (hi - lo + 1) - lo, lengths)
+        u += off  # each segment above the previous one: one running maximum serves all
+        np.maximum.accumulate(u, out=m)
+        m -= off
     m += g
     return m
 

@@ -27,14 +27,38 @@ _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 
 
-def splitmix64(x: U64, out: U64 | None = None) -> U64:
-    """The splitmix64 finaliser of ``x + golden``: a bijective, well-mixed 64-bit hash.
+#: elements a block of a chain of elementwise passes (:func:`splitmix64`, the flow's ends):
+#: its passes over a block (128 KB of 64-bit words) and the scratch stay in the L2 cache
+#: (splitmix64: 3.3x faster on a 93k-element window than over the whole array, whose
+#: passes each stream it from memory: 285 vs 925 µs, 2026-12-06 05:47 UTC, shared host)
+BLOCK = 16384
+
+
+def splitmix64(x: U64, out: U64 | None = None, salt: np.uint64 | None = None) -> U64:
+    """The splitmix64 finaliser of ``x + golden``: a bijective, well-mixed 64-bit hash
+    (of ``x ^ salt`` when a salt is given).
 
     In place in ``out`` when given (it may be ``x``), with one scratch array: the hash runs on
-    every request, and each array it allocates is another pass over fresh memory.
+    every request, and each array it allocates is another pass over fresh memory. Long arrays
+    are hashed a block at a time (:data:`BLOCK`).
     """
-    z = np.add(x, _GOLDEN, out=out)
-    t = z >> np.uint64(30)
+    z = np.empty_like(x) if out is None else out
+    t = np.empty(min(len(x), BLOCK), dtype=np.uint64)
+    for a in range(0, len(x), BLOCK):
+        b = min(a + BLOCK, len(x))
+        block = z[a:b]
+        if salt is None:
+            np.add(x[a:b], _GOLDEN, out=block)
+        else:
+            np.bitwise_xor(x[a:b], salt, out=block)
+            block += _GOLDEN
+        _mix(block, t[: b - a])
+    return z
+
+
+def _mix(z: U64, t: U64) -> U64:
+    """splitmix64's mixing of ``z`` (golden already added), in place; ``t``: scratch."""
+    np.right_shift(z, np.uint64(30), out=t)
     z ^= t
     z *= _M1
     np.right_shift(z, np.uint64(27), out=t)
@@ -56,11 +80,11 @@ def order_key(
     return key
 
 
-def uniforms(key: U64, seed: int, stream: int) -> U64:
-    """Hashed 64-bit words for ``key`` in an independent ``stream`` (0 = service, 1 = jitter …)."""
+def uniforms(key: U64, seed: int, stream: int, out: U64 | None = None) -> U64:
+    """Hashed 64-bit words for ``key`` in an independent ``stream`` (0 = service, 1 = jitter …);
+    into ``out`` when given."""
     salt = np.uint64((seed * 0x100000001B3 + stream * 0xD6E8FEB86659FD93) & (2**64 - 1))
-    z = key ^ salt
-    return splitmix64(z, out=z)
+    return splitmix64(key, out=out, salt=salt)
 
 
 def _midpoints() -> F64:
@@ -104,11 +128,16 @@ def unit(words: U64) -> F64:
     return (words >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
 
 
-def shard_of(buyer: I64, shards: int, seed: int) -> I64:
-    """The shard of each buyer: a hash of the buyer number, so a buyer always hits one shard."""
+def shard_of(buyer: I64, shards: int, seed: int, out: I64 | None = None) -> I64:
+    """The shard of each buyer: a hash of the buyer number, so a buyer always hits one shard
+    (into ``out`` when given)."""
     if shards == 1:
-        return np.zeros(len(buyer), dtype=np.int64)
-    h = uniforms(buyer.view(np.uint64), seed, 7)  # buyer numbers are ≥ 0
+        if out is None:
+            return np.zeros(len(buyer), dtype=np.int64)
+        out[:] = 0
+        return out
+    # buyer numbers are ≥ 0
+    h = uniforms(buyer.view(np.uint64), seed, 7, None if out is None else out.view(np.uint64))
     if shards & (shards - 1) == 0:  # a power of two: a mask, far cheaper than a uint64 modulo
         h &= np.uint64(shards - 1)
     else:

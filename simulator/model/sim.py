@@ -14,7 +14,8 @@ Time advances in fixed windows [kW, (k+1)W). Per window, vectorised over all its
    ``overhead_ms`` after its service ends (the handling around the service, outside the queue);
 4. throttled requests of retrying buyers come back after backoff·factor^(attempt−1)·(1 ± jitter);
    W ≤ the shortest backoff, so a retry always lands in a later window — retries are successive
-   waves that die out after ``max_attempts``;
+   waves that die out after ``max_attempts`` (where nothing can be throttled, W is free: about
+   :data:`WINDOW_ROWS` schedule rows, fewer windows of fixed work each);
 5. stock: every admitted request completing by (k+1)W is decided in completion order
    (:mod:`simulator.model.stock`), per-buyer limits first; later arrivals cannot complete
    before (k+1)W, so this order is final, and results do not depend on chunk size or on W
@@ -63,7 +64,6 @@ from simulator.model.kernels import (
     fifo_departures,
     global_limit,
     lex_order,
-    seg_starts,
     segments,
     shared_fifo,
 )
@@ -71,7 +71,7 @@ from simulator.model.overload import Overload, check_state_size
 from simulator.model.requests import Requests
 from simulator.model.stats import ModelStats
 from simulator.model.stock import RING_OVER_LIMIT, StockBook, sum_by
-from simulator.outcomes import CONFIRMED, REJECTED, SOLD_OUT, THROTTLED, TIMEOUT
+from simulator.outcomes import CONFIRMED, REJECTED, THROTTLED, TIMEOUT
 from simulator.scenario import Scenario
 from simulator.schedule import (
     FLAG_REPEAT,
@@ -79,7 +79,6 @@ from simulator.schedule import (
     FLAG_RETRIES,
     Schedule,
     build_schedule,
-    concat,
 )
 
 I64 = npt.NDArray[np.int64]
@@ -93,6 +92,11 @@ MS = 1_000_000
 SECOND = 1_000_000_000
 MAX_WINDOW_NS = SECOND
 MIN_WINDOW_NS = MS
+#: schedule rows a window holds on average where no retry bounds its length: every window
+#: costs some fixed work (passes over the 32k (product, shard) groups of singles-day-peak,
+#: NumPy calls on its few repeat buyers), and a window of many more rows falls out of the
+#: caches (singles-day-peak's first minute with the flow: 0.5 s windows, ~93k rows)
+WINDOW_ROWS = 100_000
 #: queued requests kept before an overloaded run decides them early (~80 B each)
 BACKLOG_ROWS = 1 << 20
 
@@ -124,8 +128,7 @@ def _grouped(key: I64, bound: int | None = None) -> tuple[npt.NDArray[np.intp], 
     """
     n = len(key)
     if bound is not None and bound <= 1 << 16:
-        small = key.astype(np.uint8 if bound <= 1 << 8 else np.uint16)
-        o = np.argsort(small, kind="stable")
+        o = _small_order(key, bound)
         return o, key[o]
     if n >= 1 << 32 or (n and int(key.max()) >= 1 << 31):
         o = np.argsort(key, kind="stable")
@@ -138,15 +141,32 @@ def _grouped(key: I64, bound: int | None = None) -> tuple[npt.NDArray[np.intp], 
     return o, packed
 
 
-def _window_ns(scenario: Scenario, config: ModelConfig, flow: FlowSettings | None) -> int:
+def _small_order(key: I64, bound: int) -> npt.NDArray[np.intp]:
+    """A stable grouping by ``key`` (≥ 0, < ``bound`` ≤ 2¹⁶): NumPy's stable sort of
+    uint8/uint16 is a radix sort, linear."""
+    return np.argsort(key.astype(np.uint8 if bound <= 1 << 8 else np.uint16), kind="stable")
+
+
+def _window_ns(
+    scenario: Scenario, config: ModelConfig, flow: FlowSettings | None, rate_per_s: float
+) -> int:
+    """The window length: ``window_s`` when given; otherwise ≤ the shortest retry backoff
+    where a request can be throttled (a retry lands in a later window), and about
+    :data:`WINDOW_ROWS` schedule rows at the schedule's mean rate (``rate_per_s``), in
+    [1 ms, 1 s] and a whole number of them a second. With the flow, ≤ the shortest time from
+    a reservation to its return."""
     if config.window_s is not None:
         w = max(1, round(config.window_s * SECOND))
     else:
-        retry = scenario.buyers.retry
         w = MAX_WINDOW_NS
-        if retry.retries():
+        if rate_per_s > 0:  # a whole number of windows a second: none straddles a second
+            # of the timelines (ModelStats counts a window within one second without a pass)
+            rows_ns = max(MIN_WINDOW_NS, WINDOW_ROWS / rate_per_s * SECOND)
+            w = SECOND // math.ceil(SECOND / rows_ns)
+        retry = scenario.buyers.retry
+        if retry.retries() and config.throttles():
             shortest = config.throttle_ms * MS + retry.shortest_s() * SECOND
-            w = int(min(MAX_WINDOW_NS, max(MIN_WINDOW_NS, shortest)))
+            w = int(min(w, max(MIN_WINDOW_NS, shortest)))
     # a window's returns land after it: W ≤ the TTL and the pay delay's lowest value (both
     # ≥ 1 ms: ModelConfig, Buyers; a lognormal or exponential delay gives its min)
     if flow is not None:
@@ -206,7 +226,8 @@ class Model:
         else:
             self.table = service.lognormal_table(config.service_median_ms, config.service_sigma)
         self.flow = flow_settings(scenario, config)
-        self.window_ns = _window_ns(scenario, config, self.flow)
+        rate = self.schedule.expected_orders() / self.schedule.duration_s
+        self.window_ns = _window_ns(scenario, config, self.flow, rate)
         self.throttle_ns = round(config.throttle_ms * MS)
         self.overhead_ns = round(config.overhead_ms * MS)
         self.timeout_ns = round(config.timeout_s * SECOND)
@@ -228,10 +249,11 @@ class Model:
             state.retries_before(k)
             # room after the window's rows for the requests queued before it (rq.join): a
             # few per server, unless the servers fall behind (then rq.concat joins them)
-            spare = min(state.pending_rows, 1024 + len(rows) // 8)
+            n = sum(len(r) for r in rows)
+            spare = min(state.pending_rows, 1024 + n // 8)
             state.window(k, rq.from_rows(rows, self._shard_of, spare))
             if progress is not None:
-                progress(len(rows))
+                progress(n)
         state.retries_before(None)
         state.resolve(np.iinfo(np.int64).max)
         state.settle()
@@ -249,11 +271,14 @@ class Model:
             admission_throttled=state.admission_throttled,
         )
 
-    def _shard_of(self, buyer: I64) -> I64:
-        return service.shard_of(buyer, self.config.shards, self.config.seed)
+    def _shard_of(self, buyer: I64, out: I64 | None = None) -> I64:
+        return service.shard_of(buyer, self.config.shards, self.config.seed, out)
 
-    def _stream_windows(self, chunk_orders: int) -> Iterator[tuple[int, npt.NDArray[np.void]]]:
-        """The schedule cut at window boundaries: (window number, its rows), non-empty only."""
+    def _stream_windows(
+        self, chunk_orders: int
+    ) -> Iterator[tuple[int, list[npt.NDArray[np.void]]]]:
+        """The schedule cut at window boundaries: (window number, its rows), non-empty only;
+        a window's rows as the slices of the chunks they are in (from_rows copies each)."""
         w_ns = self.window_ns
         buf: list[npt.NDArray[np.void]] = []
         cur = -1
@@ -269,12 +294,12 @@ class Model:
                 if a == b:
                     continue
                 if k != cur and buf:
-                    yield cur, buf[0] if len(buf) == 1 else concat(buf)
+                    yield cur, buf
                     buf = []
                 cur = k
                 buf.append(chunk[a:b])
         if buf:
-            yield cur, buf[0] if len(buf) == 1 else concat(buf)
+            yield cur, buf
 
 
 class _Run:
@@ -456,9 +481,13 @@ class _Run:
         results are scattered back, so every other column stays in arrival order.
         """
         queue = self._route(req)
-        o, q = _grouped(queue, self.m.n_queues)
+        simple = self.inflight is None and self.tail is None  # one server a queue, no limit
+        if simple and self.m.n_queues <= 1 << 16:  # only the queues' segments, not their keys
+            o, q = _small_order(queue, self.m.n_queues), None
+        else:
+            o, q = _grouped(queue, self.m.n_queues)
         key = service.order_key(req.order, req.attempt, req.duplicate())
-        drawn = service.table_index(service.uniforms(key, self.cfg.seed, 0))
+        drawn = service.table_index(service.uniforms(key, self.cfg.seed, 0, out=key))
         s = self.m.table.take(drawn)
         t_q, s_q = req.t[o], s[o]
         done = req.done  # written in place: a batch with room keeps it (rq.join)
@@ -467,6 +496,7 @@ class _Run:
             adm_q, depart = admitted[o], done[o]
             all_in = bool(admitted.all())
         elif self.tail is not None:
+            assert q is not None
             if self.cfg.servers > 1:
                 adm_q, depart, self.tail = shared_fifo(
                     q, t_q, s_q, self.tail, self.cfg.servers, self.cfg.queue_limit
@@ -478,11 +508,14 @@ class _Run:
             admitted = adm_q if all_in else np.empty(len(o), dtype=bool)
             if not all_in:
                 admitted[o] = adm_q
-        else:
-            starts = seg_starts(q)
-            depart = fifo_departures(q, t_q, s_q, self.last, (starts,))
-            ends = np.append(starts[1:], len(q)) - 1
-            self.last[q[ends]] = depart[ends]
+        else:  # one server a queue, no limit: each queue's segment from its count
+            counts = np.bincount(queue, minlength=self.m.n_queues)
+            qid = np.flatnonzero(counts)
+            ends = np.cumsum(counts[qid])
+            starts = ends - counts[qid]
+            ends -= 1
+            depart = fifo_departures(None, t_q, s_q, self.last[qid], (starts,))
+            self.last[qid] = depart[ends]
             done[o] = depart
             all_in = True
             admitted = np.ones(0, dtype=bool)
@@ -598,23 +631,23 @@ class _Run:
         returns = direct = demand = None
         if self.m.flow is not None and len(p):
             returns, direct, demand = self._returns_due(group, done, p.qty, watermark)
-        outcome, replayed, false = self.stock.resolve(
+        outcome, replayed, (so, false) = self.stock.resolve(
             group, done, p.qty, p.order, candidate, None, buyers, returns, demand
         )
         if direct is not None:
             self.stock.give_back(*direct)
-        outcome[outcome == RING_OVER_LIMIT] = REJECTED
+        if self.stock.limits is not None:
+            outcome[outcome == RING_OVER_LIMIT] = REJECTED
         t = p.t
         lat = done - t
-        late = lat > self.m.timeout_ns
-        any_late = bool(late.any())
+        any_late = len(lat) > 0 and int(lat.max()) > self.m.timeout_ns
+        late = lat > self.m.timeout_ns if any_late else None
         if self.m.flow is not None:
-            self._hold_stock(p, group, outcome, replayed, late if any_late else None)
+            self._hold_stock(p, group, outcome, replayed, late)
         self.stats.replays += int(np.count_nonzero(replayed))
-        so = np.flatnonzero(outcome == SOLD_OUT)
         if len(so):
-            self.stats.add_sold_out(p.product[so], false[so])
-        if any_late:
+            self.stats.add_sold_out(p.product[so], false)
+        if late is not None:
             outcome[late] = TIMEOUT
             done[late] = t[late] + self.m.timeout_ns
             lat[late] = self.m.timeout_ns
@@ -684,7 +717,7 @@ class _Run:
         flow, holds = self.m.flow, self.holds
         assert flow is not None and holds is not None
         took = outcome == CONFIRMED
-        took &= ~replayed
+        np.greater(took, replayed, out=took)  # confirmed and not a replay
         k = int(np.count_nonzero(took))
         if not k:
             return
@@ -701,7 +734,7 @@ class _Run:
         if late is not None:
             end[late] = EXPIRED
         if none is not None:  # no hold: 3 (EXPIRED | CANCELLED | 3 = 3)
-            end |= np.multiply(none, np.uint8(3), dtype=np.uint8)
+            np.bitwise_or(end, np.uint8(3), out=end, where=none)
         key = product * 4
         key += end
         holds += sum_by(key, qty, 4 * len(holds)).reshape(-1, 4)[:, :3]

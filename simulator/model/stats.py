@@ -145,7 +145,7 @@ class ModelStats:
         self.latency_sum_ns += lat_sum
         self.latency_max_ns = max(self.latency_max_ns, lat_max)
         self.latency_min_ns = min(self.latency_min_ns, lat_min)
-        b = hist.bucket_of(lat)
+        b = hist.bucket_of(lat, positive=lat_min >= 1)
         s0, s1 = int(intended.min()) // _NS, int(intended.max()) // _NS + 1
         if s1 - s0 == 1:  # within one second (the usual window): no division per row
             counts = np.bincount(b, minlength=hist.N_BUCKETS).reshape(1, hist.N_BUCKETS)

@@ -268,6 +268,7 @@ class StockBook:
         # batch); 0 = empty, so np.zeros can map the ring lazily (untouched pages cost nothing)
         self.ring: npt.NDArray[np.integer] = np.zeros(1 << ring_bits, np.uint8)
         self._ring_top = 255  # the largest word the ring's slots hold
+        self._id_range = (0, -1)  # the lowest and highest id of the batch (_fit_ring)
         # per-buyer limits: units each buyer holds, in a ring like the idempotency one, indexed
         # by the buyer number (the order number of the buyer's first order); a slot holds
         # ((buyer ≫ b) + 1) ≪ shift | units, written for the buyers who order more than once
@@ -291,9 +292,26 @@ class StockBook:
             w |= outcome
         return w
 
+    def _remember(self, order: I64, outcome: U8) -> None:
+        """Write these ids' words into the ring. A window's ids are close together: where they
+        share one tag (order ≫ b, the usual case) the words are that tag | outcome, in the
+        ring's own width (no int64 word per row)."""
+        slot = order & self.mask
+        lo, hi = self._id_range
+        if lo >> self.bits == hi >> self.bits:
+            tag = self.ring.dtype.type(((lo >> self.bits) + 1) << 2)
+            word = outcome.astype(self.ring.dtype)
+            word |= tag
+            self.ring[slot] = word
+        else:
+            self.ring[slot] = self._words(order, outcome)
+
     def _fit_ring(self, order: I64) -> None:
-        """Widen the ring's slots when the largest id's word does not fit (values unchanged)."""
-        top = ((int(order.max()) >> self.bits) + 1) << 2 | 3
+        """Widen the ring's slots when the largest id's word does not fit (values unchanged);
+        notes the ids' range (:meth:`_remember`)."""
+        lo, hi = int(order.min()), int(order.max())
+        self._id_range = (lo, hi)
+        top = ((hi >> self.bits) + 1) << 2 | 3
         if top <= self._ring_top:
             return
         for dt in (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.uint32)):
@@ -317,8 +335,9 @@ class StockBook:
         buyers: tuple[I64, I64, Bool] | None = None,
         returns: Returned | None = None,
         demand: I64 | None = None,
-    ) -> tuple[U8, Bool, Bool]:
-        """Decide a batch of requests: outcomes, replayed, false sold-out.
+    ) -> tuple[U8, Bool, tuple[npt.NDArray[np.intp], Bool]]:
+        """Decide a batch of requests: outcomes, replayed, and the rows answered sold out with
+        which of them were false.
 
         Rows may come in any order: within a group, completion order is (``done``, ``sub``
         (the server, when a group has several), position). ``candidate`` marks requests that
@@ -346,6 +365,7 @@ class StockBook:
         replayed = np.zeros(n, dtype=bool)
         cand = np.flatnonzero(candidate)
         in_batch = first_row = src = src_of = np.empty(0, dtype=np.int64)
+        self._id_range = (0, -1)  # no ids: the tag of no row matters
         if n:
             self._fit_ring(order)
         if len(cand):
@@ -428,7 +448,7 @@ class StockBook:
         outcome[src_of] = outcome[src]
         outcome[in_batch] = outcome[first_row]
         # every row now has its id's outcome: replays write the word their id has already
-        self.ring[order & self.mask] = self._words(order, outcome)
+        self._remember(order, outcome)
         return outcome, replayed, self._false_sold_out(group, done, outcome)
 
     @staticmethod
@@ -699,7 +719,9 @@ class StockBook:
         if events:  # groups with returns: their own sold-out and back events, in order
             eg, et, eb = (np.array(c) for c in zip(*events, strict=True))
             outs = ~eb.astype(bool)
-            self.zero_ns[eg[outs]] = np.minimum(self.zero_ns[eg[outs]], et[outs])
+            # a group may sell out more than once here: its earliest (an indexed assignment
+            # would keep the last of repeated groups)
+            np.minimum.at(self.zero_ns, eg[outs], et[outs].astype(np.int64))
             self._log(eg.astype(np.int64), et.astype(np.int64), eb.astype(bool))
         so = np.flatnonzero(out == SOLD_OUT)
         if len(so):
@@ -843,11 +865,14 @@ class StockBook:
                 self.held = self.held.astype(np.uint32 if word_max < 1 << 32 else np.uint64)
         self.held[buyer & self.mask] = (tag << self.units_shift) | np.minimum(units, top)
 
-    def _false_sold_out(self, group: I64, done: I64, outcome: U8) -> Bool:
-        false = np.zeros(len(group), dtype=bool)
+    def _false_sold_out(
+        self, group: I64, done: I64, outcome: U8
+    ) -> tuple[npt.NDArray[np.intp], Bool]:
+        """The rows answered sold out, and which of them were false (another shard of the
+        product still had stock then)."""
         so = np.flatnonzero(outcome == SOLD_OUT)
         if self.shards == 1 or not len(so):
-            return false
+            return so, np.zeros(len(so), dtype=bool)
         z = self.zero_ns.reshape(self.n_products, self.shards)
         top = z.argmax(axis=1)
         rows = np.arange(self.n_products)
@@ -857,8 +882,8 @@ class StockBook:
         max2 = z2.max(axis=1)
         other = np.repeat(max1, self.shards).reshape(self.n_products, self.shards)
         other[rows, top] = max2
-        false[so] = done[so] < other.reshape(-1)[group[so]]
-        return false
+        false: Bool = done[so] < other.reshape(-1)[group[so]]
+        return so, false
 
 
 def _in_order(
@@ -931,7 +956,7 @@ def _first_attempts(
         u = np.unique(ids)
         j = np.minimum(np.searchsorted(u, order), len(u) - 1)
         hit = u[j] == order
-    hit &= ~candidate
+    np.greater(hit, candidate, out=hit)  # and not a candidate itself
     f = np.flatnonzero(hit)  # first attempts of those ids (one per id)
     if not len(f):
         return np.zeros(len(free), dtype=bool), f

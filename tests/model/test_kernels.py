@@ -75,6 +75,34 @@ def test_closed_form_departures_equal_lindley(case):
         assert depart[i] == prev[q]
 
 
+@pytest.mark.parametrize("queues", [3, 40])
+def test_closed_form_departures_long_and_short_segments(queues):
+    """Segments long enough for a running maximum each (3 queues, ~2,000 rows each) and short
+    ones (one running maximum over offset segments) equal the Lindley loop; with ``queue``
+    None the caller gives each segment's previous departure."""
+    from simulator.model.kernels import _LONG_SEGMENTS
+
+    rng = np.random.default_rng(queues)
+    n = 6000
+    queue = np.sort(rng.integers(0, queues, n)).astype(np.int64)
+    arrive = np.zeros(n, np.int64)
+    for k in range(queues):
+        m = queue == k
+        arrive[m] = np.sort(rng.integers(0, 300 * n, m.sum()))
+    service = rng.integers(1, 600, n).astype(np.int64)
+    last = rng.integers(-50, 5000, queues).astype(np.int64)
+    starts = np.concatenate(([0], np.flatnonzero(queue[1:] != queue[:-1]) + 1))
+    assert (n >= _LONG_SEGMENTS * len(starts)) == (queues == 3)
+    depart = fifo_departures(queue, arrive, service, last)
+    by_segment = fifo_departures(None, arrive, service, last[queue[starts]], (starts,))
+    prev = dict(enumerate(last.tolist()))
+    want = np.empty(n, np.int64)
+    for i in range(n):  # D_i = max(A_i, D_{i-1}) + S_i per queue
+        q = int(queue[i])
+        prev[q] = want[i] = max(int(arrive[i]), prev[q]) + int(service[i])
+    assert (depart == want).all() and (by_segment == want).all()
+
+
 def ref_shared(queue, arrive, service, servers, limit, free, in_system):
     """c servers, one FIFO queue each, arrival by arrival: throttled iff ``limit`` orders are in
     the system; otherwise served by the server free earliest, from max(arrival, its free time).
@@ -352,13 +380,14 @@ def test_the_held_units_ring_widens_when_buyer_tags_grow():
 
 
 def test_schedule_rows_read_at_once_equal_a_read_per_field():
-    """from_rows' one transposing copy of the rows' words against the copy per field it
-    falls back to (rows not contiguous), on every field's range."""
-    from simulator.model.requests import from_rows
+    """from_rows' one transposing copy of the rows' words (in blocks; with room after them;
+    from a window's rows in two chunks) against the copy per field it falls back to (rows not
+    contiguous), on every field's range."""
+    from simulator.model.requests import _BLOCK_ROWS, from_rows
     from simulator.schedule import ORDER_DTYPE
 
     rng = np.random.default_rng(5)
-    rows = np.zeros(2000, dtype=ORDER_DTYPE)
+    rows = np.zeros(2 * _BLOCK_ROWS + 2002, dtype=ORDER_DTYPE)
     rows["t_ns"] = np.sort(rng.integers(0, 1 << 62, len(rows)))
     rows["order"] = rng.integers(0, 1 << 62, len(rows))
     rows["buyer"] = rng.integers(0, 1 << 62, len(rows))
@@ -366,8 +395,20 @@ def test_schedule_rows_read_at_once_equal_a_read_per_field():
     rows["qty"] = rng.integers(0, 1 << 16, len(rows))
     rows["flags"] = rng.integers(0, 256, len(rows))
     every_other = rows[::2]  # strided: the per-field read
-    a = from_rows(every_other.copy(), lambda b: b % 7)
-    b = from_rows(every_other, lambda b: b % 7)
+    a = from_rows(every_other.copy(), lambda b, _out: b % 7)
+    b = from_rows(every_other, lambda b, _out: b % 7)
+
+    def into(b, out):
+        np.remainder(b, 7, out=out)
+        return out
+
+    cut = len(every_other) // 3
+    parts = [every_other[:cut].copy(), every_other[cut:].copy()]
+    c = from_rows(parts, into, spare=100)
+    d = from_rows(parts, lambda b, _out: b % 7, spare=100)
+    assert c.room is not None and len(c.room[0]) == len(every_other) + 100
     for name in ("t", "order", "buyer", "product", "shard", "qty", "flags"):
-        x, y = getattr(a, name), getattr(b, name)
-        assert x.dtype == y.dtype and x.tolist() == y.tolist(), name
+        y = getattr(b, name)
+        for r in (a, c, d):
+            x = getattr(r, name)
+            assert x.dtype == y.dtype and x.tolist() == y.tolist(), name
