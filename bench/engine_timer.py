@@ -1,26 +1,30 @@
-"""Benchmark: the engine's CPU per order below saturation, sleeping on a timerfd vs spinning.
+"""Benchmark: the engine's CPU per order by how it waits: sleeping on a timerfd, spinning,
+coalescing on answers.
 
 Four cells: ``adaptive`` (the default: a timerfd sleep only when the wait is long enough for it
 to pay on this host, measured at start; a shorter wait with requests in flight is coalesced:
 the next answer sends the order, a backstop timerfd 100 µs after its time at the latest),
-``no-coalesce`` (the same, but shorter waits are spun through the loop whatever is in flight:
-the default before coalescing), ``timerfd`` (a sleep before every order however close),
-``spin`` (the loop's own timers, spinning the last millisecond).
+``no-coalesce`` (shorter waits are spun through the loop whatever is in flight: the default
+before coalescing), ``timerfd`` (a sleep before every order however close), ``spin`` (the
+loop's own timers, spinning the last millisecond).
 
 Between orders the engine sleeps until ``spin_s`` before the next one is due, then yields to
 the loop until it is. uvloop's own timers have 1 ms resolution, so with them it must spin the
 last millisecond (``fine_timer=False``, the engine before simulator/load/finetimer.py): below ~1,000
 orders/s that is the whole core. With a timerfd (the default) it wakes ~20 µs late and spins
 50 µs. Same run, same target (nginx on core 0, the engine on core 1), rates round-robin; prints
-CPU µs per order, dispatch lag and latency per cell and the CPU ratio spin/timerfd per rate.
+CPU µs per order (its kernel part), the interprocessor interrupts per order that each core took
+(/proc/interrupts' RES and CAL: a wake-up of a halted CPU, a VM exit on a KVM guest), dispatch
+lag and latency per cell, and the medians per rate.
 
     .venv/bin/python bench/engine_timer.py [--rates 1000,3000,10000,15000,24000] [--seconds 3]
-        [--reps 2]
+        [--reps 2] [--cells adaptive,no-coalesce,timerfd,spin]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import tempfile
@@ -45,29 +49,59 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="per cell (≤ 10)")
     parser.add_argument("--reps", type=int, default=2)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--cells", default=",".join(CELLS), help="which cells, commas")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
+    names = [name for name in args.cells.split(",") if name]
+    unknown = [name for name in names if name not in CELLS]
+    if unknown or not names:
+        parser.error(f"--cells: unknown {unknown}; choose from {', '.join(CELLS)}")
+    cells = {name: CELLS[name] for name in names}
     seconds = min(args.seconds, 10.0)
     if harness.missing("nginx"):
         print(f"skipped: {harness.missing('nginx')}")
         return 0
     cpu: dict[tuple[float, str], list[float]] = {}
+    rows: dict[tuple[float, str], list[tuple[float, ...]]] = {}
     with tempfile.TemporaryDirectory() as tmp, harness.nginx(Path(tmp)) as (_, url):
         for rep in range(args.reps):
             for rate in rates:
-                for name, config in CELLS.items():
+                for name, config in cells.items():
+                    before, host = harness.interrupts(), harness.host_sample()
                     f = harness.engine_step(url, rate, seconds, args.connections, config=config)
+                    after = harness.interrupts()
+                    ipi = [(b - a) / f["orders"] for a, b in zip(before, after, strict=True)]
+                    ipi = ipi if len(ipi) > 1 else [math.nan, math.nan]  # no such counts here
+                    load = harness.host_since(host)
+                    kernel = f["sys_s"] / f["orders"] * 1e6
                     cpu.setdefault((rate, name), []).append(f["cpu_us_per_order"])
+                    rows.setdefault((rate, name), []).append(
+                        (f["cpu_us_per_order"], kernel, ipi[harness.TARGET_CORE],
+                         ipi[harness.GENERATOR_CORE], f["lag_p99_ms"] * 1e3,
+                         f["answered_in_time"] / f["orders"])
+                    )  # fmt: skip
                     print(
                         f"rep {rep + 1} {rate:>8,.0f}/s {name:<11} "
                         f"min sleep {f['min_sleep_us']:5.1f} µs  "
-                        f"CPU {f['cpu_us_per_order']:7.1f} µs/order  "
+                        f"CPU {f['cpu_us_per_order']:7.2f} µs/order ({kernel:5.2f} kernel)  "
+                        f"IPIs/order target {ipi[harness.TARGET_CORE]:.3f} "
+                        f"engine {ipi[harness.GENERATOR_CORE]:.3f}  "
                         f"lag p50/p99 {f['lag_p50_ms'] * 1e3:5.1f}/"
                         f"{f['lag_p99_ms'] * 1e3:6.1f} µs  "
                         f"latency p50/p99 {f['latency_p50_ms'] * 1e3:6.1f}/"
-                        f"{f['latency_p99_ms'] * 1e3:7.1f} µs",
+                        f"{f['latency_p99_ms'] * 1e3:7.1f} µs  "
+                        f"answered in time {f['answered_in_time'] / f['orders']:.1%}  "
+                        f"load {load['load1']:.2f} steal {load['steal_share']:.1%}",
                         flush=True,
                     )
+    print("\nmedians:")
+    for (rate, name), got in rows.items():
+        m = [statistics.median(c) for c in zip(*got, strict=True)]
+        print(f"{rate:>8,.0f}/s {name:<11} CPU {m[0]:7.2f} µs/order ({m[1]:5.2f} kernel)  "
+              f"IPIs/order target {m[2]:.3f} engine {m[3]:.3f}  lag p99 {m[4]:6.1f} µs  "
+              f"answered in time {m[5]:.1%}")  # fmt: skip
+    if not all(name in cells for name in ("adaptive", "no-coalesce", "timerfd", "spin")):
+        return 0
     print()
     for rate in rates:
         adaptive = statistics.median(cpu[rate, "adaptive"])

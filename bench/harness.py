@@ -12,6 +12,7 @@ recording (CONFIG: a JSON object of EngineConfig overrides) and prints one JSON 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -468,6 +469,20 @@ def engine_passes(step: dict[str, float]) -> bool:
         and step["lag_p99_ms"] <= 1.0
         and step["answered_in_time"] >= 0.99 * step["orders"]
     )
+
+
+def interrupts() -> list[int]:
+    """Interprocessor interrupts each CPU has taken so far: rescheduling (RES) and function
+    call (CAL) ones, what waking a task on a halted CPU costs (on a KVM guest, a VM exit on
+    both sides); [] where /proc/interrupts has no such lines."""
+    per_cpu: list[int] = []
+    with open("/proc/interrupts") as f:
+        for line in f:
+            parts = line.split()
+            if parts and parts[0] in ("RES:", "CAL:"):
+                counts = [int(x) for x in parts[1 : 1 + (os.cpu_count() or 1)] if x.isdigit()]
+                per_cpu = [a + b for a, b in itertools.zip_longest(per_cpu, counts, fillvalue=0)]
+    return per_cpu
 
 
 def host_sample() -> dict[str, float]:
