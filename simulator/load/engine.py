@@ -100,6 +100,11 @@ class EngineConfig:
     # time at the latest (a backstop timerfd). None: spin through the loop as with no requests
     # in flight (orders leave within µs of their time, for a whole core)
     coalesce_s: float | None = COALESCE_S
+    # coalescing, what an answer does with an order that has come due: sends it (True: an order
+    # leaves at the first wake-up of the loop after its time), or leaves it to the backstop
+    # (False: the orders due within ``coalesce_s`` leave together at its end, each up to
+    # ``coalesce_s`` late; an idle target is woken once for them instead of once for each)
+    answers_send: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +225,7 @@ class Run:
         # timer is armed as a backstop at _backstop_at (ns of the run; 0: not armed by it)
         self._coalescing = False
         self._coalesce_ns = -1 if config.coalesce_s is None else round(config.coalesce_s * 1e9)
+        self._answers_send = config.answers_send
         self._backstop_at = 0
         self._sweeper: asyncio.TimerHandle | None = None
         self._deadline_ns: int | None = None
@@ -466,7 +472,7 @@ class Run:
             if not (fine.armed and 0 < self._backstop_at <= backstop):
                 fine.arm_at(self._t0 + backstop)
                 self._backstop_at = backstop
-            self._coalescing = True
+            self._coalescing = self._answers_send  # False: nothing but the backstop sends
             self._timer = fine
             return
         if fine is not None and fine.armed:

@@ -81,6 +81,7 @@ class Case:
     coalesce_us: int = 100
     min_sleep_us: int = 500
     retrying: bool = False
+    answers_send: bool = True
 
 
 def _drive(
@@ -106,6 +107,7 @@ def _drive(
         min_sleep_s=min_sleep_us / 1e6,
         coalesce_s=coalesce_us / 1e6,
         retry=retry if retrying else Retry(),
+        answers_send=case.answers_send,
     )
     records = MemoryRecords()
     run = Run(rows, transport, config, records)
@@ -130,11 +132,16 @@ def _drive(
     seq = 0
     counts = {"ticks": 0, "answers": 0, "spins": 0}
     events: list[int] = [0]  # when the loop woke (the start, answers, timer, spins)
+    own: list[int] = [0]  # when the loop woke for a tick of its own (the start, timer, spins)
     real_tick = run._tick
 
     def tick() -> None:
         counts["ticks"] += 1
         real_tick()
+
+    def own_tick() -> None:
+        own.append(clock[0])
+        tick()
 
     run._tick = tick  # type: ignore[method-assign]
 
@@ -169,12 +176,12 @@ def _drive(
             c.data_received(ANSWERS[status_of[id(c)]])
         elif timer.armed and timer.deadline <= clock[0]:
             timer.armed = False
-            tick()
+            own_tick()
         else:
             counts["spins"] += 1
             assert run._timer is not None
             run._timer.cancel()
-            tick()
+            own_tick()
         note_sends()
     else:
         raise AssertionError("the run did not end")
@@ -184,6 +191,7 @@ def _drive(
     counts["arms"] = timer.arms
     rec = records.arrays(("a",))
     rec["wakes"] = np.asarray(events, dtype=np.int64)
+    rec["ticks"] = np.asarray(own, dtype=np.int64)
     return rec, run, counts
 
 
@@ -198,6 +206,7 @@ def _drive(
         coalesce_us=st.integers(1, 300),
         min_sleep_us=st.integers(0, 500),
         retrying=st.booleans(),
+        answers_send=st.booleans(),
     )
 )
 def test_every_row_leaves_once_in_order_never_early_and_within_the_backstop(case: Case) -> None:
@@ -211,11 +220,19 @@ def test_every_row_leaves_once_in_order_never_early_and_within_the_backstop(case
     assert lag.min() >= 0  # never early, retries included
     # the backstop: nothing waits more than coalesce_s past its time to be taken
     assert lag.max() <= coalesce_us * US
-    # and nothing waits for a later wake-up of the loop than the first one at or after its
-    # time (an answer, the timer, a spin): each attempt, retries included, is taken then
-    wakes = rec["wakes"]
-    first_wake = wakes[np.searchsorted(wakes, rec["intended_ns"], side="left")]
-    assert np.array_equal(rec["dispatched_ns"], first_wake)
+    if case.answers_send:
+        # and nothing waits for a later wake-up of the loop than the first one at or after its
+        # time (an answer, the timer, a spin): each attempt, retries included, is taken then
+        wakes = rec["wakes"]
+        first_wake = wakes[np.searchsorted(wakes, rec["intended_ns"], side="left")]
+        assert np.array_equal(rec["dispatched_ns"], first_wake)
+    else:
+        # the window rule: attempts leave on the loop's own wake-ups (the start, the backstop,
+        # a sleep's end, a spin), never on an answer's, and at the first one at or after their
+        # time: the orders due within a window leave together
+        ticks = rec["ticks"]
+        first_tick = ticks[np.minimum(np.searchsorted(ticks, rec["intended_ns"]), len(ticks) - 1)]
+        assert np.array_equal(rec["dispatched_ns"], first_tick)
     order = np.argsort(rows, kind="stable")
     assert (np.diff(rec["dispatched_ns"][first][order]) >= 0).all()  # rows leave in order
     assert (rec["sent_ns"] >= rec["dispatched_ns"]).all()
@@ -245,6 +262,22 @@ def test_an_answer_after_the_next_rows_time_sends_it_without_a_tick(
     assert counts["arms"] <= span_us // 100 + 2  # 300 rows: 62 arms at most, not 300
     lag = rec["dispatched_ns"] - rec["intended_ns"]
     assert (lag == 0).all()  # each sent the moment the answer before it came
+    assert (rec["outcome"] == CONFIRMED).all()
+
+
+def test_without_answers_sending_the_orders_of_a_window_leave_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``answers_send=False``: orders 10 µs apart on four connections answered in 20 µs leave in
+    groups on the backstop, one tick for each ``coalesce_s`` (100 µs) of them instead of one
+    wake-up each, every one at most 100 µs late."""
+    gaps = [0] + [10] * 299
+    rec, _, counts = _drive(Case(gaps, [20], [False], conns=4, answers_send=False), monkeypatch)
+    lag = rec["dispatched_ns"] - rec["intended_ns"]
+    assert lag.min() >= 0 and lag.max() <= 100 * US
+    groups = np.unique(rec["dispatched_ns"], return_counts=True)[1]
+    assert len(groups) <= 300 // 10 + 2 and groups.max() >= 5  # ~10 orders a group, not 1
+    assert counts["spins"] == 0
     assert (rec["outcome"] == CONFIRMED).all()
 
 
