@@ -102,3 +102,4 @@ def test_engine_timer_script_quick():
     out = _script("engine_timer.py", "--rates", "2000", "--seconds", "1", "--reps", "1")
     assert "less than spinning" in out and "coalescing" in out
     assert "IPIs/order target" in out and "kernel)" in out  # interrupts, the kernel's part
+    assert "window" in out  # the windowed cell (answers_send=False)

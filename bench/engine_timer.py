@@ -1,12 +1,13 @@
 """Benchmark: the engine's CPU per order by how it waits: sleeping on a timerfd, spinning,
-coalescing on answers.
+coalescing on answers or in windows.
 
-Four cells: ``adaptive`` (the default: a timerfd sleep only when the wait is long enough for it
+Five cells: ``adaptive`` (the default: a timerfd sleep only when the wait is long enough for it
 to pay on this host, measured at start; a shorter wait with requests in flight is coalesced:
 the next answer sends the order, a backstop timerfd 100 µs after its time at the latest),
-``no-coalesce`` (shorter waits are spun through the loop whatever is in flight: the default
-before coalescing), ``timerfd`` (a sleep before every order however close), ``spin`` (the
-loop's own timers, spinning the last millisecond).
+``window`` (the same, but an answer never sends: the orders due within 100 µs leave together on
+the backstop, ``answers_send=False``), ``no-coalesce`` (shorter waits are spun through the loop
+whatever is in flight: the default before coalescing), ``timerfd`` (a sleep before every order
+however close), ``spin`` (the loop's own timers, spinning the last millisecond).
 
 Between orders the engine sleeps until ``spin_s`` before the next one is due, then yields to
 the loop until it is. uvloop's own timers have 1 ms resolution, so with them it must spin the
@@ -18,7 +19,7 @@ CPU µs per order (its kernel part), the interprocessor interrupts per order tha
 lag and latency per cell, and the medians per rate.
 
     .venv/bin/python bench/engine_timer.py [--rates 1000,3000,10000,15000,24000] [--seconds 3]
-        [--reps 2] [--cells adaptive,no-coalesce,timerfd,spin]
+        [--reps 2] [--cells adaptive,window,no-coalesce,timerfd,spin]
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import harness
 #: spinning the last millisecond on the loop's own timers
 CELLS = {
     "adaptive": {},
+    "window": {"answers_send": False},
     "no-coalesce": {"coalesce_s": None},
     "timerfd": {"min_sleep_s": 0.0, "coalesce_s": None},
     "spin": {"fine_timer": False},
