@@ -439,8 +439,9 @@ class Run:
         A wait long enough for a sleep to pay sleeps (on the timerfd, until ``spin_s`` before
         the order). A shorter one, with requests in flight and a timerfd, *coalesces*: the next
         answer sends what is due (:meth:`_due_on_answer`), a backstop wakes the loop
-        ``coalesce_s`` after the order's time if no answer came. Otherwise the loop is spun
-        through (``call_soon``) until the order is due.
+        ``coalesce_s`` after the order's time if no answer came (with ``answers_send`` off, no
+        answer sends: the backstop sends what came due in its window). Otherwise the loop is
+        spun through (``call_soon``) until the order is due.
         """
         assert self._loop is not None
         due: int | None = self._ct[self._ci] if self._ci < len(self._ct) else None
