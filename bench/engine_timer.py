@@ -63,7 +63,6 @@ def main() -> int:
     if harness.missing("nginx"):
         print(f"skipped: {harness.missing('nginx')}")
         return 0
-    cpu: dict[tuple[float, str], list[float]] = {}
     rows: dict[tuple[float, str], list[tuple[float, ...]]] = {}
     with tempfile.TemporaryDirectory() as tmp, harness.nginx(Path(tmp)) as (_, url):
         for rep in range(args.reps):
@@ -76,7 +75,6 @@ def main() -> int:
                     ipi = ipi if len(ipi) > 1 else [math.nan, math.nan]  # no such counts here
                     load = harness.host_since(host)
                     kernel = f["sys_s"] / f["orders"] * 1e6
-                    cpu.setdefault((rate, name), []).append(f["cpu_us_per_order"])
                     rows.setdefault((rate, name), []).append(
                         (f["cpu_us_per_order"], kernel, ipi[harness.TARGET_CORE],
                          ipi[harness.GENERATOR_CORE], f["lag_p99_ms"] * 1e3,
@@ -96,9 +94,11 @@ def main() -> int:
                         f"load {load['load1']:.2f} steal {load['steal_share']:.1%}",
                         flush=True,
                     )
+    medians = {
+        key: [statistics.median(c) for c in zip(*got, strict=True)] for key, got in rows.items()
+    }
     print("\nmedians:")
-    for (rate, name), got in rows.items():
-        m = [statistics.median(c) for c in zip(*got, strict=True)]
+    for (rate, name), m in medians.items():
         print(f"{rate:>8,.0f}/s {name:<11} CPU {m[0]:7.2f} µs/order ({m[1]:5.2f} kernel)  "
               f"IPIs/order target {m[2]:.3f} engine {m[3]:.3f}  lag p99 {m[4]:6.1f} µs  "
               f"answered in time {m[5]:.1%}")  # fmt: skip
@@ -106,10 +106,10 @@ def main() -> int:
         return 0
     print()
     for rate in rates:
-        adaptive = statistics.median(cpu[rate, "adaptive"])
-        plain = statistics.median(cpu[rate, "no-coalesce"])
-        fine = statistics.median(cpu[rate, "timerfd"])
-        spin = statistics.median(cpu[rate, "spin"])
+        adaptive = medians[rate, "adaptive"][0]
+        plain = medians[rate, "no-coalesce"][0]
+        fine = medians[rate, "timerfd"][0]
+        spin = medians[rate, "spin"][0]
         print(
             f"{rate:>8,.0f}/s  CPU per order: adaptive {adaptive:7.1f} µs, no coalescing "
             f"{plain:7.1f} µs, timerfd always {fine:7.1f} µs, spin {spin:7.1f} µs → "

@@ -8,7 +8,7 @@ end), and gathering one int64 column moves a few bytes a row where a record woul
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -185,16 +185,22 @@ def from_rows(
     )
 
 
-def _transpose(parts: list[npt.NDArray[np.void]], words: I64) -> None:
-    """The rows' four words into the first rows of ``words`` (4 × ≥ rows), in blocks of
-    :data:`_BLOCK_ROWS`."""
+def _blocks(parts: list[npt.NDArray[np.void]]) -> Iterator[tuple[int, int, I64]]:
+    """The rows of ``parts`` (in order) in blocks of at most :data:`_BLOCK_ROWS`: (first row,
+    end row, the block's rows as four int64 words each, n × 4)."""
     at = 0
     for part in parts:
         src = part.view(np.int64).reshape(len(part), 4)
         for a in range(0, len(part), _BLOCK_ROWS):
             b = min(a + _BLOCK_ROWS, len(part))
-            np.copyto(words[:, at + a : at + b], src[a:b].T)
+            yield at + a, at + b, src[a:b]
         at += len(part)
+
+
+def _transpose(parts: list[npt.NDArray[np.void]], words: I64) -> None:
+    """The rows' four words into the first rows of ``words`` (4 × ≥ rows), a block at a time."""
+    for i, j, block in _blocks(parts):
+        np.copyto(words[:, i:j], block.T)
 
 
 def _with_room(parts: list[npt.NDArray[np.void]], shard_of: ShardOf, spare: int) -> Requests:
@@ -211,21 +217,15 @@ def _with_room(parts: list[npt.NDArray[np.void]], shard_of: ShardOf, spare: int)
     # the fourth word's bytes 24–27 (product, ≥ 0), 28–29 (qty), 30 (flags): little-endian
     qty_of = words[3].view(np.uint16).reshape(cap, 4)[:, 2]
     flags_of = words[3].view(np.uint8).reshape(cap, 8)[:, 6]
-    at = 0
-    for part in parts:
-        src = part.view(np.int64).reshape(len(part), 4)
-        for a in range(0, len(part), _BLOCK_ROWS):
-            b = min(a + _BLOCK_ROWS, len(part))
-            i, j = at + a, at + b
-            np.copyto(words[:, i:j], src[a:b].T)
-            np.bitwise_and(words[3, i:j], 0xFFFFFFFF, out=product[i:j])
-            qty[i:j] = qty_of[i:j]
-            flags[i:j] = flags_of[i:j]
-            into = shard[i:j]
-            got = shard_of(words[2, i:j], into)
-            if got.__array_interface__["data"][0] != into.__array_interface__["data"][0]:
-                into[:] = got  # a shard_of that does not write into ``out``
-        at += len(part)
+    for i, j, block in _blocks(parts):
+        np.copyto(words[:, i:j], block.T)
+        np.bitwise_and(words[3, i:j], 0xFFFFFFFF, out=product[i:j])
+        qty[i:j] = qty_of[i:j]
+        flags[i:j] = flags_of[i:j]
+        into = shard[i:j]
+        got = shard_of(words[2, i:j], into)
+        if not np.may_share_memory(got, into):
+            into[:] = got  # a shard_of that does not write into ``out``
     attempt = np.zeros(cap, dtype=np.uint8)
     done = np.zeros(cap, dtype=np.int64)
     full: tuple[npt.NDArray[Any], ...] = (words[0], words[0], words[1], words[2], product)

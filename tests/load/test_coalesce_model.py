@@ -72,7 +72,8 @@ class _Socket:
 class Case:
     """A run on the simulated loop: the rows' gaps, each request's answer delay and whether it
     is throttled (taken in turn, again from the first when used up), the connections and the
-    waiting parameters (µs), and whether the buyers retry a 429."""
+    waiting parameters (µs), whether the buyers retry a 429, and whether an answer sends the
+    order that has come due (``EngineConfig.answers_send``)."""
 
     gaps_us: list[int]
     delays_us: list[int]
