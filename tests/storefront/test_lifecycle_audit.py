@@ -125,8 +125,9 @@ async def drive(url: str, seed: int) -> tuple[ClientView, Counter[str]]:
             if kind < 0.15:
                 return  # walks away: the hold expires
             action = "cancel" if kind < 0.3 else "pay"
-            # in time, or around the deadline (where the racy stores race the sweeper)
-            delay = rng.uniform(0.0, 0.1) if kind < 0.55 else rng.uniform(0.15, 0.3)
+            # in time (within a quarter of the TTL: pays up to half of it came too late on a
+            # loaded host), or around the deadline (where the racy stores race the sweeper)
+            delay = rng.uniform(0.0, 0.05) if kind < 0.55 else rng.uniform(0.15, 0.3)
             await asyncio.sleep(delay)
             async with http.post(url + f"/orders/o{i}/{action}") as resp:
                 body = await resp.json()
@@ -182,9 +183,12 @@ def test_correct_backends_conserve_stock_and_pass(backend: str, shop: Any, tmp_p
         assert s["initial"] == initial == s["paid"] + s["held"] + s["free"], s
         assert s["reserved"] == s["paid"] + s["held"] + s["returned"], s
         assert s["held"] == 0 and s["conserved"] is True, s
-        # a sale happened, and expired stock went back on sale and was reserved again
-        assert s["paid"] == paid[sku] == s["ledger_units"] > 0, (paid, s)
+        # what the buyers were told they paid is what the storefront sold; expired stock went
+        # back on sale and was reserved again
+        assert s["paid"] == paid[sku] == s["ledger_units"], (paid, s)
         assert s["reserved"] == s["client_units"] > initial and s["returned"] > 0, s
+    # a sale happened (which SKU's in-time payments beat the TTL depends on the host's speed)
+    assert sum(result["skus"][sku]["paid"] for sku in STOCKS) > 0, paid
     assert result["lost_confirmations"]["count"] == result["phantom_sales"]["count"] == 0
     # the stock over time came with the audit: the last sample is the settled sale
     history = StockHistory.from_json(result["stock_history"])
