@@ -13,6 +13,7 @@ skip with the reason.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -103,3 +104,17 @@ def test_engine_timer_script_quick():
     assert "less than spinning" in out and "coalescing" in out
     assert "IPIs/order target" in out and "kernel)" in out  # interrupts, the kernel's part
     assert "window" in out  # the windowed cell (answers_send=False)
+
+
+@pytest.mark.skipif(harness.missing("nginx") is not None, reason=str(harness.missing("nginx")))
+def test_engine_timer_search_quick():
+    out = _script("engine_timer.py", "--search", "2000", "--max-rate", "2500", "--cells",
+                  "adaptive,window", "--seconds", "1", "--reps", "1", "--rounds", "1")  # fmt: skip
+    assert "each step runs 1 times" in out  # the rule, printed with the figures
+    assert "round 1, adaptive:" in out and "round 1, window:" in out
+    # from 2,000/s up one step (×1.15) to the cap, or down where a 1 s step failed on a busy host
+    assert re.search(r"2,000/s: (pass|FAIL) \[[+-]\]", out), out
+    summary = out.split("max sustained rate per cell")[1].splitlines()
+    for cell in ("adaptive", "window"):
+        (line,) = [s for s in summary if s.startswith(cell)]
+        assert "/s (searches: " in line or "no search passed a step" in line, line

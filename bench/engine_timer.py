@@ -18,8 +18,16 @@ CPU µs per order (its kernel part), the interprocessor interrupts per order tha
 (/proc/interrupts' RES and CAL: a wake-up of a halted CPU, a VM exit on a KVM guest), dispatch
 lag and latency per cell, and the medians per rate.
 
+With ``--search START`` it finds each cell's max sustained rate instead, by bench/peers.py's
+rule (:data:`harness.SEARCH_RULE` from START, ×1.15 a step, ``--reps`` runs a step, passing on
+their median: dispatch-lag p99 ≤ 1 ms, every order confirmed, ≥ 99 % answered in time), the
+cells' searches taking turns ``--rounds`` times: whether a way of waiting moves the top rate,
+and its CPU per order there.
+
     .venv/bin/python bench/engine_timer.py [--rates 1000,3000,10000,15000,24000] [--seconds 3]
         [--reps 2] [--cells adaptive,window,no-coalesce,timerfd,spin]
+    .venv/bin/python bench/engine_timer.py --search 60000 --cells adaptive,window --seconds 5
+        --reps 3 [--rounds 2]
 """
 
 from __future__ import annotations
@@ -52,6 +60,9 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=2)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--cells", default=",".join(CELLS), help="which cells, commas")
+    parser.add_argument("--search", type=float, help="find each cell's max rate from this one")
+    parser.add_argument("--rounds", type=int, default=2, help="searches per cell (--search)")
+    parser.add_argument("--max-rate", type=float, default=400_000, help="--search stops here")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     names = [name for name in args.cells.split(",") if name]
@@ -63,6 +74,10 @@ def main() -> int:
     if harness.missing("nginx"):
         print(f"skipped: {harness.missing('nginx')}")
         return 0
+    if args.search is not None:
+        return search(
+            args.search, args.max_rate, cells, seconds, args.connections, args.reps, args.rounds
+        )
     rows: dict[tuple[float, str], list[tuple[float, ...]]] = {}
     with tempfile.TemporaryDirectory() as tmp, harness.nginx(Path(tmp)) as (_, url):
         for rep in range(args.reps):
@@ -115,6 +130,38 @@ def main() -> int:
             f"{plain:7.1f} µs, timerfd always {fine:7.1f} µs, spin {spin:7.1f} µs → "
             f"{spin / adaptive:.1f}× less than spinning, coalescing {plain / adaptive:.2f}× less"
         )
+    return 0
+
+
+def search(
+    start: float, top: float, cells: dict[str, dict[str, object]], seconds: float,
+    connections: int, reps: int, rounds: int,
+) -> int:  # fmt: skip
+    """Each cell's max sustained rate against nginx, the cells taking turns; the medians."""
+    print(harness.SEARCH_RULE.format(factor=1.15, reps=reps))
+    found: dict[str, list[tuple[float, float, float]]] = {name: [] for name in cells}
+    with tempfile.TemporaryDirectory() as tmp, harness.nginx(Path(tmp)) as (_, url):
+        for turn in range(rounds):
+            for name, config in cells.items():
+                print(f"round {turn + 1}, {name}:", flush=True)
+                best = harness.engine_max_rate(
+                    url, start, seconds, connections, factor=1.15, max_rate_per_s=top,
+                    reps=reps, config=config, report=lambda line: print(line, flush=True),
+                )  # fmt: skip
+                if best is None:
+                    print(f"  {name}: no step passed", flush=True)
+                    continue
+                kernel = best["sys_s"] / best["orders"] * 1e6
+                found[name].append((best["rate"], best["cpu_us_per_order"], kernel))
+    print("\nmax sustained rate per cell (each search's best step), medians:")
+    for name, got in found.items():
+        if not got:
+            print(f"{name:<11} no search passed a step")
+            continue
+        rates = ", ".join(f"{r:,.0f}" for r, _, _ in got)
+        m = [statistics.median(c) for c in zip(*got, strict=True)]
+        print(f"{name:<11} {m[0]:>9,.0f}/s (searches: {rates})  CPU {m[1]:.2f} µs/order "
+              f"({m[2]:.2f} kernel) at it")  # fmt: skip
     return 0
 
 
