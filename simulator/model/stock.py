@@ -494,10 +494,46 @@ class StockBook:
             self._decide_in_order(group, done, qty, sub, ci, outcome)
             return
         total = sum_by(group, qty, len(room)) if demand is None else demand.copy()
-        if skip is not None:
+        if skip is not None:  # replays take nothing
             sk = np.flatnonzero(skip)
-            total -= sum_by(group[sk], qty[sk], len(room))
+            np.subtract.at(total, group[sk], qty[sk])
         fits = total <= room
+        # every group's requests fit (the usual case while stock lasts): all confirmed, and
+        # none of the passes over the groups and rows that sort out the others
+        every = bool(fits.all())
+        emptied = total == room
+        emptied &= total > 0
+        if not every:
+            emptied &= fits
+        if emptied.any():  # zero time: the last (latest) completion of the group's orders
+            m = self._rows(emptied[group], skip)
+            last = np.full(len(room), np.iinfo(np.int64).min, dtype=np.int64)
+            np.maximum.at(last, group[m], done[m])
+            out = np.flatnonzero(emptied)
+            self._went_out(out, last[out])
+        if every:
+            self.left -= total
+            row: U8 | int = CONFIRMED
+        else:
+            row = self._take_some(group, done, qty, sub, skip, total, fits)
+        if skip is None:
+            outcome[:] = row
+        else:
+            np.copyto(outcome, row, where=~skip)
+
+    def _take_some(
+        self,
+        group: I64,
+        done: I64,
+        qty: I64,
+        sub: I64 | None,
+        skip: Bool | None,
+        total: I64,
+        fits: Bool,
+    ) -> U8:
+        """:meth:`_take` where some group's requests do not all fit (``total``: the units they
+        ask per group, ``fits``: where they do): the outcome of each row."""
+        room = self.left
         if int(qty.min()) >= 1:
             empty = ~fits & (room == 0)
             contended = ~fits & (room > 0)
@@ -507,24 +543,14 @@ class StockBook:
         # CONFIRMED (1) where it all fits, SOLD_OUT (2) where nothing is left
         code = np.subtract(SOLD_OUT, fits, dtype=np.uint8)
         row = code[group]
-        emptied = fits & (total == room) & (total > 0)
-        if emptied.any():  # zero time: the last (latest) completion of the group's orders
-            m = self._rows(emptied[group], skip)
-            last = np.full(len(room), np.iinfo(np.int64).min, dtype=np.int64)
-            np.maximum.at(last, group[m], done[m])
-            out = np.flatnonzero(emptied)
-            self._went_out(out, last[out])
-        self.left -= total * fits
+        np.subtract(room, total, out=room, where=fits)
         first_out = empty & (self.first_sold_out_ns == INF)
         if first_out.any():  # first sold-out answer: the earliest completion
             m = self._rows(first_out[group], skip)
             np.minimum.at(self.first_sold_out_ns, group[m], done[m])
         if contended.any():
             self._decide_in_order(group, done, qty, sub, self._rows(contended[group], skip), row)
-        if skip is None:
-            outcome[:] = row
-        else:
-            np.copyto(outcome, row, where=~skip)
+        return row
 
     def _decide_in_order(
         self, group: I64, done: I64, qty: I64, sub: I64 | None, rows: npt.NDArray[np.intp], out: U8
