@@ -173,9 +173,9 @@ def take_with_returns(starts: I64, q: I64, back: Bool, room: I64) -> tuple[Bool,
 
 @dataclass(frozen=True, slots=True)
 class _Chains:
-    """The rows of buyers who may meet their limit in a batch, sorted by buyer then completion:
-    segment starts and numbers (a segment per buyer), units each held before, and the groups
-    where a limit binds."""
+    """The rows of buyers who may meet their limit in a batch, sorted by buyer (a buyer's rows
+    ascending): segment starts and numbers (a segment per buyer), units each held before, and
+    the groups where a limit binds."""
 
     rows: npt.NDArray[np.intp]
     starts: I64
@@ -608,14 +608,24 @@ class StockBook:
         rows = np.flatnonzero(limited & check)
         if not len(rows):
             return None
-        # by buyer, then completion (lexsort is stable: ties stay in row order)
-        keys = (done[rows],) if sub is None else (sub[rows], done[rows])
-        rows = rows[lex_order((*keys, buyer[rows]))]
+        rows = rows[lex_order((buyer[rows],))]  # stable: a buyer's rows stay ascending
         b = buyer[rows]
         starts, seg, _ = segments(b, ranks=False)
         held = self._held(b[starts])
         room = self.limits[product[rows[starts]]] - held
-        ok = fits_in_order(starts, seg, qty[rows], room)
+        q = qty[rows]
+        ok = np.ones(len(rows), dtype=bool)
+        # a chain asking no more than its room fits whole; only the others (a few) need
+        # their orders in completion order, take if fits
+        over = np.add.reduceat(q, starts) > room
+        if not over.any():
+            return _Chains(rows, starts, seg, held, np.empty(0, dtype=np.int64), ok)
+        sel = np.flatnonzero(over[seg])
+        keys = (done[rows[sel]],) if sub is None else (sub[rows[sel]], done[rows[sel]])
+        sel = sel[lex_order((*keys, seg[sel]))]  # ties stay in row order
+        s_seg = seg[sel]
+        s_starts, s_num, _ = segments(s_seg, ranks=False)
+        ok[sel] = fits_in_order(s_starts, s_num, q[sel], room[s_seg[s_starts]])
         binding = np.unique(group[rows[~ok]])
         return _Chains(rows, starts, seg, held, binding, ok)
 
