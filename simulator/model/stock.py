@@ -174,12 +174,14 @@ def take_with_returns(starts: I64, q: I64, back: Bool, room: I64) -> tuple[Bool,
 @dataclass(frozen=True, slots=True)
 class _Chains:
     """The rows of buyers who may meet their limit in a batch, sorted by buyer (a buyer's rows
-    ascending): segment starts and numbers (a segment per buyer), units each held before, and
-    the groups where a limit binds."""
+    ascending) with their quantities: segment starts and numbers (a segment per buyer), each
+    segment's buyer and the units it held before, and the groups where a limit binds."""
 
     rows: npt.NDArray[np.intp]
+    qty: I64
     starts: I64
     seg: I64
+    buyer: I64
     held: I64
     binding: I64
     ok: Bool  # per row: within the limit, were every earlier order of its buyer confirmed
@@ -443,8 +445,8 @@ class StockBook:
         self._take(group, done, qty, sub, skip, outcome, demand)
         if later is not None:
             self.give_back(*later)
-        if chains is not None and limited is not None and buyers is not None:
-            self._hold_confirmed(limited, qty, outcome, buyers, chains)
+        if chains is not None and limited is not None:
+            self._hold_confirmed(limited, outcome, chains)
         outcome[src_of] = outcome[src]
         outcome[in_batch] = outcome[first_row]
         # every row now has its id's outcome: replays write the word their id has already
@@ -611,7 +613,8 @@ class StockBook:
         rows = rows[lex_order((buyer[rows],))]  # stable: a buyer's rows stay ascending
         b = buyer[rows]
         starts, seg, _ = segments(b, ranks=False)
-        held = self._held(b[starts])
+        b = b[starts]
+        held = self._held(b)
         room = self.limits[product[rows[starts]]] - held
         q = qty[rows]
         ok = np.ones(len(rows), dtype=bool)
@@ -619,7 +622,7 @@ class StockBook:
         # their orders in completion order, take if fits
         over = np.add.reduceat(q, starts) > room
         if not over.any():
-            return _Chains(rows, starts, seg, held, np.empty(0, dtype=np.int64), ok)
+            return _Chains(rows, q, starts, seg, b, held, np.empty(0, dtype=np.int64), ok)
         sel = np.flatnonzero(over[seg])
         keys = (done[rows[sel]],) if sub is None else (sub[rows[sel]], done[rows[sel]])
         sel = sel[lex_order((*keys, seg[sel]))]  # ties stay in row order
@@ -627,7 +630,7 @@ class StockBook:
         s_starts, s_num, _ = segments(s_seg, ranks=False)
         ok[sel] = fits_in_order(s_starts, s_num, q[sel], room[s_seg[s_starts]])
         binding = np.unique(group[rows[~ok]])
-        return _Chains(rows, starts, seg, held, binding, ok)
+        return _Chains(rows, q, starts, seg, b, held, binding, ok)
 
     def _fit_within_limits(
         self,
@@ -653,20 +656,16 @@ class StockBook:
         fit: Bool = (asked <= left) & (left > 0)
         return fit
 
-    def _hold_confirmed(
-        self, limited: Bool, qty: I64, outcome: U8, buyers: tuple[I64, I64, Bool], c: _Chains
-    ) -> None:
+    def _hold_confirmed(self, limited: Bool, outcome: U8, c: _Chains) -> None:
         """Keep the units each buyer who orders again holds now (outside the binding groups,
         which keep their own): units held before plus those confirmed here."""
-        buyer = buyers[1]
-        conf = limited[c.rows] & (outcome[c.rows] == CONFIRMED)
-        got = qty[c.rows] * conf
-        bought = sum_by(c.seg, got, len(c.starts))
-        first = c.rows[c.starts]
+        conf = outcome[c.rows] == CONFIRMED
+        conf &= limited[c.rows]
+        bought = np.add.reduceat(np.where(conf, c.qty, 0), c.starts)
         units = c.held + bought
         keep = bought > 0
         if keep.any():
-            self._hold(buyer[first][keep], units[keep])
+            self._hold(c.buyer[keep], units[keep])
 
     def _decide_limited(
         self,
