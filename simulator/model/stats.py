@@ -92,10 +92,10 @@ class ModelStats:
         setattr(self, name, arr)
 
     def add_demand(self, t_ns: I64) -> None:
-        """Scheduled orders (first clicks)."""
+        """Scheduled orders (first clicks), in time order (the schedule's)."""
         if len(t_ns):
             self.rows += len(t_ns)
-            s0, s1 = int(t_ns.min()) // _NS, int(t_ns.max()) // _NS
+            s0, s1 = int(t_ns[0]) // _NS, int(t_ns[-1]) // _NS
             if s0 == s1:  # a window within one second (the usual case): no pass over rows
                 self.demand_s = _grow(self.demand_s, s1 + 1)  # type: ignore[assignment]
                 self.demand_s[s1] += len(t_ns)

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from simulator.model.kernels import lex_order, seg_cumsum, segments
+from simulator.model.kernels import lex_order, rows_of, seg_cumsum, segments
 from simulator.outcomes import CONFIRMED, SOLD_OUT
 
 I64 = npt.NDArray[np.int64]
@@ -607,7 +607,7 @@ class StockBook:
         """
         assert self.limits is not None
         product, buyer, check = buyers
-        rows = np.flatnonzero(limited & check)
+        rows = rows_of(limited & check)
         if not len(rows):
             return None
         rows = rows[lex_order((buyer[rows],))]  # stable: a buyer's rows stay ascending
