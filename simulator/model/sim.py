@@ -599,7 +599,7 @@ class _Run:
         lag = flow.min_lag_ns()
         lo, hi = int(p.done.min()), int(p.done.max())
         if hi - lo < lag:
-            self._decide_batch(p, watermark)
+            self._decide_batch(p, watermark, (lo, hi))
             return
         o = lex_order((p.done,))
         d = p.done[o]
@@ -611,14 +611,20 @@ class _Run:
             self._decide_batch(p.take(o[a:b]), bound)
             a = b
 
-    def _decide_batch(self, p: Requests, watermark: int) -> None:
+    def _decide_batch(
+        self, p: Requests, watermark: int, span: tuple[int, int] | None = None
+    ) -> None:
         """Stock, replays and answers of one batch; with the flow, its holds and returns.
 
         ``watermark``: every order decided later completes after it, so units coming back by
         then to a group with no later order in this batch can go straight back to stock.
+        ``span``: the batch's earliest and latest completion, when the caller has them
+        (each reduction over a batch's rows costs about as much as a cheap pass).
         """
         group = self._group(p)
         done = p.done
+        if span is None and len(p):
+            span = (int(done.min()), int(done.max()))
         candidate = p.duplicate()
         if p.first is not p.t:
             candidate |= p.attempt > 0
@@ -630,7 +636,8 @@ class _Run:
             buyers = (p.product, p.buyer, check)
         returns = direct = demand = None
         if self.m.flow is not None and len(p):
-            returns, direct, demand = self._returns_due(group, done, p.qty, watermark)
+            assert span is not None
+            returns, direct, demand = self._returns_due(group, done, p.qty, watermark, span[1])
         outcome, replayed, (so, false) = self.stock.resolve(
             group, done, p.qty, p.order, candidate, None, buyers, returns, demand
         )
@@ -640,8 +647,8 @@ class _Run:
             outcome[outcome == RING_OVER_LIMIT] = REJECTED
         t = p.t
         lat = done - t
-        any_late = len(lat) > 0 and int(lat.max()) > self.m.timeout_ns
-        late = lat > self.m.timeout_ns if any_late else None
+        lat_max = int(lat.max()) if len(lat) else 0
+        late = lat > self.m.timeout_ns if lat_max > self.m.timeout_ns else None
         if self.m.flow is not None:
             self._hold_stock(p, group, outcome, replayed, late)
         self.stats.replays += int(np.count_nonzero(replayed))
@@ -651,7 +658,10 @@ class _Run:
             outcome[late] = TIMEOUT
             done[late] = t[late] + self.m.timeout_ns
             lat[late] = self.m.timeout_ns
-        self.stats.add_answers(t, p.first, done, lat, outcome, p.product)
+            span, lat_max = None, self.m.timeout_ns  # the latest answer changed: recounted
+        self.stats.add_answers(
+            t, p.first, done, lat, outcome, p.product, done_span=span, lat_max=lat_max
+        )
         self._log_skus(watermark)
 
     def _log_skus(self, bound: int) -> None:
@@ -667,7 +677,7 @@ class _Run:
     # -- the flow ----------------------------------------------------------------------------
 
     def _returns_due(
-        self, group: I64, done: I64, qty: I64, watermark: int
+        self, group: I64, done: I64, qty: I64, watermark: int, latest: int
     ) -> tuple[tuple[I64, I64, I64], tuple[I64, I64, I64], I64 | None]:
         """Returns to merge among this batch's orders (before a later completion of their
         group here) and returns to give back straight (by the watermark); the rest wait.
@@ -676,10 +686,11 @@ class _Run:
 
         Where a group's stock covers every order of this batch, a return changes no answer:
         it goes back straight after the batch (the usual case while a SKU has stock).
+        ``latest``: the batch's latest completion.
         """
         # at the end (no watermark) only those before the batch's last completion: the rest
         # is for settle(), a window at a time
-        top = int(done.max()) if watermark == NO_END else max(int(done.max()), watermark)
+        top = latest if watermark == NO_END else max(latest, watermark)
         t, g, q = self.returns.take_before(top + 1)
         if not len(t):
             e = np.empty(0, dtype=np.int64)
