@@ -343,6 +343,8 @@ class _Run:
         self.limits = limits if limits.any() else None  # per product, 0 = none
         # no quantity above the lowest limit: no order is over its limit (the usual case)
         self.lowest_limit = int(limits[limits > 0].min()) if limits.any() else 0
+        # the scenario's quantities are all within it: no order is, never a pass over rows
+        self.all_within = self.limits is None or max(sc.buyers.qty_values) <= self.lowest_limit
         self.returns = Returns(model.window_ns)
         self.holds = np.zeros((model.n_products, 3), dtype=np.int64) if model.flow else None
         self.n_groups = model.n_products * cfg.shards
@@ -408,7 +410,7 @@ class _Run:
         else:
             req = stream if len(stream) else due
         end = (k + 1) * self.m.window_ns
-        if len(req) and self.limits is not None:
+        if len(req) and not self.all_within:
             req = self._reject_over_limit(req)
         if len(req) and self.bucket is not None:
             req = self._admit(req, end)
@@ -481,6 +483,7 @@ class _Run:
         results are scattered back, so every other column stays in arrival order.
         """
         queue = self._route(req)
+        earliest: int | None = None  # the earliest answer, where known without a pass
         simple = self.inflight is None and self.tail is None  # one server a queue, no limit
         if simple and self.m.n_queues <= 1 << 16:  # only the queues' segments, not their keys
             o, q = _small_order(queue, self.m.n_queues), None
@@ -516,6 +519,8 @@ class _Run:
             ends -= 1
             depart = fifo_departures(None, t_q, s_q, self.last[qid], (starts,))
             self.last[qid] = depart[ends]
+            # a queue's departures ascend: the earliest is among each queue's first
+            earliest = int(depart[starts].min()) + self.m.overhead_ns
             done[o] = depart
             all_in = True
             admitted = np.ones(0, dtype=bool)
@@ -532,7 +537,7 @@ class _Run:
         if not all_in:
             self._throttled(req.take(~admitted), window_end)
             req = req.take(admitted)
-        self._hold(req)
+        self._hold(req, earliest)
 
     def _in_flight(self, queue: I64, t: I64, s: I64) -> tuple[Bool, I64]:
         """The queues behind the storefront's limit on orders in flight across all of them
@@ -551,10 +556,13 @@ class _Run:
 
     # -- stock -----------------------------------------------------------------------------
 
-    def _hold(self, req: Requests) -> None:
-        """Keep admitted requests until the watermark passes their completion."""
+    def _hold(self, req: Requests, earliest: int | None = None) -> None:
+        """Keep admitted requests until the watermark passes their completion (``earliest``:
+        the first of them, when the caller knows it)."""
         if len(req):
-            heapq.heappush(self.pending, (int(req.done.min()), self.batches, req))
+            if earliest is None:
+                earliest = int(req.done.min())
+            heapq.heappush(self.pending, (earliest, self.batches, req))
             self.batches += 1
             self.pending_rows += len(req)
 
