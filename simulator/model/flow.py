@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from simulator.model import service
+from simulator.model.stock import Returned, joined
 from simulator.scenario.model import Think
 
 I64 = npt.NDArray[np.int64]
@@ -212,25 +213,22 @@ class Returns:
         """The earliest time a return is due (a lower bound), None when none is."""
         return self._heap[0][0] if self._heap else None
 
-    def take_before(self, horizon: int) -> tuple[I64, I64, I64]:
-        """Every return due before ``horizon`` (exclusive), removed: (t, group, qty)."""
-        parts: list[tuple[I64, I64]] = []
+    def take_chunks(self, horizon: int) -> list[Returned]:
+        """Every return due before ``horizon`` (exclusive), removed, as the chunks they were
+        kept in: (t, group, qty) each, not joined (units going straight back to stock need
+        no join: :meth:`~simulator.model.stock.StockBook.give_back_chunks`)."""
+        parts: list[Returned] = []
         while self._heap and self._heap[0][0] < horizon:
             _, _, hi, t, packed = heapq.heappop(self._heap)
             self.rows -= len(t)
-            if hi < horizon:
-                parts.append((t, packed))
-                continue
-            due = t < horizon  # the chunk holding the horizon: its later part waits
-            parts.append((t[due], packed[due]))
-            later = ~due
-            self._push(t[later], packed[later], horizon, hi)
-        if not parts:
-            e = np.empty(0, dtype=np.int64)
-            return e, e, e
-        if len(parts) == 1:
-            t, packed = parts[0]
-        else:
-            t = np.concatenate([p[0] for p in parts])
-            packed = np.concatenate([p[1] for p in parts])
-        return t, packed >> 16, packed & 0xFFFF
+            if hi >= horizon:  # the chunk holding the horizon: its later part waits
+                due = t < horizon
+                later = ~due
+                self._push(t[later], packed[later], horizon, hi)
+                t, packed = t[due], packed[due]
+            parts.append((t, packed >> 16, packed & 0xFFFF))
+        return parts
+
+    def take_before(self, horizon: int) -> Returned:
+        """Every return due before ``horizon`` (exclusive), removed: (t, group, qty)."""
+        return joined(self.take_chunks(horizon))

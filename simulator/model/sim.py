@@ -70,7 +70,7 @@ from simulator.model.kernels import (
 from simulator.model.overload import Overload, check_state_size
 from simulator.model.requests import Requests
 from simulator.model.stats import ModelStats
-from simulator.model.stock import RING_OVER_LIMIT, StockBook, sum_by
+from simulator.model.stock import RING_OVER_LIMIT, StockBook, joined, sum_by
 from simulator.outcomes import CONFIRMED, REJECTED, THROTTLED, TIMEOUT
 from simulator.scenario import Scenario
 from simulator.schedule import (
@@ -650,7 +650,7 @@ class _Run:
             group, done, p.qty, p.order, candidate, None, buyers, returns, demand
         )
         if direct is not None:
-            self.stock.give_back(*direct)
+            self.stock.give_back_chunks(direct)
         if self.stock.limits is not None:
             outcome[outcome == RING_OVER_LIMIT] = REJECTED
         t = p.t
@@ -686,9 +686,10 @@ class _Run:
 
     def _returns_due(
         self, group: I64, done: I64, qty: I64, watermark: int, latest: int
-    ) -> tuple[tuple[I64, I64, I64], tuple[I64, I64, I64], I64 | None]:
+    ) -> tuple[tuple[I64, I64, I64], list[tuple[I64, I64, I64]], I64 | None]:
         """Returns to merge among this batch's orders (before a later completion of their
-        group here) and returns to give back straight (by the watermark); the rest wait.
+        group here) and returns to give back straight (by the watermark, in chunks); the rest
+        wait.
         Third: the units this batch asks per group, when there were returns to weigh
         (:meth:`StockBook.resolve` reuses them).
 
@@ -699,16 +700,19 @@ class _Run:
         # at the end (no watermark) only those before the batch's last completion: the rest
         # is for settle(), a window at a time
         top = latest if watermark == NO_END else max(latest, watermark)
-        t, g, q = self.returns.take_before(top + 1)
-        if not len(t):
-            e = np.empty(0, dtype=np.int64)
-            return (e, e, e), (e, e, e), None
+        chunks = self.returns.take_chunks(top + 1)
+        e = np.empty(0, dtype=np.int64)
+        if not chunks:
+            return (e, e, e), [], None
         demand = sum_by(group, qty, self.n_groups)
         hard_group = self.stock.left <= demand
-        h = np.flatnonzero(hard_group[g]) if hard_group.any() else np.empty(0, np.intp)
-        if not len(h) and top <= watermark:  # the usual case: every return straight back
-            e = np.empty(0, dtype=np.int64)
-            return (e, e, e), (t, g, q), demand
+        hard = bool(hard_group.any())
+        if not hard and top <= watermark:  # the usual case: every return straight back
+            return (e, e, e), chunks, demand
+        t, g, q = joined(chunks)
+        h = np.flatnonzero(hard_group[g]) if hard else np.empty(0, np.intp)
+        if not len(h) and top <= watermark:
+            return (e, e, e), [(t, g, q)], demand
         merge = np.zeros(len(t), dtype=bool)
         if len(h):
             rows = np.flatnonzero(hard_group[group])
@@ -719,7 +723,7 @@ class _Run:
         wait = ~merge & ~now
         if wait.any():
             self.returns.add(t[wait], g[wait], q[wait])
-        return _pick(t, g, q, merge), _pick(t, g, q, now), demand
+        return _pick(t, g, q, merge), [_pick(t, g, q, now)], demand
 
     def _hold_stock(
         self, p: Requests, group: I64, outcome: U8, replayed: Bool, late: Bool | None
@@ -771,7 +775,7 @@ class _Run:
         at a time, in time order: memory stays that of the holds themselves)."""
         while (t0 := self.returns.earliest()) is not None:
             horizon = t0 + self.m.window_ns
-            self.stock.give_back(*self.returns.take_before(horizon))
+            self.stock.give_back_chunks(self.returns.take_chunks(horizon))
             self._log_skus(horizon - 1)
         self.stock.log_skus()  # every event is final now
 

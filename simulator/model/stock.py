@@ -833,6 +833,15 @@ class StockBook:
                 self._log(g[came], tt[came], came[came])
         np.add.at(self.left, group, qty)
 
+    def give_back_chunks(self, chunks: list[Returned]) -> None:
+        """:meth:`give_back` of chunks of returns (t, group, units); where no group is out of
+        stock (no return to log) a chunk at a time, not joined first."""
+        if len(chunks) == 1 or (chunks and (self.left == 0).any()):
+            self.give_back(*joined(chunks))
+            return
+        for _, group, qty in chunks:
+            np.add.at(self.left, group, qty)
+
     def _went_out(self, group: I64, t: I64) -> None:
         """These groups (each once, sorted) sold out at ``t``."""
         self.zero_ns[group] = np.minimum(self.zero_ns[group], t)
@@ -1014,3 +1023,14 @@ def _with(mask: Bool | None, rows: npt.NDArray[np.intp], n: int) -> Bool:
 
 def _pick(r: Returned, mask: Bool) -> Returned:
     return r[0][mask], r[1][mask], r[2][mask]
+
+
+def joined(chunks: list[Returned]) -> Returned:
+    """Chunks of (t, group, qty) as one (t, group, qty)."""
+    if not chunks:
+        e = np.empty(0, dtype=np.int64)
+        return e, e, e
+    if len(chunks) == 1:
+        return chunks[0]
+    t, group, qty = (np.concatenate(c) for c in zip(*chunks, strict=True))
+    return t, group, qty
