@@ -993,12 +993,8 @@ def _first_attempts(
     if hi - lo <= 4 * len(order) + (1 << 16):
         mark = np.zeros(hi - lo + 3, dtype=bool)  # 0 and the last: out of range
         mark[ids - (lo - 1)] = True
-        rel = order - (lo - 1)
-        # ids below the range wrap to the top as unsigned: one minimum sends both sides out
-        # of range (np.clip with its two bounds costs several times more)
-        wrapped = rel.view(np.uint64)
-        np.minimum(wrapped, np.uint64(hi - lo + 2), out=wrapped)
-        hit = mark[rel]
+        # ids outside the range clip to its ends, out of range (take clips as it gathers)
+        hit = mark.take(order - (lo - 1), mode="clip")
     else:
         u = np.unique(ids)
         j = np.minimum(np.searchsorted(u, order), len(u) - 1)
