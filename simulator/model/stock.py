@@ -42,7 +42,14 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from simulator.model.kernels import lex_order, rows_of, seg_cumsum, segments
+from simulator.model.kernels import (
+    lex_order,
+    rows_of,
+    seg_cumsum,
+    seg_lengths,
+    seg_starts,
+    segments,
+)
 from simulator.outcomes import CONFIRMED, SOLD_OUT
 
 I64 = npt.NDArray[np.int64]
@@ -174,13 +181,12 @@ def take_with_returns(starts: I64, q: I64, back: Bool, room: I64) -> tuple[Bool,
 @dataclass(frozen=True, slots=True)
 class _Chains:
     """The rows of buyers who may meet their limit in a batch, sorted by buyer (a buyer's rows
-    ascending) with their quantities: segment starts and numbers (a segment per buyer), each
-    segment's buyer and the units it held before, and the groups where a limit binds."""
+    ascending) with their quantities: segment starts (a segment per buyer), each segment's
+    buyer and the units it held before, and the groups where a limit binds."""
 
     rows: npt.NDArray[np.intp]
     qty: I64
     starts: I64
-    seg: I64
     buyer: I64
     held: I64
     binding: I64
@@ -390,6 +396,7 @@ class StockBook:
             has_ret = np.zeros(len(self.left), dtype=bool)
             has_ret[returns[1]] = True
         limited = chains = None
+        narrowed = False  # rows taken out of ``limited`` since the chains were found
         if self.limits is not None and buyers is not None:
             if self.all_limited:
                 limited = np.ones(n, dtype=bool) if skip is None else ~skip
@@ -424,6 +431,7 @@ class StockBook:
                         np.flatnonzero(in_full), group, done, qty, sub, buyers, outcome, ret
                     )
                     limited &= ~in_full
+                    narrowed = True
                     skip |= in_full
         later = None
         if has_ret is not None and has_ret.any():
@@ -445,8 +453,8 @@ class StockBook:
         self._take(group, done, qty, sub, skip, outcome, demand)
         if later is not None:
             self.give_back(*later)
-        if chains is not None and limited is not None:
-            self._hold_confirmed(limited, outcome, chains)
+        if chains is not None:
+            self._hold_confirmed(limited if narrowed else None, outcome, chains)
         outcome[src_of] = outcome[src]
         outcome[in_batch] = outcome[first_row]
         # every row now has its id's outcome: replays write the word their id has already
@@ -612,7 +620,7 @@ class StockBook:
             return None
         rows = rows[lex_order((buyer[rows],))]  # stable: a buyer's rows stay ascending
         b = buyer[rows]
-        starts, seg, _ = segments(b, ranks=False)
+        starts = seg_starts(b)
         b = b[starts]
         held = self._held(b)
         room = self.limits[product[rows[starts]]] - held
@@ -620,17 +628,19 @@ class StockBook:
         ok = np.ones(len(rows), dtype=bool)
         # a chain asking no more than its room fits whole; only the others (a few) need
         # their orders in completion order, take if fits
-        over = np.add.reduceat(q, starts) > room
-        if not over.any():
-            return _Chains(rows, q, starts, seg, b, held, np.empty(0, dtype=np.int64), ok)
-        sel = np.flatnonzero(over[seg])
+        over = np.flatnonzero(np.add.reduceat(q, starts) > room)
+        if not len(over):
+            return _Chains(rows, q, starts, b, held, np.empty(0, dtype=np.int64), ok)
+        lengths = seg_lengths(starts, len(rows))[over]
+        at = np.cumsum(lengths) - lengths  # where each of them starts among their rows
+        chain = np.repeat(np.arange(len(over)), lengths)
+        sel = np.repeat(starts[over] - at, lengths) + np.arange(len(chain))
         keys = (done[rows[sel]],) if sub is None else (sub[rows[sel]], done[rows[sel]])
-        sel = sel[lex_order((*keys, seg[sel]))]  # ties stay in row order
-        s_seg = seg[sel]
-        s_starts, s_num, _ = segments(s_seg, ranks=False)
-        ok[sel] = fits_in_order(s_starts, s_num, q[sel], room[s_seg[s_starts]])
+        o = lex_order((*keys, chain))  # each chain's rows stay where they were; ties too
+        sel, chain = sel[o], chain[o]
+        ok[sel] = fits_in_order(at, chain, q[sel], room[over])
         binding = np.unique(group[rows[~ok]])
-        return _Chains(rows, q, starts, seg, b, held, binding, ok)
+        return _Chains(rows, q, starts, b, held, binding, ok)
 
     def _fit_within_limits(
         self,
@@ -656,11 +666,13 @@ class StockBook:
         fit: Bool = (asked <= left) & (left > 0)
         return fit
 
-    def _hold_confirmed(self, limited: Bool, outcome: U8, c: _Chains) -> None:
+    def _hold_confirmed(self, limited: Bool | None, outcome: U8, c: _Chains) -> None:
         """Keep the units each buyer who orders again holds now (outside the binding groups,
-        which keep their own): units held before plus those confirmed here."""
+        which keep their own): units held before plus those confirmed here. ``limited``:
+        the rows still to count, where some were taken out since the chains were found."""
         conf = outcome[c.rows] == CONFIRMED
-        conf &= limited[c.rows]
+        if limited is not None:
+            conf &= limited[c.rows]
         bought = np.add.reduceat(np.where(conf, c.qty, 0), c.starts)
         units = c.held + bought
         keep = bought > 0
