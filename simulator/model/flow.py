@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from simulator.model import service
-from simulator.model.stock import Returned, joined
+from simulator.model.stock import Returned, Unjoined, joined, pack
 from simulator.scenario.model import Think
 
 I64 = npt.NDArray[np.int64]
@@ -159,13 +159,6 @@ class FlowSettings:
         return a
 
 
-def pack(group: I64, qty: I64) -> I64:
-    """Group·2¹⁶ + units: a return's group and units in one word (quantities are < 2¹⁶)."""
-    packed = group << 16
-    packed |= qty
-    return packed
-
-
 class Returns:
     """Units on their way back to stock, in chunks no wider than ``bin_ns`` (the model's
     window) kept in a heap by their earliest time, so a window touches only the chunks due
@@ -213,11 +206,12 @@ class Returns:
         """The earliest time a return is due (a lower bound), None when none is."""
         return self._heap[0][0] if self._heap else None
 
-    def take_chunks(self, horizon: int) -> list[Returned]:
+    def take_chunks(self, horizon: int) -> list[Unjoined]:
         """Every return due before ``horizon`` (exclusive), removed, as the chunks they were
-        kept in: (t, group, qty) each, not joined (units going straight back to stock need
-        no join: :meth:`~simulator.model.stock.StockBook.give_back_chunks`)."""
-        parts: list[Returned] = []
+        kept in: (t, group·2¹⁶ + units) each, neither joined nor unpacked (units going
+        straight back to stock need neither:
+        :meth:`~simulator.model.stock.StockBook.give_back_chunks`)."""
+        parts: list[Unjoined] = []
         while self._heap and self._heap[0][0] < horizon:
             _, _, hi, t, packed = heapq.heappop(self._heap)
             self.rows -= len(t)
@@ -226,7 +220,7 @@ class Returns:
                 later = ~due
                 self._push(t[later], packed[later], horizon, hi)
                 t, packed = t[due], packed[due]
-            parts.append((t, packed >> 16, packed & 0xFFFF))
+            parts.append((t, packed))
         return parts
 
     def take_before(self, horizon: int) -> Returned:

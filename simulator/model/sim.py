@@ -57,7 +57,7 @@ import numpy.typing as npt
 from simulator.model import requests as rq
 from simulator.model import service
 from simulator.model.config import ModelConfig
-from simulator.model.flow import CANCELLED, EXPIRED, FlowSettings, Returns, pack
+from simulator.model.flow import CANCELLED, EXPIRED, FlowSettings, Returns
 from simulator.model.kernels import (
     NEVER,
     admit_fifo,
@@ -70,7 +70,7 @@ from simulator.model.kernels import (
 from simulator.model.overload import Overload, check_state_size
 from simulator.model.requests import Requests
 from simulator.model.stats import ModelStats
-from simulator.model.stock import RING_OVER_LIMIT, StockBook, joined, sum_by
+from simulator.model.stock import RING_OVER_LIMIT, StockBook, Unjoined, joined, pack, sum_by
 from simulator.outcomes import CONFIRMED, REJECTED, THROTTLED, TIMEOUT
 from simulator.scenario import Scenario
 from simulator.schedule import (
@@ -686,7 +686,7 @@ class _Run:
 
     def _returns_due(
         self, group: I64, done: I64, qty: I64, watermark: int, latest: int
-    ) -> tuple[tuple[I64, I64, I64], list[tuple[I64, I64, I64]], I64 | None]:
+    ) -> tuple[tuple[I64, I64, I64], list[Unjoined], I64 | None]:
         """Returns to merge among this batch's orders (before a later completion of their
         group here) and returns to give back straight (by the watermark, in chunks); the rest
         wait.
@@ -712,7 +712,7 @@ class _Run:
         t, g, q = joined(chunks)
         h = np.flatnonzero(hard_group[g]) if hard else np.empty(0, np.intp)
         if not len(h) and top <= watermark:
-            return (e, e, e), [(t, g, q)], demand
+            return (e, e, e), chunks, demand
         merge = np.zeros(len(t), dtype=bool)
         if len(h):
             rows = np.flatnonzero(hard_group[group])
@@ -723,7 +723,8 @@ class _Run:
         wait = ~merge & ~now
         if wait.any():
             self.returns.add(t[wait], g[wait], q[wait])
-        return _pick(t, g, q, merge), [_pick(t, g, q, now)], demand
+        now_t, now_g, now_q = _pick(t, g, q, now)
+        return _pick(t, g, q, merge), [(now_t, pack(now_g, now_q))], demand
 
     def _hold_stock(
         self, p: Requests, group: I64, outcome: U8, replayed: Bool, late: Bool | None

@@ -60,6 +60,7 @@ INF = np.iinfo(np.int64).max
 #: sold-out intervals kept per (product, shard) with their times (all are counted)
 SPANS = 4
 Returned = tuple[I64, I64, I64]  # (time, group, units) of stock coming back
+Unjoined = tuple[I64, I64]  # a chunk of returns as kept: (time, group·2¹⁶ + units)
 #: a ring code, not an outcome: over the buyer's per-SKU limit (the storefront's 422), which
 #: the model reports as REJECTED; 3 (THROTTLED's number) so that it fits the idempotency ring's
 #: two outcome bits beside CONFIRMED (1) and SOLD_OUT (2)
@@ -845,14 +846,16 @@ class StockBook:
                 self._log(g[came], tt[came], came[came])
         np.add.at(self.left, group, qty)
 
-    def give_back_chunks(self, chunks: list[Returned]) -> None:
-        """:meth:`give_back` of chunks of returns (t, group, units); where no group is out of
-        stock (no return to log) a chunk at a time, not joined first."""
-        if len(chunks) == 1 or (chunks and (self.left == 0).any()):
+    def give_back_chunks(self, chunks: list[Unjoined]) -> None:
+        """:meth:`give_back` of chunks of returns as kept (time, group·2¹⁶ + units); where no
+        group is out of stock (no return to log) their times are not even joined."""
+        if not chunks:
+            return
+        if (self.left == 0).any():
             self.give_back(*joined(chunks))
             return
-        for _, group, qty in chunks:
-            np.add.at(self.left, group, qty)
+        packed = chunks[0][1] if len(chunks) == 1 else np.concatenate([c[1] for c in chunks])
+        np.add.at(self.left, *unpack(packed))
 
     def _went_out(self, group: I64, t: I64) -> None:
         """These groups (each once, sorted) sold out at ``t``."""
@@ -1033,12 +1036,27 @@ def _pick(r: Returned, mask: Bool) -> Returned:
     return r[0][mask], r[1][mask], r[2][mask]
 
 
-def joined(chunks: list[Returned]) -> Returned:
-    """Chunks of (t, group, qty) as one (t, group, qty)."""
+def pack(group: I64, qty: I64) -> I64:
+    """Group·2¹⁶ + units: a return's group and units in one word (quantities are < 2¹⁶)."""
+    packed = group << 16
+    packed |= qty
+    return packed
+
+
+def unpack(packed: I64) -> tuple[I64, I64]:
+    """:func:`pack`'s words as (group, units)."""
+    return packed >> 16, packed & 0xFFFF
+
+
+def joined(chunks: list[Unjoined]) -> Returned:
+    """Chunks of returns as kept (:class:`~simulator.model.flow.Returns`) as one
+    (t, group, units)."""
     if not chunks:
         e = np.empty(0, dtype=np.int64)
         return e, e, e
     if len(chunks) == 1:
-        return chunks[0]
-    t, group, qty = (np.concatenate(c) for c in zip(*chunks, strict=True))
-    return t, group, qty
+        t, packed = chunks[0]
+    else:
+        t = np.concatenate([c[0] for c in chunks])
+        packed = np.concatenate([c[1] for c in chunks])
+    return t, *unpack(packed)
