@@ -115,19 +115,29 @@ def test_model_throughput_with_the_flow(benchmark):
     The flow's run checks conservation (initial = paid + free once every hold has ended) and
     that holds came back before the end (units reserved beyond what was paid).
 
-    Where the flow run's time goes (py-spy samples, 2026-12-06 05:41 UTC, shared 2-vCPU Xeon
-    while other tests ran, after the third round of model speed-ups; categories overlap):
-    serving 30 % (its FIFO kernel 7 %), stock decisions 22 % (the per-buyer limit chains 12 %
-    for ~9 % of the rows, whose buyers' units are read and written at random in a 2²⁴-slot
-    ring; the idempotency ring and first attempts 5 %), the holds' ends
-    17 % (their hash 4.5 %) and their returns 7 %, stats 9 %, reading the schedule rows 11 %
-    (the buyers' shard hash 4 %); the three splitmix64 hashes 7 % together. That round cut
-    the windows (0.5 s here: about 100,000 rows where nothing can be throttled, so no retry
-    backoff bounds them; each window costs fixed work over the 32,000 (product, shard)
-    groups) and passes over the rows. After the second round (03:15 UTC): serving 27 %,
-    stock decisions 24 % (chains 11 %, ring 3.5 %), holds' ends 16 % and returns 9 %, stats
-    10 %, rows 9 %. Before it (cProfile): stock 27 %, serving 22 %, holds and returns 26 %,
-    rows 8 %, stats 5 %, joining 4 %.
+    Where the flow run's time goes (py-spy samples, 2026-12-06 09:07 UTC, 2-vCPU Intel Xeon
+    KVM guest, after the fourth round of model speed-ups; categories overlap): serving 30 %
+    (its FIFO kernel 8 %: a cumulative sum and a running maximum, scalar loops in NumPy; the
+    radix sort of the rows by queue 3 %, the service hash 2.5 %, counting the service draws
+    2.5 %), stock decisions 19 % (the per-buyer limit chains 10 %, of which their buyers'
+    units read and written in the 2²⁴-slot ring 2.3 %; idempotency 4.7 %; taking stock
+    1.7 %), the holds' ends 18 % (their hash and ends 6 %; the rest gathers of the expiring
+    and cancelled holds and the per-(product, end) sums), their returns 7 %, stats 7 %,
+    reading the schedule rows 12 % (the transposing copy 5.7 %, memory-bound on the
+    pre-generated rows; the buyers' shard hash 3 %); the three splitmix64 hashes 9 % together.
+    That round skipped the usual case's work rather than speeding passes up: _take confirms
+    every row at once where every group's requests fit, chains that fit their room whole
+    need no completion order, returns go straight back chunk by chunk unjoined, reductions
+    of a batch (its completion span, longest latency, earliest answer) are made once, and the
+    shard hash runs over the whole window (half the NumPy calls). In-window, irregular
+    operations (gathers, scatters, nonzero, sorts, np.add.at, bincount) and reductions over
+    rows no longer in cache cost ~1 ns a row each, several times a cheap elementwise pass:
+    splitting returns into columns (no packing) or working the holds in cache-sized blocks
+    measured slower. After the third round (05:41 UTC): serving 30 % (FIFO kernel 7 %),
+    stock decisions 22 % (chains 12 %), holds' ends 17 % and returns 7 %, stats 9 %, rows
+    11 %. After the second (03:15 UTC): serving 27 %, stock decisions 24 %, holds' ends 16 %
+    and returns 9 %, stats 10 %, rows 9 %. Before it (cProfile): stock 27 %, serving 22 %,
+    holds and returns 26 %, rows 8 %, stats 5 %, joining 4 %.
     """
     import dataclasses
 

@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from simulator.model import service
+from simulator.model.stock import Returned, Unjoined, joined, pack
 from simulator.scenario.model import Think
 
 I64 = npt.NDArray[np.int64]
@@ -158,13 +159,6 @@ class FlowSettings:
         return a
 
 
-def pack(group: I64, qty: I64) -> I64:
-    """Group·2¹⁶ + units: a return's group and units in one word (quantities are < 2¹⁶)."""
-    packed = group << 16
-    packed |= qty
-    return packed
-
-
 class Returns:
     """Units on their way back to stock, in chunks no wider than ``bin_ns`` (the model's
     window) kept in a heap by their earliest time, so a window touches only the chunks due
@@ -212,25 +206,23 @@ class Returns:
         """The earliest time a return is due (a lower bound), None when none is."""
         return self._heap[0][0] if self._heap else None
 
-    def take_before(self, horizon: int) -> tuple[I64, I64, I64]:
-        """Every return due before ``horizon`` (exclusive), removed: (t, group, qty)."""
-        parts: list[tuple[I64, I64]] = []
+    def take_chunks(self, horizon: int) -> list[Unjoined]:
+        """Every return due before ``horizon`` (exclusive), removed, as the chunks they were
+        kept in: (t, group·2¹⁶ + units) each, neither joined nor unpacked (units going
+        straight back to stock need neither:
+        :meth:`~simulator.model.stock.StockBook.give_back_chunks`)."""
+        parts: list[Unjoined] = []
         while self._heap and self._heap[0][0] < horizon:
             _, _, hi, t, packed = heapq.heappop(self._heap)
             self.rows -= len(t)
-            if hi < horizon:
-                parts.append((t, packed))
-                continue
-            due = t < horizon  # the chunk holding the horizon: its later part waits
-            parts.append((t[due], packed[due]))
-            later = ~due
-            self._push(t[later], packed[later], horizon, hi)
-        if not parts:
-            e = np.empty(0, dtype=np.int64)
-            return e, e, e
-        if len(parts) == 1:
-            t, packed = parts[0]
-        else:
-            t = np.concatenate([p[0] for p in parts])
-            packed = np.concatenate([p[1] for p in parts])
-        return t, packed >> 16, packed & 0xFFFF
+            if hi >= horizon:  # the chunk holding the horizon: its later part waits
+                due = t < horizon
+                later = ~due
+                self._push(t[later], packed[later], horizon, hi)
+                t, packed = t[due], packed[due]
+            parts.append((t, packed))
+        return parts
+
+    def take_before(self, horizon: int) -> Returned:
+        """Every return due before ``horizon`` (exclusive), removed: (t, group, qty)."""
+        return joined(self.take_chunks(horizon))

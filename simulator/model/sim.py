@@ -57,7 +57,7 @@ import numpy.typing as npt
 from simulator.model import requests as rq
 from simulator.model import service
 from simulator.model.config import ModelConfig
-from simulator.model.flow import CANCELLED, EXPIRED, FlowSettings, Returns, pack
+from simulator.model.flow import CANCELLED, EXPIRED, FlowSettings, Returns
 from simulator.model.kernels import (
     NEVER,
     admit_fifo,
@@ -70,7 +70,7 @@ from simulator.model.kernels import (
 from simulator.model.overload import Overload, check_state_size
 from simulator.model.requests import Requests
 from simulator.model.stats import ModelStats
-from simulator.model.stock import RING_OVER_LIMIT, StockBook, sum_by
+from simulator.model.stock import RING_OVER_LIMIT, StockBook, Unjoined, joined, pack, sum_by
 from simulator.outcomes import CONFIRMED, REJECTED, THROTTLED, TIMEOUT
 from simulator.scenario import Scenario
 from simulator.schedule import (
@@ -343,6 +343,8 @@ class _Run:
         self.limits = limits if limits.any() else None  # per product, 0 = none
         # no quantity above the lowest limit: no order is over its limit (the usual case)
         self.lowest_limit = int(limits[limits > 0].min()) if limits.any() else 0
+        # the scenario's quantities are all within it: no order is, never a pass over rows
+        self.all_within = self.limits is None or max(sc.buyers.qty_values) <= self.lowest_limit
         self.returns = Returns(model.window_ns)
         self.holds = np.zeros((model.n_products, 3), dtype=np.int64) if model.flow else None
         self.n_groups = model.n_products * cfg.shards
@@ -408,7 +410,7 @@ class _Run:
         else:
             req = stream if len(stream) else due
         end = (k + 1) * self.m.window_ns
-        if len(req) and self.limits is not None:
+        if len(req) and not self.all_within:
             req = self._reject_over_limit(req)
         if len(req) and self.bucket is not None:
             req = self._admit(req, end)
@@ -481,6 +483,7 @@ class _Run:
         results are scattered back, so every other column stays in arrival order.
         """
         queue = self._route(req)
+        earliest: int | None = None  # the earliest answer, where known without a pass
         simple = self.inflight is None and self.tail is None  # one server a queue, no limit
         if simple and self.m.n_queues <= 1 << 16:  # only the queues' segments, not their keys
             o, q = _small_order(queue, self.m.n_queues), None
@@ -516,6 +519,8 @@ class _Run:
             ends -= 1
             depart = fifo_departures(None, t_q, s_q, self.last[qid], (starts,))
             self.last[qid] = depart[ends]
+            # a queue's departures ascend: the earliest is among each queue's first
+            earliest = int(depart[starts].min()) + self.m.overhead_ns
             done[o] = depart
             all_in = True
             admitted = np.ones(0, dtype=bool)
@@ -532,7 +537,7 @@ class _Run:
         if not all_in:
             self._throttled(req.take(~admitted), window_end)
             req = req.take(admitted)
-        self._hold(req)
+        self._hold(req, earliest)
 
     def _in_flight(self, queue: I64, t: I64, s: I64) -> tuple[Bool, I64]:
         """The queues behind the storefront's limit on orders in flight across all of them
@@ -551,10 +556,13 @@ class _Run:
 
     # -- stock -----------------------------------------------------------------------------
 
-    def _hold(self, req: Requests) -> None:
-        """Keep admitted requests until the watermark passes their completion."""
+    def _hold(self, req: Requests, earliest: int | None = None) -> None:
+        """Keep admitted requests until the watermark passes their completion (``earliest``:
+        the first of them, when the caller knows it)."""
         if len(req):
-            heapq.heappush(self.pending, (int(req.done.min()), self.batches, req))
+            if earliest is None:
+                earliest = int(req.done.min())
+            heapq.heappush(self.pending, (earliest, self.batches, req))
             self.batches += 1
             self.pending_rows += len(req)
 
@@ -599,7 +607,7 @@ class _Run:
         lag = flow.min_lag_ns()
         lo, hi = int(p.done.min()), int(p.done.max())
         if hi - lo < lag:
-            self._decide_batch(p, watermark)
+            self._decide_batch(p, watermark, (lo, hi))
             return
         o = lex_order((p.done,))
         d = p.done[o]
@@ -611,14 +619,20 @@ class _Run:
             self._decide_batch(p.take(o[a:b]), bound)
             a = b
 
-    def _decide_batch(self, p: Requests, watermark: int) -> None:
+    def _decide_batch(
+        self, p: Requests, watermark: int, span: tuple[int, int] | None = None
+    ) -> None:
         """Stock, replays and answers of one batch; with the flow, its holds and returns.
 
         ``watermark``: every order decided later completes after it, so units coming back by
         then to a group with no later order in this batch can go straight back to stock.
+        ``span``: the batch's earliest and latest completion, when the caller has them
+        (each reduction over a batch's rows costs about as much as a cheap pass).
         """
         group = self._group(p)
         done = p.done
+        if span is None and len(p):
+            span = (int(done.min()), int(done.max()))
         candidate = p.duplicate()
         if p.first is not p.t:
             candidate |= p.attempt > 0
@@ -630,18 +644,19 @@ class _Run:
             buyers = (p.product, p.buyer, check)
         returns = direct = demand = None
         if self.m.flow is not None and len(p):
-            returns, direct, demand = self._returns_due(group, done, p.qty, watermark)
+            assert span is not None
+            returns, direct, demand = self._returns_due(group, done, p.qty, watermark, span[1])
         outcome, replayed, (so, false) = self.stock.resolve(
             group, done, p.qty, p.order, candidate, None, buyers, returns, demand
         )
         if direct is not None:
-            self.stock.give_back(*direct)
+            self.stock.give_back_chunks(direct)
         if self.stock.limits is not None:
             outcome[outcome == RING_OVER_LIMIT] = REJECTED
         t = p.t
         lat = done - t
-        any_late = len(lat) > 0 and int(lat.max()) > self.m.timeout_ns
-        late = lat > self.m.timeout_ns if any_late else None
+        lat_max = int(lat.max()) if len(lat) else 0
+        late = lat > self.m.timeout_ns if lat_max > self.m.timeout_ns else None
         if self.m.flow is not None:
             self._hold_stock(p, group, outcome, replayed, late)
         self.stats.replays += int(np.count_nonzero(replayed))
@@ -651,7 +666,10 @@ class _Run:
             outcome[late] = TIMEOUT
             done[late] = t[late] + self.m.timeout_ns
             lat[late] = self.m.timeout_ns
-        self.stats.add_answers(t, p.first, done, lat, outcome, p.product)
+            span, lat_max = None, self.m.timeout_ns  # the latest answer changed: recounted
+        self.stats.add_answers(
+            t, p.first, done, lat, outcome, p.product, done_span=span, lat_max=lat_max
+        )
         self._log_skus(watermark)
 
     def _log_skus(self, bound: int) -> None:
@@ -667,29 +685,34 @@ class _Run:
     # -- the flow ----------------------------------------------------------------------------
 
     def _returns_due(
-        self, group: I64, done: I64, qty: I64, watermark: int
-    ) -> tuple[tuple[I64, I64, I64], tuple[I64, I64, I64], I64 | None]:
+        self, group: I64, done: I64, qty: I64, watermark: int, latest: int
+    ) -> tuple[tuple[I64, I64, I64], list[Unjoined], I64 | None]:
         """Returns to merge among this batch's orders (before a later completion of their
-        group here) and returns to give back straight (by the watermark); the rest wait.
+        group here) and returns to give back straight (by the watermark, in chunks); the rest
+        wait.
         Third: the units this batch asks per group, when there were returns to weigh
         (:meth:`StockBook.resolve` reuses them).
 
         Where a group's stock covers every order of this batch, a return changes no answer:
         it goes back straight after the batch (the usual case while a SKU has stock).
+        ``latest``: the batch's latest completion.
         """
         # at the end (no watermark) only those before the batch's last completion: the rest
         # is for settle(), a window at a time
-        top = int(done.max()) if watermark == NO_END else max(int(done.max()), watermark)
-        t, g, q = self.returns.take_before(top + 1)
-        if not len(t):
-            e = np.empty(0, dtype=np.int64)
-            return (e, e, e), (e, e, e), None
+        top = latest if watermark == NO_END else max(latest, watermark)
+        chunks = self.returns.take_chunks(top + 1)
+        e = np.empty(0, dtype=np.int64)
+        if not chunks:
+            return (e, e, e), [], None
         demand = sum_by(group, qty, self.n_groups)
         hard_group = self.stock.left <= demand
-        h = np.flatnonzero(hard_group[g]) if hard_group.any() else np.empty(0, np.intp)
-        if not len(h) and top <= watermark:  # the usual case: every return straight back
-            e = np.empty(0, dtype=np.int64)
-            return (e, e, e), (t, g, q), demand
+        hard = bool(hard_group.any())
+        if not hard and top <= watermark:  # the usual case: every return straight back
+            return (e, e, e), chunks, demand
+        t, g, q = joined(chunks)
+        h = np.flatnonzero(hard_group[g]) if hard else np.empty(0, np.intp)
+        if not len(h) and top <= watermark:
+            return (e, e, e), chunks, demand
         merge = np.zeros(len(t), dtype=bool)
         if len(h):
             rows = np.flatnonzero(hard_group[group])
@@ -700,7 +723,8 @@ class _Run:
         wait = ~merge & ~now
         if wait.any():
             self.returns.add(t[wait], g[wait], q[wait])
-        return _pick(t, g, q, merge), _pick(t, g, q, now), demand
+        now_t, now_g, now_q = _pick(t, g, q, now)
+        return _pick(t, g, q, merge), [(now_t, pack(now_g, now_q))], demand
 
     def _hold_stock(
         self, p: Requests, group: I64, outcome: U8, replayed: Bool, late: Bool | None
@@ -752,7 +776,7 @@ class _Run:
         at a time, in time order: memory stays that of the holds themselves)."""
         while (t0 := self.returns.earliest()) is not None:
             horizon = t0 + self.m.window_ns
-            self.stock.give_back(*self.returns.take_before(horizon))
+            self.stock.give_back_chunks(self.returns.take_chunks(horizon))
             self._log_skus(horizon - 1)
         self.stock.log_skus()  # every event is final now
 

@@ -92,10 +92,10 @@ class ModelStats:
         setattr(self, name, arr)
 
     def add_demand(self, t_ns: I64) -> None:
-        """Scheduled orders (first clicks)."""
+        """Scheduled orders (first clicks), in time order (the schedule's)."""
         if len(t_ns):
             self.rows += len(t_ns)
-            s0, s1 = int(t_ns.min()) // _NS, int(t_ns.max()) // _NS
+            s0, s1 = int(t_ns[0]) // _NS, int(t_ns[-1]) // _NS
             if s0 == s1:  # a window within one second (the usual case): no pass over rows
                 self.demand_s = _grow(self.demand_s, s1 + 1)  # type: ignore[assignment]
                 self.demand_s[s1] += len(t_ns)
@@ -128,7 +128,16 @@ class ModelStats:
         return b
 
     def add_answers(
-        self, intended: I64, first_ns: I64, done: I64, lat: I64, outcome: U8, product: I64
+        self,
+        intended: I64,
+        first_ns: I64,
+        done: I64,
+        lat: I64,
+        outcome: U8,
+        product: I64,
+        *,
+        done_span: tuple[int, int] | None = None,
+        lat_max: int | None = None,
     ) -> None:
         """Answered requests that are also their orders' final answers (served requests).
 
@@ -136,12 +145,16 @@ class ModelStats:
         (second, bucket) serves the latency, per-second latency and sent counts, and one per
         (second, product, outcome) the outcomes, completions and confirmed orders. ``lat`` is
         ``done − intended``; ``first_ns`` may be ``intended`` itself (every row a first attempt).
+        ``done_span`` (the earliest and latest ``done``) and ``lat_max``: when the caller has
+        them (a reduction over the rows fewer each).
         """
         n = len(intended)
         if not n:
             return
         self.attempts += n
-        lat_sum, lat_max, lat_min = int(lat.sum()), int(lat.max()), int(lat.min())
+        lat_sum, lat_min = int(lat.sum()), int(lat.min())
+        if lat_max is None:
+            lat_max = int(lat.max())
         self.latency_sum_ns += lat_sum
         self.latency_max_ns = max(self.latency_max_ns, lat_max)
         self.latency_min_ns = min(self.latency_min_ns, lat_min)
@@ -177,7 +190,9 @@ class ModelStats:
             self.order_latency += np.bincount(b, minlength=hist.N_BUCKETS)
         # outcomes by second of answer and product
         n_out, n_prod = len(OUTCOME_NAMES), self.n_products
-        d0, d1 = int(done.min()) // _NS, int(done.max()) // _NS + 1
+        if done_span is None:
+            done_span = (int(done.min()), int(done.max()))
+        d0, d1 = done_span[0] // _NS, done_span[1] // _NS + 1
         self.outcomes_s = _grow(self.outcomes_s, d1)  # type: ignore[assignment]
         self.completed_s = _grow(self.completed_s, d1)  # type: ignore[assignment]
         # (second of answer − d0, product, outcome) of each answer; within one second (the

@@ -42,7 +42,14 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from simulator.model.kernels import lex_order, seg_cumsum, segments
+from simulator.model.kernels import (
+    lex_order,
+    rows_of,
+    seg_cumsum,
+    seg_lengths,
+    seg_starts,
+    segments,
+)
 from simulator.outcomes import CONFIRMED, SOLD_OUT
 
 I64 = npt.NDArray[np.int64]
@@ -53,6 +60,7 @@ INF = np.iinfo(np.int64).max
 #: sold-out intervals kept per (product, shard) with their times (all are counted)
 SPANS = 4
 Returned = tuple[I64, I64, I64]  # (time, group, units) of stock coming back
+Unjoined = tuple[I64, I64]  # a chunk of returns as kept: (time, group·2¹⁶ + units)
 #: a ring code, not an outcome: over the buyer's per-SKU limit (the storefront's 422), which
 #: the model reports as REJECTED; 3 (THROTTLED's number) so that it fits the idempotency ring's
 #: two outcome bits beside CONFIRMED (1) and SOLD_OUT (2)
@@ -173,13 +181,14 @@ def take_with_returns(starts: I64, q: I64, back: Bool, room: I64) -> tuple[Bool,
 
 @dataclass(frozen=True, slots=True)
 class _Chains:
-    """The rows of buyers who may meet their limit in a batch, sorted by buyer then completion:
-    segment starts and numbers (a segment per buyer), units each held before, and the groups
-    where a limit binds."""
+    """The rows of buyers who may meet their limit in a batch, sorted by buyer (a buyer's rows
+    ascending) with their quantities: segment starts (a segment per buyer), each segment's
+    buyer and the units it held before, and the groups where a limit binds."""
 
     rows: npt.NDArray[np.intp]
+    qty: I64
     starts: I64
-    seg: I64
+    buyer: I64
     held: I64
     binding: I64
     ok: Bool  # per row: within the limit, were every earlier order of its buyer confirmed
@@ -388,6 +397,7 @@ class StockBook:
             has_ret = np.zeros(len(self.left), dtype=bool)
             has_ret[returns[1]] = True
         limited = chains = None
+        narrowed = False  # rows taken out of ``limited`` since the chains were found
         if self.limits is not None and buyers is not None:
             if self.all_limited:
                 limited = np.ones(n, dtype=bool) if skip is None else ~skip
@@ -422,6 +432,7 @@ class StockBook:
                         np.flatnonzero(in_full), group, done, qty, sub, buyers, outcome, ret
                     )
                     limited &= ~in_full
+                    narrowed = True
                     skip |= in_full
         later = None
         if has_ret is not None and has_ret.any():
@@ -443,8 +454,8 @@ class StockBook:
         self._take(group, done, qty, sub, skip, outcome, demand)
         if later is not None:
             self.give_back(*later)
-        if chains is not None and limited is not None and buyers is not None:
-            self._hold_confirmed(limited, qty, outcome, buyers, chains)
+        if chains is not None:
+            self._hold_confirmed(limited if narrowed else None, outcome, chains)
         outcome[src_of] = outcome[src]
         outcome[in_batch] = outcome[first_row]
         # every row now has its id's outcome: replays write the word their id has already
@@ -494,10 +505,46 @@ class StockBook:
             self._decide_in_order(group, done, qty, sub, ci, outcome)
             return
         total = sum_by(group, qty, len(room)) if demand is None else demand.copy()
-        if skip is not None:
+        if skip is not None:  # replays take nothing
             sk = np.flatnonzero(skip)
-            total -= sum_by(group[sk], qty[sk], len(room))
+            np.subtract.at(total, group[sk], qty[sk])
         fits = total <= room
+        # every group's requests fit (the usual case while stock lasts): all confirmed, and
+        # none of the passes over the groups and rows that sort out the others
+        every = bool(fits.all())
+        emptied = total == room
+        emptied &= total > 0
+        if not every:
+            emptied &= fits
+        if emptied.any():  # zero time: the last (latest) completion of the group's orders
+            m = self._rows(emptied[group], skip)
+            last = np.full(len(room), np.iinfo(np.int64).min, dtype=np.int64)
+            np.maximum.at(last, group[m], done[m])
+            out = np.flatnonzero(emptied)
+            self._went_out(out, last[out])
+        if every:
+            self.left -= total
+            row: U8 | int = CONFIRMED
+        else:
+            row = self._take_some(group, done, qty, sub, skip, total, fits)
+        if skip is None:
+            outcome[:] = row
+        else:
+            np.copyto(outcome, row, where=~skip)
+
+    def _take_some(
+        self,
+        group: I64,
+        done: I64,
+        qty: I64,
+        sub: I64 | None,
+        skip: Bool | None,
+        total: I64,
+        fits: Bool,
+    ) -> U8:
+        """:meth:`_take` where some group's requests do not all fit (``total``: the units they
+        ask per group, ``fits``: where they do): the outcome of each row."""
+        room = self.left
         if int(qty.min()) >= 1:
             empty = ~fits & (room == 0)
             contended = ~fits & (room > 0)
@@ -507,24 +554,14 @@ class StockBook:
         # CONFIRMED (1) where it all fits, SOLD_OUT (2) where nothing is left
         code = np.subtract(SOLD_OUT, fits, dtype=np.uint8)
         row = code[group]
-        emptied = fits & (total == room) & (total > 0)
-        if emptied.any():  # zero time: the last (latest) completion of the group's orders
-            m = self._rows(emptied[group], skip)
-            last = np.full(len(room), np.iinfo(np.int64).min, dtype=np.int64)
-            np.maximum.at(last, group[m], done[m])
-            out = np.flatnonzero(emptied)
-            self._went_out(out, last[out])
-        self.left -= total * fits
+        np.subtract(room, total, out=room, where=fits)
         first_out = empty & (self.first_sold_out_ns == INF)
         if first_out.any():  # first sold-out answer: the earliest completion
             m = self._rows(first_out[group], skip)
             np.minimum.at(self.first_sold_out_ns, group[m], done[m])
         if contended.any():
             self._decide_in_order(group, done, qty, sub, self._rows(contended[group], skip), row)
-        if skip is None:
-            outcome[:] = row
-        else:
-            np.copyto(outcome, row, where=~skip)
+        return row
 
     def _decide_in_order(
         self, group: I64, done: I64, qty: I64, sub: I64 | None, rows: npt.NDArray[np.intp], out: U8
@@ -579,19 +616,32 @@ class StockBook:
         """
         assert self.limits is not None
         product, buyer, check = buyers
-        rows = np.flatnonzero(limited & check)
+        rows = rows_of(limited & check)
         if not len(rows):
             return None
-        # by buyer, then completion (lexsort is stable: ties stay in row order)
-        keys = (done[rows],) if sub is None else (sub[rows], done[rows])
-        rows = rows[lex_order((*keys, buyer[rows]))]
+        rows = rows[lex_order((buyer[rows],))]  # stable: a buyer's rows stay ascending
         b = buyer[rows]
-        starts, seg, _ = segments(b, ranks=False)
-        held = self._held(b[starts])
+        starts = seg_starts(b)
+        b = b[starts]
+        held = self._held(b)
         room = self.limits[product[rows[starts]]] - held
-        ok = fits_in_order(starts, seg, qty[rows], room)
+        q = qty[rows]
+        ok = np.ones(len(rows), dtype=bool)
+        # a chain asking no more than its room fits whole; only the others (a few) need
+        # their orders in completion order, take if fits
+        over = np.flatnonzero(np.add.reduceat(q, starts) > room)
+        if not len(over):
+            return _Chains(rows, q, starts, b, held, np.empty(0, dtype=np.int64), ok)
+        lengths = seg_lengths(starts, len(rows))[over]
+        at = np.cumsum(lengths) - lengths  # where each of them starts among their rows
+        chain = np.repeat(np.arange(len(over)), lengths)
+        sel = np.repeat(starts[over] - at, lengths) + np.arange(len(chain))
+        keys = (done[rows[sel]],) if sub is None else (sub[rows[sel]], done[rows[sel]])
+        o = lex_order((*keys, chain))  # each chain's rows stay where they were; ties too
+        sel, chain = sel[o], chain[o]
+        ok[sel] = fits_in_order(at, chain, q[sel], room[over])
         binding = np.unique(group[rows[~ok]])
-        return _Chains(rows, starts, seg, held, binding, ok)
+        return _Chains(rows, q, starts, b, held, binding, ok)
 
     def _fit_within_limits(
         self,
@@ -617,20 +667,18 @@ class StockBook:
         fit: Bool = (asked <= left) & (left > 0)
         return fit
 
-    def _hold_confirmed(
-        self, limited: Bool, qty: I64, outcome: U8, buyers: tuple[I64, I64, Bool], c: _Chains
-    ) -> None:
+    def _hold_confirmed(self, limited: Bool | None, outcome: U8, c: _Chains) -> None:
         """Keep the units each buyer who orders again holds now (outside the binding groups,
-        which keep their own): units held before plus those confirmed here."""
-        buyer = buyers[1]
-        conf = limited[c.rows] & (outcome[c.rows] == CONFIRMED)
-        got = qty[c.rows] * conf
-        bought = sum_by(c.seg, got, len(c.starts))
-        first = c.rows[c.starts]
+        which keep their own): units held before plus those confirmed here. ``limited``:
+        the rows still to count, where some were taken out since the chains were found."""
+        conf = outcome[c.rows] == CONFIRMED
+        if limited is not None:
+            conf &= limited[c.rows]
+        bought = np.add.reduceat(np.where(conf, c.qty, 0), c.starts)
         units = c.held + bought
         keep = bought > 0
         if keep.any():
-            self._hold(buyer[first][keep], units[keep])
+            self._hold(c.buyer[keep], units[keep])
 
     def _decide_limited(
         self,
@@ -786,8 +834,8 @@ class StockBook:
         """Units coming back to groups with no order left to decide before them."""
         if not len(t):
             return
-        back = sum_by(group, qty, len(self.left))
-        if ((self.left == 0) & (back > 0)).any():  # only groups out of stock log a return
+        empty = self.left == 0  # only groups out of stock log a return
+        if empty.any() and (empty[group] & (qty > 0)).any():
             out = np.flatnonzero(self.left[group] == 0)
             o = out[lex_order((t[out], group[out]))]
             g, tt, q = group[o], t[o], qty[o]
@@ -796,7 +844,18 @@ class StockBook:
             came = (before == 0) & (q > 0)
             if came.any():
                 self._log(g[came], tt[came], came[came])
-        self.left += back
+        np.add.at(self.left, group, qty)
+
+    def give_back_chunks(self, chunks: list[Unjoined]) -> None:
+        """:meth:`give_back` of chunks of returns as kept (time, group·2¹⁶ + units); where no
+        group is out of stock (no return to log) their times are not even joined."""
+        if not chunks:
+            return
+        if (self.left == 0).any():
+            self.give_back(*joined(chunks))
+            return
+        packed = chunks[0][1] if len(chunks) == 1 else np.concatenate([c[1] for c in chunks])
+        np.add.at(self.left, *unpack(packed))
 
     def _went_out(self, group: I64, t: I64) -> None:
         """These groups (each once, sorted) sold out at ``t``."""
@@ -949,9 +1008,8 @@ def _first_attempts(
     if hi - lo <= 4 * len(order) + (1 << 16):
         mark = np.zeros(hi - lo + 3, dtype=bool)  # 0 and the last: out of range
         mark[ids - (lo - 1)] = True
-        rel = order - (lo - 1)
-        np.clip(rel, 0, hi - lo + 2, out=rel)
-        hit = mark[rel]
+        # ids outside the range clip to its ends, out of range (take clips as it gathers)
+        hit = mark.take(order - (lo - 1), mode="clip")
     else:
         u = np.unique(ids)
         j = np.minimum(np.searchsorted(u, order), len(u) - 1)
@@ -976,3 +1034,29 @@ def _with(mask: Bool | None, rows: npt.NDArray[np.intp], n: int) -> Bool:
 
 def _pick(r: Returned, mask: Bool) -> Returned:
     return r[0][mask], r[1][mask], r[2][mask]
+
+
+def pack(group: I64, qty: I64) -> I64:
+    """Group·2¹⁶ + units: a return's group and units in one word (quantities are < 2¹⁶)."""
+    packed = group << 16
+    packed |= qty
+    return packed
+
+
+def unpack(packed: I64) -> tuple[I64, I64]:
+    """:func:`pack`'s words as (group, units)."""
+    return packed >> 16, packed & 0xFFFF
+
+
+def joined(chunks: list[Unjoined]) -> Returned:
+    """Chunks of returns as kept (:class:`~simulator.model.flow.Returns`) as one
+    (t, group, units)."""
+    if not chunks:
+        e = np.empty(0, dtype=np.int64)
+        return e, e, e
+    if len(chunks) == 1:
+        t, packed = chunks[0]
+    else:
+        t = np.concatenate([c[0] for c in chunks])
+        packed = np.concatenate([c[1] for c in chunks])
+    return t, *unpack(packed)
