@@ -75,6 +75,7 @@ needs_peers = pytest.mark.skipif(
 def test_peers_script_quick():
     out = _script("peers.py", "--quick", "--no-install")
     assert "req/s" in out and "stall" in out and "truth" in out
+    assert "engine, windows, rate search" in out  # both engines searched
     if harness.k6_missing(install=False) is None:
         assert "k6 (open, sustained)" in out and "k6 constant-arrival-rate" in out
 

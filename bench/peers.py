@@ -9,8 +9,10 @@ Target pinned to core 0, generator to core 1, everything on 127.0.0.1, every cel
    (``flashsale serve``, memory backend): wrk 4.1 (1 thread, closed loop), Locust FastHttpUser
    (``constant(0)``, closed loop) and the engine's max sustained *open-loop* rate with full
    recording (every order 201, dispatch-lag p99 ≤ 1 ms, ≥ 99 % answered in time; the search
-   starts at 0.4× wrk's rate and steps ×1.15). Prints req/s, ratios, the generator's CPU per
-   request and, for nginx, the server's own request count.
+   starts at 0.4× wrk's rate and steps ×1.15), as it runs by default and with windows
+   (``flashsale run --windows``: answers never send, the orders due within 100 µs leave
+   together). Prints req/s, ratios, the generator's CPU per request and, for nginx, the
+   server's own request count.
 2. Honest latency under a stall: nginx is paused (SIGSTOP) for 1 s, 4 s into a 10 s run at a
    constant 5,000 req/s (wrk: closed loop, its own rate). Each tool's reported p99 / p99.9 / max
    is set against the truth: a share f = 1 s / 10 s of the orders wait 0–1 s more, so
@@ -76,6 +78,14 @@ def machine() -> dict[str, Any]:
     }
 
 
+#: the engine as it runs by default, and with windows instead of answers sending due orders
+#: (``EngineConfig.answers_send=False``, ``flashsale run --windows``): each searched the same way
+ENGINES: dict[str, dict[str, Any] | None] = {
+    "engine (open, sustained)": None,
+    "engine, windows (open, sustained)": {"answers_send": False},
+}
+
+
 def engine_figures(step: dict[str, float], seconds: float) -> Figures:
     return Figures(
         "engine", step["rate"], int(step["orders"]), int(step["orders"] - step["confirmed"]),
@@ -138,29 +148,33 @@ def throughput(
     else:
         print(f"k6: skipped ({peers['k6']})")
     start = 0.4 * wrk_rps if wrk_rps else 5000.0
-    print("engine, " + harness.SEARCH_RULE.format(factor=1.15, reps=args.reps))
-    best = harness.engine_max_rate(
-        url, round(start, -2), args.seconds, args.connections, factor=1.15,
-        max_rate_per_s=start * args.max_steps_factor, reps=args.reps,
-    )  # fmt: skip
-    if best is not None:
-        # its best step of the search (the server count spans every step: not shown)
-        hosts["engine (open, sustained)"] = {k: best[k] for k in ("load1", "steal_share")}
-        cell("engine (open, sustained)", lambda: engine_figures(best, args.seconds), count=False)
-    else:
-        print("engine: no rate passed")
+    for name, config in ENGINES.items():
+        print(f"{name.removesuffix(' (open, sustained)')}, "
+              + harness.SEARCH_RULE.format(factor=1.15, reps=args.reps))  # fmt: skip
+        best = harness.engine_max_rate(
+            url, round(start, -2), args.seconds, args.connections, factor=1.15,
+            max_rate_per_s=start * args.max_steps_factor, reps=args.reps, config=config,
+        )  # fmt: skip
+        if best is not None:
+            # its best step of the search (the server count spans every step: not shown)
+            hosts[name] = {k: best[k] for k in ("load1", "steal_share")}
+            cell(name, lambda best=best: engine_figures(best, args.seconds), count=False)
+        else:
+            print(f"{name}: no rate passed")
     if wrk_rps:
         for name, fig in cells.items():
             print(f"  ratio {name} / wrk: {fig.rps / wrk_rps:.2f}")
-    eng = cells.get("engine (open, sustained)")
-    for peer in ("locust FastHttpUser (closed)", "k6 (open, sustained)"):
-        if eng is not None and peer in cells and cells[peer].rps:
-            ratio = eng.rps / cells[peer].rps
-            print(f"  ratio engine / {peer.split()[0]}: {ratio:.1f}  (goal ≥ 10)")
-    if eng is not None and "wrk (closed)" in cells:
-        w = cells["wrk (closed)"]
-        print(f"  engine CPU per order / wrk's: "
-              f"{eng.cpu_us_per_request / w.cpu_us_per_request:.2f}  (goal ≤ 1.3)")  # fmt: skip
+    for name in ENGINES:
+        eng = cells.get(name)
+        label = name.removesuffix(" (open, sustained)")
+        for peer in ("locust FastHttpUser (closed)", "k6 (open, sustained)"):
+            if eng is not None and peer in cells and cells[peer].rps:
+                ratio = eng.rps / cells[peer].rps
+                print(f"  ratio {label} / {peer.split()[0]}: {ratio:.1f}  (goal ≥ 10)")
+        if eng is not None and "wrk (closed)" in cells:
+            w = cells["wrk (closed)"]
+            print(f"  {label} CPU per order / wrk's: "
+                  f"{eng.cpu_us_per_request / w.cpu_us_per_request:.2f}  (goal ≤ 1.3)")  # fmt: skip
     for name, host in hosts.items():
         print(f"  host during {name}: load {host['load1']:.2f}, steal {host['steal_share']:.1%}")
     return {name: {**vars(fig), "server_counted": counted.get(name)} for name, fig in cells.items()}

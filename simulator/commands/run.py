@@ -17,6 +17,7 @@ FLAGS = {
     "orders_path": "--orders",
     "metrics_port": "--metrics-port",
     "metrics_host": "--metrics-host",
+    "windows": "--windows",
 }
 
 
@@ -62,6 +63,13 @@ def configure(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="spin through the last millisecond before each order instead of sleeping on a "
         "timerfd: a whole core below saturation, but answers are seen ~20-30 µs sooner",
+    )
+    p.add_argument(
+        "--windows",
+        action="store_true",
+        help="send the orders that come due within 100 µs together from the loop's timer, "
+        "never from an answer: less CPU per order and a higher top rate, for a dispatch lag "
+        "of up to ~0.1 ms more",
     )
     p.add_argument(
         "--metrics-port",
@@ -159,6 +167,7 @@ def main(args: argparse.Namespace) -> int:
         orders_path=Path(args.orders) if args.orders else None,
         reset=not args.no_reset,
         busy_wait=args.busy_wait,
+        windows=args.windows,
         ca_file=args.ca_file,
         insecure=args.insecure,
         thresholds=tuple(checks),

@@ -53,6 +53,7 @@ class RunConfig:
     audit: bool = True
     reset: bool = True  # POST the target's reset path first (off: a user's live storefront)
     busy_wait: bool = False  # spin before each order instead of sleeping on a timerfd
+    windows: bool = False  # answers never send due orders: the timer sends a window's together
     ca_file: str | None = None  # https target: trust the CAs in this PEM file
     insecure: bool = False  # https target: do not check its certificate
     thresholds: tuple[Threshold, ...] = ()  # parsed before the run; checked on its report
@@ -159,6 +160,11 @@ def _execute(
             clear_stream(config.orders_path)
         except (ValueError, OSError) as exc:
             raise UsageError(f"orders stream: {exc}", "orders_path") from None
+    if config.windows and config.busy_wait:
+        raise UsageError(
+            "windows are sent by the timerfd's wake-ups, and busy waiting uses none: "
+            "choose one", "windows"
+        )  # fmt: skip
     if config.audit:
         check_secrets(sc)  # an unset SHOP_DSN is found now, not after the sale
     started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -172,6 +178,7 @@ def _execute(
             retry=sc.buyers.retry,
             seed=sc.seed,
             fine_timer=not config.busy_wait,
+            answers_send=not config.windows,
         )
         spec = WorkerSpec(
             scenario=sc,
@@ -220,6 +227,7 @@ def _execute(
             workers=workers,
             connections=connections,
             busy_wait=config.busy_wait,
+            windows=config.windows,
             timeout_s=sc.run.timeout_s,
             drain_s=sc.run.drain_s,
             recorder_bytes=result.recorder_bytes,

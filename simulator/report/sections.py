@@ -219,6 +219,7 @@ class RunInfo:
     workers: int | None = None
     connections: int | None = None
     busy_wait: bool | None = None
+    windows: bool | None = None  # due orders sent in windows by the timer, not on answers
     timeout_s: float | None = None
     drain_s: float | None = None
     recorder_bytes: int | None = None
@@ -234,6 +235,7 @@ class RunInfo:
             "workers": self.workers,
             "connections": self.connections,
             "busy_wait": self.busy_wait,
+            "windows": self.windows,
             "timeout_s": self.timeout_s,
             "drain_s": self.drain_s,
             "recorder_bytes": self.recorder_bytes,
@@ -246,13 +248,14 @@ class RunInfo:
     def from_json(cls, x: Any) -> RunInfo:
         """Read the section (missing: nothing known)."""
         d = _dict(x)
-        busy = d.get("busy_wait")
+        busy, windows = d.get("busy_wait"), d.get("windows")
         return cls(
             _str(d.get("started_at")),
             _float(d.get("wall_s")),
             _int(d.get("workers")),
             _int(d.get("connections")),
             busy if isinstance(busy, bool) else None,
+            windows if isinstance(windows, bool) else None,
             _float(d.get("timeout_s")),
             _float(d.get("drain_s")),
             _int(d.get("recorder_bytes")),

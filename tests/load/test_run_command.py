@@ -44,6 +44,7 @@ def test_json_report_against_a_target(fake_store, scenario_file, tmp_path: Path)
         assert set(report["latency_ms"][kind]) >= {"p50", "p90", "p99", "p99.9", "max"}
     assert report["scenario"]["seed"] == 7 and not report["partial"]
     assert report["run"]["busy_wait"] is False  # sleeps on a timerfd between orders
+    assert report["run"]["windows"] is False  # an answer sends the order that has come due
     assert len(report["timeline"]["p99_ms"]) == len(report["timeline"]["second"])
 
 
@@ -178,6 +179,29 @@ def test_busy_wait_runs_the_same_schedule(fake_store, scenario_file) -> None:
     assert report["run"]["busy_wait"] is True
     assert sum(report["orders"]["outcomes"].values()) == report["orders"]["scheduled"] > 250
     assert report["audit"]["ok"]
+
+
+def test_windows_run_the_same_schedule(fake_store, scenario_file) -> None:
+    """``--windows``: due orders leave from the timer's wake-ups only (the waiting rules:
+    tests/load/test_coalesce_model.py); every order still goes out once and is answered, and
+    the report says how it ran."""
+    url, _ = fake_store("ok", ("a=100000", "b=100000"))
+    path = str(scenario_file(rate=3000, duration=1.0))
+    r = flashsale(path, "--target", url, "--json", "--windows")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["run"]["windows"] is True and report["run"]["busy_wait"] is False
+    assert sum(report["orders"]["outcomes"].values()) == report["orders"]["scheduled"] > 2500
+    assert report["orders"]["outcomes"]["confirmed"] == report["orders"]["scheduled"]
+    assert report["audit"]["ok"]
+
+
+def test_windows_and_busy_waiting_are_refused_together(fake_store, scenario_file) -> None:
+    url, _ = fake_store("ok", ("a=10", "b=10"))
+    r = flashsale(str(scenario_file(rate=10, duration=0.5)), "--target", url, "--json",
+                  "--windows", "--busy-wait")  # fmt: skip
+    assert r.returncode == 2 and r.stdout == ""
+    assert "--windows" in r.stderr and "busy waiting" in r.stderr
 
 
 def test_thresholds_are_in_the_one_report_json(fake_store, scenario_file, tmp_path: Path) -> None:
