@@ -152,6 +152,11 @@ def _execute(
     connections = config.connections or sc.run.connections
     if config.transport not in ("lean", "aiohttp"):
         raise UsageError(f"transport {config.transport!r}: unknown (lean or aiohttp)", "transport")
+    if config.windows and config.busy_wait:
+        raise UsageError(
+            "windows are sent by the timerfd's wake-ups, and busy waiting uses none: "
+            "choose one", "windows"
+        )  # fmt: skip
     if config.orders_path is not None:
         if config.out_dir is not None and config.orders_path.parent == config.out_dir:
             with contextlib.suppress(OSError):  # the report's own write says why, if it fails
@@ -160,11 +165,6 @@ def _execute(
             clear_stream(config.orders_path)
         except (ValueError, OSError) as exc:
             raise UsageError(f"orders stream: {exc}", "orders_path") from None
-    if config.windows and config.busy_wait:
-        raise UsageError(
-            "windows are sent by the timerfd's wake-ups, and busy waiting uses none: "
-            "choose one", "windows"
-        )  # fmt: skip
     if config.audit:
         check_secrets(sc)  # an unset SHOP_DSN is found now, not after the sale
     started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

@@ -196,12 +196,21 @@ def test_windows_run_the_same_schedule(fake_store, scenario_file) -> None:
     assert report["audit"]["ok"]
 
 
-def test_windows_and_busy_waiting_are_refused_together(fake_store, scenario_file) -> None:
+def test_windows_and_busy_waiting_are_refused_together(
+    fake_store, scenario_file, tmp_path: Path
+) -> None:
+    """Refused before anything is touched: an earlier run's orders stream stays."""
     url, _ = fake_store("ok", ("a=10", "b=10"))
-    r = flashsale(str(scenario_file(rate=10, duration=0.5)), "--target", url, "--json",
-                  "--windows", "--busy-wait")  # fmt: skip
+    path = str(scenario_file(rate=10, duration=0.5))
+    orders = tmp_path / "orders.npys"
+    assert flashsale(path, "--target", url, "--json", "--orders", str(orders)).returncode == 0
+    kept = sorted((f.name, f.read_bytes()) for f in tmp_path.iterdir())
+    assert kept
+    r = flashsale(path, "--target", url, "--json", "--orders", str(orders), "--windows",
+                  "--busy-wait")  # fmt: skip
     assert r.returncode == 2 and r.stdout == ""
     assert "--windows" in r.stderr and "busy waiting" in r.stderr
+    assert sorted((f.name, f.read_bytes()) for f in tmp_path.iterdir()) == kept
 
 
 def test_thresholds_are_in_the_one_report_json(fake_store, scenario_file, tmp_path: Path) -> None:
